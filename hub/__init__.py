@@ -1,0 +1,7 @@
+"""MoE Hub: model registry and experiment tracker for Mixture-of-Experts models.
+
+`hub.client` (SDK and CLI) must stay importable without Django; nothing at this level
+imports Django or Celery.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,131 @@
+"""Thin views: parse, call one service or selector, serialize."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from hub.accounts import selectors, services
+from hub.accounts.models import ApiToken, Role
+from hub.common.errors import Forbidden, NotAuthenticated
+from hub.common.pagination import paginate
+
+
+def _require_user(request):
+    if not request.user or not request.user.is_authenticated:
+        raise NotAuthenticated("Authentication required: pass 'Authorization: Bearer <token>'.")
+    return request.user
+
+
+class TokenOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField()
+    scope = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+
+
+def _token_out(t: ApiToken) -> dict:
+    return TokenOut(t).data
+
+
+class WhoAmIApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        username = serializers.CharField()
+        is_admin = serializers.BooleanField()
+        namespaces = serializers.ListField(child=serializers.DictField())
+        token_scope = serializers.CharField(allow_null=True)
+
+    @extend_schema(responses=OutputSerializer, summary="Who the caller is")
+    def get(self, request):
+        user = _require_user(request)
+        memberships = user.memberships.select_related("namespace").order_by("namespace__name")
+        return Response(
+            {
+                "username": user.username,
+                "is_admin": user.is_superuser,
+                "namespaces": [{"name": m.namespace.name, "kind": m.namespace.kind, "role": m.role} for m in memberships],
+                "token_scope": selectors.token_scope(request),
+            }
+        )
+
+
+class TokenListCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=100)
+        scope = serializers.ChoiceField(choices=ApiToken.Scope.values, default=ApiToken.Scope.WRITE)
+
+    @extend_schema(responses=TokenOut(many=True), summary="List your tokens")
+    def get(self, request):
+        user = _require_user(request)
+        return paginate(self, selectors.token_list(user=user), _token_out)
+
+    @extend_schema(request=InputSerializer, summary="Create a token (the secret is shown once)")
+    def post(self, request):
+        user = _require_user(request)
+        if selectors.token_scope(request) == ApiToken.Scope.READ:
+            raise Forbidden("A read-only token cannot create tokens.", code="token_read_only")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        token, secret = services.token_create(user=user, **data.validated_data)
+        return Response({**_token_out(token), "token": secret}, status=201)
+
+
+class TokenRevokeApi(APIView):
+    @extend_schema(responses=TokenOut, summary="Revoke a token")
+    def delete(self, request, token_id: int):
+        user = _require_user(request)
+        return Response(_token_out(services.token_revoke(user=user, token_id=token_id)))
+
+
+class OrgCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=64)
+
+    @extend_schema(request=InputSerializer, summary="Create an organisation namespace")
+    def post(self, request):
+        user = _require_user(request)
+        if selectors.token_scope(request) == ApiToken.Scope.READ:
+            raise Forbidden("This token is read-only.", code="token_read_only")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        ns = services.org_create(name=data.validated_data["name"], creator=user)
+        return Response({"name": ns.name, "kind": ns.kind}, status=201)
+
+
+class NamespaceDetailApi(APIView):
+    @extend_schema(summary="A namespace and (for members) its members")
+    def get(self, request, namespace: str):
+        ns = selectors.namespace_get(name=namespace)
+        out = {"name": ns.name, "kind": ns.kind, "created_at": ns.created_at}
+        if selectors.role_in(user=request.user, namespace=ns):
+            out["members"] = [
+                {"username": m.user.username, "role": m.role}
+                for m in ns.memberships.select_related("user").order_by("user__username")
+            ]
+        return Response(out)
+
+
+class MemberApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        role = serializers.ChoiceField(choices=Role.values)
+
+    @extend_schema(request=InputSerializer, summary="Add a member or change their role (admins)")
+    def put(self, request, namespace: str, username: str):
+        ns = selectors.namespace_get(name=namespace)
+        selectors.require_role(request, namespace=ns, role=Role.ADMIN)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        m = services.membership_set(namespace=ns, user=selectors.user_get(username=username), role=data.validated_data["role"])
+        return Response({"namespace": ns.name, "username": username, "role": m.role})
+
+    @extend_schema(summary="Remove a member (admins)")
+    def delete(self, request, namespace: str, username: str):
+        ns = selectors.namespace_get(name=namespace)
+        selectors.require_role(request, namespace=ns, role=Role.ADMIN)
+        services.membership_remove(namespace=ns, user=selectors.user_get(username=username))
+        return Response(status=204)

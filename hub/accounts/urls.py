@@ -1,0 +1,12 @@
+from django.urls import path
+
+from hub.accounts import api
+
+urlpatterns = [
+    path("whoami", api.WhoAmIApi.as_view()),
+    path("tokens", api.TokenListCreateApi.as_view()),
+    path("tokens/<int:token_id>", api.TokenRevokeApi.as_view()),
+    path("orgs", api.OrgCreateApi.as_view()),
+    path("namespaces/<str:namespace>", api.NamespaceDetailApi.as_view()),
+    path("namespaces/<str:namespace>/members/<str:username>", api.MemberApi.as_view()),
+]

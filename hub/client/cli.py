@@ -1,0 +1,509 @@
+"""The ``hub`` command line, over the SDK.
+
+Exit codes a script can rely on: 0 success; 1 any other error; 2 bad usage or invalid
+input (4xx validation); 3 not found; 4 conflict (branch moved, merge conflict, exists);
+5 authentication or permission; 6 the hub is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from hub.client import config
+from hub.client.errors import HubClientError, HubUnreachable
+
+EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_AUTH, EXIT_UNREACHABLE = 1, 2, 3, 4, 5, 6
+
+
+def _client(args):
+    from hub.client.api import Client
+
+    return Client(url=args.url, token=args.token)
+
+
+def _print(obj: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=2, default=str))
+    elif isinstance(obj, str):
+        print(obj)
+    else:
+        print(json.dumps(obj, indent=2, default=str))
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+def cmd_login(args) -> int:
+    from hub.client.api import Client
+
+    token = args.token_value or os.environ.get("HUB_TOKEN") or _read_secret("Token: ")
+    url = (args.url or config.resolve()[0]).rstrip("/")
+    me = Client(url=url, token=token).whoami()
+    path = config.save(url=url, token=token)
+    print(f"Logged in to {url} as {me['username']} (token saved to {path})")
+    return 0
+
+
+def _read_secret(prompt: str) -> str:
+    import getpass
+
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().strip()
+    return getpass.getpass(prompt)
+
+
+def cmd_whoami(args) -> int:
+    me = _client(args).whoami()
+    if args.json:
+        _print(me, True)
+    else:
+        print(me["username"] + (" (site admin)" if me["is_admin"] else ""))
+        for ns in me["namespaces"]:
+            print(f"  {ns['name']:<24} {ns['kind']:<5} {ns['role']}")
+    return 0
+
+
+def cmd_repo(args) -> int:
+    c = _client(args)
+    if args.action == "create":
+        r = c.create_repo(args.repo, private=args.private, description=args.description or "", exist_ok=args.exist_ok)
+        print(f"Created {r['id']} ({'private' if r['private'] else 'public'}), default branch {r['default_branch']}")
+    elif args.action == "list":
+        repos = c.list_repos(args.namespace)
+        if args.json:
+            _print(repos, True)
+        for r in [] if args.json else repos:
+            print(f"{r['id']:<40} {'private' if r['private'] else 'public':<8} {r['description'][:60]}")
+    elif args.action == "info":
+        info = c.repo_info(args.repo)
+        if args.json:
+            _print(info, True)
+        else:
+            print(f"{info['id']}  ({'private' if info['private'] else 'public'}, {info['commits']} commits)")
+            for r in info["refs"]:
+                flag = " [protected]" if r.get("protected") else ""
+                print(f"  {r['kind']:<6} {r['name']:<32} {r['commit'][:12]}{flag}")
+    elif args.action == "delete":
+        c.delete_repo(args.repo)
+        print(f"Deleted {args.repo}")
+    return 0
+
+
+def cmd_push(args) -> int:
+    c = _client(args)
+    res = c.push(args.path, repo=args.repo, branch=args.branch, message=args.message, path_in_repo=args.path_in_repo,
+                 expected_head=args.expected_head, delete_missing=args.delete_missing, progress=not args.quiet,
+                 metadata=json.loads(args.metadata) if args.metadata else None)
+    if args.json:
+        _print(res.__dict__, True)
+    elif res.commit is None:
+        print("Nothing to commit: every file is already there.")
+    else:
+        print(f"{res.commit['sha'][:12]} {args.repo}@{args.branch or 'default'}: {res.changed_files} of {res.files} "
+              f"file(s) changed; uploaded {res.uploaded_chunks} of {res.chunks} chunk(s), {_human(res.uploaded_bytes)} "
+              f"of {_human(res.total_bytes)} in {res.seconds:.1f}s")
+    return 0
+
+
+def cmd_pull(args) -> int:
+    from hub.client.api import split_repo_ref
+
+    c = _client(args)
+    repo, ref = split_repo_ref(args.spec)
+    dest = args.dest or repo.split("/")[-1]
+    res = c.pull(args.spec, dest, progress=not args.quiet)
+    if args.json:
+        _print(res, True)
+    else:
+        print(f"{repo}@{ref or 'default'} = {res['commit'][:12]}: {res['downloaded']} file(s) downloaded "
+              f"({_human(res['bytes'])}), {res['skipped']} already up to date, in {dest}")
+    return 0
+
+
+def cmd_branch(args) -> int:
+    c = _client(args)
+    if args.action == "create":
+        b = c.create_branch(args.repo, args.name, args.from_ref)
+        print(f"Created branch {b['name']} at {b['commit'][:12]}")
+    elif args.action == "list":
+        branches = c.list_branches(args.repo)
+        if args.json:
+            _print(branches, True)
+        for b in [] if args.json else branches:
+            print(f"{b['name']:<40} {b['commit'][:12]}{'  [protected]' if b['protected'] else ''}")
+    elif args.action == "delete":
+        c.delete_branch(args.repo, args.name)
+        print(f"Deleted branch {args.name}")
+    elif args.action in {"protect", "unprotect"}:
+        c.protect_branch(args.repo, args.name, args.action == "protect")
+        print(f"Branch {args.name} is {'now' if args.action == 'protect' else 'no longer'} protected")
+    return 0
+
+
+def cmd_tag(args) -> int:
+    c = _client(args)
+    if args.action == "create":
+        t = c.create_tag(args.repo, args.name, args.ref, args.message or "")
+        print(f"Tagged {t['commit'][:12]} as {t['name']}")
+    elif args.action == "list":
+        tags = c.list_tags(args.repo)
+        if args.json:
+            _print(tags, True)
+        for t in [] if args.json else tags:
+            print(f"{t['name']:<40} {t['commit'][:12]} {t.get('message', '')[:50]}")
+    elif args.action == "delete":
+        c.delete_tag(args.repo, args.name)
+        print(f"Deleted tag {args.name}")
+    return 0
+
+
+def cmd_log(args) -> int:
+    from hub.client.api import split_repo_ref
+
+    repo, ref = split_repo_ref(args.spec)
+    commits = _client(args).log(repo, ref, first_parent=args.first_parent, limit=args.limit)
+    if args.json:
+        _print(commits, True)
+        return 0
+    for cm in commits:
+        merge = " (merge)" if len(cm["parents"]) > 1 else ""
+        lineage = "".join(f" {k}={cm[k]}" for k in ("job_id", "run_id") if cm.get(k))
+        print(f"{cm['sha'][:12]} {str(cm['created_at'])[:19]} {cm['author']:<12} {cm['message'].splitlines()[0]}{merge}{lineage}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from hub.client.api import split_repo_ref
+
+    repo, ref = split_repo_ref(args.spec)
+    c = _client(args)
+    sha = ref or c.repo_info(repo)["default_branch"]
+    if len(sha) < 40:
+        sha = c.list_files(repo, sha)["commit"]
+    info = c.commit_info(repo, sha)
+    if args.json:
+        _print(info, True)
+        return 0
+    print(f"commit {info['sha']}\nparents {' '.join(info['parents']) or '-'}\nauthor {info['author']}\n"
+          f"date   {info['created_at']}\n\n    {info['message']}\n")
+    for f in info["files"]:
+        print(f"  {f['kind']:<11} {_human(f['size']):>10}  {f['path']}")
+    return 0
+
+
+def cmd_ls(args) -> int:
+    from hub.client.api import split_repo_ref
+
+    repo, ref = split_repo_ref(args.spec)
+    listing = _client(args).list_files(repo, ref, args.prefix or "")
+    if args.json:
+        _print(listing, True)
+        return 0
+    for f in listing["files"]:
+        print(f"{_human(f['size']):>10}  {f['oid'][:12]}  {f['path']}")
+    return 0
+
+
+def cmd_diff(args) -> int:
+    d = _client(args).diff(args.repo, args.a, args.b, tensors=not args.files_only, filter=args.filter)
+    if args.json:
+        _print(d, True)
+        return 0
+    print(f"{args.a} ({d['a']['commit'][:12]}) → {args.b} ({d['b']['commit'][:12]})")
+    if not d["files"]:
+        print("  no differences")
+    for f in d["files"]:
+        print(f"  {f['status']:<8} {f['path']}")
+        for t in f.get("tensors", []):
+            if t["status"] != "changed":
+                print(f"      {t['status']:<8} {t['name']}")
+                continue
+            shape = f" shape {t['a']['shape']}→{t['b']['shape']}" if t["shape_changed"] else ""
+            dtype = f" dtype {t['a']['dtype']}→{t['b']['dtype']}" if t["dtype_changed"] else ""
+            stats = (f" ‖Δ‖={t['l2_delta']:.4g} rel={t['rel_change']:.3%} cos={t['cosine']:.6f}"
+                     if "l2_delta" in t else "")
+            print(f"      changed  {t['name']}{shape}{dtype}{stats}")
+        if "unchanged_tensors" in f:
+            print(f"      ({f['unchanged_tensors']} tensor(s) unchanged)")
+    return 0
+
+
+def cmd_merge(args) -> int:
+    c = _client(args)
+    try:
+        res = c.merge(args.repo, args.source, args.into, strategy=args.strategy, weight=args.weight,
+                      message=args.message, no_ff=args.no_ff)
+    except HubClientError as e:
+        if e.code == "merge_conflict" and not args.json:
+            print(f"error: {e.message}", file=sys.stderr)
+            for cf in e.details["conflicts"]:
+                where = f"{cf['path']}:{cf['tensor']}" if cf.get("tensor") else cf["path"]
+                o, t = cf["ours"], cf["theirs"]
+                print(f"  CONFLICT {where}\n    ours   {_side(o)}\n    theirs {_side(t)}", file=sys.stderr)
+            return EXIT_CONFLICT
+        raise
+    if args.json:
+        _print(res, True)
+    elif res["result"] == "up_to_date":
+        print(f"Already up to date: {args.into} contains {args.source}")
+    elif res["result"] == "fast_forward":
+        print(f"Fast-forward {args.into} to {res['commit']['sha'][:12]}")
+    else:
+        print(f"Merged {args.source} into {args.into}: {res['commit']['sha'][:12]}"
+              + (f" ({len(res['resolved'])} conflict(s) resolved by {args.strategy})" if res["resolved"] else ""))
+    return 0
+
+
+def _side(s: dict) -> str:
+    if s.get("status") == "deleted":
+        return "deleted"
+    bits = [s.get("status", "")]
+    if "shape" in s:
+        bits.append(f"{s['dtype']}{s['shape']}")
+    if "rel_change" in s:
+        bits.append(f"rel change {s['rel_change']:.3%} vs base, cos {s['cosine']:.5f}")
+    return ", ".join(bits)
+
+
+def cmd_gc(args) -> int:
+    report = _client(args).gc(dry_run=not args.execute, grace_seconds=args.grace_seconds)
+    if args.json:
+        _print(report, True)
+    else:
+        verb = "Would free" if report["dry_run"] else "Freed"
+        freed = report.get("freed_bytes", report["reclaimable_bytes"])
+        print(f"{verb} {_human(freed)}: {report['chunks']} chunk(s), {report['files']} file(s), "
+              f"{report['trees']} tree(s), {report['commits']} unreachable commit(s)")
+    return 0
+
+
+def cmd_token(args) -> int:
+    c = _client(args)
+    if args.action == "create":
+        t = c.create_token(args.name, args.scope)
+        print(t["token"])
+    elif args.action == "list":
+        for t in c.list_tokens():
+            state = "revoked" if t["revoked_at"] else "active"
+            print(f"{t['id']:>5} {t['prefix']}…  {t['scope']:<5} {state:<8} {t['name']}")
+    elif args.action == "revoke":
+        c.revoke_token(args.id)
+        print(f"Revoked token {args.id}")
+    return 0
+
+
+def cmd_admin(args) -> int:
+    """Runs on the hub's machine, against its database (needs the server's settings)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    argv = [args.action]
+    if args.action in {"create-user", "create-token"}:
+        argv += ["--user", args.user]
+    if args.action == "create-token":
+        argv += ["--scope", args.scope, "--name", args.name]
+    if args.action == "create-user":
+        if args.password:
+            argv += ["--password", args.password]
+        if args.site_admin:
+            argv.append("--admin")
+    call_command("hub_admin", *argv)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from hub.serve import serve
+
+    return serve(host=args.host, port=args.port, data_dir=args.data_dir, demo=args.demo)
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=None, help="hub URL (default: $HUB_URL or the saved login)")
+    common.add_argument("--token", default=None, help="API token (default: $HUB_TOKEN or the saved login)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = argparse.ArgumentParser(prog="hub", description="MoE Hub: model registry and experiment tracker.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("login", parents=[common], help="save the hub URL and a token")
+    s.add_argument("token_value", nargs="?", help="token (prompted for if omitted)")
+    s.set_defaults(fn=cmd_login)
+    sub.add_parser("whoami", parents=[common], help="who the token belongs to").set_defaults(fn=cmd_whoami)
+
+    s = sub.add_parser("repo", parents=[common], help="create, list, inspect or delete repos")
+    rs = s.add_subparsers(dest="action", required=True)
+    x = rs.add_parser("create", parents=[common])
+    x.add_argument("repo", help="namespace/name")
+    x.add_argument("--private", action="store_true")
+    x.add_argument("--description")
+    x.add_argument("--exist-ok", action="store_true")
+    x = rs.add_parser("list", parents=[common])
+    x.add_argument("--namespace")
+    x = rs.add_parser("info", parents=[common])
+    x.add_argument("repo")
+    x = rs.add_parser("delete", parents=[common])
+    x.add_argument("repo")
+    s.set_defaults(fn=cmd_repo)
+
+    s = sub.add_parser("push", parents=[common], help="commit a file or directory")
+    s.add_argument("path")
+    s.add_argument("--repo", required=True)
+    s.add_argument("--branch", "-b")
+    s.add_argument("-m", "--message", required=True)
+    s.add_argument("--path-in-repo", default="")
+    s.add_argument("--expected-head", help="fail with a conflict unless the branch is still at this commit")
+    s.add_argument("--metadata", help="JSON object stored with the commit")
+    s.add_argument("--delete-missing", action="store_true", help="also delete remote files absent locally")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    s.set_defaults(fn=cmd_push)
+
+    s = sub.add_parser("pull", parents=[common], help="download a ref: hub pull ns/name@ref DEST")
+    s.add_argument("spec")
+    s.add_argument("dest", nargs="?")
+    s.add_argument("--quiet", "-q", action="store_true")
+    s.set_defaults(fn=cmd_pull)
+
+    s = sub.add_parser("branch", parents=[common], help="create|list|delete|protect|unprotect")
+    bs = s.add_subparsers(dest="action", required=True)
+    x = bs.add_parser("create", parents=[common])
+    x.add_argument("repo")
+    x.add_argument("name")
+    x.add_argument("--from", dest="from_ref")
+    x = bs.add_parser("list", parents=[common])
+    x.add_argument("repo")
+    for action in ("delete", "protect", "unprotect"):
+        x = bs.add_parser(action, parents=[common])
+        x.add_argument("repo")
+        x.add_argument("name")
+    s.set_defaults(fn=cmd_branch)
+
+    s = sub.add_parser("tag", parents=[common], help="create|list|delete tags")
+    ts = s.add_subparsers(dest="action", required=True)
+    x = ts.add_parser("create", parents=[common])
+    x.add_argument("repo")
+    x.add_argument("name")
+    x.add_argument("ref")
+    x.add_argument("-m", "--message")
+    x = ts.add_parser("list", parents=[common])
+    x.add_argument("repo")
+    x = ts.add_parser("delete", parents=[common])
+    x.add_argument("repo")
+    x.add_argument("name")
+    s.set_defaults(fn=cmd_tag)
+
+    s = sub.add_parser("log", parents=[common], help="history: hub log ns/name[@ref]")
+    s.add_argument("spec")
+    s.add_argument("--first-parent", action="store_true")
+    s.add_argument("-n", "--limit", type=int, default=20)
+    s.set_defaults(fn=cmd_log)
+
+    s = sub.add_parser("show", parents=[common], help="a commit: hub show ns/name@ref")
+    s.add_argument("spec")
+    s.set_defaults(fn=cmd_show)
+
+    s = sub.add_parser("ls", parents=[common], help="files: hub ls ns/name[@ref]")
+    s.add_argument("spec")
+    s.add_argument("--prefix")
+    s.set_defaults(fn=cmd_ls)
+
+    s = sub.add_parser("diff", parents=[common], help="hub diff A B --repo ns/name")
+    s.add_argument("a")
+    s.add_argument("b")
+    s.add_argument("--repo", required=True)
+    s.add_argument("--files-only", action="store_true")
+    s.add_argument("--filter", help="only tensors whose name contains this")
+    s.set_defaults(fn=cmd_diff)
+
+    s = sub.add_parser("merge", parents=[common], help="hub merge SRC --into DST --repo ns/name")
+    s.add_argument("source")
+    s.add_argument("--into", required=True)
+    s.add_argument("--repo", required=True)
+    s.add_argument("--strategy", choices=["ours", "theirs", "average"])
+    s.add_argument("--weight", type=float, default=0.5, help="average: weight of SRC (0..1)")
+    s.add_argument("-m", "--message")
+    s.add_argument("--no-ff", action="store_true")
+    s.set_defaults(fn=cmd_merge)
+
+    s = sub.add_parser("gc", parents=[common], help="garbage-collect (dry run unless --execute)")
+    s.add_argument("--execute", action="store_true")
+    s.add_argument("--grace-seconds", type=int)
+    s.set_defaults(fn=cmd_gc)
+
+    s = sub.add_parser("token", parents=[common], help="create|list|revoke your tokens")
+    ks = s.add_subparsers(dest="action", required=True)
+    x = ks.add_parser("create", parents=[common])
+    x.add_argument("name")
+    x.add_argument("--scope", choices=["read", "write"], default="write")
+    ks.add_parser("list", parents=[common])
+    x = ks.add_parser("revoke", parents=[common])
+    x.add_argument("id", type=int)
+    s.set_defaults(fn=cmd_token)
+
+    s = sub.add_parser("admin", help="server-side administration (runs against the hub's DB)")
+    a = s.add_subparsers(dest="action", required=True)
+    x = a.add_parser("create-user")
+    x.add_argument("--user", required=True)
+    x.add_argument("--password")
+    x.add_argument("--site-admin", action="store_true")
+    x = a.add_parser("create-token")
+    x.add_argument("--user", required=True)
+    x.add_argument("--scope", choices=["read", "write"], default="write")
+    x.add_argument("--name", default="cli")
+    a.add_parser("list-users")
+    s.set_defaults(fn=cmd_admin)
+
+    s = sub.add_parser("serve", help="run the hub and its services in the foreground")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--data-dir", default=None)
+    s.add_argument("--demo", action="store_true", help="create an admin, a token and a demo repo on first start")
+    s.set_defaults(fn=cmd_serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except HubUnreachable as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except HubClientError as e:
+        print(f"error: {e.message} [{e.code}]", file=sys.stderr)
+        if e.details and e.code not in {"merge_conflict"}:
+            print(json.dumps(e.details, indent=2, default=str)[:4000], file=sys.stderr)
+        if e.status == 404:
+            return EXIT_NOT_FOUND
+        if e.status == 409:
+            return EXIT_CONFLICT
+        if e.status in {401, 403}:
+            return EXIT_AUTH
+        if 400 <= e.status < 500:
+            return EXIT_USAGE
+        return EXIT_ERROR
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

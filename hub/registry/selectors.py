@@ -1,0 +1,284 @@
+"""Reads of the registry: refs, commits, history, trees, files, diffs, and who may see what."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from hub.accounts import selectors as accounts
+from hub.accounts.models import Role
+from hub.common.errors import InvalidInput, NotFound
+from hub.registry.models import Commit, FileObject, Ref, Repo
+from hub.registry.tensorops import FileReader, TensorRef, comparable, delta_stats, tensors_identical
+from hub.stores.blobs import get_blob_store
+
+# --- repos and permissions ---------------------------------------------------------------------
+
+def repo_get(*, namespace: str, name: str) -> Repo:
+    repo = Repo.objects.select_related("namespace").filter(namespace__name=namespace, name=name).first()
+    if repo is None:
+        raise NotFound(f"Repo {namespace}/{name} not found.", code="repo_not_found")
+    return repo
+
+
+def repo_for(request, *, namespace: str, name: str, role: str = Role.READ) -> Repo:
+    """The repo if the caller may act on it with ``role``. A private repo is invisible
+    (404, not 403) to anyone who is not a member of its namespace."""
+    repo = repo_get(namespace=namespace, name=name)
+    if repo.private:
+        try:
+            accounts.require_role(request, namespace=repo.namespace, role=Role.READ, hide=True)
+        except NotFound:
+            raise NotFound(f"Repo {namespace}/{name} not found.", code="repo_not_found") from None
+    if role != Role.READ:
+        accounts.require_role(request, namespace=repo.namespace, role=role)
+    return repo
+
+
+def repo_list(*, user, namespace: str | None = None, search: str | None = None):
+    qs = Repo.objects.select_related("namespace").order_by("namespace__name", "name")
+    if namespace:
+        qs = qs.filter(namespace__name=namespace)
+    if search:
+        qs = qs.filter(name__icontains=search)
+    if user is not None and user.is_authenticated:
+        if not user.is_superuser:
+            from django.db.models import Q
+
+            qs = qs.filter(Q(private=False) | Q(namespace__memberships__user=user)).distinct()
+    else:
+        qs = qs.filter(private=False)
+    return qs
+
+
+# --- refs and commits ----------------------------------------------------------------------------
+
+def branch_get(*, repo: Repo, name: str) -> Ref:
+    ref = Ref.objects.select_related("commit", "commit__tree").filter(repo=repo, kind=Ref.Kind.BRANCH, name=name).first()
+    if ref is None:
+        raise NotFound(f"Branch {name!r} not found in {repo.full_name}.", code="branch_not_found")
+    return ref
+
+
+def commit_get(*, repo: Repo, sha: str) -> Commit:
+    sha = (sha or "").lower()
+    if len(sha) == 40:
+        c = Commit.objects.select_related("tree").filter(repo=repo, sha=sha).first()
+    elif 7 <= len(sha) < 40 and all(ch in "0123456789abcdef" for ch in sha):
+        matches = list(Commit.objects.select_related("tree").filter(repo=repo, sha__startswith=sha)[:2])
+        if len(matches) > 1:
+            raise InvalidInput(f"Commit prefix {sha!r} is ambiguous.", code="ambiguous_ref")
+        c = matches[0] if matches else None
+    else:
+        c = None
+    if c is None:
+        raise NotFound(f"Commit {sha!r} not found in {repo.full_name}.", code="commit_not_found")
+    return c
+
+
+def resolve(*, repo: Repo, ref: str) -> Commit:
+    """A branch name, then a tag name, then a commit id (full or ≥ 7-hex prefix)."""
+    if not ref:
+        raise InvalidInput("Empty ref.", code="invalid_ref")
+    refs = {r.kind: r for r in Ref.objects.select_related("commit", "commit__tree").filter(repo=repo, name=ref)}
+    if Ref.Kind.BRANCH in refs:
+        return refs[Ref.Kind.BRANCH].commit
+    if Ref.Kind.TAG in refs:
+        return refs[Ref.Kind.TAG].commit
+    try:
+        return commit_get(repo=repo, sha=ref)
+    except NotFound:
+        raise NotFound(f"No branch, tag or commit {ref!r} in {repo.full_name}.", code="ref_not_found") from None
+
+
+def refs_list(*, repo: Repo, kind: str | None = None):
+    qs = Ref.objects.select_related("commit").filter(repo=repo).order_by("kind", "name")
+    return qs.filter(kind=kind) if kind else qs
+
+
+@dataclass
+class CommitGraph:
+    """The whole commit DAG of one repo, loaded in one query (≈10k commits in tens of ms).
+
+    ``generation`` (1 + max over parents) orders the walks: a commit's ancestors all have a
+    lower generation, so history comes out newest first and walks stop early."""
+
+    parents: dict[str, list[str]]
+    generation: dict[str, int]
+    pk: dict[str, int]
+    time: dict[str, object]
+
+    def ancestors_of(self, heads) -> set[str]:
+        seen: set[str] = set()
+        stack = [h for h in heads if h in self.parents]
+        while stack:
+            s = stack.pop()
+            if s in seen:
+                continue
+            seen.add(s)
+            stack.extend(self.parents.get(s, ()))
+        return seen
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        """Is ``a`` reachable from ``b`` (``a`` == ``b`` included)?"""
+        ga = self.generation[a]
+        stack, seen = [b], set()
+        while stack:
+            s = stack.pop()
+            if s == a:
+                return True
+            if s in seen or self.generation[s] <= ga:
+                continue
+            seen.add(s)
+            stack.extend(self.parents[s])
+        return False
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        """Best common ancestor: a common ancestor none of whose descendants is common.
+        With several (criss-cross histories) the newest is taken."""
+        common = self.ancestors_of([a]) & self.ancestors_of([b])
+        if not common:
+            return None
+        covered = self.ancestors_of([p for c in common for p in self.parents[c]])
+        bases = [c for c in common if c not in covered]
+        return max(bases, key=lambda s: (self.generation[s], str(self.time[s]), s))
+
+    def walk(self, head: str, *, first_parent: bool = False) -> Iterator[str]:
+        """History newest first: by generation (then time), or the first-parent chain."""
+        if first_parent:
+            s: str | None = head
+            while s is not None:
+                yield s
+                ps = self.parents.get(s) or []
+                s = ps[0] if ps else None
+            return
+        heap = [(-self.generation[head], head)]
+        seen = {head}
+        while heap:
+            _, s = heapq.heappop(heap)
+            yield s
+            for p in self.parents[s]:
+                if p not in seen:
+                    seen.add(p)
+                    heapq.heappush(heap, (-self.generation[p], p))
+
+
+def commit_graph(*, repo: Repo) -> CommitGraph:
+    parents, gen, pk, tm = {}, {}, {}, {}
+    for row_pk, sha, ps, g, t in Commit.objects.filter(repo=repo).values_list("pk", "sha", "parents", "generation", "created_at"):
+        parents[sha], gen[sha], pk[sha], tm[sha] = ps, g, row_pk, t
+    return CommitGraph(parents, gen, pk, tm)
+
+
+def commit_log(*, repo: Repo, ref: str, first_parent: bool = False, offset: int = 0, limit: int = 50,
+               path: str | None = None) -> tuple[list[Commit], bool]:
+    """A page of history from ``ref``; returns (commits, has_more)."""
+    head = resolve(repo=repo, ref=ref)
+    graph = commit_graph(repo=repo)
+    shas = []
+    for i, s in enumerate(graph.walk(head.sha, first_parent=first_parent)):
+        if i < offset:
+            continue
+        shas.append(s)
+        if len(shas) > limit:
+            break
+    has_more = len(shas) > limit
+    shas = shas[:limit]
+    by_sha = {c.sha: c for c in Commit.objects.filter(repo=repo, sha__in=shas)}
+    return [by_sha[s] for s in shas], has_more
+
+
+def commit_children_count(*, repo: Repo) -> int:
+    return Commit.objects.filter(repo=repo).count()
+
+
+# --- trees and files -----------------------------------------------------------------------------
+
+def tree_files(*, commit: Commit, prefix: str = "") -> list[dict]:
+    entries = commit.tree.entries
+    paths = sorted(p for p in entries if p.startswith(prefix))
+    files = {f.oid: f for f in FileObject.objects.filter(oid__in={entries[p] for p in paths}).only("oid", "size", "kind")}
+    return [{"path": p, "oid": entries[p], "size": files[entries[p]].size, "kind": files[entries[p]].kind} for p in paths]
+
+
+def file_get(*, commit: Commit, path: str) -> FileObject:
+    oid = commit.tree.entries.get(path)
+    if oid is None:
+        raise NotFound(f"{path} does not exist at {commit.sha[:12]}.", code="path_not_found")
+    return FileObject.objects.get(oid=oid)
+
+
+def file_iter(*, file: FileObject, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    """The bytes of ``file`` in [start, end), chunk by chunk; every whole chunk is verified
+    against its hash before it is sent, so corruption on disk never reaches a client."""
+    blobs = get_blob_store()
+    end = file.size if end is None else end
+    pos = 0
+    for digest, size in file.chunks:
+        lo, hi = max(start, pos), min(end, pos + size)
+        if lo < hi:
+            data = blobs.get(digest, verify=True)
+            yield data[lo - pos : hi - pos] if (lo - pos, hi - pos) != (0, size) else data
+        pos += size
+        if pos >= end:
+            break
+
+
+# --- diff ----------------------------------------------------------------------------------------
+
+def diff(*, repo: Repo, a: str, b: str, tensors: bool = True, tensor_filter: str | None = None) -> dict:
+    """What changed from ref ``a`` to ref ``b``: files added/removed/changed; for safetensors
+    files changed on both, per tensor: added/removed, shape/dtype changes, and for same-shape
+    tensors ‖Δ‖₂, relative change ‖Δ‖₂/‖a‖₂ and cosine similarity (streamed, never a whole
+    model in memory; tensors whose chunks are identical are skipped without reading)."""
+    ca, cb = resolve(repo=repo, ref=a), resolve(repo=repo, ref=b)
+    ea, eb = ca.tree.entries, cb.tree.entries
+    files = {f.oid: f for f in FileObject.objects.filter(oid__in=set(ea.values()) | set(eb.values()))}
+    out_files = []
+    blobs = get_blob_store()
+    for path in sorted(set(ea) | set(eb)):
+        oa, ob = ea.get(path), eb.get(path)
+        if oa == ob:
+            continue
+        if oa is None:
+            out_files.append({"path": path, "status": "added", "size_b": files[ob].size, "oid_b": ob})
+            continue
+        if ob is None:
+            out_files.append({"path": path, "status": "removed", "size_a": files[oa].size, "oid_a": oa})
+            continue
+        fa, fb = files[oa], files[ob]
+        entry = {"path": path, "status": "changed", "size_a": fa.size, "size_b": fb.size, "oid_a": oa, "oid_b": ob}
+        if tensors and fa.kind == fb.kind == "safetensors":
+            entry["tensors"], entry["unchanged_tensors"] = _tensor_diff(fa, fb, blobs, tensor_filter)
+        out_files.append(entry)
+    return {"a": {"ref": a, "commit": ca.sha}, "b": {"ref": b, "commit": cb.sha}, "files": out_files}
+
+
+def _tensor_diff(fa: FileObject, fb: FileObject, blobs, tensor_filter: str | None) -> tuple[list[dict], int]:
+    cache: dict = {}
+    rows = []
+    unchanged = 0
+    names = list(fa.tensors) + [n for n in fb.tensors if n not in fa.tensors]
+    for name in names:
+        if tensor_filter and tensor_filter not in name:
+            continue
+        ta = TensorRef.of(fa, name) if name in fa.tensors else None
+        tb = TensorRef.of(fb, name) if name in fb.tensors else None
+        if ta is None:
+            rows.append({"name": name, "status": "added", "b": tb.stat()})
+        elif tb is None:
+            rows.append({"name": name, "status": "removed", "a": ta.stat()})
+        elif tensors_identical(ta, tb, blobs, cache):
+            unchanged += 1
+        else:
+            row = {"name": name, "status": "changed", "a": ta.stat(), "b": tb.stat(),
+                   "shape_changed": ta.shape != tb.shape, "dtype_changed": ta.dtype != tb.dtype}
+            if comparable(ta, tb):
+                row.update(delta_stats(ta, tb, blobs, cache))
+            rows.append(row)
+    return rows, unchanged
+
+
+def file_reader(*, file: FileObject) -> FileReader:
+    return FileReader(file, get_blob_store())

@@ -1,0 +1,224 @@
+"""``hub serve``: the hub and the local services it needs, supervised in the foreground.
+
+Started in order: an Elasticsearch-compatible server (unless ``HUB_ELASTICSEARCH_URL`` is
+set), Redis (the one on ``HUB_REDIS_URL`` if it answers, else a private ``redis-server``),
+database migrations, then the web process: gunicorn with one worker process and many
+threads, because the embedded chdb engine may be opened by one process only.
+
+A child that dies is restarted with backoff; one that keeps dying (5 times in a minute)
+stops everything with a non-zero exit. Ctrl-C or SIGTERM stops every child (SIGTERM, then
+SIGKILL after 10 s) and exits 0. Children get their own sessions, so a terminal's Ctrl-C
+reaches the supervisor only and shutdown happens in order.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_http(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status < 500:
+                    return True
+        except Exception:
+            time.sleep(0.2)
+    return False
+
+
+def log(msg: str) -> None:
+    print(f"[hub serve] {msg}", flush=True)
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict
+    ready_url: str | None = None
+    proc: subprocess.Popen | None = None
+    restarts: list[float] = field(default_factory=list)
+    logfile: Path | None = None
+
+    def start(self) -> None:
+        out = open(self.logfile, "ab") if self.logfile else None  # noqa: SIM115 (kept open for the child)
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, start_new_session=True,
+                                     stdout=out or None, stderr=subprocess.STDOUT if out else None)
+
+    def stop(self, grace: float = 10.0) -> None:
+        if not self.proc or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+
+class Supervisor:
+    def __init__(self):
+        self.children: list[Child] = []
+        self.stopping = False
+
+    def add(self, child: Child, *, wait: float = 60.0) -> None:
+        child.start()
+        self.children.append(child)
+        if child.ready_url and not wait_http(child.ready_url, wait):
+            raise RuntimeError(f"{child.name} did not become ready at {child.ready_url}"
+                               + (f" (see {child.logfile})" if child.logfile else ""))
+        log(f"{child.name} running (pid {child.proc.pid})")
+
+    def stop_all(self) -> None:
+        self.stopping = True
+        for child in reversed(self.children):
+            log(f"stopping {child.name}")
+            child.stop()
+
+    def watch(self) -> int:
+        while not self.stopping:
+            for child in self.children:
+                code = child.proc.poll()
+                if code is None or self.stopping:
+                    continue
+                now = time.monotonic()
+                child.restarts = [t for t in child.restarts if now - t < 60] + [now]
+                if len(child.restarts) > 5:
+                    log(f"{child.name} keeps dying (exit {code}); stopping everything")
+                    self.stop_all()
+                    return 1
+                log(f"{child.name} exited with {code}; restarting")
+                time.sleep(min(2 ** len(child.restarts) * 0.25, 8))
+                child.start()
+            time.sleep(0.5)
+        return 0
+
+
+def _ensure_redis(env: dict, sup: Supervisor, data_dir: Path) -> None:
+    url = env.get("HUB_REDIS_URL") or "redis://127.0.0.1:6379/0"
+    u = urlparse(url)
+    if port_open(u.hostname or "127.0.0.1", u.port or 6379):
+        env["HUB_REDIS_URL"] = url
+        log(f"using Redis at {url}")
+        return
+    binary = shutil.which("redis-server")
+    if not binary:
+        log(f"warning: no Redis at {url} and no redis-server to start; background jobs will not run")
+        return
+    port = free_port()
+    sup.add(Child("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                            "--dir", str(data_dir)], dict(env), logfile=data_dir / "logs" / "redis.log"))
+    deadline = time.monotonic() + 10
+    while not port_open("127.0.0.1", port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    env["HUB_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+
+
+def _ensure_elasticsearch(env: dict, sup: Supervisor, data_dir: Path) -> None:
+    if env.get("HUB_ELASTICSEARCH_URL"):
+        log(f"using Elasticsearch at {env['HUB_ELASTICSEARCH_URL']}")
+        return
+    binary = shutil.which("noida-db", path=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""))
+    if not binary:
+        raise RuntimeError("noida-db is not installed (pip install noida-db) and HUB_ELASTICSEARCH_URL is not set")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    sup.add(Child("elasticsearch (noida-db)", [binary, "start", "--only", "elasticsearch", "--elasticsearch-port",
+                                                str(port), "--data-dir", str(data_dir / "noida-db")],
+                  dict(env), ready_url=url, logfile=data_dir / "logs" / "elasticsearch.log"))
+    env["HUB_ELASTICSEARCH_URL"] = url
+
+
+def serve(*, host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None, demo: bool = False,
+          threads: int = 16) -> int:
+    env = dict(os.environ)
+    if data_dir:
+        env["HUB_DATA_DIR"] = str(Path(data_dir).resolve())
+    data = Path(env.get("HUB_DATA_DIR") or ROOT / ".hub-data").resolve()
+    env["HUB_DATA_DIR"] = str(data)
+    (data / "logs").mkdir(parents=True, exist_ok=True)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+    if port_open(host, port):
+        log(f"error: {host}:{port} is already in use (pass --port)")
+        return 2
+
+    sup = Supervisor()
+
+    def on_signal(signum, frame):
+        if not sup.stopping:
+            log(f"received {signal.Signals(signum).name}; shutting down")
+            sup.stop_all()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        _ensure_elasticsearch(env, sup, data)
+        _ensure_redis(env, sup, data)
+        log("migrating the database")
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, cwd=ROOT, check=True)
+        for extra in _post_migrate_commands():
+            subprocess.run([sys.executable, "manage.py", *extra], env=env, cwd=ROOT, check=True)
+        base = f"http://{host}:{port}"
+        sup.add(Child("web", [sys.executable, "-m", "gunicorn", "hub.wsgi:application", "--bind", f"{host}:{port}",
+                              "--workers", "1", "--worker-class", "gthread", "--threads", str(threads),
+                              "--timeout", "600", "--graceful-timeout", "10", "--access-logfile", "-"],
+                      env, ready_url=f"{base}/api/v1/health", logfile=data / "logs" / "web.log"))
+        for child in _worker_children(env, data):
+            sup.add(child)
+        if demo:
+            from hub.demo import seed
+
+            seed(url=base, env=env)
+        log(f"MoE Hub is up: {base}  (API docs: {base}/api/docs, logs: {data / 'logs'}); Ctrl-C stops it")
+    except (RuntimeError, subprocess.CalledProcessError) as e:
+        log(f"error: {e}")
+        sup.stop_all()
+        return 1
+    except BaseException:
+        sup.stop_all()
+        raise
+    return sup.watch()
+
+
+def _post_migrate_commands() -> list[list[str]]:
+    """Management commands run after migrations (index setup of later features)."""
+    return []
+
+
+def _worker_children(env: dict, data: Path) -> list[Child]:
+    """Background workers (later features register theirs here)."""
+    return []

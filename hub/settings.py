@@ -1,0 +1,175 @@
+"""Settings: the one place that reads the environment.
+
+Every knob is a ``HUB_*`` variable with a safe local default, so ``hub serve`` works on a
+fresh clone (SQLite, chdb, a blob folder and a local Elasticsearch-compatible server under
+the data dir). Production sets the URLs to real services (see compose/.env.example).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+def _database_from_url(url: str, data_dir: Path) -> dict:
+    """``sqlite:///path`` (default: data dir) or ``postgres://user:pw@host:port/db``."""
+    if not url:
+        url = f"sqlite:///{data_dir / 'hub.sqlite3'}"
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        path = unquote(parsed.path) or str(data_dir / "hub.sqlite3")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)  # a fresh clone just works
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": path,
+            # WAL + a busy timeout: the web process and workers write at once. IMMEDIATE
+            # transactions take the write lock up front, so a compare-and-swap on a branch
+            # head waits instead of failing with "database is locked" on lock upgrade.
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            # A file, not :memory:: tests run real concurrent writers from threads.
+            "TEST": {"NAME": str(Path(path).with_name("test-" + Path(path).name))},
+        }
+    if parsed.scheme in {"postgres", "postgresql"}:
+        options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(parsed.path.lstrip("/")) or "hub",
+            "USER": unquote(parsed.username or ""),
+            "PASSWORD": unquote(parsed.password or ""),
+            "HOST": parsed.hostname or "",
+            "PORT": str(parsed.port or ""),
+            "OPTIONS": options,
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
+        }
+    raise ValueError(f"HUB_DATABASE_URL: unsupported scheme {parsed.scheme!r}")
+
+
+# --- where things live -------------------------------------------------------------------
+HUB_DATA_DIR = Path(_env("HUB_DATA_DIR", str(BASE_DIR / ".hub-data"))).resolve()
+HUB_BLOB_DIR = Path(_env("HUB_BLOB_DIR", str(HUB_DATA_DIR / "blobs"))).resolve()
+
+# --- core Django ---------------------------------------------------------------------------
+DEBUG = _env_bool("HUB_DEBUG", False)
+SECRET_KEY = _env("HUB_SECRET_KEY", "dev-only-insecure-key-change-me")
+ALLOWED_HOSTS = [h for h in _env("HUB_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in _env("HUB_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "hub.accounts",
+    "hub.registry",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "hub.common.errors.JsonErrorMiddleware",
+]
+
+ROOT_URLCONF = "hub.urls"
+WSGI_APPLICATION = "hub.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+
+DATABASES = {"default": _database_from_url(_env("HUB_DATABASE_URL"), HUB_DATA_DIR)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+STATIC_URL = "/static/"
+STATIC_ROOT = HUB_DATA_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Uploads stream through our own code: never let Django buffer big bodies into memory.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
+
+# --- the other stores ----------------------------------------------------------------------
+# chdb:///path (in-process, embedded default) or clickhouse://host:port/db (server)
+HUB_CLICKHOUSE_URL = _env("HUB_CLICKHOUSE_URL", f"chdb:///{HUB_DATA_DIR / 'chdb'}")
+# Empty: `hub serve` starts a local Elasticsearch-compatible server and sets this.
+HUB_ELASTICSEARCH_URL = _env("HUB_ELASTICSEARCH_URL", "")
+HUB_ELASTICSEARCH_INDEX_PREFIX = _env("HUB_ELASTICSEARCH_INDEX_PREFIX", "hub")
+HUB_REDIS_URL = _env("HUB_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# --- registry ------------------------------------------------------------------------------
+HUB_MAX_CHUNK_BYTES = _env_int("HUB_MAX_CHUNK_BYTES", 64 * 1024 * 1024)
+HUB_MAX_SAFETENSORS_HEADER_BYTES = _env_int("HUB_MAX_SAFETENSORS_HEADER_BYTES", 100 * 1024 * 1024)
+HUB_GC_GRACE_SECONDS = _env_int("HUB_GC_GRACE_SECONDS", 24 * 3600)
+# fsync each chunk before it becomes visible (durability over raw speed).
+HUB_BLOB_FSYNC = _env_bool("HUB_BLOB_FSYNC", True)
+
+# --- Celery --------------------------------------------------------------------------------
+CELERY_BROKER_URL = _env("HUB_CELERY_BROKER_URL", HUB_REDIS_URL)
+CELERY_RESULT_BACKEND = _env("HUB_CELERY_RESULT_BACKEND", HUB_REDIS_URL)
+CELERY_TASK_ALWAYS_EAGER = _env_bool("HUB_CELERY_EAGER", False)
+
+# --- REST API ------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "hub.accounts.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "hub.common.errors.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "hub.common.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MoE Hub API",
+    "DESCRIPTION": "Model registry with git-like branches, experiment tracking and MoE jobs.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": _env("HUB_LOG_LEVEL", "INFO")},
+    "loggers": {"django.server": {"level": "WARNING"}},
+}
