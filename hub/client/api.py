@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ class PushResult:
     uploaded_bytes: int
     total_bytes: int
     seconds: float
-    extra: dict = field(default_factory=dict)
+    branch: str = ""
 
 
 class _Progress:
@@ -337,7 +337,8 @@ class Client:
                 all_chunks.setdefault(c.hash, (src, c.offset, c.size))
         total = sum(m.size for _, m in manifests)
         if not ops:
-            return PushResult(None, len(manifests), 0, len(all_chunks), 0, 0, total, time.perf_counter() - started)
+            return PushResult(None, len(manifests), 0, len(all_chunks), 0, 0, total, time.perf_counter() - started,
+                              branch)
         missing = self.missing_chunks(repo, list(all_chunks))
         todo = [(h, *all_chunks[h]) for h in all_chunks if h in missing]
         up_bytes = sum(size for _, _, _, size in todo)
@@ -364,7 +365,7 @@ class Client:
         # Retrying is safe: the same body yields the same commit id, which the hub recognises.
         commit = self._json("POST", f"{self._r(repo)}/commits", json=body, idempotent=True)
         return PushResult(commit, len(manifests), len(changed), len(all_chunks), len(todo), up_bytes, total,
-                          time.perf_counter() - started)
+                          time.perf_counter() - started, branch)
 
     # --- pull --------------------------------------------------------------------------------
 

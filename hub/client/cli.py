@@ -110,7 +110,7 @@ def cmd_push(args) -> int:
     elif res.commit is None:
         print("Nothing to commit: every file is already there.")
     else:
-        print(f"{res.commit['sha'][:12]} {args.repo}@{args.branch or 'default'}: {res.changed_files} of {res.files} "
+        print(f"{res.commit['sha'][:12]} {args.repo}@{res.branch}: {res.changed_files} of {res.files} "
               f"file(s) changed; uploaded {res.uploaded_chunks} of {res.chunks} chunk(s), {_human(res.uploaded_bytes)} "
               f"of {_human(res.total_bytes)} in {res.seconds:.1f}s")
     return 0

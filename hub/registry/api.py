@@ -245,7 +245,7 @@ class _RawParser(BaseParser):
         return None
 
 
-def _body_parts(django_request, size: int = 1 << 20):
+def _body_parts(django_request, size: int = 4 << 20):
     while True:
         part = django_request.read(size)
         if not part:

@@ -79,7 +79,7 @@ class LocalBlobStore(BlobStore):
         size = 0
         tmp = self.tmp / f"{digest}.{uuid.uuid4().hex}"
         try:
-            with open(tmp, "wb") as f:
+            with open(tmp, "wb", buffering=0) as f:
                 for part in parts:
                     size += len(part)
                     if size > max_size:
@@ -87,7 +87,6 @@ class LocalBlobStore(BlobStore):
                     hasher.update(part)
                     f.write(part)
                 if self.fsync:
-                    f.flush()
                     os.fsync(f.fileno())
             actual = hasher.hexdigest()
             if actual != digest:
