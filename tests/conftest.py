@@ -16,7 +16,7 @@ os.environ.setdefault("HUB_BLOB_FSYNC", "0")
 
 import pytest  # noqa: E402
 
-pytest_plugins = ["tests.fixtures_services"] if os.path.exists(os.path.join(os.path.dirname(__file__), "fixtures_services.py")) else []  # TEMP
+pytest_plugins = ["tests.fixtures_services"]
 
 
 @pytest.fixture

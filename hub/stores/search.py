@@ -1,0 +1,502 @@
+"""Searchable run and model-commit metadata in Elasticsearch (the only module that imports the
+``elasticsearch`` client).
+
+The index is derived: the relational DB is canonical and a management command can rebuild
+everything (:meth:`SearchIndex.drop_all`, :meth:`SearchIndex.ensure_indices`, then
+:meth:`SearchIndex.bulk_index_runs`). Document layout -- params stored as keyword AND double,
+``subobjects: false`` so dotted names never conflict -- is described in
+``hub/stores/_search_layout.py``; the user query language that targets it is
+``hub/tracking/query.py``.
+
+Indices are ``<prefix>-runs`` and ``<prefix>-commits``, created explicitly with their mappings;
+an index template with the same mappings (``<prefix>-runs*``) also covers an index that a write
+creates implicitly (after someone deleted it by hand).
+
+Compatibility: everything here runs on Elasticsearch 8 and on ``noida-db``'s
+Elasticsearch-compatible server used by the tests (8.15-compatible). Probed on noida-db 0.2.3:
+
+- works: composable index templates, explicit mappings, ``subobjects: false``, dynamic
+  templates with ``path_match`` + ``match_mapping_type``, bulk (index and delete), ``bool``,
+  ``term``/``terms``/``range``/``exists``/``ids``/``prefix``/``wildcard`` (incl.
+  ``case_insensitive``), ``match`` with ``fuzziness``/``operator``, ``multi_match`` with
+  ``fuzziness``, ``match_phrase``, ``terms``/``min`` aggregations, ``sort`` on dotted fields
+  with ``missing`` and ``unmapped_type``, ``search_after``, ``from``/``size``,
+  ``track_total_hits``, ``delete_by_query``, ``update`` with ``doc_as_upsert``, ``_source``
+  filtering.
+- gaps / differences: a ``term`` query on a ``double`` field matches only when the JSON value
+  is a float (``4.0``; ``4`` finds nothing, where Elasticsearch converts), so numeric terms are
+  always sent as floats (the query compiler does); ``took`` is always 0 (so the engine time reported is coarse there);
+  sorting on ``_id`` is refused -- as on Elasticsearch 8 by default -- so documents carry an
+  ``id`` keyword used as the sort tie-breaker; the ``missing`` option of a ``terms``
+  aggregation is ignored (no bucket for documents without the field), so it is not used;
+  wildcard index deletion is refused (also the Elasticsearch 8 default), so :meth:`drop_all`
+  names each index; a dynamic template without ``match_mapping_type`` also matches objects
+  (as in Elasticsearch), so templates always name the JSON type.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub.stores._search_layout import (
+    PARAMS,
+    PARAMS_NUM,
+    SUMMARY,
+    facet_field,
+    flatten_params,
+    flatten_summary,
+    sort_field,
+    split_params,
+)
+
+__all__ = [
+    "SearchError",
+    "SearchHit",
+    "SearchIndex",
+    "SearchResult",
+    "SearchUnavailable",
+    "commit_document",
+    "flatten_params",
+    "run_document",
+]
+
+
+class SearchError(Exception):
+    """Elasticsearch rejected a request (bad query, mapping conflict...)."""
+
+
+class SearchUnavailable(SearchError):
+    """Elasticsearch cannot be reached or is overloaded; the API answers 503 + Retry-After."""
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _double_templates(prefix: str) -> list[dict[str, Any]]:
+    # One template per JSON number type: without match_mapping_type a template would also
+    # match the object itself and map it as a double.
+    return [
+        {
+            f"{prefix}_{kind}": {
+                "path_match": f"{prefix}.*",
+                "match_mapping_type": kind,
+                "mapping": {"type": "double"},
+            }
+        }
+        for kind in ("long", "double")
+    ]
+
+
+def _keyword_template(prefix: str) -> dict[str, Any]:
+    return {
+        f"{prefix}_keyword": {
+            "path_match": f"{prefix}.*",
+            "match_mapping_type": "string",
+            "mapping": {"type": "keyword", "ignore_above": 1024},
+        }
+    }
+
+
+_FLAT = {"type": "object", "subobjects": False}
+_KEYWORD = {"type": "keyword"}
+_DATE = {"type": "date"}
+
+RUN_MAPPINGS: dict[str, Any] = {
+    "dynamic_templates": [
+        _keyword_template(PARAMS),
+        *_double_templates(PARAMS_NUM),
+        *_double_templates(SUMMARY),
+    ],
+    "properties": {
+        "id": _KEYWORD,
+        "project": _KEYWORD,
+        "name": {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 512}}},
+        "notes": {"type": "text"},
+        "group": _KEYWORD,
+        "user": _KEYWORD,
+        "status": _KEYWORD,
+        "tags": _KEYWORD,
+        "commit": _KEYWORD,
+        "job": _KEYWORD,
+        "created_at": _DATE,
+        "updated_at": _DATE,
+        "started_at": _DATE,
+        "finished_at": _DATE,
+        PARAMS: _FLAT,
+        PARAMS_NUM: _FLAT,
+        SUMMARY: _FLAT,
+    },
+}
+
+COMMIT_MAPPINGS: dict[str, Any] = {
+    "dynamic_templates": [
+        _keyword_template("config"),
+        *_double_templates("config_num"),
+        *_double_templates("eval"),
+    ],
+    "properties": {
+        "id": _KEYWORD,
+        "project": _KEYWORD,
+        "repo": _KEYWORD,
+        "branches": _KEYWORD,  # branch heads pointing at this commit
+        "tags": _KEYWORD,
+        "parents": _KEYWORD,
+        "message": {"type": "text"},
+        "author": _KEYWORD,
+        "created_at": _DATE,
+        "job": _KEYWORD,
+        "run": _KEYWORD,
+        "config": _FLAT,
+        "config_num": _FLAT,
+        "eval": _FLAT,  # "<suite>.<metric>" -> double
+    },
+}
+
+_SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0}
+
+
+# --- documents ------------------------------------------------------------------------------
+
+
+def run_document(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A run as the service knows it -> the indexed document.
+
+    Input: ``id`` (required), ``name``, ``notes``, ``project``, ``group``, ``user``,
+    ``status``, ``tags``, ``commit``, ``job``, dates, ``params`` (nested dict) and ``summary``
+    (``{metric_key: {"last", "min", "max", "last_step"}}``). Other keys are stored as given.
+    """
+    if not doc.get("id"):
+        raise SearchError("a run document needs an id")
+    out = {k: v for k, v in doc.items() if k not in (PARAMS, SUMMARY)}
+    out["id"] = str(doc["id"])
+    out[PARAMS], out[PARAMS_NUM] = split_params(flatten_params(doc.get(PARAMS) or {}))
+    out[SUMMARY] = flatten_summary(doc.get(SUMMARY) or {})
+    return out
+
+
+def commit_document(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A model commit -> the indexed document (``config`` flattened like params, ``eval`` as
+    ``{suite: {metric: value}}``)."""
+    if not doc.get("id"):
+        raise SearchError("a commit document needs an id")
+    out = {k: v for k, v in doc.items() if k not in ("config", "eval")}
+    out["id"] = str(doc["id"])
+    out["config"], out["config_num"] = split_params(flatten_params(doc.get("config") or {}))
+    out["eval"] = {
+        f"{suite}.{metric}": float(value)
+        for suite, metrics in (doc.get("eval") or {}).items()
+        for metric, value in metrics.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    return out
+
+
+def _run_source(source: Mapping[str, Any]) -> dict[str, Any]:
+    """Indexed document -> what the API shows: params back to one flat dict with numbers as
+    numbers, summary back to ``{key: {stat: value}}``."""
+    out = {k: v for k, v in source.items() if k not in (PARAMS, PARAMS_NUM, SUMMARY)}
+    params: dict[str, Any] = dict(source.get(PARAMS) or {})
+    for key, number in (source.get(PARAMS_NUM) or {}).items():
+        text = params.get(key)
+        # Doubles come back as floats; the keyword side remembers whether it was an int.
+        if isinstance(text, str) and text.lstrip("-").isdigit():
+            params[key] = int(text)
+        elif not isinstance(text, list):
+            params[key] = number
+    out[PARAMS] = params
+    summary: dict[str, dict[str, float]] = {}
+    for path, value in (source.get(SUMMARY) or {}).items():
+        key, _, stat = path.rpartition(".")
+        summary.setdefault(key, {})[stat] = value
+    out[SUMMARY] = summary
+    return out
+
+
+@dataclass
+class SearchHit:
+    id: str
+    score: float | None
+    sort: list[Any] | None
+    source: dict[str, Any]
+
+
+@dataclass
+class SearchResult:
+    """One page. ``took_ms`` is the engine's own time, ``elapsed_ms`` the round trip seen by
+    the hub (serialisation and network included); ``next_search_after`` feeds the next page."""
+
+    hits: list[SearchHit]
+    total: int
+    total_relation: str
+    facets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    took_ms: int = 0
+    elapsed_ms: float = 0.0
+    next_search_after: list[Any] | None = None
+
+
+# --- the adapter -----------------------------------------------------------------------------
+
+
+class SearchIndex:
+    """Runs and commits in one Elasticsearch, under index names starting with ``prefix``."""
+
+    def __init__(self, url: str, prefix: str = "hub", *, request_timeout: float = 10.0) -> None:
+        from elasticsearch import Elasticsearch
+
+        if not prefix or prefix != prefix.lower() or any(c in prefix for c in ' ,"*\\/<>|?#'):
+            raise SearchError(f"invalid index prefix {prefix!r} (lower case, no punctuation)")
+        self.url = url
+        self.prefix = prefix
+        self.runs_index = f"{prefix}-runs"
+        self.commits_index = f"{prefix}-commits"
+        # One retry only: callers map unavailability to 503 quickly instead of hanging.
+        self._es = Elasticsearch(url, request_timeout=request_timeout, max_retries=1)
+
+    # -- plumbing --
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from elastic_transport import ConnectionError as TransportConnectionError
+        from elastic_transport import ConnectionTimeout
+        from elasticsearch import ApiError, TransportError
+
+        try:
+            return fn(*args, **kwargs)
+        except (TransportConnectionError, ConnectionTimeout) as exc:
+            raise SearchUnavailable(f"Elasticsearch at {self.url} is unreachable: {exc}") from exc
+        except ApiError as exc:
+            if exc.meta.status in (429, 502, 503, 504):
+                raise SearchUnavailable(f"Elasticsearch is overloaded: {exc}") from exc
+            raise SearchError(f"Elasticsearch rejected the request: {exc}") from exc
+        except TransportError as exc:
+            raise SearchUnavailable(f"Elasticsearch transport error: {exc}") from exc
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._call(self._es.ping))
+        except SearchError:
+            return False
+
+    def close(self) -> None:
+        self._es.close()
+
+    # -- schema --
+
+    def ensure_indices(self) -> None:
+        """Templates and indices with their mappings (idempotent; the migration step)."""
+        for index, mappings in (
+            (self.runs_index, RUN_MAPPINGS),
+            (self.commits_index, COMMIT_MAPPINGS),
+        ):
+            self._call(
+                self._es.indices.put_index_template,
+                name=f"{index}-template",
+                index_patterns=[f"{index}*"],
+                template={"settings": _SETTINGS, "mappings": mappings},
+                # Above the built-in logs-*-* / metrics-*-* templates (100): overlapping
+                # patterns at equal priority are an error in Elasticsearch 8.
+                priority=500,
+            )
+            if not self._call(self._es.indices.exists, index=index):
+                try:
+                    self._call(
+                        self._es.indices.create, index=index, mappings=mappings, settings=_SETTINGS
+                    )
+                except SearchError as exc:
+                    # Another process created it between exists() and create().
+                    if "resource_already_exists" not in str(exc):
+                        raise
+
+    def drop_all(self) -> None:
+        """Delete this prefix's indices and templates (reindex from scratch, tests)."""
+        for index in (self.runs_index, self.commits_index):
+            self._call(self._es.options(ignore_status=404).indices.delete, index=index)
+            self._call(
+                self._es.options(ignore_status=404).indices.delete_index_template,
+                name=f"{index}-template",
+            )
+
+    def refresh(self) -> None:
+        """Make every write so far visible to search (tests; the API does not need it)."""
+        self._call(self._es.indices.refresh, index=[self.runs_index, self.commits_index])
+
+    # -- writes --
+
+    def index_run(self, doc: Mapping[str, Any], *, refresh: bool = False) -> None:
+        body = run_document(doc)
+        self._call(
+            self._es.index,
+            index=self.runs_index,
+            id=body["id"],
+            document=body,
+            refresh="wait_for" if refresh else None,
+        )
+
+    def index_commit(self, doc: Mapping[str, Any], *, refresh: bool = False) -> None:
+        body = commit_document(doc)
+        self._call(
+            self._es.index,
+            index=self.commits_index,
+            id=body["id"],
+            document=body,
+            refresh="wait_for" if refresh else None,
+        )
+
+    def bulk_index_runs(self, docs: Iterable[Mapping[str, Any]], *, refresh: bool = False) -> int:
+        return self._bulk(self.runs_index, (run_document(d) for d in docs), refresh)
+
+    def bulk_index_commits(
+        self, docs: Iterable[Mapping[str, Any]], *, refresh: bool = False
+    ) -> int:
+        return self._bulk(self.commits_index, (commit_document(d) for d in docs), refresh)
+
+    def _bulk(self, index: str, bodies: Iterable[dict[str, Any]], refresh: bool) -> int:
+        from elasticsearch import helpers
+
+        actions = ({"_index": index, "_id": b["id"], "_source": b} for b in bodies)
+        ok, errors = self._call(
+            helpers.bulk,
+            self._es,
+            actions,
+            chunk_size=500,
+            raise_on_error=False,
+            refresh="wait_for" if refresh else False,
+        )
+        if errors:
+            raise SearchError(f"{len(errors)} document(s) failed to index; first: {errors[0]}")
+        return int(ok)
+
+    def delete_run(self, run_id: str, *, refresh: bool = False) -> bool:
+        return self._delete(self.runs_index, run_id, refresh)
+
+    def delete_commit(self, commit_id: str, *, refresh: bool = False) -> bool:
+        return self._delete(self.commits_index, commit_id, refresh)
+
+    def _delete(self, index: str, doc_id: str, refresh: bool) -> bool:
+        response = self._call(
+            self._es.options(ignore_status=404).delete,
+            index=index,
+            id=doc_id,
+            refresh="wait_for" if refresh else None,
+        )
+        return response.get("result") == "deleted"
+
+    # -- reads --
+
+    def search_runs(
+        self,
+        query: Mapping[str, Any] | None = None,
+        *,
+        sort: Sequence[str] = (),
+        page_size: int = 50,
+        search_after: Sequence[Any] | None = None,
+        offset: int = 0,
+        facets: Sequence[str] = (),
+        facet_size: int = 20,
+    ) -> SearchResult:
+        """One page of runs matching ``query`` (DSL, e.g. from ``compile_query``).
+
+        ``sort`` holds user-facing fields, ``-`` first for descending (``"-summary.val_loss"``,
+        ``"params.lr"``, ``"created_at"``); without it, best score first. ``id`` always breaks
+        ties so ``search_after`` (the previous page's ``next_search_after``) pages exactly;
+        ``offset`` is the simpler alternative for small result sets. ``facets`` are keyword
+        fields (``tags``, ``status``, ``params.optimizer``...) counted over all matches.
+        """
+        sort_clause: list[dict[str, Any]] = []
+        for spec in sort:
+            descending = spec.startswith("-")
+            try:
+                target, unmapped = sort_field(spec.lstrip("-+"))
+            except ValueError as exc:
+                raise SearchError(str(exc)) from exc
+            options: dict[str, Any] = {"order": "desc" if descending else "asc", "missing": "_last"}
+            if unmapped:
+                # A metric nobody has logged yet is not mapped: sort as if all were missing.
+                options["unmapped_type"] = unmapped
+            sort_clause.append({target: options})
+        if not sort_clause:
+            sort_clause.append({"_score": {"order": "desc"}})
+        sort_clause.append({"id": {"order": "asc"}})
+        aggs: dict[str, Any] = {}
+        for name in facets:
+            try:
+                aggs[name] = {"terms": {"field": facet_field(name), "size": facet_size}}
+            except ValueError as exc:
+                raise SearchError(str(exc)) from exc
+        kwargs: dict[str, Any] = {
+            "index": self.runs_index,
+            "query": dict(query) if query else {"match_all": {}},
+            "sort": sort_clause,
+            "size": page_size,
+            "track_total_hits": True,
+        }
+        if aggs:
+            kwargs["aggs"] = aggs
+        if search_after is not None:
+            kwargs["search_after"] = list(search_after)
+        elif offset:
+            kwargs["from_"] = offset
+        started = time.perf_counter()
+        response = self._call(self._es.search, **kwargs)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        hits = [
+            SearchHit(
+                id=h["_id"],
+                score=h.get("_score"),
+                sort=h.get("sort"),
+                source=_run_source(h.get("_source") or {}),
+            )
+            for h in response["hits"]["hits"]
+        ]
+        total = response["hits"]["total"]
+        aggregations = response.get("aggregations") or {}
+        return SearchResult(
+            hits=hits,
+            total=int(total["value"]),
+            total_relation=total.get("relation", "eq"),
+            facets={
+                name: [
+                    {"value": b["key"], "count": b["doc_count"]}
+                    for b in aggregations.get(name, {}).get("buckets", [])
+                ]
+                for name in aggs
+            },
+            took_ms=int(response.get("took", 0)),
+            elapsed_ms=elapsed_ms,
+            next_search_after=hits[-1].sort if len(hits) == page_size and hits else None,
+        )
+
+    def search_commits(
+        self,
+        query: Mapping[str, Any] | None = None,
+        *,
+        page_size: int = 50,
+        offset: int = 0,
+    ) -> SearchResult:
+        """Commits matching a DSL query, newest first (the commit search is simple filters
+        plus full text on ``message``; the lead's selector builds the DSL)."""
+        started = time.perf_counter()
+        response = self._call(
+            self._es.search,
+            index=self.commits_index,
+            query=dict(query) if query else {"match_all": {}},
+            sort=[{"created_at": {"order": "desc", "missing": "_last"}}, {"id": "asc"}],
+            size=page_size,
+            from_=offset,
+            track_total_hits=True,
+        )
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        total = response["hits"]["total"]
+        return SearchResult(
+            hits=[
+                SearchHit(h["_id"], h.get("_score"), h.get("sort"), h.get("_source") or {})
+                for h in response["hits"]["hits"]
+            ],
+            total=int(total["value"]),
+            total_relation=total.get("relation", "eq"),
+            took_ms=int(response.get("took", 0)),
+            elapsed_ms=elapsed_ms,
+        )
