@@ -138,6 +138,7 @@ def _ensure_redis(env: dict, sup: Supervisor, data_dir: Path) -> None:
     binary = shutil.which("redis-server")
     if not binary:
         log(f"warning: no Redis at {url} and no redis-server to start; background jobs will not run")
+        env.pop("HUB_REDIS_URL", None)
         return
     port = free_port()
     sup.add(Child("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -190,7 +191,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = N
         _ensure_redis(env, sup, data)
         log("migrating the database")
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, cwd=ROOT, check=True)
-        for extra in _post_migrate_commands():
+        for extra in _post_migrate_commands(env):
             subprocess.run([sys.executable, "manage.py", *extra], env=env, cwd=ROOT, check=True)
         base = f"http://{host}:{port}"
         sup.add(Child("web", [sys.executable, "-m", "gunicorn", "hub.wsgi:application", "--bind", f"{host}:{port}",
@@ -214,11 +215,17 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = N
     return sup.watch()
 
 
-def _post_migrate_commands() -> list[list[str]]:
-    """Management commands run after migrations (index setup of later features)."""
-    return []
+def _post_migrate_commands(env: dict) -> list[list[str]]:
+    """Management commands run after migrations: the search indices and their mappings."""
+    return [["search_init"]] if env.get("HUB_ELASTICSEARCH_URL") else []
 
 
 def _worker_children(env: dict, data: Path) -> list[Child]:
-    """Background workers (later features register theirs here)."""
-    return []
+    """The Celery worker for background tasks (search indexing). It never opens the
+    embedded chdb database: only the web process does."""
+    if "HUB_REDIS_URL" not in env:
+        return []
+    return [Child("worker", [sys.executable, "-m", "celery", "-A", "hub.celery_app", "worker", "-Q", "cpu",
+                             "--concurrency", "2", "--pool", "threads", "--loglevel", "INFO",
+                             "--hostname", f"cpu@{socket.gethostname()}"],
+                  env, logfile=data / "logs" / "worker.log")]

@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "hub.accounts",
     "hub.registry",
+    "hub.tracking",
 ]
 
 MIDDLEWARE = [
@@ -143,6 +144,9 @@ HUB_BLOB_FSYNC = _env_bool("HUB_BLOB_FSYNC", True)
 CELERY_BROKER_URL = _env("HUB_CELERY_BROKER_URL", HUB_REDIS_URL)
 CELERY_RESULT_BACKEND = _env("HUB_CELERY_RESULT_BACKEND", HUB_REDIS_URL)
 CELERY_TASK_ALWAYS_EAGER = _env_bool("HUB_CELERY_EAGER", False)
+# Publishing must fail fast when Redis is down (callers fall back), not hang the request.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 
 # --- REST API ------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -171,5 +175,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": _env("HUB_LOG_LEVEL", "INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        "elastic_transport": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+    },
 }

@@ -105,12 +105,14 @@ class Client:
 
     # --- HTTP ------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, *, idempotent: bool | None = None, **kw) -> httpx.Response:
+    def request(self, method: str, path: str, *, idempotent: bool | None = None, retries: int | None = None,
+                **kw) -> httpx.Response:
         """One call with retries: connection failures and 502/503/504 are retried with
         exponential backoff and jitter (honouring Retry-After) when the call is safe to repeat.
         Non-idempotent calls are retried only when the request never reached the hub."""
         if idempotent is None:
             idempotent = method in {"GET", "HEAD", "PUT", "DELETE"}
+        max_retries = self.retries if retries is None else retries
         attempt = 0
         while True:
             try:
@@ -127,7 +129,7 @@ class Client:
                     raise self._error(resp)
                 return resp
             attempt += 1
-            if attempt > self.retries:
+            if attempt > max_retries:
                 if resp is not None:
                     raise self._error(resp)
                 raise HubUnreachable(f"cannot reach the hub at {self.url}: {err}") from err
@@ -276,6 +278,68 @@ class Client:
         if grace_seconds is not None:
             body["grace_seconds"] = grace_seconds
         return self._json("POST", "/admin/gc", json=body, idempotent=False)
+
+    # --- experiment tracking ------------------------------------------------------------------
+
+    def init_run(self, project: str, *, name: str | None = None, params: dict | None = None,
+                 tags: list[str] | None = None, group: str = "", notes: str = "", run_id: str | None = None,
+                 commit: str | None = None, job_id: str = "", create_project: bool = True, **run_options):
+        """Start (or, with the same ``run_id``, resume) a run in ``namespace/project``.
+
+        Returns a :class:`hub.client.tracking.Run`; ``run.log({...}, step=...)`` never blocks."""
+        from hub.client.tracking import Run, new_run_id
+
+        ns, proj = _split_repo(project)
+        body = {"name": name, "group": group, "params": params or {}, "tags": tags or [], "notes": notes,
+                "run_id": run_id or new_run_id(), "commit": commit or "", "job_id": job_id}
+        try:
+            data = self._json("POST", f"/projects/{quote(ns)}/{quote(proj)}/runs", json=body, idempotent=True)
+        except HubClientError as e:
+            if e.code != "project_not_found" or not create_project:
+                raise
+            self._json("POST", "/projects", json={"namespace": ns, "name": proj})
+            data = self._json("POST", f"/projects/{quote(ns)}/{quote(proj)}/runs", json=body, idempotent=True)
+        return Run(self, data, **run_options)
+
+    def get_run(self, run_id: str) -> dict:
+        return self._json("GET", f"/runs/{run_id}")
+
+    def search_runs(self, project: str, q: str = "", *, sort: str | list[str] | None = None, page_size: int = 50,
+                    cursor: list | None = None, facets: list[str] | None = None) -> dict:
+        ns, proj = _split_repo(project)
+        params: dict[str, Any] = {"q": q, "page_size": page_size}
+        if sort:
+            params["sort"] = sort if isinstance(sort, str) else ",".join(sort)
+        if cursor:
+            import json
+
+            params["cursor"] = json.dumps(cursor)
+        if facets:
+            params["facets"] = ",".join(facets)
+        return self._json("GET", f"/projects/{quote(ns)}/{quote(proj)}/runs", params=params)
+
+    def series(self, runs: list[str], keys: list[str], *, x: str = "step", buckets: int | None = None,
+               x_min: float | None = None, x_max: float | None = None) -> list[dict]:
+        params: dict[str, Any] = {"runs": ",".join(runs), "keys": ",".join(keys), "x": x}
+        for k, v in (("buckets", buckets), ("min", x_min), ("max", x_max)):
+            if v is not None:
+                params[k] = v
+        return self._json("GET", "/metrics/series", params=params)["series"]
+
+    def compare_runs(self, runs: list[str], *, baseline: str | None = None, target: str | None = None,
+                     goal: str | None = None, format: str = "json"):
+        params = {"runs": ",".join(runs), "render": format}
+        for k, v in (("baseline", baseline), ("target", target), ("goal", goal)):
+            if v:
+                params[k] = v
+        resp = self.request("GET", "/runs/compare", params=params)
+        return resp.json() if format == "json" else resp.text
+
+    def sync(self) -> dict:
+        """Send metric batches spooled while the hub was unreachable."""
+        from hub.client.tracking import sync_spool
+
+        return sync_spool(self)
 
     # --- push --------------------------------------------------------------------------------
 

@@ -303,6 +303,68 @@ def cmd_token(args) -> int:
     return 0
 
 
+def cmd_runs(args) -> int:
+    c = _client(args)
+    if args.action in {"list", "search"}:
+        res = c.search_runs(args.project, getattr(args, "query", "") or "", sort=args.sort, page_size=args.limit,
+                            facets=args.facets.split(",") if args.facets else None)
+        if args.json:
+            _print(res, True)
+            return 0
+        keys = args.columns.split(",") if args.columns else []
+        print(f"{res['total']} run(s)  (engine {res['took_ms']} ms)")
+        header = f"{'id':<17} {'name':<24} {'status':<9} " + " ".join(f"{k[-14:]:>14}" for k in keys)
+        print(header)
+        for r in res["results"]:
+            vals = []
+            for k in keys:
+                if k.startswith("params."):
+                    vals.append(str(r["params"].get(k[7:], "")))
+                else:
+                    metric, _, stat = k.removeprefix("summary.").rpartition(".")
+                    if stat not in {"last", "min", "max"}:
+                        metric, stat = k.removeprefix("summary."), "last"
+                    v = r["summary"].get(metric, {}).get(stat)
+                    vals.append("" if v is None else f"{v:.4g}")
+            print(f"{r['id']:<17} {r.get('name', '')[:24]:<24} {r.get('status', ''):<9} "
+                  + " ".join(f"{v[-14:]:>14}" for v in vals))
+        for name, buckets in res.get("facets", {}).items():
+            print(f"  {name}: " + ", ".join(f"{b['value']} ({b['count']})" for b in buckets))
+    elif args.action == "show":
+        r = c.get_run(args.run)
+        if args.json:
+            _print(r, True)
+            return 0
+        print(f"{r['id']}  {r['name']}  [{r['status']}]  {r['project']}  started {r['started_at']}")
+        if r.get("commit"):
+            print(f"  commit {r['commit']['repo']}@{r['commit']['sha'][:12]}")
+        if r.get("job_id"):
+            print(f"  job    {r['job_id']}")
+        if r["tags"]:
+            print("  tags   " + ", ".join(r["tags"]))
+        for k, v in sorted(r["params"].items()):
+            print(f"  param  {k} = {v}")
+        for k, s in sorted(r["summary"].items()):
+            print(f"  metric {k:<28} last {s['last']:.5g} @ {s['last_step']}  min {s['min']:.5g}  max {s['max']:.5g}")
+    elif args.action == "compare":
+        fmt = "json" if args.json else ("markdown" if args.format == "markdown" else args.format)
+        out = c.compare_runs(args.runs, baseline=args.baseline, target=args.target, goal=args.goal, format=fmt)
+        if args.output:
+            from pathlib import Path
+
+            Path(args.output).write_text(out if isinstance(out, str) else json.dumps(out, indent=2, default=str))
+            print(f"Wrote {args.output}")
+        else:
+            _print(out, args.json)
+    return 0
+
+
+def cmd_sync(args) -> int:
+    res = _client(args).sync()
+    print(f"Sent {res['sent_points']} spooled point(s); {res['runs_left']} run(s) still waiting for the hub")
+    return 0 if not res["runs_left"] else EXIT_UNREACHABLE
+
+
 def cmd_admin(args) -> int:
     """Runs on the hub's machine, against its database (needs the server's settings)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
@@ -454,6 +516,31 @@ def build_parser() -> argparse.ArgumentParser:
     x = ks.add_parser("revoke", parents=[common])
     x.add_argument("id", type=int)
     s.set_defaults(fn=cmd_token)
+
+    s = sub.add_parser("runs", parents=[common], help="list|search|show|compare tracked runs")
+    us = s.add_subparsers(dest="action", required=True)
+    for action in ("list", "search"):
+        x = us.add_parser(action, parents=[common])
+        x.add_argument("project", help="namespace/project")
+        if action == "search":
+            x.add_argument("query", help="e.g. 'params.moe.top_k:4 AND summary.val_loss:<2.1 AND tags:baseline'")
+        x.add_argument("--sort", help="comma list, '-' for descending, e.g. summary.val_loss.min")
+        x.add_argument("--columns", help="comma list of params.X / summary.KEY[.min|.max] to show")
+        x.add_argument("--facets", help="comma list, e.g. tags,status")
+        x.add_argument("-n", "--limit", type=int, default=50)
+    x = us.add_parser("show", parents=[common])
+    x.add_argument("run")
+    x = us.add_parser("compare", parents=[common])
+    x.add_argument("runs", nargs="+")
+    x.add_argument("--baseline")
+    x.add_argument("--target", help="metric that decides 'best' (default: a val loss)")
+    x.add_argument("--goal", choices=["min", "max"])
+    x.add_argument("--format", choices=["markdown", "html", "json"], default="markdown")
+    x.add_argument("-o", "--output")
+    s.set_defaults(fn=cmd_runs)
+
+    sub.add_parser("sync", parents=[common], help="send metrics spooled while the hub was unreachable").set_defaults(
+        fn=cmd_sync)
 
     s = sub.add_parser("admin", help="server-side administration (runs against the hub's DB)")
     a = s.add_subparsers(dest="action", required=True)

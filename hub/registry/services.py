@@ -101,6 +101,7 @@ def repo_create(*, namespace, name: str, user, private: bool = False, descriptio
     commit = Commit.objects.create(repo=repo, sha=sha, tree=tree, parents=[], author=user, author_name=author,
                                    message="Initial commit", metadata={}, created_at=now, generation=1)
     Ref.objects.create(repo=repo, name=default_branch, kind=Ref.Kind.BRANCH, commit=commit, created_by=user)
+    _reindex(commit)
     return repo
 
 
@@ -311,6 +312,16 @@ def _move_branch(*, ref: Ref, expected: Commit, new: Commit) -> None:
         )
 
 
+def _reindex(*commits: Commit | None) -> None:
+    """Commit documents in the search index carry their branch and tag names: re-index the
+    commits whose refs changed, after the transaction commits."""
+    from hub.tracking import indexing
+
+    for c in commits:
+        if c is not None and c.pk:
+            indexing.schedule_commit(c.pk)
+
+
 def _gc_barrier(*, exclusive: bool) -> None:
     """Writers that may reuse existing trees/files hold this shared; GC holds it exclusive,
     so GC never deletes a file a commit in flight is about to reference. PostgreSQL uses a
@@ -370,6 +381,7 @@ def commit_create(*, repo: Repo, branch: str, operations: list, message: str, us
             if commit.pk and Ref.objects.filter(pk=ref.pk, commit_id=commit.pk).exists():
                 return commit, False
             raise
+        _reindex(parent, commit)
     return commit, True
 
 
@@ -381,7 +393,9 @@ def branch_create(*, repo: Repo, name: str, from_ref: str | None, user) -> Ref:
     commit = selectors.resolve(repo=repo, ref=from_ref or repo.default_branch)
     try:
         with transaction.atomic():
-            return Ref.objects.create(repo=repo, name=name, kind=Ref.Kind.BRANCH, commit=commit, created_by=user)
+            ref = Ref.objects.create(repo=repo, name=name, kind=Ref.Kind.BRANCH, commit=commit, created_by=user)
+            _reindex(commit)
+            return ref
     except IntegrityError as e:
         raise Conflict(f"Branch {name!r} already exists.", code="ref_exists") from e
 
@@ -410,8 +424,10 @@ def tag_create(*, repo: Repo, name: str, ref: str, user, message: str = "") -> R
     commit = selectors.resolve(repo=repo, ref=ref)
     try:
         with transaction.atomic():
-            return Ref.objects.create(repo=repo, name=name, kind=Ref.Kind.TAG, commit=commit, created_by=user,
-                                      message=message or "")
+            tag = Ref.objects.create(repo=repo, name=name, kind=Ref.Kind.TAG, commit=commit, created_by=user,
+                                     message=message or "")
+            _reindex(commit)
+            return tag
     except IntegrityError as e:
         raise Conflict(f"Tag {name!r} already exists; tags are immutable.", code="ref_exists") from e
 
@@ -545,6 +561,7 @@ def merge(*, repo: Repo, source: str, target: str, user, strategy: str | None = 
             return MergeOutcome("up_to_date", ours, theirs.sha)
         if allow_fast_forward and graph.is_ancestor(ours.sha, theirs.sha):
             _move_branch(ref=ref, expected=ours, new=theirs)
+            _reindex(ours, theirs)
             return MergeOutcome("fast_forward", theirs, ours.sha)
         base_sha = graph.merge_base(ours.sha, theirs.sha)
         base_entries = selectors.commit_get(repo=repo, sha=base_sha).tree.entries if base_sha else {}
@@ -591,6 +608,7 @@ def merge(*, repo: Repo, source: str, target: str, user, strategy: str | None = 
         commit = _new_commit(repo=repo, tree=tree, parents=[ours, theirs], user=user, message=msg, metadata=meta,
                              created_at=None)
         _move_branch(ref=ref, expected=ours, new=commit)
+        _reindex(ours, commit)
         return MergeOutcome("merge", commit, base_sha, merged, resolved)
 
 

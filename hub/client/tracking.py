@@ -1,0 +1,349 @@
+"""Experiment tracking in the SDK: ``Run.log`` never blocks a training loop.
+
+``log()`` appends one record to an in-memory list (about a microsecond). A background thread
+turns records into compact binary batches and posts them. If the hub cannot be reached (or
+answers 503 because ClickHouse is down), batches are spooled to disk (``<config>/spool/<run>``)
+and replayed in order once it answers again — a retried batch is harmless, the server
+collapses duplicates. Memory is bounded: past ``max_pending`` points the buffer is spilled
+to the spool by ``log()`` itself. ``finish()`` and interpreter exit flush with a bounded wait
+and then say what is still pending (it stays spooled; ``hub sync`` or the next start of the
+same run sends it) instead of hanging.
+
+NaN and ±Inf values are dropped client-side with one warning per key (the hub refuses them).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import secrets
+import threading
+import time
+import warnings
+import weakref
+from pathlib import Path
+from typing import Any
+
+from hub.client import config
+from hub.client.errors import HubClientError, HubUnreachable
+
+log = logging.getLogger("hub.client")
+BINARY = "application/x-hub-points"  # hub.tracking.wire.CONTENT_TYPE
+
+
+def _encode(records: list[tuple[int, float, dict]]) -> tuple[bytes, int, dict[str, int]]:
+    """records → (binary batch, points, non-finite counts per key)."""
+    import numpy as np
+
+    from hub.tracking.wire import encode
+
+    keys: dict[str, int] = {}
+    ki: list[int] = []
+    steps: list[int] = []
+    times: list[float] = []
+    values: list[float] = []
+    dropped: dict[str, int] = {}
+    isfinite = math.isfinite
+    for step, t, d in records:
+        for k, v in d.items():
+            try:
+                fv = float(v)
+            except (TypeError, ValueError):
+                dropped[k] = dropped.get(k, 0) + 1
+                continue
+            if not isfinite(fv):
+                dropped[k] = dropped.get(k, 0) + 1
+                continue
+            idx = keys.get(k)
+            if idx is None:
+                idx = keys[k] = len(keys)
+            ki.append(idx)
+            steps.append(step)
+            times.append(t)
+            values.append(fv)
+    body = encode(list(keys), np.asarray(ki, dtype=np.uint32), steps, times, values)
+    return body, len(steps), dropped
+
+
+class Run:
+    """A tracked run. Use as a context manager, or call :meth:`finish`."""
+
+    def __init__(self, client, data: dict, *, flush_interval: float = 1.0, batch_points: int = 50_000,
+                 max_pending: int = 2_000_000, spool_dir: str | os.PathLike | None = None):
+        self.client = client
+        self.id: str = data["id"]
+        self.data = data
+        self.flush_interval = flush_interval
+        self.batch_points = batch_points
+        self.max_pending = max_pending
+        self.spool = Path(spool_dir or config.spool_dir()) / self.id
+        self._records: list[tuple[int, float, dict]] = []
+        self._pending_points = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._step = 0
+        self._warned: set[str] = set()
+        self._seq = 0
+        self.sent_points = 0
+        self.spooled_points = 0
+        self.online = True
+        self._probe_now = False
+        self.finished = False
+        self._thread = threading.Thread(target=self._loop, name=f"hub-run-{self.id}", daemon=True)
+        self._thread.start()
+        _live_runs.add(self)
+
+    # --- the hot path ------------------------------------------------------------------------
+
+    def log(self, values: dict[str, Any], step: int | None = None, *, time_: float | None = None) -> None:
+        """Record ``{key: number}`` at ``step`` (default: one more than the last step)."""
+        if step is None:
+            step = self._step
+            self._step += 1
+        else:
+            self._step = step + 1
+        rec = (step, time_ if time_ is not None else time.time(), dict(values))
+        with self._lock:
+            self._records.append(rec)
+            self._pending_points += len(rec[2])
+            n = self._pending_points
+        if n >= self.batch_points:
+            self._wake.set()
+        if n >= self.max_pending:
+            self._spill()  # the sender cannot keep up: keep memory bounded
+
+    # --- params, tags, lifecycle ---------------------------------------------------------------
+
+    def log_params(self, params: dict) -> dict:
+        self.data = self.client._json("POST", f"/runs/{self.id}/params", json={"params": params})
+        return self.data["params"]
+
+    def add_tags(self, *tags: str) -> None:
+        self.data = self.client._json("PATCH", f"/runs/{self.id}", json={"add_tags": list(tags)})
+
+    def set_notes(self, notes: str) -> None:
+        self.data = self.client._json("PATCH", f"/runs/{self.id}", json={"notes": notes})
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Send what is buffered; returns the points still pending after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        pause = 0.01
+        while time.monotonic() < deadline:
+            with self._lock:
+                empty = not self._records
+            if empty and self._idle.is_set() and not self._spool_files():
+                break
+            self._probe_now = True  # while flushing, retry the hub without the usual backoff
+            self._wake.set()
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.5)
+        return self.pending()
+
+    def pending(self) -> int:
+        with self._lock:
+            mem = self._pending_points
+        return mem + self._spooled_points_on_disk()
+
+    def finish(self, status: str = "finished", *, timeout: float = 30.0) -> dict:
+        """Flush (bounded by ``timeout``), mark the run ``status``, stop the sender. Whatever
+        could not be sent stays spooled on disk and is reported, never silently dropped."""
+        if self.finished:
+            return {"pending": self.pending()}
+        left = self.flush(timeout)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+        if self._records:
+            self._spill()
+        left = self.pending()
+        self.finished = True
+        _live_runs.discard(self)
+        try:
+            self.data = self.client._json("PATCH", f"/runs/{self.id}", json={"status": status})
+        except HubClientError as e:
+            warnings.warn(f"run {self.id}: could not set status {status!r}: {e.message}", stacklevel=2)
+        if left:
+            msg = (f"run {self.id}: {left} point(s) not yet sent; they are spooled in {self.spool} and will be "
+                   f"sent by `hub sync` or the next start of this run")
+            warnings.warn(msg, stacklevel=2)
+        return {"pending": left, "sent": self.sent_points, "spool": str(self.spool) if left else None}
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.finish("finished")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.finish("killed")
+        else:
+            self.finish("failed")
+
+    # --- the sender ------------------------------------------------------------------------------
+
+    def _take(self) -> list[tuple[int, float, dict]]:
+        with self._lock:
+            recs, self._records = self._records, []
+            self._pending_points = 0
+        return recs
+
+    def _spool_files(self) -> list[Path]:
+        try:
+            return sorted(self.spool.glob("*.bin"))
+        except FileNotFoundError:
+            return []
+
+    def _spooled_points_on_disk(self) -> int:
+        total = 0
+        for f in self._spool_files():
+            try:
+                total += int(f.name.split("-")[1].split(".")[0])
+            except (IndexError, ValueError):
+                pass
+        return total
+
+    def _write_spool(self, body: bytes, points: int) -> None:
+        self.spool.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        name = f"{time.time_ns():020d}{self._seq:06d}-{points}.bin"
+        tmp = self.spool / (name + ".tmp")
+        tmp.write_bytes(body)
+        os.replace(tmp, self.spool / name)
+        self.spooled_points += points
+
+    def _spill(self) -> None:
+        recs = self._take()
+        if recs:
+            body, n, dropped = _encode(recs)
+            self._warn(dropped)
+            if n:
+                self._write_spool(body, n)
+
+    def _warn(self, dropped: dict[str, int]) -> None:
+        for k, n in dropped.items():
+            if k not in self._warned:
+                self._warned.add(k)
+                warnings.warn(f"run {self.id}: dropped {n} non-finite or non-numeric value(s) of {k!r} "
+                              "(NaN/Inf are not stored)", stacklevel=3)
+
+    def _post(self, body: bytes) -> None:
+        self.client.request("POST", f"/runs/{self.id}/metrics", content=body,
+                            headers={"Content-Type": BINARY}, idempotent=True, retries=0)
+
+    def _send_or_spool(self, body: bytes, points: int) -> None:
+        if self.online:
+            try:
+                self._post(body)
+                self.sent_points += points
+                return
+            except (HubUnreachable, HubClientError) as e:
+                if isinstance(e, HubClientError) and not isinstance(e, HubUnreachable) and e.status < 500:
+                    log.error("run %s: the hub refused a batch of %d point(s): %s", self.id, points, e.message)
+                    return
+                self.online = False
+                log.warning("run %s: hub unavailable (%s); spooling to %s", self.id, e.message, self.spool)
+        self._write_spool(body, points)
+
+    def _send_chunk(self, chunk: list) -> None:
+        body, n, dropped = _encode(chunk)
+        self._warn(dropped)
+        if n:
+            self._send_or_spool(body, n)
+
+    def _replay(self) -> bool:
+        """Send spooled batches oldest first; True when the spool is empty."""
+        for f in self._spool_files():
+            try:
+                body = f.read_bytes()
+            except FileNotFoundError:
+                continue
+            try:
+                self._post(body)
+            except HubUnreachable:
+                return False
+            except HubClientError as e:
+                if e.status >= 500:
+                    return False
+                log.error("run %s: the hub refused spooled batch %s: %s", self.id, f.name, e.message)
+                f.rename(f.with_suffix(".rejected"))
+                continue
+            self.sent_points += int(f.name.split("-")[1].split(".")[0])
+            f.unlink(missing_ok=True)
+        return True
+
+    def _loop(self) -> None:
+        backoff = 1.0
+        next_probe = 0.0
+        while True:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            stopping = self._stop.is_set()
+            self._idle.clear()
+            try:
+                chunk: list = []
+                points = 0
+                for rec in self._take():
+                    chunk.append(rec)
+                    points += len(rec[2])
+                    if points >= self.batch_points:
+                        self._send_chunk(chunk)
+                        chunk, points = [], 0
+                if chunk:
+                    self._send_chunk(chunk)
+                probe, self._probe_now = self._probe_now, False
+                if (self.online or probe or time.monotonic() >= next_probe) and self._spool_files():
+                    if self._replay():
+                        self.online, backoff = True, 1.0
+                    else:
+                        self.online = False
+                        next_probe = time.monotonic() + backoff
+                        backoff = min(backoff * 2, 30.0)
+            except Exception:  # never let the sender die silently
+                log.exception("run %s: metrics sender error", self.id)
+            finally:
+                self._idle.set()
+            if stopping:
+                return
+
+
+_live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for run in list(_live_runs):
+        if not run.finished:
+            left = run.flush(timeout=float(os.environ.get("HUB_EXIT_FLUSH_SECONDS", "10")))
+            run._stop.set()
+            run._wake.set()
+            run._thread.join(timeout=2)
+            if run._records:
+                run._spill()
+            left = run.pending()
+            if left:
+                print(f"[hub] run {run.id}: {left} point(s) not sent before exit; spooled in {run.spool} "
+                      "(run `hub sync` to send them)", flush=True)
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(8)
+
+
+def sync_spool(client, spool_root: str | os.PathLike | None = None) -> dict:
+    """Send every spooled batch of every run (the ``hub sync`` command)."""
+    root = Path(spool_root or config.spool_dir())
+    sent = failed = 0
+    for run_dir in sorted(p for p in root.glob("*") if p.is_dir()):
+        run = Run.__new__(Run)
+        run.client, run.id, run.spool, run.sent_points = client, run_dir.name, run_dir, 0
+        ok = run._replay()
+        sent += run.sent_points
+        failed += 0 if ok else 1
+        if ok and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+    return {"sent_points": sent, "runs_left": failed}

@@ -1,0 +1,278 @@
+"""Tracking REST API: projects, runs, params, metric ingest and reads, search, comparison."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from hub.accounts import selectors as accounts
+from hub.accounts.models import Role
+from hub.common.errors import InvalidInput, NotAuthenticated, PayloadTooLarge
+from hub.tracking import ingest, report, selectors, services
+from hub.tracking.models import Project, Run
+
+MAX_BODY = 64 * 1024 * 1024
+
+
+def project_out(p: Project) -> dict:
+    return {"id": p.full_name, "namespace": p.namespace.name, "name": p.name, "private": p.private,
+            "description": p.description, "created_at": p.created_at}
+
+
+def run_out(r: Run) -> dict:
+    return {
+        "id": r.pk, "project": r.project.full_name, "name": r.name, "group": r.group, "status": r.status,
+        "user": r.user.username if r.user_id else None, "started_at": r.started_at, "ended_at": r.ended_at,
+        "updated_at": r.updated_at, "params": r.params, "tags": r.tags, "notes": r.notes, "summary": r.summary,
+        "commit": {"repo": r.commit_repo, "sha": r.commit_sha} if r.commit_sha else None,
+        "job_id": r.job_id or None,
+    }
+
+
+def _csv(value: str | None) -> list[str]:
+    return [v for v in (value or "").split(",") if v]
+
+
+def _float(value: str | None, name: str) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except ValueError as e:
+        raise InvalidInput(f"{name} must be a number.", code=f"invalid_{name}") from e
+
+
+def _int(value: str | None, name: str, default: int | None = None) -> int | None:
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError as e:
+        raise InvalidInput(f"{name} must be an integer.", code=f"invalid_{name}") from e
+
+
+class ProjectListCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        namespace = serializers.CharField(required=False)
+        name = serializers.CharField(max_length=64)
+        private = serializers.BooleanField(default=False)
+        description = serializers.CharField(default="", allow_blank=True, max_length=10_000)
+
+    @extend_schema(summary="List projects you can see", parameters=[OpenApiParameter("namespace", str)])
+    def get(self, request):
+        from django.db.models import Q
+
+        from hub.common.pagination import paginate
+
+        qs = Project.objects.select_related("namespace").order_by("namespace__name", "name")
+        if request.query_params.get("namespace"):
+            qs = qs.filter(namespace__name=request.query_params["namespace"])
+        if not (request.user.is_authenticated and request.user.is_superuser):
+            visible = Q(private=False)
+            if request.user.is_authenticated:
+                visible |= Q(namespace__memberships__user=request.user)
+            qs = qs.filter(visible).distinct()
+        return paginate(self, qs, project_out)
+
+    @extend_schema(request=InputSerializer, summary="Create a project (or get it if it exists)")
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if not request.user.is_authenticated:
+            raise NotAuthenticated("Authentication required: pass 'Authorization: Bearer <token>'.")
+        d = data.validated_data
+        ns = accounts.namespace_get(name=d.get("namespace") or request.user.username)
+        accounts.require_role(request, namespace=ns, role=Role.WRITE)
+        p = services.project_get_or_create(namespace=ns, name=d["name"], private=d["private"],
+                                           description=d["description"])
+        return Response(project_out(p), status=201)
+
+
+class ProjectRunsApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(required=False, allow_null=True, max_length=200)
+        group = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
+        params = serializers.JSONField(required=False, default=dict)
+        tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
+        notes = serializers.CharField(required=False, default="", allow_blank=True, max_length=100_000)
+        run_id = serializers.CharField(required=False, allow_null=True, help_text="client-chosen id: idempotent create")
+        commit = serializers.CharField(required=False, allow_blank=True, default="", help_text="ns/repo@sha")
+        job_id = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
+
+    @extend_schema(
+        summary="Search a project's runs (query syntax: params.moe.top_k:4 AND summary.val_loss:<2.1 ...)",
+        parameters=[OpenApiParameter("q", str), OpenApiParameter("sort", str, description="comma list, '-' = desc"),
+                    OpenApiParameter("page_size", int), OpenApiParameter("offset", int),
+                    OpenApiParameter("cursor", str, description="'next' of the previous page"),
+                    OpenApiParameter("facets", str)])
+    def get(self, request, namespace, name):
+        project = selectors.project_for(request, namespace=namespace, name=name)
+        qp = request.query_params
+        cursor = None
+        if qp.get("cursor"):
+            try:
+                cursor = json.loads(qp["cursor"])
+            except ValueError as e:
+                raise InvalidInput("Bad cursor.", code="invalid_cursor") from e
+        page_size = min(1000, max(1, _int(qp.get("page_size"), "page_size", 50)))
+        return Response(selectors.run_search(project=project, q=qp.get("q", ""), sort=_csv(qp.get("sort")),
+                                             page_size=page_size, offset=_int(qp.get("offset"), "offset", 0),
+                                             search_after=cursor, facets=_csv(qp.get("facets"))))
+
+    @extend_schema(request=InputSerializer, summary="Start a run")
+    def post(self, request, namespace, name):
+        project = selectors.project_for(request, namespace=namespace, name=name, role=Role.WRITE)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        d = dict(data.validated_data)
+        repo, _, sha = (d.pop("commit") or "").partition("@")
+        run, created = services.run_create(project=project, user=request.user, commit_repo=repo, commit_sha=sha, **d)
+        return Response(run_out(run), status=201 if created else 200)
+
+
+class RunDetailApi(APIView):
+    class PatchSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=Run.Status.values, required=False)
+        name = serializers.CharField(required=False, max_length=200)
+        group = serializers.CharField(required=False, allow_blank=True, max_length=200)
+        notes = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
+        add_tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+        remove_tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+
+    @extend_schema(summary="A run")
+    def get(self, request, run_id):
+        return Response(run_out(selectors.run_for(request, run_id=run_id)))
+
+    @extend_schema(request=PatchSerializer, summary="Finish a run, rename it, edit notes or tags")
+    def patch(self, request, run_id):
+        run = selectors.run_for(request, run_id=run_id, role=Role.WRITE)
+        data = self.PatchSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(run_out(services.run_update(run=run, **data.validated_data)))
+
+    @extend_schema(summary="Delete a run and its metrics")
+    def delete(self, request, run_id):
+        services.run_delete(run=selectors.run_for(request, run_id=run_id, role=Role.WRITE))
+        return Response(status=204)
+
+
+class RunParamsApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        params = serializers.JSONField()
+
+    @extend_schema(request=InputSerializer, summary="Log params (write-once per key)")
+    def post(self, request, run_id):
+        run = selectors.run_for(request, run_id=run_id, role=Role.WRITE)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(run_out(services.run_log_params(run=run, params=data.validated_data["params"])))
+
+
+class _BinaryOrJsonParser(JSONParser):
+    """Binary batches are read raw by the view. JSON is parsed leniently (NaN, Infinity
+    allowed) so that non-finite values meet the explicit ``non_finite_value`` policy
+    instead of a generic parse error."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        if media_type and media_type.startswith(ingest.BINARY_CONTENT_TYPE):
+            return None
+        try:
+            return json.loads(stream.read().decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            from rest_framework.exceptions import ParseError
+
+            raise ParseError(f"JSON parse error - {e}") from e
+
+
+class RunMetricsApi(APIView):
+    parser_classes = [_BinaryOrJsonParser]
+
+    @extend_schema(summary="Metric keys a run logged, with counts and last/min/max")
+    def get(self, request, run_id):
+        return Response({"keys": selectors.metric_keys(run=selectors.run_for(request, run_id=run_id))})
+
+    @extend_schema(
+        request={"application/json": OpenApiTypes.OBJECT, ingest.BINARY_CONTENT_TYPE: OpenApiTypes.BINARY},
+        summary="Ingest a batch of points: JSON columns {key, step, value, time} or the binary encoding",
+    )
+    def post(self, request, run_id):
+        run = selectors.run_for(request, run_id=run_id, role=Role.WRITE)
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > MAX_BODY:
+            raise PayloadTooLarge(f"Request bodies are limited to {MAX_BODY} bytes.", code="batch_too_large")
+        if (request.content_type or "").startswith(ingest.BINARY_CONTENT_TYPE):
+            batch = ingest.decode_binary(request._request.read(MAX_BODY + 1))
+        else:
+            batch = ingest.decode_json(request.data)
+        return Response(services.metrics_ingest(run=run, batch=batch))
+
+
+class SeriesApi(APIView):
+    @extend_schema(
+        summary="Series for many runs × keys, downsampled server-side to `buckets` (min/max/last per bucket)",
+        parameters=[OpenApiParameter("runs", str, required=True), OpenApiParameter("keys", str, required=True),
+                    OpenApiParameter("x", str), OpenApiParameter("buckets", int), OpenApiParameter("min", float),
+                    OpenApiParameter("max", float)])
+    def get(self, request):
+        qp = request.query_params
+        runs = selectors.runs_for(request, run_ids=_csv(qp.get("runs")))
+        return Response({"series": selectors.series(
+            runs=runs, keys=_csv(qp.get("keys")), x=qp.get("x", "step"), buckets=_int(qp.get("buckets"), "buckets"),
+            x_min=_float(qp.get("min"), "min"), x_max=_float(qp.get("max"), "max"))})
+
+
+class ExportApi(APIView):
+    @extend_schema(summary="Every point of a run at full resolution, streamed as CSV",
+                   parameters=[OpenApiParameter("keys", str)], responses={(200, "text/csv"): OpenApiTypes.STR})
+    def get(self, request, run_id):
+        run = selectors.run_for(request, run_id=run_id)
+        batches = selectors.export_batches(run=run, keys=_csv(request.query_params.get("keys")))
+
+        def stream():
+            buf = io.StringIO()
+            w = csv.writer(buf)
+            w.writerow(["key", "step", "wall_time", "value"])
+            yield buf.getvalue()
+            for batch in batches:
+                buf = io.StringIO()
+                w = csv.writer(buf)
+                w.writerows((k, s, repr(t), repr(v)) for k, s, t, v in batch)
+                yield buf.getvalue()
+
+        resp = StreamingHttpResponse(stream(), content_type="text/csv")
+        resp["Content-Disposition"] = f'attachment; filename="{run.pk}-metrics.csv"'
+        return resp
+
+
+class CompareApi(APIView):
+    @extend_schema(
+        summary="Comparison report of 2..N runs (JSON, Markdown or HTML)",
+        parameters=[OpenApiParameter("runs", str, required=True), OpenApiParameter("baseline", str),
+                    OpenApiParameter("target", str), OpenApiParameter("goal", str),
+                    OpenApiParameter("metrics", str), OpenApiParameter("render", str, enum=["json", "markdown", "html"])])
+    def get(self, request):
+        qp = request.query_params
+        runs = selectors.runs_for(request, run_ids=_csv(qp.get("runs")))
+        rep = selectors.compare(runs=runs, target=qp.get("target"), baseline=qp.get("baseline"), goal=qp.get("goal"),
+                                metrics=_csv(qp.get("metrics")) or None)
+        fmt = qp.get("render", "json")  # not "format": DRF reserves it for content negotiation
+        if fmt == "markdown":
+            resp = HttpResponse(report.to_markdown(rep), content_type="text/markdown; charset=utf-8")
+            resp["Content-Disposition"] = 'attachment; filename="comparison.md"'
+            return resp
+        if fmt == "html":
+            return HttpResponse(report.to_html(rep), content_type="text/html; charset=utf-8")
+        if fmt != "json":
+            raise InvalidInput("render must be json, markdown or html.", code="invalid_render")
+        return Response(rep)

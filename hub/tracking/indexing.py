@@ -1,0 +1,192 @@
+"""Keeping Elasticsearch in step with the DB (the DB is canonical; the index is derived).
+
+Every change to a run or a commit schedules a re-index *after its transaction commits*
+(``transaction.on_commit``): a Celery task with retries reads the current DB state and
+writes the whole document, so tasks are idempotent and may run in any order. Bursts (a
+training loop ingesting many batches) are debounced through a short Redis key, so one run
+costs about one index write per second, not one per batch. If the broker is unreachable the
+document is indexed inline (best effort), and ``manage.py search_reindex`` rebuilds
+everything from the DB at any time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.conf import settings
+from django.db import transaction
+
+from hub.stores.search import SearchError, SearchIndex, SearchUnavailable
+
+log = logging.getLogger(__name__)
+DEBOUNCE_MS = 800
+COUNTDOWN_S = 1.0
+
+_index: SearchIndex | None = None
+_index_lock = threading.Lock()
+
+
+def search_index() -> SearchIndex | None:
+    """The configured index, or None when no Elasticsearch URL is set."""
+    global _index
+    url = settings.HUB_ELASTICSEARCH_URL
+    if not url:
+        return None
+    with _index_lock:
+        if _index is None or _index.url != url or _index.prefix != settings.HUB_ELASTICSEARCH_INDEX_PREFIX:
+            _index = SearchIndex(url, settings.HUB_ELASTICSEARCH_INDEX_PREFIX)
+        return _index
+
+
+def _redis():
+    import redis
+
+    return redis.Redis.from_url(settings.HUB_REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5)
+
+
+def _enqueue(kind: str, ident: str) -> None:
+    if not settings.HUB_ELASTICSEARCH_URL:
+        return
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        _index_now(kind, ident)
+        return
+    try:
+        if _redis().set(f"hub:index:{kind}:{ident}", 1, nx=True, px=DEBOUNCE_MS):
+            from hub.tracking import tasks
+
+            task = tasks.index_run if kind == "run" else tasks.index_commit
+            task.apply_async(args=[ident], countdown=COUNTDOWN_S, retry=False)
+    except Exception as e:  # broker down: index inline, the reindex command repairs the rest
+        log.warning("search index queue unavailable (%s); indexing %s %s inline", e, kind, ident)
+        _index_now(kind, ident)
+
+
+def _index_now(kind: str, ident: str) -> None:
+    try:
+        if kind == "run":
+            index_run_now(ident)
+        else:
+            index_commit_now(int(ident))
+    except Exception as e:  # indexing never fails the write that triggered it
+        log.warning("could not index %s %s: %s", kind, ident, e)
+
+
+def schedule_run(run_id: str) -> None:
+    transaction.on_commit(lambda: _enqueue("run", run_id))
+
+
+def schedule_commit(commit_pk: int) -> None:
+    transaction.on_commit(lambda: _enqueue("commit", str(commit_pk)))
+
+
+def run_doc(run) -> dict:
+    """The run as the search adapter takes it (it builds the indexed layout)."""
+    return {
+        "id": run.pk,
+        "project": run.project.full_name,
+        "name": run.name,
+        "group": run.group,
+        "user": run.user.username if run.user_id else None,
+        "status": run.status,
+        "tags": run.tags,
+        "notes": run.notes,
+        "commit": f"{run.commit_repo}@{run.commit_sha}" if run.commit_sha else None,
+        "job": run.job_id or None,
+        "created_at": run.started_at.isoformat(),
+        "ended_at": run.ended_at.isoformat() if run.ended_at else None,
+        "params": run.params,
+        "summary": {k: {s: v[s] for s in ("last", "min", "max", "last_step")} for k, v in run.summary.items()},
+    }
+
+
+def commit_doc(commit) -> dict:
+    from hub.registry.models import FileObject, Ref
+
+    refs = list(Ref.objects.filter(repo_id=commit.repo_id, commit_id=commit.pk).values_list("kind", "name"))
+    config = {}
+    oid = commit.tree.entries.get("config.json")
+    if oid:
+        try:
+            import json
+
+            from hub.registry.selectors import file_iter
+
+            f = FileObject.objects.get(oid=oid)
+            if f.size <= 1_000_000:
+                config = json.loads(b"".join(file_iter(file=f)))
+        except Exception:  # a config that is not JSON is simply not indexed
+            config = {}
+    return {
+        "id": f"{commit.repo.full_name}@{commit.sha}",
+        "repo": commit.repo.full_name,
+        "sha": commit.sha,
+        "message": commit.message,
+        "author": commit.author_name,
+        "created_at": commit.created_at.isoformat(),
+        "parents": commit.parents,
+        "branches": [n for k, n in refs if k == "branch"],
+        "tags": [n for k, n in refs if k == "tag"],
+        "run": commit.run_id or None,
+        "job": commit.job_id or None,
+        "config": config if isinstance(config, dict) else {},
+        "eval": commit.metadata.get("eval") if isinstance(commit.metadata.get("eval"), dict) else {},
+    }
+
+
+def index_run_now(run_id: str) -> None:
+    from hub.tracking.models import Run
+
+    idx = search_index()
+    if idx is None:
+        return
+    run = Run.objects.select_related("project__namespace", "user").filter(pk=run_id).first()
+    if run is None:
+        idx.delete_run(run_id)
+    else:
+        idx.index_run(run_doc(run))
+
+
+def index_commit_now(commit_pk: int) -> None:
+    from hub.registry.models import Commit
+
+    idx = search_index()
+    commit = Commit.objects.select_related("repo__namespace", "tree").filter(pk=commit_pk).first()
+    if idx is not None and commit is not None:
+        idx.index_commit(commit_doc(commit))
+
+
+def delete_run(run_id: str) -> None:
+    idx = search_index()
+    if idx is not None:
+        try:
+            idx.delete_run(run_id)
+        except (SearchError, SearchUnavailable) as e:
+            log.warning("could not delete run %s from the index: %s", run_id, e)
+
+
+def reindex_all(*, batch: int = 1000, stdout=None) -> dict:
+    """Rebuild both indices from the DB."""
+    from hub.registry.models import Commit
+    from hub.tracking.models import Run
+
+    idx = search_index()
+    if idx is None:
+        raise SearchError("HUB_ELASTICSEARCH_URL is not set")
+    idx.drop_all()
+    idx.ensure_indices()
+    runs = commits = 0
+    qs = Run.objects.select_related("project__namespace", "user").order_by("pk")
+    docs = []
+    for run in qs.iterator(chunk_size=batch):
+        docs.append(run_doc(run))
+        if len(docs) >= batch:
+            runs += idx.bulk_index_runs(docs)
+            docs = []
+    if docs:
+        runs += idx.bulk_index_runs(docs)
+    cdocs = [commit_doc(c) for c in Commit.objects.select_related("repo__namespace", "tree").iterator(chunk_size=batch)]
+    for i in range(0, len(cdocs), batch):
+        commits += idx.bulk_index_commits(cdocs[i : i + batch])
+    idx.refresh()
+    return {"runs": runs, "commits": commits}

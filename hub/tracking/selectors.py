@@ -1,0 +1,124 @@
+"""Reads of the tracking domain, and who may see which run."""
+
+from __future__ import annotations
+
+from hub.accounts import selectors as accounts
+from hub.accounts.models import Role
+from hub.common.errors import InvalidInput, NotFound, ServiceUnavailable
+from hub.stores.metrics import MetricsStoreUnavailable, get_metrics_store
+from hub.stores.search import SearchError, SearchUnavailable
+from hub.tracking import report
+from hub.tracking.indexing import search_index
+from hub.tracking.models import Project, Run
+from hub.tracking.query import QuerySyntaxError, compile_query
+
+
+def project_for(request, *, namespace: str, name: str, role: str = Role.READ) -> Project:
+    project = Project.objects.select_related("namespace").filter(namespace__name=namespace, name=name).first()
+    if project is None:
+        raise NotFound(f"Project {namespace}/{name} not found.", code="project_not_found")
+    if project.private:
+        try:
+            accounts.require_role(request, namespace=project.namespace, role=Role.READ, hide=True)
+        except NotFound:
+            raise NotFound(f"Project {namespace}/{name} not found.", code="project_not_found") from None
+    if role != Role.READ:
+        accounts.require_role(request, namespace=project.namespace, role=role)
+    return project
+
+
+def run_for(request, *, run_id: str, role: str = Role.READ) -> Run:
+    run = Run.objects.select_related("project__namespace", "user").filter(pk=run_id).first()
+    if run is None:
+        raise NotFound(f"Run {run_id} not found.", code="run_not_found")
+    try:
+        project_for(request, namespace=run.project.namespace.name, name=run.project.name, role=role)
+    except NotFound:
+        raise NotFound(f"Run {run_id} not found.", code="run_not_found") from None
+    return run
+
+
+def runs_for(request, *, run_ids: list[str]) -> list[Run]:
+    if not run_ids:
+        raise InvalidInput("Name at least one run.", code="invalid_runs")
+    if len(run_ids) > 200:
+        raise InvalidInput("At most 200 runs per call.", code="invalid_runs")
+    return [run_for(request, run_id=r) for r in dict.fromkeys(run_ids)]
+
+
+def _metrics():
+    try:
+        return get_metrics_store()
+    except MetricsStoreUnavailable as e:
+        raise ServiceUnavailable("The metrics store is unreachable.", code="metrics_store_unavailable") from e
+
+
+def series(*, runs: list[Run], keys: list[str], x: str = "step", buckets: int | None = None,
+           x_min: float | None = None, x_max: float | None = None) -> list[dict]:
+    if x not in ("step", "time"):
+        raise InvalidInput("x must be 'step' or 'time'.", code="invalid_axis")
+    if buckets is not None and not 1 <= buckets <= 100_000:
+        raise InvalidInput("buckets must be 1..100000.", code="invalid_buckets")
+    if not keys or len(keys) > 500:
+        raise InvalidInput("Name 1..500 metric keys.", code="invalid_keys")
+    try:
+        data = _metrics().series([r.pk for r in runs], keys, x=x, buckets=buckets, x_min=x_min, x_max=x_max)
+    except MetricsStoreUnavailable as e:
+        raise ServiceUnavailable("The metrics store is unreachable.", code="metrics_store_unavailable") from e
+    return [s.to_dict() for s in data.values()]
+
+
+def metric_keys(*, run: Run) -> list[dict]:
+    try:
+        stats = _metrics().keys(run.pk)
+    except MetricsStoreUnavailable as e:
+        raise ServiceUnavailable("The metrics store is unreachable.", code="metrics_store_unavailable") from e
+    return [s._asdict() for s in stats]
+
+
+def export_batches(*, run: Run, keys: list[str] | None = None):
+    return _metrics().export_rows(run.pk, keys or None)
+
+
+def run_search(*, project: Project | None, q: str = "", sort: list[str] | None = None, page_size: int = 50,
+               offset: int = 0, search_after: list | None = None, facets: list[str] | None = None) -> dict:
+    """Search runs in Elasticsearch with the query syntax of ``hub.tracking.query``."""
+    try:
+        dsl = compile_query(q or "")
+    except QuerySyntaxError as e:
+        raise InvalidInput(f"Query syntax error at position {e.position}: {e.message}", code="invalid_query",
+                           details={"position": e.position, "query": q}) from e
+    filters = [dsl] if dsl else []
+    if project is not None:
+        filters.append({"term": {"project": project.full_name}})
+    query = {"bool": {"filter": filters}} if filters else None
+    idx = search_index()
+    if idx is None:
+        raise ServiceUnavailable("Search is not configured (HUB_ELASTICSEARCH_URL).", code="search_unavailable")
+    try:
+        res = idx.search_runs(query, sort=sort or ["-created_at"], page_size=page_size, offset=offset,
+                              search_after=search_after, facets=facets or [])
+    except SearchUnavailable as e:
+        raise ServiceUnavailable("The search engine is unreachable.", code="search_unavailable") from e
+    except SearchError as e:
+        raise InvalidInput(str(e), code="invalid_search") from e
+    return {
+        "results": [h.source for h in res.hits],
+        "total": res.total,
+        "facets": res.facets,
+        "next": res.next_search_after,
+        "took_ms": res.took_ms,
+        "engine_elapsed_ms": round(res.elapsed_ms, 2),
+    }
+
+
+def compare(*, runs: list[Run], target: str | None, baseline: str | None, goal: str | None,
+            metrics: list[str] | None = None) -> dict:
+    if len(runs) < 2:
+        raise InvalidInput("Compare at least two runs.", code="invalid_runs")
+    if goal not in (None, "min", "max"):
+        raise InvalidInput("goal must be min or max.", code="invalid_goal")
+    data = [{"id": r.pk, "name": r.name, "status": r.status, "params": r.params, "summary": r.summary} for r in runs]
+    if baseline and baseline not in {r.pk for r in runs}:
+        raise InvalidInput("The baseline must be one of the compared runs.", code="invalid_baseline")
+    return report.compare(data, target=target, baseline=baseline, goal=goal, metrics=metrics)

@@ -1,0 +1,173 @@
+"""Every write of the tracking domain."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from hub.common.errors import Conflict, InvalidInput, ServiceUnavailable
+from hub.common.validation import validate_slug
+from hub.stores._search_layout import flatten_params
+from hub.stores.metrics import MetricsStoreError, MetricsStoreUnavailable, get_metrics_store
+from hub.tracking import indexing
+from hub.tracking.ingest import Batch, merge_summary, summarize
+from hub.tracking.models import Project, Run
+
+RUN_ID = re.compile(r"^[a-z0-9]{8,32}$")
+MAX_TAGS = 100
+MAX_PARAMS = 10_000
+
+
+@transaction.atomic
+def project_get_or_create(*, namespace, name: str, private: bool = False, description: str = "") -> Project:
+    validate_slug(name, what="project name")
+    project = Project.objects.filter(namespace=namespace, name=name).first()
+    if project:
+        return project
+    try:
+        with transaction.atomic():
+            return Project.objects.create(namespace=namespace, name=name, private=private, description=description)
+    except IntegrityError:
+        return Project.objects.get(namespace=namespace, name=name)
+
+
+def _clean_tags(tags) -> list[str]:
+    if tags is None:
+        return []
+    if not isinstance(tags, list) or not all(isinstance(t, str) and 0 < len(t) <= 100 for t in tags):
+        raise InvalidInput("Tags must be a list of 1-100 character strings.", code="invalid_tags")
+    if len(tags) > MAX_TAGS:
+        raise InvalidInput(f"At most {MAX_TAGS} tags.", code="invalid_tags")
+    return list(dict.fromkeys(tags))
+
+
+def _flat_params(params) -> dict:
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InvalidInput("Params must be a JSON object (nested objects are flattened with dots).",
+                           code="invalid_params")
+    flat = flatten_params(params)
+    if len(flat) > MAX_PARAMS:
+        raise InvalidInput(f"At most {MAX_PARAMS} params.", code="invalid_params")
+    for k in flat:
+        if not k or len(k) > 250:
+            raise InvalidInput(f"Param keys must be 1-250 characters: {k[:60]!r}", code="invalid_params")
+    return flat
+
+
+def run_create(*, project: Project, user, name: str | None = None, group: str = "", params: dict | None = None,
+               tags: list | None = None, notes: str = "", run_id: str | None = None, commit_repo: str = "",
+               commit_sha: str = "", job_id: str = "", started_at: datetime | None = None) -> tuple[Run, bool]:
+    """Create a run. A client-chosen ``run_id`` makes creation idempotent: a retry (or a
+    resumed process) gets the existing run back, with created=False."""
+    if run_id is not None and not RUN_ID.match(run_id):
+        raise InvalidInput("run_id must be 8-32 lowercase letters or digits.", code="invalid_run_id")
+    flat = _flat_params(params)
+    tags = _clean_tags(tags)
+    if name is not None and (not isinstance(name, str) or len(name) > 200):
+        raise InvalidInput("Run names are at most 200 characters.", code="invalid_name")
+    run_id = run_id or secrets.token_hex(8)
+    with transaction.atomic():
+        existing = Run.objects.filter(pk=run_id).first()
+        if existing:
+            if existing.project_id != project.pk:
+                raise Conflict(f"Run {run_id} belongs to another project.", code="run_exists")
+            return existing, False
+        run = Run.objects.create(
+            id=run_id, project=project, user=user, name=name or run_id, group=group or "", params=flat, tags=tags,
+            notes=notes or "", commit_repo=commit_repo or "", commit_sha=commit_sha or "", job_id=job_id or "",
+            started_at=started_at or timezone.now(),
+        )
+        indexing.schedule_run(run.pk)
+    return run, True
+
+
+def run_log_params(*, run: Run, params: dict) -> Run:
+    """Params are write-once per key (as in MLflow): the same value again is fine, a different
+    value is 409 ``param_conflict`` with both values, and nothing is written."""
+    flat = _flat_params(params)
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        conflicts = {k: {"logged": run.params[k], "new": v} for k, v in flat.items()
+                     if k in run.params and run.params[k] != v}
+        if conflicts:
+            raise Conflict(f"{len(conflicts)} param(s) already logged with another value; params are write-once.",
+                           code="param_conflict", details=conflicts)
+        if any(k not in run.params for k in flat):
+            run.params = {**run.params, **flat}
+            run.save(update_fields=["params", "updated_at"])
+            indexing.schedule_run(run.pk)
+    return run
+
+
+def run_update(*, run: Run, status: str | None = None, name: str | None = None, group: str | None = None,
+               notes: str | None = None, add_tags: list | None = None, remove_tags: list | None = None,
+               commit_repo: str | None = None, commit_sha: str | None = None, job_id: str | None = None) -> Run:
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        fields = ["updated_at"]
+        if status is not None:
+            if status not in Run.Status.values:
+                raise InvalidInput(f"Unknown status {status!r}; use {', '.join(Run.Status.values)}.", code="invalid_status")
+            run.status = status
+            fields.append("status")
+            if status != Run.Status.RUNNING and run.ended_at is None:
+                run.ended_at = timezone.now()
+                fields.append("ended_at")
+        for attr, value, limit in (("name", name, 200), ("group", group, 200), ("notes", notes, 100_000)):
+            if value is not None:
+                if not isinstance(value, str) or len(value) > limit:
+                    raise InvalidInput(f"{attr} must be a string of at most {limit} characters.", code=f"invalid_{attr}")
+                setattr(run, attr, value)
+                fields.append(attr)
+        if add_tags or remove_tags:
+            tags = [t for t in run.tags if t not in set(_clean_tags(remove_tags or []))]
+            run.tags = _clean_tags(tags + [t for t in _clean_tags(add_tags or []) if t not in tags])
+            fields.append("tags")
+        for attr, value in (("commit_repo", commit_repo), ("commit_sha", commit_sha), ("job_id", job_id)):
+            if value is not None:
+                setattr(run, attr, value)
+                fields.append(attr)
+        run.save(update_fields=fields)
+        indexing.schedule_run(run.pk)
+    return run
+
+
+def metrics_ingest(*, run: Run, batch: Batch) -> dict:
+    """Write a validated batch: the points go to ClickHouse first (idempotent: a retry
+    collapses), then the run's summaries move in one DB transaction. If ClickHouse is down
+    the client gets 503 and nothing changed; if the DB write fails after the insert, the
+    client's retry re-inserts the same rows, which collapse."""
+    store = get_metrics_store()
+    try:
+        store.insert_columns(run_id=run.pk, key=batch.key_column(), step=batch.step, wall_time=batch.time,
+                             value=batch.value)
+    except MetricsStoreUnavailable as e:
+        raise ServiceUnavailable("The metrics store is unreachable; retry the same batch later.",
+                                 code="metrics_store_unavailable", retry_after=e.retry_after) from e
+    except MetricsStoreError as e:
+        raise ServiceUnavailable(f"The metrics store refused the batch: {e}", code="metrics_store_error") from e
+    batch_summary = summarize(batch)
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().only("summary").get(pk=run.pk)
+        locked.summary = merge_summary(locked.summary, batch_summary)
+        locked.save(update_fields=["summary", "updated_at"])
+        indexing.schedule_run(run.pk)
+    return {"accepted": len(batch), "keys": len(batch.keys)}
+
+
+def run_delete(*, run: Run) -> None:
+    store = get_metrics_store()
+    try:
+        store.delete_run(run.pk)
+    except MetricsStoreUnavailable as e:
+        raise ServiceUnavailable("The metrics store is unreachable; retry later.", code="metrics_store_unavailable") from e
+    run_id = run.pk
+    with transaction.atomic():
+        run.delete()
+        transaction.on_commit(lambda: indexing.delete_run(run_id))

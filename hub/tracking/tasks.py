@@ -1,0 +1,21 @@
+"""Celery tasks of the tracking domain: search indexing with retries."""
+
+from celery import shared_task
+
+from hub.stores.search import SearchUnavailable
+
+
+@shared_task(bind=True, autoretry_for=(SearchUnavailable,), retry_backoff=2, retry_backoff_max=300,
+             retry_jitter=True, max_retries=20, acks_late=True)
+def index_run(self, run_id: str) -> None:
+    from hub.tracking.indexing import index_run_now
+
+    index_run_now(run_id)
+
+
+@shared_task(bind=True, autoretry_for=(SearchUnavailable,), retry_backoff=2, retry_backoff_max=300,
+             retry_jitter=True, max_retries=20, acks_late=True)
+def index_commit(self, commit_pk: str) -> None:
+    from hub.tracking.indexing import index_commit_now
+
+    index_commit_now(int(commit_pk))

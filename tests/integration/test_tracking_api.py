@@ -1,0 +1,194 @@
+"""The tracker through its REST API, on both ClickHouse engines and the search server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hub.tracking import wire
+from hub.tracking.models import Run
+from tests.conftest import client_for
+
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture
+def tracker(api, settings, metrics_store, monkeypatch):
+    """alice's client, with the tracker wired to the parametrized metrics store."""
+    import hub.tracking.selectors as sel
+    import hub.tracking.services as svc
+
+    monkeypatch.setattr(svc, "get_metrics_store", lambda: metrics_store)
+    monkeypatch.setattr(sel, "get_metrics_store", lambda: metrics_store)
+    settings.HUB_ELASTICSEARCH_URL = ""
+    client, _ = api
+    assert client.post("/api/v1/projects", {"name": "exp"}, format="json").status_code == 201
+    return client
+
+
+def new_run(client, **body):
+    r = client.post("/api/v1/projects/alice/exp/runs", body, format="json")
+    assert r.status_code in (200, 201), r.content
+    return r.json()
+
+
+def ingest(client, run_id, **cols):
+    return client.post(f"/api/v1/runs/{run_id}/metrics", cols, format="json")
+
+
+def test_run_lifecycle_and_params_are_write_once(tracker):
+    run = new_run(tracker, name="baseline", params={"moe": {"top_k": 2, "experts": 16}, "lr": 3e-4}, tags=["base"])
+    assert run["params"] == {"moe.top_k": 2, "moe.experts": 16, "lr": 3e-4}
+    ok = tracker.post(f"/api/v1/runs/{run['id']}/params", {"params": {"lr": 3e-4, "seed": 1}}, format="json")
+    assert ok.status_code == 200 and ok.json()["params"]["seed"] == 1
+    bad = tracker.post(f"/api/v1/runs/{run['id']}/params", {"params": {"moe": {"top_k": 4}}}, format="json")
+    assert bad.status_code == 409
+    err = bad.json()["error"]
+    assert err["code"] == "param_conflict" and err["details"]["moe.top_k"] == {"logged": 2, "new": 4}
+    assert Run.objects.get(pk=run["id"]).params["moe.top_k"] == 2
+    done = tracker.patch(f"/api/v1/runs/{run['id']}", {"status": "finished", "add_tags": ["good"]}, format="json")
+    assert done.json()["status"] == "finished" and done.json()["ended_at"] and done.json()["tags"] == ["base", "good"]
+
+
+def test_client_chosen_run_id_makes_creation_idempotent(tracker):
+    a = tracker.post("/api/v1/projects/alice/exp/runs", {"run_id": "abcdef0123456789", "name": "x"}, format="json")
+    b = tracker.post("/api/v1/projects/alice/exp/runs", {"run_id": "abcdef0123456789", "name": "x"}, format="json")
+    assert (a.status_code, b.status_code) == (201, 200) and Run.objects.count() == 1
+
+
+def test_ingest_read_and_retry_does_not_double_count(tracker, metrics_store):
+    run = new_run(tracker)
+    steps = list(range(1000))
+    values = [float(np.sin(s / 50)) for s in steps]
+    body = {"key": "loss", "step": steps, "value": values, "time": [1.7e9 + s for s in steps]}
+    assert ingest(tracker, run["id"], **body).json()["accepted"] == 1000
+    assert ingest(tracker, run["id"], **body).status_code == 200  # a retried batch
+    s = tracker.get(f"/api/v1/metrics/series?runs={run['id']}&keys=loss").json()["series"][0]
+    assert s["step"] == steps and s["value"] == pytest.approx(values)
+    summary = tracker.get(f"/api/v1/runs/{run['id']}").json()["summary"]["loss"]
+    assert summary["last_step"] == 999 and summary["max"] == pytest.approx(max(values))
+    keys = tracker.get(f"/api/v1/runs/{run['id']}/metrics").json()["keys"]
+    assert keys[0]["key"] == "loss" and keys[0]["count"] == 1000
+
+
+def test_late_out_of_order_steps_and_binary_encoding(tracker):
+    run = new_run(tracker)
+    body = wire.encode(["a", "system/cpu"], [0, 1, 0, 1], [5, 5, 1, 1], [1.0, 1.0, 2.0, 2.0], [0.5, 10.0, 0.9, 20.0])
+    r = tracker.post(f"/api/v1/runs/{run['id']}/metrics", body, content_type=wire.CONTENT_TYPE)
+    assert r.status_code == 200, r.content
+    r = tracker.post(f"/api/v1/runs/{run['id']}/metrics", wire.encode(["a"], [0], [3], [3.0], [0.7]),
+                     content_type=wire.CONTENT_TYPE)
+    s = {x["key"]: x for x in tracker.get(f"/api/v1/metrics/series?runs={run['id']}&keys=a,system/cpu").json()["series"]}
+    assert s["a"]["step"] == [1, 3, 5] and s["a"]["value"] == [0.9, 0.7, 0.5]
+    assert tracker.get(f"/api/v1/runs/{run['id']}").json()["summary"]["a"]["last"] == 0.5
+
+
+def test_downsampling_keeps_a_spike(tracker):
+    run = new_run(tracker)
+    n = 100_000
+    values = [1.0] * n
+    values[54_321] = 1000.0
+    assert ingest(tracker, run["id"], key="loss", step=list(range(n)), value=values).status_code == 200
+    s = tracker.get(f"/api/v1/metrics/series?runs={run['id']}&keys=loss&buckets=200").json()["series"][0]
+    assert s["downsampled"] and len(s["step"]) <= 200 and max(s["max"]) == 1000.0
+    zoom = tracker.get(f"/api/v1/metrics/series?runs={run['id']}&keys=loss&buckets=200&min=54300&max=54400").json()
+    z = zoom["series"][0]
+    assert not z["downsampled"] and len(z["step"]) == 101 and 1000.0 in z["value"]
+
+
+@pytest.mark.parametrize("cols, code", [
+    ({"key": "loss", "step": [1], "value": [float("nan")]}, "non_finite_value"),
+    ({"key": "loss", "step": [1], "value": [float("inf")]}, "non_finite_value"),
+    ({"key": "loss", "step": [-1], "value": [1.0]}, "invalid_step"),
+    ({"key": "bad key!", "step": [1], "value": [1.0]}, "invalid_key"),
+    ({"key": "x" * 251, "step": [1], "value": [1.0]}, "invalid_key"),
+    ({"key": "loss", "step": [1, 2], "value": [1.0]}, "invalid_batch"),
+    ({"key": "loss", "step": [1.5], "value": [1.0]}, "invalid_step"),
+    ({"key": "loss", "step": [1], "value": ["1"]}, "non_finite_value"),
+    ({"key": "loss", "step": [], "value": []}, "empty_batch"),
+])
+def test_bad_batches_are_refused_whole(tracker, cols, code):
+    run = new_run(tracker)
+    if cols["value"] and isinstance(cols["value"][0], float) and cols["value"][0] != cols["value"][0]:
+        r = tracker.post(f"/api/v1/runs/{run['id']}/metrics", '{"key": "loss", "step": [1], "value": [NaN]}',
+                         content_type="application/json")
+    elif cols["value"] and cols["value"][0] == float("inf"):
+        r = tracker.post(f"/api/v1/runs/{run['id']}/metrics", wire.encode(["loss"], [0], [1], [1.0], [float("inf")]),
+                         content_type=wire.CONTENT_TYPE)
+    else:
+        r = ingest(tracker, run["id"], **cols)
+    assert r.status_code == 400 and r.json()["error"]["code"] == code, r.content
+    assert tracker.get(f"/api/v1/runs/{run['id']}/metrics").json()["keys"] == []
+
+
+def test_oversized_batch_is_413(tracker):
+    run = new_run(tracker)
+    n = 200_001
+    r = tracker.post(f"/api/v1/runs/{run['id']}/metrics", wire.encode(["k"], np.zeros(n), np.arange(n), np.zeros(n),
+                                                                        np.zeros(n)), content_type=wire.CONTENT_TYPE)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "batch_too_large"
+    assert tracker.post(f"/api/v1/runs/{run['id']}/metrics", b"garbage", content_type=wire.CONTENT_TYPE).status_code == 400
+
+
+def test_metrics_store_down_is_503_with_retry_after(tracker, monkeypatch):
+    from hub.stores.metrics import MetricsStoreUnavailable
+
+    run = new_run(tracker)
+
+    class Down:
+        def insert_columns(self, **kw):
+            raise MetricsStoreUnavailable("connection refused", retry_after=7)
+
+    import hub.tracking.services as svc
+
+    monkeypatch.setattr(svc, "get_metrics_store", lambda: Down())
+    r = ingest(tracker, run["id"], key="loss", step=[1], value=[1.0])
+    assert r.status_code == 503 and r["Retry-After"] == "7"
+    assert r.json()["error"]["code"] == "metrics_store_unavailable"
+    assert Run.objects.get(pk=run["id"]).summary == {}
+
+
+def test_export_csv_streams_every_point(tracker):
+    run = new_run(tracker)
+    ingest(tracker, run["id"], key="a", step=list(range(10)), value=[float(i) for i in range(10)])
+    ingest(tracker, run["id"], key="b", step=[0], value=[42.0])
+    r = tracker.get(f"/api/v1/runs/{run['id']}/metrics/export")
+    lines = b"".join(r.streaming_content).decode().strip().splitlines()
+    assert lines[0] == "key,step,wall_time,value" and len(lines) == 12
+    assert any(line.startswith("b,0,") and line.endswith(",42.0") for line in lines)
+
+
+def test_private_project_runs_are_invisible(tracker, make_user):
+    tracker.post("/api/v1/projects", {"name": "secret", "private": True}, format="json")
+    r = tracker.post("/api/v1/projects/alice/secret/runs", {"name": "hidden"}, format="json")
+    _, tok = make_user("eve")
+    eve = client_for(tok)
+    assert eve.get(f"/api/v1/runs/{r.json()['id']}").status_code == 404
+    assert eve.post(f"/api/v1/runs/{r.json()['id']}/metrics", {"key": "a", "step": [1], "value": [1.0]},
+                    format="json").status_code == 404
+    public = new_run(tracker)
+    assert eve.post(f"/api/v1/runs/{public['id']}/metrics", {"key": "a", "step": [1], "value": [1.0]},
+                    format="json").status_code == 403
+
+
+def test_comparison_report(tracker):
+    ids = []
+    for i, (top_k, lr, loss) in enumerate([(2, 3e-4, 2.0), (4, 1e-3, 1.76), (8, 1e-3, 1.9), (2, 1e-4, 2.3),
+                                           (4, 3e-4, 1.8)]):
+        run = new_run(tracker, name=f"r{i}", params={"moe": {"top_k": top_k}, "lr": lr, "seed": 0})
+        ingest(tracker, run["id"], key="val_loss", step=[0, 100], value=[loss + 1, loss])
+        ids.append(run["id"])
+    rep = tracker.get(f"/api/v1/runs/compare?runs={','.join(ids)}&baseline={ids[0]}").json()
+    assert rep["target"] == "val_loss"
+    assert {p["key"] for p in rep["params"]} == {"moe.top_k", "lr"} and rep["same_params"] == 1
+    [m] = rep["metrics"]
+    assert m["best_run"] == ids[1] and m["runs"][ids[1]]["delta_final_pct"] == pytest.approx(-12.0)
+    assert "r1 reaches 12.0% lower final val_loss than r0" in rep["summary"][0]
+    assert "moe.top_k 2→4" in rep["summary"][0] and "lr 3.000e-04→0.001" in rep["summary"][0]
+    assert {c["param"] for c in rep["correlations"]} == {"moe.top_k", "lr"}
+    md = tracker.get(f"/api/v1/runs/compare?runs={','.join(ids)}&render=markdown")
+    assert md["Content-Type"].startswith("text/markdown") and b"| `moe.top_k` |" in md.content and "★".encode() in md.content
+    html = tracker.get(f"/api/v1/runs/compare?runs={ids[0]},{ids[1]}&render=html").content.decode()
+    assert "<table>" in html and "class='best'" in html
+    one = tracker.get(f"/api/v1/runs/compare?runs={ids[0]}")
+    assert one.status_code == 400

@@ -1,0 +1,114 @@
+"""Run and commit metadata reach Elasticsearch after their transaction commits; the search
+API speaks the user query language; the index can be rebuilt from the DB."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.tracking import indexing
+from tests.fixtures_services import unique_name
+from tests.helpers import model, push, st_bytes
+
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture
+def searchable(api, settings, elasticsearch_url, chdb_path, monkeypatch):
+    from hub.stores.metrics import metrics_store_from_url
+
+    store = metrics_store_from_url(f"chdb://{chdb_path}?database={unique_name('t')}")
+    store.ensure_schema()
+    import hub.tracking.selectors as sel
+    import hub.tracking.services as svc
+
+    monkeypatch.setattr(svc, "get_metrics_store", lambda: store)
+    monkeypatch.setattr(sel, "get_metrics_store", lambda: store)
+    settings.HUB_ELASTICSEARCH_URL = elasticsearch_url
+    settings.HUB_ELASTICSEARCH_INDEX_PREFIX = unique_name("hub").replace("_", "-").lower()
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    indexing.search_index().ensure_indices()
+    client, _ = api
+    client.post("/api/v1/projects", {"name": "exp"}, format="json")
+    yield client
+    indexing.search_index().drop_all()
+    store.drop_database()
+
+
+def _runs(client):
+    made = []
+    for i, (top_k, opt, loss, tags, status) in enumerate([
+        (2, "adamw", 2.4, ["baseline"], "finished"),
+        (4, "adamw", 2.0, ["baseline", "moe"], "finished"),
+        (8, "sgd", 1.9, ["moe"], "failed"),
+        (4, "sgd", 2.2, [], "running"),
+    ]):
+        r = client.post("/api/v1/projects/alice/exp/runs", {
+            "name": f"top{top_k}-{opt}-{i}", "params": {"moe": {"top_k": top_k}, "optimizer": opt},
+            "tags": tags, "notes": "router warmup experiment" if i == 1 else ""}, format="json").json()
+        client.post(f"/api/v1/runs/{r['id']}/metrics", {"key": "val_loss", "step": [0, 10], "value": [5.0, loss]},
+                    format="json")
+        if status != "running":
+            client.patch(f"/api/v1/runs/{r['id']}", {"status": status}, format="json")
+        made.append(r["id"])
+    indexing.search_index().refresh()
+    return made
+
+
+def search(client, **params):
+    r = client.get("/api/v1/projects/alice/exp/runs", params)
+    assert r.status_code == 200, r.content
+    return r.json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_query_language_filters_sorts_and_facets(searchable):
+    ids = _runs(searchable)
+    res = search(searchable, q="params.moe.top_k:4 AND summary.val_loss:<2.1 AND tags:baseline AND status:finished")
+    assert [r["id"] for r in res["results"]] == [ids[1]]
+    res = search(searchable, q="params.moe.top_k:>=4", sort="summary.val_loss")
+    assert [r["id"] for r in res["results"]] == [ids[2], ids[1], ids[3]]
+    res = search(searchable, q="", sort="-summary.val_loss.last", facets="tags,status,params.optimizer")
+    assert res["total"] == 4 and res["results"][0]["id"] == ids[0]
+    assert {b["value"]: b["count"] for b in res["facets"]["params.optimizer"]} == {"adamw": 2, "sgd": 2}
+    assert {b["value"]: b["count"] for b in res["facets"]["status"]} == {"finished": 2, "failed": 1, "running": 1}
+    assert "took_ms" in res and "engine_elapsed_ms" in res
+    fuzzy = search(searchable, q="ruoter")  # a typo still finds the notes
+    assert [r["id"] for r in fuzzy["results"]] == [ids[1]]
+    page1 = search(searchable, sort="summary.val_loss", page_size=2)
+    import json
+
+    page2 = search(searchable, sort="summary.val_loss", page_size=2, cursor=json.dumps(page1["next"]))
+    assert [r["id"] for r in page1["results"] + page2["results"]] == [ids[2], ids[1], ids[3], ids[0]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bad_query_is_400_with_position(searchable):
+    r = searchable.get("/api/v1/projects/alice/exp/runs", {"q": "params.lr:>0.1 AND (tags:x"})
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["code"] == "invalid_query" and isinstance(err["details"]["position"], int)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reindex_from_db_reproduces_the_index(searchable):
+    ids = _runs(searchable)
+    before = search(searchable, sort="summary.val_loss", q="params.optimizer:sgd OR tags:baseline")
+    counts = indexing.reindex_all()
+    assert counts["runs"] == 4
+    after = search(searchable, sort="summary.val_loss", q="params.optimizer:sgd OR tags:baseline")
+    assert after["results"] == before["results"] and len(after["results"]) == 4 and set(ids) == {
+        r["id"] for r in after["results"]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_commits_are_indexed_with_their_branches(searchable, blob_dir):
+    client = searchable
+    client.post("/api/v1/repos", {"name": "m"}, format="json")
+    push(client, "alice/m", {"model.safetensors": st_bytes(model()), "config.json": b'{"moe": {"top_k": 4}}'},
+         message="top-4 baseline")
+    idx = indexing.search_index()
+    idx.refresh()
+    res = idx.search_commits({"match": {"message": "baseline"}})
+    [hit] = res.hits
+    assert hit.source["repo"] == "alice/m" and hit.source["branches"] == ["main"]
+    assert hit.source["config_num"]["moe.top_k"] == 4.0
