@@ -13,7 +13,7 @@ from safetensors.numpy import load_file, save_file
 
 from hub.client import Client, HubClientError, HubUnreachable
 from hub.registry.chunking import chunk_file
-from tests.e2e.conftest import ROOT, HUB, wait_gone
+from tests.e2e.conftest import HUB, ROOT, wait_gone
 from tests.helpers import model
 
 pytestmark = pytest.mark.e2e
