@@ -55,7 +55,7 @@ test-fast: $(STAMP) ## unit tests only
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 bench: $(STAMP) system-deps ## run every benchmark under tests/bench and print the figures
-	@for f in tests/bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	@for f in tests/bench/bench_*.py; do m=$${f%.py}; m=$${m//\//.}; echo "== $$m"; $(PY) -m $$m || exit 1; done
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check hub workers tests

@@ -13,6 +13,7 @@ reaches the supervisor only and shutdown happens in order.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -171,6 +172,8 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = N
         env["HUB_DATA_DIR"] = str(Path(data_dir).resolve())
     data = Path(env.get("HUB_DATA_DIR") or ROOT / ".hub-data").resolve()
     env["HUB_DATA_DIR"] = str(data)
+    # Hubs sharing one Redis must not consume each other's Celery tasks.
+    env.setdefault("HUB_REDIS_PREFIX", "hub-" + hashlib.sha1(str(data).encode()).hexdigest()[:10] + ":")
     (data / "logs").mkdir(parents=True, exist_ok=True)
     env.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
     if port_open(host, port):

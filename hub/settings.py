@@ -121,6 +121,15 @@ LANGUAGE_CODE = "en-us"
 STATIC_URL = "/static/"
 STATIC_ROOT = HUB_DATA_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# The dashboard: `npm run build` in frontend/ writes dist/ (index.html + hashed assets),
+# served by WhiteNoise; hub.web serves index.html for every dashboard route.
+HUB_FRONTEND_DIST = BASE_DIR / "frontend" / "dist"
+STATICFILES_DIRS = [HUB_FRONTEND_DIST] if HUB_FRONTEND_DIST.is_dir() else []
+WHITENOISE_ROOT = HUB_FRONTEND_DIST if HUB_FRONTEND_DIST.is_dir() else None
+WHITENOISE_USE_FINDERS = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
 # Uploads stream through our own code: never let Django buffer big bodies into memory.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
@@ -132,6 +141,10 @@ HUB_CLICKHOUSE_URL = _env("HUB_CLICKHOUSE_URL", f"chdb:///{HUB_DATA_DIR / 'chdb'
 HUB_ELASTICSEARCH_URL = _env("HUB_ELASTICSEARCH_URL", "")
 HUB_ELASTICSEARCH_INDEX_PREFIX = _env("HUB_ELASTICSEARCH_INDEX_PREFIX", "hub")
 HUB_REDIS_URL = _env("HUB_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Every Redis key of this hub (Celery queues included) starts with this prefix, so several
+# hubs can share one Redis without taking each other's tasks. `hub serve` derives one from
+# the data dir when it is not set.
+HUB_REDIS_PREFIX = _env("HUB_REDIS_PREFIX", "hub:")
 
 # --- registry ------------------------------------------------------------------------------
 HUB_MAX_CHUNK_BYTES = _env_int("HUB_MAX_CHUNK_BYTES", 64 * 1024 * 1024)
@@ -146,7 +159,13 @@ CELERY_RESULT_BACKEND = _env("HUB_CELERY_RESULT_BACKEND", HUB_REDIS_URL)
 CELERY_TASK_ALWAYS_EAGER = _env_bool("HUB_CELERY_EAGER", False)
 # Publishing must fail fast when Redis is down (callers fall back), not hang the request.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
-CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "global_keyprefix": HUB_REDIS_PREFIX,
+}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": HUB_REDIS_PREFIX}
 
 # --- REST API ------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -1,6 +1,8 @@
 from django.http import JsonResponse
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from hub import web
 
 
 def health(request):
@@ -14,4 +16,5 @@ urlpatterns = [
     path("api/v1/", include("hub.tracking.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^(?!api/|static/).*$", web.dashboard),
 ]

@@ -129,3 +129,45 @@ class MemberApi(APIView):
         selectors.require_role(request, namespace=ns, role=Role.ADMIN)
         services.membership_remove(namespace=ns, user=selectors.user_get(username=username))
         return Response(status=204)
+
+
+class SessionLoginApi(APIView):
+    """Dashboard sign-in: a Django session (cookie) instead of a bearer token."""
+
+    authentication_classes: list = []
+
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField(max_length=150)
+        password = serializers.CharField(max_length=1000)
+
+    @extend_schema(request=InputSerializer, summary="Sign in with a password (sets a session cookie)")
+    def post(self, request):
+        from django.contrib.auth import authenticate, login
+        from django.middleware.csrf import get_token
+
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(request, **data.validated_data)
+        if user is None:
+            raise NotAuthenticated("Wrong username or password.", code="invalid_credentials")
+        login(request._request, user)
+        return Response({"username": user.username, "csrf_token": get_token(request._request)})
+
+
+class SessionLogoutApi(APIView):
+    @extend_schema(summary="Sign out (ends the session)")
+    def post(self, request):
+        from django.contrib.auth import logout
+
+        logout(request._request)
+        return Response(status=204)
+
+
+class CsrfApi(APIView):
+    authentication_classes: list = []
+
+    @extend_schema(summary="A CSRF token for session-authenticated writes (X-CSRFToken header)")
+    def get(self, request):
+        from django.middleware.csrf import get_token
+
+        return Response({"csrf_token": get_token(request._request)})

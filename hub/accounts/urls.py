@@ -3,6 +3,9 @@ from django.urls import path
 from hub.accounts import api
 
 urlpatterns = [
+    path("auth/login", api.SessionLoginApi.as_view()),
+    path("auth/logout", api.SessionLogoutApi.as_view()),
+    path("auth/csrf", api.CsrfApi.as_view()),
     path("whoami", api.WhoAmIApi.as_view()),
     path("tokens", api.TokenListCreateApi.as_view()),
     path("tokens/<int:token_id>", api.TokenRevokeApi.as_view()),

@@ -52,7 +52,7 @@ def _enqueue(kind: str, ident: str) -> None:
         _index_now(kind, ident)
         return
     try:
-        if _redis().set(f"hub:index:{kind}:{ident}", 1, nx=True, px=DEBOUNCE_MS):
+        if _redis().set(f"{settings.HUB_REDIS_PREFIX}index:{kind}:{ident}", 1, nx=True, px=DEBOUNCE_MS):
             from hub.tracking import tasks
 
             task = tasks.index_run if kind == "run" else tasks.index_commit

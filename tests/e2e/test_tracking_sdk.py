@@ -90,7 +90,8 @@ def test_runs_cli_search_show_compare(live_hub, bob, tmp_path):
     assert ids[1] in r.stdout, r.stdout + r.stderr
     r = live_hub.cli("runs", "list", "bob/cli", "--sort", "summary.val_loss", "--columns", "params.moe.top_k,summary.val_loss",
                      token=bob, check=True)
-    assert r.stdout.index("top4") < r.stdout.index("top2")
+    assert "top4" in r.stdout and "top2" in r.stdout, r.stdout
+    assert r.stdout.index("top4") < r.stdout.index("top2"), r.stdout
     r = live_hub.cli("runs", "search", "bob/cli", "params.moe.top_k:(4", token=bob)
     assert r.returncode == 2 and "position" in r.stderr
     r = live_hub.cli("runs", "show", ids[1], token=bob, check=True)
