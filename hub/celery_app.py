@@ -14,5 +14,9 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     task_default_queue="cpu",
+    # Hub housekeeping (search indexing) has its own queue, so long-running jobs on the
+    # cpu queue never delay it.
+    task_routes={"hub.tracking.tasks.*": {"queue": "hub"}},
+    imports=("workers.tasks",),
 )
 app.autodiscover_tasks()

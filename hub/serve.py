@@ -201,7 +201,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = N
                               "--workers", "1", "--worker-class", "gthread", "--threads", str(threads),
                               "--timeout", "600", "--graceful-timeout", "10", "--access-logfile", "-"],
                       env, ready_url=f"{base}/api/v1/health", logfile=data / "logs" / "web.log"))
-        for child in _worker_children(env, data):
+        for child in _worker_children(env, data, base):
             sup.add(child)
         if demo:
             from hub.demo import seed
@@ -223,12 +223,31 @@ def _post_migrate_commands(env: dict) -> list[list[str]]:
     return [["search_init"]] if env.get("HUB_ELASTICSEARCH_URL") else []
 
 
-def _worker_children(env: dict, data: Path) -> list[Child]:
-    """The Celery worker for background tasks (search indexing). It never opens the
-    embedded chdb database: only the web process does."""
+def _worker_token(env: dict, data: Path) -> str:
+    """The worker's service account token, kept in the data dir (mode 600; the sandbox
+    never sees the data dir) and reused across restarts."""
+    path = data / "worker-token"
+    if path.exists():
+        return path.read_text().strip()
+    manage = [sys.executable, "manage.py", "hub_admin"]
+    subprocess.run([*manage, "create-user", "--user", "hub-worker", "--admin", "--exist-ok"], env=env, cwd=ROOT,
+                   check=True, capture_output=True)
+    token = subprocess.run([*manage, "create-token", "--user", "hub-worker", "--name", "worker"], env=env, cwd=ROOT,
+                           check=True, capture_output=True, text=True).stdout.strip()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    return token
+
+
+def _worker_children(env: dict, data: Path, base_url: str) -> list[Child]:
+    """The Celery worker: search indexing (queue hub) and jobs (queue cpu). It never opens
+    the embedded chdb database (only the web process does): it reports through the API."""
     if "HUB_REDIS_URL" not in env:
         return []
-    return [Child("worker", [sys.executable, "-m", "celery", "-A", "hub.celery_app", "worker", "-Q", "cpu",
-                             "--concurrency", "2", "--pool", "threads", "--loglevel", "INFO",
-                             "--hostname", f"cpu@{socket.gethostname()}"],
-                  env, logfile=data / "logs" / "worker.log")]
+    wenv = dict(env, HUB_WORKER_TOKEN=_worker_token(env, data), HUB_WORKER_API_URL=base_url,
+                HUB_WORKER_QUEUES="cpu")
+    return [Child("worker", [sys.executable, "-m", "celery", "-A", "hub.celery_app", "worker", "-Q", "hub,cpu",
+                             "--concurrency", "3", "--pool", "threads", "--loglevel", "INFO",
+                             "--hostname", f"cpu-{hashlib.sha1(str(data).encode()).hexdigest()[:6]}@{socket.gethostname()}"],
+                  wenv, logfile=data / "logs" / "worker.log")]

@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "hub.accounts",
     "hub.registry",
     "hub.tracking",
+    "hub.jobs",
 ]
 
 MIDDLEWARE = [

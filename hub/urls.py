@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/v1/", include("hub.accounts.urls")),
     path("api/v1/", include("hub.registry.urls")),
     path("api/v1/", include("hub.tracking.urls")),
+    path("api/v1/", include("hub.jobs.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     re_path(r"^(?!api/|static/).*$", web.dashboard),

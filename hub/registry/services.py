@@ -638,6 +638,10 @@ def gc(*, dry_run: bool = True, grace_seconds: int | None = None) -> dict:
         live_files: set[str] = set()
         for entries in Tree.objects.filter(hash__in=live_trees).values_list("entries", flat=True):
             live_files |= set(entries.values())
+        from django.apps import apps
+
+        if apps.is_installed("hub.jobs"):  # files that jobs produced (profiles, eval results) stay
+            live_files |= set(apps.get_model("jobs", "JobArtifact").objects.values_list("file_id", flat=True))
         live_chunks: set[str] = set()
         for chunks in FileObject.objects.filter(oid__in=live_files).values_list("chunks", flat=True):
             live_chunks |= {c[0] for c in chunks}

@@ -233,10 +233,31 @@ MIGRATIONS: tuple[Migration, ...] = (
             ORDER BY (job_id, seq)""",
         ),
     ),
+    Migration(
+        3,
+        "profile_ops",
+        (
+            # One row per operator of a profile (a profiling job's operator table). Keyed by
+            # (profile_id, op, shapes) so a re-sent table collapses; profiles of two commits
+            # are compared by joining on op.
+            """CREATE TABLE IF NOT EXISTS {db}.profile_ops (
+                profile_id String,
+                op String,
+                shapes String,
+                calls UInt64,
+                self_us Float64,
+                total_us Float64,
+                flops Float64,
+                self_memory_bytes Int64
+            ) ENGINE = ReplacingMergeTree
+            ORDER BY (profile_id, op, shapes)""",
+        ),
+    ),
 )
 
 _POINT_COLUMNS = ("run_id", "key", "step", "wall_time", "value", "version")
 _LOG_COLUMNS = ("job_id", "seq", "time", "stream", "line")
+_OP_COLUMNS = ("profile_id", "op", "shapes", "calls", "self_us", "total_us", "flops", "self_memory_bytes")
 
 
 # --- SQL literals ---------------------------------------------------------------------------
@@ -380,6 +401,15 @@ class MetricsStore(abc.ABC):
     @abc.abstractmethod
     def delete_job_logs(self, job_id: str) -> None:
         """Delete a job's log lines (waits until the deletion is visible)."""
+
+    @abc.abstractmethod
+    def insert_profile_ops(self, profile_id: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Store a profile's operator table (``op``, ``shapes``, ``calls``, ``self_us``,
+        ``total_us``, ``flops``, ``self_memory_bytes`` per row); a re-send collapses."""
+
+    @abc.abstractmethod
+    def profile_ops(self, profile_ids: Sequence[str], *, limit: int = 200) -> dict[str, list[dict[str, Any]]]:
+        """The top ``limit`` operators by self time of each profile, aggregated over shapes."""
 
     @abc.abstractmethod
     def drop_database(self) -> None:
@@ -724,6 +754,41 @@ class _SqlMetricsStore(MetricsStore):
             ) from exc
         self._engine.insert(self._logs, columns, len(rows))
         return len(rows)
+
+    def insert_profile_ops(self, profile_id: str, rows: Sequence[dict[str, Any]]) -> int:
+        if not rows:
+            return 0
+        try:
+            columns = {
+                "profile_id": [str(profile_id)] * len(rows),
+                "op": [str(r["op"])[:1000] for r in rows],
+                "shapes": [str(r.get("shapes", ""))[:2000] for r in rows],
+                "calls": [max(0, int(r.get("calls", 0))) for r in rows],
+                "self_us": [float(r.get("self_us", 0.0)) for r in rows],
+                "total_us": [float(r.get("total_us", 0.0)) for r in rows],
+                "flops": [float(r.get("flops") or 0.0) for r in rows],
+                "self_memory_bytes": [int(r.get("self_memory_bytes") or 0) for r in rows],
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MetricsStoreError(f"bad operator row: {exc}") from exc
+        self._engine.insert(f"{self.database}.profile_ops", columns, len(rows))
+        return len(rows)
+
+    def profile_ops(self, profile_ids: Sequence[str], *, limit: int = 200) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for pid in profile_ids:
+            cols = self._engine.query_columns(
+                f"SELECT op, sum(calls), sum(self_us), sum(total_us), sum(flops), sum(self_memory_bytes) "
+                f"FROM {self.database}.profile_ops FINAL WHERE profile_id = {_quote(pid)} "
+                f"GROUP BY op ORDER BY sum(self_us) DESC LIMIT {max(1, int(limit))}",
+                6,
+            )
+            out[pid] = [
+                {"op": op, "calls": int(c), "self_us": float(su), "total_us": float(tu), "flops": float(fl),
+                 "self_memory_bytes": int(mem)}
+                for op, c, su, tu, fl, mem in zip(*cols, strict=True)
+            ]
+        return out
 
     def _delete_where(self, table: str, condition: str, timeout: float = 60.0) -> None:
         self._engine.execute(f"ALTER TABLE {self.database}.{table} DELETE WHERE {condition}")

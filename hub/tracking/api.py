@@ -147,6 +147,8 @@ class RunDetailApi(APIView):
         notes = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
         add_tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
         remove_tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+        commit = serializers.CharField(required=False, allow_blank=True, help_text="ns/repo@sha (lineage)")
+        job_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
 
     @extend_schema(summary="A run")
     def get(self, request, run_id):
@@ -157,7 +159,10 @@ class RunDetailApi(APIView):
         run = selectors.run_for(request, run_id=run_id, role=Role.WRITE)
         data = self.PatchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(run_out(services.run_update(run=run, **data.validated_data)))
+        d = dict(data.validated_data)
+        if "commit" in d:
+            d["commit_repo"], _, d["commit_sha"] = d.pop("commit").partition("@")
+        return Response(run_out(services.run_update(run=run, **d)))
 
     @extend_schema(summary="Delete a run and its metrics")
     def delete(self, request, run_id):

@@ -247,7 +247,7 @@ def test_commands(services: dict) -> None:
     gpu = services["worker-gpu"]["command"]
     assert cpu[:4] == ["celery", "-A", "hub.celery_app", "worker"]
     assert gpu[:4] == ["celery", "-A", "hub.celery_app", "worker"]
-    assert cpu[cpu.index("-Q") + 1] == "cpu"
+    assert cpu[cpu.index("-Q") + 1].split(",") == ["hub", "cpu"]  # housekeeping + CPU jobs
     assert gpu[gpu.index("-Q") + 1] == "gpu"
     assert gpu[gpu.index("--concurrency") + 1] == "1"
 

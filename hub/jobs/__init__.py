@@ -1,0 +1,1 @@
+"""Jobs: train, evaluate, profile and finetune the MoE model in sandboxed Celery workers."""

@@ -1,0 +1,306 @@
+"""Jobs REST API: launch, list, show, cancel, relaunch, logs (tail and SSE follow), artifacts,
+profiles; and the endpoints workers report through."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from hub.accounts import selectors as accounts
+from hub.accounts.models import Role
+from hub.common.errors import InvalidInput, NotAuthenticated
+from hub.common.pagination import paginate
+from hub.jobs import selectors, services
+from hub.jobs.models import Job
+from hub.registry import services as registry
+from hub.tracking import selectors as tracking
+
+
+def job_out(j: Job, *, detail: bool = False) -> dict:
+    out = {
+        "id": j.pk, "project": j.project.full_name, "kind": j.kind, "status": j.status, "reason": j.status_reason,
+        "base": {"repo": j.base_repo, "ref": j.base_ref, "commit": j.base_commit} if j.base_repo else None,
+        "target": {"repo": j.target_repo, "branch": j.target_branch} if j.target_repo else None,
+        "resources": j.resources, "queue": j.queue, "created_by": j.created_by.username if j.created_by_id else None,
+        "created_at": j.created_at, "started_at": j.started_at, "ended_at": j.ended_at,
+        "duration_s": ((j.ended_at or timezone.now()) - j.started_at).total_seconds() if j.started_at else None,
+        "progress": j.progress, "run_id": j.run_id or None,
+        "result": {"commit": j.result_commit, "branch": j.result_branch} if j.result_commit else None,
+        "cancel_requested": j.cancel_requested, "attempt": j.attempt, "relaunched_from": j.relaunched_from or None,
+    }
+    if detail:
+        out.update(
+            config=j.config, summary=j.summary, worker=j.worker, gpus=j.gpus, heartbeat_at=j.heartbeat_at,
+            events={"received": j.events_received, "rejected": j.events_rejected},
+            transitions=[{"from": t.from_status or None, "to": t.to_status, "at": t.at, "reason": t.reason}
+                         for t in j.transitions.all()],
+            artifacts=[{"path": a.path, "kind": a.kind, "size": a.file.size, "oid": a.file_id}
+                       for a in j.artifacts.select_related("file").order_by("path")],
+        )
+    return out
+
+
+class SchemaApi(APIView):
+    @extend_schema(summary="The workload's config JSON Schema and defaults for a job kind",
+                   parameters=[OpenApiParameter("kind", str, enum=Job.Kind.values)])
+    def get(self, request):
+        from workers.moe.config import config_json_schema, default_config
+
+        kind = request.query_params.get("kind", "train")
+        if kind not in Job.Kind.values:
+            raise InvalidInput(f"Unknown job kind {kind!r}.", code="invalid_kind")
+        return Response({"kind": kind, "schema": config_json_schema(kind), "defaults": default_config(kind)})
+
+
+class ValidateApi(APIView):
+    @extend_schema(summary="Validate a job config without launching (every problem listed)")
+    def post(self, request):
+        kind = request.data.get("kind")
+        services.validate_job_config(kind, request.data.get("config"))
+        return Response({"valid": True})
+
+
+class JobListCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        project = serializers.CharField(help_text="namespace/project for the job's run")
+        kind = serializers.ChoiceField(choices=Job.Kind.values)
+        config = serializers.JSONField()
+        base = serializers.CharField(required=False, allow_blank=True, default="", help_text="namespace/repo@ref")
+        target = serializers.CharField(required=False, allow_blank=True, default="", help_text="namespace/repo@branch")
+        resources = serializers.JSONField(required=False, default=dict)
+
+    @extend_schema(summary="List jobs", parameters=[OpenApiParameter("project", str), OpenApiParameter("status", str),
+                                                     OpenApiParameter("kind", str)])
+    def get(self, request):
+        services.jobs_reap_lost()
+        project = None
+        if request.query_params.get("project"):
+            ns, _, name = request.query_params["project"].partition("/")
+            project = tracking.project_for(request, namespace=ns, name=name)
+        elif not request.user.is_authenticated:
+            raise NotAuthenticated("Name a project, or sign in.")
+        qs = selectors.jobs_list(project=project, status=request.query_params.get("status"),
+                                 kind=request.query_params.get("kind"))
+        if project is None and not request.user.is_superuser:
+            qs = qs.filter(project__namespace__memberships__user=request.user)
+        return paginate(self, qs, job_out)
+
+    @extend_schema(request=InputSerializer, summary="Launch a job (the config is validated before anything is queued)")
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        d = data.validated_data
+        if not request.user.is_authenticated:
+            raise NotAuthenticated("Authentication required.")
+        ns, _, name = d["project"].partition("/")
+        namespace = accounts.namespace_get(name=ns)
+        accounts.require_role(request, namespace=namespace, role=Role.WRITE)
+        from hub.tracking.services import project_get_or_create
+
+        project = project_get_or_create(namespace=namespace, name=name)
+        job = services.job_launch(project=project, user=request.user, kind=d["kind"], config=d["config"],
+                                  base=d["base"], target=d["target"], resources=d["resources"])
+        return Response(job_out(job, detail=True), status=201)
+
+
+class JobDetailApi(APIView):
+    @extend_schema(summary="A job: status, transitions, progress, lineage, artifacts")
+    def get(self, request, job_id):
+        services.jobs_reap_lost()
+        return Response(job_out(selectors.job_for(request, job_id=job_id), detail=True))
+
+
+class JobCancelApi(APIView):
+    @extend_schema(summary="Cancel a job (queued: at once; running: the worker kills its sandbox)")
+    def post(self, request, job_id):
+        job = selectors.job_for(request, job_id=job_id, role=Role.WRITE)
+        return Response(job_out(services.job_cancel(job=job), detail=True))
+
+
+class JobRelaunchApi(APIView):
+    @extend_schema(summary="Launch a finished job again with the same config and pinned inputs")
+    def post(self, request, job_id):
+        job = selectors.job_for(request, job_id=job_id, role=Role.WRITE)
+        return Response(job_out(services.job_relaunch(job=job, user=request.user), detail=True), status=201)
+
+
+class JobLogsApi(APIView):
+    @extend_schema(summary="Log lines (after_seq for paging, tail=N for the last N)",
+                   parameters=[OpenApiParameter("after_seq", int), OpenApiParameter("tail", int),
+                               OpenApiParameter("limit", int)])
+    def get(self, request, job_id):
+        job = selectors.job_for(request, job_id=job_id)
+        qp = request.query_params
+        try:
+            after = int(qp["after_seq"]) if qp.get("after_seq") not in (None, "") else None
+            tail = int(qp["tail"]) if qp.get("tail") else None
+            limit = min(10_000, int(qp.get("limit", 1000)))
+        except ValueError as e:
+            raise InvalidInput("after_seq, tail and limit are integers.", code="invalid_page") from e
+        lines = selectors.job_logs(job=job, after_seq=after, limit=limit, tail=tail)
+        return Response({"lines": lines, "status": job.status})
+
+
+class JobLogStreamApi(APIView):
+    @extend_schema(summary="Follow the logs as Server-Sent Events (ends when the job ends)")
+    def get(self, request, job_id):
+        job = selectors.job_for(request, job_id=job_id)
+        after = request.query_params.get("after_seq")
+        last = [int(after) if after not in (None, "") else -1]
+
+        def stream():
+            idle_since = time.monotonic()
+            while True:
+                lines = selectors.job_logs(job=job, after_seq=last[0] if last[0] >= 0 else None, limit=1000)
+                for line in lines:
+                    last[0] = line["seq"]
+                    yield f"id: {line['seq']}\nevent: line\ndata: {json.dumps(line)}\n\n"
+                status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+                if lines:
+                    idle_since = time.monotonic()
+                if status in Job.TERMINAL and not lines:
+                    yield f"event: end\ndata: {json.dumps({'status': status})}\n\n"
+                    return
+                if time.monotonic() - idle_since > 15:
+                    idle_since = time.monotonic()
+                    yield ": keep-alive\n\n"
+                time.sleep(0.5)
+
+        resp = StreamingHttpResponse(stream(), content_type="text/event-stream")
+        resp["Cache-Control"] = "no-cache"
+        resp["X-Accel-Buffering"] = "no"
+        return resp
+
+
+class JobArtifactDownloadApi(APIView):
+    @extend_schema(summary="Download a job artifact (profile trace, folded stacks, eval results...)")
+    def get(self, request, job_id, path):
+        from hub.registry.selectors import file_iter
+
+        job = selectors.job_for(request, job_id=job_id)
+        art = job.artifacts.select_related("file").filter(path=path).first()
+        if art is None:
+            from hub.common.errors import NotFound
+
+            raise NotFound(f"Job {job_id} has no artifact {path}.", code="artifact_not_found")
+        resp = StreamingHttpResponse(file_iter(file=art.file), content_type="application/octet-stream")
+        resp["Content-Length"] = str(art.file.size)
+        resp["Content-Disposition"] = f'attachment; filename="{path.rsplit("/", 1)[-1]}"'
+        resp["ETag"] = f'"{art.file_id}"'
+        return resp
+
+
+class ProfileApi(APIView):
+    @extend_schema(summary="A profile job's operator table (top ops by self time)")
+    def get(self, request, job_id):
+        from hub.stores.metrics import get_metrics_store
+
+        job = selectors.job_for(request, job_id=job_id)
+        return Response({"job": job.pk, "commit": job.base_commit, "ops": get_metrics_store().profile_ops([job.pk])[job.pk]})
+
+
+class ProfileCompareApi(APIView):
+    @extend_schema(summary="Compare two profiles (e.g. of two commits) operator by operator",
+                   parameters=[OpenApiParameter("a", str, required=True), OpenApiParameter("b", str, required=True)])
+    def get(self, request):
+        a = selectors.job_for(request, job_id=request.query_params.get("a", ""))
+        b = selectors.job_for(request, job_id=request.query_params.get("b", ""))
+        return Response(selectors.profile_compare(a=a, b=b))
+
+
+# --- what workers call -------------------------------------------------------------------------
+
+
+class WorkerStartApi(APIView):
+    @extend_schema(summary="(worker) Take a queued job: queued → running")
+    def post(self, request, job_id):
+        job = selectors.job_for_worker(request, job_id=job_id)
+        job = services.job_transition(job_id=job.pk, to=Job.Status.RUNNING, expect=Job.Status.QUEUED,
+                                      reason=f"started on {request.data.get('worker', '?')}",
+                                      worker=str(request.data.get("worker", ""))[:200],
+                                      gpus=[int(g) for g in request.data.get("gpus", [])])
+        return Response(job_out(job, detail=True))
+
+
+class WorkerHeartbeatApi(APIView):
+    @extend_schema(summary="(worker) Heartbeat with progress; answers whether to cancel")
+    def post(self, request, job_id):
+        job = selectors.job_for_worker(request, job_id=job_id)
+        job = services.job_heartbeat(job=job, progress=request.data.get("progress"),
+                                     counters=request.data.get("counters"))
+        return Response({"status": job.status, "cancel_requested": job.cancel_requested})
+
+
+class WorkerLogsApi(APIView):
+    @extend_schema(summary="(worker) Append log lines [seq, time, stream, text]")
+    def post(self, request, job_id):
+        job = selectors.job_for_worker(request, job_id=job_id)
+        lines = request.data.get("lines")
+        if not isinstance(lines, list) or len(lines) > 50_000:
+            raise InvalidInput("'lines' must be a list of at most 50000 lines.", code="invalid_log_line")
+        return Response({"accepted": services.job_logs_ingest(job=job, lines=lines)})
+
+
+class WorkerChunksMissingApi(APIView):
+    @extend_schema(summary="(worker) Which artifact chunks must be uploaded")
+    def post(self, request, job_id):
+        selectors.job_for_worker(request, job_id=job_id)
+        return Response({"missing": registry.chunks_missing(hashes=request.data.get("chunks") or [])})
+
+
+class WorkerChunkUploadApi(APIView):
+    from hub.registry.api import _RawParser
+
+    parser_classes = [_RawParser]
+
+    @extend_schema(summary="(worker) Upload one artifact chunk")
+    def put(self, request, job_id, digest):
+        from hub.registry.api import _body_parts
+
+        selectors.job_for_worker(request, job_id=job_id)
+        size, created = registry.chunk_upload(digest=digest, parts=_body_parts(request._request))
+        return Response({"hash": digest, "size": size, "created": created}, status=201 if created else 200)
+
+
+class WorkerArtifactApi(APIView):
+    @extend_schema(summary="(worker) Register an artifact file from uploaded chunks")
+    def post(self, request, job_id):
+        job = selectors.job_for_worker(request, job_id=job_id)
+        art = services.job_artifact_add(job=job, path=request.data.get("path"), kind=str(request.data.get("kind", ""))[:32],
+                                        chunks=request.data.get("chunks"))
+        return Response({"path": art.path, "oid": art.file_id, "size": art.file.size}, status=201)
+
+
+class WorkerProfileApi(APIView):
+    @extend_schema(summary="(worker) Store a profile's operator rows in ClickHouse")
+    def post(self, request, job_id):
+        job = selectors.job_for_worker(request, job_id=job_id)
+        return Response({"accepted": services.job_profile_ops(job=job, rows=request.data.get("ops"))})
+
+
+class WorkerFinishApi(APIView):
+    @extend_schema(summary="(worker) running → succeeded | failed | cancelled, with results and lineage")
+    def post(self, request, job_id):
+        job = selectors.job_for_worker(request, job_id=job_id)
+        d = request.data
+        job = services.job_finish(job=job, status=d.get("status"), reason=str(d.get("reason", ""))[:10_000],
+                                  summary=d.get("summary") if isinstance(d.get("summary"), dict) else None,
+                                  result_commit=str(d.get("result_commit") or ""),
+                                  result_branch=str(d.get("result_branch") or ""), run_id=str(d.get("run_id") or ""))
+        return Response(job_out(job, detail=True))
+
+
+class WorkerRequeueApi(APIView):
+    @extend_schema(summary="(worker) running → queued after an infrastructure failure (retried)")
+    def post(self, request, job_id):
+        job = selectors.job_for_worker(request, job_id=job_id)
+        job = services.job_transition(job_id=job.pk, to=Job.Status.QUEUED, expect=Job.Status.RUNNING,
+                                      reason=str(request.data.get("reason", "infrastructure failure; retrying"))[:2000])
+        return Response(job_out(job))

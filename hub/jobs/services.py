@@ -1,0 +1,278 @@
+"""Every write of the jobs domain: launch, cancel, relaunch, and what workers report."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from hub.common.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from hub.jobs.models import Job, JobArtifact, JobTransition
+
+log = logging.getLogger(__name__)
+HEARTBEAT_LOST_AFTER_S = 60
+MAX_TIME_LIMIT_S = 7 * 24 * 3600
+
+ALLOWED = {
+    Job.Status.QUEUED: {Job.Status.RUNNING, Job.Status.CANCELLED, Job.Status.FAILED},
+    Job.Status.RUNNING: {Job.Status.SUCCEEDED, Job.Status.FAILED, Job.Status.CANCELLED, Job.Status.LOST,
+                         Job.Status.QUEUED},
+}
+
+
+def validate_job_config(kind: str, config) -> dict:
+    """The workload's own schema decides: every problem is listed, nothing is queued."""
+    from workers.moe.config import validate_config
+
+    if kind not in Job.Kind.values:
+        raise InvalidInput(f"Unknown job kind {kind!r}; use {', '.join(Job.Kind.values)}.", code="invalid_kind")
+    if not isinstance(config, dict):
+        raise InvalidInput("'config' must be a JSON object.", code="invalid_config",
+                           details={"errors": [{"path": "", "message": "must be an object"}]})
+    _, errors = validate_config(kind, config)
+    if errors:
+        raise InvalidInput(f"The {kind} config has {len(errors)} problem(s).", code="invalid_config",
+                           details={"errors": errors})
+    return config
+
+
+def _resources(raw) -> dict:
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise InvalidInput("'resources' must be an object.", code="invalid_resources")
+    problems = []
+    out = {"gpus": raw.get("gpus", 0), "cpus": raw.get("cpus", 1), "memory_mb": raw.get("memory_mb", 4096),
+           "time_limit_s": raw.get("time_limit_s", 3600)}
+    unknown = set(raw) - set(out)
+    if unknown:
+        problems.append({"path": f"resources.{sorted(unknown)[0]}", "message": "unknown key"})
+    bounds = {"gpus": (0, 16), "cpus": (0.1, 256), "memory_mb": (64, 4 * 1024 * 1024), "time_limit_s": (1, MAX_TIME_LIMIT_S)}
+    for key, (lo, hi) in bounds.items():
+        v = out[key]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
+            problems.append({"path": f"resources.{key}", "message": f"must be a number between {lo} and {hi}"})
+    if isinstance(out["gpus"], float) and not out["gpus"].is_integer():
+        problems.append({"path": "resources.gpus", "message": "must be a whole number"})
+    if problems:
+        raise InvalidInput("Invalid resources.", code="invalid_resources", details={"errors": problems})
+    out["gpus"] = int(out["gpus"])
+    return out
+
+
+def _record(job: Job, from_status: str, to_status: str, reason: str) -> None:
+    JobTransition.objects.create(job=job, from_status=from_status, to_status=to_status, reason=reason)
+
+
+def job_launch(*, project, user, kind: str, config: dict, base: str = "", target: str = "", resources=None,
+               relaunched_from: str = "") -> Job:
+    """Validate everything, pin the base model to a commit id, queue the job.
+
+    ``base`` and ``target`` are ``namespace/repo@ref`` and ``namespace/repo@branch``."""
+    from hub.accounts import selectors as accounts
+    from hub.registry import selectors as registry
+
+    validate_job_config(kind, config)
+    res = _resources(resources)
+    base_repo = base_ref = base_commit = ""
+    if base:
+        base_repo, _, base_ref = base.partition("@")
+        ns, _, name = base_repo.partition("/")
+        repo = registry.repo_get(namespace=ns, name=name)
+        if repo.private and accounts.role_in(user=user, namespace=repo.namespace) is None:
+            raise NotFound(f"Repo {base_repo} not found.", code="repo_not_found")
+        base_commit = registry.resolve(repo=repo, ref=base_ref or repo.default_branch).sha
+    elif kind in (Job.Kind.EVALUATE, Job.Kind.PROFILE, Job.Kind.FINETUNE):
+        raise InvalidInput(f"A {kind} job needs a base model: base='namespace/repo@ref'.", code="base_required")
+    target_repo, _, target_branch = (target or "").partition("@")
+    if target_repo:
+        from hub.accounts.models import Role
+        from hub.common.validation import validate_ref_name
+
+        ns, _, name = target_repo.partition("/")
+        repo = registry.repo_get(namespace=ns, name=name)
+        if (accounts.role_in(user=user, namespace=repo.namespace) or "") not in (Role.WRITE, Role.ADMIN):
+            raise InvalidInput(f"You cannot write to {target_repo}.", code="target_forbidden")
+        target_branch = validate_ref_name(target_branch or repo.default_branch)
+    queue = "gpu" if res["gpus"] > 0 else "cpu"
+    if queue == "gpu":
+        from hub.jobs.presence import workers_online
+
+        if not workers_online("gpu"):
+            raise ServiceUnavailable(
+                f"This job asks for {res['gpus']} GPU(s) but no GPU worker is online; it would wait forever. "
+                "Start a GPU worker (celery -A hub.celery_app worker -Q gpu) or launch with gpus=0.",
+                code="no_gpu_worker", retry_after=30)
+    with transaction.atomic():
+        job = Job.objects.create(
+            id=secrets.token_hex(6), project=project, kind=kind, config=config, base_repo=base_repo,
+            base_ref=base_ref, base_commit=base_commit, target_repo=target_repo, target_branch=target_branch,
+            resources=res, queue=queue, created_by=user, relaunched_from=relaunched_from,
+        )
+        _record(job, "", Job.Status.QUEUED, "launched" + (f" again from {relaunched_from}" if relaunched_from else ""))
+        transaction.on_commit(lambda: _enqueue(job))
+    return job
+
+
+def _enqueue(job: Job) -> None:
+    try:
+        from workers.tasks import run_job
+
+        run_job.apply_async(args=[job.pk], queue=job.queue, retry=False)
+    except Exception as e:  # the broker is down: the job cannot run, say so
+        log.exception("could not queue job %s", job.pk)
+        job_transition(job_id=job.pk, to=Job.Status.FAILED, reason=f"could not reach the job queue: {e}")
+
+
+def job_transition(*, job_id: str, to: str, reason: str = "", expect: str | None = None, **fields) -> Job:
+    """Move a job to ``to`` if that move is allowed from its current state (and, with
+    ``expect``, only from that state) — a compare-and-swap on the status column."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None:
+            raise NotFound(f"Job {job_id} not found.", code="job_not_found")
+        current = job.status
+        if expect is not None and current != expect:
+            raise Conflict(f"Job {job_id} is {current}, not {expect}.", code="job_state_conflict",
+                           details={"status": current})
+        if to not in ALLOWED.get(current, set()):
+            raise Conflict(f"Job {job_id} cannot go from {current} to {to}.", code="job_state_conflict",
+                           details={"status": current})
+        now = timezone.now()
+        job.status = to
+        job.status_reason = reason
+        if to == Job.Status.RUNNING:
+            job.started_at = job.started_at or now
+            job.heartbeat_at = now
+            job.attempt += 1
+        if to in Job.TERMINAL:
+            job.ended_at = now
+        for k, v in fields.items():
+            setattr(job, k, v)
+        job.save()
+        _record(job, current, to, reason)
+    return job
+
+
+def job_cancel(*, job: Job, reason: str = "cancelled by the user") -> Job:
+    """A queued job is cancelled at once; a running one is flagged, and its worker kills the
+    sandbox within a heartbeat and reports ``cancelled``."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if job.status in Job.TERMINAL:
+            raise Conflict(f"Job {job.pk} already ended ({job.status}).", code="job_finished")
+        job.cancel_requested = True
+        job.save(update_fields=["cancel_requested"])
+        if job.status == Job.Status.QUEUED:
+            return job_transition(job_id=job.pk, to=Job.Status.CANCELLED, reason=reason)
+    _signal_cancel(job.pk)
+    return job
+
+
+def _signal_cancel(job_id: str) -> None:
+    try:
+        import redis
+
+        redis.Redis.from_url(settings.HUB_REDIS_URL, socket_timeout=1).publish(
+            f"{settings.HUB_REDIS_PREFIX}jobs:cancel", job_id)
+    except Exception:  # the worker also sees cancel_requested on its next heartbeat
+        pass
+
+
+def job_heartbeat(*, job: Job, progress: dict | None = None, counters: dict | None = None) -> Job:
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if job.status != Job.Status.RUNNING:
+            return job
+        job.heartbeat_at = timezone.now()
+        fields = ["heartbeat_at"]
+        if progress:
+            job.progress = {k: progress.get(k) for k in ("step", "total", "eta_s") if k in progress}
+            fields.append("progress")
+        if counters:
+            job.events_received = int(counters.get("received", job.events_received))
+            job.events_rejected = int(counters.get("rejected", job.events_rejected))
+            fields += ["events_received", "events_rejected"]
+        job.save(update_fields=fields)
+    return job
+
+
+def jobs_reap_lost(*, older_than_s: int = HEARTBEAT_LOST_AFTER_S) -> list[str]:
+    """Running jobs whose worker stopped heartbeating are ``lost`` (their process is gone or
+    unreachable); a job never stays ``running`` without a live worker."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    lost = []
+    for job_id in Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True):
+        try:
+            job_transition(job_id=job_id, to=Job.Status.LOST, expect=Job.Status.RUNNING,
+                           reason=f"no heartbeat from its worker for over {older_than_s} s (worker died or lost)")
+            lost.append(job_id)
+        except Conflict:
+            pass
+    return lost
+
+
+def job_relaunch(*, job: Job, user) -> Job:
+    if job.status not in Job.TERMINAL:
+        raise Conflict(f"Job {job.pk} is still {job.status}.", code="job_not_finished")
+    base = f"{job.base_repo}@{job.base_commit}" if job.base_repo else ""
+    target = f"{job.target_repo}@{job.target_branch}" if job.target_repo else ""
+    return job_launch(project=job.project, user=user, kind=job.kind, config=job.config, base=base, target=target,
+                      resources=job.resources, relaunched_from=job.pk)
+
+
+def job_logs_ingest(*, job: Job, lines: list) -> int:
+    """Log lines from the worker: ``[seq, time, stream, line]``; retries collapse on seq."""
+    from hub.stores.metrics import MetricsStoreUnavailable, get_metrics_store
+
+    rows = []
+    for item in lines:
+        if not (isinstance(item, list) and len(item) == 4 and isinstance(item[0], int) and isinstance(item[2], str)
+                and isinstance(item[3], str) and isinstance(item[1], int | float)):
+            raise InvalidInput("Each log line is [seq, time, stream, text].", code="invalid_log_line")
+        rows.append((job.pk, item[0], float(item[1]), item[2][:32], item[3][:16384]))
+    try:
+        return get_metrics_store().insert_log_lines(rows)
+    except MetricsStoreUnavailable as e:
+        raise ServiceUnavailable("The log store is unreachable; retry.", code="metrics_store_unavailable") from e
+
+
+def job_artifact_add(*, job: Job, path: str, kind: str, chunks: list) -> JobArtifact:
+    from hub.common.validation import validate_path
+    from hub.registry.services import _file_from_chunks
+
+    validate_path(path)
+    f = _file_from_chunks(path=path, chunks=chunks)
+    art, _ = JobArtifact.objects.update_or_create(job=job, path=path, defaults={"kind": kind, "file": f})
+    return art
+
+
+def job_profile_ops(*, job: Job, rows: list) -> int:
+    from hub.stores.metrics import MetricsStoreError, MetricsStoreUnavailable, get_metrics_store
+
+    if not isinstance(rows, list) or len(rows) > 100_000:
+        raise InvalidInput("'ops' must be a list of at most 100000 rows.", code="invalid_ops")
+    try:
+        return get_metrics_store().insert_profile_ops(job.pk, rows)
+    except MetricsStoreUnavailable as e:
+        raise ServiceUnavailable("The metrics store is unreachable; retry.", code="metrics_store_unavailable") from e
+    except MetricsStoreError as e:
+        raise InvalidInput(str(e), code="invalid_ops") from e
+
+
+def job_finish(*, job: Job, status: str, reason: str, summary: dict | None = None, result_commit: str = "",
+               result_branch: str = "", run_id: str = "") -> Job:
+    if status not in Job.TERMINAL:
+        raise InvalidInput(f"A job ends as one of {sorted(Job.TERMINAL)}.", code="invalid_status")
+    fields = {}
+    if summary is not None:
+        fields["summary"] = summary
+    if result_commit:
+        fields["result_commit"] = result_commit
+        fields["result_branch"] = result_branch
+    if run_id:
+        fields["run_id"] = run_id
+    return job_transition(job_id=job.pk, to=status, reason=reason, expect=Job.Status.RUNNING, **fields)

@@ -1,0 +1,139 @@
+"""The jobs API: validation before queueing, pinned inputs, the state machine, cancellation,
+lost workers, and the endpoints workers report through."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from hub.jobs.models import Job
+from tests.conftest import client_for
+from tests.helpers import model, push, st_bytes
+
+pytestmark = [pytest.mark.integration, pytest.mark.pg]
+
+TINY = {"model": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_experts": 4, "expert_hidden": 32, "top_k": 2},
+        "train": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2, "eval_every": 2,
+                  "log_every": 1}}
+
+
+@pytest.fixture
+def setup(api, make_user):
+    client, _ = api
+    client.post("/api/v1/repos", {"name": "moe"}, format="json")
+    push(client, "alice/moe", {"model.safetensors": st_bytes(model())}, message="base")
+    _, worker_token = make_user("hub-worker", admin=True)
+    return client, client_for(worker_token)
+
+
+def launch(client, **body):
+    body = {"project": "alice/exp", "kind": "train", "config": TINY, **body}
+    return client.post("/api/v1/jobs", body, format="json")
+
+
+def test_bad_config_lists_every_problem_and_queues_nothing(setup):
+    client, _ = setup
+    r = launch(client, config={"model": {"top_k": 99, "bogus": 1}, "train": {"steps": -1}})
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["code"] == "invalid_config"
+    paths = {e["path"] for e in err["details"]["errors"]}
+    assert {"model.top_k", "model.bogus", "train.steps"} <= paths
+    bad_res = launch(client, resources={"gpus": -1, "memory_mb": "lots", "turbo": True})
+    assert bad_res.status_code == 400 and bad_res.json()["error"]["code"] == "invalid_resources"
+    assert launch(client, kind="evaluate", config={}).json()["error"]["code"] == "base_required"
+    assert Job.objects.count() == 0
+
+
+def test_gpu_job_without_a_gpu_worker_says_so(setup):
+    client, _ = setup
+    r = launch(client, resources={"gpus": 1})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "no_gpu_worker"
+    assert "no GPU worker is online" in r.json()["error"]["message"] and Job.objects.count() == 0
+
+
+def test_launch_pins_the_base_commit_and_records_transitions(setup):
+    client, _ = setup
+    head = client.get("/api/v1/repos/alice/moe/branches/main").json()["commit"]
+    r = launch(client, kind="evaluate", base="alice/moe@main", config={"eval": {"max_tokens": 1024}})
+    assert r.status_code == 201, r.content
+    job = r.json()
+    assert job["status"] == "queued" and job["base"] == {"repo": "alice/moe", "ref": "main", "commit": head}
+    push(client, "alice/moe", {"other.txt": b"x"}, message="main moves on")
+    assert client.get(f"/api/v1/jobs/{job['id']}").json()["base"]["commit"] == head
+    assert [t["to"] for t in job["transitions"]] == ["queued"]
+    schema = client.get("/api/v1/jobs/schema?kind=train").json()
+    assert schema["schema"]["type"] == "object" and schema["defaults"]["model"]["top_k"] == 2
+
+
+def test_worker_lifecycle_and_cancellation(setup):
+    client, worker = setup
+    job = launch(client, target="alice/moe@main").json()
+    assert client.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json").status_code == 403
+    started = worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json")
+    assert started.status_code == 200 and started.json()["status"] == "running"
+    again = worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w2"}, format="json")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "job_state_conflict"
+    hb = worker.post(f"/api/v1/jobs/{job['id']}/worker/heartbeat", {"progress": {"step": 1, "total": 2, "eta_s": 3}},
+                     format="json")
+    assert hb.json() == {"status": "running", "cancel_requested": False}
+    assert client.post(f"/api/v1/jobs/{job['id']}/cancel").json()["cancel_requested"] is True
+    assert worker.post(f"/api/v1/jobs/{job['id']}/worker/heartbeat", {}, format="json").json()["cancel_requested"]
+    done = worker.post(f"/api/v1/jobs/{job['id']}/worker/finish", {"status": "cancelled", "reason": "cancelled by the user"},
+                       format="json")
+    assert done.json()["status"] == "cancelled"
+    detail = client.get(f"/api/v1/jobs/{job['id']}").json()
+    assert [t["to"] for t in detail["transitions"]] == ["queued", "running", "cancelled"]
+    assert all(t["at"] for t in detail["transitions"]) and detail["progress"]["step"] == 1
+    twice = worker.post(f"/api/v1/jobs/{job['id']}/worker/finish", {"status": "succeeded"}, format="json")
+    assert twice.status_code == 409
+    assert client.post(f"/api/v1/jobs/{job['id']}/cancel").json()["error"]["code"] == "job_finished"
+
+
+def test_queued_job_cancels_at_once(setup):
+    client, _ = setup
+    job = launch(client).json()
+    r = client.post(f"/api/v1/jobs/{job['id']}/cancel")
+    assert r.json()["status"] == "cancelled"
+
+
+def test_a_job_whose_worker_stops_heartbeating_is_lost_and_can_be_relaunched(setup):
+    client, worker = setup
+    job = launch(client, kind="evaluate", base="alice/moe@main", config={}).json()
+    worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json")
+    Job.objects.filter(pk=job["id"]).update(heartbeat_at=timezone.now() - timedelta(seconds=61))
+    detail = client.get(f"/api/v1/jobs/{job['id']}").json()
+    assert detail["status"] == "lost" and "no heartbeat" in detail["reason"]
+    again = client.post(f"/api/v1/jobs/{job['id']}/relaunch")
+    assert again.status_code == 201
+    new = again.json()
+    assert new["relaunched_from"] == job["id"] and new["base"]["commit"] == job["base"]["commit"]
+    assert new["config"] == job["config"] and new["status"] == "queued"
+
+
+def test_worker_logs_and_profile_rows(setup, metrics_store, monkeypatch):
+    import hub.jobs.selectors as sel
+    import hub.jobs.services as svc
+    import hub.stores.metrics as m
+
+    monkeypatch.setattr(m, "get_metrics_store", lambda: metrics_store)
+    client, worker = setup
+    job = launch(client).json()
+    worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json")
+    lines = [[i, 1.7e9 + i, "info", f"line {i}"] for i in range(5)]
+    assert worker.post(f"/api/v1/jobs/{job['id']}/worker/logs", {"lines": lines}, format="json").json()["accepted"] == 5
+    worker.post(f"/api/v1/jobs/{job['id']}/worker/logs", {"lines": lines[3:]}, format="json")  # a retry
+    got = client.get(f"/api/v1/jobs/{job['id']}/logs").json()["lines"]
+    assert [x["line"] for x in got] == [f"line {i}" for i in range(5)]
+    assert [x["line"] for x in client.get(f"/api/v1/jobs/{job['id']}/logs?after_seq=2").json()["lines"]] == ["line 3", "line 4"]
+    assert [x["line"] for x in client.get(f"/api/v1/jobs/{job['id']}/logs?tail=2").json()["lines"]] == ["line 3", "line 4"]
+    bad = worker.post(f"/api/v1/jobs/{job['id']}/worker/logs", {"lines": [["x"]]}, format="json")
+    assert bad.status_code == 400
+    ops = [{"op": "aten::mm", "calls": 10, "self_us": 500.0, "total_us": 600.0, "flops": 1e9},
+           {"op": "aten::add", "calls": 5, "self_us": 50.0, "total_us": 50.0}]
+    assert worker.post(f"/api/v1/jobs/{job['id']}/worker/profile", {"ops": ops}, format="json").json()["accepted"] == 2
+    prof = client.get(f"/api/v1/jobs/{job['id']}/profile").json()
+    assert [o["op"] for o in prof["ops"]] == ["aten::mm", "aten::add"]
+    assert sel and svc  # imported for their get_metrics_store lookups

@@ -1,0 +1,376 @@
+"""The job supervisor: runs one job in the sandbox and is its only link to the world.
+
+It runs in a Celery worker, outside the sandbox, and talks to the hub only through its API
+(with the worker's service token, which never enters the sandbox), so it works the same with
+the embedded stores and with servers. For one job it:
+
+1. takes the job (queued → running; a job another worker already took is skipped);
+2. creates the job's tracker run (params = the config) and pulls the base model, pinned to
+   its commit id, into a read-only input folder;
+3. starts the sandbox and reads the event stream: every line is size-checked, parsed and
+   validated against the event schema (a malformed or oversized event is counted and
+   logged, never trusted); metrics go to the run, log lines to the job's logs, progress to
+   the job record (with each heartbeat, which also carries cancellation back);
+4. after the process ends: weights become a registry commit on the target branch with the
+   base commit as parent (compare-and-swap; if the branch moved meanwhile the commit goes to
+   ``<target>/job-<id>`` and the job says so); profile outputs become job artifacts plus
+   operator rows in ClickHouse; the run and the commit are linked both ways;
+5. reports succeeded / failed / cancelled with a reason a person can act on.
+
+Infrastructure failures (the hub unreachable, the sandbox unable to start) raise
+:class:`InfrastructureError` so Celery retries the job; failures of the job itself do not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hub.client import Client, HubClientError, HubUnreachable
+from hub.registry.chunking import chunk_file
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent
+MAX_EVENT_BYTES = 64 * 1024
+HEARTBEAT_S = 2.0
+ENTRY = {"train": "train", "finetune": "finetune", "evaluate": "evaluate", "profile": "profile"}
+WEIGHT_KINDS = {"weights", "config", "adapter"}
+
+
+class InfrastructureError(Exception):
+    """Not the job's fault: retry it elsewhere or later."""
+
+
+@dataclass
+class EventCounters:
+    received: int = 0
+    rejected: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, why: str) -> None:
+        self.rejected += 1
+        self.reasons[why] = self.reasons.get(why, 0) + 1
+
+
+class LogForwarder:
+    """Batches log lines (numbered per job, so retries collapse) and posts them every second."""
+
+    def __init__(self, client: Client, job_id: str):
+        self.client, self.job_id = client, job_id
+        self.seq = 0
+        self.buf: list[list] = []
+        self.lock = threading.Lock()
+
+    def add(self, stream: str, text: str) -> None:
+        with self.lock:
+            for line in text.splitlines() or [""]:
+                self.buf.append([self.seq, time.time(), stream, line[:16384]])
+                self.seq += 1
+
+    def flush(self) -> None:
+        with self.lock:
+            lines, self.buf = self.buf, []
+        for i in range(0, len(lines), 5000):
+            try:
+                self.client._json("POST", f"/jobs/{self.job_id}/worker/logs", json={"lines": lines[i : i + 5000]},
+                                  idempotent=True)
+            except HubClientError as e:
+                log.warning("job %s: could not forward %d log line(s): %s", self.job_id, len(lines), e.message)
+
+
+def validate_event(raw: bytes, counters: EventCounters) -> dict | None:
+    from workers.moe.events import validate_event as schema_problems
+
+    counters.received += 1
+    if len(raw) > MAX_EVENT_BYTES:
+        counters.reject("oversized")
+        return None
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        counters.reject("not JSON")
+        return None
+    problems = schema_problems(obj)
+    if problems:
+        counters.reject("schema: " + problems[0][:120])
+        return None
+    return obj
+
+
+def safe_output(out_dir: Path, rel: str) -> Path | None:
+    """A file the job says it produced, only if it really lies inside its output folder:
+    no absolute paths, no '..', no symlinks (the supervisor reads as root)."""
+    if not isinstance(rel, str) or not rel or rel.startswith("/") or "\x00" in rel:
+        return None
+    path = out_dir / rel
+    try:
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if not resolved.is_relative_to(out_dir.resolve()) or not resolved.is_file():
+        return None
+    cur = path
+    while cur != out_dir:
+        if cur.is_symlink():
+            return None
+        cur = cur.parent
+    return resolved
+
+
+class JobSupervisor:
+    def __init__(self, job_id: str, *, client: Client, work_root: Path, hostname: str | None = None,
+                 gpu_slots=None, sandbox_factory=None):
+        self.job_id = job_id
+        self.client = client
+        self.work_root = Path(work_root)
+        self.hostname = hostname or socket.gethostname()
+        self.gpu_slots = gpu_slots
+        self.sandbox_factory = sandbox_factory
+        self.counters = EventCounters()
+        self.progress: dict = {}
+        self.summary: dict = {}
+        self.error: str | None = None
+        self.artifacts: list[tuple[str, str]] = []
+        self.logs = LogForwarder(client, job_id)
+        self.cancelled = threading.Event()
+        self.sandbox = None
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _api(self, method: str, path: str, **kw) -> Any:
+        try:
+            return self.client._json(method, f"/jobs/{self.job_id}{path}", **kw)
+        except HubUnreachable as e:
+            raise InfrastructureError(f"the hub is unreachable: {e.message}") from e
+
+    def _heartbeat_loop(self, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_S):
+            self.logs.flush()
+            try:
+                state = self._api("POST", "/worker/heartbeat", json={
+                    "progress": self.progress,
+                    "counters": {"received": self.counters.received, "rejected": self.counters.rejected}})
+            except (InfrastructureError, HubClientError) as e:
+                log.warning("job %s: heartbeat failed: %s", self.job_id, e)
+                continue
+            if state.get("cancel_requested") and not self.cancelled.is_set():
+                self.cancelled.set()
+                self.logs.add("supervisor", "cancellation requested: stopping the job")
+                if self.sandbox is not None:
+                    self.sandbox.cancel()
+
+    # --- the job -------------------------------------------------------------------------------
+
+    def run(self) -> str:
+        try:
+            job = self._api("POST", "/worker/start", json={"worker": self.hostname})
+        except HubClientError as e:
+            if e.code == "job_state_conflict":
+                log.info("job %s: not queued any more (%s); skipping", self.job_id, e.details)
+                return "skipped"
+            raise
+        self.job = job
+        gpus: list[int] = []
+        jobdir = self.work_root / self.job_id
+        inputs = self.work_root / f"{self.job_id}-input"
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat_loop, args=(stop,), daemon=True)
+        beat.start()
+        status, reason, result = "failed", "", {}
+        run = None
+        try:
+            ns_project = job["project"]
+            run = self.client.init_run(ns_project, name=f"{job['kind']} job {self.job_id}", params=job["config"],
+                                       tags=[job["kind"], "job"], run_id=f"job{self.job_id}a{job['attempt']}",
+                                       job_id=self.job_id, spool_dir=self.work_root / "spool",
+                                       commit=f"{job['base']['repo']}@{job['base']['commit']}" if job["base"] else None)
+            if job["resources"].get("gpus"):
+                if self.gpu_slots is None:
+                    raise InfrastructureError("this worker has no GPU slots configured")
+                gpus = self.gpu_slots.reserve(job["resources"]["gpus"], self.job_id)
+            if job["base"]:
+                self.logs.add("supervisor", f"pulling {job['base']['repo']}@{job['base']['commit'][:12]}")
+                self.client.pull(f"{job['base']['repo']}@{job['base']['commit']}", inputs)
+            status, reason = self._run_sandbox(job, jobdir, inputs if job["base"] else None, gpus, run)
+            if status == "succeeded":
+                result = self._collect(job, jobdir / "out", run)
+        except InfrastructureError:
+            stop.set()
+            self.logs.flush()
+            try:
+                self._api("POST", "/worker/requeue", json={"reason": "infrastructure failure on "
+                                                                     f"{self.hostname}; retrying"})
+            except Exception:
+                pass
+            raise
+        except HubClientError as e:
+            status, reason = "failed", f"the hub refused a step of the job: {e.code}: {e.message}"
+        except Exception as e:  # a bug here must still end the job with a reason
+            log.exception("job %s: supervisor error", self.job_id)
+            status, reason = "failed", f"supervisor error: {type(e).__name__}: {e}"
+        finally:
+            stop.set()
+            if gpus and self.gpu_slots is not None:
+                self.gpu_slots.release(self.job_id)
+        if run is not None:
+            run.finish({"succeeded": "finished", "cancelled": "killed"}.get(status, "failed"), timeout=30)
+        self.logs.add("supervisor", f"job {status}: {reason}")
+        self.logs.flush()
+        summary = {**self.summary, "events": {"received": self.counters.received, "rejected": self.counters.rejected,
+                                              "rejected_reasons": self.counters.reasons}, **result.get("summary", {})}
+        self._api("POST", "/worker/finish", json={
+            "status": status, "reason": reason, "summary": summary, "run_id": run.id if run else "",
+            "result_commit": result.get("commit", ""), "result_branch": result.get("branch", "")}, idempotent=True)
+        shutil.rmtree(inputs, ignore_errors=True)
+        if status == "succeeded" or os.environ.get("HUB_KEEP_JOB_DIRS") != "1":
+            shutil.rmtree(jobdir, ignore_errors=True)
+        return status
+
+    def _run_sandbox(self, job: dict, jobdir: Path, inputs: Path | None, gpus: list[int], run) -> tuple[str, str]:
+        from workers.sandbox import Sandbox, SandboxSpec
+
+        if jobdir.exists():
+            shutil.rmtree(jobdir)
+        jobdir.mkdir(parents=True)
+        (jobdir / "config.json").write_text(json.dumps(job["config"]))
+        argv = [
+            "python", "-m", f"workers.moe.{ENTRY[job['kind']]}", "--config", "/job/config.json",
+            "--out", "/job/out", "--event-fd", "3",
+        ]
+        ro = {}
+        if inputs is not None:
+            ro[inputs] = Path("/input")
+            argv += ["--weights", "/input"]
+        res = job["resources"]
+        spec = SandboxSpec(
+            argv=argv, job_dir=jobdir, ro_binds=ro, env={"OMP_NUM_THREADS": str(max(1, int(res.get("cpus", 1))))},
+            cpus=float(res.get("cpus", 1)), memory_bytes=int(res.get("memory_mb", 4096)) * 1024 * 1024,
+            wall_time_s=float(res.get("time_limit_s", 3600)), gpus=gpus,
+        )
+        factory = self.sandbox_factory or Sandbox
+        try:
+            self.sandbox = factory(spec)
+            self.sandbox.start()
+        except Exception as e:
+            raise InfrastructureError(f"the sandbox could not start: {e}") from e
+        if self.cancelled.is_set():
+            self.sandbox.cancel()
+        for raw in self.sandbox.events():
+            ev = validate_event(raw, self.counters)
+            if ev is None:
+                self.logs.add("supervisor", f"rejected an event from the job ({list(self.counters.reasons)[-1]})")
+                continue
+            self._handle(ev, run)
+        outcome = self.sandbox.wait()
+        for line in (getattr(outcome, "stderr_tail", "") or "").splitlines()[-200:]:
+            self.logs.add("stderr", line)
+        if self.cancelled.is_set() or outcome.reason == "cancelled":
+            return "cancelled", "cancelled by the user"
+        if outcome.reason == "exited" and outcome.returncode == 0 and self.error is None:
+            return "succeeded", "completed"
+        message = self.error or outcome.message or f"exited with code {outcome.returncode}"
+        return "failed", message
+
+    def _handle(self, ev: dict, run) -> None:
+        t = ev["type"]
+        if t == "metric":
+            values = {k: v for k, v in ev["values"].items() if v is not None}
+            if values:
+                run.log(values, step=int(ev["step"]))
+        elif t == "log":
+            self.logs.add(ev.get("level", "info"), ev["message"])
+        elif t == "progress":
+            self.progress = {"step": ev["step"], "total": ev["total"], "eta_s": ev.get("eta_s")}
+        elif t == "artifact":
+            self.artifacts.append((ev["path"], ev["kind"]))
+        elif t == "done":
+            self.summary = ev.get("summary") or {}
+        elif t == "error":
+            self.error = str(ev.get("message", "the job reported an error"))[:4000]
+            self.logs.add("error", self.error)
+
+    # --- outputs ---------------------------------------------------------------------------------
+
+    def _upload_artifact(self, path: Path, rel: str, kind: str) -> None:
+        manifest = chunk_file(path, name=rel)
+        missing = set(self._api("POST", "/worker/chunks/missing", json={"chunks": [c.hash for c in manifest.chunks]},
+                                idempotent=True)["missing"])
+        with open(path, "rb") as f:
+            for c in manifest.chunks:
+                if c.hash in missing:
+                    f.seek(c.offset)
+                    self.client.request("PUT", f"/jobs/{self.job_id}/worker/chunks/{c.hash}", content=f.read(c.size),
+                                        headers={"Content-Type": "application/octet-stream"})
+        self._api("POST", "/worker/artifacts", json={"path": rel, "kind": kind,
+                                                     "chunks": [[c.hash, c.size] for c in manifest.chunks]})
+
+    def _collect(self, job: dict, out: Path, run) -> dict:
+        result: dict = {"summary": {}}
+        produced = []
+        for rel, kind in dict(self.artifacts).items():
+            path = safe_output(out, rel)
+            if path is None:
+                self.logs.add("supervisor", f"ignored artifact {rel!r}: not a regular file inside the output folder")
+                continue
+            produced.append((rel, kind, path))
+        weights = [(rel, path) for rel, kind, path in produced if kind in WEIGHT_KINDS]
+        for rel, kind, path in produced:
+            if kind.startswith("profile") or kind in {"eval", "samples"}:
+                self._upload_artifact(path, rel, kind)
+            if kind == "profile_ops" and rel.endswith(".json"):
+                table = json.loads(path.read_text())
+                rows = [{"op": r["name"], "calls": r["calls"], "self_us": r["self_cpu_us"] + r.get("self_device_us", 0),
+                         "total_us": r["cpu_total_us"] + r.get("device_total_us", 0), "flops": r.get("flops") or 0,
+                         "self_memory_bytes": r.get("self_cpu_memory_bytes", 0)} for r in table["ops"]]
+                self._api("POST", "/worker/profile", json={"ops": rows})
+            if kind == "eval":
+                result["summary"]["eval"] = json.loads(path.read_text())
+        if weights and job["target"]:
+            result.update(self._commit_weights(job, out, weights, run))
+        return result
+
+    def _commit_weights(self, job: dict, out: Path, weights: list[tuple[str, Path]], run) -> dict:
+        repo, branch = job["target"]["repo"], job["target"]["branch"]
+        staging = self.work_root / f"{self.job_id}-commit"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        for rel, path in weights:
+            dest = staging / Path(rel).name
+            os.link(path, dest) if path.stat().st_dev == staging.stat().st_dev else shutil.copy2(path, dest)
+        base = job["base"]["commit"] if job["base"] and job["base"]["repo"] == repo else None
+        expected = base or self.client.branch_info(repo, branch)["commit"]
+        meta = {"job": self.job_id, "kind": job["kind"], "run": run.id, "config": job["config"],
+                "launched_by": job["created_by"]}
+        if self.summary:
+            meta["summary"] = self.summary
+        message = f"{job['kind']} job {self.job_id}" + (f" from {job['base']['commit'][:12]}" if job["base"] else "")
+        note = ""
+        try:
+            res = self.client.push(staging, repo=repo, branch=branch, message=message, expected_head=expected,
+                                   metadata=meta, job_id=self.job_id, run_id=run.id)
+        except HubClientError as e:
+            if e.code != "branch_conflict":
+                raise
+            side = f"{branch}/job-{self.job_id}"
+            self.client.create_branch(repo, side, expected)
+            res = self.client.push(staging, repo=repo, branch=side, message=message, expected_head=expected,
+                                   metadata=meta, job_id=self.job_id, run_id=run.id)
+            note = (f"{branch} moved while the job ran (now {e.details.get('current_head', '?')[:12]}); "
+                    f"the result is on branch {side} instead")
+            branch = side
+            self.logs.add("supervisor", note)
+        shutil.rmtree(staging, ignore_errors=True)
+        commit = res.commit["sha"] if res.commit else expected
+        self.client._json("PATCH", f"/runs/{run.id}", json={"commit": f"{repo}@{commit}", "job_id": self.job_id})
+        out = {"commit": commit, "branch": branch, "summary": {"commit": f"{repo}@{commit}"}}
+        if note:
+            out["summary"]["note"] = note
+        return out

@@ -1,0 +1,95 @@
+"""Celery tasks that run jobs. Queues: ``cpu`` and ``gpu``; a worker consumes one of them.
+
+Delivery: ``acks_late`` + ``reject_on_worker_lost`` (a job whose worker dies is not silently
+dropped by the broker; the hub marks it ``lost`` after 60 s without heartbeat and a user may
+relaunch it). Retries: infrastructure failures (hub unreachable, sandbox cannot start) are
+retried with backoff; failures of the job itself are final.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
+
+from workers.supervisor import InfrastructureError, JobSupervisor
+
+log = logging.getLogger(__name__)
+_presence_stop = threading.Event()
+
+
+def _settings():
+    from django.conf import settings
+
+    return settings
+
+
+def _client():
+    from hub.client import Client
+
+    url = os.environ.get("HUB_WORKER_API_URL") or os.environ.get("HUB_URL") or "http://127.0.0.1:8000"
+    token = os.environ.get("HUB_WORKER_TOKEN")
+    if not token:
+        raise InfrastructureError("HUB_WORKER_TOKEN is not set: the worker cannot report to the hub")
+    return Client(url=url, token=token, retries=3)
+
+
+def _gpu_slots():
+    from workers.sandbox import GpuSlots
+
+    s = _settings()
+    return GpuSlots(s.HUB_REDIS_URL, host_id=socket.gethostname(), prefix=s.HUB_REDIS_PREFIX)
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
+def run_job(self, job_id: str) -> str:
+    work_root = Path(os.environ.get("HUB_JOBS_DIR") or Path(_settings().HUB_DATA_DIR) / "jobs")
+    work_root.mkdir(parents=True, exist_ok=True)
+    queues = os.environ.get("HUB_WORKER_QUEUES", "cpu")
+    sup = JobSupervisor(job_id, client=_client(), work_root=work_root,
+                        gpu_slots=_gpu_slots() if "gpu" in queues else None)
+    try:
+        return sup.run()
+    except InfrastructureError as e:
+        log.warning("job %s: infrastructure failure, retrying: %s", job_id, e)
+        raise self.retry(exc=e, countdown=10 * (self.request.retries + 1)) from e
+
+
+@worker_ready.connect
+def _announce(sender=None, **kwargs) -> None:
+    """Keep a presence key per queue alive, so the hub knows a GPU worker exists."""
+    from hub.jobs.presence import PRESENCE_TTL_S, announce
+
+    s = _settings()
+    hostname = getattr(sender, "hostname", None) or socket.gethostname()
+    queues = [q for q in os.environ.get("HUB_WORKER_QUEUES", "cpu").split(",") if q]
+
+    def loop():
+        while not _presence_stop.is_set():
+            for q in queues:
+                try:
+                    announce(redis_url=s.HUB_REDIS_URL, prefix=s.HUB_REDIS_PREFIX, queue=q, hostname=hostname)
+                except Exception as e:  # Redis down: the broker is down too, nothing to announce
+                    log.debug("presence: %s", e)
+            _reap()
+            _presence_stop.wait(PRESENCE_TTL_S / 3)
+
+    threading.Thread(target=loop, name="hub-presence", daemon=True).start()
+
+
+def _reap() -> None:
+    """Ask the hub to mark jobs of dead workers lost (the hub also does it on every read)."""
+    try:
+        _client()._json("GET", "/jobs", params={"status": "running", "page_size": 1})
+    except Exception:
+        pass
+
+
+@worker_shutdown.connect
+def _stop_presence(**kwargs) -> None:
+    _presence_stop.set()
