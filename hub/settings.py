@@ -154,6 +154,10 @@ HUB_GC_GRACE_SECONDS = _env_int("HUB_GC_GRACE_SECONDS", 24 * 3600)
 # fsync each chunk before it becomes visible (durability over raw speed).
 HUB_BLOB_FSYNC = _env_bool("HUB_BLOB_FSYNC", True)
 
+# --- jobs ----------------------------------------------------------------------------------
+# A running job whose worker has not sent a heartbeat for this long is marked lost.
+HUB_JOB_LOST_AFTER_S = _env_int("HUB_JOB_LOST_AFTER_S", 60)
+
 # --- Celery --------------------------------------------------------------------------------
 CELERY_BROKER_URL = _env("HUB_CELERY_BROKER_URL", HUB_REDIS_URL)
 CELERY_RESULT_BACKEND = _env("HUB_CELERY_RESULT_BACKEND", HUB_REDIS_URL)

@@ -178,6 +178,14 @@ class JobSupervisor:
                 return "skipped"
             raise
         self.job = job
+        # The target branch's head when the job starts: the result's parent when there is no
+        # base in that repo, and the compare-and-swap that detects a branch moving meanwhile.
+        self.target_head = None
+        if job["target"]:
+            try:
+                self.target_head = self.client.branch_info(job["target"]["repo"], job["target"]["branch"])["commit"]
+            except HubClientError:
+                self.target_head = None  # created on first push? a missing branch fails the commit clearly
         gpus: list[int] = []
         jobdir = self.work_root / self.job_id
         inputs = self.work_root / f"{self.job_id}-input"
@@ -235,23 +243,24 @@ class JobSupervisor:
         return status
 
     def _run_sandbox(self, job: dict, jobdir: Path, inputs: Path | None, gpus: list[int], run) -> tuple[str, str]:
-        from workers.sandbox import Sandbox, SandboxSpec
+        from workers.sandbox import PYTHON, Sandbox, SandboxSpec
 
         if jobdir.exists():
             shutil.rmtree(jobdir)
         jobdir.mkdir(parents=True)
         (jobdir / "config.json").write_text(json.dumps(job["config"]))
         argv = [
-            "python", "-m", f"workers.moe.{ENTRY[job['kind']]}", "--config", "/job/config.json",
+            PYTHON, "-m", f"workers.moe.{ENTRY[job['kind']]}", "--config", "/job/config.json",
             "--out", "/job/out", "--event-fd", "3",
         ]
         ro = {}
         if inputs is not None:
-            ro[inputs] = Path("/input")
+            ro[inputs] = "/input"
             argv += ["--weights", "/input"]
         res = job["resources"]
         spec = SandboxSpec(
-            argv=argv, job_dir=jobdir, ro_binds=ro, env={"OMP_NUM_THREADS": str(max(1, int(res.get("cpus", 1))))},
+            argv=argv, job_dir=jobdir, ro_binds=ro, job_id=self.job_id, log_dir=self.work_root / "logs" / self.job_id,
+            env={"OMP_NUM_THREADS": str(max(1, int(res.get("cpus", 1))))},
             cpus=float(res.get("cpus", 1)), memory_bytes=int(res.get("memory_mb", 4096)) * 1024 * 1024,
             wall_time_s=float(res.get("time_limit_s", 3600)), gpus=gpus,
         )
@@ -346,7 +355,7 @@ class JobSupervisor:
             dest = staging / Path(rel).name
             os.link(path, dest) if path.stat().st_dev == staging.stat().st_dev else shutil.copy2(path, dest)
         base = job["base"]["commit"] if job["base"] and job["base"]["repo"] == repo else None
-        expected = base or self.client.branch_info(repo, branch)["commit"]
+        expected = base or self.target_head or self.client.branch_info(repo, branch)["commit"]
         meta = {"job": self.job_id, "kind": job["kind"], "run": run.id, "config": job["config"],
                 "launched_by": job["created_by"]}
         if self.summary:

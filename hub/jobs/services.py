@@ -14,7 +14,6 @@ from hub.common.errors import Conflict, InvalidInput, NotFound, ServiceUnavailab
 from hub.jobs.models import Job, JobArtifact, JobTransition
 
 log = logging.getLogger(__name__)
-HEARTBEAT_LOST_AFTER_S = 60
 MAX_TIME_LIMIT_S = 7 * 24 * 3600
 
 ALLOWED = {
@@ -200,9 +199,10 @@ def job_heartbeat(*, job: Job, progress: dict | None = None, counters: dict | No
     return job
 
 
-def jobs_reap_lost(*, older_than_s: int = HEARTBEAT_LOST_AFTER_S) -> list[str]:
+def jobs_reap_lost(*, older_than_s: int | None = None) -> list[str]:
     """Running jobs whose worker stopped heartbeating are ``lost`` (their process is gone or
     unreachable); a job never stays ``running`` without a live worker."""
+    older_than_s = settings.HUB_JOB_LOST_AFTER_S if older_than_s is None else older_than_s
     cutoff = timezone.now() - timedelta(seconds=older_than_s)
     lost = []
     for job_id in Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True):

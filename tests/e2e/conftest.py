@@ -49,7 +49,7 @@ def live_hub(tmp_path_factory, request) -> LiveHub:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update(HUB_DATA_DIR=str(data / "data"), HUB_CONFIG_DIR=str(data / "config"), HUB_URL=f"http://127.0.0.1:{port}",
-               HUB_BLOB_FSYNC="0", PYTHONUNBUFFERED="1")
+               HUB_BLOB_FSYNC="0", PYTHONUNBUFFERED="1", HUB_JOB_LOST_AFTER_S="10")
     for key in ("HUB_DATABASE_URL",):
         if os.environ.get(key):
             env[key] = os.environ[key]
