@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +92,55 @@ def seed(*, url: str, env: dict) -> None:
     print(f"[hub serve] demo repo {REPO}: branches main, finetune/experts, finetune/router; try\n"
           f"              hub log {REPO}@main\n              hub diff finetune/experts finetune/router --repo {REPO}",
           flush=True)
+    if env.get("HUB_REDIS_URL"):
+        threading.Thread(target=_jobs_demo, args=(c,), name="demo-jobs", daemon=True).start()
+
+
+JOBS_REPO = "admin/moe-small"
+DEMO_MODEL = {"n_layer": 2, "n_embd": 64, "n_head": 4, "n_experts": 8, "expert_hidden": 64, "block_size": 128}
+DEMO_TRAIN = {"steps": 150, "batch_size": 8, "warmup_steps": 10, "checkpoint_every": 150, "eval_every": 50,
+              "log_every": 5, "eval_tokens": 16384}
+DEMO_DATA = {"max_bytes": 2_000_000}
+DEMO_RES = {"cpus": 1, "memory_mb": 3072, "time_limit_s": 1800}
+
+
+def _wait(c: Client, job_id: str) -> dict:
+    while True:
+        j = c._json("GET", f"/jobs/{job_id}")
+        if j["status"] not in ("queued", "running"):
+            return j
+        time.sleep(2)
+
+
+def _jobs_demo(c: Client) -> None:
+    """Two short training jobs that differ in top_k, on two branches, through the real queue
+    and sandbox; then both evaluated, one profiled, and their runs ready to compare."""
+    try:
+        c.create_repo(JOBS_REPO, description="Demo: MoE models trained by sandboxed jobs")
+        for b in ("top2", "top4"):
+            c.create_branch(JOBS_REPO, b, "main")
+        jobs = {}
+        for k in (2, 4):
+            cfg = {"model": {**DEMO_MODEL, "top_k": k}, "train": DEMO_TRAIN, "data": DEMO_DATA}
+            jobs[k] = c._json("POST", "/jobs", json={"project": "admin/moe-demo", "kind": "train", "config": cfg,
+                                                     "target": f"{JOBS_REPO}@top{k}", "resources": DEMO_RES})
+        print(f"[hub serve] demo jobs queued: train top_k=2 ({jobs[2]['id']}) and top_k=4 ({jobs[4]['id']}); "
+              "follow them with `hub jobs list`", flush=True)
+        done = {k: _wait(c, j["id"]) for k, j in jobs.items()}
+        if any(j["status"] != "succeeded" for j in done.values()):
+            print("[hub serve] demo training failed: " + "; ".join(f"{j['id']}: {j['reason']}" for j in done.values()),
+                  flush=True)
+            return
+        follow = [c._json("POST", "/jobs", json={"project": "admin/moe-demo", "kind": "evaluate",
+                                                 "config": {"data": DEMO_DATA, "eval": {"max_tokens": 16384}},
+                                                 "base": f"{JOBS_REPO}@top{k}", "resources": DEMO_RES}) for k in (2, 4)]
+        follow.append(c._json("POST", "/jobs", json={"project": "admin/moe-demo", "kind": "profile",
+                                                     "config": {"data": DEMO_DATA}, "base": f"{JOBS_REPO}@top4",
+                                                     "resources": DEMO_RES}))
+        for j in follow:
+            _wait(c, j["id"])
+        runs = " ".join(done[k]["run_id"] for k in (2, 4))
+        print(f"[hub serve] demo ready: compare the two trainings with\n              hub runs compare {runs}",
+              flush=True)
+    except Exception as e:  # the demo must never take the hub down
+        print(f"[hub serve] demo jobs could not run: {e}", flush=True)

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from hub.client import config
-from hub.client.errors import HubClientError, HubUnreachable
+from hub.client.errors import HubClientError, HubUnreachable  # noqa: F401 (re-exported errors)
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_AUTH, EXIT_UNREACHABLE = 1, 2, 3, 4, 5, 6
 
@@ -359,6 +359,91 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_jobs(args) -> int:
+    c = _client(args)
+    if args.action == "launch":
+        config = json.loads(open(args.config).read()) if args.config else {}
+        resources = {k: v for k, v in (("gpus", args.gpus), ("cpus", args.cpus), ("memory_mb", args.memory_mb),
+                                       ("time_limit_s", args.time_limit)) if v is not None}
+        try:
+            job = c._json("POST", "/jobs", json={"project": args.project, "kind": args.kind, "config": config,
+                                                 "base": args.base or "", "target": args.target or "",
+                                                 "resources": resources})
+        except HubClientError as e:
+            if e.code == "invalid_config" and not args.json:
+                print(f"error: {e.message}", file=sys.stderr)
+                for problem in e.details["errors"]:
+                    print(f"  {problem['path'] or '(config)'}: {problem['message']}", file=sys.stderr)
+                return EXIT_USAGE
+            raise
+        if args.json:
+            _print(job, True)
+        else:
+            base = f" from {job['base']['repo']}@{job['base']['commit'][:12]}" if job["base"] else ""
+            print(f"Launched {job['kind']} job {job['id']}{base} ({job['status']}); follow: hub jobs logs -f {job['id']}")
+    elif args.action == "list":
+        params = {"page_size": args.limit}
+        if args.project:
+            params["project"] = args.project
+        if args.status:
+            params["status"] = args.status
+        jobs = c._json("GET", "/jobs", params=params)["results"]
+        if args.json:
+            _print(jobs, True)
+            return 0
+        for j in jobs:
+            dur = f"{j['duration_s']:.0f}s" if j["duration_s"] is not None else "-"
+            prog = j["progress"] or {}
+            step = f"{prog.get('step')}/{prog.get('total')}" if prog.get("total") else ""
+            print(f"{j['id']:<14} {j['kind']:<9} {j['status']:<10} {dur:>7} {step:>11}  {j['project']}  {j['reason'][:60]}")
+    elif args.action == "show":
+        j = c._json("GET", f"/jobs/{args.job}")
+        if args.json:
+            _print(j, True)
+            return 0
+        print(f"{j['id']}  {j['kind']}  [{j['status']}] {j['reason']}")
+        for t in j["transitions"]:
+            print(f"  {str(t['at'])[:19]}  {t['from'] or '-':>9} → {t['to']:<9} {t['reason']}")
+        if j["run_id"]:
+            print(f"  run    {j['run_id']}")
+        if j["result"]:
+            print(f"  commit {j['target']['repo']}@{j['result']['commit'][:12]} on {j['result']['branch']}")
+        for a in j["artifacts"]:
+            print(f"  artifact {a['path']} ({_human(a['size'])})")
+    elif args.action == "logs":
+        return _job_logs(c, args)
+    elif args.action == "cancel":
+        j = c._json("POST", f"/jobs/{args.job}/cancel")
+        print(f"Job {j['id']}: {j['status']}" + (" (cancelling)" if j["status"] == "running" else ""))
+    elif args.action == "relaunch":
+        j = c._json("POST", f"/jobs/{args.job}/relaunch")
+        print(f"Relaunched as {j['id']}")
+    return 0
+
+
+def _job_logs(c, args) -> int:
+    lines = c._json("GET", f"/jobs/{args.job}/logs", params={"tail": args.tail})
+    last = -1
+    for line in lines["lines"]:
+        print(f"[{line['stream']}] {line['line']}")
+        last = line["seq"]
+    if not args.follow:
+        return 0
+    params = {"after_seq": last} if last >= 0 else {}
+    with c._http.stream("GET", f"/jobs/{args.job}/logs/stream", params=params, timeout=None) as resp:
+        event = None
+        for raw in resp.iter_lines():
+            if raw.startswith("event: "):
+                event = raw[7:]
+            elif raw.startswith("data: "):
+                data = json.loads(raw[6:])
+                if event == "end":
+                    print(f"-- job {data['status']}")
+                    return 0
+                print(f"[{data['stream']}] {data['line']}", flush=True)
+    return 0
+
+
 def cmd_sync(args) -> int:
     res = _client(args).sync()
     print(f"Sent {res['sent_points']} spooled point(s); {res['runs_left']} run(s) still waiting for the hub")
@@ -538,6 +623,31 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--format", choices=["markdown", "html", "json"], default="markdown")
     x.add_argument("-o", "--output")
     s.set_defaults(fn=cmd_runs)
+
+    s = sub.add_parser("jobs", parents=[common], help="launch|list|show|logs|cancel|relaunch jobs")
+    js = s.add_subparsers(dest="action", required=True)
+    x = js.add_parser("launch", parents=[common])
+    x.add_argument("kind", choices=["train", "evaluate", "profile", "finetune"])
+    x.add_argument("--project", required=True, help="namespace/project for the job's run")
+    x.add_argument("--config", help="JSON config file (workload defaults when omitted)")
+    x.add_argument("--base", help="namespace/repo@ref of the base model (pinned to its commit)")
+    x.add_argument("--target", help="namespace/repo@branch that receives the weights")
+    x.add_argument("--gpus", type=int)
+    x.add_argument("--cpus", type=float)
+    x.add_argument("--memory-mb", type=int)
+    x.add_argument("--time-limit", type=int, help="seconds")
+    x = js.add_parser("list", parents=[common])
+    x.add_argument("--project")
+    x.add_argument("--status")
+    x.add_argument("-n", "--limit", type=int, default=50)
+    for action in ("show", "cancel", "relaunch"):
+        x = js.add_parser(action, parents=[common])
+        x.add_argument("job")
+    x = js.add_parser("logs", parents=[common])
+    x.add_argument("job")
+    x.add_argument("-f", "--follow", action="store_true")
+    x.add_argument("--tail", type=int, default=100)
+    s.set_defaults(fn=cmd_jobs)
 
     sub.add_parser("sync", parents=[common], help="send metrics spooled while the hub was unreachable").set_defaults(
         fn=cmd_sync)

@@ -135,3 +135,24 @@ def test_worker_sigkill_marks_the_job_lost_and_it_can_be_relaunched(hub, live_hu
     assert again["status"] == "queued" and again["relaunched_from"] == job["id"]
     c._json("POST", f"/jobs/{again['id']}/cancel")
     wait(c, again["id"], timeout=120)
+
+
+def test_cli_launch_validates_then_follows_logs(hub, live_hub, tmp_path):
+    token = hub.token
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"model": {"top_k": 1, "experts": 3}}')
+    r = live_hub.cli("jobs", "launch", "train", "--project", "jane/exp", "--config", str(bad), token=token)
+    assert r.returncode == 2 and "model.top_k" in r.stderr and "model.experts" in r.stderr
+    good = tmp_path / "good.json"
+    import json
+
+    good.write_text(json.dumps(train_config(steps=10)))
+    r = live_hub.cli("jobs", "launch", "train", "--project", "jane/exp", "--config", str(good), "--cpus", "1",
+                     "--memory-mb", "3072", token=token, check=True)
+    job_id = r.stdout.split()[3]
+    r = live_hub.cli("jobs", "logs", "-f", job_id, token=token, check=True, timeout=240)
+    assert "job succeeded" in r.stdout and "-- job succeeded" in r.stdout
+    r = live_hub.cli("jobs", "list", "--project", "jane/exp", token=token, check=True)
+    assert job_id in r.stdout and "succeeded" in r.stdout
+    r = live_hub.cli("jobs", "show", job_id, token=token, check=True)
+    assert "queued → running" in r.stdout and "running → succeeded" in r.stdout
