@@ -39,10 +39,19 @@ def search_index() -> SearchIndex | None:
         return _index
 
 
+_redis_clients: dict[str, object] = {}
+
+
 def _redis():
+    """One client (and connection pool) per URL and process: a write path must not open a
+    TCP connection per request."""
     import redis
 
-    return redis.Redis.from_url(settings.HUB_REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5)
+    url = settings.HUB_REDIS_URL
+    client = _redis_clients.get(url)
+    if client is None:
+        client = _redis_clients[url] = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    return client
 
 
 def _enqueue(kind: str, ident: str) -> None:

@@ -43,8 +43,9 @@ class Batch:
     def __len__(self) -> int:
         return int(self.step.shape[0])
 
-    def key_column(self) -> list[str]:
-        return [self.keys[i] for i in self.key_index.tolist()]
+    def key_column(self):
+        """The key of every point (a NumPy object array: no per-point Python loop)."""
+        return np.asarray(self.keys, dtype=object)[self.key_index]
 
 
 def decode_binary(body: bytes) -> Batch:
