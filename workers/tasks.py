@@ -43,7 +43,7 @@ def _gpu_slots():
     from workers.sandbox import GpuSlots
 
     s = _settings()
-    return GpuSlots(s.HUB_REDIS_URL, host_id=socket.gethostname(), prefix=s.HUB_REDIS_PREFIX)
+    return GpuSlots(s.HUB_REDIS_URL, host_id=socket.gethostname(), key_prefix=f"{s.HUB_REDIS_PREFIX}gpu")
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
@@ -62,8 +62,21 @@ def run_job(self, job_id: str) -> str:
 
 @worker_ready.connect
 def _announce(sender=None, **kwargs) -> None:
-    """Keep a presence key per queue alive, so the hub knows a GPU worker exists."""
+    """Check the sandbox, clean up after a previous crash, then keep a presence key per
+    queue alive so the hub knows which workers (GPU ones especially) exist."""
     from hub.jobs.presence import PRESENCE_TTL_S, announce
+    from workers.sandbox import probe, reap_stale
+
+    report = probe()
+    log.info("sandbox probe: %s", report)
+    if not report.get("ok"):
+        # Jobs would fail at start with the same reason; do not advertise this worker.
+        log.error("the job sandbox is not usable on this host (missing: %s); this worker takes no jobs",
+                  report.get("missing"))
+        return
+    stale = reap_stale()
+    if stale:
+        log.warning("removed leftovers of %d job(s) from a previous worker: %s", len(stale), stale)
 
     s = _settings()
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
