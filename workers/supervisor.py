@@ -142,6 +142,8 @@ class JobSupervisor:
         self.logs = LogForwarder(client, job_id)
         self.cancelled = threading.Event()
         self.sandbox = None
+        self.first_event_at: float | None = None
+        self.tracked_run = None
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -195,11 +197,6 @@ class JobSupervisor:
         status, reason, result = "failed", "", {}
         run = None
         try:
-            ns_project = job["project"]
-            run = self.client.init_run(ns_project, name=f"{job['kind']} job {self.job_id}", params=job["config"],
-                                       tags=[job["kind"], "job"], run_id=f"job{self.job_id}a{job['attempt']}",
-                                       job_id=self.job_id, spool_dir=self.work_root / "spool",
-                                       commit=f"{job['base']['repo']}@{job['base']['commit']}" if job["base"] else None)
             if job["resources"].get("gpus"):
                 if self.gpu_slots is None:
                     raise InfrastructureError("this worker has no GPU slots configured")
@@ -207,7 +204,7 @@ class JobSupervisor:
             if job["base"]:
                 self.logs.add("supervisor", f"pulling {job['base']['repo']}@{job['base']['commit'][:12]}")
                 self.client.pull(f"{job['base']['repo']}@{job['base']['commit']}", inputs)
-            status, reason = self._run_sandbox(job, jobdir, inputs if job["base"] else None, gpus, run)
+            status, reason, run = self._run_sandbox(job, jobdir, inputs if job["base"] else None, gpus)
             if status == "succeeded":
                 result = self._collect(job, jobdir / "out", run)
         except InfrastructureError:
@@ -228,12 +225,14 @@ class JobSupervisor:
             stop.set()
             if gpus and self.gpu_slots is not None:
                 self.gpu_slots.release(self.job_id)
+        run = run or self.tracked_run
         if run is not None:
             run.finish({"succeeded": "finished", "cancelled": "killed"}.get(status, "failed"), timeout=30)
         self.logs.add("supervisor", f"job {status}: {reason}")
         self.logs.flush()
         summary = {**self.summary, "events": {"received": self.counters.received, "rejected": self.counters.rejected,
-                                              "rejected_reasons": self.counters.reasons}, **result.get("summary", {})}
+                                              "rejected_reasons": self.counters.reasons,
+                                              "first_event_at": self.first_event_at}, **result.get("summary", {})}
         self._api("POST", "/worker/finish", json={
             "status": status, "reason": reason, "summary": summary, "run_id": run.id if run else "",
             "result_commit": result.get("commit", ""), "result_branch": result.get("branch", "")}, idempotent=True)
@@ -242,7 +241,14 @@ class JobSupervisor:
             shutil.rmtree(jobdir, ignore_errors=True)
         return status
 
-    def _run_sandbox(self, job: dict, jobdir: Path, inputs: Path | None, gpus: list[int], run) -> tuple[str, str]:
+    def _start_run(self, job: dict):
+        """The job's tracker run (params = the config); created while the sandbox boots."""
+        return self.client.init_run(job["project"], name=f"{job['kind']} job {self.job_id}", params=job["config"],
+                                    tags=[job["kind"], "job"], run_id=f"job{self.job_id}a{job['attempt']}",
+                                    job_id=self.job_id, spool_dir=self.work_root / "spool",
+                                    commit=f"{job['base']['repo']}@{job['base']['commit']}" if job["base"] else None)
+
+    def _run_sandbox(self, job: dict, jobdir: Path, inputs: Path | None, gpus: list[int]) -> tuple[str, str, Any]:
         from workers.sandbox import PYTHON, Sandbox, SandboxSpec
 
         if jobdir.exists():
@@ -250,7 +256,7 @@ class JobSupervisor:
         jobdir.mkdir(parents=True)
         (jobdir / "config.json").write_text(json.dumps(job["config"]))
         argv = [
-            PYTHON, "-m", f"workers.moe.{ENTRY[job['kind']]}", "--config", "/job/config.json",
+            PYTHON, "-m", "workers.launch", ENTRY[job["kind"]], "--config", "/job/config.json",
             "--out", "/job/out", "--event-fd", "3",
         ]
         ro = {}
@@ -272,7 +278,16 @@ class JobSupervisor:
             raise InfrastructureError(f"the sandbox could not start: {e}") from e
         if self.cancelled.is_set():
             self.sandbox.cancel()
+        try:
+            run = self._start_run(job)  # events wait in the pipe meanwhile
+        except Exception:
+            self.sandbox.cancel()
+            self.sandbox.wait()
+            raise
+        self.tracked_run = run
         for raw in self.sandbox.events():
+            if self.first_event_at is None:
+                self.first_event_at = time.time()
             ev = validate_event(raw, self.counters)
             if ev is None:
                 self.logs.add("supervisor", f"rejected an event from the job ({list(self.counters.reasons)[-1]})")
@@ -282,11 +297,11 @@ class JobSupervisor:
         for line in (getattr(outcome, "stderr_tail", "") or "").splitlines()[-200:]:
             self.logs.add("stderr", line)
         if self.cancelled.is_set() or outcome.reason == "cancelled":
-            return "cancelled", "cancelled by the user"
+            return "cancelled", "cancelled by the user", run
         if outcome.reason == "exited" and outcome.returncode == 0 and self.error is None:
-            return "succeeded", "completed"
+            return "succeeded", "completed", run
         message = self.error or outcome.message or f"exited with code {outcome.returncode}"
-        return "failed", message
+        return "failed", message, run
 
     def _handle(self, ev: dict, run) -> None:
         t = ev["type"]

@@ -58,6 +58,14 @@ def run_job(self, job_id: str) -> str:
     except InfrastructureError as e:
         log.warning("job %s: infrastructure failure, retrying: %s", job_id, e)
         raise self.retry(exc=e, countdown=10 * (self.request.retries + 1)) from e
+    except Exception as e:  # a bug must not leave the job queued or running forever
+        log.exception("job %s: worker error", job_id)
+        try:
+            sup.client._json("POST", f"/jobs/{job_id}/worker/finish",
+                             json={"status": "failed", "reason": f"worker error: {type(e).__name__}: {e}"})
+        except Exception:
+            log.exception("job %s: could not report the failure", job_id)
+        raise
 
 
 @worker_ready.connect

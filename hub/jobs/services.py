@@ -275,4 +275,5 @@ def job_finish(*, job: Job, status: str, reason: str, summary: dict | None = Non
         fields["result_branch"] = result_branch
     if run_id:
         fields["run_id"] = run_id
-    return job_transition(job_id=job.pk, to=status, reason=reason, expect=Job.Status.RUNNING, **fields)
+    # From running normally; from queued when a worker fails before it could start the job.
+    return job_transition(job_id=job.pk, to=status, reason=reason, **fields)
