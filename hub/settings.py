@@ -128,6 +128,8 @@ HUB_FRONTEND_DIST = BASE_DIR / "frontend" / "dist"
 STATICFILES_DIRS = [HUB_FRONTEND_DIST] if HUB_FRONTEND_DIST.is_dir() else []
 WHITENOISE_ROOT = HUB_FRONTEND_DIST if HUB_FRONTEND_DIST.is_dir() else None
 WHITENOISE_USE_FINDERS = True
+# Vite names assets by content hash: they can be cached forever.
+WHITENOISE_IMMUTABLE_FILE_TEST = r"^.+/assets/.+-[0-9A-Za-z_-]{8,}\.(js|css|woff2?|svg|png)$"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"

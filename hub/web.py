@@ -8,6 +8,10 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 
 @ensure_csrf_cookie
 def dashboard(request, *args, **kwargs):
+    if request.path.startswith("/assets/"):
+        # A hashed asset that does not exist (e.g. an old page after a rebuild) is a 404, not
+        # the app's HTML under a .js name.
+        return HttpResponse("Not found", status=404, content_type="text/plain")
     index = settings.HUB_FRONTEND_DIST / "index.html"
     if not index.exists():
         return HttpResponse(

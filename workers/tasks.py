@@ -90,8 +90,11 @@ def _announce(sender=None, **kwargs) -> None:
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
     queues = [q for q in os.environ.get("HUB_WORKER_QUEUES", "cpu").split(",") if q]
 
+    sweep_state: dict = {}
+
     def loop():
         while not _presence_stop.is_set():
+            _sweep_index(sweep_state)
             for q in queues:
                 try:
                     announce(redis_url=s.HUB_REDIS_URL, prefix=s.HUB_REDIS_PREFIX, queue=q, hostname=hostname)
@@ -101,6 +104,36 @@ def _announce(sender=None, **kwargs) -> None:
             _presence_stop.wait(PRESENCE_TTL_S / 3)
 
     threading.Thread(target=loop, name="hub-presence", daemon=True).start()
+
+
+def _sweep_index(state: dict) -> None:
+    """Re-index runs changed since the last sweep. Index tasks make search fresh within a
+    second; this sweep makes it eventually right even if a task was lost (the DB is
+    canonical)."""
+    from datetime import timedelta
+
+    from django.db import close_old_connections
+    from django.utils import timezone
+
+    try:
+        from hub.tracking.indexing import run_doc, search_index
+        from hub.tracking.models import Run
+
+        idx = search_index()
+        if idx is None:
+            return
+        now = timezone.now()
+        since = state.get("since") or now - timedelta(minutes=10)
+        runs = Run.objects.select_related("project__namespace", "user").filter(
+            updated_at__gte=since - timedelta(seconds=5)).order_by("updated_at")[:5000]
+        docs = [run_doc(r) for r in runs]
+        if docs:
+            idx.bulk_index_runs(docs)
+        state["since"] = now
+    except Exception as e:  # the next sweep retries from the same point
+        log.warning("index sweep failed: %s", e)
+    finally:
+        close_old_connections()
 
 
 def _reap() -> None:

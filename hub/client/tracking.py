@@ -217,12 +217,23 @@ class Run:
         self.spooled_points += points
 
     def _spill(self) -> None:
-        recs = self._take()
-        if recs:
-            body, n, dropped = _encode(recs)
-            self._warn(dropped)
-            if n:
-                self._write_spool(body, n)
+        """Write the buffer to the spool in batches the hub accepts (one file per batch)."""
+        chunk: list = []
+        points = 0
+        for rec in self._take():
+            chunk.append(rec)
+            points += len(rec[2])
+            if points >= self.batch_points:
+                self._spill_chunk(chunk)
+                chunk, points = [], 0
+        if chunk:
+            self._spill_chunk(chunk)
+
+    def _spill_chunk(self, chunk: list) -> None:
+        body, n, dropped = _encode(chunk)
+        self._warn(dropped)
+        if n:
+            self._write_spool(body, n)
 
     def _warn(self, dropped: dict[str, int]) -> None:
         for k, n in dropped.items():

@@ -82,7 +82,17 @@ def export_batches(*, run: Run, keys: list[str] | None = None):
 
 def run_search(*, project: Project | None, q: str = "", sort: list[str] | None = None, page_size: int = 50,
                offset: int = 0, search_after: list | None = None, facets: list[str] | None = None) -> dict:
-    """Search runs in Elasticsearch with the query syntax of ``hub.tracking.query``."""
+    """Search runs in Elasticsearch with the query syntax of ``hub.tracking.query``.
+
+    The plain listing of a project (no query, no facets, newest or oldest first) is answered
+    from the database instead: it is the canonical store, indexed on (project, started_at),
+    and the page most users open first should not wait on the search engine."""
+    order = list(sort or ["-created_at"])
+    db_cursor = isinstance(search_after, list) and len(search_after) == 2 and search_after[0] == "db"
+    if project is not None and not (q or "").strip() and not facets and order in (["-created_at"], ["created_at"]) and (
+            search_after is None or db_cursor):
+        return _run_list_db(project=project, newest_first=order == ["-created_at"], page_size=page_size,
+                            offset=int(search_after[1]) if db_cursor else offset)
     try:
         dsl = compile_query(q or "")
     except QuerySyntaxError as e:
@@ -109,6 +119,28 @@ def run_search(*, project: Project | None, q: str = "", sort: list[str] | None =
         "next": res.next_search_after,
         "took_ms": res.took_ms,
         "engine_elapsed_ms": round(res.elapsed_ms, 2),
+    }
+
+
+def _run_list_db(*, project: Project, newest_first: bool, page_size: int, offset: int) -> dict:
+    import time
+
+    from hub.tracking.indexing import run_doc
+
+    started = time.perf_counter()
+    qs = Run.objects.select_related("project__namespace", "user").filter(project=project)
+    qs = qs.order_by("-started_at", "-pk") if newest_first else qs.order_by("started_at", "pk")
+    rows = list(qs[offset : offset + page_size + 1])
+    more = len(rows) > page_size
+    total = Run.objects.filter(project=project).count()
+    return {
+        "results": [run_doc(r) for r in rows[:page_size]],
+        "total": total,
+        "facets": {},
+        "next": ["db", offset + page_size] if more else None,
+        "took_ms": 0,
+        "engine_elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
+        "source": "database",
     }
 
 

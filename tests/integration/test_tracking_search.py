@@ -112,3 +112,17 @@ def test_commits_are_indexed_with_their_branches(searchable, blob_dir):
     [hit] = res.hits
     assert hit.source["repo"] == "alice/m" and hit.source["branches"] == ["main"]
     assert hit.source["config_num"]["moe.top_k"] == 4.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_plain_listing_comes_from_the_database_in_pages(searchable):
+    ids = _runs(searchable)
+    page1 = search(searchable, page_size=3)
+    assert page1["source"] == "database" and page1["total"] == 4
+    assert [r["id"] for r in page1["results"]] == ids[::-1][:3]
+    import json
+
+    page2 = search(searchable, page_size=3, cursor=json.dumps(page1["next"]))
+    assert [r["id"] for r in page2["results"]] == [ids[0]] and page2["next"] is None
+    assert page1["results"][0]["params"]["moe.top_k"] == 4 and "val_loss" in page1["results"][0]["summary"]
+    assert search(searchable, q="tags:moe").get("source") != "database"
