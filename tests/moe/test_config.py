@@ -1,0 +1,181 @@
+"""The job config schema (shared with the hub) and the validate CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workers.moe.config import (
+    KINDS,
+    ConfigError,
+    config_json_schema,
+    default_config,
+    load_config,
+    validate_config,
+)
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_default_config_of_every_kind_is_valid(kind):
+    cfg, errors = validate_config(kind, default_config(kind))
+    assert errors == [] and cfg is not None and cfg.kind == kind
+    assert cfg.to_dict() == default_config(kind)
+
+
+def test_an_empty_config_means_the_defaults():
+    cfg, errors = validate_config("train", {})
+    assert errors == [] and cfg is not None
+    assert cfg.model.top_k == 2 and cfg.model.aux_loss_coef == 0.01 and cfg.train.steps == 600
+
+
+def test_every_problem_is_listed_at_once():
+    raw = {
+        "seed": "zero",
+        "model": {
+            "top_k": 9,
+            "router_score": "tanh",
+            "n_head": 3,
+            "expert_hidden": [8, 8],
+            "wat": 1,
+        },
+        "train": {"lr": -1, "checkpoint_every": 1000, "steps": 10, "warmup_steps": 50},
+        "data": {"paths": "not-a-list"},
+        "lora": {"rank": 4},
+    }
+    cfg, errors = validate_config("train", raw)
+    assert cfg is None
+    got = {(e["path"], e["message"]) for e in errors}
+    assert ("model.top_k", "must be between 2 and 8") in got
+    assert ("model.router_score", "must be one of softmax, sigmoid") in got
+    assert ("model.wat", "unknown key") in got
+    assert ("train.checkpoint_every", "must be between 1 and 500") in got
+    assert ("train.lr", "must be > 0 and ≤ 10") in got
+    assert ("data.paths", "must be a list of strings") in got
+    assert ("model.n_head", "must divide n_embd (128)") in got
+    assert ("model.expert_hidden", "has 2 sizes, n_experts is 16") in got
+    assert ("train.warmup_steps", "must be ≤ steps (10)") in got
+    paths = {p for p, _ in got}
+    assert "seed" in paths and "lora" in paths
+    assert len(errors) == 11
+
+
+def test_unknown_keys_suggest_the_closest_name():
+    _, errors = validate_config("train", {"model": {"top_kk": 2}})
+    assert errors == [{"path": "model.top_kk", "message": "unknown key (did you mean 'top_k'?)"}]
+
+
+def test_types_are_strict():
+    _, errors = validate_config(
+        "train", {"model": {"n_layer": 2.0, "tie_embeddings": 1}, "train": {"steps": True}}
+    )
+    assert {e["path"]: e["message"] for e in errors} == {
+        "model.n_layer": "must be an integer",
+        "model.tie_embeddings": "must be true or false",
+        "train.steps": "must be an integer",
+    }
+
+
+def test_heterogeneous_expert_groups_are_checked():
+    ok, errors = validate_config(
+        "train",
+        {
+            "model": {
+                "n_experts": 6,
+                "expert_hidden": [{"count": 2, "hidden": 64}, {"count": 4, "hidden": 32}],
+            }
+        },
+    )
+    assert errors == [] and ok is not None and ok.model.expert_sizes() == [64, 64, 32, 32, 32, 32]
+    _, errors = validate_config(
+        "train",
+        {
+            "model": {
+                "n_experts": 6,
+                "expert_hidden": [{"count": 2, "hidden": 64}, {"count": 2, "size": 3}],
+            }
+        },
+    )
+    paths = {e["path"] for e in errors}
+    assert {"model.expert_hidden[1]", "model.expert_hidden[1].hidden"} <= paths
+
+
+def test_the_seeds_lambda_is_accepted_and_the_capacity_can_be_null():
+    cfg, errors = validate_config(
+        "train", {"model": {"aux_loss_coef": 0.2, "capacity_factor": None}}
+    )
+    assert errors == [] and cfg.model.aux_loss_coef == 0.2 and cfg.model.capacity_factor is None
+    _, errors = validate_config("train", {"model": {"capacity_factor": 0}})
+    assert errors == [{"path": "model.capacity_factor", "message": "must be > 0 and ≤ 64"}]
+
+
+def test_sections_depend_on_the_kind():
+    _, errors = validate_config("evaluate", {"train": {}})
+    assert errors[0]["path"] == "train" and "evaluate accepts" in errors[0]["message"]
+    cfg, errors = validate_config("finetune", {"lora": {"rank": 4, "targets": ["attention"]}})
+    assert errors == [] and cfg.lora.rank == 4
+    _, errors = validate_config("finetune", {"lora": {"targets": ["router"]}})
+    assert errors == [
+        {"path": "lora.targets[0]", "message": "must be one of attention, experts, shared, dense"}
+    ]
+    _, errors = validate_config("nope", {})
+    assert "unknown kind" in errors[0]["message"]
+
+
+def test_fp16_on_cpu_is_rejected():
+    _, errors = validate_config("train", {"runtime": {"device": "cpu", "dtype": "fp16"}})
+    assert errors == [
+        {"path": "runtime.dtype", "message": "fp16 needs CUDA (GradScaler); use bf16 on CPU"}
+    ]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_json_schema_accepts_the_defaults_and_rejects_unknown_keys(kind):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = config_json_schema(kind)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(default_config(kind), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"model": {"top_k": 9}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"bogus": 1}, schema)
+
+
+def test_load_config_reports_unreadable_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("train", tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="invalid JSON"):
+        load_config("train", bad)
+
+
+def test_validate_cli_prints_errors_and_exits_2(tmp_path):
+    bad = tmp_path / "c.json"
+    bad.write_text(json.dumps({"model": {"top_k": 1}}))
+    good = tmp_path / "g.json"
+    good.write_text(json.dumps({"model": {"top_k": 4}}))
+    cmd = [sys.executable, "-m", "workers.moe.validate", "--kind", "train", "--config"]
+    r = subprocess.run([*cmd, str(bad)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2
+    assert json.loads(r.stdout) == {
+        "valid": False,
+        "errors": [{"path": "model.top_k", "message": "must be between 2 and 8"}],
+    }
+    r = subprocess.run([*cmd, str(good)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and json.loads(r.stdout)["valid"] is True
+
+
+def test_the_package_imports_without_django():
+    code = (
+        "import sys, workers.moe.train, workers.moe.finetune, workers.moe.evaluate, "
+        "workers.moe.profile, workers.moe.validate, workers.moe.lora; "
+        "assert not any(m == 'django' or m.startswith(('django.', 'hub')) for m in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

@@ -1,0 +1,103 @@
+"""The profile entry point's outputs parse."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.moe.helpers import TINY_MODEL, by_type, run_entry, tiny_data
+from workers.moe import profile
+from workers.moe.model import PROFILE_SCOPES
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def profiled(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("profile")
+    cfg = {
+        "model": TINY_MODEL,
+        "data": tiny_data(tmp / "cache"),
+        "profile": {"steps": 2, "warmup": 1, "batch_size": 4},
+    }
+    code, events = run_entry("profile", profile.run, tmp, cfg, tmp / "o")
+    assert code == 0, by_type(events, "error")
+    return tmp / "o" / "profile", events
+
+
+def test_every_profile_output_is_announced_as_an_artifact(profiled):
+    pdir, events = profiled
+    kinds = {e["kind"] for e in by_type(events, "artifact")}
+    assert kinds == {
+        "profile_ops",
+        "profile_stacks",
+        "profile_trace",
+        "profile_memory",
+        "profile_modules",
+    }
+    for e in by_type(events, "artifact"):
+        assert (pdir.parent / e["path"]).is_file()
+
+
+def test_collapsed_stacks_are_in_folded_format(profiled):
+    pdir, _ = profiled
+    lines = (pdir / "stacks.folded").read_text().splitlines()
+    assert lines and all(re.fullmatch(r"[^;\n]+(;[^;\n]+)* \d+", line) for line in lines)
+    assert any(line.startswith("train_step;") and "moe::experts" in line for line in lines)
+
+
+def test_chrome_trace_is_json_with_events(profiled):
+    pdir, _ = profiled
+    trace = json.loads((pdir / "trace.json").read_text())
+    names = {e.get("name") for e in trace["traceEvents"]}
+    assert "train_step" in names and "aten::mm" in names
+
+
+def test_operator_table_has_times_calls_and_flops(profiled):
+    pdir, _ = profiled
+    ops = json.loads((pdir / "ops.json").read_text())["ops"]
+    mm = next(r for r in ops if r["name"] == "aten::mm")
+    assert mm["calls"] > 0 and mm["flops"] > 0 and mm["self_cpu_us"] > 0
+    assert "Self CPU" in (pdir / "ops.txt").read_text()
+
+
+def test_module_shares_cover_the_model_and_sum_to_one(profiled):
+    pdir, events = profiled
+    shares = json.loads((pdir / "modules.json").read_text())["cpu_share"]
+    assert set(shares) == {*PROFILE_SCOPES, "other"}
+    assert abs(sum(shares.values()) - 1) < 1e-6
+    assert all(shares[s] > 0 for s in PROFILE_SCOPES)
+    metric = by_type(events, "metric")[0]["values"]
+    assert metric["profile/share/experts"] == shares["experts"]
+
+
+def test_memory_timeline_has_points(profiled):
+    pdir, _ = profiled
+    mem = json.loads((pdir / "memory.json").read_text())
+    assert mem["columns"] == ["t_ms", "cpu_bytes", "device_bytes"]
+    assert len(mem["points"]) > 10 and mem["peak_cpu_bytes"] > 0
+    times = [p[0] for p in mem["points"]]
+    assert times == sorted(times)
+
+
+def test_the_module_runs_as_workers_moe_profile_without_shadowing_the_stdlib():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run(
+        [sys.executable, "-m", "workers.moe.profile", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=120,
+    )
+    assert r.returncode == 0 and "--event-fd" in r.stdout + r.stderr
+    code = (
+        "import cProfile, profile, workers.moe.profile as p; "
+        "assert profile.__file__ != p.__file__ and hasattr(profile, 'Profile')"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0

@@ -1,0 +1,602 @@
+"""The job configuration: one schema for every entry point, reused by the hub.
+
+A job config is nested JSON::
+
+    {"seed": 0, "model": {...}, "data": {...}, "runtime": {...}, "train": {...}}
+
+Which sections a kind accepts is ``SECTIONS[kind]``; every section is a dataclass whose fields
+carry their rules in ``metadata`` (``min``/``max``/``exclusive_min``/``choices``/``nullable``/
+``help``). ``validate_config`` checks a raw dict against them and lists *every* problem as
+``{"path": "model.top_k", "message": "must be between 2 and 8"}``; unknown keys are errors.
+``config_json_schema`` renders the same rules as JSON Schema for the dashboard. Rules that
+relate two fields (``n_head`` divides ``n_embd``, ``min_lr ≤ lr``, ...) live in ``_cross_checks``
+and are the only ones JSON Schema cannot express.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import types
+import typing
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from workers.moe.model import ModelConfig, _f
+
+KINDS = ("train", "finetune", "evaluate", "profile")
+LORA_TARGETS = ("attention", "experts", "shared", "dense")
+
+
+class InputError(Exception):
+    """Bad input from the job (config, corpus, weights): reported as an ``error`` event and
+    exit code 2, never as a traceback."""
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ConfigError(InputError):
+    """The config failed validation; ``errors`` lists every problem."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        lines = "; ".join(f"{e['path'] or '<root>'}: {e['message']}" for e in errors)
+        super().__init__(f"invalid config: {lines}", {"errors": errors})
+        self.errors = errors
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections (ModelConfig lives in model.py, next to the code that reads it)
+
+
+@dataclass
+class DataConfig:
+    paths: list[str] | None = _f(
+        None,
+        "text files and directories to train on; null = the Python standard library's "
+        "own .py sources (found via sysconfig)",
+        nullable=True,
+    )
+    extensions: list[str] | None = _f(
+        None,
+        'file suffixes to take from directories, e.g. [".py", ".txt"]; null = every '
+        "file for data.paths, .py for the default corpus",
+        nullable=True,
+    )
+    max_bytes: int | None = _f(
+        None,
+        "cap on corpus bytes (documents taken in a fixed pseudo-random order); null = all",
+        min=1024,
+        max=1 << 40,
+        nullable=True,
+    )
+    val_fraction: float = _f(
+        0.05,
+        "share of documents held out for validation (by path hash)",
+        min=0.0,
+        max=0.5,
+        exclusive_min=True,
+    )
+    cache_dir: str | None = _f(
+        None, "where token files are cached; null = <out>/data", nullable=True
+    )
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = _f("auto", "auto = CUDA when present, else CPU", choices=["auto", "cpu", "cuda"])
+    dtype: str = _f(
+        "fp32",
+        "fp32; bf16 autocast (CPU and CUDA); fp16 autocast + GradScaler (CUDA only)",
+        choices=["fp32", "bf16", "fp16"],
+    )
+    threads: int = _f(0, "CPU threads for torch (0 = torch's default)", min=0, max=1024)
+    peak_tflops: float | None = _f(
+        None,
+        "the device's peak dense TFLOP/s for the chosen dtype; enables the mfu metric",
+        min=0.0,
+        max=1e6,
+        exclusive_min=True,
+        nullable=True,
+    )
+
+
+@dataclass
+class TrainConfig:
+    steps: int = _f(600, "optimizer steps", min=1, max=10_000_000)
+    batch_size: int = _f(16, "sequences per micro-batch", min=1, max=65536)
+    grad_accum: int = _f(1, "micro-batches per optimizer step", min=1, max=4096)
+    lr: float = _f(3e-3, "peak learning rate (AdamW)", min=0.0, max=10.0, exclusive_min=True)
+    min_lr: float = _f(3e-4, "learning rate at the end of the cosine decay", min=0.0, max=10.0)
+    warmup_steps: int = _f(50, "linear warm-up steps", min=0, max=10_000_000)
+    weight_decay: float = _f(0.1, "AdamW decoupled weight decay (matrices only)", min=0.0, max=10.0)
+    beta1: float = _f(0.9, "AdamW β1", min=0.0, max=1.0, exclusive_max=True)
+    beta2: float = _f(0.95, "AdamW β2", min=0.0, max=1.0, exclusive_max=True)
+    grad_clip: float = _f(1.0, "clip the global gradient norm to this (0 = off)", min=0.0, max=1e6)
+    checkpoint_every: int = _f(200, "write a resumable checkpoint every N steps", min=1, max=500)
+    keep_checkpoints: int = _f(
+        2, "checkpoints kept on disk (older ones are deleted)", min=1, max=1000
+    )
+    eval_every: int = _f(
+        200, "validation every N steps (0 = only at the end)", min=0, max=10_000_000
+    )
+    eval_tokens: int = _f(65536, "validation tokens per evaluation", min=1, max=1 << 40)
+    log_every: int = _f(10, "metric event every N steps", min=1, max=1_000_000)
+
+
+@dataclass
+class LoraConfig:
+    rank: int = _f(8, "LoRA rank r", min=1, max=1024)
+    alpha: float = _f(16.0, "LoRA α; the update is (α/r)·B·A", min=0.0, max=1e6, exclusive_min=True)
+    targets: list[str] = _f(
+        ["attention", "experts"], "which projections get adapters", choices=list(LORA_TARGETS)
+    )
+    save_merged: bool = _f(False, "also write the adapter merged into the base weights")
+
+
+@dataclass
+class EvalConfig:
+    max_tokens: int | None = _f(
+        262144,
+        "validation tokens to score (null = the whole split)",
+        min=1,
+        max=1 << 40,
+        nullable=True,
+    )
+    batch_size: int = _f(16, "sequences per forward pass", min=1, max=65536)
+    prompts: list[str] = _f(["def ", "import os\n", "class "], "prompts to sample from")
+    max_new_tokens: int = _f(128, "tokens sampled per prompt", min=0, max=65536)
+    temperature: float = _f(0.8, "sampling temperature (0 = greedy)", min=0.0, max=100.0)
+    top_p: float = _f(0.95, "nucleus sampling mass", min=0.0, max=1.0, exclusive_min=True)
+
+
+@dataclass
+class ProfileConfig:
+    steps: int = _f(3, "profiled (active) steps", min=1, max=100)
+    warmup: int = _f(1, "steps run under the profiler before recording", min=0, max=100)
+    mode: str = _f(
+        "train", "profile training steps or forward passes only", choices=["train", "forward"]
+    )
+    batch_size: int = _f(8, "sequences per profiled step", min=1, max=65536)
+    with_stack: bool = _f(
+        False,
+        "also record Python stacks in the trace (the collapsed stacks "
+        "come from the op tree either way; torch 2.13 can fail to parse "
+        "stacks that hold non-ASCII text)",
+    )
+
+
+SECTION_TYPES: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "runtime": RuntimeConfig,
+    "train": TrainConfig,
+    "lora": LoraConfig,
+    "eval": EvalConfig,
+    "profile": ProfileConfig,
+}
+
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "train": ("model", "data", "runtime", "train"),
+    "finetune": ("model", "data", "runtime", "train", "lora"),
+    "evaluate": ("model", "data", "runtime", "eval"),
+    "profile": ("model", "data", "runtime", "train", "profile"),
+}
+
+SEED_MAX = 2**63 - 1
+
+
+@dataclass
+class Config:
+    """A validated job config. Sections a kind does not use are None."""
+
+    kind: str
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    train: TrainConfig | None = None
+    lora: LoraConfig | None = None
+    eval: EvalConfig | None = None
+    profile: ProfileConfig | None = None
+    # Model keys the job set explicitly: with --init-weights the architecture comes from the
+    # weights and only these may override (non-architectural) fields.
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job config as JSON (only this kind's sections, defaults filled in)."""
+        out: dict[str, Any] = {"seed": self.seed}
+        for name in SECTIONS[self.kind]:
+            out[name] = asdict(getattr(self, name))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(the type without None, whether None is allowed)."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return (args[0] if len(args) == 1 else tp), True
+    return tp, False
+
+
+def _range_message(meta: dict[str, Any]) -> str:
+    lo, hi = meta.get("min"), meta.get("max")
+    lo_ex, hi_ex = meta.get("exclusive_min", False), meta.get("exclusive_max", False)
+    if lo is not None and hi is not None and not lo_ex and not hi_ex:
+        return f"must be between {_num(lo)} and {_num(hi)}"
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if lo_ex else '≥'} {_num(lo)}")
+    if hi is not None:
+        parts.append(f"{'<' if hi_ex else '≤'} {_num(hi)}")
+    return "must be " + " and ".join(parts)
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(v)
+
+
+def _in_range(v: float, meta: dict[str, Any]) -> bool:
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and (v <= lo if meta.get("exclusive_min") else v < lo):
+        return False
+    if hi is not None and (v >= hi if meta.get("exclusive_max") else v > hi):
+        return False
+    return True
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        tp, "a list of strings"
+    )
+
+
+def _check_value(f: Field, tp: Any, value: Any, path: str, errors: list[dict[str, str]]) -> Any:
+    """Check one field's value; append errors and return the (normalised) value."""
+    meta = dict(f.metadata)
+    base, nullable = _base_type(tp)
+    if value is None:
+        if nullable or meta.get("nullable"):
+            return None
+        errors.append({"path": path, "message": "must not be null"})
+        return None
+    if meta.get("kind") == "expert_hidden":
+        return _check_expert_hidden(value, path, errors)
+    if base is bool:
+        if not isinstance(value, bool):
+            errors.append({"path": path, "message": "must be true or false"})
+        return value
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append({"path": path, "message": "must be an integer"})
+            return value
+    elif base is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            errors.append({"path": path, "message": "must be a number"})
+            return value
+        if not math.isfinite(value):
+            errors.append({"path": path, "message": "must be a finite number"})
+            return value
+        value = float(value)
+    elif base is str:
+        if not isinstance(value, str):
+            errors.append({"path": path, "message": "must be a string"})
+            return value
+    elif typing.get_origin(base) is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            errors.append({"path": path, "message": "must be a list of strings"})
+            return value
+        choices = meta.get("choices")
+        for i, v in enumerate(value):
+            if choices is not None and v not in choices:
+                errors.append(
+                    {"path": f"{path}[{i}]", "message": f"must be one of {', '.join(choices)}"}
+                )
+        return list(value)
+    if base in (int, float) and not _in_range(value, meta):
+        errors.append({"path": path, "message": _range_message(meta)})
+    if base is str and meta.get("choices") is not None and value not in meta["choices"]:
+        errors.append({"path": path, "message": f"must be one of {', '.join(meta['choices'])}"})
+    return value
+
+
+def _check_expert_hidden(value: Any, path: str, errors: list[dict[str, str]]) -> Any:
+    def ok_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= (1 << 18)
+
+    if ok_int(value):
+        return value
+    if isinstance(value, list) and value and all(ok_int(v) for v in value):
+        return list(value)
+    if isinstance(value, list) and value and all(isinstance(g, dict) for g in value):
+        n_before = len(errors)
+        for i, g in enumerate(value):
+            extra = sorted(set(g) - {"count", "hidden"})
+            if extra:
+                errors.append({"path": f"{path}[{i}]", "message": f"unknown key(s) {extra}"})
+            if not (
+                isinstance(g.get("count"), int)
+                and not isinstance(g.get("count"), bool)
+                and g["count"] >= 1
+            ):
+                errors.append({"path": f"{path}[{i}].count", "message": "must be an integer ≥ 1"})
+            if not ok_int(g.get("hidden")):
+                errors.append(
+                    {
+                        "path": f"{path}[{i}].hidden",
+                        "message": "must be an integer between 1 and 262144",
+                    }
+                )
+        return [dict(g) for g in value] if len(errors) == n_before else value
+    errors.append(
+        {
+            "path": path,
+            "message": "must be an integer between 1 and 262144, a "
+            "non-empty list of such integers, or a list of {count, hidden} groups",
+        }
+    )
+    return value
+
+
+def _unknown_key(key: str, allowed: list[str], path: str) -> dict[str, str]:
+    hint = difflib.get_close_matches(key, allowed, n=1)
+    msg = "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+    return {"path": path, "message": msg}
+
+
+def _check_section(cls: type, raw: Any, path: str, errors: list[dict[str, str]]) -> Any:
+    """An instance of the section built from its valid fields (invalid ones keep their
+    defaults, so the cross-field checks can still run); problems go to ``errors``."""
+    if not isinstance(raw, dict):
+        errors.append({"path": path, "message": "must be an object"})
+        return cls()
+    hints = _hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    for key in raw:
+        if key not in known:
+            errors.append(_unknown_key(str(key), list(known), f"{path}.{key}"))
+    values = {}
+    for name, f in known.items():
+        if name in raw:
+            n_before = len(errors)
+            value = _check_value(f, hints[name], raw[name], f"{path}.{name}", errors)
+            if len(errors) == n_before:
+                values[name] = value
+    return cls(**values)
+
+
+def _cross_checks(cfg: Config, errors: list[dict[str, str]]) -> None:
+    """Rules between fields; a rule is skipped when a field it reads was itself invalid."""
+    bad = {e["path"].split("[")[0] for e in errors}
+
+    def rule(ok: bool, path: str, message: str, reads: tuple[str, ...]) -> None:
+        if not ok and not bad.intersection(reads) and path not in bad:
+            errors.append({"path": path, "message": message})
+
+    m = cfg.model
+    rule(
+        m.n_embd % m.n_head == 0,
+        "model.n_head",
+        f"must divide n_embd ({m.n_embd})",
+        ("model.n_embd",),
+    )
+    rule(
+        m.n_embd % m.n_head != 0 or (m.n_embd // m.n_head) % 2 == 0,
+        "model.n_head",
+        "n_embd / n_head must be even (rotary embeddings)",
+        ("model.n_embd",),
+    )
+    rule(
+        m.top_k <= m.n_experts,
+        "model.top_k",
+        f"must be ≤ n_experts ({m.n_experts})",
+        ("model.n_experts",),
+    )
+    rule(
+        m.n_dense_layers <= m.n_layer,
+        "model.n_dense_layers",
+        f"must be ≤ n_layer ({m.n_layer})",
+        ("model.n_layer",),
+    )
+    h = m.expert_hidden
+    if isinstance(h, list) and h and isinstance(h[0], dict):
+        total = sum(g["count"] for g in h)
+        rule(
+            total == m.n_experts,
+            "model.expert_hidden",
+            f"group counts sum to {total}, n_experts is {m.n_experts}",
+            ("model.n_experts",),
+        )
+    elif isinstance(h, list):
+        rule(
+            len(h) == m.n_experts,
+            "model.expert_hidden",
+            f"has {len(h)} sizes, n_experts is {m.n_experts}",
+            ("model.n_experts",),
+        )
+    rule(
+        not (cfg.runtime.dtype == "fp16" and cfg.runtime.device == "cpu"),
+        "runtime.dtype",
+        "fp16 needs CUDA (GradScaler); use bf16 on CPU",
+        ("runtime.device",),
+    )
+    if cfg.data.paths is not None:
+        rule(
+            bool(cfg.data.paths),
+            "data.paths",
+            "must name at least one file or directory (or be null)",
+            (),
+        )
+        for i, p in enumerate(cfg.data.paths):
+            rule(bool(p.strip()), f"data.paths[{i}]", "must not be empty", ("data.paths",))
+    t = cfg.train
+    if t is not None:
+        rule(t.min_lr <= t.lr, "train.min_lr", f"must be ≤ lr ({t.lr})", ("train.lr",))
+        rule(
+            t.warmup_steps <= t.steps,
+            "train.warmup_steps",
+            f"must be ≤ steps ({t.steps})",
+            ("train.steps",),
+        )
+    if cfg.lora is not None:
+        rule(bool(cfg.lora.targets), "lora.targets", "must name at least one target", ())
+        rule(
+            len(set(cfg.lora.targets)) == len(cfg.lora.targets),
+            "lora.targets",
+            "must not repeat a target",
+            (),
+        )
+
+
+def validate_config(kind: str, raw: dict[str, Any]) -> tuple[Config | None, list[dict[str, str]]]:
+    """Check a raw job config. Returns (Config, []) when valid, else (None, every error)."""
+    if kind not in KINDS:
+        return None, [{"path": "", "message": f"unknown kind {kind!r}; one of {', '.join(KINDS)}"}]
+    if not isinstance(raw, dict):
+        return None, [{"path": "", "message": "the config must be a JSON object"}]
+    errors: list[dict[str, str]] = []
+    allowed = ["seed", *SECTIONS[kind]]
+    for key in raw:
+        if key not in allowed:
+            err = _unknown_key(str(key), allowed, str(key))
+            err["message"] += f"; {kind} accepts {', '.join(allowed)}"
+            errors.append(err)
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        errors.append({"path": "seed", "message": f"must be between 0 and {SEED_MAX}"})
+    sections: dict[str, Any] = {}
+    for name in SECTIONS[kind]:
+        sections[name] = _check_section(SECTION_TYPES[name], raw.get(name, {}), name, errors)
+    model_raw = raw.get("model", {})
+    cfg = Config(
+        kind=kind,
+        seed=seed if isinstance(seed, int) else 0,
+        model_overrides=dict(model_raw) if isinstance(model_raw, dict) else {},
+        **sections,
+    )
+    _cross_checks(cfg, errors)
+    return (None, errors) if errors else (cfg, [])
+
+
+def load_config(kind: str, path: str | Path) -> Config:
+    """Read and validate a JSON config file; raises ConfigError listing every problem."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([{"path": "", "message": f"config file not found: {path}"}]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([{"path": "", "message": f"cannot read {path}: {exc}"}]) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError([{"path": "", "message": f"invalid JSON in {path}: {exc}"}]) from None
+    cfg, errors = validate_config(kind, raw)
+    if cfg is None:
+        raise ConfigError(errors)
+    return cfg
+
+
+def default_config(kind: str) -> dict[str, Any]:
+    """The full default config of a kind, as JSON (the "default small config" for train)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}")
+    return Config(kind=kind, **{s: SECTION_TYPES[s]() for s in SECTIONS[kind]}).to_dict()
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON Schema
+
+
+def _field_schema(f: Field, tp: Any) -> dict[str, Any]:
+    meta = dict(f.metadata)
+    base, nullable = _base_type(tp)
+    nullable = nullable or bool(meta.get("nullable"))
+    s: dict[str, Any]
+    if meta.get("kind") == "expert_hidden":
+        size = {"type": "integer", "minimum": 1, "maximum": 1 << 18}
+        s = {
+            "oneOf": [
+                size,
+                {"type": "array", "items": size, "minItems": 1},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["count", "hidden"],
+                        "properties": {"count": {"type": "integer", "minimum": 1}, "hidden": size},
+                    },
+                },
+            ]
+        }
+    elif typing.get_origin(base) is list:
+        item: dict[str, Any] = {"type": "string"}
+        if meta.get("choices"):
+            item["enum"] = list(meta["choices"])
+        s = {"type": "array", "items": item}
+    else:
+        s = {"type": {int: "integer", float: "number", bool: "boolean", str: "string"}[base]}
+        if meta.get("choices"):
+            s["enum"] = list(meta["choices"])
+        for key, js_key, js_ex in (
+            ("min", "minimum", "exclusiveMinimum"),
+            ("max", "maximum", "exclusiveMaximum"),
+        ):
+            if meta.get(key) is not None:
+                excl = meta.get("exclusive_" + key)
+                s[js_ex if excl else js_key] = meta[key]
+    if nullable:
+        s = {"anyOf": [s, {"type": "null"}]}
+    s["description"] = meta.get("help", "")
+    default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+    s["default"] = default
+    return s
+
+
+def config_json_schema(kind: str) -> dict[str, Any]:
+    """JSON Schema (2020-12) of a kind's config. Cross-field rules are listed in
+    ``x-cross-field-rules``; ``validate_config`` is the authority."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}")
+    props: dict[str, Any] = {
+        "seed": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": SEED_MAX,
+            "default": 0,
+            "description": "seeds model init, data order and sampling",
+        },
+    }
+    for name in SECTIONS[kind]:
+        cls = SECTION_TYPES[name]
+        hints = _hints(cls)
+        props[name] = {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {f.name: _field_schema(f, hints[f.name]) for f in fields(cls)},
+        }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"MoE {kind} job config",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": props,
+        "x-cross-field-rules": [
+            "model.n_head divides model.n_embd and n_embd / n_head is even",
+            "model.top_k ≤ model.n_experts; model.n_dense_layers ≤ model.n_layer",
+            "model.expert_hidden lists n_experts sizes (or groups summing to n_experts)",
+            "runtime.dtype fp16 needs a CUDA device",
+            "train.min_lr ≤ train.lr; train.warmup_steps ≤ train.steps",
+        ],
+    }
