@@ -21,6 +21,10 @@ const ComparePage = lazy(() => import("./pages/Compare"));
 const RepoPage = lazy(() => import("./pages/Repo"));
 const CommitPage = lazy(() => import("./pages/Commit"));
 const DiffPage = lazy(() => import("./pages/Diff"));
+const JobsPage = lazy(() => import("./pages/jobs/JobsPage"));
+const JobLaunchPage = lazy(() => import("./pages/jobs/JobLaunchPage"));
+const JobPage = lazy(() => import("./pages/jobs/JobPage"));
+const ProfilePage = lazy(() => import("./pages/jobs/ProfilePage"));
 
 function makeClient() {
   return new QueryClient({
@@ -89,7 +93,11 @@ export function AppRoutes() {
         <Route path="models/:ns/:name/commit/:sha" element={<CommitPage />} />
         <Route path="models/:ns/:name/diff" element={<DiffPage />} />
         <Route path="settings/tokens" element={<TokensPage />} />
-        {/* Jobs and Profiles routes go here: jobs, jobs/:id, profiles/:id (see nav.ts). */}
+        <Route path="jobs" element={<JobsPage />} />
+        <Route path="jobs/new" element={<JobLaunchPage />} />
+        <Route path="jobs/:id" element={<JobPage />} />
+        <Route path="profiles" element={<JobsPage fixedKind="profile" />} />
+        <Route path="profiles/:id" element={<ProfilePage />} />
         <Route path="*" element={<NotFoundPage />} />
       </Route>
     </Routes>

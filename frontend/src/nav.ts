@@ -1,7 +1,5 @@
-/** Top-level sections. Jobs (list, launch form, live log, cancel) and Profiles (flame graph,
- * operator table, memory timeline) slot in here and in App's routes when their APIs ship:
- *   { to: "/jobs", label: "Jobs" }, { to: "/profiles", label: "Profiles" }
- * Run pages already show a run's job id where the Jobs page will link. */
+/** Top-level sections: Jobs (list, launch form, live log, cancel) and Profiles (profile jobs:
+ * flame graph, operator table, memory timeline, comparison). */
 export interface NavItem {
   to: string;
   label: string;
@@ -10,4 +8,6 @@ export interface NavItem {
 export const NAV: NavItem[] = [
   { to: "/projects", label: "Projects" },
   { to: "/models", label: "Models" },
+  { to: "/jobs", label: "Jobs" },
+  { to: "/profiles", label: "Profiles" },
 ];

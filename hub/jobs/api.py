@@ -10,6 +10,7 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -148,7 +149,20 @@ class JobLogsApi(APIView):
         return Response({"lines": lines, "status": job.status})
 
 
+class _EventStreamRenderer(BaseRenderer):
+    """Lets content negotiation accept ``Accept: text/event-stream`` (browsers' EventSource);
+    the view streams the events itself."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return json.dumps(data).encode() if data is not None else b""
+
+
 class JobLogStreamApi(APIView):
+    renderer_classes = [JSONRenderer, _EventStreamRenderer]
+
     @extend_schema(summary="Follow the logs as Server-Sent Events (ends when the job ends)")
     def get(self, request, job_id):
         job = selectors.job_for(request, job_id=job_id)

@@ -1,7 +1,7 @@
 /** react-query hooks over the REST API: one per read, plus the writes the pages make. */
 import { useEffect } from "react";
 import { keepPreviousData, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { ApiError, del, encodePath, get, patch, post, qs, repoPath, request } from "./client";
+import { API, ApiError, del, encodePath, errorFrom, get, patch, post, qs, repoPath, request } from "./client";
 import { seriesLoader, type SeriesRequest } from "./seriesLoader";
 import type {
   ApiToken,
@@ -10,6 +10,14 @@ import type {
   CompareReport,
   DiffResult,
   FileInfo,
+  Job,
+  JobDetail,
+  JobKind,
+  JobLogs,
+  JobResources,
+  JobSchema,
+  ProfileCompare,
+  ProfileOps,
   MergeResult,
   MergeStrategy,
   Page,
@@ -282,5 +290,139 @@ export function useMerge(ns: string, name: string) {
       void qc.invalidateQueries({ queryKey: ["log", ns, name] });
       void qc.invalidateQueries({ queryKey: ["diff", ns, name] });
     },
+  });
+}
+
+// --- jobs -------------------------------------------------------------------------------------
+
+export interface JobListArgs {
+  project: string;
+  status: string[];
+  kind: string;
+  page: number;
+  size: number;
+}
+
+export function jobListPath(a: JobListArgs): string {
+  return `/jobs${qs({ project: a.project, status: a.status.join(","), kind: a.kind, page: a.page > 1 ? a.page : null, page_size: a.size })}`;
+}
+
+/** A page of jobs; polls while any job on it is queued or running. */
+export function useJobs(a: JobListArgs) {
+  return useQuery({
+    queryKey: ["jobs", a],
+    queryFn: ({ signal }) => get<Page<Job>>(jobListPath(a), signal),
+    placeholderData: keepPreviousData,
+    retry: noClientRetry,
+    staleTime: 2_000,
+    refetchInterval: (q) => (q.state.data?.results.some((j) => j.status === "queued" || j.status === "running") ? 3_000 : false),
+  });
+}
+
+const jobPath = (id: string) => `/jobs/${encodeURIComponent(id)}`;
+
+/** A job with its transitions and artifacts; polls (progress, heartbeat) until it ends. */
+export function useJob(id: string, enabled = true) {
+  return useQuery({
+    queryKey: ["job", id],
+    queryFn: ({ signal }) => get<JobDetail>(jobPath(id), signal),
+    enabled: enabled && !!id,
+    retry: noClientRetry,
+    staleTime: 1_000,
+    refetchInterval: (q) => (q.state.data && (q.state.data.status === "queued" || q.state.data.status === "running") ? 2_000 : false),
+  });
+}
+
+export function useJobSchema(kind: JobKind) {
+  return useQuery({
+    queryKey: ["job-schema", kind],
+    queryFn: ({ signal }) => get<JobSchema>(`/jobs/schema${qs({ kind })}`, signal),
+    staleTime: 10 * 60_000,
+  });
+}
+
+/** POST /jobs/validate: resolves true, or throws the `invalid_config` ApiError. */
+export function validateJobConfig(kind: JobKind, config: unknown, signal?: AbortSignal): Promise<{ valid: true }> {
+  return request<{ valid: true }>("/jobs/validate", { method: "POST", body: { kind, config }, signal });
+}
+
+export interface LaunchInput {
+  project: string;
+  kind: JobKind;
+  config: unknown;
+  base?: string;
+  target?: string;
+  resources: JobResources;
+}
+
+export function useLaunchJob() {
+  const qc = useQueryClient();
+  return useMutation({
+    mutationFn: (v: LaunchInput) => post<JobDetail>("/jobs", v),
+    onSuccess: (job) => {
+      qc.setQueryData(["job", job.id], job);
+      void qc.invalidateQueries({ queryKey: ["jobs"] });
+    },
+  });
+}
+
+function useJobAction(action: "cancel" | "relaunch") {
+  const qc = useQueryClient();
+  return useMutation({
+    mutationFn: (id: string) => post<JobDetail>(`${jobPath(id)}/${action}`),
+    onSuccess: (job, id) => {
+      qc.setQueryData(["job", job.id], job);
+      if (job.id !== id) void qc.invalidateQueries({ queryKey: ["job", id] });
+      void qc.invalidateQueries({ queryKey: ["jobs"] });
+    },
+  });
+}
+
+export const useCancelJob = () => useJobAction("cancel");
+export const useRelaunchJob = () => useJobAction("relaunch");
+
+export function fetchJobLogs(id: string, params: { tail?: number; after_seq?: number; limit?: number }, signal?: AbortSignal) {
+  return get<JobLogs>(`${jobPath(id)}/logs${qs(params)}`, signal);
+}
+
+export function jobLogStreamUrl(id: string, afterSeq: number | null): string {
+  return `${API}${jobPath(id)}/logs/stream${qs({ after_seq: afterSeq })}`;
+}
+
+export function jobArtifactUrl(id: string, path: string): string {
+  return `${API}${jobPath(id)}/artifacts/${encodePath(path)}`;
+}
+
+/** A job artifact's content: parsed JSON, or text. */
+export function useJobArtifact<T>(id: string, path: string, as: "json" | "text", enabled = true) {
+  return useQuery({
+    queryKey: ["job-artifact", id, path],
+    queryFn: async ({ signal }) => {
+      const r = await fetch(jobArtifactUrl(id, path), { credentials: "same-origin", signal });
+      if (!r.ok) throw await errorFrom(r);
+      return (as === "json" ? await r.json() : await r.text()) as T;
+    },
+    enabled: enabled && !!id,
+    retry: noClientRetry,
+    staleTime: Infinity,
+  });
+}
+
+export function useProfileOps(id: string) {
+  return useQuery({
+    queryKey: ["profile", id],
+    queryFn: ({ signal }) => get<ProfileOps>(`${jobPath(id)}/profile`, signal),
+    retry: noClientRetry,
+    staleTime: Infinity,
+  });
+}
+
+export function useProfileCompare(a: string, b: string | null) {
+  return useQuery({
+    queryKey: ["profile-compare", a, b],
+    queryFn: ({ signal }) => get<ProfileCompare>(`/jobs/profile-compare${qs({ a, b })}`, signal),
+    enabled: !!a && !!b,
+    retry: noClientRetry,
+    staleTime: Infinity,
   });
 }

@@ -289,3 +289,132 @@ export interface MergeConflict {
   ours: ConflictSide | null;
   theirs: ConflictSide | null;
 }
+
+// --- jobs -------------------------------------------------------------------------------------
+
+export type JobKind = "train" | "evaluate" | "profile" | "finetune";
+export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled" | "lost";
+export const JOB_KINDS: JobKind[] = ["train", "evaluate", "profile", "finetune"];
+export const JOB_STATUSES: JobStatus[] = ["queued", "running", "succeeded", "failed", "cancelled", "lost"];
+export const JOB_TERMINAL: ReadonlySet<string> = new Set(["succeeded", "failed", "cancelled", "lost"]);
+
+export interface JobResources {
+  gpus?: number;
+  cpus?: number;
+  memory_mb?: number;
+  time_limit_s?: number;
+}
+
+export interface Job {
+  id: string;
+  project: string;
+  kind: JobKind;
+  status: JobStatus;
+  reason: string;
+  base: { repo: string; ref: string; commit: string } | null;
+  target: { repo: string; branch: string } | null;
+  resources: JobResources;
+  queue: string;
+  created_by: string | null;
+  created_at: string;
+  started_at: string | null;
+  ended_at: string | null;
+  duration_s: number | null;
+  progress: { step?: number; total?: number; eta_s?: number | null } | null;
+  run_id: string | null;
+  result: { commit: string; branch: string } | null;
+  cancel_requested: boolean;
+  attempt: number;
+  relaunched_from: string | null;
+}
+
+export interface JobTransition {
+  from: string | null;
+  to: string;
+  at: string;
+  reason: string;
+}
+
+export interface JobArtifact {
+  path: string;
+  kind: string;
+  size: number;
+  oid: string;
+}
+
+export interface JobDetail extends Job {
+  config: Record<string, unknown>;
+  summary: Record<string, unknown>;
+  worker: string;
+  gpus: number[];
+  heartbeat_at: string | null;
+  events: { received: number; rejected: number };
+  transitions: JobTransition[];
+  artifacts: JobArtifact[];
+}
+
+export interface LogLine {
+  seq: number;
+  time: number | string;
+  stream: string;
+  line: string;
+}
+
+export interface JobLogs {
+  lines: LogLine[];
+  status: JobStatus;
+}
+
+/** A JSON Schema node, as far as the launch form reads it. */
+export interface JsonSchema {
+  type?: string | string[];
+  properties?: Record<string, JsonSchema>;
+  additionalProperties?: boolean | JsonSchema;
+  required?: string[];
+  items?: JsonSchema;
+  minItems?: number;
+  maxItems?: number;
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+  exclusiveMaximum?: number;
+  enum?: unknown[];
+  oneOf?: JsonSchema[];
+  anyOf?: JsonSchema[];
+  description?: string;
+  default?: unknown;
+  title?: string;
+  "x-cross-field-rules"?: string[];
+}
+
+export interface JobSchema {
+  kind: JobKind;
+  schema: JsonSchema;
+  defaults: Record<string, unknown>;
+}
+
+export interface ConfigError {
+  path: string;
+  message: string;
+}
+
+export interface ProfileOp {
+  op: string;
+  calls: number;
+  self_us: number;
+  total_us: number;
+  flops: number;
+  self_memory_bytes: number;
+}
+
+export interface ProfileOps {
+  job: string;
+  commit: string;
+  ops: ProfileOp[];
+}
+
+export interface ProfileCompare {
+  a: { job: string; commit: string; total_self_us: number };
+  b: { job: string; commit: string; total_self_us: number };
+  ops: { op: string; a: ProfileOp | null; b: ProfileOp | null; self_us_ratio: number | null }[];
+}

@@ -51,7 +51,7 @@ function Header({ run }: { run: Run }) {
               </Link>
             </span>
           )}
-          {run.job_id && <span title="Job pages arrive with the Jobs API">· job <span className="mono">{run.job_id}</span></span>}
+          {run.job_id && <span>· job <Link className="mono" to={`/jobs/${run.job_id}`}>{run.job_id}</Link></span>}
         </div>
         <div className="row" style={{ marginTop: 6 }}>
           <span className="muted small">Tags</span>
@@ -163,7 +163,7 @@ function Overview({ run }: { run: Run }) {
             <dt>Ended</dt><dd>{fmtDate(run.ended_at)}</dd>
             <dt>Model commit</dt>
             <dd>{run.commit ? <Link to={`/models/${run.commit.repo}/commit/${run.commit.sha}`} className="mono">{run.commit.repo}@{shortSha(run.commit.sha)}</Link> : "—"}</dd>
-            <dt>Job</dt><dd className="mono">{run.job_id ?? "—"}</dd>
+            <dt>Job</dt><dd className="mono">{run.job_id ? <Link to={`/jobs/${run.job_id}`}>{run.job_id}</Link> : "—"}</dd>
           </dl>
         </section>
       </div>
@@ -271,9 +271,8 @@ export default function RunPage() {
               <div className="notice">
                 <p>
                   <strong>Logs</strong> belong to the job that produced a run.{" "}
-                  {r.job_id ? <>This run was produced by job <code>{r.job_id}</code>.</> : "This run was logged from outside a job (no job id)."}
+                  {r.job_id ? <>This run was produced by job <Link to={`/jobs/${r.job_id}`}><code>{r.job_id}</code></Link>: its page has the live log tail.</> : "This run was logged from outside a job (no job id)."}
                 </p>
-                <p className="muted">This hub does not serve job logs yet: the live log tail arrives with the Jobs pages.</p>
               </div>
             )}
           </div>
