@@ -60,8 +60,11 @@ def seed(*, url: str, env: dict) -> None:
             token = None
     if not token:
         token = _manage(env, "hub_admin", "create-token", "--user", "admin", "--name", "demo", "--scope", "write")
+        password = _manage(env, "hub_admin", "set-password", "--user", "admin")
         path = config.save(url=url, token=token)
-        print(f"\n  Admin API token (shown once; saved for the CLI in {path}):\n\n    {token}\n", flush=True)
+        print(f"\n  Admin API token (shown once; saved for the CLI in {path}):\n\n    {token}\n"
+              f"\n  Dashboard sign-in: admin / {password}   (change it: hub admin set-password --user admin)\n",
+              flush=True)
     c = Client(url=url, token=token)
     try:
         c.repo_info(REPO)

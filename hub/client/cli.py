@@ -462,6 +462,8 @@ def cmd_admin(args) -> int:
         argv += ["--user", args.user]
     if args.action == "create-token":
         argv += ["--scope", args.scope, "--name", args.name]
+    if args.action == "set-password":
+        argv += ["--user", args.user] + (["--password", args.password] if args.password else [])
     if args.action == "create-user":
         if args.password:
             argv += ["--password", args.password]
@@ -662,6 +664,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--user", required=True)
     x.add_argument("--scope", choices=["read", "write"], default="write")
     x.add_argument("--name", default="cli")
+    x = a.add_parser("set-password", help="set a dashboard password (generated and printed if omitted)")
+    x.add_argument("--user", required=True)
+    x.add_argument("--password")
     a.add_parser("list-users")
     s.set_defaults(fn=cmd_admin)
 

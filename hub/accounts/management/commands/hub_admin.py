@@ -23,6 +23,9 @@ class Command(BaseCommand):
         ct.add_argument("--user", required=True)
         ct.add_argument("--scope", choices=["read", "write"], default="write")
         ct.add_argument("--name", default="cli")
+        sp = sub.add_parser("set-password", help="set (or generate and print) a user's dashboard password")
+        sp.add_argument("--user", required=True)
+        sp.add_argument("--password", default=None)
         sub.add_parser("list-users")
 
     def handle(self, *args, action, **opts):
@@ -41,6 +44,14 @@ class Command(BaseCommand):
                 user = selectors.user_get(username=opts["user"])
                 _, secret = services.token_create(user=user, name=opts["name"], scope=opts["scope"])
                 self.stdout.write(secret)
+            elif action == "set-password":
+                import secrets
+
+                user = selectors.user_get(username=opts["user"])
+                password = opts["password"] or secrets.token_urlsafe(12)
+                user.set_password(password)
+                user.save(update_fields=["password"])
+                self.stdout.write(password if not opts["password"] else f"password set for {user.username}")
             elif action == "list-users":
                 from hub.accounts.models import User
 
