@@ -15,7 +15,8 @@ import html
 import math
 from typing import Any
 
-LOWER_IS_BETTER = ("loss", "error", "err", "perplexity", "ppl", "bpb", "bits", "cv", "latency", "time")
+LOWER_IS_BETTER = ("loss", "error", "err", "perplexity", "ppl", "bpb", "bits", "cv", "latency", "time", "grad_norm",
+                   "dropped", "drop", "entropy_gap")
 
 
 def direction(key: str, goal: str | None = None) -> str:
@@ -66,7 +67,9 @@ def compare(runs: list[dict], *, target: str | None = None, baseline: str | None
     base = next((r for r in runs if r["id"] == baseline), runs[0])
     all_params = sorted({k for r in runs for k in r["params"]})
     differing = [k for k in all_params if len({repr(r["params"].get(k)) for r in runs}) > 1]
-    keys = metrics or sorted({k for r in runs for k in r["summary"] if not k.startswith("system/")})
+    # Per-expert series (moe/layerL/load/expertE...) belong in the MoE view, not in a table.
+    keys = metrics or sorted({k for r in runs for k in r["summary"]
+                              if not k.startswith("system/") and "/expert" not in k})
     target = target or next((k for k in keys if "val" in k and "loss" in k), None) or next(
         (k for k in keys if "loss" in k), keys[0] if keys else None)
     metric_rows = []
