@@ -71,6 +71,12 @@ def main() -> None:
     p.add_argument("--out", default=None, help="keep runs here (default: a temp dir)")
     p.add_argument("--no-tunables", action="store_true")
     p.add_argument("--skip-bias-only", action="store_true")
+    p.add_argument(
+        "--bias-rate",
+        type=float,
+        default=None,
+        help="γ for the MoE runs (default: the config default, 0.001)",
+    )
     args = p.parse_args()
     steps = args.steps // 2 if args.quick else args.steps
 
@@ -88,6 +94,8 @@ def main() -> None:
         }
     )
     m = base["model"]
+    if args.bias_rate is not None:
+        m["bias_update_rate"] = args.bias_rate
     active_hidden = m["top_k"] * m["expert_hidden"] + m["n_shared_experts"] * m["shared_hidden"]
     dense = json.loads(json.dumps(base))
     dense["model"].update({"n_dense_layers": m["n_layer"], "dense_hidden": active_hidden})
@@ -96,6 +104,9 @@ def main() -> None:
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="moe-quality-"))
     out.mkdir(parents=True, exist_ok=True)
+    print(
+        f"γ (bias_update_rate) = {m['bias_update_rate']}, λ (aux_loss_coef) = {m['aux_loss_coef']}"
+    )
     print(
         f"MoE quality: {steps} steps × {base['train']['batch_size']}×{m['block_size']} tokens,"
         f" fp32, corpus = stdlib .py (cap {args.max_bytes}), runs in {out}",
