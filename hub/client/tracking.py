@@ -216,23 +216,25 @@ class Run:
         os.replace(tmp, self.spool / name)
         self.spooled_points += points
 
-    def _spill(self) -> None:
-        """Write the buffer to the spool in batches the hub accepts (one file per batch)."""
+    def _batches(self):
+        """Take the buffer, cut into encoded batches of about ``batch_points`` points (the
+        hub refuses larger requests): yields (body, points)."""
         chunk: list = []
         points = 0
-        for rec in self._take():
-            chunk.append(rec)
-            points += len(rec[2])
-            if points >= self.batch_points:
-                self._spill_chunk(chunk)
+        for rec in self._take() + [None]:
+            if rec is not None:
+                chunk.append(rec)
+                points += len(rec[2])
+            if chunk and (rec is None or points >= self.batch_points):
+                body, n, dropped = _encode(chunk)
+                self._warn(dropped)
+                if n:
+                    yield body, n
                 chunk, points = [], 0
-        if chunk:
-            self._spill_chunk(chunk)
 
-    def _spill_chunk(self, chunk: list) -> None:
-        body, n, dropped = _encode(chunk)
-        self._warn(dropped)
-        if n:
+    def _spill(self) -> None:
+        """Write the buffer to the spool, one file per batch."""
+        for body, n in self._batches():
             self._write_spool(body, n)
 
     def _warn(self, dropped: dict[str, int]) -> None:
@@ -259,12 +261,6 @@ class Run:
                 self.online = False
                 log.warning("run %s: hub unavailable (%s); spooling to %s", self.id, e.message, self.spool)
         self._write_spool(body, points)
-
-    def _send_chunk(self, chunk: list) -> None:
-        body, n, dropped = _encode(chunk)
-        self._warn(dropped)
-        if n:
-            self._send_or_spool(body, n)
 
     def _replay(self) -> bool:
         """Send spooled batches oldest first; True when the spool is empty."""
@@ -296,16 +292,8 @@ class Run:
             stopping = self._stop.is_set()
             self._idle.clear()
             try:
-                chunk: list = []
-                points = 0
-                for rec in self._take():
-                    chunk.append(rec)
-                    points += len(rec[2])
-                    if points >= self.batch_points:
-                        self._send_chunk(chunk)
-                        chunk, points = [], 0
-                if chunk:
-                    self._send_chunk(chunk)
+                for body, n in self._batches():
+                    self._send_or_spool(body, n)
                 probe, self._probe_now = self._probe_now, False
                 if (self.online or probe or time.monotonic() >= next_probe) and self._spool_files():
                     if self._replay():
