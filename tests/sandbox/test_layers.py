@@ -22,6 +22,7 @@ from tests.sandbox.conftest import MiB, assert_failed, make_spec, needs_sandbox,
 from workers.sandbox import Sandbox
 from workers.sandbox.cgroups import pids_of_uid
 from workers.sandbox.probe import SYSTEM_PATH, tool
+from workers.sandbox.spec import PROJECT_ROOT
 
 pytestmark = [pytest.mark.integration, needs_sandbox]
 
@@ -185,7 +186,7 @@ def test_namespaces_view_and_environment(tmp_path):
 def test_system_and_runtime_are_read_only(tmp_path):
     run = run_job(tmp_path, f"""
         import errno
-        for path in ("/usr/evil", "/work/main/workers/evil", "{sys.base_prefix}/evil"):
+        for path in ("/usr/evil", "{PROJECT_ROOT}/workers/evil", "{sys.base_prefix}/evil"):
             try:
                 open(path, "w")
             except OSError as e:
