@@ -42,18 +42,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SHOTS = ROOT / "test-artifacts" / "screenshots"
+from tests.e2e.browser import ARGS, CHROMIUM, SHOTS  # noqa: E402
+
 USER, PASSWORD = "bench", "bench-password"
 KEYS = [f"train/metric{i}" for i in range(10)]
 

@@ -13,7 +13,6 @@ Needs the built SPA (``cd frontend && npm ci && npm run build``) before the hub 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,18 +30,8 @@ from tests.e2e.dashboard_seed import XSS_NAME, Seeded, seed_repo, seed_runs  # n
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SHOTS = ROOT / "test-artifacts" / "screenshots"
+from tests.e2e.browser import ARGS, CHROMIUM, SHOTS  # noqa: E402
+
 USER, PASSWORD = "dashuser", "correct horse battery staple"
 
 if not (ROOT / "frontend" / "dist" / "index.html").exists():
