@@ -22,7 +22,7 @@ from tests.sandbox.conftest import MiB, assert_failed, make_spec, needs_sandbox,
 from workers.sandbox import Sandbox
 from workers.sandbox.cgroups import pids_of_uid
 from workers.sandbox.probe import SYSTEM_PATH, tool
-from workers.sandbox.spec import PROJECT_ROOT
+from workers.sandbox.spec import PROJECT_ROOT, PythonRuntime
 
 pytestmark = [pytest.mark.integration, needs_sandbox]
 
@@ -174,8 +174,13 @@ def test_namespaces_view_and_environment(tmp_path):
     assert got["hostname"] == "sandbox"
     assert got["ifaces"] == ["lo"]
     assert got["pid"] < 10 and max(got["procs"]) < 10  # a fresh PID namespace
+    # The system dirs, the job's own, and the top-level parents of what is bound at its host
+    # path (the interpreter, the venv, the checkout: /root, /work, /check, ... by machine).
+    bound_at_host_path = {Path(os.path.realpath(p)).parts[1]
+                          for p in (*PythonRuntime.current().prefixes, PROJECT_ROOT)}
     assert set(got["root"]) <= {"bin", "dev", "etc", "job", "lib", "lib32", "lib64", "libx32",
-                                "proc", "root", "sbin", "tmp", "usr", "work", ".hub-sandbox"}
+                                "proc", "sbin", "tmp", "usr", ".hub-sandbox",
+                                *bound_at_host_path}
     assert got["cwd"] == "/job"
     assert got["env"]["JOB_NAME"] == "demo" and got["env"]["HOME"] == "/job"
     assert set(got["env"]) <= {"JOB_NAME", "PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR",
