@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -43,12 +44,16 @@ def _csv(value: str | None) -> list[str]:
 
 
 def _float(value: str | None, name: str) -> float | None:
+    """A finite number (``nan``, ``inf`` and ``1e999`` parse as floats but bound nothing)."""
     if value in (None, ""):
         return None
     try:
-        return float(value)
+        f = float(value)
     except ValueError as e:
         raise InvalidInput(f"{name} must be a number.", code=f"invalid_{name}") from e
+    if not math.isfinite(f):
+        raise InvalidInput(f"{name} must be a finite number.", code=f"invalid_{name}")
+    return f
 
 
 def _int(value: str | None, name: str, default: int | None = None) -> int | None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 from hub.accounts import selectors as accounts
 from hub.accounts.models import Role
 from hub.common.errors import InvalidInput, NotFound, ServiceUnavailable
-from hub.stores.metrics import MetricsStoreUnavailable, get_metrics_store
+from hub.stores.metrics import MetricsStoreError, MetricsStoreUnavailable, get_metrics_store
 from hub.stores.search import SearchError, SearchUnavailable
 from hub.tracking import report
 from hub.tracking.indexing import search_index
@@ -46,25 +49,47 @@ def runs_for(request, *, run_ids: list[str]) -> list[Run]:
     return [run_for(request, run_id=r) for r in dict.fromkeys(run_ids)]
 
 
+def _unavailable(e: MetricsStoreUnavailable) -> ServiceUnavailable:
+    return ServiceUnavailable("The metrics store is unreachable; retry later.", code="metrics_store_unavailable",
+                              retry_after=e.retry_after)
+
+
 def _metrics():
     try:
         return get_metrics_store()
     except MetricsStoreUnavailable as e:
-        raise ServiceUnavailable("The metrics store is unreachable.", code="metrics_store_unavailable") from e
+        raise _unavailable(e) from e
+    except MetricsStoreError as e:
+        raise ServiceUnavailable(f"The metrics store cannot be opened: {e}", code="metrics_store_error") from e
+
+
+def _bound(value: float | None, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput(f"{name} must be a finite number.", code=f"invalid_{name}")
+    return value
 
 
 def series(*, runs: list[Run], keys: list[str], x: str = "step", buckets: int | None = None,
            x_min: float | None = None, x_max: float | None = None) -> list[dict]:
+    """Inputs are checked here, so a store error is either the store being down (503) or
+    the store refusing a query built from them (400 ``invalid_series_query``), never a 500."""
     if x not in ("step", "time"):
         raise InvalidInput("x must be 'step' or 'time'.", code="invalid_axis")
     if buckets is not None and not 1 <= buckets <= 100_000:
         raise InvalidInput("buckets must be 1..100000.", code="invalid_buckets")
     if not keys or len(keys) > 500:
         raise InvalidInput("Name 1..500 metric keys.", code="invalid_keys")
+    x_min, x_max = _bound(x_min, "min"), _bound(x_max, "max")
+    if x_min is not None and x_max is not None and x_min > x_max:
+        raise InvalidInput("min must not be greater than max.", code="invalid_range")
     try:
         data = _metrics().series([r.pk for r in runs], keys, x=x, buckets=buckets, x_min=x_min, x_max=x_max)
     except MetricsStoreUnavailable as e:
-        raise ServiceUnavailable("The metrics store is unreachable.", code="metrics_store_unavailable") from e
+        raise _unavailable(e) from e
+    except MetricsStoreError as e:
+        raise InvalidInput(f"The metrics store refused the query: {e}", code="invalid_series_query") from e
     return [s.to_dict() for s in data.values()]
 
 
@@ -72,12 +97,25 @@ def metric_keys(*, run: Run) -> list[dict]:
     try:
         stats = _metrics().keys(run.pk)
     except MetricsStoreUnavailable as e:
-        raise ServiceUnavailable("The metrics store is unreachable.", code="metrics_store_unavailable") from e
+        raise _unavailable(e) from e
+    except MetricsStoreError as e:
+        raise ServiceUnavailable(f"The metrics store failed: {e}", code="metrics_store_error") from e
     return [s._asdict() for s in stats]
 
 
 def export_batches(*, run: Run, keys: list[str] | None = None):
-    return _metrics().export_rows(run.pk, keys or None)
+    """The batches of a full-resolution export, the first one already fetched: the HTTP
+    status goes out with the first byte, so an unreachable store must show up before the
+    response is built (503), not as a stream cut after a 200. A failure between later
+    batches can only cut the stream (the client sees an incomplete chunked body)."""
+    try:
+        it = iter(_metrics().export_rows(run.pk, keys or None))
+        first = next(it, None)
+    except MetricsStoreUnavailable as e:
+        raise _unavailable(e) from e
+    except MetricsStoreError as e:
+        raise ServiceUnavailable(f"The metrics store failed: {e}", code="metrics_store_error") from e
+    return iter(()) if first is None else itertools.chain([first], it)
 
 
 def run_search(*, project: Project | None, q: str = "", sort: list[str] | None = None, page_size: int = 50,

@@ -138,20 +138,27 @@ def run_update(*, run: Run, status: str | None = None, name: str | None = None, 
     return run
 
 
+def _store_unavailable(e: MetricsStoreError, what: str) -> ServiceUnavailable:
+    """The API's answer to a store failure: 503 with ``Retry-After`` either way (a refused
+    write says nothing about the batch, which was validated before; the client retries it)."""
+    if isinstance(e, MetricsStoreUnavailable):
+        return ServiceUnavailable(f"The metrics store is unreachable; {what}", code="metrics_store_unavailable",
+                                  retry_after=e.retry_after)
+    return ServiceUnavailable(f"The metrics store refused the request: {e}; {what}", code="metrics_store_error")
+
+
 def metrics_ingest(*, run: Run, batch: Batch) -> dict:
     """Write a validated batch: the points go to ClickHouse first (idempotent: a retry
     collapses), then the run's summaries move in one DB transaction. If ClickHouse is down
-    the client gets 503 and nothing changed; if the DB write fails after the insert, the
-    client's retry re-inserts the same rows, which collapse."""
-    store = get_metrics_store()
+    (including when the store cannot even be created, e.g. at the first request after a
+    start) the client gets 503 and nothing changed; if the DB write fails after the insert,
+    the client's retry re-inserts the same rows, which collapse."""
     try:
+        store = get_metrics_store()
         store.insert_columns(run_id=run.pk, key=batch.key_column(), step=batch.step, wall_time=batch.time,
                              value=batch.value)
-    except MetricsStoreUnavailable as e:
-        raise ServiceUnavailable("The metrics store is unreachable; retry the same batch later.",
-                                 code="metrics_store_unavailable", retry_after=e.retry_after) from e
     except MetricsStoreError as e:
-        raise ServiceUnavailable(f"The metrics store refused the batch: {e}", code="metrics_store_error") from e
+        raise _store_unavailable(e, "retry the same batch later.") from e
     batch_summary = summarize(batch)
     with transaction.atomic():
         locked = Run.objects.select_for_update().only("summary").get(pk=run.pk)
@@ -162,11 +169,12 @@ def metrics_ingest(*, run: Run, batch: Batch) -> dict:
 
 
 def run_delete(*, run: Run) -> None:
-    store = get_metrics_store()
+    """Metrics first: if the store is down the run stays (503) and the delete can be retried;
+    the reverse order would leave orphaned points nobody can reach."""
     try:
-        store.delete_run(run.pk)
-    except MetricsStoreUnavailable as e:
-        raise ServiceUnavailable("The metrics store is unreachable; retry later.", code="metrics_store_unavailable") from e
+        get_metrics_store().delete_run(run.pk)
+    except MetricsStoreError as e:
+        raise _store_unavailable(e, "retry later.") from e
     run_id = run.pk
     with transaction.atomic():
         run.delete()

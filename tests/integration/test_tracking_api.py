@@ -192,3 +192,104 @@ def test_comparison_report(tracker):
     assert "<table>" in html and "class='best'" in html
     one = tracker.get(f"/api/v1/runs/compare?runs={ids[0]}")
     assert one.status_code == 400
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def store_cannot_be_created(tracker, settings, monkeypatch):
+    """The real get_metrics_store, pointed at a ClickHouse that is not there, nothing cached:
+    the state of a hub whose first request arrives while ClickHouse is down."""
+    import hub.stores.metrics as metrics
+    import hub.tracking.selectors as sel
+    import hub.tracking.services as svc
+
+    monkeypatch.setattr(metrics, "_default_store", None)
+    monkeypatch.setattr(svc, "get_metrics_store", metrics.get_metrics_store)
+    monkeypatch.setattr(sel, "get_metrics_store", metrics.get_metrics_store)
+    settings.HUB_CLICKHOUSE_URL = f"clickhouse://127.0.0.1:{_closed_port()}/hub?connect_timeout=1"
+    return tracker
+
+
+def _is_503(r):
+    assert r.status_code == 503, r.content
+    assert r["Retry-After"].isdigit() and r.json()["error"]["code"] == "metrics_store_unavailable"
+
+
+def test_store_that_cannot_be_created_is_503_for_ingest_and_delete(tracker, store_cannot_be_created):
+    run = new_run(tracker)
+    _is_503(ingest(tracker, run["id"], key="loss", step=[1], value=[1.0]))
+    assert Run.objects.get(pk=run["id"]).summary == {}
+    _is_503(tracker.delete(f"/api/v1/runs/{run['id']}"))
+    assert Run.objects.filter(pk=run["id"]).exists()
+
+
+def test_store_that_cannot_be_created_is_503_for_reads_and_export(tracker, store_cannot_be_created):
+    run = new_run(tracker)
+    _is_503(tracker.get(f"/api/v1/metrics/series?runs={run['id']}&keys=loss"))
+    _is_503(tracker.get(f"/api/v1/runs/{run['id']}/metrics"))
+    _is_503(tracker.get(f"/api/v1/runs/{run['id']}/metrics/export"))
+
+
+def test_export_answers_503_when_the_first_query_fails(tracker, monkeypatch):
+    """The store object exists but the server went away: the first batch is fetched before
+    the 200 goes out, so the client gets a 503 instead of a cut stream."""
+    from hub.stores.metrics import MetricsStoreUnavailable
+
+    run = new_run(tracker)
+
+    class Gone:
+        def export_rows(self, run_id, keys=None):
+            raise MetricsStoreUnavailable("connection refused", retry_after=4)
+            yield  # a generator, like the real one: the error comes at the first next()
+
+    import hub.tracking.selectors as sel
+
+    monkeypatch.setattr(sel, "get_metrics_store", lambda: Gone())
+    r = tracker.get(f"/api/v1/runs/{run['id']}/metrics/export")
+    assert r.status_code == 503 and r["Retry-After"] == "4", r.content
+
+
+def test_export_of_an_empty_run_is_just_the_header(tracker):
+    run = new_run(tracker)
+    r = tracker.get(f"/api/v1/runs/{run['id']}/metrics/export")
+    assert r.status_code == 200 and b"".join(r.streaming_content).decode().strip() == "key,step,wall_time,value"
+
+
+@pytest.mark.parametrize("query, code", [
+    ("min=nan", "invalid_min"), ("max=inf", "invalid_max"), ("min=-Infinity", "invalid_min"),
+    ("max=1e999", "invalid_max"), ("min=abc", "invalid_min"), ("min=10&max=5", "invalid_range"),
+])
+def test_series_bounds_must_be_finite(tracker, query, code):
+    run = new_run(tracker)
+    ingest(tracker, run["id"], key="loss", step=[0, 1], value=[1.0, 2.0])
+    r = tracker.get(f"/api/v1/metrics/series?runs={run['id']}&keys=loss&{query}")
+    assert r.status_code == 400 and r.json()["error"]["code"] == code, r.content
+
+
+def test_series_store_errors_are_400_or_503(tracker, monkeypatch):
+    from hub.stores.metrics import MetricsStoreError, MetricsStoreUnavailable
+
+    run = new_run(tracker)
+    import hub.tracking.selectors as sel
+
+    class Refuses:
+        def series(self, *a, **kw):
+            raise MetricsStoreError("expected a finite number")
+
+    class Down:
+        def series(self, *a, **kw):
+            raise MetricsStoreUnavailable("refused", retry_after=3)
+
+    monkeypatch.setattr(sel, "get_metrics_store", lambda: Refuses())
+    r = tracker.get(f"/api/v1/metrics/series?runs={run['id']}&keys=loss")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_series_query"
+    monkeypatch.setattr(sel, "get_metrics_store", lambda: Down())
+    r = tracker.get(f"/api/v1/metrics/series?runs={run['id']}&keys=loss")
+    assert r.status_code == 503 and r["Retry-After"] == "3"
