@@ -133,37 +133,53 @@ def _check_digest(digest: str) -> str:
 
 def chunks_missing(*, hashes: list[str]) -> list[str]:
     """Negotiation: which of these chunks must the client still upload? Present ones are
-    claimed (their GC grace period restarts) so they survive until the commit lands."""
+    claimed (their GC grace period restarts) so they survive until the commit lands. The
+    claim is made under the GC barrier, so a running GC either sees it or has already
+    removed the row (and the chunk is then reported missing)."""
     wanted = list(dict.fromkeys(_check_digest(h) for h in hashes))
     present: set[str] = set()
-    for i in range(0, len(wanted), 900):  # stay under SQLite's bound-parameter limit
-        batch = wanted[i : i + 900]
-        present |= set(Chunk.objects.filter(hash__in=batch).values_list("hash", flat=True))
-    if present:
-        for i in range(0, len(wanted), 900):
-            Chunk.objects.filter(hash__in=[h for h in wanted[i : i + 900] if h in present]).update(touched_at=timezone.now())
+    with transaction.atomic():
+        _gc_barrier(exclusive=False)
+        for i in range(0, len(wanted), 900):  # stay under SQLite's bound-parameter limit
+            batch = wanted[i : i + 900]
+            present |= set(Chunk.objects.filter(hash__in=batch).values_list("hash", flat=True))
+        if present:
+            now = timezone.now()
+            for i in range(0, len(wanted), 900):
+                Chunk.objects.filter(hash__in=[h for h in wanted[i : i + 900] if h in present]).update(touched_at=now)
     return [h for h in wanted if h not in present]
 
 
 def chunk_upload(*, digest: str, parts, max_size: int = MAX_CHUNK) -> tuple[int, bool]:
-    """Store one chunk after checking its bytes hash to ``digest``. Returns (size, created)."""
+    """Store one chunk after checking its bytes hash to ``digest``. Returns (size, created).
+
+    The bytes are received and verified with no lock held; making them visible (the rename
+    into place and the Chunk row) happens under the GC barrier, as does claiming a chunk that
+    is already stored. GC deletes blob files under the same barrier after re-checking that no
+    row came back, so an upload racing a GC never ends with a row whose file was deleted."""
     _check_digest(digest)
     blobs = get_blob_store()
-    existing = Chunk.objects.filter(hash=digest).first()
-    if existing and blobs.has(digest):
+    with transaction.atomic():
+        _gc_barrier(exclusive=False)
+        existing = Chunk.objects.filter(hash=digest).first()
+        claimed = bool(existing and blobs.has(digest)
+                       and Chunk.objects.filter(hash=digest).update(touched_at=timezone.now()))
+    if claimed:
         for _ in parts:  # drain the request body
             pass
-        Chunk.objects.filter(hash=digest).update(touched_at=timezone.now())
         return existing.size, False
     try:
-        size = blobs.put(digest, parts, max_size=max_size)
+        staged = blobs.stage(digest, parts, max_size=max_size)
     except BlobHashMismatch as e:
         raise InvalidInput("The uploaded bytes do not match their claimed hash; nothing was stored.",
                            code="chunk_hash_mismatch", details={"claimed": e.expected, "actual": e.actual}) from e
     except BlobTooLarge as e:
         raise PayloadTooLarge(f"A chunk may be at most {max_size} bytes.", code="chunk_too_large") from e
-    Chunk.objects.update_or_create(hash=digest, defaults={"size": size, "touched_at": timezone.now()})
-    return size, True
+    with staged, transaction.atomic():
+        _gc_barrier(exclusive=False)
+        staged.publish()
+        Chunk.objects.update_or_create(hash=digest, defaults={"size": staged.size, "touched_at": timezone.now()})
+    return staged.size, True
 
 
 # --- files, trees, commits --------------------------------------------------------------------
@@ -668,11 +684,38 @@ def gc(*, dry_run: bool = True, grace_seconds: int | None = None) -> dict:
                 Chunk.objects.filter(hash__in=[h for h, _ in dead_chunks[i : i + 500]]).delete()
     if not dry_run:
         blobs = get_blob_store()
-        report["freed_bytes"] = sum(blobs.delete(h) for h, _ in dead_chunks)
-        # Orphan blob files (a crash between write and row) older than the grace period.
+        freed = _delete_blobs([h for h, _ in dead_chunks], blobs=blobs, cutoff=cutoff)
+        # Orphan blob files (a crash between write and row) older than the grace period. The
+        # scan runs unlocked; each candidate is re-checked under the barrier before it goes.
         known = set(Chunk.objects.values_list("hash", flat=True))
-        orphans = [(d, s) for d, s, m in blobs.iter_digests() if d not in known and m < cutoff.timestamp()]
-        report["freed_bytes"] += sum(blobs.delete(d) for d, _ in orphans)
+        candidates = [d for d, _s, m in blobs.iter_digests() if d not in known and m < cutoff.timestamp()]
+        orphans = _delete_blobs(candidates, blobs=blobs, cutoff=cutoff)
+        report["freed_bytes"] = sum(freed.values()) + sum(orphans.values())
         report["orphan_blobs"] = len(orphans)
     report["seconds"] = round(time.monotonic() - started, 3)
     return report
+
+
+def _delete_blobs(digests: list[str], *, blobs, cutoff: datetime, batch: int = 500) -> dict[str, int]:
+    """Unlink the blob files of chunks that GC found dead, safely against uploads in flight.
+
+    Between GC's sweep transaction and here, an upload of the same digest may have put the
+    file back and recreated its row (uploads are not behind the exclusive barrier while they
+    stream). So each file is deleted only under the exclusive GC barrier -- which an upload
+    needs (shared) to publish a file or claim a row -- and only if, re-checked there, it still
+    has no Chunk row and was last written before the grace cutoff. Returns {digest: bytes}."""
+    freed: dict[str, int] = {}
+    limit = cutoff.timestamp()
+    for i in range(0, len(digests), batch):
+        part = digests[i : i + batch]
+        with transaction.atomic():
+            _gc_barrier(exclusive=True)
+            revived = set(Chunk.objects.filter(hash__in=part).values_list("hash", flat=True))
+            for digest in part:
+                mtime = blobs.mtime(digest)
+                if digest in revived or mtime is None or mtime >= limit:
+                    continue
+                n = blobs.delete(digest)
+                if n:
+                    freed[digest] = n
+    return freed

@@ -35,19 +35,65 @@ class BlobMissing(BlobError):
     pass
 
 
+class StagedBlob(abc.ABC):
+    """Verified bytes waiting to be published under their digest. ``publish`` is quick (a
+    rename), so callers can run it inside a lock that GC also takes; leaving the ``with``
+    block without publishing discards the bytes."""
+
+    def __init__(self, digest: str, size: int):
+        self.digest, self.size = digest, size
+
+    @abc.abstractmethod
+    def publish(self) -> None: ...
+
+    @abc.abstractmethod
+    def discard(self) -> None: ...
+
+    def __enter__(self) -> StagedBlob:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.discard()
+
+
+class _LocalStaged(StagedBlob):
+    def __init__(self, digest: str, size: int, tmp: Path, target: Path):
+        super().__init__(digest, size)
+        self.tmp, self.target = tmp, target
+
+    def publish(self) -> None:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.tmp, self.target)
+        os.utime(self.target)  # a re-upload refreshes the mtime GC's grace period looks at
+
+    def discard(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+
 class BlobStore(abc.ABC):
     @abc.abstractmethod
     def has(self, digest: str) -> bool: ...
 
     @abc.abstractmethod
+    def stage(self, digest: str, parts: Iterable[bytes], *, max_size: int) -> StagedBlob:
+        """Receive and verify bytes that must hash to ``digest`` without making them visible
+        under that name yet (the slow part of an upload: no lock is held)."""
+
     def put(self, digest: str, parts: Iterable[bytes], *, max_size: int) -> int:
         """Store bytes that must hash to ``digest``; returns the size. Idempotent."""
+        with self.stage(digest, parts, max_size=max_size) as staged:
+            staged.publish()
+            return staged.size
 
     @abc.abstractmethod
     def get(self, digest: str, *, verify: bool = True) -> bytes: ...
 
     @abc.abstractmethod
     def read_range(self, digest: str, offset: int, size: int) -> bytes: ...
+
+    @abc.abstractmethod
+    def mtime(self, digest: str) -> float | None:
+        """When the chunk was last written (epoch seconds), or None if absent."""
 
     @abc.abstractmethod
     def delete(self, digest: str) -> int:
@@ -73,7 +119,7 @@ class LocalBlobStore(BlobStore):
     def has(self, digest: str) -> bool:
         return self.path(digest).exists()
 
-    def put(self, digest: str, parts: Iterable[bytes], *, max_size: int) -> int:
+    def stage(self, digest: str, parts: Iterable[bytes], *, max_size: int) -> StagedBlob:
         target = self.path(digest)
         hasher = blake3.blake3()
         size = 0
@@ -91,13 +137,10 @@ class LocalBlobStore(BlobStore):
             actual = hasher.hexdigest()
             if actual != digest:
                 raise BlobHashMismatch(digest, actual)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, target)
-            os.utime(target)  # a re-upload refreshes the mtime GC's grace period looks at
-            return size
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return _LocalStaged(digest, size, tmp, target)
 
     def get(self, digest: str, *, verify: bool = True) -> bytes:
         try:
@@ -117,6 +160,12 @@ class LocalBlobStore(BlobStore):
                 return f.read(size)
         except FileNotFoundError as e:
             raise BlobMissing(digest) from e
+
+    def mtime(self, digest: str) -> float | None:
+        try:
+            return self.path(digest).stat().st_mtime
+        except FileNotFoundError:
+            return None
 
     def delete(self, digest: str) -> int:
         p = self.path(digest)
