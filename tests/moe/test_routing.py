@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.moe.reference import moe_forward_reference
+from tests.moe.reference import dispatch_mask_loop, moe_forward_reference
 from workers.moe.model import (
     ModelConfig,
     MoE,
@@ -204,15 +204,22 @@ def test_sort_dispatch_matches_the_mask_loop_for_random_shapes(
         torch.testing.assert_close(a, b)
 
 
-def test_padded_slices_change_nothing():
+@pytest.mark.parametrize("uniform", [False, True], ids=["granule", "uniform-batched"])
+def test_padded_slices_change_nothing(uniform):
+    """Padding rows are exact zeros, whether slices are rounded to a granule or all padded to
+    the longest one (which runs the experts as batched matmuls)."""
+    from workers.moe.model import _batched
+
     moe = make_moe(dtype=torch.float64)
     x = torch.randn(40, 24, dtype=torch.float64, requires_grad=True)
     r = moe.router(x)
     plan = plan_dispatch(r, moe.n_experts, None)
-    y = dispatch_sorted(x, r, moe.experts, plan)
+    y = dispatch_mask_loop(x, r, moe)  # the obviously-correct loop
+    torch.testing.assert_close(dispatch_sorted(x, r, moe.experts, plan), y)
     gates = r.gates.reshape(-1)[plan.order]
-    tok, gat, counts = pad_slices(plan.tokens, gates, plan.counts, 16)
+    tok, gat, counts = pad_slices(plan.tokens, gates, plan.counts, 16, uniform=uniform)
     assert all(c % 16 == 0 for c in counts) and sum(counts) > sum(plan.counts)
+    assert _batched(counts, moe.experts.sizes) == uniform
     from workers.moe.model import GroupedSwiGLU
 
     y_pad = GroupedSwiGLU.apply(
