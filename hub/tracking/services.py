@@ -60,11 +60,23 @@ def _flat_params(params) -> dict:
     return flat
 
 
+def _param_conflicts(logged: dict, new: dict) -> dict:
+    return {k: {"logged": logged[k], "new": v} for k, v in new.items() if k in logged and logged[k] != v}
+
+
+def _raise_param_conflicts(conflicts: dict) -> None:
+    if conflicts:
+        raise Conflict(f"{len(conflicts)} param(s) already logged with another value; params are write-once.",
+                       code="param_conflict", details=conflicts)
+
+
 def run_create(*, project: Project, user, name: str | None = None, group: str = "", params: dict | None = None,
                tags: list | None = None, notes: str = "", run_id: str | None = None, commit_repo: str = "",
                commit_sha: str = "", job_id: str = "", started_at: datetime | None = None) -> tuple[Run, bool]:
     """Create a run. A client-chosen ``run_id`` makes creation idempotent: a retry (or a
-    resumed process) gets the existing run back, with created=False."""
+    resumed process) gets the existing run back, with created=False. Resuming follows the
+    same rules as logging params: a param logged with another value is 409
+    ``param_conflict`` (nothing changes), new param keys are added, new tags are merged."""
     if run_id is not None and not RUN_ID.match(run_id):
         raise InvalidInput("run_id must be 8-32 lowercase letters or digits.", code="invalid_run_id")
     flat = _flat_params(params)
@@ -72,19 +84,41 @@ def run_create(*, project: Project, user, name: str | None = None, group: str = 
     if name is not None and (not isinstance(name, str) or len(name) > 200):
         raise InvalidInput("Run names are at most 200 characters.", code="invalid_name")
     run_id = run_id or secrets.token_hex(8)
-    with transaction.atomic():
+    for _ in range(2):  # a concurrent create of the same run_id: the loser resumes it
         existing = Run.objects.filter(pk=run_id).first()
         if existing:
-            if existing.project_id != project.pk:
-                raise Conflict(f"Run {run_id} belongs to another project.", code="run_exists")
-            return existing, False
-        run = Run.objects.create(
-            id=run_id, project=project, user=user, name=name or run_id, group=group or "", params=flat, tags=tags,
-            notes=notes or "", commit_repo=commit_repo or "", commit_sha=commit_sha or "", job_id=job_id or "",
-            started_at=started_at or timezone.now(),
-        )
-        indexing.schedule_run(run.pk)
-    return run, True
+            return _run_resume(existing, project=project, params=flat, tags=tags), False
+        try:
+            with transaction.atomic():
+                run = Run.objects.create(
+                    id=run_id, project=project, user=user, name=name or run_id, group=group or "", params=flat,
+                    tags=tags, notes=notes or "", commit_repo=commit_repo or "", commit_sha=commit_sha or "",
+                    job_id=job_id or "", started_at=started_at or timezone.now(),
+                )
+                indexing.schedule_run(run.pk)
+            return run, True
+        except IntegrityError:
+            continue
+    raise Conflict(f"Run {run_id} could not be created.", code="run_exists")
+
+
+def _run_resume(run: Run, *, project: Project, params: dict, tags: list[str]) -> Run:
+    if run.project_id != project.pk:
+        raise Conflict(f"Run {run.pk} belongs to another project.", code="run_exists")
+    with transaction.atomic():
+        run = Run.objects.select_for_update().select_related("project__namespace", "user").get(pk=run.pk)
+        _raise_param_conflicts(_param_conflicts(run.params, params))
+        fields = ["updated_at"]
+        if any(k not in run.params for k in params):
+            run.params = {**run.params, **params}
+            fields.append("params")
+        if any(t not in run.tags for t in tags):
+            run.tags = _clean_tags(run.tags + [t for t in tags if t not in run.tags])
+            fields.append("tags")
+        if len(fields) > 1:
+            run.save(update_fields=fields)
+            indexing.schedule_run(run.pk)
+    return run
 
 
 def run_log_params(*, run: Run, params: dict) -> Run:
@@ -93,11 +127,7 @@ def run_log_params(*, run: Run, params: dict) -> Run:
     flat = _flat_params(params)
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run.pk)
-        conflicts = {k: {"logged": run.params[k], "new": v} for k, v in flat.items()
-                     if k in run.params and run.params[k] != v}
-        if conflicts:
-            raise Conflict(f"{len(conflicts)} param(s) already logged with another value; params are write-once.",
-                           code="param_conflict", details=conflicts)
+        _raise_param_conflicts(_param_conflicts(run.params, flat))
         if any(k not in run.params for k in flat):
             run.params = {**run.params, **flat}
             run.save(update_fields=["params", "updated_at"])

@@ -293,3 +293,22 @@ def test_series_store_errors_are_400_or_503(tracker, monkeypatch):
     monkeypatch.setattr(sel, "get_metrics_store", lambda: Down())
     r = tracker.get(f"/api/v1/metrics/series?runs={run['id']}&keys=loss")
     assert r.status_code == 503 and r["Retry-After"] == "3"
+
+
+def test_resuming_a_run_id_applies_the_write_once_rule(tracker):
+    """The SDK resumes a run by posting the same run_id again: params follow the same rule as
+    POST /runs/{id}/params, tags are merged."""
+    url = "/api/v1/projects/alice/exp/runs"
+    first = {"run_id": "resume0123456789", "params": {"moe": {"top_k": 2}, "lr": 3e-4}, "tags": ["a"]}
+    assert tracker.post(url, first, format="json").status_code == 201
+    changed = tracker.post(url, {**first, "params": {"moe": {"top_k": 4}, "lr": 3e-4, "seed": 1}}, format="json")
+    assert changed.status_code == 409, changed.content
+    err = changed.json()["error"]
+    assert err["code"] == "param_conflict" and err["details"] == {"moe.top_k": {"logged": 2, "new": 4}}
+    run = Run.objects.get(pk="resume0123456789")
+    assert run.params == {"moe.top_k": 2, "lr": 3e-4} and run.tags == ["a"]  # nothing half-applied
+    more = tracker.post(url, {**first, "params": {"lr": 3e-4, "seed": 1}, "tags": ["b", "a"]}, format="json")
+    assert more.status_code == 200, more.content
+    assert more.json()["params"] == {"moe.top_k": 2, "lr": 3e-4, "seed": 1} and more.json()["tags"] == ["a", "b"]
+    same = tracker.post(url, first, format="json")
+    assert same.status_code == 200 and same.json()["params"]["seed"] == 1  # omitting a key removes nothing
