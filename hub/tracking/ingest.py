@@ -125,7 +125,9 @@ def validate(b: Batch) -> Batch:
 
 
 def summarize(b: Batch) -> dict[str, dict]:
-    """Per key: last (value at the highest step), min and max with their steps, count."""
+    """Per key: last (value at the highest step), min and max with their steps. No point
+    count: a retried batch would add to it twice (the store's own count, which collapses
+    duplicates, is ``GET /runs/{id}/metrics``)."""
     out: dict[str, dict] = {}
     order = np.argsort(b.key_index, kind="stable")
     ki = b.key_index[order]
@@ -142,27 +144,25 @@ def summarize(b: Batch) -> dict[str, dict]:
             "last": float(b.value[last_i]), "last_step": hi,
             "min": float(values[mn]), "min_step": int(steps[mn]),
             "max": float(values[mx]), "max_step": int(steps[mx]),
-            "count": int(seg.size),
         }
     return out
 
 
 def merge_summary(old: dict, new: dict) -> dict:
-    """Idempotent merge: a retried batch leaves the summary as it was. ``count`` is the number
-    of points received (retries included) — the store's own count is exact."""
+    """Idempotent merge: a retried batch leaves the summary exactly as it was. A ``count``
+    left by older versions (which double-counted retries) is dropped when its key moves."""
     merged = dict(old)
     for key, s in new.items():
         o = merged.get(key)
         if o is None:
             merged[key] = dict(s)
             continue
-        m = dict(o)
+        m = {k: v for k, v in o.items() if k != "count"}
         if s["last_step"] >= o["last_step"]:
             m["last"], m["last_step"] = s["last"], s["last_step"]
         if s["min"] < o["min"]:
             m["min"], m["min_step"] = s["min"], s["min_step"]
         if s["max"] > o["max"]:
             m["max"], m["max_step"] = s["max"], s["max_step"]
-        m["count"] = o.get("count", 0) + s["count"]
         merged[key] = m
     return merged

@@ -44,7 +44,7 @@ class Run(models.Model):
     params = models.JSONField(default=dict)
     tags = models.JSONField(default=list)
     notes = models.TextField(blank=True, default="")
-    # {key: {last, last_step, min, min_step, max, max_step, count}}; maintained on ingest.
+    # {key: {last, last_step, min, min_step, max, max_step}}; maintained on ingest (idempotent).
     summary = models.JSONField(default=dict)
     # Lineage: the model commit the run produced or used, and the job that ran it.
     commit_repo = models.CharField(max_length=140, blank=True, default="")

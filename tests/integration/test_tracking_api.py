@@ -62,7 +62,9 @@ def test_ingest_read_and_retry_does_not_double_count(tracker, metrics_store):
     values = [float(np.sin(s / 50)) for s in steps]
     body = {"key": "loss", "step": steps, "value": values, "time": [1.7e9 + s for s in steps]}
     assert ingest(tracker, run["id"], **body).json()["accepted"] == 1000
+    before = Run.objects.get(pk=run["id"]).summary
     assert ingest(tracker, run["id"], **body).status_code == 200  # a retried batch
+    assert Run.objects.get(pk=run["id"]).summary == before
     s = tracker.get(f"/api/v1/metrics/series?runs={run['id']}&keys=loss").json()["series"][0]
     assert s["step"] == steps and s["value"] == pytest.approx(values)
     summary = tracker.get(f"/api/v1/runs/{run['id']}").json()["summary"]["loss"]
