@@ -117,7 +117,9 @@ def repo_update(*, repo: Repo, private: bool | None = None, description: str | N
 
 @transaction.atomic
 def repo_delete(*, repo: Repo) -> None:
-    """Drops the repo's refs and commits; its chunks become garbage for the next GC."""
+    """Drops the repo's refs and commits (and their search documents); its chunks become
+    garbage for the next GC."""
+    _unindex([f"{repo.full_name}@{sha}" for sha in Commit.objects.filter(repo=repo).values_list("sha", flat=True)])
     Ref.objects.filter(repo=repo).delete()
     Commit.objects.filter(repo=repo).delete()
     repo.delete()
@@ -338,6 +340,34 @@ def _reindex(*commits: Commit | None) -> None:
             indexing.schedule_commit(c.pk)
 
 
+def _unindex(doc_ids: list[str]) -> None:
+    """Deleted commits leave the search index after the transaction commits (best effort,
+    like indexing: ``manage.py search_reindex`` rebuilds the index from the DB). A re-index
+    scheduled earlier for one of them finds no commit and writes nothing."""
+    if not doc_ids or not settings.HUB_ELASTICSEARCH_URL:
+        return
+    ids = list(doc_ids)
+
+    def run() -> None:
+        from hub.stores.search import SearchError, SearchUnavailable
+        from hub.tracking import indexing
+
+        idx = indexing.search_index()
+        if idx is None:
+            return
+        for n, doc_id in enumerate(ids):
+            try:
+                idx.delete_commit(doc_id)
+            except SearchUnavailable as e:  # do not wait out a timeout per document
+                log.warning("search index unavailable (%s): %d deleted commit(s) stay indexed until "
+                            "`manage.py search_reindex`", e, len(ids) - n)
+                return
+            except SearchError as e:
+                log.warning("could not delete commit %s from the index: %s", doc_id, e)
+
+    transaction.on_commit(run)
+
+
 def _gc_barrier(*, exclusive: bool) -> None:
     """Writers that may reuse existing trees/files hold this shared; GC holds it exclusive,
     so GC never deletes a file a commit in flight is about to reference. PostgreSQL uses a
@@ -424,6 +454,7 @@ def branch_delete(*, repo: Repo, name: str) -> None:
     if ref.protected:
         raise Forbidden(f"Branch {name!r} is protected; unprotect it first.", code="branch_protected")
     ref.delete()
+    _reindex(ref.commit)  # its document lists the branch
 
 
 @transaction.atomic
@@ -453,7 +484,9 @@ def tag_delete(*, repo: Repo, name: str) -> None:
     tag = Ref.objects.filter(repo=repo, kind=Ref.Kind.TAG, name=name).first()
     if tag is None:
         raise NotFound(f"Tag {name!r} not found.", code="ref_not_found")
+    commit = tag.commit
     tag.delete()
+    _reindex(commit)  # its document lists the tag
 
 
 # --- merge -----------------------------------------------------------------------------------
@@ -675,6 +708,8 @@ def gc(*, dry_run: bool = True, grace_seconds: int | None = None) -> dict:
             "reclaimable_bytes": sum(s for _, s in dead_chunks),
         }
         if not dry_run:
+            _unindex([f"{ns}/{name}@{sha}" for ns, name, sha in
+                      dead_commits.values_list("repo__namespace__name", "repo__name", "sha")])
             dead_commits.delete()
             for i in range(0, len(dead_trees), 500):
                 Tree.objects.filter(hash__in=dead_trees[i : i + 500]).delete()
