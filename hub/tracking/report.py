@@ -6,7 +6,9 @@ highlighted and deltas against a baseline, a short plain-language summary, and �
 runs or more — each numeric param's Spearman rank correlation with the target metric.
 
 "Best" means lowest for metrics whose name says loss, error, perplexity, bits or bpb (and
-``goal="min"``), highest otherwise (or ``goal="max"``).
+``goal="min"``), highest otherwise (or ``goal="max"``). Per metric, ``best_run`` holds the
+best value reached at any step (★ in the tables) and ``best_final_run`` the best final value;
+the summary sentences speak of final values only, worded from the sign of the difference.
 """
 
 from __future__ import annotations
@@ -82,14 +84,17 @@ def compare(runs: list[dict], *, target: str | None = None, baseline: str | None
                 per_run[r["id"]] = {"final": s["last"], "final_step": s.get("last_step"),
                                     "best": s[d], "best_step": s.get(f"{d}_step")}
         present = [i for i in ids if i in per_run]
-        best_run = (min if d == "min" else max)(present, key=lambda i: per_run[i]["best"]) if present else None
+        pick = min if d == "min" else max
+        best_run = pick(present, key=lambda i: per_run[i]["best"]) if present else None
+        best_final_run = pick(present, key=lambda i: per_run[i]["final"]) if present else None
         b = per_run.get(base["id"])
         for i in present:
             if b and i != base["id"]:
                 delta = per_run[i]["final"] - b["final"]
                 per_run[i]["delta_final"] = delta
                 per_run[i]["delta_final_pct"] = (delta / abs(b["final"]) * 100) if b["final"] else None
-        metric_rows.append({"key": key, "direction": d, "best_run": best_run, "runs": per_run})
+        metric_rows.append({"key": key, "direction": d, "best_run": best_run, "best_final_run": best_final_run,
+                            "runs": per_run})
     correlations = []
     if target and len(runs) >= 5:
         for k in differing:
@@ -113,22 +118,52 @@ def compare(runs: list[dict], *, target: str | None = None, baseline: str | None
     }
 
 
+def _pct_text(value: float, base: float) -> str:
+    """How ``value`` compares with ``base``, worded from the sign of the difference."""
+    if value == base:
+        return "the same"
+    word = "lower" if value < base else "higher"
+    if base == 0:
+        return word
+    return f"{abs(value - base) / abs(base) * 100:.1f}% {word}"
+
+
 def _summary(runs, base, target, metric_rows, differing, correlations) -> list[str]:
+    """Sentences about final values only (the value a run ended with): the run with the best
+    final value against the baseline, worded lower/higher from the sign of the difference.
+    When another run touched a better value at some step, that is said separately."""
     lines: list[str] = []
     names = {r["id"]: r["name"] for r in runs}
+    by_id = {r["id"]: r for r in runs}
     row = next((m for m in metric_rows if m["key"] == target), None)
-    if row and row["best_run"]:
-        best = row["best_run"]
-        b = row["runs"].get(base["id"])
-        w = row["runs"][best]
-        word = "lower" if row["direction"] == "min" else "higher"
-        if b and best != base["id"] and b["final"]:
-            pct = abs(w["final"] - b["final"]) / abs(b["final"]) * 100
-            diffs = _param_diff_text(base, next(r for r in runs if r["id"] == best), differing)
-            lines.append(f"{names[best]} reaches {pct:.1f}% {word} final {target} than {names[base['id']]} "
-                         f"({_fmt(w['final'])} vs {_fmt(b['final'])})" + (f"; they differ in {diffs}." if diffs else "."))
+    if row and row["best_final_run"]:
+        per_run, best = row["runs"], row["best_final_run"]
+        w = per_run[best]
+        b = per_run.get(base["id"])
+        if b is not None and b["final"] == w["final"]:
+            best = base["id"]  # a tie with the baseline: the baseline is (one of) the best
+        if b is None:
+            lines.append(f"{names[best]} has the best final {target} ({_fmt(w['final'])} at step {w['final_step']}); "
+                         f"the baseline {names[base['id']]} did not log it.")
+        elif best != base["id"]:
+            diffs = _param_diff_text(base, by_id[best], differing)
+            lines.append(f"{names[best]} reaches {_pct_text(w['final'], b['final'])} final {target} than "
+                         f"{names[base['id']]} ({_fmt(w['final'])} vs {_fmt(b['final'])})"
+                         + (f"; they differ in {diffs}." if diffs else "."))
         else:
-            lines.append(f"{names[best]} has the best {target} ({_fmt(w['best'])} at step {w['best_step']}).")
+            others = [i for i in per_run if i != base["id"]]
+            line = f"The baseline {names[base['id']]} has the best final {target} ({_fmt(b['final'])})"
+            if others:
+                sign = 1 if row["direction"] == "min" else -1
+                nxt = min(others, key=lambda i: sign * per_run[i]["final"])
+                line += (f"; the next best, {names[nxt]}, ends {_pct_text(per_run[nxt]['final'], b['final'])} "
+                         f"({_fmt(per_run[nxt]['final'])})")
+            lines.append(line + ".")
+        peak = row["best_run"]
+        if peak and peak != best and per_run[peak]["best"] != per_run[best]["best"]:
+            p = per_run[peak]
+            lines.append(f"{names[peak]} reached the best {target} at any step ({_fmt(p['best'])} at step "
+                         f"{p['best_step']}) but ended at {_fmt(p['final'])}.")
     if correlations:
         c = correlations[0]
         trend = "higher" if c["spearman"] > 0 else "lower"
