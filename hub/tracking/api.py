@@ -281,8 +281,10 @@ class CompareApi(APIView):
             resp = HttpResponse(report.to_markdown(rep), content_type="text/markdown; charset=utf-8")
             resp["Content-Disposition"] = 'attachment; filename="comparison.md"'
             return resp
-        if fmt == "html":
-            return HttpResponse(report.to_html(rep), content_type="text/html; charset=utf-8")
+        if fmt == "html":  # a download: never rendered inline in the hub's origin
+            resp = HttpResponse(report.to_html(rep), content_type="text/html; charset=utf-8")
+            resp["Content-Disposition"] = 'attachment; filename="comparison.html"'
+            return resp
         if fmt != "json":
             raise InvalidInput("render must be json, markdown or html.", code="invalid_render")
         return Response(rep)

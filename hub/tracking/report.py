@@ -211,27 +211,45 @@ def to_markdown(report: dict) -> str:
 
 
 def to_html(report: dict) -> str:
+    """The same content as :func:`to_markdown`: summary, differing params, metrics with deltas
+    against the baseline and the best highlighted, rank correlations."""
     e = html.escape
     runs = report["runs"]
-    th = "".join(f"<th>{e(r['name'])}</th>" for r in runs)
+    base_name = next(r["name"] for r in runs if r["id"] == report["baseline"])
+    th = "".join(f"<th>{e(r['name'])}{' (baseline)' if r['id'] == report['baseline'] else ''}</th>" for r in runs)
     parts = [
         "<!doctype html><meta charset='utf-8'><title>Run comparison</title>",
         "<style>body{font:14px system-ui;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-        "padding:4px 8px}td.best{font-weight:bold;background:#e6f4ea}</style>",
-        f"<h1>Run comparison</h1><p>Target metric: <b>{e(str(report['target']))}</b></p><ul>",
+        "padding:4px 8px}td.best{font-weight:bold;background:#e6f4ea}.delta{color:#555}</style>",
+        f"<h1>Run comparison</h1><p>Baseline: <b>{e(base_name)}</b> · target metric: "
+        f"<b>{e(str(report['target']))}</b></p><h2>Summary</h2><ul>",
         *[f"<li>{e(line)}</li>" for line in report["summary"]],
-        f"</ul><h2>Params that differ</h2><table><tr><th></th>{th}</tr>",
+        f"</ul><h2>Params that differ ({len(report['params'])}; {report['same_params']} identical)</h2>"
+        f"<table><tr><th></th>{th}</tr>",
     ]
     for p in report["params"]:
         parts.append(f"<tr><td><code>{e(p['key'])}</code></td>"
                      + "".join(f"<td>{e(_fmt(p['values'].get(r['id'])))}</td>" for r in runs) + "</tr>")
-    parts.append(f"</table><h2>Metrics (final / best)</h2><table><tr><th></th>{th}</tr>")
+    parts.append("</table><h2>Metrics (final (Δ vs baseline) / best; ★ = best)</h2>"
+                 f"<table><tr><th></th>{th}</tr>")
     for m in report["metrics"]:
         cells = []
         for r in runs:
             v = m["runs"].get(r["id"])
-            cls = " class='best'" if m["best_run"] == r["id"] else ""
-            cells.append(f"<td{cls}>{e(_fmt(v['final']) + ' / ' + _fmt(v['best'])) if v else '—'}</td>")
-        parts.append(f"<tr><td><code>{e(m['key'])}</code></td>{''.join(cells)}</tr>")
+            if not v:
+                cells.append("<td>—</td>")
+                continue
+            best = m["best_run"] == r["id"]
+            pct = v.get("delta_final_pct")
+            delta = f" <span class='delta'>({pct:+.1f}%)</span>" if pct is not None else ""
+            cls, star = (" class='best'", " ★") if best else ("", "")
+            cells.append(f"<td{cls}>{e(_fmt(v['final']))}{delta} / {e(_fmt(v['best']))}{star}</td>")
+        parts.append(f"<tr><td><code>{e(m['key'])}</code> ({e(m['direction'])})</td>{''.join(cells)}</tr>")
     parts.append("</table>")
+    if report["correlations"]:
+        parts.append(f"<h2>Rank correlation with {e(str(report['target']))}</h2>"
+                     "<table><tr><th>param</th><th>Spearman ρ</th><th>runs</th></tr>")
+        parts += [f"<tr><td><code>{e(c['param'])}</code></td><td>{c['spearman']:+.3f}</td><td>{c['n']}</td></tr>"
+                  for c in report["correlations"]]
+        parts.append("</table>")
     return "".join(parts)

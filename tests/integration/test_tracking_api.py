@@ -314,3 +314,16 @@ def test_resuming_a_run_id_applies_the_write_once_rule(tracker):
     assert more.json()["params"] == {"moe.top_k": 2, "lr": 3e-4, "seed": 1} and more.json()["tags"] == ["a", "b"]
     same = tracker.post(url, first, format="json")
     assert same.status_code == 200 and same.json()["params"]["seed"] == 1  # omitting a key removes nothing
+
+
+def test_report_downloads_are_attachments(tracker):
+    ids = []
+    for i, loss in enumerate([2.0, 1.8]):
+        run = new_run(tracker, name=f"r{i}", params={"lr": 1e-3 * (i + 1)})
+        ingest(tracker, run["id"], key="val_loss", step=[0, 100], value=[loss + 1, loss])
+        ids.append(run["id"])
+    for render, ext in (("markdown", "md"), ("html", "html")):
+        r = tracker.get(f"/api/v1/runs/compare?runs={','.join(ids)}&render={render}")
+        assert r.status_code == 200 and r["Content-Disposition"] == f'attachment; filename="comparison.{ext}"'
+    page = tracker.get(f"/api/v1/runs/compare?runs={','.join(ids)}&render=html").content.decode()
+    assert "(-10.0%)" in page

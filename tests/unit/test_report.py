@@ -59,3 +59,27 @@ def test_baseline_without_the_target_metric():
     a = {"id": "A", "name": "A", "params": {}, "summary": {}}
     rep = report.compare([a, _run("B", 1.5, 1.5)], baseline="A", target="val_loss")
     assert rep["summary"][0] == "B has the best final val_loss (1.5 at step 10); the baseline A did not log it."
+
+
+def _five():
+    rows = [(2, 3e-4, 2.0), (4, 1e-3, 1.76), (8, 1e-3, 1.9), (2, 1e-4, 2.3), (4, 3e-4, 1.8)]
+    return [{"id": f"r{i}", "name": f"r{i}", "params": {"moe.top_k": k, "lr": lr, "seed": 0},
+             "summary": {"val_loss": {"last": loss, "last_step": 100, "min": loss, "min_step": 100, "max": loss + 1,
+                                      "max_step": 0}}} for i, (k, lr, loss) in enumerate(rows)]
+
+
+def test_html_has_what_markdown_has():
+    rep = report.compare(_five(), baseline="r0")
+    md, page = report.to_markdown(rep), report.to_html(rep)
+    for text in ("(-12.0%)", "(-5.0%)", "Rank correlation with val_loss", "moe.top_k", "★"):
+        assert text in md and text in page, text
+    assert "Baseline: <b>r0</b>" in page and "class='best'" in page
+    for c in rep["correlations"]:
+        assert f"{c['spearman']:+.3f}" in page
+    assert html_escaped(report.to_html(report.compare(
+        [{"id": "a", "name": "<script>", "params": {}, "summary": {}}, {"id": "b", "name": "b", "params": {},
+                                                                       "summary": {}}])))
+
+
+def html_escaped(page: str) -> bool:
+    return "<script>" not in page and "&lt;script&gt;" in page
