@@ -569,19 +569,24 @@ def _merge_safetensors(path: str, base: FileObject | None, ours: FileObject, the
         return None
     layout = [(name, c.dtype, c.shape) if isinstance(c, TensorRef) else (name, c[1].dtype, c[1].shape) for name, c in plan]
     header, _ = build_header(layout, ours.header_metadata or None)
-    pieces: list[tuple[str, int, bytes | None]] = []
     from hub.registry.chunking import chunk_hash
 
-    pieces.append((chunk_hash(header), len(header), header))
+    # Each new piece is stored as soon as it is produced and only (hash, size) is kept, so
+    # memory stays bounded by one piece however large the averaged tensors are.
+    chunks: list[list] = []
+
+    def store(pieces) -> None:
+        for digest, size, data in pieces:
+            if data is not None:
+                chunk_upload(digest=digest, parts=[data])
+            chunks.append([digest, size])
+            del data  # let the piece go before the generator computes the next one
+
+    store([(chunk_hash(header), len(header), header)])
     for _, c in plan:
-        if isinstance(c, TensorRef):
-            pieces.extend(tensor_pieces(c, blobs, cache))
-        else:
-            pieces.extend(averaged_pieces(c[1], c[2], weight, blobs, cache))
-    for digest, _size, data in pieces:
-        if data is not None:
-            chunk_upload(digest=digest, parts=[data])
-    return _file_from_chunks(path=path, chunks=[[d, s] for d, s, _ in pieces])
+        store(tensor_pieces(c, blobs, cache) if isinstance(c, TensorRef)
+              else averaged_pieces(c[1], c[2], weight, blobs, cache))
+    return _file_from_chunks(path=path, chunks=chunks)
 
 
 def merge(*, repo: Repo, source: str, target: str, user, strategy: str | None = None, weight: float = 0.5,

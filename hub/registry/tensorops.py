@@ -157,32 +157,40 @@ def comparable(a: TensorRef, b: TensorRef) -> bool:
     return a.shape == b.shape
 
 
-def tensor_pieces(ref: TensorRef, blobs: BlobStore, cache: dict) -> list[tuple[str, int, bytes | None]]:
+def tensor_pieces(ref: TensorRef, blobs: BlobStore, cache: dict) -> Iterator[tuple[str, int, bytes | None]]:
     """The chunks that hold ``ref`` in a new file: reused (hash, size, None) when the tensor
-    is chunk-aligned in its source, else fresh (hash, size, bytes) cut every TENSOR_PIECE."""
+    is chunk-aligned in its source, else fresh (hash, size, bytes) cut every TENSOR_PIECE.
+
+    A generator: fresh pieces are read one at a time, so a caller that stores each piece
+    before asking for the next holds at most one piece in memory."""
     reader = _reader(cache, ref, blobs)
     span = reader.chunk_span(ref.begin, ref.end)
     if span is not None:
         sizes = dict(ref.file.chunks)
         pieces = [(h, int(sizes[h]), None) for h in span]
         if all(s <= TENSOR_PIECE for _, s, _ in pieces):
-            return pieces
-    out = []
+            yield from pieces
+            return
     for data in reader.iter_range(ref.begin, ref.end, TENSOR_PIECE):
-        out.append((chunk_hash(data), len(data), data))
-    return out
+        yield chunk_hash(data), len(data), data
+        del data
 
 
-def averaged_pieces(a: TensorRef, b: TensorRef, weight_b: float, blobs: BlobStore, cache: dict) -> list[tuple[str, int, bytes]]:
-    """(1−w)·a + w·b, computed in float64 per block, stored in a's dtype."""
+def averaged_pieces(a: TensorRef, b: TensorRef, weight_b: float, blobs: BlobStore,
+                    cache: dict) -> Iterator[tuple[str, int, bytes]]:
+    """(1−w)·a + w·b, computed in float64 per block, stored in a's dtype.
+
+    A generator of (hash, size, bytes), one TENSOR_PIECE at a time: the caller stores each
+    piece before the next is computed, so averaging a multi-GB tensor needs memory for one
+    piece (and its float64 inputs), not for the whole result."""
     ra, rb = _reader(cache, a, blobs), _reader(cache, b, blobs)
     ia, ib = ITEMSIZE[a.dtype], ITEMSIZE[b.dtype]
     per_piece = TENSOR_PIECE // ia
-    out = []
     for lo in range(0, a.numel, per_piece):
         hi = min(a.numel, lo + per_piece)
         x = decode(ra.read(a.begin + lo * ia, a.begin + hi * ia), a.dtype)
         y = decode(rb.read(b.begin + lo * ib, b.begin + hi * ib), b.dtype)
         data = encode((1.0 - weight_b) * x + weight_b * y, a.dtype)
-        out.append((chunk_hash(data), len(data), data))
-    return out
+        del x, y
+        yield chunk_hash(data), len(data), data
+        del data
