@@ -164,6 +164,23 @@ def test_profile_page_renders_and_compares(page: Page, context: BrowserContext, 
         "href", f"/models/{USER}/moe/commit/{train['result']['commit']}")
     expect(page.get_by_role("link", name=train["run_id"])).to_have_attribute("href", f"/runs/{train['run_id']}")
 
+    # The commit the job wrote links back to both its run and its job.
+    page.get_by_test_id("result-commit").click()
+    lineage = page.get_by_role("region", name="Lineage")
+    expect(lineage.get_by_role("link", name=train["run_id"], exact=True)).to_have_attribute("href", f"/runs/{train['run_id']}")
+    expect(lineage.get_by_role("link", name=train["id"], exact=True)).to_have_attribute("href", f"/jobs/{train['id']}")
+    shot(page, "77-commit-lineage")
+
+    # The run's Logs tab tails the log of the job that produced it.
+    lineage.get_by_role("link", name=train["run_id"], exact=True).click()
+    page.get_by_role("tab", name="Logs").click()
+    expect(page).to_have_url(re.compile(r"tab=logs"))
+    run_log = page.get_by_role("log", name=f"Log of job {train['id']}")
+    expect(run_log).to_contain_text("model:", timeout=20_000)
+    assert run_log.locator(".log-line").count() >= 2
+    expect(page.get_by_test_id("log-state")).to_contain_text("succeeded")
+    shot(page, "78-run-logs")
+
     page.goto(f"/jobs/{prof['id']}")
     expect(page.get_by_role("table", name="Artifacts")).to_contain_text("profile/trace.json")
     shot(page, "74-profile-job")

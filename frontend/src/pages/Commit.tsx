@@ -92,11 +92,11 @@ export default function CommitPage() {
                   <dt>Tree</dt><dd className="mono small">{shortSha(c.tree, 16)}</dd>
                 </dl>
               </section>
-              <section className="panel">
-                <h2>Lineage</h2>
+              <section className="panel" aria-labelledby="lineage-h">
+                <h2 id="lineage-h">Lineage</h2>
                 <dl className="kv">
                   <dt>Run</dt><dd>{c.run_id ? <Link to={`/runs/${c.run_id}`} className="mono">{c.run_id}</Link> : <span className="muted">—</span>}</dd>
-                  <dt>Job</dt><dd className="mono">{c.job_id ?? <span className="muted">—</span>}</dd>
+                  <dt>Job</dt><dd>{c.job_id ? <Link to={`/jobs/${c.job_id}`} className="mono">{c.job_id}</Link> : <span className="muted">—</span>}</dd>
                   {merge && (
                     <>
                       <dt>Merged</dt>

@@ -2,7 +2,7 @@
  * metrics; the MoE view; logs. */
 import { lazy, Suspense, useMemo, useState, type FormEvent } from "react";
 import { Link, useParams, useSearchParams } from "react-router";
-import { usePatchRun, useRun } from "../api/hooks";
+import { useJob, usePatchRun, useRun } from "../api/hooks";
 import type { Run } from "../api/types";
 import { ChartControls, chartBuckets, useChartSettings } from "../components/ChartControls";
 import { MetricChart, type ChartRun } from "../components/MetricChart";
@@ -14,6 +14,30 @@ import { color, groupKeys } from "../lib/series";
 import { useTitle } from "../lib/useTitle";
 
 const MoePanel = lazy(() => import("../components/MoePanel"));
+const LogTail = lazy(() => import("./jobs/LogTail").then((m) => ({ default: m.LogTail })));
+
+/** The log of the job that produced the run: the same live tail as the job's page (it follows
+ * while the job runs; the job's status comes from its polled detail). */
+function RunLogs({ jobId }: { jobId: string }) {
+  const job = useJob(jobId);
+  return (
+    <>
+      <p className="small muted">
+        From job <Link to={`/jobs/${jobId}`} className="mono">{jobId}</Link>
+        {job.data && <> ({job.data.status})</>}: its page has the transitions, artifacts and cancel.
+      </p>
+      {job.isError ? (
+        <ErrorMessage error={job.error} title={`Could not read job ${jobId}`} />
+      ) : !job.data ? (
+        <Loading />
+      ) : (
+        <Suspense fallback={<Loading />}>
+          <LogTail jobId={jobId} status={job.data.status} />
+        </Suspense>
+      )}
+    </>
+  );
+}
 
 type Tab = "metrics" | "overview" | "system" | "moe" | "logs";
 const EAGER = 12;
@@ -267,14 +291,17 @@ export default function RunPage() {
                   <code>moe/layer{"{L}"}/entropy</code>, <code>…/dropped</code>, <code>…/bias/expert{"{E}"}</code> and <code>…/aux_loss</code>.
                 </Empty>
               ))}
-            {tab === "logs" && (
-              <div className="notice">
-                <p>
-                  <strong>Logs</strong> belong to the job that produced a run.{" "}
-                  {r.job_id ? <>This run was produced by job <Link to={`/jobs/${r.job_id}`}><code>{r.job_id}</code></Link>: its page has the live log tail.</> : "This run was logged from outside a job (no job id)."}
-                </p>
-              </div>
-            )}
+            {tab === "logs" &&
+              (r.job_id ? (
+                <RunLogs jobId={r.job_id} />
+              ) : (
+                <div className="notice">
+                  <p>
+                    <strong>Logs</strong> belong to the job that produced a run. This run was logged from outside a job (no job id), so
+                    the hub has no log for it.
+                  </p>
+                </div>
+              ))}
           </div>
         </>
       )}

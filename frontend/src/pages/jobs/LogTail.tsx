@@ -6,6 +6,7 @@ import { errorFrom } from "../../api/client";
 import { fetchJobLogs, jobLogStreamUrl } from "../../api/hooks";
 import { JOB_TERMINAL, type LogLine } from "../../api/types";
 import { ErrorMessage } from "../../components/States";
+import "./jobs.css";
 
 const TAIL = 200;
 const MAX_LINES = 20_000;

@@ -1,0 +1,39 @@
+// @vitest-environment happy-dom
+import { cleanup, screen, within } from "@testing-library/react";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import type { CommitDetail } from "../api/types";
+import { mockApi, renderAt } from "../test/render";
+import CommitPage from "./Commit";
+
+afterEach(() => {
+  cleanup();
+  vi.unstubAllGlobals();
+});
+
+const commit = (extra: Partial<CommitDetail> = {}): CommitDetail => ({
+  sha: "c0ffee".padEnd(64, "0"), parents: [], author: "ada", message: "train: 20 steps", metadata: {},
+  created_at: new Date().toISOString(), tree: "t".repeat(64), generation: 1, job_id: null, run_id: null, files: [], ...extra,
+});
+
+describe("commit page lineage", () => {
+  it("links the run and the job that produced the commit", async () => {
+    mockApi({
+      "GET /api/v1/repos/ada/moe/commits/": () => ({ body: commit({ run_id: "run1", job_id: "job1" }) }),
+      "GET /api/v1/repos/ada/moe": () => ({ body: { refs: [] } }),
+    });
+    renderAt("/models/ada/moe/commit/c0ffee", "/models/:ns/:name/commit/:sha", <CommitPage />);
+    const lineage = await screen.findByRole("region", { name: "Lineage" });
+    expect(within(lineage).getByRole("link", { name: "run1" }).getAttribute("href")).toBe("/runs/run1");
+    expect(within(lineage).getByRole("link", { name: "job1" }).getAttribute("href")).toBe("/jobs/job1");
+  });
+
+  it("shows dashes without lineage", async () => {
+    mockApi({
+      "GET /api/v1/repos/ada/moe/commits/": () => ({ body: commit() }),
+      "GET /api/v1/repos/ada/moe": () => ({ body: { refs: [] } }),
+    });
+    renderAt("/models/ada/moe/commit/c0ffee", "/models/:ns/:name/commit/:sha", <CommitPage />);
+    await screen.findByRole("heading", { name: "train: 20 steps" });
+    expect(screen.queryByRole("link", { name: /job|run/ })).toBeNull();
+  });
+});
