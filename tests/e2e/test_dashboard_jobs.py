@@ -217,6 +217,19 @@ def test_profile_page_renders_and_compares(page: Page, context: BrowserContext, 
     flame.click(position={"x": box["width"] / 3, "y": 27})
     expect(page.get_by_role("button", name="Reset zoom")).to_be_enabled()
     shot(page, "75-profile")
+    # The same with the keyboard: Home selects the root, ↓ its widest child, Enter zooms into
+    # it, Escape zooms back out.
+    page.get_by_role("button", name="Reset zoom").click()
+    flame.focus()
+    expect(flame).to_be_focused()
+    page.keyboard.press("Home")
+    page.keyboard.press("ArrowDown")
+    expect(page.get_by_test_id("flame-selected")).to_contain_text("Selected")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Reset zoom")).to_be_enabled()
+    expect(page.get_by_text("Zoomed into")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("button", name="Reset zoom")).to_be_disabled()
 
     page.get_by_label("Profile B").select_option(prof["id"])
     cmp = page.get_by_test_id("compare-table")

@@ -1,8 +1,10 @@
 /** An icicle flame graph of folded stacks on a <canvas>: the root on top, callees below,
  * width ∝ time. Hover shows the frame, its total and self time; click zooms into a frame,
- * "Reset" or a click on the root zooms out; a search highlights matching frames. */
+ * "Reset" or a click on the root zooms out; a search highlights matching frames. Keyboard:
+ * the canvas takes focus; arrows select frames (flameKey), Enter zooms in, Escape/Backspace
+ * zoom out; the selected frame is outlined, shown in the tooltip and announced. */
 import { useEffect, useMemo, useRef, useState } from "react";
-import { flameColor, flameDepth, layoutFlame, nodeAt, parseFolded, type FlameRect } from "./flame";
+import { flameColor, flameDepth, flameKey, layoutFlame, nodeAt, parseFolded, type FlameRect } from "./flame";
 import { fmtMicros } from "./format";
 
 const ROW = 18;
@@ -12,6 +14,7 @@ export function FlameGraph({ folded }: { folded: string }) {
   const [zoom, setZoom] = useState<string[]>([]);
   const [search, setSearch] = useState("");
   const [tip, setTip] = useState<{ x: number; y: number; rect: FlameRect } | null>(null);
+  const [sel, setSel] = useState<string[] | null>(null);
   const canvas = useRef<HTMLCanvasElement>(null);
   const wrap = useRef<HTMLDivElement>(null);
   const [width, setWidth] = useState(800);
@@ -19,6 +22,9 @@ export function FlameGraph({ folded }: { folded: string }) {
   const rects = useMemo(() => layoutFlame(focus, 0, zoom), [focus, zoom]);
   const depth = useMemo(() => flameDepth(focus), [focus]);
   const height = Math.min(depth, 60) * ROW;
+  // What the keyboard moves over: the frames that are drawn (wide enough, not below the cut).
+  const drawn = useMemo(() => rects.filter((r) => r.w * width >= 0.5 && r.depth * ROW < height), [rects, width, height]);
+  const selRect = useMemo(() => (sel ? drawn.find((r) => r.path.length === sel.length && r.path.every((p, i) => p === sel[i])) ?? null : null), [drawn, sel]);
   const q = search.trim().toLowerCase();
   const matched = useMemo(() => {
     if (!q) return 0;
@@ -70,7 +76,12 @@ export function FlameGraph({ folded }: { folded: string }) {
         ctx.fillText(label.length > maxChars ? `${label.slice(0, Math.max(1, maxChars - 1))}…` : label, x + 3, y + ROW / 2);
       }
     }
-  }, [rects, width, height, q]);
+    if (selRect) {
+      ctx.strokeStyle = text;
+      ctx.lineWidth = 2;
+      ctx.strokeRect(selRect.x * width + 1, selRect.depth * ROW + 1, Math.max(2, selRect.w * width - 3), ROW - 3);
+    }
+  }, [rects, width, height, q, selRect]);
 
   const rectAt = (ev: React.MouseEvent): FlameRect | null => {
     const c = canvas.current;
@@ -83,6 +94,9 @@ export function FlameGraph({ folded }: { folded: string }) {
 
   if (root.total <= 0) return <p className="muted">No stacks recorded.</p>;
   const pct = (v: number) => `${((v / root.total) * 100).toFixed(1)}%`;
+  const describe = (r: FlameRect) => `${r.node.name}: total ${fmtMicros(r.node.total)} (${pct(r.node.total)}), self ${fmtMicros(r.node.self)}`;
+  // The tooltip follows the mouse; without one, it shows the keyboard's selected frame.
+  const shownTip = tip ?? (selRect ? { x: Math.max(0, (selRect.x + selRect.w / 2) * width - 12), y: (selRect.depth + 1) * ROW - 14, rect: selRect } : null);
   return (
     <div>
       <div className="row" style={{ marginBottom: 6 }}>
@@ -92,7 +106,7 @@ export function FlameGraph({ folded }: { folded: string }) {
               Zoomed into <span className="mono">{zoom.join(" › ")}</span>
             </>
           ) : (
-            <>Click a frame to zoom · {fmtMicros(root.total)} of self time over {rects.length.toLocaleString()} frames</>
+            <>Click a frame (or focus the graph and use the arrows and Enter) to zoom · {fmtMicros(root.total)} of self time over {rects.length.toLocaleString()} frames</>
           )}
           {q && <> · “{search}” matches {fmtMicros(matched)} ({pct(matched)})</>}
         </span>
@@ -106,7 +120,17 @@ export function FlameGraph({ folded }: { folded: string }) {
           style={{ height }}
           data-testid="flame-graph"
           role="img"
-          aria-label={`Flame graph of ${rects.length} frames; the widest below the root: ${focus.children.slice(0, 5).map((c) => `${c.name} ${pct(c.total)}`).join(", ")}`}
+          tabIndex={0}
+          aria-label={`Flame graph of ${rects.length} frames; the widest below the root: ${focus.children.slice(0, 5).map((c) => `${c.name} ${pct(c.total)}`).join(", ")}. Arrow keys select frames, Enter zooms in, Escape zooms out.`}
+          aria-describedby="flame-selected"
+          onKeyDown={(e) => {
+            const next = flameKey(e.key, drawn, { sel: selRect ? selRect.path : null, zoom });
+            if (!next) return;
+            e.preventDefault();
+            setTip(null);
+            setSel(next.sel);
+            setZoom(next.zoom);
+          }}
           onMouseMove={(e) => {
             const r = rectAt(e);
             const b = wrap.current!.getBoundingClientRect();
@@ -114,17 +138,23 @@ export function FlameGraph({ folded }: { folded: string }) {
           }}
           onClick={(e) => {
             const r = rectAt(e);
-            if (r) setZoom(r.depth === 0 && zoom.length ? zoom.slice(0, -1) : r.path);
+            if (r) {
+              setSel(r.path);
+              setZoom(r.depth === 0 && zoom.length ? zoom.slice(0, -1) : r.path);
+            }
           }}
         />
-        {tip && (
-          <div className="flame-tip" style={{ left: Math.min(tip.x + 12, width - 300), top: tip.y + 14 }}>
-            <div className="mono">{tip.rect.node.name}</div>
+        {shownTip && (
+          <div className="flame-tip" style={{ left: Math.max(0, Math.min(shownTip.x + 12, width - 300)), top: shownTip.y + 14 }}>
+            <div className="mono">{shownTip.rect.node.name}</div>
             <div className="muted">
-              total {fmtMicros(tip.rect.node.total)} ({pct(tip.rect.node.total)}) · self {fmtMicros(tip.rect.node.self)}
+              total {fmtMicros(shownTip.rect.node.total)} ({pct(shownTip.rect.node.total)}) · self {fmtMicros(shownTip.rect.node.self)}
             </div>
           </div>
         )}
+        <div id="flame-selected" className="sr-only" aria-live="polite" data-testid="flame-selected">
+          {selRect ? `Selected ${describe(selRect)}` : ""}
+        </div>
       </div>
     </div>
   );

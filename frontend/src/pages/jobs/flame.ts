@@ -93,3 +93,54 @@ export function flameColor(name: string): string {
   const hue = name.startsWith("aten::") ? 10 + (h % 40) : name.includes("/") || name.startsWith("nn.") ? 190 + (h % 40) : 35 + (h % 25);
   return `hsl(${hue} 75% ${58 + (h % 12)}%)`;
 }
+
+const samePath = (a: string[], b: string[]) => a.length === b.length && a.every((s, i) => s === b[i]);
+
+/** Keyboard state of the flame graph: the selected frame (its path from the profile's root,
+ * null for none) and the zoom (the path of the node drawn as the root). */
+export interface FlameKeyState {
+  sel: string[] | null;
+  zoom: string[];
+}
+
+/** The next state after a key, or null when the key is not the flame graph's (the browser keeps
+ * it). `rects` are the frames drawn now (layoutFlame of the zoomed node, in depth-first order,
+ * so frames of one depth come left to right). Arrows move the selection: ↑ parent, ↓ widest
+ * child, ← → neighbours at the same depth; Home selects the root; Enter (or Space) zooms into
+ * the selected frame (on the root: zooms out, as a click there does); Escape and Backspace
+ * zoom out one level, Escape with no zoom clears the selection. */
+export function flameKey(key: string, rects: FlameRect[], state: FlameKeyState): FlameKeyState | null {
+  const { sel, zoom } = state;
+  if (!rects.length) return null;
+  const root = rects[0];
+  const cur = sel ? rects.find((r) => samePath(r.path, sel)) : undefined;
+  const arrows = ["ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight", "Home", "Enter", " "];
+  if (!cur && arrows.includes(key)) return { sel: root.path, zoom };
+  switch (key) {
+    case "Home":
+      return { sel: root.path, zoom };
+    case "ArrowUp":
+      return { sel: cur!.depth === 0 ? cur!.path : cur!.path.slice(0, -1), zoom };
+    case "ArrowDown": {
+      const p = cur!.path;
+      const child = rects.find((r) => r.depth === cur!.depth + 1 && r.path.length === p.length + 1 && samePath(r.path.slice(0, -1), p));
+      return { sel: child ? child.path : p, zoom };
+    }
+    case "ArrowLeft":
+    case "ArrowRight": {
+      const row = rects.filter((r) => r.depth === cur!.depth);
+      const i = row.indexOf(cur!) + (key === "ArrowLeft" ? -1 : 1);
+      return { sel: row[Math.max(0, Math.min(row.length - 1, i))].path, zoom };
+    }
+    case "Enter":
+    case " ":
+      if (cur!.depth === 0) return zoom.length ? { sel: cur!.path, zoom: zoom.slice(0, -1) } : state;
+      return { sel: cur!.path, zoom: cur!.path };
+    case "Escape":
+    case "Backspace":
+      if (zoom.length) return { sel: sel ?? zoom, zoom: zoom.slice(0, -1) };
+      return key === "Escape" && sel ? { sel: null, zoom } : null;
+    default:
+      return null;
+  }
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { JsonSchema } from "../../api/types";
-import { flameDepth, layoutFlame, nodeAt, parseFolded } from "./flame";
+import { flameDepth, flameKey, layoutFlame, nodeAt, parseFolded, type FlameKeyState } from "./flame";
 import { fmtMicros, fmtRatio, fmtSeconds } from "./format";
 import { configErrorsFrom, parseConfig, validateAgainstSchema } from "./jsonSchema";
 import { mergeLines, readEvents } from "./LogTail";
@@ -82,6 +82,60 @@ describe("flame graph", () => {
     const zoomed = layoutFlame(nodeAt(root, ["train_step", "attn"])!, 0, ["train_step", "attn"]);
     expect(zoomed[0]).toMatchObject({ depth: 0, x: 0, w: 1, path: ["train_step", "attn"] });
     expect(zoomed[1].w).toBeCloseTo(0.8);
+  });
+});
+
+describe("flame graph keyboard", () => {
+  const folded = "train_step 10\ntrain_step;aten::mm 30\ntrain_step;attn;aten::mm 20\ntrain_step;attn 5\naten::to 5\n";
+  const root = parseFolded(folded);
+  const rectsFor = (zoom: string[]) => layoutFlame(nodeAt(root, zoom)!, 0, zoom);
+  /** Press keys from a state, laying out the rectangles for each state's zoom as the component does. */
+  const press = (keys: string[], from: FlameKeyState = { sel: null, zoom: [] }) =>
+    keys.reduce((s, k) => flameKey(k, rectsFor(s.zoom), s) ?? s, from);
+
+  it("selects the root on the first arrow, then walks down, across and up", () => {
+    expect(press(["ArrowRight"])).toEqual({ sel: [], zoom: [] });
+    expect(press(["ArrowDown", "ArrowDown"]).sel).toEqual(["train_step"]);
+    expect(press(["ArrowDown", "ArrowDown", "ArrowDown"]).sel).toEqual(["train_step", "aten::mm"]);
+    expect(press(["ArrowDown", "ArrowDown", "ArrowDown", "ArrowRight"]).sel).toEqual(["train_step", "attn"]);
+    expect(press(["ArrowDown", "ArrowDown", "ArrowDown", "ArrowRight", "ArrowDown"]).sel).toEqual(["train_step", "attn", "aten::mm"]);
+    expect(press(["ArrowDown", "ArrowDown", "ArrowDown", "ArrowRight", "ArrowUp", "ArrowUp"]).sel).toEqual([]);
+    // ← → stop at the ends of a row; ↓ on a leaf and ↑ on the root stay put
+    expect(press(["ArrowDown", "ArrowDown", "ArrowRight", "ArrowRight", "ArrowRight"]).sel).toEqual(["aten::to"]);
+    expect(press(["ArrowDown", "ArrowDown", "ArrowLeft"]).sel).toEqual(["train_step"]);
+    expect(press(["ArrowDown", "ArrowDown", "ArrowRight", "ArrowDown"]).sel).toEqual(["aten::to"]);
+    expect(press(["ArrowDown", "ArrowUp"]).sel).toEqual([]);
+    expect(press(["Home"], { sel: ["train_step", "attn"], zoom: [] }).sel).toEqual([]);
+  });
+
+  it("moves across parents at the same depth", () => {
+    const two = parseFolded("a;x 5\nb;y 5\n");
+    const s = flameKey("ArrowRight", layoutFlame(two), { sel: ["a", "x"], zoom: [] });
+    expect(s?.sel).toEqual(["b", "y"]);
+  });
+
+  it("zooms in with Enter and out with Escape or Backspace", () => {
+    const zoomed = press(["ArrowDown", "ArrowDown", "ArrowDown", "ArrowRight", "Enter"]);
+    expect(zoomed).toEqual({ sel: ["train_step", "attn"], zoom: ["train_step", "attn"] });
+    // the zoomed frame is now the root of the drawing: ↓ goes to its child, ↑ stays
+    expect(press(["ArrowDown"], zoomed).sel).toEqual(["train_step", "attn", "aten::mm"]);
+    expect(press(["ArrowUp"], zoomed).sel).toEqual(["train_step", "attn"]);
+    expect(press(["Escape"], zoomed)).toEqual({ sel: ["train_step", "attn"], zoom: ["train_step"] });
+    expect(press(["Backspace", "Backspace"], zoomed)).toEqual({ sel: ["train_step", "attn"], zoom: [] });
+    // Enter on the drawn root zooms out, like a click on it
+    expect(press(["Enter"], zoomed).zoom).toEqual(["train_step"]);
+    expect(press([" "], { sel: ["train_step"], zoom: [] }).zoom).toEqual(["train_step"]);
+  });
+
+  it("leaves other keys to the browser", () => {
+    const rects = rectsFor([]);
+    expect(flameKey("Tab", rects, { sel: [], zoom: [] })).toBeNull();
+    expect(flameKey("Backspace", rects, { sel: [], zoom: [] })).toBeNull();
+    expect(flameKey("Escape", rects, { sel: null, zoom: [] })).toBeNull();
+    expect(flameKey("Escape", rects, { sel: ["train_step"], zoom: [] })).toEqual({ sel: null, zoom: [] });
+    expect(flameKey("ArrowDown", [], { sel: null, zoom: [] })).toBeNull();
+    // a selection that is no longer drawn (zoomed away) restarts at the root
+    expect(flameKey("ArrowDown", rectsFor(["train_step", "attn"]), { sel: ["aten::to"], zoom: ["train_step", "attn"] })?.sel).toEqual(["train_step", "attn"]);
   });
 });
 
