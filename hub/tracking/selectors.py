@@ -126,11 +126,11 @@ def run_search(*, project: Project | None, q: str = "", sort: list[str] | None =
     from the database instead: it is the canonical store, indexed on (project, started_at),
     and the page most users open first should not wait on the search engine."""
     order = list(sort or ["-created_at"])
-    db_cursor = isinstance(search_after, list) and len(search_after) == 2 and search_after[0] == "db"
-    if project is not None and not (q or "").strip() and not facets and order in (["-created_at"], ["created_at"]) and (
-            search_after is None or db_cursor):
+    plain = project is not None and not (q or "").strip() and not facets and order in (["-created_at"], ["created_at"])
+    db_cursor = _check_paging(offset, search_after, plain=plain)
+    if plain and (search_after is None or db_cursor is not None):
         return _run_list_db(project=project, newest_first=order == ["-created_at"], page_size=page_size,
-                            offset=int(search_after[1]) if db_cursor else offset)
+                            offset=offset if db_cursor is None else db_cursor)
     try:
         dsl = compile_query(q or "")
     except QuerySyntaxError as e:
@@ -158,6 +158,32 @@ def run_search(*, project: Project | None, q: str = "", sort: list[str] | None =
         "took_ms": res.took_ms,
         "engine_elapsed_ms": round(res.elapsed_ms, 2),
     }
+
+
+MAX_OFFSET = 1_000_000
+
+
+def _check_paging(offset, search_after, *, plain: bool) -> int | None:
+    """Paging input is client-supplied: a bad one is a 400 with a code, never a 500. A cursor
+    is the ``next`` of a previous page: ``["db", offset]`` for the plain listing (answered
+    from the database; its offset is returned), or the search engine's sort values (a list
+    of numbers, strings, booleans or nulls)."""
+    bad_cursor = InvalidInput("Bad cursor: pass the 'next' of the previous page unchanged.", code="invalid_cursor")
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+        raise InvalidInput(f"offset must be an integer in 0..{MAX_OFFSET}.", code="invalid_offset")
+    if search_after is None:
+        return None
+    if not isinstance(search_after, list) or not search_after or len(search_after) > 32 or not all(
+            v is None or isinstance(v, str | int | float | bool) for v in search_after):
+        raise bad_cursor
+    if any(isinstance(v, float) and not math.isfinite(v) for v in search_after):
+        raise bad_cursor
+    if plain and search_after[0] == "db":
+        pos = search_after[1] if len(search_after) == 2 else None
+        if isinstance(pos, bool) or not isinstance(pos, int) or not 0 <= pos <= MAX_OFFSET:
+            raise bad_cursor
+        return pos
+    return None
 
 
 def _run_list_db(*, project: Project, newest_first: bool, page_size: int, offset: int) -> dict:

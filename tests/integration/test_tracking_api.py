@@ -327,3 +327,25 @@ def test_report_downloads_are_attachments(tracker):
         assert r.status_code == 200 and r["Content-Disposition"] == f'attachment; filename="comparison.{ext}"'
     page = tracker.get(f"/api/v1/runs/compare?runs={','.join(ids)}&render=html").content.decode()
     assert "(-10.0%)" in page
+
+
+@pytest.mark.parametrize("query, code", [
+    ('cursor=["db","x"]', "invalid_cursor"), ('cursor=["db",-5]', "invalid_cursor"), ('cursor=["db"]', "invalid_cursor"),
+    ('cursor=["db",1.5]', "invalid_cursor"), ('cursor={"a":1}', "invalid_cursor"), ("cursor=NaN", "invalid_cursor"),
+    ("cursor=[]", "invalid_cursor"), ('cursor=[{"a":1}]&q=x', "invalid_cursor"), ("cursor=[NaN]&q=x", "invalid_cursor"),
+    ("offset=-1", "invalid_offset"), ("offset=x", "invalid_offset"), ("offset=10000000000", "invalid_offset"),
+])
+def test_bad_paging_input_is_400(tracker, query, code):
+    for i in range(3):
+        new_run(tracker, name=f"r{i}")
+    r = tracker.get(f"/api/v1/projects/alice/exp/runs?page_size=2&{query}")
+    assert r.status_code == 400 and r.json()["error"]["code"] == code, r.content
+
+
+def test_the_database_cursor_still_pages(tracker):
+    ids = {new_run(tracker, name=f"r{i}")["id"] for i in range(3)}
+    first = tracker.get("/api/v1/projects/alice/exp/runs?page_size=2").json()
+    import json
+
+    rest = tracker.get(f"/api/v1/projects/alice/exp/runs?page_size=2&cursor={json.dumps(first['next'])}").json()
+    assert {r["id"] for r in first["results"] + rest["results"]} == ids and rest["next"] is None
