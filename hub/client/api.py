@@ -521,10 +521,12 @@ class Client:
         if include:
             wanted = tuple(include)
             files = [f for f in files if f["path"].startswith(wanted)]
+        # Paths come from the server: every one must land inside dest, or nothing is written.
+        targets = {f["path"]: safe_target(dest, f["path"]) for f in files}
         todo = []
         skipped = 0
         for f in files:
-            target = dest / f["path"]
+            target = targets[f["path"]]
             if target.exists() and target.stat().st_size == f["size"]:
                 try:
                     if chunk_file(target, name=f["path"]).oid == f["oid"]:
@@ -537,12 +539,37 @@ class Client:
         try:
             with ThreadPoolExecutor(max_workers=self.workers) as pool:
                 list(pool.map(lambda f: self.download_file(
-                    repo, f["path"], dest / f["path"], manifest=self.file_info(repo, f["path"], sha),
+                    repo, f["path"], targets[f["path"]], manifest=self.file_info(repo, f["path"], sha),
                     progress=bar), todo))
         finally:
             bar.close()
         return {"commit": sha, "files": len(files), "downloaded": len(todo), "skipped": skipped,
                 "bytes": sum(f["size"] for f in todo)}
+
+
+def safe_target(dest: Path, path) -> Path:
+    """Where a repo path goes under ``dest``, refusing what a hub (or anyone in the middle)
+    could use to write elsewhere: a non-string or empty path, NUL or control characters,
+    absolute paths, backslashes, empty, '.' or '..' components, and any path that resolves
+    outside ``dest`` (through a symlink already there, or a drive on Windows)."""
+    problem = None
+    if not isinstance(path, str) or not path:
+        problem = "empty or not a string"
+    elif any(ord(c) < 32 for c in path):
+        problem = "contains NUL or control characters"
+    elif path.startswith("/") or "\\" in path:
+        problem = "absolute, or not a '/'-separated relative path"
+    elif any(part in ("", ".", "..") for part in path.split("/")):
+        problem = "has an empty, '.' or '..' component"
+    else:
+        root = dest.resolve()
+        target = (dest / path).resolve()
+        if target == root or not target.is_relative_to(root):
+            problem = f"resolves outside {dest}"
+    if problem:
+        raise HubClientError(0, "unsafe_path", f"the hub sent the file path {str(path)[:200]!r}, which is "
+                             f"{problem}; refusing to write it (nothing was downloaded)", {"path": str(path)[:1000]})
+    return dest / path
 
 
 def _chunk_start(chunks, index: int) -> int:
