@@ -203,6 +203,24 @@ def test_profile_page_renders_and_compares(page: Page, context: BrowserContext, 
     expect(page.get_by_test_id("memory-chart").locator("canvas")).to_be_visible()
     expect(page.get_by_role("link", name=re.compile(r"Download Chrome trace"))).to_have_attribute(
         "href", f"/api/v1/jobs/{prof['id']}/artifacts/profile/trace.json")
+    # Deep dives: the folded stacks in the hub's own copy of speedscope (built into
+    # dist/speedscope/ from the npm package), which fetches the artifact same-origin.
+    speedscope = page.get_by_role("link", name="Open in speedscope")
+    href = speedscope.get_attribute("href")
+    assert href.startswith("/speedscope/index.html#profileURL="), href
+    assert f"profileURL=%2Fapi%2Fv1%2Fjobs%2F{prof['id']}%2Fartifacts%2Fprofile%2Fstacks.folded&title=" in href, href
+    assert page.request.get("/speedscope/index.html").status == 200
+    with context.expect_page() as opened:
+        speedscope.click()
+    ss = opened.value
+    ss_errors: list[str] = []
+    ss.on("pageerror", lambda e: ss_errors.append(str(e)))
+    # speedscope sets the title once it has parsed the profile.
+    expect(ss).to_have_title(re.compile(rf"^profile {prof['id']} .* - speedscope$"), timeout=20_000)
+    expect(ss.locator("canvas").first).to_be_visible()
+    shot(ss, "79-speedscope")
+    assert not ss_errors, ss_errors
+    ss.close()
 
     # Sorting by calls reorders the table (URL state).
     page.get_by_role("button", name="Calls").click()

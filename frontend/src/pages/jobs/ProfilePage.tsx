@@ -12,7 +12,7 @@ import { Empty, ErrorMessage, Loading, QueryView, StatusBadge } from "../../comp
 import { fmtAxis, fmtBytes, fmtNum, shortSha } from "../../lib/format";
 import { useTitle } from "../../lib/useTitle";
 import { FlameGraph } from "./FlameGraph";
-import { fmtFlops, fmtMicros, fmtRatio, modelLink } from "./format";
+import { fmtFlops, fmtMicros, fmtRatio, modelLink, speedscopeUrl } from "./format";
 import "./jobs.css";
 
 type OpKey = "op" | "calls" | "self_us" | "total_us" | "flops" | "self_memory_bytes";
@@ -315,7 +315,9 @@ function Compare({ job }: { job: JobDetail }) {
 function ProfileBody({ job }: { job: JobDetail }) {
   const ops = useProfileOps(job.id);
   const trace = job.artifacts.find((a) => a.path === "profile/trace.json");
+  const stacks = job.artifacts.find((a) => a.path === "profile/stacks.folded");
   const s = job.summary as Record<string, unknown>;
+  const title = `profile ${job.id}${job.base ? ` · ${job.base.repo}@${shortSha(job.base.commit)}` : ""}`;
   return (
     <>
       <div className="page-head">
@@ -333,6 +335,12 @@ function ProfileBody({ job }: { job: JobDetail }) {
             {typeof s.flops_per_step === "number" && <span>· {fmtFlops(s.flops_per_step)}/step</span>}
           </div>
         </div>
+        {stacks && (
+          <a className="button" href={speedscopeUrl(job.id, stacks.path, title)} target="_blank" rel="noopener"
+            title="The folded stacks in speedscope (served by this hub): time-ordered, left-heavy and sandwich views">
+            Open in speedscope
+          </a>
+        )}
         {trace && (
           <a className="button" href={jobArtifactUrl(job.id, trace.path)} download title="Open it in Perfetto (ui.perfetto.dev) or chrome://tracing">
             Download Chrome trace ({fmtBytes(trace.size)})

@@ -1,4 +1,5 @@
 /** Formatting for the jobs and profile pages (the shared helpers are in lib/format.ts). */
+import { jobArtifactUrl } from "../../api/hooks";
 
 /** Seconds as "1h 02m", "3m 05s", "12.3s" (job durations, ETAs). */
 export function fmtSeconds(s: number | null | undefined): string {
@@ -46,4 +47,11 @@ export function fmtRatio(r: number | null | undefined): string {
 export function modelLink(repo: string, ref?: string | null, commit?: string | null): string {
   if (commit) return `/models/${repo}/commit/${commit}`;
   return `/models/${repo}${ref ? `?ref=${encodeURIComponent(ref)}` : ""}`;
+}
+
+/** The dashboard's local copy of speedscope (built into dist/speedscope/ from the npm
+ * package) opening an artifact of the job: speedscope fetches `profileURL` itself, a
+ * same-origin path, so the session cookie goes with it. */
+export function speedscopeUrl(jobId: string, path: string, title: string): string {
+  return `/speedscope/index.html#profileURL=${encodeURIComponent(jobArtifactUrl(jobId, path))}&title=${encodeURIComponent(title)}`;
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { JsonSchema } from "../../api/types";
 import { flameDepth, flameKey, layoutFlame, nodeAt, parseFolded, type FlameKeyState } from "./flame";
-import { fmtMicros, fmtRatio, fmtSeconds } from "./format";
+import { fmtMicros, fmtRatio, fmtSeconds, speedscopeUrl } from "./format";
 import { configErrorsFrom, parseConfig, validateAgainstSchema } from "./jsonSchema";
 import { mergeLines, readEvents } from "./LogTail";
 import { moduleShares, sortOps } from "./ProfilePage";
@@ -140,6 +140,14 @@ describe("flame graph keyboard", () => {
 });
 
 describe("jobs helpers", () => {
+  it("opens an artifact in the local speedscope by a same-origin path", () => {
+    const u = speedscopeUrl("j1", "profile/stacks.folded", "profile j1 · ada/moe@abc&d=1");
+    expect(u.startsWith("/speedscope/index.html#")).toBe(true);
+    // speedscope splits the fragment on & and =, then decodes each value
+    const params = Object.fromEntries(u.split("#")[1].split("&").map((kv) => kv.split("=")).map(([k, v]) => [k, decodeURIComponent(v)]));
+    expect(params).toEqual({ profileURL: "/api/v1/jobs/j1/artifacts/profile/stacks.folded", title: "profile j1 · ada/moe@abc&d=1" });
+  });
+
   it("merges log lines in order without duplicates", () => {
     const l = (seq: number) => ({ seq, time: 0, stream: "stdout", line: `l${seq}` });
     expect(mergeLines([l(1), l(2)], [l(3)]).map((x) => x.seq)).toEqual([1, 2, 3]);

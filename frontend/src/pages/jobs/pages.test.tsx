@@ -141,5 +141,26 @@ describe("profile page", () => {
     fireEvent.change(await screen.findByLabelText("Profile B"), { target: { value: "p1" } });
     const ratios = await screen.findAllByTestId("ratio");
     expect(ratios.map((r) => r.textContent)).toEqual(["1.00×"]);
+    // no stacks artifact: no speedscope link
+    expect(screen.queryByRole("link", { name: "Open in speedscope" })).toBeNull();
+  });
+
+  it("opens the folded stacks in the local speedscope", async () => {
+    const art = (path: string) => ({ path, kind: "file", size: 10, oid: "o" });
+    mockApi({
+      ...common,
+      "GET /api/v1/jobs/p1": () => ({
+        body: job("p1", { kind: "profile", status: "succeeded", base: { repo: "ada/moe", ref: "main", commit: "abc123" }, artifacts: [art("profile/stacks.folded"), art("profile/trace.json")] }),
+      }),
+      "GET /api/v1/jobs/p1/profile": () => ({ body: { job: "p1", commit: "abc123", ops: [] } }),
+      "GET /api/v1/jobs/p1/artifacts/": () => ({ body: {} }),
+      "GET /api/v1/jobs": () => ({ body: { count: 0, next: null, previous: null, results: [] } }),
+    });
+    renderAt("/profiles/p1", "/profiles/:id", <ProfilePage />);
+    const link = await screen.findByRole("link", { name: "Open in speedscope" });
+    expect(link.getAttribute("href")).toBe(
+      `/speedscope/index.html#profileURL=${encodeURIComponent("/api/v1/jobs/p1/artifacts/profile/stacks.folded")}&title=${encodeURIComponent("profile p1 · ada/moe@abc123")}`,
+    );
+    expect(link.getAttribute("target")).toBe("_blank");
   });
 });
