@@ -17,14 +17,18 @@ the embedded stores and with servers. For one job it:
    operator rows in ClickHouse; the run and the commit are linked both ways;
 5. reports succeeded / failed / cancelled with a reason a person can act on.
 
-Infrastructure failures (the hub unreachable, the sandbox unable to start) raise
-:class:`InfrastructureError` so Celery retries the job; failures of the job itself do not.
+Infrastructure failures (the hub unreachable, the sandbox unable to start, the GPU lease
+lost) raise :class:`InfrastructureError` after putting the job back in the queue, so the task
+retries it; too few free GPUs raise :class:`GpusBusy` (the job waits in its queue). Failures of
+the job itself are final. ``workers.tasks`` holds the retry policy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import socket
@@ -41,12 +45,28 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 MAX_EVENT_BYTES = 64 * 1024
 HEARTBEAT_S = 2.0
+# A GPU reservation is a lease in Redis, refreshed every GPU_LEASE_TTL_S/3 s while the job
+# runs; a worker that dies stops refreshing and its GPUs come free after this long.
+GPU_LEASE_TTL_S = 60.0
 ENTRY = {"train": "train", "finetune": "finetune", "evaluate": "evaluate", "profile": "profile"}
 WEIGHT_KINDS = {"weights", "config", "adapter"}
 
 
 class InfrastructureError(Exception):
     """Not the job's fault: retry it elsewhere or later."""
+
+
+class GpusBusy(InfrastructureError):
+    """Fewer free GPUs than the job asks for on this worker: it goes back to its queue and
+    waits (not counted as an infrastructure failure)."""
+
+
+def cpu_time_limit(time_limit_s: float, cpus: float) -> int:
+    """RLIMIT_CPU for a job: what ``cpus`` CPUs can burn in its wall-clock limit, plus 10 %
+    and a minute. A backstop (the cgroup's CPU quota limits the rate, the wall clock the
+    total): it still binds where the cgroup cpu controller is missing, and a job cannot
+    outlast its limit by burning CPU in a process that escaped the watchdog."""
+    return math.ceil(round(float(time_limit_s) * max(float(cpus), 1.0) * 1.1, 6)) + 60
 
 
 @dataclass
@@ -144,6 +164,9 @@ class JobSupervisor:
         self.sandbox = None
         self.first_event_at: float | None = None
         self.tracked_run = None
+        self.gpu_lease_ttl_s = GPU_LEASE_TTL_S
+        self.gpu_lease_lost = threading.Event()
+        self.stopped_by_hub: str | None = None
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -168,6 +191,22 @@ class JobSupervisor:
                 self.logs.add("supervisor", "cancellation requested: stopping the job")
                 if self.sandbox is not None:
                     self.sandbox.cancel()
+            elif state.get("status") not in (None, "running") and self.stopped_by_hub is None:
+                # Marked lost (heartbeats were late) or ended by someone else: it may already
+                # have been relaunched. Do not keep burning its resources or GPUs.
+                self.stopped_by_hub = str(state["status"])
+                self.logs.add("supervisor", f"the hub says the job is {state['status']}: stopping it")
+                if self.sandbox is not None:
+                    self.sandbox.cancel()
+
+    def _on_gpu_lease_lost(self) -> None:
+        """Redis dropped the job's GPU reservation (unreachable for longer than the lease):
+        another job may get these GPUs now, so this one must stop using them."""
+        self.gpu_lease_lost.set()
+        log.error("job %s: GPU lease lost; stopping the job", self.job_id)
+        self.logs.add("supervisor", "the GPU reservation was lost; stopping the job")
+        if self.sandbox is not None:
+            self.sandbox.cancel()
 
     # --- the job -------------------------------------------------------------------------------
 
@@ -187,7 +226,7 @@ class JobSupervisor:
             try:
                 self.target_head = self.client.branch_info(job["target"]["repo"], job["target"]["branch"])["commit"]
             except HubClientError:
-                self.target_head = None  # created on first push? a missing branch fails the commit clearly
+                self.target_head = None  # missing: created from the base when committing
         gpus: list[int] = []
         jobdir = self.work_root / self.job_id
         inputs = self.work_root / f"{self.job_id}-input"
@@ -196,25 +235,31 @@ class JobSupervisor:
         beat.start()
         status, reason, result = "failed", "", {}
         run = None
+        gpu_lease = contextlib.ExitStack()  # the GPU reservation: held until the job is over
         try:
             if job["resources"].get("gpus"):
-                if self.gpu_slots is None:
-                    raise InfrastructureError("this worker has no GPU slots configured")
-                gpus = self.gpu_slots.reserve(job["resources"]["gpus"], self.job_id)
+                gpus = self._lease_gpus(gpu_lease, int(job["resources"]["gpus"]))
             if job["base"]:
                 self.logs.add("supervisor", f"pulling {job['base']['repo']}@{job['base']['commit'][:12]}")
                 self.client.pull(f"{job['base']['repo']}@{job['base']['commit']}", inputs)
             status, reason, run = self._run_sandbox(job, jobdir, inputs if job["base"] else None, gpus)
             if status == "succeeded":
                 result = self._collect(job, jobdir / "out", run)
-        except InfrastructureError:
+        except InfrastructureError as e:
             stop.set()
+            self._release_gpus(gpu_lease)
+            if self.tracked_run is not None:  # this attempt's run; a retry gets a new one
+                with contextlib.suppress(Exception):
+                    self.tracked_run.finish("failed", timeout=30)
+            self.logs.add("supervisor", f"back to the queue: {e}")
             self.logs.flush()
+            shutil.rmtree(inputs, ignore_errors=True)
+            shutil.rmtree(jobdir, ignore_errors=True)
+            why = str(e) if isinstance(e, GpusBusy) else f"infrastructure failure on {self.hostname}: {e}"
             try:
-                self._api("POST", "/worker/requeue", json={"reason": "infrastructure failure on "
-                                                                     f"{self.hostname}; retrying"})
-            except Exception:
-                pass
+                self._api("POST", "/worker/requeue", json={"reason": f"{why}; retrying"[:2000]})
+            except Exception as err:  # the task still retries (or fails the job when it gives up)
+                log.warning("job %s: could not put the job back in the queue: %s", self.job_id, err)
             raise
         except HubClientError as e:
             status, reason = "failed", f"the hub refused a step of the job: {e.code}: {e.message}"
@@ -223,8 +268,7 @@ class JobSupervisor:
             status, reason = "failed", f"supervisor error: {type(e).__name__}: {e}"
         finally:
             stop.set()
-            if gpus and self.gpu_slots is not None:
-                self.gpu_slots.release(self.job_id)
+            self._release_gpus(gpu_lease)  # on every way out
         run = run or self.tracked_run
         if run is not None:
             run.finish({"succeeded": "finished", "cancelled": "killed"}.get(status, "failed"), timeout=30)
@@ -233,13 +277,43 @@ class JobSupervisor:
         summary = {**self.summary, "events": {"received": self.counters.received, "rejected": self.counters.rejected,
                                               "rejected_reasons": self.counters.reasons,
                                               "first_event_at": self.first_event_at}, **result.get("summary", {})}
-        self._api("POST", "/worker/finish", json={
-            "status": status, "reason": reason, "summary": summary, "run_id": run.id if run else "",
-            "result_commit": result.get("commit", ""), "result_branch": result.get("branch", "")}, idempotent=True)
+        try:
+            self._api("POST", "/worker/finish", json={
+                "status": status, "reason": reason, "summary": summary, "run_id": run.id if run else "",
+                "result_commit": result.get("commit", ""), "result_branch": result.get("branch", "")},
+                idempotent=True)
+        except HubClientError as e:
+            if e.code != "job_state_conflict":
+                raise
+            # The hub ended the job meanwhile (marked lost, say): its state stands.
+            log.warning("job %s: the hub did not take the result (%s): %s", self.job_id, status, e.message)
         shutil.rmtree(inputs, ignore_errors=True)
         if status == "succeeded" or os.environ.get("HUB_KEEP_JOB_DIRS") != "1":
             shutil.rmtree(jobdir, ignore_errors=True)
         return status
+
+    def _lease_gpus(self, stack: contextlib.ExitStack, n: int) -> list[int]:
+        """Reserve ``n`` GPUs for the whole job: the lease is refreshed in the background and
+        released when ``stack`` closes; too few free GPUs send the job back to its queue."""
+        from workers.sandbox import NoGpuAvailable
+
+        if self.gpu_slots is None:
+            raise InfrastructureError("this worker has no GPU slots configured")
+        try:
+            gpus = stack.enter_context(self.gpu_slots.lease(n, self.job_id, ttl=self.gpu_lease_ttl_s,
+                                                            on_lost=self._on_gpu_lease_lost))
+        except NoGpuAvailable as e:
+            raise GpusBusy(f"waiting for GPUs: {e}") from e
+        except Exception as e:  # Redis unreachable
+            raise InfrastructureError(f"could not reserve GPUs: {type(e).__name__}: {e}") from e
+        self.logs.add("supervisor", f"reserved GPU(s) {', '.join(map(str, gpus))} on {self.hostname}")
+        return gpus
+
+    def _release_gpus(self, gpu_lease: contextlib.ExitStack) -> None:
+        try:
+            gpu_lease.close()
+        except Exception as e:  # Redis down: the lease expires by itself after its ttl
+            log.warning("job %s: could not release its GPUs: %s", self.job_id, e)
 
     def _start_run(self, job: dict):
         """The job's tracker run (params = the config); created while the sandbox boots."""
@@ -271,6 +345,7 @@ class JobSupervisor:
                  "GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296"},
             cpus=float(res.get("cpus", 1)), memory_bytes=int(res.get("memory_mb", 4096)) * 1024 * 1024,
             wall_time_s=float(res.get("time_limit_s", 3600)), gpus=gpus,
+            cpu_time_s=cpu_time_limit(res.get("time_limit_s", 3600), res.get("cpus", 1)),
         )
         factory = self.sandbox_factory or Sandbox
         try:
@@ -278,7 +353,7 @@ class JobSupervisor:
             self.sandbox.start()
         except Exception as e:
             raise InfrastructureError(f"the sandbox could not start: {e}") from e
-        if self.cancelled.is_set():
+        if self.cancelled.is_set() or self.gpu_lease_lost.is_set() or self.stopped_by_hub:
             self.sandbox.cancel()
         try:
             run = self._start_run(job)  # events wait in the pipe meanwhile
@@ -296,8 +371,22 @@ class JobSupervisor:
                 continue
             self._handle(ev, run)
         outcome = self.sandbox.wait()
+        dropped = int(getattr(outcome, "dropped_event_lines", 0) or 0)
+        if dropped:  # lines over the size limit the sandbox's reader dropped before we saw them
+            self.counters.received += dropped
+            self.counters.rejected += dropped
+            why = "oversized (dropped by the reader)"
+            self.counters.reasons[why] = self.counters.reasons.get(why, 0) + dropped
+            self.logs.add("supervisor", f"rejected {dropped} event line(s) from the job: over "
+                                        f"{MAX_EVENT_BYTES} bytes, dropped unread")
         for line in (getattr(outcome, "stderr_tail", "") or "").splitlines()[-200:]:
             self.logs.add("stderr", line)
+        if self.gpu_lease_lost.is_set():
+            raise InfrastructureError(f"the job's GPU reservation was lost (Redis unreachable for over "
+                                      f"{self.gpu_lease_ttl_s:.0f} s); it was stopped so that no two jobs "
+                                      "share a GPU")
+        if self.stopped_by_hub:
+            return "failed", f"stopped: the hub marked the job {self.stopped_by_hub} while it ran", run
         if self.cancelled.is_set() or outcome.reason == "cancelled":
             return "cancelled", "cancelled by the user", run
         if outcome.reason == "exited" and outcome.returncode == 0 and self.error is None:
@@ -372,6 +461,15 @@ class JobSupervisor:
             dest = staging / Path(rel).name
             os.link(path, dest) if path.stat().st_dev == staging.stat().st_dev else shutil.copy2(path, dest)
         base = job["base"]["commit"] if job["base"] and job["base"]["repo"] == repo else None
+        if base and self.target_head is None:
+            # The launch accepted a target branch that did not exist because the base is in the
+            # same repo: the branch starts at the base commit (someone may have created it since).
+            try:
+                self.client.create_branch(repo, branch, base)
+                self.logs.add("supervisor", f"created branch {branch} of {repo} at the base commit {base[:12]}")
+            except HubClientError as e:
+                if e.code != "ref_exists":
+                    raise
         expected = base or self.target_head or self.client.branch_info(repo, branch)["commit"]
         meta = {"job": self.job_id, "kind": job["kind"], "run": run.id, "config": job["config"],
                 "launched_by": job["created_by"]}

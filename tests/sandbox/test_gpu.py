@@ -223,3 +223,67 @@ def test_an_absent_gpu_is_refused_before_launch(tmp_path, fake_dev):
     with pytest.raises(ValueError, match="GPU 7 has no device node"):
         sb.start()
     assert not (tmp_path / "job").exists()  # refused before anything was prepared
+
+
+def test_lease_reports_a_lost_reservation(prefix):
+    s = slots(prefix, devices=(0,))
+    lost = []
+    with s.lease(1, "job-a", ttl=0.3, on_lost=lambda: lost.append(1)) as devs:
+        assert devs == [0]
+        s.release("job-a")  # as if Redis had expired it while unreachable
+        deadline = time.time() + 3
+        while not lost and time.time() < deadline:
+            time.sleep(0.02)
+    assert lost == [1]
+
+
+# --------------------------------------------------------------------------- the supervisor's lease
+
+
+def test_the_supervisor_holds_its_gpus_for_the_whole_job_and_releases_them(prefix, tmp_path):
+    """A job longer than the lease's ttl keeps its GPUs (nobody else can take them), and they
+    are free again after it, whatever way it ended."""
+    from tests.unit.test_supervisor import FakeClient, FakeOutcome, supervise
+
+    s = slots(prefix, devices=(0, 1))
+    seen = {}
+
+    def running(sb):
+        time.sleep(1.2)  # four times the ttl below: an unrefreshed lease would have expired
+        seen["holders"] = s.holders()
+        try:
+            seen["other"] = slots(prefix, devices=(0, 1)).reserve(2, "other-job", ttl=5)
+        except NoGpuAvailable as e:
+            seen["other"] = str(e)
+
+    for outcome in (FakeOutcome(), FakeOutcome("exited", 1, "the job failed with exit code 1")):
+        sup, client = supervise(tmp_path, client=FakeClient(resources={"gpus": 2}), gpu_slots=s, during=running,
+                                outcome=outcome)
+        sup.gpu_lease_ttl_s = 0.3
+        sup.run()
+        assert seen["holders"] == {0: "j1", 1: "j1"}
+        assert "0 free" in seen["other"]
+        assert s.holders() == {}
+        from tests.unit.test_supervisor import FakeSandbox
+
+        assert FakeSandbox.instances[-1].spec.gpus == [0, 1]
+
+
+def test_a_job_whose_gpu_lease_is_lost_is_stopped_and_requeued(prefix, tmp_path):
+    from tests.unit.test_supervisor import FakeClient, FakeSandbox, supervise
+    from workers.supervisor import InfrastructureError
+
+    s = slots(prefix, devices=(0,))
+
+    def running(sb):
+        s.release("j1")  # Redis lost the reservation (unreachable past the ttl, say)
+        deadline = time.time() + 5
+        while not sb.cancelled and time.time() < deadline:
+            time.sleep(0.02)
+
+    sup, client = supervise(tmp_path, client=FakeClient(resources={"gpus": 1}), gpu_slots=s, during=running)
+    sup.gpu_lease_ttl_s = 0.3
+    with pytest.raises(InfrastructureError, match="GPU reservation was lost"):
+        sup.run()
+    assert FakeSandbox.instances[-1].cancelled
+    assert client.paths()[-1] == "requeue" and client.run.finished == "failed"

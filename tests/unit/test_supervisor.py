@@ -36,3 +36,213 @@ def test_artifacts_must_be_regular_files_inside_the_output_dir(tmp_path):
     assert safe_output(out, "sub/a.json") is not None
     for bad in ("link.json", "dirlink/secret", "../secret", "/etc/passwd", "sub", "missing", "a\x00b", ""):
         assert safe_output(out, bad) is None, bad
+
+
+# --------------------------------------------------------------------------- the supervisor's run
+# A fake hub client and a fake sandbox: the supervisor's decisions (limits, counters, GPU lease,
+# requeue) without services. tests/sandbox/test_gpu.py reuses them with a real GpuSlots.
+
+
+class FakeRun:
+    id = "run1"
+
+    def __init__(self):
+        self.finished = None
+        self.logged = []
+
+    def log(self, values, step):
+        self.logged.append((step, values))
+
+    def finish(self, status, timeout=None):
+        self.finished = status
+
+
+class FakeClient:
+    def __init__(self, *, resources=None, target=None, base=None, heartbeat_status="running"):
+        from hub.client import HubClientError
+
+        self.HubClientError = HubClientError
+        self.calls: list[tuple[str, str, object]] = []
+        self.heartbeat_status = heartbeat_status
+        self.branches: dict[tuple[str, str], str] = {}
+        self.run = FakeRun()
+        self.job = {"id": "j1", "kind": "train", "config": {"train": {"steps": 1}}, "project": "alice/exp",
+                    "attempt": 1, "created_by": "alice", "base": base, "target": target,
+                    "resources": {"gpus": 0, "cpus": 2, "memory_mb": 512, "time_limit_s": 100, **(resources or {})}}
+
+    def _json(self, method, path, json=None, idempotent=False, params=None):
+        self.calls.append((method, path, json))
+        if path.endswith("/worker/start"):
+            return dict(self.job)
+        if path.endswith("/worker/heartbeat"):
+            return {"status": self.heartbeat_status, "cancel_requested": False}
+        return {}
+
+    def paths(self):
+        return [p.rsplit("/worker/", 1)[-1] for _, p, _ in self.calls if "/worker/" in p]
+
+    def finished(self):
+        return next(j for _, p, j in self.calls if p.endswith("/worker/finish"))
+
+    def log_lines(self):
+        return [line[3] for _, p, j in self.calls if p.endswith("/worker/logs") for line in j["lines"]]
+
+    def branch_info(self, repo, branch):
+        if (repo, branch) not in self.branches:
+            raise self.HubClientError(404, "branch_not_found", f"no branch {branch}")
+        return {"commit": self.branches[(repo, branch)]}
+
+    def create_branch(self, repo, name, from_ref=None):
+        self.calls.append(("POST", f"/repos/{repo}/branches", {"name": name, "from_ref": from_ref}))
+        self.branches[(repo, name)] = from_ref
+        return {}
+
+    def pull(self, spec, dest):
+        os.makedirs(dest, exist_ok=True)
+
+    def init_run(self, *a, **kw):
+        return self.run
+
+
+class FakeOutcome:
+    def __init__(self, reason="exited", returncode=0, message="", dropped_event_lines=0):
+        self.reason, self.returncode, self.message = reason, returncode, message
+        self.dropped_event_lines = dropped_event_lines
+        self.stderr_tail = ""
+
+
+class FakeSandbox:
+    """Yields ``events``, calls ``during`` (the job "running") between them, ends with ``outcome``."""
+
+    instances: list = []
+
+    def __init__(self, spec, *, events=(), outcome=None, during=None, start_error=None):
+        self.spec, self.events_, self.outcome = spec, list(events), outcome or FakeOutcome()
+        self.during, self.start_error = during, start_error
+        self.cancelled = False
+        FakeSandbox.instances.append(self)
+
+    @classmethod
+    def factory(cls, **kw):
+        return lambda spec: cls(spec, **kw)
+
+    def start(self):
+        if self.start_error:
+            raise self.start_error
+
+    def cancel(self):
+        self.cancelled = True
+
+    def events(self):
+        yield from self.events_
+        if self.during:
+            self.during(self)
+
+    def wait(self):
+        if self.cancelled and self.outcome.reason == "exited":
+            return FakeOutcome("cancelled", -15, "cancelled")
+        return self.outcome
+
+
+def supervise(tmp_path, client=None, gpu_slots=None, **sandbox):
+    from workers.supervisor import JobSupervisor
+
+    client = client or FakeClient()
+    sup = JobSupervisor("j1", client=client, work_root=tmp_path, hostname="w1", gpu_slots=gpu_slots,
+                        sandbox_factory=FakeSandbox.factory(**sandbox))
+    return sup, client
+
+
+def test_the_job_gets_a_cpu_time_limit_from_its_wall_clock_and_cpus(tmp_path):
+    from workers.supervisor import cpu_time_limit
+
+    sup, client = supervise(tmp_path)
+    assert sup.run() == "succeeded"
+    spec = FakeSandbox.instances[-1].spec
+    assert spec.wall_time_s == 100 and spec.cpus == 2.0
+    # 100 s x 2 CPUs + 10 % + a minute: a backstop above what the cgroup quota allows.
+    assert spec.cpu_time_s == cpu_time_limit(100, 2) == 280
+    assert cpu_time_limit(3600, 0.5) == 3960 + 60  # a fraction of a CPU still gets one CPU's worth
+    spec.validate()
+
+
+def test_event_lines_the_reader_dropped_count_as_rejected_and_are_logged(tmp_path):
+    good = json.dumps({"type": "progress", "seq": 0, "time": 1.0, "step": 1, "total": 2, "eta_s": None}).encode()
+    sup, client = supervise(tmp_path, events=[good, b"not json"], outcome=FakeOutcome(dropped_event_lines=3))
+    assert sup.run() == "succeeded"
+    events = client.finished()["summary"]["events"]
+    assert events["received"] == 5 and events["rejected"] == 4
+    assert events["rejected_reasons"]["oversized (dropped by the reader)"] == 3
+    assert any("rejected 3 event line(s)" in line for line in client.log_lines())
+
+
+def test_a_sandbox_that_cannot_start_requeues_the_job_and_raises(tmp_path):
+    from workers.supervisor import InfrastructureError
+
+    sup, client = supervise(tmp_path, start_error=OSError("no cgroup"))
+    with pytest.raises(InfrastructureError, match="no cgroup"):
+        sup.run()
+    assert client.paths()[-1] == "requeue" and "finish" not in client.paths()
+    assert "no cgroup" in client.calls[-1][2]["reason"]
+
+
+class _BusySlots:
+    """A GpuSlots whose GPUs are all taken."""
+
+    def lease(self, n, job_id, ttl=60.0, *, on_lost=None):
+        from workers.sandbox import NoGpuAvailable
+
+        raise NoGpuAvailable(f"{n} GPUs requested, 0 free on host-a")
+
+
+def test_no_free_gpu_puts_the_job_back_in_the_queue_instead_of_failing_it(tmp_path):
+    from workers.supervisor import GpusBusy
+
+    sup, client = supervise(tmp_path, client=FakeClient(resources={"gpus": 2}), gpu_slots=_BusySlots())
+    with pytest.raises(GpusBusy):
+        sup.run()
+    assert "finish" not in client.paths() and client.paths()[-1] == "requeue"
+    assert "waiting for GPUs: 2 GPUs requested, 0 free" in client.calls[-1][2]["reason"]
+
+
+def test_a_job_the_hub_marked_lost_is_stopped_and_its_late_result_not_forced(tmp_path, monkeypatch):
+    import time
+
+    import workers.supervisor as supervisor
+    from hub.client import HubClientError
+
+    monkeypatch.setattr(supervisor, "HEARTBEAT_S", 0.02)
+    client = FakeClient(heartbeat_status="lost")
+    orig = client._json
+
+    def _json(method, path, **kw):
+        if path.endswith("/worker/finish"):
+            client.calls.append((method, path, kw.get("json")))
+            raise HubClientError(409, "job_state_conflict", "Job j1 cannot go from lost to failed.")
+        return orig(method, path, **kw)
+
+    client._json = _json
+
+    def running(sb):
+        deadline = time.time() + 5
+        while not sb.cancelled and time.time() < deadline:
+            time.sleep(0.01)
+
+    sup, _ = supervise(tmp_path, client=client, during=running)
+    assert sup.run() == "failed"
+    assert FakeSandbox.instances[-1].cancelled
+    assert "marked the job lost" in client.finished()["reason"]
+
+
+def test_a_missing_target_branch_is_created_at_the_base_commit(tmp_path):
+    base = {"repo": "alice/moe", "ref": "main", "commit": "a" * 40}
+    client = FakeClient(base=base, target={"repo": "alice/moe", "branch": "exp"})
+    sup, _ = supervise(tmp_path, client=client)
+    sup.job = client.job
+    sup.target_head = None
+    assert client.paths() == []
+    sup.client.push = lambda *a, **kw: (_ for _ in ()).throw(AssertionError("stop after the branch"))
+    (tmp_path / "w.safetensors").write_bytes(b"x")
+    with pytest.raises(AssertionError, match="stop after the branch"):
+        sup._commit_weights(client.job, tmp_path, [("w.safetensors", tmp_path / "w.safetensors")], FakeRun())
+    assert client.branches[("alice/moe", "exp")] == "a" * 40

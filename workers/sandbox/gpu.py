@@ -24,7 +24,7 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ _NODE = re.compile(r"^nvidia(\d+)$")
 
 
 class NoGpuAvailable(RuntimeError):
-    """Fewer free devices than requested (the job should wait in its queue)."""
+    """Fewer free devices than requested: not the job's fault. The supervisor puts the job
+    back in its queue to wait (see ``workers.tasks``), it does not fail it."""
 
 
 def _is_device_node(path: Path) -> bool:
@@ -203,18 +204,30 @@ class GpuSlots:
         return {int(k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()}
 
     @contextlib.contextmanager
-    def lease(self, n: int, job_id: str, ttl: float = 60.0, *,
-              heartbeat: bool = True) -> Iterator[list[int]]:
-        """Reserve, keep the lease alive from a background thread, and release on every way
-        out of the ``with`` block (return, exception, cancellation)."""
+    def lease(self, n: int, job_id: str, ttl: float = 60.0, *, heartbeat: bool = True,
+              on_lost: Callable[[], None] | None = None) -> Iterator[list[int]]:
+        """Reserve, keep the lease alive from a background thread (a refresh every ``ttl/3``
+        s), and release on every way out of the ``with`` block (return, exception,
+        cancellation).
+
+        A refresh that fails (a Redis hiccup) is retried at the next beat; while Redis is
+        unreachable for longer than ``ttl`` the devices may be handed to another job, so a
+        refresh that finds the lease gone calls ``on_lost`` once (the caller must stop using
+        the GPUs: cancel the job) and the heartbeat ends."""
         devices = self.reserve(n, job_id, ttl)
         stop = threading.Event()
         thread = None
         if heartbeat and n > 0:
             def beat() -> None:
                 while not stop.wait(ttl / 3):
-                    with contextlib.suppress(Exception):  # Redis hiccup: retry next beat
-                        self.refresh(job_id, ttl)
+                    try:
+                        alive = self.refresh(job_id, ttl)
+                    except Exception:  # Redis hiccup: retry next beat
+                        continue
+                    if not alive and not stop.is_set():
+                        if on_lost is not None:
+                            on_lost()
+                        return
 
             thread = threading.Thread(target=beat, daemon=True, name=f"gpu-lease-{job_id}")
             thread.start()
