@@ -157,8 +157,18 @@ HUB_GC_GRACE_SECONDS = _env_int("HUB_GC_GRACE_SECONDS", 24 * 3600)
 HUB_BLOB_FSYNC = _env_bool("HUB_BLOB_FSYNC", True)
 
 # --- jobs ----------------------------------------------------------------------------------
-# A running job whose worker has not sent a heartbeat for this long is marked lost.
-HUB_JOB_LOST_AFTER_S = _env_int("HUB_JOB_LOST_AFTER_S", 60)
+# A running job whose worker has not sent a heartbeat for this long is marked lost. Workers
+# beat every 2 s; with the reaper's period this marks a dead worker's job lost within 40 s.
+HUB_JOB_LOST_AFTER_S = _env_int("HUB_JOB_LOST_AFTER_S", 30)
+# How often `manage.py jobs_reaper` (run by `hub serve`) looks for such jobs.
+HUB_JOB_REAP_EVERY_S = _env_int("HUB_JOB_REAP_EVERY_S", 10)
+# Infrastructure failures (hub unreachable, sandbox cannot start) are retried this many times
+# with a growing countdown; then the job fails with the last reason.
+HUB_JOB_MAX_INFRA_RETRIES = _env_int("HUB_JOB_MAX_INFRA_RETRIES", 3)
+# A GPU job that finds too few free GPUs goes back to its queue and is tried again every
+# HUB_JOB_GPU_RETRY_S; after HUB_JOB_GPU_MAX_WAIT_S of waiting it fails, saying so.
+HUB_JOB_GPU_RETRY_S = _env_int("HUB_JOB_GPU_RETRY_S", 30)
+HUB_JOB_GPU_MAX_WAIT_S = _env_int("HUB_JOB_GPU_MAX_WAIT_S", 24 * 3600)
 
 # --- Celery --------------------------------------------------------------------------------
 CELERY_BROKER_URL = _env("HUB_CELERY_BROKER_URL", HUB_REDIS_URL)

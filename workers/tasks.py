@@ -1,9 +1,22 @@
 """Celery tasks that run jobs. Queues: ``cpu`` and ``gpu``; a worker consumes one of them.
 
 Delivery: ``acks_late`` + ``reject_on_worker_lost`` (a job whose worker dies is not silently
-dropped by the broker; the hub marks it ``lost`` after 60 s without heartbeat and a user may
-relaunch it). Retries: infrastructure failures (hub unreachable, sandbox cannot start) are
-retried with backoff; failures of the job itself are final.
+dropped by the broker; the hub marks it ``lost`` after ``HUB_JOB_LOST_AFTER_S`` (30 s) without
+heartbeat and a user may relaunch it).
+
+Retry policy, explicit (the task's own arguments count, not Celery's ``max_retries``):
+
+- infrastructure failures (hub unreachable, sandbox cannot start, GPU lease lost) go back to
+  the queue and are retried after 10, 20, 30 s; after ``HUB_JOB_MAX_INFRA_RETRIES`` retries
+  the job fails with the last reason;
+- too few free GPUs is not a failure: the job waits in its queue, tried again every
+  ``HUB_JOB_GPU_RETRY_S``, and fails only after ``HUB_JOB_GPU_MAX_WAIT_S`` of waiting;
+- a worker whose sandbox probe failed fails each job it receives at once with the probe's
+  reason (instead of retrying it into the same broken host);
+- failures of the job itself, and bugs, are final.
+
+Whatever happens, the job ends with a reason: when the task gives up it reports ``failed``
+through the API, or straight to the database if the API cannot be reached.
 """
 
 from __future__ import annotations
@@ -12,15 +25,19 @@ import logging
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 
 from celery import shared_task
+from celery.exceptions import Retry
 from celery.signals import worker_ready, worker_shutdown
 
-from workers.supervisor import InfrastructureError, JobSupervisor
+from workers.supervisor import GpusBusy, InfrastructureError, JobSupervisor
 
 log = logging.getLogger(__name__)
 _presence_stop = threading.Event()
+_probe_lock = threading.Lock()
+_probe_state: dict = {}
 
 
 def _settings():
@@ -46,49 +63,126 @@ def _gpu_slots():
     return GpuSlots(s.HUB_REDIS_URL, host_id=socket.gethostname(), key_prefix=f"{s.HUB_REDIS_PREFIX}gpu")
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
-def run_job(self, job_id: str) -> str:
-    work_root = Path(os.environ.get("HUB_JOBS_DIR") or Path(_settings().HUB_DATA_DIR) / "jobs")
-    work_root.mkdir(parents=True, exist_ok=True)
-    queues = os.environ.get("HUB_WORKER_QUEUES", "cpu")
-    sup = JobSupervisor(job_id, client=_client(), work_root=work_root,
-                        gpu_slots=_gpu_slots() if "gpu" in queues else None)
+def _sandbox_problem() -> str | None:
+    """Why this worker cannot run jobs (a mandatory sandbox layer is missing), or None.
+    Probed once per process."""
+    with _probe_lock:
+        if "problem" not in _probe_state:
+            from workers.sandbox.probe import SandboxUnavailable, require
+
+            try:
+                require()
+                problem = None
+            except SandboxUnavailable as e:
+                problem = str(e)
+            except Exception as e:
+                problem = f"the sandbox probe failed: {type(e).__name__}: {e}"
+            _probe_state["problem"] = problem
+        return _probe_state["problem"]
+
+
+def _give_up(job_id: str, client, reason: str) -> None:
+    """End the job as ``failed`` with ``reason``: a job must never stay queued or running
+    because its task stopped trying. Through the API; if that cannot be done, through the
+    database (the worker has the hub's settings)."""
+    from hub.client import HubClientError
+
+    log.error("job %s: failed: %s", job_id, reason)
+    if client is not None:
+        try:
+            client._json("POST", f"/jobs/{job_id}/worker/finish", json={"status": "failed", "reason": reason},
+                         idempotent=True)
+            return
+        except HubClientError as e:
+            if e.code in ("job_state_conflict", "job_not_found"):
+                return  # it already ended (cancelled, lost...) or is gone
+            log.warning("job %s: could not report the failure through the API: %s", job_id, e)
+        except Exception as e:
+            log.warning("job %s: could not report the failure through the API: %s", job_id, e)
+    try:  # (Celery's Django fixup closes the task's database connection afterwards)
+        from hub.common.errors import Conflict, NotFound
+        from hub.jobs.services import job_transition
+
+        try:
+            job_transition(job_id=job_id, to="failed", reason=reason)
+        except (Conflict, NotFound):
+            pass
+    except Exception:
+        log.exception("job %s: could not report the failure at all; it stays as it is", job_id)
+
+
+def _retry(task, job_id: str, exc: Exception, *, client, countdown: float, **kwargs):
+    """Back to the queue for another try; a retry that cannot be queued ends the job."""
     try:
+        raise task.retry(args=[job_id], kwargs=kwargs, exc=exc, countdown=countdown)
+    except Retry:
+        raise
+    except Exception as e:  # the broker refused it (Reject): nothing would ever run the job
+        _give_up(job_id, client, f"{exc}; it could not be queued again ({type(e).__name__}: {e})")
+        raise
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+def run_job(self, job_id: str, infra_failures: int = 0, gpu_wait_since: float | None = None) -> str:
+    s = _settings()
+    client = None
+    try:
+        client = _client()
+        problem = _sandbox_problem()
+        if problem:  # retrying would bring it back to the same broken host
+            _give_up(job_id, client, f"worker {socket.gethostname()} cannot run jobs: {problem}")
+            return "failed"
+        work_root = Path(os.environ.get("HUB_JOBS_DIR") or Path(s.HUB_DATA_DIR) / "jobs")
+        work_root.mkdir(parents=True, exist_ok=True)
+        queues = os.environ.get("HUB_WORKER_QUEUES", "cpu")
+        sup = JobSupervisor(job_id, client=client, work_root=work_root,
+                            gpu_slots=_gpu_slots() if "gpu" in queues else None)
         return sup.run()
+    except GpusBusy as e:
+        since = gpu_wait_since or time.time()
+        waited = time.time() - since
+        if waited >= s.HUB_JOB_GPU_MAX_WAIT_S or self.request.is_eager:
+            _give_up(job_id, client, f"no worker had the GPUs this job asks for in {waited:.0f} s of waiting: {e}")
+            return "failed"
+        log.info("job %s: %s; back in the queue for %d s", job_id, e, s.HUB_JOB_GPU_RETRY_S)
+        return _retry(self, job_id, e, client=client, countdown=s.HUB_JOB_GPU_RETRY_S,
+                      infra_failures=infra_failures, gpu_wait_since=since)
     except InfrastructureError as e:
+        if infra_failures >= s.HUB_JOB_MAX_INFRA_RETRIES:
+            _give_up(job_id, client, f"infrastructure failure, gave up after {infra_failures + 1} attempts: {e}")
+            return "failed"
         log.warning("job %s: infrastructure failure, retrying: %s", job_id, e)
-        raise self.retry(exc=e, countdown=10 * (self.request.retries + 1)) from e
+        return _retry(self, job_id, e, client=client, countdown=10 * (infra_failures + 1),
+                      infra_failures=infra_failures + 1, gpu_wait_since=gpu_wait_since)
     except Exception as e:  # a bug must not leave the job queued or running forever
         log.exception("job %s: worker error", job_id)
-        try:
-            sup.client._json("POST", f"/jobs/{job_id}/worker/finish",
-                             json={"status": "failed", "reason": f"worker error: {type(e).__name__}: {e}"})
-        except Exception:
-            log.exception("job %s: could not report the failure", job_id)
+        _give_up(job_id, client, f"worker error: {type(e).__name__}: {e}")
         raise
 
 
 @worker_ready.connect
 def _announce(sender=None, **kwargs) -> None:
     """Check the sandbox, clean up after a previous crash, then keep a presence key per
-    queue alive so the hub knows which workers (GPU ones especially) exist."""
+    queue alive so the hub knows which workers (GPU ones especially) exist, and ask the hub
+    to reap jobs of dead workers."""
     from hub.jobs.presence import PRESENCE_TTL_S, announce
     from workers.sandbox import probe, reap_stale
 
     report = probe()
     log.info("sandbox probe: %s", report)
-    if not report.get("ok"):
-        # Jobs would fail at start with the same reason; do not advertise this worker.
-        log.error("the job sandbox is not usable on this host (missing: %s); this worker takes no jobs",
-                  report.get("missing"))
-        return
-    stale = reap_stale()
-    if stale:
-        log.warning("removed leftovers of %d job(s) from a previous worker: %s", len(stale), stale)
+    problem = _sandbox_problem()
+    if problem:
+        # Not advertised; a job that reaches it anyway fails at once with this reason.
+        log.error("the job sandbox is not usable on this host: %s; this worker fails every job it receives",
+                  problem)
+    else:
+        stale = reap_stale()
+        if stale:
+            log.warning("removed leftovers of %d job(s) from a previous worker: %s", len(stale), stale)
 
     s = _settings()
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
-    queues = [q for q in os.environ.get("HUB_WORKER_QUEUES", "cpu").split(",") if q]
+    queues = [q for q in os.environ.get("HUB_WORKER_QUEUES", "cpu").split(",") if q] if not problem else []
 
     sweep_state: dict = {}
 

@@ -1,0 +1,139 @@
+"""The job task's retry policy: infrastructure failures retry a bounded number of times and
+then fail the job with the reason; too few free GPUs wait in the queue; a worker whose sandbox
+is unusable fails jobs at once; a retry that cannot be queued ends the job. Nothing leaves a
+job queued or running forever."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from celery.exceptions import Reject, Retry
+
+import workers.tasks as tasks
+from workers.supervisor import GpusBusy, InfrastructureError
+
+pytestmark = pytest.mark.unit
+
+
+class Hub:
+    def __init__(self):
+        self.finished = []
+
+    def _json(self, method, path, json=None, **kw):
+        if path.endswith("/worker/finish"):
+            self.finished.append(json)
+        return {}
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    h = Hub()
+    monkeypatch.setattr(tasks, "_client", lambda: h)
+    monkeypatch.setattr(tasks, "_sandbox_problem", lambda: None)
+    monkeypatch.setenv("HUB_JOBS_DIR", "/tmp/hub-test-jobs-tasks")
+    return h
+
+
+def supervisor_raising(monkeypatch, exc):
+    made = []
+
+    class Sup:
+        def __init__(self, job_id, **kw):
+            made.append(job_id)
+
+        def run(self):
+            raise exc
+
+    monkeypatch.setattr(tasks, "JobSupervisor", Sup)
+    return made
+
+
+@pytest.fixture
+def retries(monkeypatch):
+    calls = []
+
+    def retry(args=None, kwargs=None, exc=None, countdown=None, **kw):
+        calls.append({"args": args, "kwargs": kwargs, "countdown": countdown})
+        return Retry("retry", exc)
+
+    monkeypatch.setattr(tasks.run_job, "retry", retry)
+    return calls
+
+
+def test_an_infrastructure_failure_is_retried_with_a_growing_countdown(hub, monkeypatch, retries):
+    supervisor_raising(monkeypatch, InfrastructureError("the hub is unreachable"))
+    with pytest.raises(Retry):
+        tasks.run_job.run("j1")
+    with pytest.raises(Retry):
+        tasks.run_job.run("j1", infra_failures=1)
+    assert [c["countdown"] for c in retries] == [10, 20]
+    assert [c["kwargs"]["infra_failures"] for c in retries] == [1, 2]
+    assert retries[0]["args"] == ["j1"] and hub.finished == []
+
+
+def test_when_retries_run_out_the_job_fails_with_the_reason(hub, monkeypatch, retries, settings):
+    settings.HUB_JOB_MAX_INFRA_RETRIES = 3
+    supervisor_raising(monkeypatch, InfrastructureError("the sandbox could not start: no cgroup"))
+    assert tasks.run_job.run("j1", infra_failures=3) == "failed"
+    assert retries == []
+    [done] = hub.finished
+    assert done["status"] == "failed"
+    assert "gave up after 4 attempts" in done["reason"] and "no cgroup" in done["reason"]
+
+
+def test_every_attempt_through_eager_celery_ends_failed_not_queued(hub, monkeypatch, settings):
+    settings.HUB_JOB_MAX_INFRA_RETRIES = 2
+    made = supervisor_raising(monkeypatch, InfrastructureError("the hub is unreachable"))
+    result = tasks.run_job.apply(args=["j1"])
+    assert result.get() == "failed" and len(made) == 3
+    assert [f["status"] for f in hub.finished] == ["failed"]
+
+
+def test_too_few_free_gpus_waits_in_the_queue_without_using_the_retry_budget(hub, monkeypatch, retries, settings):
+    settings.HUB_JOB_GPU_RETRY_S = 30
+    supervisor_raising(monkeypatch, GpusBusy("waiting for GPUs: 2 GPUs requested, 0 free on host-a"))
+    with pytest.raises(Retry):
+        tasks.run_job.run("j1", infra_failures=2)
+    [r] = retries
+    assert r["countdown"] == 30 and r["kwargs"]["infra_failures"] == 2 and r["kwargs"]["gpu_wait_since"]
+    assert hub.finished == []
+    # ... but not forever.
+    settings.HUB_JOB_GPU_MAX_WAIT_S = 3600
+    assert tasks.run_job.run("j1", gpu_wait_since=time.time() - 7200) == "failed"
+    assert "no worker had the GPUs" in hub.finished[-1]["reason"] and "0 free" in hub.finished[-1]["reason"]
+
+
+def test_a_retry_the_broker_refuses_fails_the_job(hub, monkeypatch):
+    supervisor_raising(monkeypatch, InfrastructureError("the hub is unreachable"))
+
+    def retry(**kw):
+        raise Reject(ConnectionError("broker down"), requeue=False)
+
+    monkeypatch.setattr(tasks.run_job, "retry", retry)
+    with pytest.raises(Reject):
+        tasks.run_job.run("j1")
+    assert "could not be queued again" in hub.finished[-1]["reason"]
+
+
+def test_a_worker_with_a_broken_sandbox_fails_the_job_at_once_with_the_reason(hub, monkeypatch, retries):
+    made = supervisor_raising(monkeypatch, AssertionError("must not run"))
+    monkeypatch.setattr(tasks, "_sandbox_problem",
+                        lambda: "refusing to run jobs: mandatory sandbox layers are missing: bwrap")
+    assert tasks.run_job.run("j1") == "failed"
+    assert made == [] and retries == []
+    [done] = hub.finished
+    assert "cannot run jobs" in done["reason"] and "missing: bwrap" in done["reason"]
+
+
+def test_a_bug_fails_the_job_even_when_the_client_cannot_be_made(monkeypatch):
+    reported = []
+    monkeypatch.setattr(tasks, "_give_up", lambda job_id, client, reason: reported.append((job_id, client, reason)))
+
+    def no_client():
+        raise RuntimeError("bad HUB_WORKER_API_URL")
+
+    monkeypatch.setattr(tasks, "_client", no_client)
+    with pytest.raises(RuntimeError):
+        tasks.run_job.run("j1")
+    assert reported == [("j1", None, "worker error: RuntimeError: bad HUB_WORKER_API_URL")]
