@@ -201,6 +201,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = N
                               "--workers", "1", "--worker-class", "gthread", "--threads", str(threads),
                               "--timeout", "600", "--graceful-timeout", "10", "--access-logfile", "-"],
                       env, ready_url=f"{base}/api/v1/health", logfile=data / "logs" / "web.log"))
+        sup.add(_reaper_child(env, data))
         for child in _worker_children(env, data, base):
             sup.add(child)
         if demo:
@@ -238,6 +239,12 @@ def _worker_token(env: dict, data: Path) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(token)
     return token
+
+
+def _reaper_child(env: dict, data: Path) -> Child:
+    """Marks jobs of dead workers ``lost`` on a timer, even when nobody reads jobs."""
+    return Child("jobs reaper", [sys.executable, "manage.py", "jobs_reaper"], dict(env),
+                 logfile=data / "logs" / "jobs-reaper.log")
 
 
 def _worker_children(env: dict, data: Path, base_url: str) -> list[Child]:

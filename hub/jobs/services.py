@@ -46,9 +46,8 @@ def _resources(raw) -> dict:
     problems = []
     out = {"gpus": raw.get("gpus", 0), "cpus": raw.get("cpus", 1), "memory_mb": raw.get("memory_mb", 4096),
            "time_limit_s": raw.get("time_limit_s", 3600)}
-    unknown = set(raw) - set(out)
-    if unknown:
-        problems.append({"path": f"resources.{sorted(unknown)[0]}", "message": "unknown key"})
+    for key in sorted(set(raw) - set(out), key=str):
+        problems.append({"path": f"resources.{key}", "message": f"unknown key (use {', '.join(out)})"})
     bounds = {"gpus": (0, 16), "cpus": (0.1, 256), "memory_mb": (64, 4 * 1024 * 1024), "time_limit_s": (1, MAX_TIME_LIMIT_S)}
     for key, (lo, hi) in bounds.items():
         v = out[key]
@@ -90,12 +89,21 @@ def job_launch(*, project, user, kind: str, config: dict, base: str = "", target
     if target_repo:
         from hub.accounts.models import Role
         from hub.common.validation import validate_ref_name
+        from hub.registry.models import Ref
 
         ns, _, name = target_repo.partition("/")
         repo = registry.repo_get(namespace=ns, name=name)
         if (accounts.role_in(user=user, namespace=repo.namespace) or "") not in (Role.WRITE, Role.ADMIN):
             raise InvalidInput(f"You cannot write to {target_repo}.", code="target_forbidden")
         target_branch = validate_ref_name(target_branch or repo.default_branch)
+        if not Ref.objects.filter(repo=repo, kind=Ref.Kind.BRANCH, name=target_branch).exists() \
+                and not (base_repo and base_repo == target_repo):
+            # Found now, not after an hour of training when the result cannot be committed.
+            raise InvalidInput(
+                f"Branch {target_branch!r} does not exist in {target_repo}. Create it first "
+                f"(hub branch create {target_repo} {target_branch}), or launch from a base in {target_repo}: "
+                "the branch is then created at the base commit.", code="target_branch_not_found",
+                details={"repo": target_repo, "branch": target_branch})
     queue = "gpu" if res["gpus"] > 0 else "cpu"
     if queue == "gpu":
         from hub.jobs.presence import workers_online
@@ -201,7 +209,9 @@ def job_heartbeat(*, job: Job, progress: dict | None = None, counters: dict | No
 
 def jobs_reap_lost(*, older_than_s: int | None = None) -> list[str]:
     """Running jobs whose worker stopped heartbeating are ``lost`` (their process is gone or
-    unreachable); a job never stays ``running`` without a live worker."""
+    unreachable); a job never stays ``running`` without a live worker. Called on every read
+    of jobs and every ``HUB_JOB_REAP_EVERY_S`` by ``manage.py jobs_reaper`` (which ``hub
+    serve`` runs), so it happens even when nobody looks."""
     older_than_s = settings.HUB_JOB_LOST_AFTER_S if older_than_s is None else older_than_s
     cutoff = timezone.now() - timedelta(seconds=older_than_s)
     lost = []
@@ -275,5 +285,10 @@ def job_finish(*, job: Job, status: str, reason: str, summary: dict | None = Non
         fields["result_branch"] = result_branch
     if run_id:
         fields["run_id"] = run_id
+    events = (summary or {}).get("events")
+    if isinstance(events, dict):  # the final counts (heartbeats carry them only while running)
+        for name, key in (("events_received", "received"), ("events_rejected", "rejected")):
+            if isinstance(events.get(key), int) and not isinstance(events.get(key), bool):
+                fields[name] = events[key]
     # From running normally; from queued when a worker fails before it could start the job.
     return job_transition(job_id=job.pk, to=status, reason=reason, **fields)

@@ -137,3 +137,78 @@ def test_worker_logs_and_profile_rows(setup, metrics_store, monkeypatch):
     prof = client.get(f"/api/v1/jobs/{job['id']}/profile").json()
     assert [o["op"] for o in prof["ops"]] == ["aten::mm", "aten::add"]
     assert sel and svc  # imported for their get_metrics_store lookups
+
+
+def test_every_unknown_resource_key_is_reported(setup):
+    client, _ = setup
+    r = launch(client, resources={"gpus": 0, "turbo": True, "nodes": 2, "cpus": 1})
+    assert r.status_code == 400
+    paths = [e["path"] for e in r.json()["error"]["details"]["errors"]]
+    assert paths == ["resources.nodes", "resources.turbo"]
+
+
+def test_a_target_branch_that_does_not_exist_is_refused_at_launch(setup):
+    client, _ = setup
+    client.post("/api/v1/repos", {"name": "other"}, format="json")
+    r = launch(client, target="alice/moe@no-such-branch")
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["code"] == "target_branch_not_found" and "no-such-branch" in err["message"]
+    assert err["details"] == {"repo": "alice/moe", "branch": "no-such-branch"}
+    # A base in another repo does not help: the branch would have nothing to start from.
+    r = launch(client, kind="evaluate", config={}, base="alice/other@main", target="alice/moe@new")
+    assert r.json()["error"]["code"] == "target_branch_not_found"
+    assert Job.objects.count() == 0
+    # From a base in the same repo the worker creates the branch at the base commit.
+    ok = launch(client, kind="finetune", config={}, base="alice/moe@main", target="alice/moe@exp-1")
+    assert ok.status_code == 201, ok.content
+    assert ok.json()["target"] == {"repo": "alice/moe", "branch": "exp-1"}
+    assert launch(client, target="alice/moe@main").status_code == 201
+
+
+def test_the_final_event_counts_are_kept(setup):
+    client, worker = setup
+    job = launch(client).json()
+    worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json")
+    worker.post(f"/api/v1/jobs/{job['id']}/worker/finish",
+                {"status": "succeeded", "summary": {"events": {"received": 12, "rejected": 3}}}, format="json")
+    assert client.get(f"/api/v1/jobs/{job['id']}").json()["events"] == {"received": 12, "rejected": 3}
+
+
+def test_lost_jobs_are_reaped_on_a_timer_without_anybody_reading(setup, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from hub import settings as hub_settings
+
+    # Heartbeats every 2 s; the default leaves room for 15 missed beats and, with the
+    # reaper's period, marks a dead worker's job lost well within the 60 s required.
+    assert hub_settings.HUB_JOB_LOST_AFTER_S + hub_settings.HUB_JOB_REAP_EVERY_S <= 45
+    client, worker = setup
+    job = launch(client).json()
+    worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json")
+    out = StringIO()
+    call_command("jobs_reaper", "--once", stdout=out)
+    assert Job.objects.get(pk=job["id"]).status == "running" and out.getvalue() == ""
+    Job.objects.filter(pk=job["id"]).update(heartbeat_at=timezone.now() - timedelta(seconds=31))
+    call_command("jobs_reaper", "--once", stdout=out)
+    j = Job.objects.get(pk=job["id"])
+    assert j.status == "lost" and "no heartbeat" in j.status_reason and job["id"] in out.getvalue()
+
+
+def test_a_worker_that_cannot_reach_the_api_still_ends_the_job(setup):
+    """The task's last resort when it gives up: the job fails through the database."""
+    from hub.client import HubUnreachable
+    from workers.tasks import _give_up
+
+    client, _ = setup
+    job = launch(client).json()
+
+    class Down:
+        def _json(self, *a, **kw):
+            raise HubUnreachable("connection refused")
+
+    _give_up(job["id"], Down(), "infrastructure failure, gave up after 4 attempts: the hub is unreachable")
+    j = client.get(f"/api/v1/jobs/{job['id']}").json()
+    assert j["status"] == "failed" and "gave up after 4 attempts" in j["reason"]
