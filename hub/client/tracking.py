@@ -15,6 +15,7 @@ NaN and ±Inf values are dropped client-side with one warning per key (the hub r
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import math
 import os
@@ -31,6 +32,8 @@ from hub.client.errors import HubClientError, HubUnreachable
 
 log = logging.getLogger("hub.client")
 BINARY = "application/x-hub-points"  # hub.tracking.wire.CONTENT_TYPE
+STATUS_FILE = "status.json"  # a final status finish() could not send; `hub sync` sends it
+STATUS_TIMEOUT = 5.0  # seconds for the final status call (one try: finish() must stay bounded)
 
 
 def _encode(records: list[tuple[int, float, dict]]) -> tuple[bytes, int, dict[str, int]]:
@@ -80,7 +83,12 @@ class Run:
         self.max_pending = max_pending
         self.spool = Path(spool_dir or config.spool_dir()) / self.id
         self._records: list[tuple[int, float, dict]] = []
-        self._pending_points = 0
+        self._pending_points = 0  # points in _records
+        # Batches taken from the buffer and not yet sent or spooled (the sender may be blocked
+        # in a POST): they count as pending, and finish() spools them if the sender hangs.
+        self._inflight: dict[int, tuple[bytes, int]] = {}
+        self._inflight_points = 0  # points taken by _take() and not yet sent, spooled or dropped
+        self._batch_seq = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -94,6 +102,9 @@ class Run:
         self.online = True
         self._probe_now = False
         self.finished = False
+        # A status left by an earlier finish() that could not reach the hub is void: the run
+        # is running again.
+        (self.spool / STATUS_FILE).unlink(missing_ok=True)
         self._thread = threading.Thread(target=self._loop, name=f"hub-run-{self.id}", daemon=True)
         self._thread.start()
         _live_runs.add(self)
@@ -145,33 +156,67 @@ class Run:
         return self.pending()
 
     def pending(self) -> int:
+        """Points not yet accepted by the hub: buffered, in flight (a POST that has not
+        answered) or spooled on disk."""
         with self._lock:
-            mem = self._pending_points
+            mem = self._pending_points + self._inflight_points
         return mem + self._spooled_points_on_disk()
 
-    def finish(self, status: str = "finished", *, timeout: float = 30.0) -> dict:
-        """Flush (bounded by ``timeout``), mark the run ``status``, stop the sender. Whatever
-        could not be sent stays spooled on disk and is reported, never silently dropped."""
-        if self.finished:
-            return {"pending": self.pending()}
-        left = self.flush(timeout)
+    def _stop_sender(self, deadline: float) -> None:
+        """Stop the sender by ``deadline``. If it is stuck (a POST that does not answer), the
+        batches it holds are spooled from here: if the POST did land after all, the replay
+        is a duplicate, which the hub collapses on (run, key, step)."""
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=max(0.05, deadline - time.monotonic()))
+        with self._lock:
+            stuck = list(self._inflight.items())
+        for token, (body, n) in stuck:
+            self._write_spool(body, n)
+            self._resolve(token)
         if self._records:
             self._spill()
+
+    def _send_status(self, status: str, timeout: float) -> bool:
+        """One short PATCH, no retries (finish() must not outlast its timeout); if the hub
+        does not answer, the status is spooled next to the points and `hub sync` sends it."""
+        try:
+            self.data = self.client._json("PATCH", f"/runs/{self.id}", json={"status": status}, retries=0,
+                                          timeout=max(0.5, timeout))
+            return True
+        except HubClientError as e:
+            if isinstance(e, HubClientError) and not isinstance(e, HubUnreachable) and e.status < 500:
+                warnings.warn(f"run {self.id}: the hub refused status {status!r}: {e.message}", stacklevel=3)
+                return False
+            reason = e.message
+        except Exception as e:  # a timeout or a broken connection: the hub may be hung
+            reason = str(e) or type(e).__name__
+        _write_status(self.spool, status)
+        warnings.warn(f"run {self.id}: could not set status {status!r} ({reason}); it is spooled in {self.spool} "
+                      "and will be sent by `hub sync`", stacklevel=3)
+        return False
+
+    def finish(self, status: str = "finished", *, timeout: float = 30.0) -> dict:
+        """Flush, mark the run ``status`` and stop the sender, all within about ``timeout``
+        seconds (plus at most a few seconds for the status call). Whatever could not be sent
+        (including a batch whose POST hangs) stays spooled on disk and is reported, never
+        silently dropped."""
+        if self.finished:
+            return {"pending": self.pending()}
+        start = time.monotonic()
+        deadline = start + timeout
+        self.flush(max(0.0, timeout - 0.1))
+        self._stop_sender(deadline)
         left = self.pending()
         self.finished = True
         _live_runs.discard(self)
-        try:
-            self.data = self.client._json("PATCH", f"/runs/{self.id}", json={"status": status})
-        except HubClientError as e:
-            warnings.warn(f"run {self.id}: could not set status {status!r}: {e.message}", stacklevel=2)
+        status_sent = self._send_status(status, min(STATUS_TIMEOUT, max(0.5, deadline - time.monotonic())))
         if left:
             msg = (f"run {self.id}: {left} point(s) not yet sent; they are spooled in {self.spool} and will be "
                    f"sent by `hub sync` or the next start of this run")
             warnings.warn(msg, stacklevel=2)
-        return {"pending": left, "sent": self.sent_points, "spool": str(self.spool) if left else None}
+        return {"pending": left, "sent": self.sent_points, "spool": str(self.spool) if left or not status_sent else None,
+                "status_sent": status_sent}
 
     def __enter__(self) -> Run:
         return self
@@ -187,10 +232,19 @@ class Run:
     # --- the sender ------------------------------------------------------------------------------
 
     def _take(self) -> list[tuple[int, float, dict]]:
+        """Take the buffer; its points stay pending (in flight) until sent, spooled or dropped."""
         with self._lock:
             recs, self._records = self._records, []
+            self._inflight_points += self._pending_points
             self._pending_points = 0
         return recs
+
+    def _resolve(self, token: int) -> None:
+        """A batch was sent or spooled: it no longer counts as in flight (once)."""
+        with self._lock:
+            batch = self._inflight.pop(token, None)
+            if batch is not None:
+                self._inflight_points -= batch[1]
 
     def _spool_files(self) -> list[Path]:
         try:
@@ -209,16 +263,21 @@ class Run:
 
     def _write_spool(self, body: bytes, points: int) -> None:
         self.spool.mkdir(parents=True, exist_ok=True)
-        self._seq += 1
-        name = f"{time.time_ns():020d}{self._seq:06d}-{points}.bin"
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+        name = f"{time.time_ns():020d}{seq:06d}-{points}.bin"
         tmp = self.spool / (name + ".tmp")
         tmp.write_bytes(body)
         os.replace(tmp, self.spool / name)
         self.spooled_points += points
 
-    def _batches(self):
+    def _batches(self) -> list[tuple[int, bytes, int]]:
         """Take the buffer, cut into encoded batches of about ``batch_points`` points (the
-        hub refuses larger requests): yields (body, points)."""
+        hub refuses larger requests), each registered as in flight until :meth:`_resolve`:
+        a list of (token, body, points). Encoded all at once so that a sender stuck on the
+        first POST leaves the others where finish() can spool them."""
+        out: list[tuple[int, bytes, int]] = []
         chunk: list = []
         points = 0
         for rec in self._take() + [None]:
@@ -228,14 +287,20 @@ class Run:
             if chunk and (rec is None or points >= self.batch_points):
                 body, n, dropped = _encode(chunk)
                 self._warn(dropped)
-                if n:
-                    yield body, n
+                with self._lock:
+                    self._inflight_points -= points - n  # dropped values are not pending
+                    if n:
+                        self._batch_seq += 1
+                        self._inflight[self._batch_seq] = (body, n)
+                        out.append((self._batch_seq, body, n))
                 chunk, points = [], 0
+        return out
 
     def _spill(self) -> None:
         """Write the buffer to the spool, one file per batch."""
-        for body, n in self._batches():
+        for token, body, n in self._batches():
             self._write_spool(body, n)
+            self._resolve(token)
 
     def _warn(self, dropped: dict[str, int]) -> None:
         for k, n in dropped.items():
@@ -248,19 +313,29 @@ class Run:
         self.client.request("POST", f"/runs/{self.id}/metrics", content=body,
                             headers={"Content-Type": BINARY}, idempotent=True, retries=0)
 
-    def _send_or_spool(self, body: bytes, points: int) -> None:
-        if self.online:
-            try:
-                self._post(body)
-                self.sent_points += points
-                return
-            except (HubUnreachable, HubClientError) as e:
-                if isinstance(e, HubClientError) and not isinstance(e, HubUnreachable) and e.status < 500:
-                    log.error("run %s: the hub refused a batch of %d point(s): %s", self.id, points, e.message)
+    def _send_or_spool(self, token: int, body: bytes, points: int) -> None:
+        with self._lock:
+            if token not in self._inflight:
+                return  # finish() spooled it while this thread was stuck on an earlier POST
+        try:
+            if self.online:
+                try:
+                    self._post(body)
+                    self.sent_points += points
                     return
-                self.online = False
-                log.warning("run %s: hub unavailable (%s); spooling to %s", self.id, e.message, self.spool)
-        self._write_spool(body, points)
+                except (HubUnreachable, HubClientError) as e:
+                    if isinstance(e, HubClientError) and not isinstance(e, HubUnreachable) and e.status < 500:
+                        log.error("run %s: the hub refused a batch of %d point(s): %s", self.id, points, e.message)
+                        return
+                    self.online = False
+                    log.warning("run %s: hub unavailable (%s); spooling to %s", self.id, e.message, self.spool)
+            with self._lock:
+                # finish() spooled it already while this thread was stuck in the POST
+                spooled_by_finish = token not in self._inflight
+            if not spooled_by_finish:
+                self._write_spool(body, points)
+        finally:
+            self._resolve(token)
 
     def _replay(self) -> bool:
         """Send spooled batches oldest first; True when the spool is empty."""
@@ -292,8 +367,8 @@ class Run:
             stopping = self._stop.is_set()
             self._idle.clear()
             try:
-                for body, n in self._batches():
-                    self._send_or_spool(body, n)
+                for token, body, n in self._batches():
+                    self._send_or_spool(token, body, n)
                 probe, self._probe_now = self._probe_now, False
                 if (self.online or probe or time.monotonic() >= next_probe) and self._spool_files():
                     if self._replay():
@@ -317,12 +392,10 @@ _live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
 def _flush_at_exit() -> None:
     for run in list(_live_runs):
         if not run.finished:
-            left = run.flush(timeout=float(os.environ.get("HUB_EXIT_FLUSH_SECONDS", "10")))
-            run._stop.set()
-            run._wake.set()
-            run._thread.join(timeout=2)
-            if run._records:
-                run._spill()
+            wait = float(os.environ.get("HUB_EXIT_FLUSH_SECONDS", "10"))
+            deadline = time.monotonic() + wait
+            run.flush(timeout=wait)
+            run._stop_sender(deadline + 2)
             left = run.pending()
             if left:
                 print(f"[hub] run {run.id}: {left} point(s) not sent before exit; spooled in {run.spool} "
@@ -333,8 +406,17 @@ def new_run_id() -> str:
     return secrets.token_hex(8)
 
 
+def _write_status(spool: Path, status: str) -> None:
+    spool.mkdir(parents=True, exist_ok=True)
+    tmp = spool / (STATUS_FILE + ".tmp")
+    tmp.write_text(json.dumps({"status": status}))
+    os.replace(tmp, spool / STATUS_FILE)
+
+
 def sync_spool(client, spool_root: str | os.PathLike | None = None) -> dict:
-    """Send every spooled batch of every run (the ``hub sync`` command)."""
+    """Send every spooled batch of every run (the ``hub sync`` command), then the final
+    status a finish() could not send (after the points, so a run is never marked finished
+    while some of its points are still on disk)."""
     root = Path(spool_root or config.spool_dir())
     sent = failed = 0
     for run_dir in sorted(p for p in root.glob("*") if p.is_dir()):
@@ -342,6 +424,20 @@ def sync_spool(client, spool_root: str | os.PathLike | None = None) -> dict:
         run.client, run.id, run.spool, run.sent_points = client, run_dir.name, run_dir, 0
         ok = run._replay()
         sent += run.sent_points
+        status_file = run_dir / STATUS_FILE
+        if ok and status_file.exists():
+            try:
+                status = json.loads(status_file.read_text())["status"]
+                client._json("PATCH", f"/runs/{run.id}", json={"status": status})
+                status_file.unlink(missing_ok=True)
+            except HubClientError as e:
+                if isinstance(e, HubUnreachable) or e.status >= 500:
+                    ok = False
+                else:  # refused (the run is gone, or the status is not valid): nothing to retry
+                    log.error("run %s: the hub refused the spooled status: %s", run.id, e.message)
+                    status_file.unlink(missing_ok=True)
+            except (ValueError, KeyError):
+                status_file.unlink(missing_ok=True)
         failed += 0 if ok else 1
         if ok and not any(run_dir.iterdir()):
             run_dir.rmdir()
