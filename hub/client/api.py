@@ -493,7 +493,10 @@ class Client:
                 raise HubClientError(resp.status_code, "range_not_honoured", "the hub ignored a Range request")
             with open(part, "ab") as f:
                 buf = bytearray()
-                for piece in resp.iter_bytes(1 << 20):
+                # As the bytes arrive (no fixed-size re-chunking): when the hub drops the
+                # connection mid-file, every whole chunk received so far is verified and kept,
+                # so the retry resumes after it instead of from the start.
+                for piece in resp.iter_bytes():
                     buf += piece
                     while index < len(chunks) and len(buf) >= chunks[index][1]:
                         digest, size = chunks[index]

@@ -364,8 +364,8 @@ class FileDownloadApi(APIView):
                 if start >= f.size or start >= end:
                     return HttpResponse(status=416, headers={"Content-Range": f"bytes */{f.size}"})
                 status = 206
-        resp = StreamingHttpResponse(selectors.file_iter(file=f, start=start, end=end), status=status,
-                                     content_type="application/octet-stream")
+        body = selectors.file_stream(file=f, start=start, end=end, path=path)  # 503 corrupt_chunk before any byte
+        resp = StreamingHttpResponse(body, status=status, content_type="application/octet-stream")
         resp["Content-Length"] = str(end - start)
         resp["ETag"] = etag
         resp["Accept-Ranges"] = "bytes"
@@ -387,13 +387,16 @@ class ArchiveApi(APIView):
 
         objs = {o.oid: o for o in FileObject.objects.filter(oid__in={x["oid"] for x in files})}
         mtime = int(commit.created_at.timestamp())
+        # The first file's first chunk is verified before answering (503 corrupt_chunk); a
+        # later bad chunk aborts the stream, and the tar is left without its end blocks.
+        first = selectors.file_stream(file=objs[files[0]["oid"]], path=files[0]["path"]) if files else iter(())
 
         def stream():
-            for entry in files:
+            for i, entry in enumerate(files):
                 info = tarfile.TarInfo(f"{repo.name}/{entry['path']}")
                 info.size, info.mtime, info.mode = entry["size"], mtime, 0o644
                 yield info.tobuf(format=tarfile.PAX_FORMAT)
-                yield from selectors.file_iter(file=objs[entry["oid"]])
+                yield from first if i == 0 else selectors.file_iter(file=objs[entry["oid"]])
                 if entry["size"] % 512:
                     yield b"\0" * (512 - entry["size"] % 512)
             yield b"\0" * 1024

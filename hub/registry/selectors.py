@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import heapq
+import itertools
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from hub.accounts import selectors as accounts
 from hub.accounts.models import Role
-from hub.common.errors import InvalidInput, NotFound
+from hub.common.errors import InvalidInput, NotFound, ServiceUnavailable
 from hub.registry.models import Commit, FileObject, Ref, Repo
 from hub.registry.tensorops import FileReader, TensorRef, comparable, delta_stats, tensors_identical
-from hub.stores.blobs import get_blob_store
+from hub.stores.blobs import BlobError, BlobHashMismatch, get_blob_store
+
+log = logging.getLogger(__name__)
 
 # --- repos and permissions ---------------------------------------------------------------------
 
@@ -223,6 +227,30 @@ def file_iter(*, file: FileObject, start: int = 0, end: int | None = None) -> It
         pos += size
         if pos >= end:
             break
+
+
+def file_stream(*, file: FileObject, start: int = 0, end: int | None = None, path: str = "") -> Iterator[bytes]:
+    """:func:`file_iter` for a response: the first chunk is read and verified *now*, so a
+    corrupt or missing first chunk is a clean ``503 corrupt_chunk`` error instead of a 200
+    whose body breaks. A later bad chunk still raises mid-stream: the server then drops the
+    connection and the client sees a body shorter than its Content-Length (the SDK, which
+    verifies every chunk, resumes once and then gets this error)."""
+    it = file_iter(file=file, start=start, end=end)
+    try:
+        first = next(it)
+    except StopIteration:
+        return iter(())
+    except BlobError as e:
+        digest = e.expected if isinstance(e, BlobHashMismatch) else str(e)
+        log.error("corrupt or missing chunk %s of file %s (%s): %s", digest, file.oid, path, e)
+        raise ServiceUnavailable(
+            f"{path or 'This file'}: a stored chunk failed verification, so it cannot be served. "
+            "An administrator must restore the blob store.",
+            code="corrupt_chunk", retry_after=60,
+            details={"path": path or None, "oid": file.oid, "chunk": digest,
+                     "reason": "hash_mismatch" if isinstance(e, BlobHashMismatch) else "missing"},
+        ) from e
+    return itertools.chain([first], it)
 
 
 # --- diff ----------------------------------------------------------------------------------------

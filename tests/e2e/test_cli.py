@@ -190,3 +190,44 @@ def test_serve_stops_every_child_on_sigterm(tmp_path):
     assert proc.returncode == 0, out
     assert all(wait_gone(int(pid)) for pid in children), out
     assert "stopping web" in out
+
+
+def test_corrupt_chunk_is_a_clean_error_up_front_and_a_short_body_later(live_hub, alice, tmp_path):
+    import httpx
+
+    c = Client(url=live_hub.url, token=alice, retries=1, backoff=0.01)
+    c.create_repo("alice/corrupt")
+    _write_model(tmp_path / "m", model(seed=23, n=4, shape=(256, 256)))
+    c.push(tmp_path / "m", repo="alice/corrupt", message="w")
+    full = (tmp_path / "m" / "model.safetensors").read_bytes()
+    chunks = chunk_file(tmp_path / "m" / "model.safetensors", name="model.safetensors").chunks
+
+    def corrupt(chunk):
+        path = live_hub.data_dir / "blobs" / chunk.hash[:2] / chunk.hash[2:4] / chunk.hash
+        path.write_bytes(b"\0" * chunk.size)
+
+    url = f"{live_hub.url}/api/v1/repos/alice/corrupt/files/model.safetensors"
+    auth = {"Authorization": f"Bearer {alice}"}
+    # A bad chunk after the first: 200 with the full Content-Length, then the body stops short.
+    bad = chunks[2]
+    corrupt(bad)
+    got = bytearray()
+    with httpx.stream("GET", url, headers=auth, timeout=30) as r:
+        assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(full)
+        with pytest.raises(httpx.RemoteProtocolError):
+            for part in r.iter_bytes():
+                got += part
+    assert 0 < len(got) <= bad.offset and full.startswith(bytes(got))
+    # The SDK verifies what it got, resumes at the bad chunk, and is refused with the code.
+    dest = tmp_path / "dl" / "model.safetensors"
+    with pytest.raises(HubClientError) as e:
+        c.download_file("alice/corrupt", "model.safetensors", dest)
+    assert e.value.status == 503 and e.value.code == "corrupt_chunk" and e.value.details["chunk"] == bad.hash
+    assert not dest.exists()
+    # A bad first chunk: a clean JSON error before any byte, and `hub pull` exits 1 saying why.
+    corrupt(chunks[0])
+    r = httpx.get(url, headers=auth, timeout=30)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "corrupt_chunk" and r.headers["Retry-After"]
+    p = live_hub.cli("pull", "alice/corrupt@main", str(tmp_path / "out"), "--quiet", token=alice)
+    assert p.returncode == 1 and "corrupt_chunk" in p.stderr, (p.stdout, p.stderr)
+    assert not (tmp_path / "out" / "model.safetensors").exists()

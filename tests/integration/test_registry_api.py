@@ -186,15 +186,56 @@ def test_download_range_etag_and_archive(api, repo):
     assert tar.extractfile("moe/README.md").read() == b"# hi\n"
 
 
+def _corrupt(blob_dir, digest: str) -> None:
+    path = blob_dir / digest[:2] / digest[2:4] / digest
+    path.write_bytes(b"y" * path.stat().st_size)
+
+
 def test_download_of_corrupted_chunk_fails_instead_of_serving_bad_bytes(api, repo, blob_dir):
     client, _ = api
     push(client, repo, {"a.bin": b"x" * 5000})
     digest = chunk_hash(b"x" * 5000)
-    path = blob_dir / digest[:2] / digest[2:4] / digest
-    path.write_bytes(b"y" * 5000)
+    _corrupt(blob_dir, digest)
     r = client.get(f"/api/v1/repos/{repo}/files/a.bin?ref=main")
+    # the only chunk is the first one: a clean error before any byte, in the one error shape
+    assert r.status_code == 503 and not r.streaming
+    err = r.json()["error"]
+    assert err["code"] == "corrupt_chunk" and err["details"]["chunk"] == digest
+    assert err["details"]["reason"] == "hash_mismatch" and err["details"]["path"] == "a.bin"
+    assert int(r["Retry-After"]) > 0
+    r = client.get(f"/api/v1/repos/{repo}/archive?ref=main")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "corrupt_chunk"
+
+
+def test_download_with_a_missing_first_chunk_is_a_clean_error(api, repo, blob_dir):
+    client, _ = api
+    push(client, repo, {"a.bin": b"m" * 5000})
+    digest = chunk_hash(b"m" * 5000)
+    (blob_dir / digest[:2] / digest[2:4] / digest).unlink()
+    r = client.get(f"/api/v1/repos/{repo}/files/a.bin?ref=main")
+    assert r.status_code == 503 and r.json()["error"]["details"]["reason"] == "missing"
+
+
+def test_corruption_after_the_first_chunk_aborts_the_stream(api, repo, blob_dir):
+    client, _ = api
+    data = st_bytes(model(seed=9))  # a header chunk, then one chunk per tensor
+    push(client, repo, {"m.safetensors": data})
+    chunks = chunk_bytes(data, name="m.safetensors").chunks
+    bad = chunks[3]
+    _corrupt(blob_dir, bad.hash)
+    r = client.get(f"/api/v1/repos/{repo}/files/m.safetensors?ref=main")
+    assert r.status_code == 200 and r["Content-Length"] == str(len(data))  # the first chunk was fine
+    got = bytearray()
     with pytest.raises(Exception, match="hash"):
-        b"".join(r.streaming_content)
+        for part in r.streaming_content:
+            got += part
+    assert bytes(got) == data[: bad.offset]  # every byte sent is good; the body stops short
+    # a range that starts at the bad chunk is refused up front
+    _, _, r = download(client, repo, "m.safetensors", HTTP_RANGE=f"bytes={bad.offset}-")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "corrupt_chunk"
+    # and one that starts after it is served
+    status, body, _ = download(client, repo, "m.safetensors", HTTP_RANGE=f"bytes={chunks[4].offset}-")
+    assert status == 206 and body == data[chunks[4].offset :]
 
 
 def test_diff_reports_tensor_stats(api, repo):
