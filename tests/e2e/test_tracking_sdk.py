@@ -38,7 +38,8 @@ def test_log_finish_and_read_back(live_hub, bob, tmp_path):
     info = c.get_run(run.id)
     assert info["status"] == "finished" and info["params"]["moe.top_k"] == 2
     assert info["summary"]["loss"]["last_step"] == 4999
-    counts = {k["key"]: k["count"] for k in c._json("GET", f"/runs/{run.id}/metrics")["keys"]}
+    counts = {k["key"]: k["count"] for k in c._json("GET", f"/runs/{run.id}/metrics")["keys"]
+              if not k["key"].startswith("system/")}  # sampled every 10 s by the SDK
     assert counts == {"loss": 5000, "lr": 5000, "tokens_per_s": 5000}
     s = _series(c, run.id, "loss")
     assert s["step"] == list(range(5000)) and s["value"][9] == pytest.approx(0.1)
