@@ -30,7 +30,7 @@ DOCKERFILE = COMPOSE_DIR / "Dockerfile"
 ENTRYPOINT = COMPOSE_DIR / "docker-entrypoint.sh"
 
 STORES = {"postgres", "redis", "clickhouse", "elasticsearch"}
-HUB_SERVICES = {"web", "worker-cpu", "worker-gpu"}
+HUB_SERVICES = {"web", "worker-cpu", "worker-gpu", "jobs-reaper"}
 WORKERS = {"worker-cpu", "worker-gpu"}
 ALL_SERVICES = STORES | HUB_SERVICES | {"migrate"}
 
@@ -250,6 +250,9 @@ def test_commands(services: dict) -> None:
     assert cpu[cpu.index("-Q") + 1].split(",") == ["hub", "cpu"]  # housekeeping + CPU jobs
     assert gpu[gpu.index("-Q") + 1] == "gpu"
     assert gpu[gpu.index("--concurrency") + 1] == "1"
+    # Lost jobs are detected even when every worker is gone and nobody reads jobs.
+    assert services["jobs-reaper"]["command"] == ["python", "manage.py", "jobs_reaper"]
+    assert services["jobs-reaper"]["image"] == services["web"]["image"]
 
 
 def test_hub_settings_point_at_the_compose_stores(services: dict) -> None:
