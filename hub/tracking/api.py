@@ -267,15 +267,29 @@ class ExportApi(APIView):
 
 class CompareApi(APIView):
     @extend_schema(
-        summary="Comparison report of 2..N runs (JSON, Markdown or HTML)",
-        parameters=[OpenApiParameter("runs", str, required=True), OpenApiParameter("baseline", str),
+        summary="Comparison report of 2..N runs, or of N model commits through their linked runs",
+        parameters=[OpenApiParameter("runs", str), OpenApiParameter("commits", str, description="ns/repo@sha,..."),
+                    OpenApiParameter("baseline", str, description="a run id, or one of the commits"),
                     OpenApiParameter("target", str), OpenApiParameter("goal", str),
                     OpenApiParameter("metrics", str), OpenApiParameter("render", str, enum=["json", "markdown", "html"])])
     def get(self, request):
         qp = request.query_params
-        runs = selectors.runs_for(request, run_ids=_csv(qp.get("runs")))
-        rep = selectors.compare(runs=runs, target=qp.get("target"), baseline=qp.get("baseline"), goal=qp.get("goal"),
-                                metrics=_csv(qp.get("metrics")) or None)
+        baseline, labels = qp.get("baseline"), None
+        if qp.get("commits"):
+            if qp.get("runs"):
+                raise InvalidInput("Pass runs or commits, not both.", code="invalid_runs")
+            by_commit = selectors.runs_for_commits(request, commits=_csv(qp.get("commits")))
+            runs = list(dict.fromkeys(by_commit.values()))
+            labels = {r.pk: f"{ref.partition('@')[0].split('/')[-1]}@{ref.partition('@')[2][:8]}"
+                      for ref, r in by_commit.items()}
+            if baseline in by_commit:
+                baseline = by_commit[baseline].pk
+        else:
+            runs = selectors.runs_for(request, run_ids=_csv(qp.get("runs")))
+        rep = selectors.compare(runs=runs, target=qp.get("target"), baseline=baseline, goal=qp.get("goal"),
+                                metrics=_csv(qp.get("metrics")) or None, labels=labels)
+        if labels:
+            rep["commits"] = {ref: r.pk for ref, r in by_commit.items()}
         fmt = qp.get("render", "json")  # not "format": DRF reserves it for content negotiation
         if fmt == "markdown":
             resp = HttpResponse(report.to_markdown(rep), content_type="text/markdown; charset=utf-8")

@@ -208,13 +208,45 @@ def _run_list_db(*, project: Project, newest_first: bool, page_size: int, offset
     }
 
 
+def runs_for_commits(request, *, commits: list[str]) -> dict[str, Run]:
+    """The run linked to each model commit (``ns/repo@sha``, sha or a prefix of at least 7):
+    the latest finished one, else the latest, among the runs this request may see."""
+    commits = list(dict.fromkeys(commits))
+    if not 2 <= len(commits) <= 200:
+        raise InvalidInput("Name 2..200 distinct commits as ns/repo@sha.", code="invalid_commits")
+    out: dict[str, Run] = {}
+    missing = []
+    for ref in commits:
+        repo, _, sha = ref.partition("@")
+        if repo.count("/") != 1 or not 7 <= len(sha) <= 40 or not all(c in "0123456789abcdef" for c in sha.lower()):
+            raise InvalidInput(f"Bad commit {ref!r}: use ns/repo@sha (at least 7 hex digits).", code="invalid_commits")
+        candidates = (Run.objects.filter(commit_repo=repo, commit_sha__startswith=sha.lower())
+                      .order_by("-started_at", "-pk").values_list("pk", "status"))
+        chosen = None
+        for run_id, _status in sorted(candidates, key=lambda c: c[1] != Run.Status.FINISHED):
+            try:
+                chosen = run_for(request, run_id=run_id)
+                break
+            except NotFound:
+                continue
+        if chosen is None:
+            missing.append(ref)
+        else:
+            out[ref] = chosen
+    if missing:
+        raise NotFound(f"No run you can see is linked to {', '.join(missing)}.", code="commit_has_no_runs",
+                       details={"commits": missing})
+    return out
+
+
 def compare(*, runs: list[Run], target: str | None, baseline: str | None, goal: str | None,
-            metrics: list[str] | None = None) -> dict:
+            metrics: list[str] | None = None, labels: dict[str, str] | None = None) -> dict:
     if len(runs) < 2:
         raise InvalidInput("Compare at least two runs.", code="invalid_runs")
     if goal not in (None, "min", "max"):
         raise InvalidInput("goal must be min or max.", code="invalid_goal")
-    data = [{"id": r.pk, "name": r.name, "status": r.status, "params": r.params, "summary": r.summary} for r in runs]
+    data = [{"id": r.pk, "name": (labels or {}).get(r.pk, r.name), "status": r.status, "params": r.params,
+             "summary": r.summary} for r in runs]
     if baseline and baseline not in {r.pk for r in runs}:
         raise InvalidInput("The baseline must be one of the compared runs.", code="invalid_baseline")
     return report.compare(data, target=target, baseline=baseline, goal=goal, metrics=metrics)

@@ -349,3 +349,38 @@ def test_the_database_cursor_still_pages(tracker):
 
     rest = tracker.get(f"/api/v1/projects/alice/exp/runs?page_size=2&cursor={json.dumps(first['next'])}").json()
     assert {r["id"] for r in first["results"] + rest["results"]} == ids and rest["next"] is None
+
+
+def test_compare_model_commits_through_their_linked_runs(tracker):
+    a, b = "a" * 40, "b" * 40
+    old = new_run(tracker, name="old-a", commit=f"alice/moe@{a}", params={"lr": 1e-3})
+    ingest(tracker, old["id"], key="val_loss", step=[0], value=[9.0])
+    ra = new_run(tracker, name="run-a", commit=f"alice/moe@{a}", params={"lr": 1e-3})
+    tracker.patch(f"/api/v1/runs/{ra['id']}", {"status": "finished"}, format="json")
+    ingest(tracker, ra["id"], key="val_loss", step=[0, 100], value=[3.0, 2.0])
+    rb = new_run(tracker, name="run-b", commit=f"alice/moe@{b}", params={"lr": 3e-3})
+    ingest(tracker, rb["id"], key="val_loss", step=[0, 100], value=[3.0, 1.8])
+    tracker.patch(f"/api/v1/runs/{old['id']}", {"status": "failed"}, format="json")  # not the finished one
+    r = tracker.get(f"/api/v1/runs/compare?commits=alice/moe@{a},alice/moe@{b[:7]}&baseline=alice/moe@{a}")
+    assert r.status_code == 200, r.content
+    rep = r.json()
+    assert [x["id"] for x in rep["runs"]] == [ra["id"], rb["id"]] and rep["baseline"] == ra["id"]
+    assert rep["commits"] == {f"alice/moe@{a}": ra["id"], f"alice/moe@{b[:7]}": rb["id"]}
+    assert rep["summary"][0].startswith(f"moe@{b[:7]} reaches 10.0% lower final val_loss than moe@{a[:8]}")
+    md = tracker.get(f"/api/v1/runs/compare?commits=alice/moe@{a},alice/moe@{b}&render=markdown")
+    assert md.status_code == 200 and f"moe@{b[:8]}".encode() in md.content
+
+
+@pytest.mark.parametrize("query, status, code", [
+    ("commits=alice/moe@" + "c" * 40 + ",alice/moe@" + "a" * 40, 404, "commit_has_no_runs"),
+    ("commits=alice/moe@zzzzzzz,alice/moe@" + "a" * 40, 400, "invalid_commits"),
+    ("commits=moe@" + "a" * 40 + ",alice/moe@" + "a" * 40, 400, "invalid_commits"),
+    ("commits=alice/moe@" + "a" * 40, 400, "invalid_commits"),
+    ("commits=alice/moe@" + "a" * 40 + ",alice/moe@" + "a" * 40, 400, "invalid_commits"),
+    ("runs=x&commits=alice/moe@" + "a" * 40 + ",alice/moe@" + "b" * 40, 400, "invalid_runs"),
+])
+def test_compare_commits_errors(tracker, query, status, code):
+    new_run(tracker, commit="alice/moe@" + "a" * 40)
+    new_run(tracker, commit="alice/moe@" + "b" * 40)
+    r = tracker.get(f"/api/v1/runs/compare?{query}")
+    assert r.status_code == status and r.json()["error"]["code"] == code, r.content
