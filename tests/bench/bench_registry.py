@@ -5,6 +5,8 @@
 2. Throughput: push and pull of that model vs `cp` of the same file on the same disk, as
    ratios of throughput (goals: push ≥ 0.5, pull ≥ 0.7).
 3. Latency: branch creation and a small commit, p50/p95, in a repo with 10,000 commits.
+4. The ceiling: the same bytes PUT and GET through the same web server set-up with a no-op
+   app, so the figures say how much of push/pull time is HTTP itself and how much the hub.
 
 Run: .venv/bin/python tests/bench/bench_registry.py [--mb 500] [--commits 10000]
 """
@@ -84,6 +86,62 @@ print(time.perf_counter() - t)
 """
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True, capture_output=True, text=True)
     return float(out.stdout.strip().splitlines()[-1])
+
+
+_SINK_APP = """
+def app(environ, start):
+    body = environ["wsgi.input"]
+    while body.read(4 << 20):
+        pass
+    if environ["REQUEST_METHOD"] == "GET":
+        n = int(environ["QUERY_STRING"] or 0)
+        start("200 OK", [("Content-Length", str(n))])
+        return (bytes(min(4 << 20, n - o)) for o in range(0, n, 4 << 20))
+    start("204 No Content", [])
+    return []
+"""
+
+
+def transport_ceiling(size: int, chunk: int = 8 << 20, workers: int = 4) -> tuple[float, float]:
+    """Seconds to PUT and to GET ``size`` bytes in ``chunk``-byte bodies through the same web
+    server set-up as ``hub serve`` (gunicorn, 1 process, gthread) with an app that does
+    nothing, from the same HTTP client with the same parallelism as ``Client.push``: what
+    HTTP alone costs on this machine, before any hashing, storing or verifying."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from hub.serve import free_port, wait_http
+
+    d = Path(tempfile.mkdtemp(prefix="hub-bench-sink-"))
+    (d / "sink.py").write_text(_SINK_APP)
+    port = free_port()
+    srv = subprocess.Popen([sys.executable, "-m", "gunicorn", "--chdir", str(d), "sink:app", "--bind",
+                            f"127.0.0.1:{port}", "--workers", "1", "--worker-class", "gthread",
+                            "--threads", "16"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        assert wait_http(url + "?0", 30), "the no-op web server did not start"
+        data = bytes(chunk)
+        n = max(1, size // chunk)
+        with httpx.Client(timeout=60) as c, ThreadPoolExecutor(workers) as pool:
+            t = time.perf_counter()
+            list(pool.map(lambda _: c.put(url, content=data).raise_for_status(), range(n)))
+            put_s = time.perf_counter() - t
+
+            def get(_):
+                with c.stream("GET", f"{url}?{chunk}") as r:
+                    for _b in r.iter_bytes():
+                        pass
+
+            t = time.perf_counter()
+            list(pool.map(get, range(n)))
+            get_s = time.perf_counter() - t
+        return put_s * size / (n * chunk), get_s * size / (n * chunk)
+    finally:
+        srv.terminate()
+        srv.wait(30)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def main() -> None:
@@ -176,6 +234,8 @@ def main() -> None:
             commit_ms.append((time.perf_counter() - t) * 1000)
         n_commits = c.repo_info("bench/history")["commits"]
 
+        put_raw_s, get_raw_s = transport_ceiling(size)
+
         mbps = lambda s: size / s / 1e6  # noqa: E731
         print()
         print(f"Registry benchmark — model {size / 1e6:.0f} MB, 64 tensors; blob fsync on (the default)")
@@ -189,6 +249,9 @@ def main() -> None:
         print(f"{'pull throughput vs cp':<44}{mbps(pull_s):>9.0f} MB/s{mbps(cp_s):>11.0f} MB/s{cp_s / pull_s:>9.2f}  ≥ 0.7")
         print(f"{'pull vs cp, both until synced to disk':<44}{mbps(pull_sync_s):>9.0f} MB/s{mbps(cp_sync_s):>11.0f} MB/s"
               f"{cp_sync_s / pull_sync_s:>9.2f}")
+        print(f"{'HTTP alone (no-op app): PUT / GET':<44}{mbps(put_raw_s):>9.0f} MB/s{mbps(get_raw_s):>11.0f} MB/s"
+              "   the ceiling for push / pull through HTTP here")
+        print(f"{'push / pull vs HTTP alone':<44}{put_raw_s / push_s:>12.2f}  {get_raw_s / pull_s:>12.2f}")
         print(f"{'second push (1 tensor changed), seconds':<44}{push2_s:>12.2f} s   uploaded {r2.uploaded_chunks} of {r2.chunks} chunks")
         print(f"{'branch create p50 / p95 (' + str(n_commits) + ' commits)':<44}{pct(branch_ms, 50):>9.1f} ms{pct(branch_ms, 95):>13.1f} ms")
         print(f"{'small commit (push) p50 / p95':<44}{pct(commit_ms, 50):>9.1f} ms{pct(commit_ms, 95):>13.1f} ms")
