@@ -5,10 +5,20 @@ import { useLogin } from "../api/hooks";
 import { ErrorMessage } from "../components/States";
 import { useTitle } from "../lib/useTitle";
 
-/** Only same-site paths are followed after sign-in. */
+/** Only same-site paths are followed after sign-in. The URL parser decides, not string
+ * prefixes: it reads "/\evil.example" and "/\t/evil.example" as "//evil.example". */
 export function safeNext(next: string | null): string {
-  if (!next || !next.startsWith("/") || next.startsWith("//") || next.startsWith("/login")) return "/projects";
-  return next;
+  const fallback = "/projects";
+  if (!next || !next.startsWith("/")) return fallback;
+  const here = "http://hub.invalid";
+  let u: URL;
+  try {
+    u = new URL(next, here);
+  } catch {
+    return fallback;
+  }
+  if (u.origin !== here || u.pathname === "/login" || u.pathname.startsWith("/login/")) return fallback;
+  return u.pathname + u.search + u.hash;
 }
 
 export function SignInPage() {
