@@ -290,7 +290,9 @@ def test_search_compare_and_export_markdown(
     expect(page).to_have_url(re.compile(r"/compare\?runs="))
     expect(page.get_by_role("heading", name="Compare 3 runs")).to_be_visible()
     expect(page.get_by_test_id("param-diff")).to_contain_text("moe.top_k")
-    expect(page.get_by_text(re.compile(r"cmp-top8 has the best val/loss"))).to_be_visible()
+    expect(
+        page.get_by_text(re.compile(r"The baseline cmp-top8 has the best final val/loss"))
+    ).to_be_visible()
     page.get_by_label("Baseline", exact=True).select_option(label="cmp-top2")
     expect(page).to_have_url(re.compile(r"baseline="))
     expect(
@@ -307,6 +309,96 @@ def test_search_compare_and_export_markdown(
     md = Path(dl.value.path()).read_text()
     assert md.startswith("# Run comparison") and "cmp-top8" in md and "moe.top_k" in md
     console.check(r"status of 400")
+
+
+def column(page: Page, table, col: str) -> list[str]:
+    """The texts of one column of the runs table, found by its header's title (the column id)."""
+    return page.evaluate(
+        """([t, col]) => {
+            const table = document.querySelector(`table[aria-label="${t}"]`);
+            const i = [...table.querySelectorAll("thead th")].findIndex((th) => th.title === col);
+            return i < 0 ? null : [...table.querySelectorAll("tbody tr")].map((tr) => tr.children[i].innerText.trim());
+        }""",
+        [table, col],
+    )
+
+
+def test_runs_table_choose_columns_sort_and_paginate(
+    page: Page, context: BrowserContext, console: Console, dash
+):
+    seeded, _, _ = dash
+    sign_in(context)
+    page.goto(f"/projects/{seeded.project}?q=tags%3Asweep&sort=name")
+    label = f"Runs of {seeded.project}"
+    table = page.get_by_role("table", name=label)
+    expect(page.get_by_text("120 runs", exact=True)).to_be_visible()
+    expect(table.locator("tbody tr")).to_have_count(50)
+    # The automatic columns are the sweep's varying params; a constant one is not shown.
+    expect(table.get_by_role("button", name=re.compile(r"^seed"))).to_be_visible()
+    expect(table.get_by_role("button", name=re.compile(r"^moe\.n_expert"))).to_have_count(0)
+
+    # Columns: tick a param, its header appears (and the choice is in the URL).
+    page.get_by_role("button", name=re.compile(r"^Columns \(\d+\)")).click()
+    chooser = page.get_by_role("group", name="Choose columns")
+    chooser.get_by_label("Filter columns").fill("n_expert")
+    # (click, then wait: the checkbox shows the URL's state once the router has moved)
+    n_expert = chooser.get_by_role("checkbox", name="moe.n_expert", exact=True)
+    n_expert.click()
+    expect(n_expert).to_be_checked()
+    expect(table.get_by_role("button", name=re.compile(r"^moe\.n_expert"))).to_be_visible()
+    expect(page).to_have_url(re.compile(r"cols=[^&]*params\.moe\.n_expert"))
+    assert set(column(page, label, "params.moe.n_expert")) == {"16"}
+    # ... and untick one: its header goes.
+    chooser.get_by_label("Filter columns").fill("seed")
+    seed = chooser.get_by_role("checkbox", name="seed", exact=True)
+    seed.click()
+    expect(seed).not_to_be_checked()
+    expect(table.get_by_role("button", name=re.compile(r"^seed"))).to_have_count(0)
+    seed.click()
+    expect(seed).to_be_checked()
+    expect(table.get_by_role("button", name=re.compile(r"^seed"))).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(chooser).to_have_count(0)
+    shot(page, "33-runs-columns")
+
+    # Sort by the chosen param: the server sorts, ascending then descending.
+    page.get_by_role("button", name=re.compile(r"^seed")).click()
+    expect(page).to_have_url(re.compile(r"sort=params\.seed(&|$)"))
+    expect(page.locator("th[title='params.seed']")).to_have_attribute("aria-sort", "ascending")
+    expect(table).to_have_attribute("aria-busy", "false")  # the sorted page has arrived
+    seeds = [int(v) for v in column(page, label, "params.seed")]
+    assert seeds == sorted(seeds) and seeds[0] == 0, seeds
+    page.get_by_role("button", name=re.compile(r"^seed")).click()
+    expect(page).to_have_url(re.compile(r"sort=-params\.seed"))
+    expect(page.locator("th[title='params.seed']")).to_have_attribute("aria-sort", "descending")
+    expect(table).to_have_attribute("aria-busy", "false")
+    seeds = [int(v) for v in column(page, label, "params.seed")]
+    assert seeds == sorted(seeds, reverse=True) and seeds[0] == 4, seeds
+
+    # Pagination, by name: Next shows the next 50 runs, then the last 20; Previous goes back.
+    page.get_by_role("button", name="Name", exact=True).click()
+    expect(page).to_have_url(re.compile(r"sort=name(&|$)"))
+    expect(table.locator("tbody tr td:nth-child(2)").first).to_have_text("sweep-000")
+    first = table.locator("tbody tr td:nth-child(2)").all_inner_texts()
+    assert first == [f"sweep-{i:03d}" for i in range(50)], first
+    page.get_by_role("button", name="Next →").click()
+    expect(page).to_have_url(re.compile(r"offset=50"))
+    expect(page.get_by_text("51–100 of 120")).to_be_visible()
+    expect(table.locator("tbody tr td:nth-child(2)").first).to_have_text("sweep-050")
+    assert table.locator("tbody tr td:nth-child(2)").all_inner_texts() == [
+        f"sweep-{i:03d}" for i in range(50, 100)
+    ]
+    page.get_by_role("button", name="Next →").click()
+    expect(page.get_by_text("101–120 of 120")).to_be_visible()
+    expect(table.locator("tbody tr")).to_have_count(20)
+    expect(page.get_by_role("button", name="Next →")).to_be_disabled()
+    # The chosen columns stay while paging.
+    expect(table.get_by_role("button", name=re.compile(r"^moe\.n_expert"))).to_be_visible()
+    shot(page, "34-runs-page-3")
+    page.get_by_role("button", name="← Previous").click()
+    expect(page.get_by_text("51–100 of 120")).to_be_visible()
+    expect(table.locator("tbody tr td:nth-child(2)").first).to_have_text("sweep-050")
+    console.check()
 
 
 def test_run_page_charts_zoom_and_moe_view(
