@@ -326,9 +326,15 @@ class Client:
                 params[k] = v
         return self._json("GET", "/metrics/series", params=params)["series"]
 
-    def compare_runs(self, runs: list[str], *, baseline: str | None = None, target: str | None = None,
+    def compare_runs(self, runs: list[str] | None = None, *, commits: list[str] | None = None,
+                     baseline: str | None = None, target: str | None = None,
                      goal: str | None = None, format: str = "json"):
-        params = {"runs": ",".join(runs), "render": format}
+        """A comparison report of runs (ids), or of model commits (``ns/repo@sha``) through
+        the runs linked to them; ``baseline`` is one of either."""
+        if bool(runs) == bool(commits):
+            raise ValueError("pass runs or commits (not both)")
+        params = {"runs": ",".join(runs)} if runs else {"commits": ",".join(commits or [])}
+        params["render"] = format
         for k, v in (("baseline", baseline), ("target", target), ("goal", goal)):
             if v:
                 params[k] = v

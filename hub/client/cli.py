@@ -348,7 +348,12 @@ def cmd_runs(args) -> int:
             print(f"  metric {k:<28} last {s['last']:.5g} @ {s['last_step']}  min {s['min']:.5g}  max {s['max']:.5g}")
     elif args.action == "compare":
         fmt = "json" if args.json else ("markdown" if args.format == "markdown" else args.format)
-        out = c.compare_runs(args.runs, baseline=args.baseline, target=args.target, goal=args.goal, format=fmt)
+        commits = [r for r in args.runs if "@" in r]
+        if commits and len(commits) != len(args.runs):
+            print("error: compare either run ids or model commits (ns/repo@sha), not a mix", file=sys.stderr)
+            return 2
+        out = c.compare_runs(None if commits else args.runs, commits=commits or None, baseline=args.baseline,
+                             target=args.target, goal=args.goal, format=fmt)
         if args.output:
             from pathlib import Path
 
@@ -617,8 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
         x.add_argument("-n", "--limit", type=int, default=50)
     x = us.add_parser("show", parents=[common])
     x.add_argument("run")
-    x = us.add_parser("compare", parents=[common])
-    x.add_argument("runs", nargs="+")
+    x = us.add_parser("compare", parents=[common],
+                      help="compare run ids, or model commits (ns/repo@sha) through their linked runs")
+    x.add_argument("runs", nargs="+", metavar="RUN_OR_COMMIT")
     x.add_argument("--baseline")
     x.add_argument("--target", help="metric that decides 'best' (default: a val loss)")
     x.add_argument("--goal", choices=["min", "max"])

@@ -231,3 +231,25 @@ def test_corrupt_chunk_is_a_clean_error_up_front_and_a_short_body_later(live_hub
     p = live_hub.cli("pull", "alice/corrupt@main", str(tmp_path / "out"), "--quiet", token=alice)
     assert p.returncode == 1 and "corrupt_chunk" in p.stderr, (p.stdout, p.stderr)
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_runs_compare_takes_model_commits_and_refuses_a_mix(live_hub, alice, tmp_path):
+    """`hub runs compare ns/repo@sha ...` compares model commits through their linked runs."""
+    h = live_hub
+    c = Client(url=h.url, token=alice)
+    c.create_repo("alice/cmp")
+    shas, runs = [], []
+    for i, (top_k, final) in enumerate(((2, 2.0), (4, 1.5))):
+        (tmp_path / "w.txt").write_text(f"weights {i}")
+        sha = c.push(tmp_path / "w.txt", repo="alice/cmp", message=f"top-{top_k}").commit["sha"]
+        with c.init_run("alice/cmp-exp", name=f"top{top_k}", params={"moe": {"top_k": top_k}},
+                        commit=f"alice/cmp@{sha}", system_metrics=False) as run:
+            run.log({"val_loss": 3.0}, step=0)
+            run.log({"val_loss": final}, step=100)
+        shas.append(sha)
+        runs.append(run.id)
+    refs = [f"alice/cmp@{s}" for s in shas]
+    out = h.cli("runs", "compare", *refs, "--format", "markdown", token=alice, check=True).stdout
+    assert "moe.top_k" in out and "25.0% lower final val_loss" in out, out
+    mixed = h.cli("runs", "compare", refs[0], runs[1], token=alice)
+    assert mixed.returncode == 2 and "not a mix" in mixed.stderr
