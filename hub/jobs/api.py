@@ -4,7 +4,10 @@ profiles; and the endpoints workers report through."""
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
+from datetime import UTC, datetime
 
 from django.http import StreamingHttpResponse
 from django.utils import timezone
@@ -132,10 +135,54 @@ class JobRelaunchApi(APIView):
         return Response(job_out(services.job_relaunch(job=job, user=request.user), detail=True), status=201)
 
 
+_STREAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+def _log_time(qp, name: str) -> float | None:
+    """``since``/``until``: epoch seconds, or an ISO 8601 time (UTC when it names no zone)."""
+    raw = (qp.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            dt = datetime.fromisoformat(raw[:-1] + "+00:00" if raw[-1:] in "zZ" else raw)
+        except ValueError:
+            raise InvalidInput(f"{name} is epoch seconds or an ISO 8601 time, not {raw[:40]!r}.",
+                               code="invalid_log_filter") from None
+        value = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+    if not math.isfinite(value):
+        raise InvalidInput(f"{name} must be a finite time.", code="invalid_log_filter")
+    return value
+
+
+def log_filters(qp) -> dict:
+    """``stream=stdout,stderr`` (a comma list), ``since`` and ``until`` as job_logs arguments."""
+    streams = None
+    if qp.get("stream") is not None:
+        streams = sorted({s.strip() for s in qp["stream"].split(",") if s.strip()})
+        bad = [s for s in streams if not _STREAM_NAME.fullmatch(s)]
+        if not streams or bad or len(streams) > 16:
+            raise InvalidInput("stream is a comma list of up to 16 stream names (letters, digits, _ . -), "
+                               "e.g. stream=stdout,stderr.", code="invalid_log_filter")
+    since, until = _log_time(qp, "since"), _log_time(qp, "until")
+    if since is not None and until is not None and since > until:
+        raise InvalidInput("since is after until.", code="invalid_log_filter")
+    return {"streams": streams, "time_min": since, "time_max": until}
+
+
+_LOG_FILTER_PARAMS = [
+    OpenApiParameter("stream", str, description="Only these streams, a comma list: stdout,stderr,supervisor"),
+    OpenApiParameter("since", str, description="Lines at or after this time: epoch seconds or ISO 8601"),
+    OpenApiParameter("until", str, description="Lines at or before this time: epoch seconds or ISO 8601"),
+]
+
+
 class JobLogsApi(APIView):
-    @extend_schema(summary="Log lines (after_seq for paging, tail=N for the last N)",
+    @extend_schema(summary="Log lines (after_seq for paging, tail=N for the last N; stream, since, until filter)",
                    parameters=[OpenApiParameter("after_seq", int), OpenApiParameter("tail", int),
-                               OpenApiParameter("limit", int)])
+                               OpenApiParameter("limit", int), *_LOG_FILTER_PARAMS])
     def get(self, request, job_id):
         job = selectors.job_for(request, job_id=job_id)
         qp = request.query_params
@@ -145,7 +192,8 @@ class JobLogsApi(APIView):
             limit = min(10_000, int(qp.get("limit", 1000)))
         except ValueError as e:
             raise InvalidInput("after_seq, tail and limit are integers.", code="invalid_page") from e
-        lines = selectors.job_logs(job=job, after_seq=after, limit=limit, tail=tail)
+        filters = log_filters(qp)
+        lines = selectors.job_logs(job=job, after_seq=after, limit=limit, tail=tail, **filters)
         return Response({"lines": lines, "status": job.status})
 
 
@@ -163,16 +211,19 @@ class _EventStreamRenderer(BaseRenderer):
 class JobLogStreamApi(APIView):
     renderer_classes = [JSONRenderer, _EventStreamRenderer]
 
-    @extend_schema(summary="Follow the logs as Server-Sent Events (ends when the job ends)")
+    @extend_schema(summary="Follow the logs as Server-Sent Events (ends when the job ends)",
+                   parameters=[OpenApiParameter("after_seq", int), *_LOG_FILTER_PARAMS])
     def get(self, request, job_id):
         job = selectors.job_for(request, job_id=job_id)
+        filters = log_filters(request.query_params)
         after = request.query_params.get("after_seq")
         last = [int(after) if after not in (None, "") else -1]
 
         def stream():
             idle_since = time.monotonic()
             while True:
-                lines = selectors.job_logs(job=job, after_seq=last[0] if last[0] >= 0 else None, limit=1000)
+                lines = selectors.job_logs(job=job, after_seq=last[0] if last[0] >= 0 else None, limit=1000,
+                                           **filters)
                 for line in lines:
                     last[0] = line["seq"]
                     yield f"id: {line['seq']}\nevent: line\ndata: {json.dumps(line)}\n\n"

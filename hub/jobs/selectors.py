@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Sequence
+
 from hub.accounts.models import Role
 from hub.common.errors import Forbidden, NotAuthenticated, NotFound, ServiceUnavailable
 from hub.jobs.models import Job
@@ -42,12 +45,33 @@ def jobs_list(*, project=None, user=None, status: str | None = None, kind: str |
     return qs
 
 
-def job_logs(*, job: Job, after_seq: int | None = None, limit: int = 1000, tail: int | None = None) -> list[dict]:
+def job_logs(*, job: Job, after_seq: int | None = None, limit: int = 1000, tail: int | None = None,
+             streams: Sequence[str] | None = None, time_min: float | None = None,
+             time_max: float | None = None) -> list[dict]:
+    """A job's log lines in ``seq`` order: after ``after_seq`` (at most ``limit``), or the last
+    ``tail``; only the given ``streams`` and times in ``[time_min, time_max]`` when set."""
     from hub.stores.metrics import MetricsStoreUnavailable, get_metrics_store
 
+    filtered = streams is not None or time_min is not None or time_max is not None
     try:
         store = get_metrics_store()
-        lines = store.log_tail(job.pk, tail) if tail else store.log_lines(job.pk, after_seq=after_seq, limit=limit)
+        if tail and not filtered:
+            lines = store.log_tail(job.pk, tail)
+        elif tail:
+            # The store's tail has no filters: page through the matching lines, keeping the last.
+            kept: deque = deque(maxlen=tail)
+            cursor = None
+            while True:
+                page = store.log_lines(job.pk, after_seq=cursor, limit=10_000, streams=streams,
+                                       time_min=time_min, time_max=time_max)
+                kept.extend(page)
+                if len(page) < 10_000:
+                    break
+                cursor = page[-1].seq
+            lines = list(kept)
+        else:
+            lines = store.log_lines(job.pk, after_seq=after_seq, limit=limit, streams=streams,
+                                    time_min=time_min, time_max=time_max)
     except MetricsStoreUnavailable as e:
         raise ServiceUnavailable("The log store is unreachable.", code="metrics_store_unavailable") from e
     return [line._asdict() for line in lines]

@@ -212,3 +212,37 @@ def test_a_worker_that_cannot_reach_the_api_still_ends_the_job(setup):
     _give_up(job["id"], Down(), "infrastructure failure, gave up after 4 attempts: the hub is unreachable")
     j = client.get(f"/api/v1/jobs/{job['id']}").json()
     assert j["status"] == "failed" and "gave up after 4 attempts" in j["reason"]
+
+
+def test_logs_filter_by_stream_and_time(setup, metrics_store, monkeypatch):
+    import hub.stores.metrics as m
+
+    monkeypatch.setattr(m, "get_metrics_store", lambda: metrics_store)
+    client, worker = setup
+    job = launch(client).json()
+    worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json")
+    streams = ["stdout", "stderr", "supervisor"]
+    lines = [[i, 1.7e9 + i, streams[i % 3], f"line {i}"] for i in range(9)]
+    assert worker.post(f"/api/v1/jobs/{job['id']}/worker/logs", {"lines": lines}, format="json").json()["accepted"] == 9
+    url = f"/api/v1/jobs/{job['id']}/logs"
+
+    def got(query):
+        r = client.get(f"{url}?{query}")
+        assert r.status_code == 200, r.content
+        return [x["seq"] for x in r.json()["lines"]]
+
+    assert got("stream=stderr") == [1, 4, 7]
+    assert got("stream=stdout,supervisor") == [0, 2, 3, 5, 6, 8]
+    assert got("stream=stdout,%20stderr,") == [0, 1, 3, 4, 6, 7]
+    assert got(f"since={1.7e9 + 3}&until={1.7e9 + 5}") == [3, 4, 5]
+    # ISO times: 1.7e9 is 2023-11-14T22:13:20Z; a time with no zone is UTC.
+    assert got("since=2023-11-14T22:13:26Z") == [6, 7, 8]
+    assert got("until=2023-11-14T22:13:21") == [0, 1]
+    assert got("since=2023-11-15T00:13:24%2B02:00") == [4, 5, 6, 7, 8]
+    assert got(f"stream=stderr&since={1.7e9 + 2}") == [4, 7]
+    assert got("stream=stdout&tail=2") == [3, 6]
+    assert got("stream=stdout&after_seq=0&limit=1") == [3]
+    assert got("stream=nothing") == []
+    for bad in ("stream=", "stream=a%20b", "since=yesterday", "until=nan", f"since={1.7e9 + 5}&until={1.7e9}"):
+        r = client.get(f"{url}?{bad}")
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_log_filter", (bad, r.content)
