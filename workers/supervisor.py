@@ -106,6 +106,19 @@ class LogForwarder:
                 log.warning("job %s: could not forward %d log line(s): %s", self.job_id, len(lines), e.message)
 
 
+def profile_rows(table: dict) -> list[dict]:
+    """The hub's operator rows from a profile's ``ops.json``: one per op and input shapes
+    (``ops_by_shape``; the hub sums over shapes for its per-op table), or one per op with no
+    shapes from a table written before shapes were recorded."""
+    ops = table.get("ops_by_shape")
+    if ops is None:
+        ops = table["ops"]
+    return [{"op": r["name"], "shapes": str(r.get("shapes") or ""), "calls": r["calls"],
+             "self_us": r["self_cpu_us"] + r.get("self_device_us", 0),
+             "total_us": r["cpu_total_us"] + r.get("device_total_us", 0), "flops": r.get("flops") or 0,
+             "self_memory_bytes": r.get("self_cpu_memory_bytes", 0)} for r in ops]
+
+
 def validate_event(raw: bytes, counters: EventCounters) -> dict | None:
     from workers.moe.events import validate_event as schema_problems
 
@@ -441,11 +454,7 @@ class JobSupervisor:
             if kind.startswith("profile") or kind in {"eval", "samples"}:
                 self._upload_artifact(path, rel, kind)
             if kind == "profile_ops" and rel.endswith(".json"):
-                table = json.loads(path.read_text())
-                rows = [{"op": r["name"], "calls": r["calls"], "self_us": r["self_cpu_us"] + r.get("self_device_us", 0),
-                         "total_us": r["cpu_total_us"] + r.get("device_total_us", 0), "flops": r.get("flops") or 0,
-                         "self_memory_bytes": r.get("self_cpu_memory_bytes", 0)} for r in table["ops"]]
-                self._api("POST", "/worker/profile", json={"ops": rows})
+                self._api("POST", "/worker/profile", json={"ops": profile_rows(json.loads(path.read_text()))})
             if kind == "eval":
                 result["summary"]["eval"] = json.loads(path.read_text())
         if weights and job["target"]:

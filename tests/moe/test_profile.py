@@ -61,6 +61,32 @@ def test_operator_table_has_times_calls_and_flops(profiled):
     mm = next(r for r in ops if r["name"] == "aten::mm")
     assert mm["calls"] > 0 and mm["flops"] > 0 and mm["self_cpu_us"] > 0
     assert "Self CPU" in (pdir / "ops.txt").read_text()
+    assert len({r["name"] for r in ops}) == len(ops)  # still one row per op
+
+
+def test_operator_rows_by_input_shape_sum_to_the_per_op_table(profiled):
+    pdir, _ = profiled
+    table = json.loads((pdir / "ops.json").read_text())
+    by_shape = table["ops_by_shape"]
+    mms = [r for r in by_shape if r["name"] == "aten::mm"]
+    # The model multiplies matrices of several shapes (attention, router, experts, head).
+    assert len(mms) > 1 and len({r["shapes"] for r in mms}) == len(mms)
+    for r in mms:
+        shapes = json.loads(r["shapes"])
+        assert len(shapes) >= 2 and all(len(s) == 2 for s in shapes[:2])  # a matrix times a matrix
+    assert len({(r["name"], r["shapes"]) for r in by_shape}) == len(by_shape)
+    mm = next(r for r in table["ops"] if r["name"] == "aten::mm")
+    assert mm["calls"] == sum(r["calls"] for r in mms)
+    assert mm["flops"] == sum(r["flops"] for r in mms)
+    assert mm["self_cpu_us"] == pytest.approx(sum(r["self_cpu_us"] for r in mms))
+
+
+def test_an_overlong_shapes_string_is_cut_but_stays_distinct():
+    a = [[i, i + 1] for i in range(1000)]
+    b = [*a[:-1], [0, 0]]
+    ka, kb = profile.shapes_key(a), profile.shapes_key(b)
+    assert len(ka) <= profile.MAX_SHAPES_CHARS and len(kb) <= profile.MAX_SHAPES_CHARS and ka != kb
+    assert profile.shapes_key([[8, 64], [64, 128], []]) == "[[8,64],[64,128],[]]"
 
 
 def test_module_shares_cover_the_model_and_sum_to_one(profiled):

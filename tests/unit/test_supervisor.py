@@ -246,3 +246,40 @@ def test_a_missing_target_branch_is_created_at_the_base_commit(tmp_path):
     with pytest.raises(AssertionError, match="stop after the branch"):
         sup._commit_weights(client.job, tmp_path, [("w.safetensors", tmp_path / "w.safetensors")], FakeRun())
     assert client.branches[("alice/moe", "exp")] == "a" * 40
+
+
+def test_profile_rows_reach_the_hub_with_their_input_shapes(tmp_path):
+    class Client(FakeClient):
+        def _json(self, method, path, json=None, idempotent=False, params=None):
+            if path.endswith("/worker/chunks/missing"):
+                self.calls.append((method, path, json))
+                return {"missing": []}
+            return super()._json(method, path, json, idempotent, params)
+
+    row = {"calls": 2, "self_cpu_us": 10.0, "cpu_total_us": 12.0, "self_device_us": 0.0, "device_total_us": 0.0,
+           "flops": 100, "self_cpu_memory_bytes": 0, "self_device_memory_bytes": 0}
+    table = {"steps": 1,
+             "ops": [{"name": "aten::mm", **row, "calls": 4, "self_cpu_us": 20.0, "cpu_total_us": 24.0, "flops": 200}],
+             "ops_by_shape": [{"name": "aten::mm", "shapes": "[[4,8],[8,8]]", **row},
+                              {"name": "aten::mm", "shapes": "[[4,8],[8,2]]", **row}]}
+    art = json.dumps({"type": "artifact", "seq": 0, "time": 1.0, "path": "profile/ops.json",
+                      "kind": "profile_ops"}).encode()
+
+    def write_table(sandbox):
+        out = sandbox.spec.job_dir / "out" / "profile"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "ops.json").write_text(json.dumps(table))
+
+    sup, client = supervise(tmp_path, client=Client(), events=[art], during=write_table)
+    assert sup.run() == "succeeded"
+    sent = next(j for _, p, j in client.calls if p.endswith("/worker/profile"))["ops"]
+    assert [(r["op"], r["shapes"], r["calls"], r["self_us"]) for r in sent] == [
+        ("aten::mm", "[[4,8],[8,8]]", 2, 10.0), ("aten::mm", "[[4,8],[8,2]]", 2, 10.0)]
+
+
+def test_a_profile_table_without_shapes_is_still_sent_per_op():
+    from workers.supervisor import profile_rows
+
+    old = {"ops": [{"name": "aten::add", "calls": 3, "self_cpu_us": 5.0, "cpu_total_us": 6.0, "flops": 0}]}
+    assert profile_rows(old) == [{"op": "aten::add", "shapes": "", "calls": 3, "self_us": 5.0, "total_us": 6.0,
+                                  "flops": 0, "self_memory_bytes": 0}]

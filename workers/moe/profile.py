@@ -5,6 +5,8 @@ Runs ``profile.warmup`` unprofiled steps (their wall time is the honest step tim
 shapes, memory and FLOPs, and writes into ``DIR/profile/``:
 
     ops.json / ops.txt   operator table: calls, self / total time, FLOPs, self memory  profile_ops
+                         per op ("ops"), and per op and input shapes ("ops_by_shape",
+                         each row's "shapes" compact JSON such as [[8,64],[64,128]])
     stacks.folded        collapsed stacks "frame;frame;op self_us" (flamegraph.pl,      profile_stacks
                          speedscope), built from the op tree: record_function scopes
                          (train_step, moe::attention, ...) down to the innermost aten op
@@ -26,6 +28,7 @@ imports the stdlib one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import defaultdict
@@ -120,12 +123,30 @@ def folded_stacks(events: list[FunctionEvent]) -> list[str]:
     return [f"{stack} {us}" for stack, us in sorted(weights.items())]
 
 
-def op_table(prof: torch_profile) -> list[dict[str, Any]]:
+_OP_SUMS = ("calls", "self_cpu_us", "cpu_total_us", "self_device_us", "device_total_us", "flops",
+            "self_cpu_memory_bytes", "self_device_memory_bytes")
+#: The hub keeps at most this many characters of a shapes string, and its rows collapse on
+#: (op, shapes): a longer one is cut shorter and given a digest so that two stay distinct.
+MAX_SHAPES_CHARS = 2000
+
+
+def shapes_key(input_shapes: Any) -> str:
+    """The input shapes of an op as compact JSON: ``[[8,64],[64,128],[]]`` (``[]`` for a
+    non-tensor input)."""
+    text = json.dumps(input_shapes or [], separators=(",", ":"))
+    if len(text) <= MAX_SHAPES_CHARS:
+        return text
+    return text[: MAX_SHAPES_CHARS - 20] + "...#" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def op_table_by_shape(prof: torch_profile) -> list[dict[str, Any]]:
+    """One row per (op, input shapes): the profiler's averages grouped by input shape."""
     rows = []
-    for avg in prof.key_averages():
+    for avg in prof.key_averages(group_by_input_shape=True):
         rows.append(
             {
                 "name": avg.key,
+                "shapes": shapes_key(avg.input_shapes),
                 "calls": avg.count,
                 "self_cpu_us": avg.self_cpu_time_total,
                 "cpu_total_us": avg.cpu_time_total,
@@ -136,6 +157,18 @@ def op_table(prof: torch_profile) -> list[dict[str, Any]]:
                 "self_device_memory_bytes": getattr(avg, "self_device_memory_usage", 0),
             }
         )
+    rows.sort(key=lambda r: (-r["self_cpu_us"], r["name"], r["shapes"]))
+    return rows
+
+
+def op_table(by_shape: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per op (the table ``ops.json`` has always had): the by-shape rows summed."""
+    per_op: dict[str, dict[str, Any]] = {}
+    for r in by_shape:
+        acc = per_op.setdefault(r["name"], {"name": r["name"], **{k: 0 for k in _OP_SUMS}})
+        for k in _OP_SUMS:
+            acc[k] += r[k] or 0
+    rows = list(per_op.values())
     rows.sort(key=lambda r: (-r["self_cpu_us"], r["name"]))
     return rows
 
@@ -241,8 +274,10 @@ def run(cfg: Config, out: Path, events: EventWriter, weights: Path | None) -> di
 
     pdir = out / "profile"
     pdir.mkdir(parents=True, exist_ok=True)
-    table = op_table(prof)
-    atomic_write_text(pdir / "ops.json", json.dumps({"steps": p.steps, "ops": table}, indent=1))
+    by_shape = op_table_by_shape(prof)
+    table = op_table(by_shape)
+    atomic_write_text(pdir / "ops.json", json.dumps({"steps": p.steps, "ops": table, "ops_by_shape": by_shape},
+                                                    indent=1))
     sort_key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     atomic_write_text(pdir / "ops.txt", prof.key_averages().table(sort_by=sort_key, row_limit=60))
     atomic_write_text(pdir / "stacks.folded", "\n".join(folded_stacks(evs)) + "\n")
