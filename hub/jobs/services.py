@@ -61,6 +61,26 @@ def _resources(raw) -> dict:
     return out
 
 
+def _check_device(kind: str, config: dict, res: dict) -> None:
+    """A job with no GPUs runs on a CPU worker: a config that needs CUDA would only fail there."""
+    from workers.moe.config import validate_config
+
+    if res["gpus"] > 0:
+        return
+    cfg, _ = validate_config(kind, config)
+    rt = cfg.runtime
+    problems = []
+    if rt.device == "cuda":
+        problems.append({"path": "runtime.device",
+                         "message": "cuda needs a GPU: launch with resources.gpus ≥ 1, or use device=auto or cpu"})
+    if rt.dtype == "fp16":
+        problems.append({"path": "runtime.dtype",
+                         "message": "fp16 needs CUDA: set device=cuda and resources.gpus ≥ 1, or use bf16"})
+    if problems:
+        raise InvalidInput(f"The {kind} config needs CUDA but the job asks for no GPU.", code="invalid_config",
+                           details={"errors": problems})
+
+
 def _record(job: Job, from_status: str, to_status: str, reason: str) -> None:
     JobTransition.objects.create(job=job, from_status=from_status, to_status=to_status, reason=reason)
 
@@ -75,6 +95,7 @@ def job_launch(*, project, user, kind: str, config: dict, base: str = "", target
 
     validate_job_config(kind, config)
     res = _resources(resources)
+    _check_device(kind, config, res)
     base_repo = base_ref = base_commit = ""
     if base:
         base_repo, _, base_ref = base.partition("@")

@@ -246,3 +246,16 @@ def test_logs_filter_by_stream_and_time(setup, metrics_store, monkeypatch):
     for bad in ("stream=", "stream=a%20b", "since=yesterday", "until=nan", f"since={1.7e9 + 5}&until={1.7e9}"):
         r = client.get(f"{url}?{bad}")
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_log_filter", (bad, r.content)
+
+
+def test_a_config_that_needs_cuda_is_refused_for_a_job_without_gpus(setup):
+    client, _ = setup
+    for runtime, path in (({"device": "auto", "dtype": "fp16"}, "runtime.dtype"),
+                          ({"device": "cuda"}, "runtime.device")):
+        r = launch(client, config={**TINY, "runtime": runtime})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_config", r.content
+        assert [e["path"] for e in r.json()["error"]["details"]["errors"]] == [path]
+    assert "fp16 needs CUDA" in launch(client, config={**TINY, "runtime": {"dtype": "fp16"}}).json()["error"][
+        "details"]["errors"][0]["message"]
+    assert Job.objects.count() == 0
+    assert launch(client, config={**TINY, "runtime": {"dtype": "bf16"}}).status_code == 201

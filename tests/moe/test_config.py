@@ -131,7 +131,7 @@ def test_sections_depend_on_the_kind():
 def test_fp16_on_cpu_is_rejected():
     _, errors = validate_config("train", {"runtime": {"device": "cpu", "dtype": "fp16"}})
     assert errors == [
-        {"path": "runtime.dtype", "message": "fp16 needs CUDA (GradScaler); use bf16 on CPU"}
+        {"path": "runtime.dtype", "message": "fp16 needs CUDA: set device=cuda, or use bf16"}
     ]
 
 

@@ -176,6 +176,17 @@ def test_bad_config_is_an_error_event_and_exit_2(tmp_path):
     assert "traceback" not in json.dumps(err)
 
 
+def test_fp16_with_device_auto_and_no_cuda_is_an_error_event_before_any_work(tmp_path, cache, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = tiny_config(cache, runtime={"device": "auto", "dtype": "fp16"})
+    code, events = run_entry("train", train.run, tmp_path, cfg, tmp_path / "o")
+    assert code == 2
+    assert [e["type"] for e in events] == ["error"]  # no corpus loaded, no model built
+    msg = events[0]["message"]
+    assert "fp16 needs CUDA" in msg and "device=auto found no CUDA" in msg and "bf16" in msg
+    assert "traceback" not in json.dumps(events[0]).lower()
+
+
 def test_unusable_corpus_is_a_clear_message_not_a_traceback(tmp_path, cache):
     (tmp_path / "empty").mkdir()
     cfg = tiny_config(cache, data={"paths": [str(tmp_path / "empty")], "max_bytes": None})

@@ -19,7 +19,14 @@ from typing import Any, NoReturn
 
 import torch
 
-from workers.moe.config import Config, ConfigError, InputError, load_config, validate_config
+from workers.moe.config import (
+    Config,
+    ConfigError,
+    InputError,
+    RuntimeConfig,
+    load_config,
+    validate_config,
+)
 from workers.moe.events import EventWriter
 
 RunFn = Callable[[Config, Path, EventWriter, Path | None], dict[str, Any]]
@@ -82,6 +89,7 @@ def run_cli(kind: str, run: RunFn, argv: list[str] | None = None) -> int:
             assert cfg is not None, errors
         if cfg.runtime.threads:
             torch.set_num_threads(cfg.runtime.threads)
+        resolve_device(cfg.runtime)  # before any work: no CUDA for a CUDA config is an input error
         args.out.mkdir(parents=True, exist_ok=True)
         summary = run(cfg, args.out, events, args.weights)
         events.done(summary)
@@ -98,6 +106,20 @@ def run_cli(kind: str, run: RunFn, argv: list[str] | None = None) -> int:
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
+
+
+def resolve_device(rt: RuntimeConfig) -> torch.device:
+    """The device a job runs on; an :class:`InputError` (an ``error`` event, not a traceback)
+    when the config needs CUDA and there is none."""
+    if rt.device == "cuda" or (rt.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise InputError("runtime.device is cuda but no CUDA device is available")
+        return torch.device("cuda")
+    if rt.dtype == "fp16":
+        where = "found no CUDA device" if rt.device == "auto" else "is cpu"
+        raise InputError(f"fp16 needs CUDA and runtime.device={rt.device} {where}: "
+                         "set device=cuda (on a GPU worker), or use bf16")
+    return torch.device("cpu")
 
 
 def _main_thread() -> bool:

@@ -429,7 +429,7 @@ def _cross_checks(cfg: Config, errors: list[dict[str, str]]) -> None:
     rule(
         not (cfg.runtime.dtype == "fp16" and cfg.runtime.device == "cpu"),
         "runtime.dtype",
-        "fp16 needs CUDA (GradScaler); use bf16 on CPU",
+        "fp16 needs CUDA: set device=cuda, or use bf16",
         ("runtime.device",),
     )
     if cfg.data.paths is not None:

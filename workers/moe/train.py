@@ -29,8 +29,8 @@ from workers.moe.checkpoint import (
     save_checkpoint,
     save_weights,
 )
-from workers.moe.cli import main_for
-from workers.moe.config import Config, InputError, RuntimeConfig, TrainConfig
+from workers.moe.cli import main_for, resolve_device
+from workers.moe.config import Config, InputError, TrainConfig
 from workers.moe.data import TokenData, load_corpus
 from workers.moe.events import EventWriter
 from workers.moe.model import MoETransformer
@@ -48,16 +48,6 @@ RESUMABLE_CHANGES = {
 
 # ---------------------------------------------------------------------------------------------
 # Runtime helpers (shared with finetune / evaluate / profile)
-
-
-def resolve_device(rt: RuntimeConfig) -> torch.device:
-    if rt.device == "cuda" or (rt.device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise InputError("runtime.device is cuda but no CUDA device is available")
-        return torch.device("cuda")
-    if rt.dtype == "fp16":
-        raise InputError("runtime.dtype fp16 needs CUDA (GradScaler); use bf16 on CPU")
-    return torch.device("cpu")
 
 
 def autocast(device: torch.device, dtype: str) -> AbstractContextManager[Any]:
