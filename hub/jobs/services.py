@@ -187,7 +187,8 @@ def job_transition(*, job_id: str, to: str, reason: str = "", expect: str | None
 
 def job_cancel(*, job: Job, reason: str = "cancelled by the user") -> Job:
     """A queued job is cancelled at once; a running one is flagged, and its worker kills the
-    sandbox within a heartbeat and reports ``cancelled``."""
+    sandbox within a heartbeat (the heartbeat's response carries ``cancel_requested``; every
+    ``HEARTBEAT_S``, 2 s) and reports ``cancelled``."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
         if job.status in Job.TERMINAL:
@@ -196,18 +197,7 @@ def job_cancel(*, job: Job, reason: str = "cancelled by the user") -> Job:
         job.save(update_fields=["cancel_requested"])
         if job.status == Job.Status.QUEUED:
             return job_transition(job_id=job.pk, to=Job.Status.CANCELLED, reason=reason)
-    _signal_cancel(job.pk)
     return job
-
-
-def _signal_cancel(job_id: str) -> None:
-    try:
-        import redis
-
-        redis.Redis.from_url(settings.HUB_REDIS_URL, socket_timeout=1).publish(
-            f"{settings.HUB_REDIS_PREFIX}jobs:cancel", job_id)
-    except Exception:  # the worker also sees cancel_requested on its next heartbeat
-        pass
 
 
 def job_heartbeat(*, job: Job, progress: dict | None = None, counters: dict | None = None) -> Job:

@@ -92,6 +92,21 @@ def test_worker_lifecycle_and_cancellation(setup):
     assert client.post(f"/api/v1/jobs/{job['id']}/cancel").json()["error"]["code"] == "job_finished"
 
 
+def test_cancelling_a_running_job_only_flags_it_for_the_heartbeat(setup, monkeypatch):
+    import redis
+
+    published = []
+    monkeypatch.setattr(redis.Redis, "publish", lambda self, channel, msg: published.append(channel))
+    client, worker = setup
+    job = launch(client).json()
+    worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json")
+    assert client.post(f"/api/v1/jobs/{job['id']}/cancel").json()["status"] == "running"
+    # No pub/sub message nobody listens to: the next heartbeat's answer is how the worker learns.
+    assert not [c for c in published if "cancel" in str(c)]
+    hb = worker.post(f"/api/v1/jobs/{job['id']}/worker/heartbeat", {}, format="json").json()
+    assert hb == {"status": "running", "cancel_requested": True}
+
+
 def test_queued_job_cancels_at_once(setup):
     client, _ = setup
     job = launch(client).json()

@@ -283,3 +283,34 @@ def test_a_profile_table_without_shapes_is_still_sent_per_op():
     old = {"ops": [{"name": "aten::add", "calls": 3, "self_cpu_us": 5.0, "cpu_total_us": 6.0, "flops": 0}]}
     assert profile_rows(old) == [{"op": "aten::add", "shapes": "", "calls": 3, "self_us": 5.0, "total_us": 6.0,
                                   "flops": 0, "self_memory_bytes": 0}]
+
+
+def test_a_cancel_reaches_the_sandbox_with_the_next_heartbeat(tmp_path):
+    """The hub's cancel only flags the job; the heartbeat's response is the whole path to the
+    worker, so a running job stops within one heartbeat interval (2 s)."""
+    import time
+
+    import workers.supervisor as supervisor
+
+    class Client(FakeClient):
+        cancel_at = None
+
+        def _json(self, method, path, json=None, idempotent=False, params=None):
+            if path.endswith("/worker/heartbeat") and self.cancel_at is not None:
+                self.calls.append((method, path, json))
+                return {"status": "running", "cancel_requested": True}
+            return super()._json(method, path, json, idempotent, params)
+
+    client = Client()
+    took = []
+
+    def running(sb):
+        client.cancel_at = time.monotonic()  # the user cancels now
+        while not sb.cancelled and time.monotonic() - client.cancel_at < 10:
+            time.sleep(0.01)
+        took.append(time.monotonic() - client.cancel_at)
+
+    sup, _ = supervise(tmp_path, client=client, during=running)
+    assert sup.run() == "cancelled"
+    assert took[0] < supervisor.HEARTBEAT_S + 1.0
+    assert client.finished()["status"] == "cancelled" and client.finished()["reason"] == "cancelled by the user"
