@@ -286,19 +286,37 @@ class Client:
                  commit: str | None = None, job_id: str = "", create_project: bool = True, **run_options):
         """Start (or, with the same ``run_id``, resume) a run in ``namespace/project``.
 
-        Returns a :class:`hub.client.tracking.Run`; ``run.log({...}, step=...)`` never blocks."""
-        from hub.client.tracking import Run, new_run_id
+        Returns a :class:`hub.client.tracking.Run`; ``run.log({...}, step=...)`` never blocks.
+
+        If the hub cannot be reached (or answers 408/429/5xx), the run starts offline,
+        "pending creation" under a client-chosen id: the creation request is spooled with
+        its points and sent first, idempotently, once the hub answers (or by ``hub sync``).
+        Any other refusal (auth, a bad project name, a param conflict) raises here."""
+        import warnings
+
+        from hub.client.tracking import Run, create_run, is_transient, new_run_id
 
         ns, proj = _split_repo(project)
-        body = {"name": name, "group": group, "params": params or {}, "tags": tags or [], "notes": notes,
-                "run_id": run_id or new_run_id(), "commit": commit or "", "job_id": job_id}
+        create = {"project": f"{ns}/{proj}", "create_project": create_project, "name": name, "group": group,
+                  "params": params or {}, "tags": tags or [], "notes": notes, "run_id": run_id or new_run_id(),
+                  "commit": commit or "", "job_id": job_id}
+        # Bounded: the sender keeps retrying in the background, so a few short tries are enough
+        # before starting offline (a dropped SYN would otherwise cost a full timeout per try).
+        t = self._http.timeout
+        timeout = httpx.Timeout(connect=min(t.connect or 10.0, 10.0), read=t.read, write=t.write, pool=t.pool)
         try:
-            data = self._json("POST", f"/projects/{quote(ns)}/{quote(proj)}/runs", json=body, idempotent=True)
-        except HubClientError as e:
-            if e.code != "project_not_found" or not create_project:
+            data = create_run(self, create, retries=min(self.retries, 2), timeout=timeout)
+        except Exception as e:
+            if not is_transient(e):
                 raise
-            self._json("POST", "/projects", json={"namespace": ns, "name": proj})
-            data = self._json("POST", f"/projects/{quote(ns)}/{quote(proj)}/runs", json=body, idempotent=True)
+            run = Run(self, {"id": create["run_id"], "name": name or create["run_id"], "group": group,
+                             "params": dict(create["params"]), "tags": list(create["tags"]), "notes": notes,
+                             "status": "running", "started_at": datetime.now(UTC).isoformat()},
+                      create=create, **run_options)
+            warnings.warn(f"run {run.id}: cannot reach the hub at {self.url} ({getattr(e, 'message', e)}); training "
+                          f"goes on offline: the run will be created when the hub answers (its creation and points "
+                          f"are spooled in {run.spool}; `hub sync` sends them otherwise)", stacklevel=2)
+            return run
         return Run(self, data, **run_options)
 
     def get_run(self, run_id: str) -> dict:

@@ -9,6 +9,10 @@ to the spool by ``log()`` itself. ``finish()`` and interpreter exit flush with a
 and then say what is still pending (it stays spooled; ``hub sync`` or the next start of the
 same run sends it) instead of hanging.
 
+Offline start: when the hub cannot be reached at ``init_run`` time, the run starts "pending
+creation" under a client-chosen id; its creation request is spooled (``create.json``) and the
+sender (or ``hub sync``) creates the run, idempotently by id, before sending any point.
+
 NaN and ±Inf values are dropped client-side with one warning per key (the hub refuses them).
 """
 
@@ -34,6 +38,38 @@ log = logging.getLogger("hub.client")
 BINARY = "application/x-hub-points"  # hub.tracking.wire.CONTENT_TYPE
 STATUS_FILE = "status.json"  # a final status finish() could not send; `hub sync` sends it
 STATUS_TIMEOUT = 5.0  # seconds for the final status call (one try: finish() must stay bounded)
+CREATE_FILE = "create.json"  # the creation request of a run started while the hub was unreachable
+RUN_FIELDS = ("name", "group", "params", "tags", "notes", "run_id", "commit", "job_id")
+
+
+def is_transient(e: BaseException) -> bool:
+    """Worth retrying later: the hub did not answer, or answered 408/429/5xx. Any other
+    error answer (auth, validation, conflict) is final."""
+    if isinstance(e, HubUnreachable):
+        return True
+    if isinstance(e, HubClientError):
+        return e.status in (408, 429) or e.status >= 500
+    import httpx
+
+    return isinstance(e, httpx.TransportError)  # one request() does not map (a write or pool timeout)
+
+
+def create_run(client, create: dict, **kw) -> dict:
+    """POST a run creation (``create`` = the body plus ``project`` and ``create_project``),
+    creating the project first if it does not exist and that is allowed. Idempotent by
+    ``run_id``: a repeat resumes the same run."""
+    from urllib.parse import quote
+
+    ns, _, proj = create["project"].partition("/")
+    path = f"/projects/{quote(ns)}/{quote(proj)}/runs"
+    body = {k: create[k] for k in RUN_FIELDS if k in create}
+    try:
+        return client._json("POST", path, json=body, idempotent=True, **kw)
+    except HubClientError as e:
+        if e.code != "project_not_found" or not create.get("create_project", True):
+            raise
+        client._json("POST", "/projects", json={"namespace": ns, "name": proj}, **kw)
+        return client._json("POST", path, json=body, idempotent=True, **kw)
 
 
 def _encode(records: list[tuple[int, float, dict]]) -> tuple[bytes, int, dict[str, int]]:
@@ -176,7 +212,9 @@ class Run:
 
     def __init__(self, client, data: dict, *, flush_interval: float = 1.0, batch_points: int = 50_000,
                  max_pending: int = 2_000_000, spool_dir: str | os.PathLike | None = None,
-                 system_metrics: bool = True, system_interval: float = 10.0):
+                 system_metrics: bool = True, system_interval: float = 10.0, create: dict | None = None):
+        """``create``: the run could not be created yet (the hub was unreachable); this is its
+        creation request, spooled and sent by the sender before any point."""
         self.client = client
         self.id: str = data["id"]
         self.data = data
@@ -204,6 +242,20 @@ class Run:
         self.online = True
         self._probe_now = False
         self.finished = False
+        # Pending creation: the request (spooled as create.json) and a version bumped by
+        # log_params/add_tags/set_notes while pending, so a concurrent create is redone.
+        self._create: dict | None = None
+        self._create_ver = 0
+        self._create_refused = False
+        self._notes_dirty = False
+        self._created_at_start = create is None  # the run exists on the hub already
+        if create is not None:
+            self._create = dict(create)
+            _write_json(self.spool, CREATE_FILE, self._create)
+        else:
+            self._create = _read_json(self.spool / CREATE_FILE)  # left by an earlier offline start
+        if self._create is not None:
+            self.online = False  # nothing is posted before the run exists
         # A status left by an earlier finish() that could not reach the hub is void: the run
         # is running again.
         (self.spool / STATUS_FILE).unlink(missing_ok=True)
@@ -273,15 +325,53 @@ class Run:
 
     # --- params, tags, lifecycle ---------------------------------------------------------------
 
+    @property
+    def pending_creation(self) -> bool:
+        """True while the run waits to be created on the hub (it was started offline)."""
+        return self._create is not None and not self._created_at_start
+
+    def _update_pending(self, fn) -> bool:
+        """While creation is pending, apply ``fn`` to the creation request (and its spooled
+        copy) instead of calling the hub; False when the run exists already."""
+        with self._lock:
+            if self._create is None or self._created_at_start:
+                return False
+            fn(self._create)
+            self._create_ver += 1
+            _write_json(self.spool, CREATE_FILE, self._create)
+            return True
+
     def log_params(self, params: dict) -> dict:
+        from hub.stores._search_layout import flatten_params
+
+        def merge(create: dict) -> None:
+            old, new = flatten_params(create.get("params") or {}), flatten_params(params)
+            conflicts = {k: {"logged": old[k], "new": v} for k, v in new.items() if k in old and old[k] != v}
+            if conflicts:  # the hub would answer the same (params are write-once)
+                raise HubClientError(409, "param_conflict", f"{len(conflicts)} param(s) already logged with "
+                                     "another value; params are write-once.", conflicts)
+            create["params"] = {**old, **new}
+            self.data["params"] = dict(create["params"])
+
+        if self._update_pending(merge):
+            return self.data["params"]
         self.data = self.client._json("POST", f"/runs/{self.id}/params", json={"params": params})
         return self.data["params"]
 
     def add_tags(self, *tags: str) -> None:
-        self.data = self.client._json("PATCH", f"/runs/{self.id}", json={"add_tags": list(tags)})
+        def merge(create: dict) -> None:
+            create["tags"] = list(create.get("tags") or []) + [t for t in tags if t not in (create.get("tags") or [])]
+
+        if not self._update_pending(merge):
+            self.data = self.client._json("PATCH", f"/runs/{self.id}", json={"add_tags": list(tags)})
 
     def set_notes(self, notes: str) -> None:
-        self.data = self.client._json("PATCH", f"/runs/{self.id}", json={"notes": notes})
+        def merge(create: dict) -> None:
+            create["notes"] = notes
+            self._notes_dirty = True  # a resumed run keeps its notes on create: PATCH them after
+
+        if not self._update_pending(merge):
+            self.data = self.client._json("PATCH", f"/runs/{self.id}", json={"notes": notes})
 
     def flush(self, timeout: float = 30.0) -> int:
         """Send what is buffered; returns the points still pending after ``timeout``."""
@@ -290,7 +380,7 @@ class Run:
         while time.monotonic() < deadline:
             with self._lock:
                 empty = not self._records
-            if empty and self._idle.is_set() and not self._spool_files():
+            if empty and self._idle.is_set() and not self._spool_files() and self._create is None:
                 break
             self._probe_now = True  # while flushing, retry the hub without the usual backoff
             self._wake.set()
@@ -354,13 +444,21 @@ class Run:
         left = self.pending()
         self.finished = True
         _live_runs.discard(self)
-        status_sent = self._send_status(status, min(STATUS_TIMEOUT, max(0.5, deadline - time.monotonic())))
+        if self._create is not None and not self._created_at_start:
+            # Not created yet: the status waits on disk, after the creation and the points.
+            _write_status(self.spool, status)
+            why = "the hub refused to create it" if self._create_refused else "the hub has not answered since it started"
+            warnings.warn(f"run {self.id} is not created yet ({why}); its creation, points and status {status!r} are "
+                          f"spooled in {self.spool} and will be sent by `hub sync`", stacklevel=2)
+            status_sent = False
+        else:
+            status_sent = self._send_status(status, min(STATUS_TIMEOUT, max(0.5, deadline - time.monotonic())))
         if left:
             msg = (f"run {self.id}: {left} point(s) not yet sent; they are spooled in {self.spool} and will be "
                    f"sent by `hub sync` or the next start of this run")
             warnings.warn(msg, stacklevel=2)
         return {"pending": left, "sent": self.sent_points, "spool": str(self.spool) if left or not status_sent else None,
-                "status_sent": status_sent}
+                "status_sent": status_sent, "created": not self.pending_creation}
 
     def __enter__(self) -> Run:
         return self
@@ -502,6 +600,49 @@ class Run:
             f.unlink(missing_ok=True)
         return True
 
+    def _try_create(self) -> bool:
+        """Send the pending creation; True once the run exists. A refusal (auth, validation,
+        conflict) is logged and leaves everything spooled, for `hub sync` once it is fixed."""
+        for _ in range(5):  # redo if log_params/add_tags/set_notes changed the request meanwhile
+            with self._lock:
+                create, ver = self._create, self._create_ver
+            if create is None:
+                return True
+            try:
+                data = create_run(self.client, create, retries=0)
+            except Exception as e:  # noqa: BLE001 - the sender must survive anything
+                if is_transient(e):
+                    log.debug("run %s: not created yet (%s)", self.id, e)
+                    return False
+                message = getattr(e, "message", str(e))
+                if self._created_at_start:  # a stale request from an earlier offline start
+                    log.error("run %s: the hub refused the spooled creation request: %s", self.id, message)
+                    (self.spool / CREATE_FILE).replace(self.spool / (CREATE_FILE + ".rejected"))
+                    with self._lock:
+                        self._create = None
+                    return True
+                self._create_refused = True
+                log.error("run %s: the hub refused to create the run: %s; its points stay spooled in %s",
+                          self.id, message, self.spool)
+                return False
+            with self._lock:
+                if self._create_ver != ver:
+                    continue
+                self._create = None
+                notes, self._notes_dirty = self._notes_dirty, False
+            if isinstance(data, dict):
+                self.data = data
+            if notes and data and data.get("notes") != create.get("notes"):
+                try:
+                    self.data = self.client._json("PATCH", f"/runs/{self.id}", json={"notes": create["notes"]},
+                                                  retries=0)
+                except Exception as e:  # noqa: BLE001
+                    log.error("run %s: could not set the notes: %s", self.id, e)
+            (self.spool / CREATE_FILE).unlink(missing_ok=True)
+            log.info("run %s: created on the hub", self.id)
+            return True
+        return False
+
     def _loop(self) -> None:
         backoff = 1.0
         next_probe = 0.0
@@ -511,10 +652,20 @@ class Run:
             stopping = self._stop.is_set()
             self._idle.clear()
             try:
+                probe, self._probe_now = self._probe_now, False
+                if self._create is not None and not self._create_refused and (
+                        probe or time.monotonic() >= next_probe):
+                    if self._try_create():
+                        self.online, backoff = True, 1.0
+                    else:
+                        next_probe = time.monotonic() + backoff
+                        backoff = min(backoff * 2, 30.0)
+                if self._create is not None:
+                    self.online = False  # no point is posted before the run exists: spool them
                 for token, body, n in self._batches():
                     self._send_or_spool(token, body, n)
-                probe, self._probe_now = self._probe_now, False
-                if (self.online or probe or time.monotonic() >= next_probe) and self._spool_files():
+                if self._create is None and (self.online or probe or time.monotonic() >= next_probe) \
+                        and self._spool_files():
                     if self._replay():
                         self.online, backoff = True, 1.0
                     else:
@@ -551,20 +702,49 @@ def new_run_id() -> str:
     return secrets.token_hex(8)
 
 
-def _write_status(spool: Path, status: str) -> None:
+def _write_json(spool: Path, name: str, data: dict) -> None:
+    """Atomically: a crash leaves the old file or the new one, never half of one."""
     spool.mkdir(parents=True, exist_ok=True)
-    tmp = spool / (STATUS_FILE + ".tmp")
-    tmp.write_text(json.dumps({"status": status}))
-    os.replace(tmp, spool / STATUS_FILE)
+    tmp = spool / (name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, spool / name)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("project") else None
+
+
+def _write_status(spool: Path, status: str) -> None:
+    _write_json(spool, STATUS_FILE, {"status": status})
 
 
 def sync_spool(client, spool_root: str | os.PathLike | None = None) -> dict:
-    """Send every spooled batch of every run (the ``hub sync`` command), then the final
-    status a finish() could not send (after the points, so a run is never marked finished
-    while some of its points are still on disk)."""
+    """Send every spooled run (the ``hub sync`` command): first the creation of a run that
+    was started while the hub was unreachable (``create.json``), then its batches, then the
+    final status a finish() could not send (after the points, so a run is never marked
+    finished while some of its points are still on disk). A run whose creation the hub
+    refuses keeps its spool and counts in ``runs_left``."""
     root = Path(spool_root or config.spool_dir())
     sent = failed = 0
     for run_dir in sorted(p for p in root.glob("*") if p.is_dir()):
+        create_file = run_dir / CREATE_FILE
+        if create_file.exists():
+            create = _read_json(create_file)
+            try:
+                if create is None:
+                    raise HubClientError(400, "invalid_spool", f"{create_file} is not a creation request")
+                create_run(client, create)
+            except Exception as e:  # noqa: BLE001
+                if not is_transient(e):
+                    log.error("run %s: the hub refused to create the run: %s; it stays spooled in %s",
+                              run_dir.name, getattr(e, "message", e), run_dir)
+                failed += 1
+                continue
+            create_file.unlink(missing_ok=True)
         run = Run.__new__(Run)
         run.client, run.id, run.spool, run.sent_points = client, run_dir.name, run_dir, 0
         ok = run._replay()

@@ -75,6 +75,31 @@ def test_unreachable_hub_spools_to_disk_and_sync_replays(live_hub, bob, tmp_path
     assert not (tmp_path / run.id).exists()
 
 
+def test_a_run_started_while_the_hub_is_down_is_created_by_sync(live_hub, bob, tmp_path):
+    """The hub is unreachable when training starts: init_run does not raise, the run is
+    created (with its params, in a project that did not exist yet) by `hub sync` later."""
+    offline = Client(url="http://127.0.0.1:9", token=bob, retries=0)
+    with pytest.warns(UserWarning, match="created when the hub answers"):
+        run = offline.init_run("bob/offline-start", name="born-offline", params={"moe": {"top_k": 8}, "lr": 3e-4},
+                               tags=["offline"], spool_dir=tmp_path, system_metrics=False)
+    assert run.pending_creation
+    for step in range(3000):
+        run.log({"loss": 1.0 / (step + 1), "lr": 3e-4}, step=step)
+    with pytest.warns(UserWarning):
+        report = run.finish(timeout=2)
+    assert report["pending"] == 6000 and report["created"] is False and report["spool"]
+    from hub.client.tracking import sync_spool
+
+    c = Client(url=live_hub.url, token=bob)
+    assert sync_spool(c, tmp_path) == {"sent_points": 6000, "runs_left": 0}
+    info = c.get_run(run.id)
+    assert info["name"] == "born-offline" and info["status"] == "finished" and "offline" in info["tags"]
+    assert info["params"]["moe.top_k"] == 8 and info["params"]["lr"] == 3e-4
+    counts = {k["key"]: k["count"] for k in c._json("GET", f"/runs/{run.id}/metrics")["keys"]}
+    assert counts == {"loss": 3000, "lr": 3000}
+    assert not (tmp_path / run.id).exists()
+
+
 def test_runs_cli_search_show_compare(live_hub, bob, tmp_path):
     c = Client(url=live_hub.url, token=bob)
     ids = []
