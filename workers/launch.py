@@ -3,16 +3,17 @@
 The entry points import torch before they can write anything (~1 s). The supervisor starts
 jobs through this launcher, which writes one ``log`` event on the event descriptor before
 that import, so "the job is alive inside its sandbox" is known at once; then it runs
-``workers.moe.<KIND>`` exactly as ``python -m`` would. Pure standard library.
+``workers.moe.<KIND>`` exactly as ``python -m`` would, whose event writer continues the
+launcher's ``seq`` (0 here, 1, 2, ... there). Pure standard library.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import runpy
 import sys
-import time
+
+from workers.moe.events import EventWriter  # standard library only, like this module
 
 KINDS = ("train", "finetune", "evaluate", "profile")
 
@@ -31,10 +32,9 @@ def main() -> None:
         sys.exit(f"usage: python -m workers.launch {{{','.join(KINDS)}}} [entry point arguments]")
     kind, rest = sys.argv[1], sys.argv[2:]
     try:
-        fd = _event_fd(rest)
-        line = {"type": "log", "seq": 0, "time": time.time(), "level": "info",
-                "message": f"{kind}: started (pid {os.getpid()})"}
-        os.write(fd, (json.dumps(line) + "\n").encode())
+        events = EventWriter(_event_fd(rest))
+        events.log(f"{kind}: started (pid {os.getpid()})")
+        events.hand_over()  # the entry point's writer goes on at seq 1: one sequence per process
     except (ValueError, OSError):
         pass  # the entry point reports a bad --event-fd itself
     sys.argv = [f"workers.moe.{kind}", *rest]

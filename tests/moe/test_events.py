@@ -82,3 +82,39 @@ def test_validate_event_names_what_is_wrong():
     ) == ["metric.step must be an integer", "metric.values must be an object of numbers"]
     assert validate_event({"type": "shell"}) != []
     assert validate_event([]) == ["event must be a JSON object"]
+
+
+def test_the_launcher_and_the_entry_point_share_one_seq_sequence(tmp_path):
+    """workers.launch writes "started" before the entry point's own writer exists; the
+    entry point carries on at seq 1 instead of starting over at 0."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"model": {"top_k": 99}}))  # invalid: the entry point stops at once
+    proc = subprocess.run([sys.executable, "-m", "workers.launch", "train", "--config", str(cfg),
+                           "--out", str(tmp_path / "o"), "--event-fd", "1"],
+                          cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    events = parse_events(proc.stdout)  # checks seq 0, 1, 2, ... with no repeat or gap
+    assert [e["type"] for e in events] == ["log", "error"]
+    assert "train: started" in events[0]["message"]
+
+
+def test_a_handed_over_seq_is_taken_once_per_fd(tmp_path):
+    fd = os.open(tmp_path / "e.jsonl", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        first = EventWriter(fd)
+        first.log("a")
+        first.log("b")
+        first.hand_over()
+        second = EventWriter(fd)
+        second.log("c")
+        third = EventWriter(fd)  # a new, unrelated writer on the same fd number starts afresh
+        third.log("d")
+    finally:
+        os.close(fd)
+    lines = [json.loads(x) for x in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert [(e["message"], e["seq"]) for e in lines] == [("a", 0), ("b", 1), ("c", 2), ("d", 0)]

@@ -50,14 +50,26 @@ def _finite(v: float) -> float | None:
     return v if math.isfinite(v) else None
 
 
+#: fd -> the seq the next EventWriter on it starts from (see EventWriter.hand_over).
+_HANDED_OVER: dict[int, int] = {}
+
+
 class EventWriter:
     """Writes one JSON object per line to ``fd`` and flushes it (a raw ``os.write``: no
     Python buffering can hold an event back). Thread-safe; ``seq`` increases by one per line."""
 
     def __init__(self, fd: int = 1) -> None:
         self.fd = fd
-        self._seq = 0
+        # The launcher (workers/launch.py) may have written the first lines on this fd in
+        # this process: carry on from its seq so that the stream has no repeat and no gap.
+        self._seq = _HANDED_OVER.pop(fd, 0)
         self._lock = threading.Lock()
+
+    def hand_over(self) -> None:
+        """Let the next EventWriter created on this fd in this process continue this one's
+        ``seq`` (stop writing with this one)."""
+        with self._lock:
+            _HANDED_OVER[self.fd] = self._seq
 
     # ---- the six event types ----
 
