@@ -235,3 +235,44 @@ def test_gradient_accumulation_and_bf16_autocast_train(tmp_path, cache):
     assert len(losses_by_step(events)) == 3
     assert all(v < 6 for v in losses_by_step(events).values())
     assert "bf16" in next(e["message"] for e in by_type(events, "log") if "model:" in e["message"])
+
+
+def test_optimizer_step_says_whether_the_scaler_skipped():
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([p], lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    scaler.scale(p.sum()).backward()
+    p.grad[1] = float("inf")  # what an fp16 overflow leaves behind
+    assert train.optimizer_step(scaler, opt) is False
+    assert torch.equal(p.data, torch.ones(3)) and scaler.get_scale() == 512.0
+    opt.zero_grad()
+    scaler.scale(p.sum()).backward()
+    assert train.optimizer_step(scaler, opt) is True and float(p.data[0]) < 1.0
+    assert train.optimizer_step(torch.amp.GradScaler("cpu", enabled=False), opt) is True
+
+
+@pytest.mark.parametrize("overflow", [True, False])
+def test_the_router_bias_moves_only_when_the_optimizer_steps(tmp_path, cache, monkeypatch, overflow):
+    """With fp16 the GradScaler skips a step whose gradients overflowed; the balancing bias
+    must skip it too. Faked on CPU: a scaler whose scaled loss is infinite on every step."""
+    real = torch.amp.GradScaler
+
+    class Scaler(real):
+        def __init__(self, device, enabled=True, **kw):
+            super().__init__("cpu", enabled=True, **kw)  # as with fp16, whatever the dtype
+
+        def scale(self, outputs):
+            return super().scale(outputs) * (float("inf") if overflow else 1.0)
+
+    monkeypatch.setattr(torch.amp, "GradScaler", Scaler)
+    cfg = tiny_config(cache, train={"steps": 3, "warmup_steps": 1, "log_every": 1})
+    code, events = run_entry("train", train.run, tmp_path, cfg, tmp_path / "o")
+    assert code == 0, by_type(events, "error")
+    scales = [e["values"]["loss_scale"] for e in by_type(events, "metric") if "loss_scale" in e["values"]]
+    state = load_file(str(tmp_path / "o" / "model.safetensors"))
+    moved = sum(float(v.abs().sum()) for k, v in state.items() if k.endswith("balance_bias"))
+    if overflow:
+        assert scales == sorted(scales, reverse=True) and scales[-1] < scales[0]  # every step skipped
+        assert moved == 0
+    else:
+        assert moved > 0

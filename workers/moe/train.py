@@ -58,6 +58,16 @@ def autocast(device: torch.device, dtype: str) -> AbstractContextManager[Any]:
     return torch.autocast(device.type, dtype=amp)
 
 
+def optimizer_step(scaler: torch.amp.GradScaler, opt: torch.optim.Optimizer) -> bool:
+    """``scaler.step`` + ``scaler.update``; whether the optimizer really stepped. With fp16 the
+    scaler skips a step whose gradients hold inf/NaN and lowers its scale, which is how a skip
+    shows (the scale never falls otherwise); without fp16 every step happens."""
+    before = scaler.get_scale() if scaler.is_enabled() else None
+    scaler.step(opt)
+    scaler.update()
+    return before is None or scaler.get_scale() >= before
+
+
 def lr_at(step: int, t: TrainConfig) -> float:
     """Linear warm-up over warmup_steps, then cosine decay from lr to min_lr at the end."""
     if step < t.warmup_steps:
@@ -233,10 +243,9 @@ def train_loop(
         grad_norm = torch.nn.utils.clip_grad_norm_(
             params, t.grad_clip if t.grad_clip > 0 else float("inf")
         )
-        scaler.step(opt)
-        scaler.update()
+        stepped = optimizer_step(scaler, opt)
         opt.zero_grad(set_to_none=True)
-        if update_bias:
+        if update_bias and stepped:  # a step fp16 skipped (inf/NaN gradients) moves nothing
             model.update_router_bias()
         stats = model.pop_moe_stats()  # every step: the accumulators are per step
         if device.type == "cuda":
