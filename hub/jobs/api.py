@@ -216,8 +216,12 @@ class JobLogStreamApi(APIView):
     def get(self, request, job_id):
         job = selectors.job_for(request, job_id=job_id)
         filters = log_filters(request.query_params)
-        after = request.query_params.get("after_seq")
-        last = [int(after) if after not in (None, "") else -1]
+        # A reconnecting EventSource sends the last id it saw as Last-Event-ID.
+        after = request.query_params.get("after_seq") or request.headers.get("Last-Event-ID")
+        try:
+            last = [int(after) if after not in (None, "") else -1]
+        except ValueError as e:
+            raise InvalidInput("after_seq (or Last-Event-ID) must be an integer.", code="invalid_page") from e
 
         def stream():
             idle_since = time.monotonic()

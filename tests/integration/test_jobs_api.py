@@ -3,6 +3,7 @@ lost workers, and the endpoints workers report through."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -261,6 +262,27 @@ def test_logs_filter_by_stream_and_time(setup, metrics_store, monkeypatch):
     for bad in ("stream=", "stream=a%20b", "since=yesterday", "until=nan", f"since={1.7e9 + 5}&until={1.7e9}"):
         r = client.get(f"{url}?{bad}")
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_log_filter", (bad, r.content)
+
+
+def test_log_stream_resumes_after_last_event_id_and_refuses_a_bad_one(setup, metrics_store, monkeypatch):
+    import hub.stores.metrics as m
+
+    monkeypatch.setattr(m, "get_metrics_store", lambda: metrics_store)
+    client, worker = setup
+    job = launch(client).json()
+    worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json")
+    lines = [[i, 1.7e9 + i, "stdout", f"line {i}"] for i in range(5)]
+    worker.post(f"/api/v1/jobs/{job['id']}/worker/logs", {"lines": lines}, format="json")
+    worker.post(f"/api/v1/jobs/{job['id']}/worker/finish", {"status": "succeeded"}, format="json")
+    url = f"/api/v1/jobs/{job['id']}/logs/stream"
+    # An EventSource reconnecting after seq 2 gets 3 and 4, then the end of the job.
+    r = client.get(url, HTTP_LAST_EVENT_ID="2")
+    body = b"".join(r.streaming_content).decode()
+    assert [int(x) for x in re.findall(r"^id: (\d+)$", body, re.M)] == [3, 4]
+    assert '"status": "succeeded"' in body
+    for bad in ({"QUERY_STRING": "after_seq=abc"}, {"HTTP_LAST_EVENT_ID": "x"}):
+        r = client.get(url, **bad)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_page", r.content
 
 
 def test_a_config_that_needs_cuda_is_refused_for_a_job_without_gpus(setup):
