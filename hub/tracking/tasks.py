@@ -15,6 +15,15 @@ def index_run(self, run_id: str) -> None:
 
 @shared_task(bind=True, autoretry_for=(SearchUnavailable,), retry_backoff=2, retry_backoff_max=300,
              retry_jitter=True, max_retries=20, acks_late=True)
+def index_pending_runs(self) -> int:
+    """Bulk-index every run waiting in the pending set (see hub.tracking.indexing)."""
+    from hub.tracking.indexing import index_pending_runs_now
+
+    return index_pending_runs_now()
+
+
+@shared_task(bind=True, autoretry_for=(SearchUnavailable,), retry_backoff=2, retry_backoff_max=300,
+             retry_jitter=True, max_retries=20, acks_late=True)
 def index_commit(self, commit_pk: str) -> None:
     from hub.tracking.indexing import index_commit_now
 

@@ -126,3 +126,42 @@ def test_plain_listing_comes_from_the_database_in_pages(searchable):
     assert [r["id"] for r in page2["results"]] == [ids[0]] and page2["next"] is None
     assert page1["results"][0]["params"]["moe.top_k"] == 4 and "val_loss" in page1["results"][0]["summary"]
     assert search(searchable, q="tags:moe").get("source") != "database"
+
+
+def test_run_changes_are_drained_in_bulk_by_one_task(searchable, settings, monkeypatch,
+                                                     django_capture_on_commit_callbacks):
+    """Through the queue (not eager): a burst of run changes schedules one drain task; the
+    drain indexes them all in bulk; a drain that fails gives its ids back."""
+    from hub.stores.search import SearchUnavailable
+    from hub.tracking import tasks
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.HUB_REDIS_PREFIX = f"{unique_name('t')}:"
+    scheduled = []
+    monkeypatch.setattr(tasks.index_pending_runs, "apply_async", lambda **kw: scheduled.append(kw))
+    with django_capture_on_commit_callbacks(execute=True):
+        ids = [searchable.post("/api/v1/projects/alice/exp/runs", {"name": f"burst-{i}"}, format="json").json()["id"]
+               for i in range(5)]
+    assert len(scheduled) == 1 and scheduled[0]["countdown"] > indexing.DEBOUNCE_MS / 1000
+    r = indexing._redis()
+    assert {i.decode() for i in r.smembers(indexing._pending_runs_key())} == set(ids)
+
+    idx = indexing.search_index()
+    calls = []
+    real_bulk = idx.bulk_index_runs
+
+    def down(docs, **kw):
+        calls.append(len(list(docs)))
+        raise SearchUnavailable("down for the test")
+
+    monkeypatch.setattr(idx, "bulk_index_runs", down)
+    with pytest.raises(SearchUnavailable):
+        indexing.index_pending_runs_now()
+    assert calls == [5] and r.scard(indexing._pending_runs_key()) == 5  # nothing lost
+
+    monkeypatch.setattr(idx, "bulk_index_runs", real_bulk)
+    assert indexing.index_pending_runs_now(batch=2) == 5
+    assert r.scard(indexing._pending_runs_key()) == 0
+    idx.refresh()
+    found = search(searchable, q="burst")
+    assert {x["id"] for x in found["results"]} == set(ids)
