@@ -49,6 +49,9 @@ def _database_from_url(url: str, data_dir: Path) -> dict:
                 "transaction_mode": "IMMEDIATE",
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
+            # Keep each thread's connection between requests: opening one and running the
+            # PRAGMAs above cost more than a typical API request's own queries.
+            "CONN_MAX_AGE": 600,
             # A file, not :memory:: tests run real concurrent writers from threads.
             "TEST": {"NAME": str(Path(path).with_name("test-" + Path(path).name))},
         }
