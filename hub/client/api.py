@@ -23,6 +23,11 @@ from typing import Any
 from urllib.parse import quote
 
 import blake3
+
+try:  # metric series are mostly floats: orjson parses them ~5x faster than json
+    from orjson import loads as _loads
+except ImportError:  # the SDK works without it
+    from json import loads as _loads
 import httpx
 
 from hub.client import config
@@ -148,7 +153,7 @@ class Client:
 
     def _json(self, method: str, path: str, **kw) -> Any:
         resp = self.request(method, path, **kw)
-        return resp.json() if resp.content else None
+        return _loads(resp.content) if resp.content else None
 
     def _paged(self, path: str, params: dict | None = None, limit: int | None = None) -> list[dict]:
         out: list[dict] = []

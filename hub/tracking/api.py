@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from hub.accounts import selectors as accounts
 from hub.accounts.models import Role
 from hub.common.errors import InvalidInput, NotAuthenticated, PayloadTooLarge
+from hub.common.renderers import FastJSONRenderer
 from hub.tracking import ingest, report, selectors, services
 from hub.tracking.models import Project, Run
 
@@ -229,6 +230,8 @@ class RunMetricsApi(APIView):
 
 
 class SeriesApi(APIView):
+    renderer_classes = [FastJSONRenderer]
+
     @extend_schema(
         summary="Series for many runs × keys, downsampled server-side to `buckets` (min/max/last per bucket)",
         parameters=[OpenApiParameter("runs", str, required=True), OpenApiParameter("keys", str, required=True),

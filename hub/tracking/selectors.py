@@ -20,14 +20,19 @@ def project_for(request, *, namespace: str, name: str, role: str = Role.READ) ->
     project = Project.objects.select_related("namespace").filter(namespace__name=namespace, name=name).first()
     if project is None:
         raise NotFound(f"Project {namespace}/{name} not found.", code="project_not_found")
+    _check_access(request, project, role)
+    return project
+
+
+def _check_access(request, project: Project, role: str) -> None:
+    """A private project is a 404 to whoever may not read it; writes need ``role``."""
     if project.private:
         try:
             accounts.require_role(request, namespace=project.namespace, role=Role.READ, hide=True)
         except NotFound:
-            raise NotFound(f"Project {namespace}/{name} not found.", code="project_not_found") from None
+            raise NotFound(f"Project {project.full_name} not found.", code="project_not_found") from None
     if role != Role.READ:
         accounts.require_role(request, namespace=project.namespace, role=role)
-    return project
 
 
 def run_for(request, *, run_id: str, role: str = Role.READ) -> Run:
@@ -35,7 +40,7 @@ def run_for(request, *, run_id: str, role: str = Role.READ) -> Run:
     if run is None:
         raise NotFound(f"Run {run_id} not found.", code="run_not_found")
     try:
-        project_for(request, namespace=run.project.namespace.name, name=run.project.name, role=role)
+        _check_access(request, run.project, role)  # the project came with the run: no second query
     except NotFound:
         raise NotFound(f"Run {run_id} not found.", code="run_not_found") from None
     return run
