@@ -89,7 +89,7 @@ def _encode(records: list[tuple[int, float, dict]]) -> tuple[bytes, int, dict[st
         for k, v in d.items():
             try:
                 fv = float(v)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float
                 dropped[k] = dropped.get(k, 0) + 1
                 continue
             if not isfinite(fv):
