@@ -384,3 +384,22 @@ def test_compare_commits_errors(tracker, query, status, code):
     new_run(tracker, commit="alice/moe@" + "b" * 40)
     r = tracker.get(f"/api/v1/runs/compare?{query}")
     assert r.status_code == status and r.json()["error"]["code"] == code, r.content
+
+
+def test_export_parquet_streams_every_point(tracker):
+    import io as _io
+
+    import pyarrow.parquet as pq
+
+    run = new_run(tracker)
+    ingest(tracker, run["id"], key="a", step=list(range(10)), value=[float(i) for i in range(10)])
+    ingest(tracker, run["id"], key="b", step=[0], value=[42.0])
+    r = tracker.get(f"/api/v1/runs/{run['id']}/metrics/export?as=parquet")
+    assert r.status_code == 200 and r["Content-Type"] == "application/vnd.apache.parquet"
+    assert r["Content-Disposition"].endswith('.parquet"')
+    table = pq.read_table(_io.BytesIO(b"".join(r.streaming_content)))
+    assert table.column_names == ["key", "step", "wall_time", "value"] and table.num_rows == 11
+    rows = sorted(zip(table["key"].to_pylist(), table["step"].to_pylist(), table["value"].to_pylist(), strict=True))
+    assert rows[-1] == ("b", 0, 42.0) and rows[:10] == [("a", i, float(i)) for i in range(10)]
+    bad = tracker.get(f"/api/v1/runs/{run['id']}/metrics/export?as=xlsx")
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_format"
