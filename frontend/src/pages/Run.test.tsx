@@ -39,3 +39,14 @@ describe("run page logs tab", () => {
     expect(calls.some((c) => c.url.pathname.startsWith("/api/v1/jobs"))).toBe(false);
   });
 });
+
+describe("run page header", () => {
+  it("offers the full-resolution export as CSV and as Parquet", async () => {
+    mockApi({ "GET /api/v1/runs/r1": () => ({ body: run() }) });
+    renderAt("/runs/r1?tab=logs", "/runs/:id", <RunPage />);
+    const csv = await screen.findByRole("link", { name: "Export CSV" });
+    expect(csv.getAttribute("href")).toBe("/api/v1/runs/r1/metrics/export");
+    expect(screen.getByRole("link", { name: "Export Parquet" }).getAttribute("href"))
+      .toBe("/api/v1/runs/r1/metrics/export?as=parquet");
+  });
+});

@@ -101,6 +101,7 @@ function Header({ run }: { run: Run }) {
         </select>
       </div>
       <a className="button" href={`/api/v1/runs/${run.id}/metrics/export`} download>Export CSV</a>
+      <a className="button" href={`/api/v1/runs/${run.id}/metrics/export?as=parquet`} download>Export Parquet</a>
     </div>
   );
 }
