@@ -257,11 +257,20 @@ class Client:
     def commit_info(self, repo: str, sha: str) -> dict:
         return self._json("GET", f"{self._r(repo)}/commits/{sha}")
 
-    def list_files(self, repo: str, ref: str | None = None, prefix: str = "") -> dict:
-        params = {"prefix": prefix}
+    def list_files(self, repo: str, ref: str | None = None, prefix: str = "", *, page_size: int | None = None) -> dict:
+        """``{"commit", "files"}``: every file of ``ref`` (all pages, each of the same commit)."""
+        params: dict = {"prefix": prefix}
+        if page_size:
+            params["page_size"] = page_size
         if ref:
             params["ref"] = ref
-        return self._json("GET", f"{self._r(repo)}/tree", params=params)
+        out = self._json("GET", f"{self._r(repo)}/tree", params=params)
+        files, page = list(out["files"]), 1
+        while out.get("next"):
+            page += 1
+            out = self._json("GET", f"{self._r(repo)}/tree", params={**params, "ref": out["commit"], "page": page})
+            files += out["files"]
+        return {"commit": out["commit"], "files": files}
 
     def file_info(self, repo: str, path: str, ref: str | None = None) -> dict:
         return self._json("GET", f"{self._r(repo)}/info/{quote(path)}", params={"ref": ref} if ref else None)

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from hub.accounts import selectors as accounts
 from hub.accounts.models import Role
 from hub.common.errors import Forbidden, InvalidInput, NotAuthenticated
-from hub.common.pagination import paginate
+from hub.common.pagination import Pagination, paginate
 from hub.registry import selectors, services
 from hub.registry.models import Commit, Ref, Repo
 
@@ -317,13 +317,24 @@ class CommitDetailApi(APIView):
         return Response(out)
 
 
+class TreePagination(Pagination):
+    # A model repo rarely has more than a few hundred files: one page for almost all of them.
+    page_size = 1000
+
+
 class TreeApi(APIView):
-    @extend_schema(summary="Files of a ref", parameters=[OpenApiParameter("ref", str), OpenApiParameter("prefix", str)])
+    @extend_schema(summary="Files of a ref, sorted by path, paginated (page_size up to 1000, the default); "
+                           "fetch later pages with ref=<commit> so that every page is of one commit",
+                   parameters=[OpenApiParameter("ref", str), OpenApiParameter("prefix", str),
+                               OpenApiParameter("page", int), OpenApiParameter("page_size", int)])
     def get(self, request, namespace, name):
         repo = selectors.repo_for(request, namespace=namespace, name=name)
         commit = selectors.resolve(repo=repo, ref=request.query_params.get("ref") or repo.default_branch)
         files = selectors.tree_files(commit=commit, prefix=request.query_params.get("prefix", ""))
-        return Response({"commit": commit.sha, "files": files})
+        paginator = TreePagination()
+        page = paginator.paginate_queryset(files, request, view=self)
+        return Response({"commit": commit.sha, "files": page, "count": paginator.page.paginator.count,
+                         "next": paginator.get_next_link(), "previous": paginator.get_previous_link()})
 
 
 class FileInfoApi(APIView):

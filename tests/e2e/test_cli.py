@@ -253,3 +253,16 @@ def test_runs_compare_takes_model_commits_and_refuses_a_mix(live_hub, alice, tmp
     assert "moe.top_k" in out and "25.0% lower final val_loss" in out, out
     mixed = h.cli("runs", "compare", refs[0], runs[1], token=alice)
     assert mixed.returncode == 2 and "not a mix" in mixed.stderr
+
+
+def test_sdk_lists_every_file_across_pages_of_one_commit(live_hub, alice, tmp_path):
+    c = Client(url=live_hub.url, token=alice)
+    c.create_repo("alice/shards")
+    src = tmp_path / "ckpt"
+    src.mkdir()
+    for i in range(5):
+        (src / f"shard-{i}.bin").write_bytes(f"w{i}".encode())
+    sha = c.push(src, repo="alice/shards", message="five shards").commit["sha"]
+    listing = c.list_files("alice/shards", "main", page_size=2)
+    assert listing["commit"] == sha
+    assert [f["path"] for f in listing["files"]] == [f"shard-{i}.bin" for i in range(5)]

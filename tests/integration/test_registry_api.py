@@ -45,6 +45,22 @@ def test_push_then_download_round_trips(api, repo):
     assert download(client, repo, "config.json")[1] == b'{"top_k": 2}'
 
 
+def test_tree_is_paginated_and_later_pages_pin_the_commit(api, repo):
+    client, _ = api
+    files = {f"shard-{i:02d}.bin": f"weights {i}".encode() for i in range(5)}
+    assert push(client, repo, files).status_code == 201
+    first = client.get(f"/api/v1/repos/{repo}/tree?page_size=2").json()
+    assert [f["path"] for f in first["files"]] == ["shard-00.bin", "shard-01.bin"]
+    assert first["count"] == 5 and first["next"] and first["previous"] is None
+    # The branch moves on; a later page asked for by commit id still lists the first commit.
+    assert push(client, repo, {"zz-new.bin": b"new"}).status_code == 201
+    last = client.get(f"/api/v1/repos/{repo}/tree?ref={first['commit']}&page_size=2&page=3").json()
+    assert [f["path"] for f in last["files"]] == ["shard-04.bin"] and last["next"] is None
+    assert client.get(f"/api/v1/repos/{repo}/tree").json()["count"] == 6  # one page by default
+    r = client.get(f"/api/v1/repos/{repo}/tree?page=9")
+    assert r.status_code == 404 and r.json()["error"]["code"]
+
+
 def test_negotiation_reports_only_missing_chunks(api, repo):
     client, _ = api
     base = model(seed=1, n=8)

@@ -11,10 +11,25 @@ import { Empty, ErrorMessage, Loading, QueryView } from "../components/States";
 import { fmtAgo, fmtBytes, shortSha } from "../lib/format";
 import { useTitle } from "../lib/useTitle";
 
+type TreePage = { commit: string; files: TreeFile[]; next: string | null };
+
+/** Every file of a ref: the first page resolves the ref, later pages are asked for by that
+ * commit id, so a branch that moves meanwhile cannot mix two commits in one listing. */
+export async function allTreeFiles(path: string, ref: string, signal?: AbortSignal): Promise<{ commit: string; files: TreeFile[] }> {
+  let page = await get<TreePage>(`${path}${qs({ ref })}`, signal);
+  const commit = page.commit;
+  const files = [...page.files];
+  for (let n = 2; page.next; n++) {
+    page = await get<TreePage>(`${path}${qs({ ref: commit, page: String(n) })}`, signal);
+    files.push(...page.files);
+  }
+  return { commit, files };
+}
+
 function Files({ ns, name, refName }: { ns: string; name: string; refName: string }) {
   const tree = useQuery({
     queryKey: ["tree", ns, name, refName],
-    queryFn: ({ signal }) => get<{ commit: string; files: TreeFile[] }>(`${repoPath(ns, name)}/tree${qs({ ref: refName })}`, signal),
+    queryFn: ({ signal }) => allTreeFiles(`${repoPath(ns, name)}/tree`, refName, signal),
   });
   const base = `/models/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`;
   return (
