@@ -1,16 +1,23 @@
 """Searchable run and model-commit metadata in Elasticsearch (the only module that imports the
 ``elasticsearch`` client).
 
-The index is derived: the relational DB is canonical and a management command can rebuild
-everything (:meth:`SearchIndex.drop_all`, :meth:`SearchIndex.ensure_indices`, then
-:meth:`SearchIndex.bulk_index_runs`). Document layout -- params stored as keyword AND double,
+The index is derived: the relational DB is canonical and a management command rebuilds
+everything without downtime (:meth:`SearchIndex.rebuild`). Document layout -- params stored as keyword AND double,
 ``subobjects: false`` so dotted names never conflict -- is described in
 ``hub/stores/_search_layout.py``; the user query language that targets it is
 ``hub/tracking/query.py``.
 
-Indices are ``<prefix>-runs`` and ``<prefix>-commits``, created explicitly with their mappings;
-an index template with the same mappings (``<prefix>-runs*``) also covers an index that a write
-creates implicitly (after someone deleted it by hand).
+Reads and writes go through the aliases ``<prefix>-runs`` and ``<prefix>-commits``; each points
+at one concrete index of a *generation*, ``<alias>-<suffix>`` (``-1`` from
+:meth:`SearchIndex.ensure_indices` on a fresh system, then a UTC timestamp per rebuild), created
+explicitly with its mappings. :meth:`SearchIndex.rebuild` loads new concrete indices from a
+stream of documents, then moves both aliases in one atomic ``POST _aliases`` and deletes the old
+generation; if loading fails, the aliases never moved and the half-built indices are deleted.
+A system from before the aliases has plain indices named like the aliases: they keep serving
+until the first rebuild, whose alias swap removes them (``remove_index``) in the same atomic
+request -- no moment without an index under that name. An index template with the same mappings
+(``<alias>*``) also covers an index that a write creates implicitly (after someone deleted
+everything by hand; the next rebuild turns it into an alias again).
 
 Compatibility: everything here runs on Elasticsearch 8 and on ``noida-db``'s
 Elasticsearch-compatible server used by the tests (8.15-compatible). Probed on noida-db 0.2.3:
@@ -32,13 +39,21 @@ Elasticsearch-compatible server used by the tests (8.15-compatible). Probed on n
   wildcard index deletion is refused (also the Elasticsearch 8 default), so :meth:`drop_all`
   names each index; a dynamic template without ``match_mapping_type`` also matches objects
   (as in Elasticsearch), so templates always name the JSON type.
+- aliases (probed on noida-db 0.2.3): index creation with ``aliases``, reads, writes, bulk,
+  ``update``, ``refresh`` through an alias, ``POST _aliases`` with ``add`` / ``remove`` /
+  ``remove_index``. A ``remove`` whose alias is not on that index is *not* atomic there
+  without ``must_exist: true`` (the other actions apply and ``errors: true`` comes back), so
+  removes always say ``must_exist`` -- the whole request then fails with 404 and nothing moves,
+  as in Elasticsearch. Deleting an index through its alias is refused (as in Elasticsearch 8).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from hub.stores._search_layout import (
@@ -157,6 +172,12 @@ COMMIT_MAPPINGS: dict[str, Any] = {
 }
 
 _SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0}
+
+#: The suffix of the concrete indices :meth:`SearchIndex.ensure_indices` creates on a fresh
+#: system; rebuilds use a UTC timestamp (``%Y%m%d%H%M%S%f``), so suffixes are all digits.
+FIRST_GENERATION = "1"
+
+log = logging.getLogger(__name__)
 
 
 # --- documents ------------------------------------------------------------------------------
@@ -285,43 +306,169 @@ class SearchIndex:
 
     # -- schema --
 
+    def _specs(self) -> tuple[tuple[str, dict[str, Any]], ...]:
+        return ((self.runs_index, RUN_MAPPINGS), (self.commits_index, COMMIT_MAPPINGS))
+
+    def _put_template(self, alias: str, mappings: dict[str, Any]) -> None:
+        self._call(
+            self._es.indices.put_index_template,
+            name=f"{alias}-template",
+            index_patterns=[f"{alias}*"],
+            template={"settings": _SETTINGS, "mappings": mappings},
+            # Above the built-in logs-*-* / metrics-*-* templates (100): overlapping
+            # patterns at equal priority are an error in Elasticsearch 8.
+            priority=500,
+        )
+
     def ensure_indices(self) -> None:
-        """Templates and indices with their mappings (idempotent; the migration step)."""
-        for index, mappings in (
-            (self.runs_index, RUN_MAPPINGS),
-            (self.commits_index, COMMIT_MAPPINGS),
-        ):
-            self._call(
-                self._es.indices.put_index_template,
-                name=f"{index}-template",
-                index_patterns=[f"{index}*"],
-                template={"settings": _SETTINGS, "mappings": mappings},
-                # Above the built-in logs-*-* / metrics-*-* templates (100): overlapping
-                # patterns at equal priority are an error in Elasticsearch 8.
-                priority=500,
-            )
-            if not self._call(self._es.indices.exists, index=index):
-                try:
-                    self._call(
-                        self._es.indices.create, index=index, mappings=mappings, settings=_SETTINGS
-                    )
-                except SearchError as exc:
-                    # Another process created it between exists() and create().
-                    if "resource_already_exists" not in str(exc):
-                        raise
+        """Templates, and on a fresh system generation-1 concrete indices behind the aliases
+        (idempotent; the migration step). An existing alias is left as it is, and so is a
+        plain index named like the alias (a system from before the aliases: it keeps serving,
+        and the next :meth:`rebuild` turns it into a generation behind an alias)."""
+        for alias, mappings in self._specs():
+            self._put_template(alias, mappings)
+            if self._call(self._es.indices.exists, index=alias):  # an alias or a plain index
+                continue
+            try:
+                self._call(
+                    self._es.indices.create,
+                    index=f"{alias}-{FIRST_GENERATION}",
+                    aliases={alias: {}},
+                    mappings=mappings,
+                    settings=_SETTINGS,
+                )
+            except SearchError as exc:
+                # Another process created it between exists() and create(): same name, same
+                # alias, so there is still exactly one index behind the alias.
+                if "resource_already_exists" not in str(exc):
+                    raise
+
+    def _alias_targets(self, alias: str) -> tuple[list[str], bool]:
+        """``(indices, is_alias)``: the concrete indices behind ``alias``; ``([alias], False)``
+        for a plain index of that name; ``([], False)`` when neither exists."""
+        if self._call(self._es.indices.exists_alias, name=alias):
+            return sorted(self._call(self._es.indices.get_alias, name=alias).keys()), True
+        if self._call(self._es.indices.exists, index=alias):
+            return [alias], False
+        return [], False
+
+    def describe(self) -> dict[str, list[str]]:
+        """``{alias: [concrete indices behind it]}`` (an unmigrated plain index lists itself)."""
+        return {alias: self._alias_targets(alias)[0] for alias, _ in self._specs()}
+
+    def _generations(self, alias: str) -> list[str]:
+        """Every concrete ``<alias>-<digits>`` index, in use or left over."""
+        found = self._call(
+            self._es.options(ignore_status=404).indices.get, index=f"{alias}-*"
+        )
+        pattern = f"{alias}-"
+        return sorted(
+            name
+            for name in (found.keys() if "error" not in found else ())
+            if name.startswith(pattern) and name[len(pattern) :].isdigit()
+        )
+
+    def _delete_indices(self, names: Iterable[str]) -> None:
+        for name in names:
+            self._call(self._es.options(ignore_status=404).indices.delete, index=name)
 
     def drop_all(self) -> None:
-        """Delete this prefix's indices and templates (reindex from scratch, tests)."""
-        for index in (self.runs_index, self.commits_index):
-            self._call(self._es.options(ignore_status=404).indices.delete, index=index)
+        """Delete this prefix's indices (every generation, a plain index from before the
+        aliases) and templates (tests, starting over). Not a step of :meth:`rebuild`."""
+        for alias, _ in self._specs():
+            targets, _ = self._alias_targets(alias)
+            self._delete_indices({*self._generations(alias), *targets})
             self._call(
                 self._es.options(ignore_status=404).indices.delete_index_template,
-                name=f"{index}-template",
+                name=f"{alias}-template",
             )
 
     def refresh(self) -> None:
         """Make every write so far visible to search (tests; the API does not need it)."""
         self._call(self._es.indices.refresh, index=[self.runs_index, self.commits_index])
+
+    def rebuild(
+        self,
+        runs: Iterable[Mapping[str, Any]],
+        commits: Iterable[Mapping[str, Any]],
+        *,
+        generation: str | None = None,
+    ) -> dict[str, Any]:
+        """Rebuild both indices without downtime; returns ``{"runs", "commits", "indices"}``.
+
+        ``runs`` and ``commits`` are consumed once, lazily, 500 documents per bulk request
+        (pass generators: nothing is held in memory beyond a bulk chunk). Steps:
+
+        1. create ``<alias>-<generation>`` for both aliases (``generation`` defaults to the UTC
+           time, ``%Y%m%d%H%M%S%f``), with their mappings, not aliased: searches and live
+           writes keep going to the current generation;
+        2. bulk-load them and refresh them;
+        3. one ``POST _aliases``: for each alias, ``remove`` (``must_exist``) from the indices it
+           pointed at a moment ago -- or ``remove_index`` for a plain index from before the
+           aliases -- and ``add`` to the new index. Atomic: readers see the old generation or
+           the new one, never neither. Should another rebuild have swapped in between, the
+           ``must_exist`` removes fail, nothing moves, and this rebuild counts as failed;
+        4. delete the previous generation's indices (a failure here only leaves garbage, which
+           is logged; :meth:`drop_all` removes leftovers).
+
+        Any failure in steps 1-3 (a document Elasticsearch rejects, the source iterator
+        raising, the server going away) deletes the new indices and re-raises: the aliases
+        still point at the generation that was serving. Live writes that reach the old
+        generation while the new one loads are *not* copied over: the caller re-sends what
+        changed meanwhile after this returns (``hub.tracking.indexing.reindex_all`` does).
+        """
+        suffix = generation or datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
+        if not suffix.isdigit() or suffix == FIRST_GENERATION:
+            raise SearchError(f"invalid generation {suffix!r} (digits, not {FIRST_GENERATION})")
+        new = {alias: f"{alias}-{suffix}" for alias, _ in self._specs()}
+        created: list[str] = []
+        old: list[str] = []
+        try:
+            for alias, mappings in self._specs():
+                self._put_template(alias, mappings)
+                self._call(
+                    self._es.indices.create,
+                    index=new[alias],
+                    mappings=mappings,
+                    settings=_SETTINGS,
+                )
+                created.append(new[alias])
+            counts = {
+                "runs": self._bulk(new[self.runs_index], (run_document(d) for d in runs), False),
+                "commits": self._bulk(
+                    new[self.commits_index], (commit_document(d) for d in commits), False
+                ),
+            }
+            self._call(self._es.indices.refresh, index=list(new.values()))
+            actions: list[dict[str, Any]] = []
+            for alias, _ in self._specs():
+                targets, is_alias = self._alias_targets(alias)
+                actions.append({"add": {"index": new[alias], "alias": alias}})
+                if is_alias:
+                    old.extend(targets)
+                    actions.extend(
+                        {"remove": {"index": t, "alias": alias, "must_exist": True}}
+                        for t in targets
+                    )
+                elif targets:  # a plain index from before the aliases: gone in the same step
+                    actions.append({"remove_index": {"index": alias}})
+            response = self._call(self._es.indices.update_aliases, actions=actions)
+            if response.get("errors"):
+                raise SearchError(f"alias swap partly failed: {response.get('action_results')}")
+        except BaseException:
+            try:
+                # A swap that timed out may still have been applied: never delete what an
+                # alias points at now.
+                live = {i for alias, _ in self._specs() for i in self._alias_targets(alias)[0]}
+                self._delete_indices(i for i in created if i not in live)
+            except Exception as exc:  # the original error matters more
+                log.warning("could not delete the half-built indices %s: %s", created, exc)
+            raise
+        try:
+            self._delete_indices(old)
+        except SearchError as exc:
+            log.warning("rebuild done, but the old indices %s are left over: %s", old, exc)
+        return {**counts, "indices": new}
 
     # -- writes --
 

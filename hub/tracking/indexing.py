@@ -223,28 +223,62 @@ def delete_run(run_id: str) -> None:
             log.warning("could not delete run %s from the index: %s", run_id, e)
 
 
+#: How far before a rebuild starts its catch-up pass looks for changed rows: a transaction
+#: that stamped ``updated_at`` before the rebuild started but committed after the rebuild read
+#: that row would otherwise be missed.
+CATCH_UP_SLACK_S = 120
+
+
+def _keyset(qs, batch: int):
+    """The rows of ``qs`` in primary-key order, ``batch`` per query (``pk > last``): one batch
+    in memory at a time, and no cursor or transaction held open across the whole rebuild."""
+    last = None
+    while True:
+        page = qs.order_by("pk")
+        if last is not None:
+            page = page.filter(pk__gt=last)
+        rows = list(page[:batch])
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].pk
+
+
 def reindex_all(*, batch: int = 1000, stdout=None) -> dict:
-    """Rebuild both indices from the DB."""
-    from hub.registry.models import Commit
+    """Rebuild both indices from the DB without downtime (``SearchIndex.rebuild``): new
+    concrete indices are loaded streaming from the DB, then the aliases move atomically;
+    searches keep answering from the old generation until then, and keep it if this fails.
+
+    Writes that land meanwhile go to the old generation, so after the swap the runs updated
+    since the rebuild started (``updated_at``, less ``CATCH_UP_SLACK_S``), the commits created
+    since (pk above the largest at the start) and those whose refs moved are indexed again.
+    A run or commit deleted while the rebuild ran may keep a document until the next reindex.
+    """
+    from datetime import timedelta
+
+    from django.db.models import Max, Q
+    from django.utils import timezone
+
+    from hub.registry.models import Commit, Ref
     from hub.tracking.models import Run
 
     idx = search_index()
     if idx is None:
         raise SearchError("HUB_ELASTICSEARCH_URL is not set")
-    idx.drop_all()
-    idx.ensure_indices()
-    runs = commits = 0
-    qs = Run.objects.select_related("project__namespace", "user").order_by("pk")
-    docs = []
-    for run in qs.iterator(chunk_size=batch):
-        docs.append(run_doc(run))
-        if len(docs) >= batch:
-            runs += idx.bulk_index_runs(docs)
-            docs = []
-    if docs:
-        runs += idx.bulk_index_runs(docs)
-    cdocs = [commit_doc(c) for c in Commit.objects.select_related("repo__namespace", "tree").iterator(chunk_size=batch)]
-    for i in range(0, len(cdocs), batch):
-        commits += idx.bulk_index_commits(cdocs[i : i + batch])
+    since = timezone.now() - timedelta(seconds=CATCH_UP_SLACK_S)
+    last_commit = Commit.objects.aggregate(m=Max("pk"))["m"] or 0
+    runs = Run.objects.select_related("project__namespace", "user")
+    commits = Commit.objects.select_related("repo__namespace", "tree")
+    result = idx.rebuild(
+        (run_doc(r) for r in _keyset(runs, batch)),
+        (commit_doc(c) for c in _keyset(commits, batch)),
+    )
+    if stdout is not None:
+        stdout.write(f"swapped to {', '.join(result['indices'].values())}\n")
+    moved = Ref.objects.filter(updated_at__gte=since).values("commit_id")
+    caught_up = idx.bulk_index_runs(run_doc(r) for r in _keyset(runs.filter(updated_at__gte=since), batch))
+    caught_up += idx.bulk_index_commits(
+        commit_doc(c) for c in _keyset(commits.filter(Q(pk__gt=last_commit) | Q(pk__in=moved)), batch))
     idx.refresh()
-    return {"runs": runs, "commits": commits}
+    return {"runs": result["runs"], "commits": result["commits"], "caught_up": caught_up,
+            "indices": result["indices"]}

@@ -212,6 +212,123 @@ def test_ensure_indices_is_idempotent(search_index):
     assert search_index.ping()
 
 
+def test_fresh_ensure_indices_creates_generation_one_behind_aliases(search_index):
+    runs, commits = search_index.runs_index, search_index.commits_index
+    expected = {runs: [f"{runs}-1"], commits: [f"{commits}-1"]}
+    assert search_index.describe() == expected
+    search_index.ensure_indices()  # idempotent: no second generation
+    assert search_index.describe() == expected
+    search_index.index_run(RUNS[0], refresh=True)  # writes and reads go through the alias
+    assert ids(search_index.search_runs(None)) == ["r1"]
+
+
+def _rebuilt(docs, **changes):
+    return [{**d, **changes} for d in docs]
+
+
+def test_rebuild_serves_the_old_generation_until_an_atomic_swap(runs_index):
+    before = runs_index.describe()
+    seen = []
+
+    def runs_while_searching():
+        for doc in _rebuilt(RUNS, status="killed"):
+            # mid-rebuild: the alias still answers, from the old generation, complete
+            seen.append(ids(runs_index.search_runs(None)))
+            assert find(runs_index, "status:killed").total == 0
+            yield doc
+
+    commits = ({"id": f"c{i}", "message": "m", "created_at": "2024-02-01T00:00:00Z"} for i in range(3))
+    result = runs_index.rebuild(runs_while_searching(), commits, generation="20240101000000000001")
+    assert result["runs"] == 4 and result["commits"] == 3
+    assert seen == [["r1", "r2", "r3", "r4"]] * 4
+    assert ids(find(runs_index, "status:killed")) == ["r1", "r2", "r3", "r4"]
+    assert runs_index.search_commits(None).total == 3
+    after = runs_index.describe()
+    assert after == {alias: [f"{alias}-20240101000000000001"] for alias in before}
+    # the previous generation is gone, not left over
+    assert runs_index._generations(runs_index.runs_index) == after[runs_index.runs_index]
+    # live writes after the swap land in the new generation
+    runs_index.index_run({**RUNS[0], "status": "finished"}, refresh=True)
+    assert ids(find(runs_index, "status:finished")) == ["r1"]
+
+
+def test_a_searcher_thread_never_sees_an_empty_index_during_rebuilds(runs_index):
+    import threading
+
+    done, totals, errors = threading.Event(), [], []
+
+    def searcher():
+        while not done.is_set():
+            try:
+                totals.append(runs_index.search_runs(None).total)
+            except Exception as exc:  # reported below, not swallowed
+                errors.append(exc)
+
+    thread = threading.Thread(target=searcher)
+    thread.start()
+    try:
+        for _ in range(5):
+            runs_index.rebuild(iter(RUNS), iter(()))
+    finally:
+        done.set()
+        thread.join()
+    assert not errors and totals and set(totals) == {4}
+
+
+def test_a_failed_rebuild_leaves_the_old_generation_serving(runs_index):
+    before = runs_index.describe()
+    # a document Elasticsearch rejects (bulk error) after some good ones
+    bad = [*_rebuilt(RUNS, status="killed"), {"id": "bad", "created_at": "not a date"}]
+    with pytest.raises(SearchError, match="failed to index"):
+        runs_index.rebuild(bad, [])
+    # the source failing midway (a DB error while streaming)
+    def broken():
+        yield from _rebuilt(RUNS[:2], status="killed")
+        raise RuntimeError("database went away")
+
+    with pytest.raises(RuntimeError):
+        runs_index.rebuild(broken(), [])
+    assert runs_index.describe() == before
+    assert ids(runs_index.search_runs(None)) == ["r1", "r2", "r3", "r4"]
+    assert find(runs_index, "status:killed").total == 0
+    # no half-built generation left behind
+    assert runs_index._generations(runs_index.runs_index) == before[runs_index.runs_index]
+    assert runs_index._generations(runs_index.commits_index) == before[runs_index.commits_index]
+
+
+def test_rebuild_migrates_plain_indices_from_before_the_aliases(search_index):
+    from hub.stores.search import COMMIT_MAPPINGS, RUN_MAPPINGS, run_document
+
+    search_index.drop_all()
+    es = search_index._es
+    es.indices.create(index=search_index.runs_index, mappings=RUN_MAPPINGS)
+    es.indices.create(index=search_index.commits_index, mappings=COMMIT_MAPPINGS)
+    es.index(index=search_index.runs_index, id="old", document=run_document({"id": "old"}), refresh=True)
+    search_index.ensure_indices()  # leaves the plain indices serving
+    assert search_index.describe() == {
+        search_index.runs_index: [search_index.runs_index],
+        search_index.commits_index: [search_index.commits_index],
+    }
+    assert ids(search_index.search_runs(None)) == ["old"]
+    search_index.rebuild(iter(RUNS), iter(()), generation="20240101000000000002")
+    assert search_index.describe() == {
+        search_index.runs_index: [f"{search_index.runs_index}-20240101000000000002"],
+        search_index.commits_index: [f"{search_index.commits_index}-20240101000000000002"],
+    }
+    assert es.indices.exists_alias(name=search_index.runs_index)
+    assert ids(search_index.search_runs(None)) == ["r1", "r2", "r3", "r4"]
+    search_index.index_run({"id": "new"}, refresh=True)
+    assert search_index.search_runs(None).total == 5
+
+
+def test_drop_all_removes_every_generation(search_index):
+    search_index.rebuild(iter(RUNS), iter(()))
+    search_index.drop_all()
+    for alias in (search_index.runs_index, search_index.commits_index):
+        assert search_index._generations(alias) == []
+        assert not search_index._es.indices.exists(index=alias)
+
+
 def test_bad_sort_or_facet_is_a_search_error(runs_index):
     with pytest.raises(SearchError):
         runs_index.search_runs(None, sort=["notes"])

@@ -101,6 +101,80 @@ def test_reindex_from_db_reproduces_the_index(searchable):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_reindex_answers_searches_throughout_and_keeps_writes_made_meanwhile(searchable, monkeypatch):
+    ids = _runs(searchable)
+    q = {"q": "params.optimizer:sgd OR tags:baseline"}
+    before = search(searchable, **q)
+    real_run_doc = indexing.run_doc
+    during = []
+
+    def run_doc_then_search(run):
+        # between bulk steps of the rebuild: the API still answers from the old generation
+        during.append(search(searchable, **q)["total"])
+        if len(during) == 2:  # a live write while the new generation loads (to the old one)
+            r = searchable.patch(f"/api/v1/runs/{ids[0]}", {"add_tags": ["late"]}, format="json")
+            assert r.status_code == 200, r.content
+        return real_run_doc(run)
+
+    monkeypatch.setattr(indexing, "run_doc", run_doc_then_search)
+    counts = indexing.reindex_all(batch=2)
+    assert counts["runs"] == 4 and during[:4] == [before["total"]] * 4
+    indexing.search_index().refresh()
+    # the catch-up pass after the swap re-sent the run changed during the rebuild
+    assert [r["id"] for r in search(searchable, q="tags:late")["results"]] == [ids[0]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_reindex_leaves_the_old_index_serving(searchable, blob_dir, monkeypatch):
+    from hub.stores.search import SearchError
+
+    _runs(searchable)
+    before = search(searchable, q="tags:moe")
+    idx = indexing.search_index()
+    layout = idx.describe()
+    real_bulk = idx._bulk
+
+    def bulk_fails_on_commits(index, bodies, refresh):
+        if index.startswith(f"{idx.commits_index}-"):
+            raise SearchError("1 document(s) failed to index; injected")
+        return real_bulk(index, bodies, refresh)
+
+    monkeypatch.setattr(idx, "_bulk", bulk_fails_on_commits)
+    with pytest.raises(SearchError, match="injected"):
+        indexing.reindex_all()
+    assert idx.describe() == layout
+    after = search(searchable, q="tags:moe")
+    assert after["results"] == before["results"] and after["total"] == before["total"] == 2
+    assert idx._generations(idx.runs_index) == layout[idx.runs_index]  # half-built one deleted
+
+
+@pytest.mark.django_db(transaction=True)
+def test_search_reindex_command_reproduces_runs_and_commits(searchable, blob_dir):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from hub.registry.models import Commit
+
+    _runs(searchable)
+    searchable.post("/api/v1/repos", {"name": "m"}, format="json")
+    push(searchable, "alice/m", {"config.json": b'{"moe": {"top_k": 4}}'}, message="top-4 baseline")
+    idx = indexing.search_index()
+    idx.refresh()
+    runs_before = idx.search_runs(None).total
+    commits_before = idx.search_commits(None).total
+    n_commits = Commit.objects.count()
+    assert (runs_before, commits_before) == (4, n_commits) and n_commits >= 1
+    out = StringIO()
+    call_command("search_reindex", "--batch", "3", stdout=out)
+    assert f"reindexed 4 run(s) and {n_commits} commit(s)" in out.getvalue()
+    assert (idx.search_runs(None).total, idx.search_commits(None).total) == (runs_before, commits_before)
+    [hit] = idx.search_commits({"match": {"message": "baseline"}}).hits
+    assert hit.source["branches"] == ["main"] and hit.source["config_num"]["moe.top_k"] == 4.0
+    assert all(len(v) == 1 and not v[0].endswith("-1") for v in idx.describe().values())
+
+
+@pytest.mark.django_db(transaction=True)
 def test_commits_are_indexed_with_their_branches(searchable, blob_dir):
     client = searchable
     client.post("/api/v1/repos", {"name": "m"}, format="json")

@@ -5,7 +5,10 @@ from hub.tracking.indexing import search_index
 
 
 class Command(BaseCommand):
-    help = "Create the Elasticsearch indices, templates and mappings (idempotent)."
+    help = (
+        "Create the Elasticsearch templates, and on a fresh system the first indices behind "
+        "their aliases (idempotent)."
+    )
 
     def handle(self, *args, **opts):
         idx = search_index()
@@ -14,6 +17,8 @@ class Command(BaseCommand):
             return
         try:
             idx.ensure_indices()
+            layout = idx.describe()
         except SearchError as e:
             raise CommandError(str(e)) from e
-        self.stdout.write(f"indices ready: {idx.runs_index}, {idx.commits_index}")
+        for alias, indices in layout.items():
+            self.stdout.write(f"{alias} -> {', '.join(indices)}")
