@@ -156,9 +156,10 @@ class RunDetailApi(APIView):
         commit = serializers.CharField(required=False, allow_blank=True, help_text="ns/repo@sha (lineage)")
         job_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
 
-    @extend_schema(summary="A run")
+    @extend_schema(summary="A run (its summary carries each key's exact point count)")
     def get(self, request, run_id):
-        return Response(run_out(selectors.run_for(request, run_id=run_id)))
+        run = selectors.run_for(request, run_id=run_id)
+        return Response({**run_out(run), "summary": selectors.summary_with_counts(run=run)})
 
     @extend_schema(request=PatchSerializer, summary="Finish a run, rename it, edit notes or tags")
     def patch(self, request, run_id):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 
 from hub.accounts import selectors as accounts
@@ -15,6 +16,7 @@ from hub.tracking.indexing import search_index
 from hub.tracking.models import Project, Run
 from hub.tracking.query import QuerySyntaxError, compile_query
 
+log = logging.getLogger(__name__)
 
 def project_for(request, *, namespace: str, name: str, role: str = Role.READ) -> Project:
     project = Project.objects.select_related("namespace").filter(namespace__name=namespace, name=name).first()
@@ -96,6 +98,22 @@ def series(*, runs: list[Run], keys: list[str], x: str = "step", buckets: int | 
     except MetricsStoreError as e:
         raise InvalidInput(f"The metrics store refused the query: {e}", code="invalid_series_query") from e
     return [s.to_dict() for s in data.values()]
+
+
+def summary_with_counts(*, run: Run) -> dict:
+    """The run's summary with each key's exact point count from the metrics store (the
+    summary itself cannot count: a retried batch would count twice). Without the store the
+    summary comes back as it is, never an error: counts are a detail of a run's page."""
+    summary = {k: dict(v) for k, v in run.summary.items()}
+    if not summary:
+        return summary
+    try:
+        for s in _metrics().keys(run.pk):
+            if s.key in summary:
+                summary[s.key]["count"] = s.count
+    except (MetricsStoreError, ServiceUnavailable):  # down, or cannot even be opened
+        log.warning("run %s: point counts left out (metrics store unavailable)", run.pk)
+    return summary
 
 
 def metric_keys(*, run: Run) -> list[dict]:

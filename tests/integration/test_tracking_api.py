@@ -403,3 +403,23 @@ def test_export_parquet_streams_every_point(tracker):
     assert rows[-1] == ("b", 0, 42.0) and rows[:10] == [("a", i, float(i)) for i in range(10)]
     bad = tracker.get(f"/api/v1/runs/{run['id']}/metrics/export?as=xlsx")
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_format"
+
+
+def test_run_page_counts_points_exactly_even_after_a_retried_batch(tracker, monkeypatch):
+    run = new_run(tracker)
+    batch = {"key": "a", "step": list(range(10)), "value": [float(i) for i in range(10)]}
+    assert ingest(tracker, run["id"], **batch).status_code == 200
+    assert ingest(tracker, run["id"], **batch).status_code == 200  # a retry: collapses in the store
+    ingest(tracker, run["id"], key="b", step=[0], value=[42.0])
+    summary = tracker.get(f"/api/v1/runs/{run['id']}").json()["summary"]
+    assert summary["a"]["count"] == 10 and summary["b"]["count"] == 1 and summary["a"]["last"] == 9.0
+
+    import hub.tracking.selectors as sel
+    from hub.common.errors import ServiceUnavailable
+
+    def down():
+        raise ServiceUnavailable("down", code="metrics_store_unavailable")
+
+    monkeypatch.setattr(sel, "_metrics", down)
+    r = tracker.get(f"/api/v1/runs/{run['id']}")  # the run page still opens, without counts
+    assert r.status_code == 200 and "count" not in r.json()["summary"]["a"]
