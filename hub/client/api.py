@@ -122,10 +122,10 @@ class Client:
         while True:
             try:
                 resp = self._http.request(method, path, **kw)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
-                err: Exception = e
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
+                err: Exception = e  # the request never left: always safe to repeat
                 resp = None
-            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadTimeout) as e:
+            except httpx.TransportError as e:  # read/write errors and timeouts, protocol errors
                 if not idempotent:
                     raise HubUnreachable(f"{method} {path}: connection lost mid-request ({e})") from e
                 err, resp = e, None

@@ -44,14 +44,22 @@ RUN_FIELDS = ("name", "group", "params", "tags", "notes", "run_id", "commit", "j
 
 def is_transient(e: BaseException) -> bool:
     """Worth retrying later: the hub did not answer, or answered 408/429/5xx. Any other
-    error answer (auth, validation, conflict) is final."""
+    error answer (auth, validation, conflict) is final for a request made now."""
     if isinstance(e, HubUnreachable):
         return True
     if isinstance(e, HubClientError):
         return e.status in (408, 429) or e.status >= 500
     import httpx
 
-    return isinstance(e, httpx.TransportError)  # one request() does not map (a write or pool timeout)
+    return isinstance(e, httpx.TransportError)
+
+
+def refused_for_good(e: BaseException) -> bool:
+    """The hub answered and will never take this data: a malformed batch (400, 413, 422), a
+    conflict (409), or a run that no longer exists (404). Anything else, including 401/403
+    (a token can be renewed) and failures that are not answers at all, keeps the data on
+    disk for a later try: metrics are dropped only when keeping them cannot help."""
+    return isinstance(e, HubClientError) and not isinstance(e, HubUnreachable) and e.status in (400, 404, 409, 413, 422)
 
 
 def create_run(client, create: dict, **kw) -> dict:
@@ -418,7 +426,7 @@ class Run:
                                           timeout=max(0.5, timeout))
             return True
         except HubClientError as e:
-            if isinstance(e, HubClientError) and not isinstance(e, HubUnreachable) and e.status < 500:
+            if refused_for_good(e):
                 warnings.warn(f"run {self.id}: the hub refused status {status!r}: {e.message}", stacklevel=3)
                 return False
             reason = e.message
@@ -565,12 +573,14 @@ class Run:
                     self._post(body)
                     self.sent_points += points
                     return
-                except (HubUnreachable, HubClientError) as e:
-                    if isinstance(e, HubClientError) and not isinstance(e, HubUnreachable) and e.status < 500:
-                        log.error("run %s: the hub refused a batch of %d point(s): %s", self.id, points, e.message)
+                except Exception as e:  # noqa: BLE001 - whatever failed, the batch must not be lost
+                    if refused_for_good(e):
+                        log.error("run %s: the hub refused a batch of %d point(s): %s", self.id, points,
+                                  getattr(e, "message", e))
                         return
                     self.online = False
-                    log.warning("run %s: hub unavailable (%s); spooling to %s", self.id, e.message, self.spool)
+                    log.warning("run %s: hub unavailable (%s); spooling to %s", self.id,
+                                getattr(e, "message", None) or e, self.spool)
             with self._lock:
                 # finish() spooled it already while this thread was stuck in the POST
                 spooled_by_finish = token not in self._inflight
@@ -588,11 +598,9 @@ class Run:
                 continue
             try:
                 self._post(body)
-            except HubUnreachable:
-                return False
-            except HubClientError as e:
-                if e.status >= 500:
-                    return False
+            except Exception as e:  # noqa: BLE001
+                if not refused_for_good(e):
+                    return False  # kept: the next try (or `hub sync`) sends it
                 log.error("run %s: the hub refused spooled batch %s: %s", self.id, f.name, e.message)
                 f.rename(f.with_suffix(".rejected"))
                 continue
@@ -756,7 +764,7 @@ def sync_spool(client, spool_root: str | os.PathLike | None = None) -> dict:
                 client._json("PATCH", f"/runs/{run.id}", json={"status": status})
                 status_file.unlink(missing_ok=True)
             except HubClientError as e:
-                if isinstance(e, HubUnreachable) or e.status >= 500:
+                if not refused_for_good(e):
                     ok = False
                 else:  # refused (the run is gone, or the status is not valid): nothing to retry
                     log.error("run %s: the hub refused the spooled status: %s", run.id, e.message)
