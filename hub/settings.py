@@ -162,7 +162,7 @@ HUB_BLOB_FSYNC = _env_bool("HUB_BLOB_FSYNC", True)
 # --- jobs ----------------------------------------------------------------------------------
 # A running job whose worker has not sent a heartbeat for this long is marked lost. Workers
 # beat every 2 s; with the reaper's period this marks a dead worker's job lost within 40 s.
-HUB_JOB_LOST_AFTER_S = _env_int("HUB_JOB_LOST_AFTER_S", 30)
+HUB_JOB_LOST_AFTER_S = _env_int("HUB_JOB_LOST_AFTER_S", 40)
 # How often `manage.py jobs_reaper` (run by `hub serve`) looks for such jobs.
 HUB_JOB_REAP_EVERY_S = _env_int("HUB_JOB_REAP_EVERY_S", 10)
 # Infrastructure failures (hub unreachable, sandbox cannot start) are retried this many times

@@ -333,6 +333,9 @@ class JobSupervisor:
         return self.client.init_run(job["project"], name=f"{job['kind']} job {self.job_id}", params=job["config"],
                                     tags=[job["kind"], "job"], run_id=f"job{self.job_id}a{job['attempt']}",
                                     job_id=self.job_id, spool_dir=self.work_root / "spool",
+                                    # This process is the supervisor, not the job: its CPU and
+                                    # memory would be mislabelled as the job's.
+                                    system_metrics=False,
                                     commit=f"{job['base']['repo']}@{job['base']['commit']}" if job["base"] else None)
 
     def _run_sandbox(self, job: dict, jobdir: Path, inputs: Path | None, gpus: list[int]) -> tuple[str, str, Any]:

@@ -1,7 +1,7 @@
 """Celery tasks that run jobs. Queues: ``cpu`` and ``gpu``; a worker consumes one of them.
 
 Delivery: ``acks_late`` + ``reject_on_worker_lost`` (a job whose worker dies is not silently
-dropped by the broker; the hub marks it ``lost`` after ``HUB_JOB_LOST_AFTER_S`` (30 s) without
+dropped by the broker; the hub marks it ``lost`` after ``HUB_JOB_LOST_AFTER_S`` (40 s) without
 heartbeat and a user may relaunch it).
 
 Retry policy, explicit (the task's own arguments count, not Celery's ``max_retries``):

@@ -50,7 +50,7 @@ def job_logs(*, job: Job, after_seq: int | None = None, limit: int = 1000, tail:
              time_max: float | None = None) -> list[dict]:
     """A job's log lines in ``seq`` order: after ``after_seq`` (at most ``limit``), or the last
     ``tail``; only the given ``streams`` and times in ``[time_min, time_max]`` when set."""
-    from hub.stores.metrics import MetricsStoreUnavailable, get_metrics_store
+    from hub.stores.metrics import MetricsStoreError, MetricsStoreUnavailable, get_metrics_store
 
     filtered = streams is not None or time_min is not None or time_max is not None
     try:
@@ -74,6 +74,8 @@ def job_logs(*, job: Job, after_seq: int | None = None, limit: int = 1000, tail:
                                     time_min=time_min, time_max=time_max)
     except MetricsStoreUnavailable as e:
         raise ServiceUnavailable("The log store is unreachable.", code="metrics_store_unavailable") from e
+    except MetricsStoreError as e:
+        raise ServiceUnavailable(f"The log store failed: {e}", code="metrics_store_error") from e
     return [line._asdict() for line in lines]
 
 

@@ -101,6 +101,7 @@ class FakeClient:
         os.makedirs(dest, exist_ok=True)
 
     def init_run(self, *a, **kw):
+        self.run_kwargs = kw
         return self.run
 
 
@@ -314,3 +315,9 @@ def test_a_cancel_reaches_the_sandbox_with_the_next_heartbeat(tmp_path):
     assert sup.run() == "cancelled"
     assert took[0] < supervisor.HEARTBEAT_S + 1.0
     assert client.finished()["status"] == "cancelled" and client.finished()["reason"] == "cancelled by the user"
+
+
+def test_the_jobs_run_does_not_sample_the_supervisors_own_cpu_and_memory(tmp_path):
+    sup, client = supervise(tmp_path)
+    assert sup.run() == "succeeded"
+    assert client.run_kwargs["system_metrics"] is False
