@@ -199,8 +199,15 @@ def index_pending_runs_now(batch: int = 500) -> int:
                     idx.bulk_index_runs([run_doc(runs[i]) for i in ids if i in runs])
                 for gone in (i for i in ids if i not in runs):
                     idx.delete_run(gone)
+        except SearchError as e:
+            if isinstance(e, SearchUnavailable):
+                r.sadd(key, *ids)  # not lost: the task's retry (or the next drain) takes them again
+                raise
+            # The engine refused a document: putting the batch back would fail every later
+            # drain on the same document. The periodic sweep and search_reindex retry them.
+            log.error("search index refused a batch of %d run(s) (%s); left to the next sweep", len(ids), e)
         except BaseException:
-            r.sadd(key, *ids)  # not lost: the task's retry (or the next drain) takes them again
+            r.sadd(key, *ids)
             raise
         taken += len(ids)
 

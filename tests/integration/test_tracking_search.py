@@ -233,6 +233,21 @@ def test_run_changes_are_drained_in_bulk_by_one_task(searchable, settings, monke
         indexing.index_pending_runs_now()
     assert calls == [5] and r.scard(indexing._pending_runs_key()) == 5  # nothing lost
 
+    # A document the engine refuses must not poison every later drain: that batch is left
+    # to the periodic sweep, the others go through.
+    from hub.stores.search import SearchError
+
+    def refuse(docs, **kw):
+        raise SearchError("1 document(s) failed to index")
+
+    r.sadd(indexing._pending_runs_key(), "doesnotexist0000")
+    monkeypatch.setattr(idx, "bulk_index_runs", refuse)
+    monkeypatch.setattr(idx, "delete_run", lambda *a, **kw: False)
+    assert indexing.index_pending_runs_now(batch=100) == 6
+    assert r.scard(indexing._pending_runs_key()) == 0
+    monkeypatch.undo()
+    r.sadd(indexing._pending_runs_key(), *ids)
+
     monkeypatch.setattr(idx, "bulk_index_runs", real_bulk)
     assert indexing.index_pending_runs_now(batch=2) == 5
     assert r.scard(indexing._pending_runs_key()) == 0
