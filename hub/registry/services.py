@@ -341,31 +341,17 @@ def _reindex(*commits: Commit | None) -> None:
 
 
 def _unindex(doc_ids: list[str]) -> None:
-    """Deleted commits leave the search index after the transaction commits (best effort,
-    like indexing: ``manage.py search_reindex`` rebuilds the index from the DB). A re-index
-    scheduled earlier for one of them finds no commit and writes nothing."""
+    """Deleted commits leave the search index after the transaction commits: their ids go to
+    bulk delete tasks with retries (inline in bulk when the broker is down), so a repo with
+    thousands of commits costs a few requests, not one per commit, and never fails the write.
+    Best effort like indexing: ``manage.py search_reindex`` rebuilds the index from the DB. A
+    re-index scheduled earlier for one of them finds no commit and writes nothing."""
     if not doc_ids or not settings.HUB_ELASTICSEARCH_URL:
         return
+    from hub.tracking import indexing
+
     ids = list(doc_ids)
-
-    def run() -> None:
-        from hub.stores.search import SearchError, SearchUnavailable
-        from hub.tracking import indexing
-
-        idx = indexing.search_index()
-        if idx is None:
-            return
-        for n, doc_id in enumerate(ids):
-            try:
-                idx.delete_commit(doc_id)
-            except SearchUnavailable as e:  # do not wait out a timeout per document
-                log.warning("search index unavailable (%s): %d deleted commit(s) stay indexed until "
-                            "`manage.py search_reindex`", e, len(ids) - n)
-                return
-            except SearchError as e:
-                log.warning("could not delete commit %s from the index: %s", doc_id, e)
-
-    transaction.on_commit(run)
+    transaction.on_commit(lambda: indexing.delete_commits(ids))
 
 
 def _gc_barrier(*, exclusive: bool) -> None:

@@ -516,6 +516,31 @@ class SearchIndex:
             raise SearchError(f"{len(errors)} document(s) failed to index; first: {errors[0]}")
         return int(ok)
 
+    def bulk_delete_commits(
+        self, commit_ids: Iterable[str], *, refresh: bool = False, chunk_size: int = 1000
+    ) -> int:
+        """Delete these commit documents, ``chunk_size`` per bulk request; returns how many
+        were deleted. A document already gone (``not_found``) is not an error; any other
+        refused item is a :class:`SearchError`, unavailability a :class:`SearchUnavailable`."""
+        from elasticsearch import helpers
+
+        actions = (
+            {"_op_type": "delete", "_index": self.commits_index, "_id": str(i)} for i in commit_ids
+        )
+        ok, errors = self._call(
+            helpers.bulk,
+            self._es,
+            actions,
+            chunk_size=chunk_size,
+            raise_on_error=False,
+            refresh="wait_for" if refresh else False,
+        )
+        # Each error is {"delete": item}; "not_found" means the document was already gone.
+        failed = [e for e in errors if next(iter(e.values()), {}).get("result") != "not_found"]
+        if failed:
+            raise SearchError(f"{len(failed)} document(s) failed to delete; first: {failed[0]}")
+        return int(ok)
+
     def delete_run(self, run_id: str, *, refresh: bool = False) -> bool:
         return self._delete(self.runs_index, run_id, refresh)
 

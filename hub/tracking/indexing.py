@@ -230,6 +230,56 @@ def delete_run(run_id: str) -> None:
             log.warning("could not delete run %s from the index: %s", run_id, e)
 
 
+#: Commit documents per bulk delete request (and per delete task).
+DELETE_BATCH = 1000
+
+
+def delete_commits_now(doc_ids: list[str], *, batch: int = DELETE_BATCH) -> int:
+    """Delete these commit documents, ``batch`` per bulk request; documents already gone are
+    fine. Raises :class:`SearchUnavailable` (the task retries); a batch the engine refuses
+    otherwise is logged and skipped (``manage.py search_reindex`` repairs)."""
+    idx = search_index()
+    if idx is None:
+        return 0
+    deleted = 0
+    for i in range(0, len(doc_ids), batch):
+        chunk = doc_ids[i : i + batch]
+        try:
+            deleted += idx.bulk_delete_commits(chunk, chunk_size=batch)
+        except SearchUnavailable:
+            raise
+        except SearchError as e:
+            log.error("search index refused to delete %d commit document(s) (%s); left to "
+                      "`manage.py search_reindex`", len(chunk), e)
+    return deleted
+
+
+def delete_commits(doc_ids, *, batch: int = DELETE_BATCH) -> None:
+    """Remove deleted commits' documents: one Celery task (with retries) per ``batch`` ids;
+    inline in bulk when tasks are eager or the broker is unreachable. Best effort: never
+    raises, so it cannot fail the write that triggered it. Call it after the transaction
+    commits (``transaction.on_commit``)."""
+    ids = list(dict.fromkeys(str(i) for i in doc_ids))
+    if not ids or not settings.HUB_ELASTICSEARCH_URL:
+        return
+    start = 0
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        try:
+            from hub.tracking import tasks
+
+            for start in range(0, len(ids), batch):
+                tasks.delete_commits.apply_async(args=[ids[start : start + batch]], retry=False)
+            return
+        except Exception as e:  # broker down: delete the rest inline
+            log.warning("search index queue unavailable (%s); deleting %d commit document(s) inline",
+                        e, len(ids) - start)
+    try:
+        delete_commits_now(ids[start:], batch=batch)
+    except Exception as e:  # e.g. unavailable: do not wait out a timeout per batch
+        log.warning("could not delete %d commit document(s) from the index (%s); they stay "
+                    "indexed until `manage.py search_reindex`", len(ids) - start, e)
+
+
 #: How far before a rebuild starts its catch-up pass looks for changed rows: a transaction
 #: that stamped ``updated_at`` before the rebuild started but committed after the rebuild read
 #: that row would otherwise be missed.

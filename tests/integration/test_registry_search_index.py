@@ -78,3 +78,107 @@ def test_deleting_a_repo_removes_its_commit_documents(indexed):
     assert client.delete("/api/v1/repos/alice/m").status_code == 204
     assert _docs() == {}
     assert len(_docs("alice/other")) == 1  # other repos are untouched
+
+
+@pytest.fixture
+def bulk_calls(monkeypatch):
+    """Every bulk request the Elasticsearch client sends (helpers.bulk uses a copy of the
+    client, so the class method is wrapped), as the list of its operations."""
+    from elasticsearch import Elasticsearch
+
+    calls: list[list] = []
+    real = Elasticsearch.bulk
+
+    def counting(self, *args, **kwargs):
+        calls.append(list(kwargs.get("operations") or []))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Elasticsearch, "bulk", counting)
+    return calls
+
+
+def _deletes(calls: list[list]) -> list[list[str]]:
+    """The ids of each bulk request that deleted documents (the helper sends its operations
+    already serialised)."""
+    import json
+
+    out = []
+    for ops in calls:
+        parsed = [json.loads(op) if isinstance(op, bytes | str) else op for op in ops]
+        ids = [op["delete"]["_id"] for op in parsed if "delete" in op]
+        if ids:
+            out.append(ids)
+    return out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_repo_deletes_all_its_documents_in_one_bulk_request(indexed, bulk_calls, monkeypatch):
+    client = indexed
+    for n in range(4):
+        push(client, "alice/m", {f"{n}.bin": bytes([n]) * 100}, message=f"push {n}")
+    shas = set(_docs())
+    assert len(shas) == 5
+    idx = indexing.search_index()
+    monkeypatch.setattr(idx, "delete_commit", lambda *a, **kw: pytest.fail("one request per commit"))
+    bulk_calls.clear()
+    assert client.delete("/api/v1/repos/alice/m").status_code == 204
+    deletes = _deletes(bulk_calls)
+    assert len(deletes) == 1 and sorted(deletes[0]) == sorted(f"alice/m@{s}" for s in shas)
+    assert _docs() == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_gc_deletes_the_documents_in_one_bulk_request(indexed, bulk_calls):
+    client = indexed
+    client.post("/api/v1/repos/alice/m/branches", {"name": "scratch"}, format="json")
+    for n in range(3):
+        push(client, "alice/m", {f"{n}.bin": bytes([n]) * 100}, branch="scratch", message=f"scratch {n}")
+    dropped = set(_docs()) - {head(client, "alice/m")}
+    assert len(dropped) == 3
+    client.delete("/api/v1/repos/alice/m/branches/scratch")
+    bulk_calls.clear()
+    assert services.gc(dry_run=False, grace_seconds=0)["commits"] == 3
+    deletes = _deletes(bulk_calls)
+    assert len(deletes) == 1 and sorted(deletes[0]) == sorted(f"alice/m@{s}" for s in dropped)
+    assert set(_docs()) == {head(client, "alice/m")}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deletes_go_to_tasks_in_batches_and_inline_when_the_broker_is_down(indexed, settings, monkeypatch):
+    from hub.tracking import tasks
+
+    client = indexed
+    for n in range(2):
+        push(client, "alice/m", {f"{n}.bin": bytes([n]) * 100}, message=f"push {n}")
+    ids = sorted(f"alice/m@{s}" for s in _docs())
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    queued: list[list[str]] = []
+    monkeypatch.setattr(tasks.delete_commits, "apply_async", lambda args, **kw: queued.append(args[0]))
+    indexing.delete_commits(ids, batch=2)
+    assert queued == [ids[:2], ids[2:]]
+    assert len(_docs()) == 3  # nothing deleted until the tasks run
+    assert tasks.delete_commits(queued[1]) == 1  # the task deletes its batch
+    assert set(_docs()) == {i.split("@")[1] for i in ids[:2]}
+
+    def broker_down(args, **kw):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(tasks.delete_commits, "apply_async", broker_down)
+    indexing.delete_commits(ids, batch=2)  # inline, in bulk; the missing one is fine
+    assert _docs() == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unreachable_index_never_fails_the_repo_delete(indexed, monkeypatch):
+    from hub.stores.search import SearchUnavailable
+
+    client = indexed
+    push(client, "alice/m", {"a.bin": b"a" * 100}, message="one")
+    idx = indexing.search_index()
+
+    def down(*a, **kw):
+        raise SearchUnavailable("down")
+
+    monkeypatch.setattr(idx, "bulk_delete_commits", down)
+    assert client.delete("/api/v1/repos/alice/m").status_code == 204
+    assert client.get("/api/v1/repos/alice/m").status_code == 404

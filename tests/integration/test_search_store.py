@@ -341,3 +341,23 @@ def test_unreachable_server_raises_unavailable():
     with pytest.raises(SearchUnavailable):
         index.search_runs(None)
     assert index.ping() is False
+
+
+def _commit(i: int) -> dict:
+    return {"id": f"m/r@{i}", "repo": "m/r", "message": f"c{i}", "created_at": "2024-02-01T00:00:00Z"}
+
+
+def test_bulk_delete_commits_removes_them_and_ignores_missing_ones(search_index):
+    assert search_index.bulk_index_commits([_commit(i) for i in range(5)], refresh=True) == 5
+    deleted = search_index.bulk_delete_commits(["m/r@0", "m/r@2", "m/r@gone", "m/r@4"], refresh=True)
+    assert deleted == 3
+    assert sorted(h.id for h in search_index.search_commits(None).hits) == ["m/r@1", "m/r@3"]
+    # all already gone: not an error, nothing deleted; chunks smaller than the list work too
+    assert search_index.bulk_delete_commits(["m/r@0", "m/r@2"], refresh=True, chunk_size=1) == 0
+    assert search_index.bulk_delete_commits([]) == 0
+
+
+def test_bulk_delete_on_unreachable_server_raises_unavailable():
+    index = SearchIndex(f"http://127.0.0.1:{free_port()}", prefix="nowhere", request_timeout=2)
+    with pytest.raises(SearchUnavailable):
+        index.bulk_delete_commits(["a@1"])
