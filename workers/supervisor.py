@@ -4,7 +4,9 @@ It runs in a Celery worker, outside the sandbox, and talks to the hub only throu
 (with the worker's service token, which never enters the sandbox), so it works the same with
 the embedded stores and with servers. For one job it:
 
-1. takes the job (queued → running; a job another worker already took is skipped);
+1. reads the job and reserves its GPUs (a lease held until the job is over), then takes it
+   (queued → running; a job that is not queued any more is skipped and its GPUs released);
+   too few free GPUs leave the job queued and untouched;
 2. creates the job's tracker run (params = the config) and pulls the base model, pinned to
    its commit id, into a read-only input folder;
 3. starts the sandbox and reads the event stream: every line is size-checked, parsed and
@@ -18,9 +20,10 @@ the embedded stores and with servers. For one job it:
 5. reports succeeded / failed / cancelled with a reason a person can act on.
 
 Infrastructure failures (the hub unreachable, the sandbox unable to start, the GPU lease
-lost) raise :class:`InfrastructureError` after putting the job back in the queue, so the task
-retries it; too few free GPUs raise :class:`GpusBusy` (the job waits in its queue). Failures of
-the job itself are final. ``workers.tasks`` holds the retry policy.
+lost) raise :class:`InfrastructureError` after putting the job back in the queue (or before
+taking it, where it still is), so the task retries it; too few free GPUs raise :class:`GpusBusy`
+before the job is taken (it stays queued, nothing recorded). Failures of the job itself are
+final. ``workers.tasks`` holds the retry policy.
 """
 
 from __future__ import annotations
@@ -57,8 +60,8 @@ class InfrastructureError(Exception):
 
 
 class GpusBusy(InfrastructureError):
-    """Fewer free GPUs than the job asks for on this worker: it goes back to its queue and
-    waits (not counted as an infrastructure failure)."""
+    """Fewer free GPUs than the job asks for on this worker: raised before the job is taken,
+    so it is still queued and waits there (not counted as an infrastructure failure)."""
 
 
 def cpu_time_limit(time_limit_s: float, cpus: float) -> int:
@@ -224,13 +227,16 @@ class JobSupervisor:
     # --- the job -------------------------------------------------------------------------------
 
     def run(self) -> str:
+        gpu_lease = contextlib.ExitStack()  # the GPU reservation: taken before the start, held until the job is over
         try:
-            job = self._api("POST", "/worker/start", json={"worker": self.hostname})
-        except HubClientError as e:
-            if e.code == "job_state_conflict":
-                log.info("job %s: not queued any more (%s); skipping", self.job_id, e.details)
-                return "skipped"
+            taken = self._take(gpu_lease)
+        except BaseException:
+            self._release_gpus(gpu_lease)  # never started: nothing to requeue, the task decides
             raise
+        if taken is None:
+            self._release_gpus(gpu_lease)
+            return "skipped"
+        job, gpus = taken
         self.job = job
         # The target branch's head when the job starts: the result's parent when there is no
         # base in that repo, and the compare-and-swap that detects a branch moving meanwhile.
@@ -240,7 +246,6 @@ class JobSupervisor:
                 self.target_head = self.client.branch_info(job["target"]["repo"], job["target"]["branch"])["commit"]
             except HubClientError:
                 self.target_head = None  # missing: created from the base when committing
-        gpus: list[int] = []
         jobdir = self.work_root / self.job_id
         inputs = self.work_root / f"{self.job_id}-input"
         stop = threading.Event()
@@ -248,10 +253,7 @@ class JobSupervisor:
         beat.start()
         status, reason, result = "failed", "", {}
         run = None
-        gpu_lease = contextlib.ExitStack()  # the GPU reservation: held until the job is over
         try:
-            if job["resources"].get("gpus"):
-                gpus = self._lease_gpus(gpu_lease, int(job["resources"]["gpus"]))
             if job["base"]:
                 self.logs.add("supervisor", f"pulling {job['base']['repo']}@{job['base']['commit'][:12]}")
                 self.client.pull(f"{job['base']['repo']}@{job['base']['commit']}", inputs)
@@ -268,7 +270,7 @@ class JobSupervisor:
             self.logs.flush()
             shutil.rmtree(inputs, ignore_errors=True)
             shutil.rmtree(jobdir, ignore_errors=True)
-            why = str(e) if isinstance(e, GpusBusy) else f"infrastructure failure on {self.hostname}: {e}"
+            why = f"infrastructure failure on {self.hostname}: {e}"
             try:
                 self._api("POST", "/worker/requeue", json={"reason": f"{why}; retrying"[:2000]})
             except Exception as err:  # the task still retries (or fails the job when it gives up)
@@ -305,9 +307,33 @@ class JobSupervisor:
             shutil.rmtree(jobdir, ignore_errors=True)
         return status
 
+    def _take(self, gpu_lease: contextlib.ExitStack) -> tuple[dict, list[int]] | None:
+        """Reserve the job's GPUs, then take the job (queued → running): the job and its GPUs,
+        or None when the job is not queued any more (another worker took it, it was cancelled).
+
+        The GPUs come first: a GPU job that finds too few free ones raises :class:`GpusBusy`
+        while it is still ``queued`` — no start, no attempt counted, no requeue, no transition —
+        and its task tries again later. The caller releases ``gpu_lease`` if this raises or
+        answers None."""
+        want = self._api("GET", "")  # the job as its launcher sees it: status and resources
+        if want.get("status") != "queued":
+            log.info("job %s: not queued any more (%s); skipping", self.job_id, want.get("status"))
+            return None
+        n = int((want.get("resources") or {}).get("gpus") or 0)
+        gpus = self._lease_gpus(gpu_lease, n) if n else []
+        try:
+            job = self._api("POST", "/worker/start", json={"worker": self.hostname, "gpus": gpus})
+        except HubClientError as e:
+            if e.code == "job_state_conflict":
+                log.info("job %s: not queued any more (%s); skipping", self.job_id, e.details)
+                return None
+            raise
+        return job, gpus
+
     def _lease_gpus(self, stack: contextlib.ExitStack, n: int) -> list[int]:
         """Reserve ``n`` GPUs for the whole job: the lease is refreshed in the background and
-        released when ``stack`` closes; too few free GPUs send the job back to its queue."""
+        released when ``stack`` closes; too few free GPUs raise :class:`GpusBusy` (taken before
+        the job starts, so the job just stays in its queue)."""
         from workers.sandbox import NoGpuAvailable
 
         if self.gpu_slots is None:

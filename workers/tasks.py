@@ -9,8 +9,10 @@ Retry policy, explicit (the task's own arguments count, not Celery's ``max_retri
 - infrastructure failures (hub unreachable, sandbox cannot start, GPU lease lost) go back to
   the queue and are retried after 10, 20, 30 s; after ``HUB_JOB_MAX_INFRA_RETRIES`` retries
   the job fails with the last reason;
-- too few free GPUs is not a failure: the job waits in its queue, tried again every
-  ``HUB_JOB_GPU_RETRY_S``, and fails only after ``HUB_JOB_GPU_MAX_WAIT_S`` of waiting;
+- too few free GPUs is not a failure: the supervisor reserves GPUs before it takes the job,
+  so the job simply stays ``queued`` (no start, no attempt, no transition; one log line when
+  the wait begins says it is waiting for GPUs), tried again every ``HUB_JOB_GPU_RETRY_S``, and
+  fails only after ``HUB_JOB_GPU_MAX_WAIT_S`` of waiting;
 - a worker whose sandbox probe failed fails each job it receives at once with the probe's
   reason (instead of retrying it into the same broken host);
 - failures of the job itself, and bugs, are final.
@@ -111,6 +113,17 @@ def _give_up(job_id: str, client, reason: str) -> None:
         log.exception("job %s: could not report the failure at all; it stays as it is", job_id)
 
 
+def _note_gpu_wait(job_id: str, client, text: str) -> None:
+    """One line in the job's log when it starts waiting for GPUs (not one per try), through the
+    worker logs endpoint, which takes lines for a queued job. At seq 0, like the first line of
+    any attempt: the job's own first line replaces it once it runs. Best effort."""
+    try:
+        client._json("POST", f"/jobs/{job_id}/worker/logs", json={"lines": [[0, time.time(), "supervisor", text]]},
+                     idempotent=True)
+    except Exception as e:
+        log.debug("job %s: could not log the GPU wait: %s", job_id, e)
+
+
 def _retry(task, job_id: str, exc: Exception, *, client, countdown: float, **kwargs):
     """Back to the queue for another try; a retry that cannot be queued ends the job."""
     try:
@@ -138,12 +151,15 @@ def run_job(self, job_id: str, infra_failures: int = 0, gpu_wait_since: float | 
         sup = JobSupervisor(job_id, client=client, work_root=work_root,
                             gpu_slots=_gpu_slots() if "gpu" in queues else None)
         return sup.run()
-    except GpusBusy as e:
+    except GpusBusy as e:  # raised before the job was taken: it is still queued
         since = gpu_wait_since or time.time()
         waited = time.time() - since
         if waited >= s.HUB_JOB_GPU_MAX_WAIT_S or self.request.is_eager:
             _give_up(job_id, client, f"no worker had the GPUs this job asks for in {waited:.0f} s of waiting: {e}")
             return "failed"
+        if gpu_wait_since is None:
+            _note_gpu_wait(job_id, client, f"{e}; the job stays queued and is tried again every "
+                                           f"{s.HUB_JOB_GPU_RETRY_S} s")
         log.info("job %s: %s; back in the queue for %d s", job_id, e, s.HUB_JOB_GPU_RETRY_S)
         return _retry(self, job_id, e, client=client, countdown=s.HUB_JOB_GPU_RETRY_S,
                       infra_failures=infra_failures, gpu_wait_since=since)

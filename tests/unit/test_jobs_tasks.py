@@ -19,10 +19,13 @@ pytestmark = pytest.mark.unit
 class Hub:
     def __init__(self):
         self.finished = []
+        self.logs = []
 
     def _json(self, method, path, json=None, **kw):
         if path.endswith("/worker/finish"):
             self.finished.append(json)
+        if path.endswith("/worker/logs"):
+            self.logs.extend(json["lines"])
         return {}
 
 
@@ -98,6 +101,13 @@ def test_too_few_free_gpus_waits_in_the_queue_without_using_the_retry_budget(hub
     [r] = retries
     assert r["countdown"] == 30 and r["kwargs"]["infra_failures"] == 2 and r["kwargs"]["gpu_wait_since"]
     assert hub.finished == []
+    # The job is still queued (the supervisor reserves GPUs before taking it): one log line
+    # says why when the wait begins, not one per try.
+    [line] = hub.logs
+    assert line[2] == "supervisor" and "waiting for GPUs" in line[3] and "every 30 s" in line[3]
+    with pytest.raises(Retry):
+        tasks.run_job.run("j1", gpu_wait_since=r["kwargs"]["gpu_wait_since"])
+    assert len(hub.logs) == 1 and len(retries) == 2
     # ... but not forever.
     settings.HUB_JOB_GPU_MAX_WAIT_S = 3600
     assert tasks.run_job.run("j1", gpu_wait_since=time.time() - 7200) == "failed"

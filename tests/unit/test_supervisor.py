@@ -58,12 +58,14 @@ class FakeRun:
 
 
 class FakeClient:
-    def __init__(self, *, resources=None, target=None, base=None, heartbeat_status="running"):
+    def __init__(self, *, resources=None, target=None, base=None, heartbeat_status="running", status="queued",
+                 start_error=None):
         from hub.client import HubClientError
 
         self.HubClientError = HubClientError
         self.calls: list[tuple[str, str, object]] = []
         self.heartbeat_status = heartbeat_status
+        self.status, self.start_error = status, start_error
         self.branches: dict[tuple[str, str], str] = {}
         self.run = FakeRun()
         self.job = {"id": "j1", "kind": "train", "config": {"train": {"steps": 1}}, "project": "alice/exp",
@@ -72,8 +74,12 @@ class FakeClient:
 
     def _json(self, method, path, json=None, idempotent=False, params=None):
         self.calls.append((method, path, json))
+        if method == "GET" and path == f"/jobs/{self.job['id']}":
+            return {**self.job, "status": self.status}
         if path.endswith("/worker/start"):
-            return dict(self.job)
+            if self.start_error is not None:
+                raise self.start_error
+            return {**self.job, "status": "running"}
         if path.endswith("/worker/heartbeat"):
             return {"status": self.heartbeat_status, "cancel_requested": False}
         return {}
@@ -196,14 +202,91 @@ class _BusySlots:
         raise NoGpuAvailable(f"{n} GPUs requested, 0 free on host-a")
 
 
-def test_no_free_gpu_puts_the_job_back_in_the_queue_instead_of_failing_it(tmp_path):
+def test_no_free_gpu_leaves_the_job_queued_without_starting_or_requeueing_it(tmp_path):
     from workers.supervisor import GpusBusy
 
     sup, client = supervise(tmp_path, client=FakeClient(resources={"gpus": 2}), gpu_slots=_BusySlots())
-    with pytest.raises(GpusBusy):
+    with pytest.raises(GpusBusy, match="waiting for GPUs: 2 GPUs requested, 0 free"):
         sup.run()
-    assert "finish" not in client.paths() and client.paths()[-1] == "requeue"
-    assert "waiting for GPUs: 2 GPUs requested, 0 free" in client.calls[-1][2]["reason"]
+    # Only the job was read: no start (no attempt, no transition), no requeue, no finish, no
+    # log lines, no branch lookup, no run.
+    assert client.calls == [("GET", "/jobs/j1", None)]
+    assert sup.sandbox is None
+
+
+class _RecordingSlots:
+    """A GpuSlots with free GPUs that records when its leases are taken and released."""
+
+    def __init__(self):
+        self.events: list[str] = []
+
+    def lease(self, n, job_id, ttl=60.0, *, on_lost=None):
+        import contextlib
+
+        @contextlib.contextmanager
+        def held():
+            self.events.append(f"take {n}")
+            try:
+                yield list(range(n))
+            finally:
+                self.events.append("release")
+
+        return held()
+
+
+def test_gpus_are_reserved_before_the_job_starts_and_named_in_the_start(tmp_path):
+    slots = _RecordingSlots()
+    client = FakeClient(resources={"gpus": 2})
+    start_seen = []
+    orig = client._json
+
+    def spy(method, path, **kw):
+        if path.endswith("/worker/start"):
+            start_seen.append(list(slots.events))
+        return orig(method, path, **kw)
+
+    client._json = spy
+    sup, _ = supervise(tmp_path, client=client, gpu_slots=slots)
+    assert sup.run() == "succeeded"
+    assert start_seen == [["take 2"]]  # held when the hub was told the job runs
+    assert next(j for _, p, j in client.calls if p.endswith("/worker/start")) == {"worker": "w1", "gpus": [0, 1]}
+    assert slots.events == ["take 2", "release"]
+    assert FakeSandbox.instances[-1].spec.gpus == [0, 1]
+
+
+def test_a_lease_taken_before_the_start_is_released_when_the_start_is_refused(tmp_path):
+    from hub.client import HubClientError, HubUnreachable
+    from workers.supervisor import InfrastructureError
+
+    refused = HubClientError(409, "job_state_conflict", "Job j1 is cancelled, not queued.", {"status": "cancelled"})
+    slots = _RecordingSlots()
+    sup, client = supervise(tmp_path, client=FakeClient(resources={"gpus": 1}, start_error=refused), gpu_slots=slots)
+    assert sup.run() == "skipped"
+    assert slots.events == ["take 1", "release"]
+    assert client.paths() == ["start"]  # no requeue, no finish
+
+    slots = _RecordingSlots()
+    unreachable = HubUnreachable("connection refused")
+    sup, client = supervise(tmp_path, client=FakeClient(resources={"gpus": 1}, start_error=unreachable),
+                            gpu_slots=slots)
+    with pytest.raises(InfrastructureError, match="unreachable"):
+        sup.run()
+    assert slots.events == ["take 1", "release"]
+    assert client.paths() == ["start"]
+
+    slots = _RecordingSlots()
+    other = HubClientError(500, "internal_error", "boom")
+    sup, client = supervise(tmp_path, client=FakeClient(resources={"gpus": 1}, start_error=other), gpu_slots=slots)
+    with pytest.raises(HubClientError):
+        sup.run()
+    assert slots.events == ["take 1", "release"]
+
+
+def test_a_job_that_is_not_queued_any_more_is_skipped_without_reserving_gpus(tmp_path):
+    slots = _RecordingSlots()
+    sup, client = supervise(tmp_path, client=FakeClient(resources={"gpus": 1}, status="cancelled"), gpu_slots=slots)
+    assert sup.run() == "skipped"
+    assert slots.events == [] and client.paths() == []
 
 
 def test_a_job_the_hub_marked_lost_is_stopped_and_its_late_result_not_forced(tmp_path, monkeypatch):
