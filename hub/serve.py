@@ -43,9 +43,9 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def wait_http(url: str, timeout: float) -> bool:
+def wait_http(url: str, timeout: float, cancelled=lambda: False) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not cancelled():
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status < 500:
@@ -91,15 +91,24 @@ class Child:
             self.proc.wait()
 
 
+class ShutdownRequested(Exception):
+    """A signal asked for shutdown while the hub was still starting."""
+
+
 class Supervisor:
     def __init__(self):
         self.children: list[Child] = []
         self.stopping = False
 
     def add(self, child: Child, *, wait: float = 60.0) -> None:
+        if self.stopping:  # never start a child after stop_all(): nothing would stop it
+            raise ShutdownRequested
+        self.children.append(child)  # before start: a signal from here on stops it too
         child.start()
-        self.children.append(child)
-        if child.ready_url and not wait_http(child.ready_url, wait):
+        ready = not child.ready_url or wait_http(child.ready_url, wait, cancelled=lambda: self.stopping)
+        if self.stopping:
+            raise ShutdownRequested
+        if not ready:
             raise RuntimeError(f"{child.name} did not become ready at {child.ready_url}"
                                + (f" (see {child.logfile})" if child.logfile else ""))
         log(f"{child.name} running (pid {child.proc.pid})")
@@ -209,7 +218,13 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = N
 
             seed(url=base, env=env)
         log(f"MoE Hub is up: {base}  (API docs: {base}/api/docs, logs: {data / 'logs'}); Ctrl-C stops it")
+    except ShutdownRequested:
+        sup.stop_all()  # again: a child may have started while the first pass ran
+        return 0
     except (RuntimeError, subprocess.CalledProcessError) as e:
+        if sup.stopping:  # a step cut short by the shutdown itself is not an error
+            sup.stop_all()
+            return 0
         log(f"error: {e}")
         sup.stop_all()
         return 1
