@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from hub.common.errors import InvalidInput
+from hub.common.paths import PathRefused, check_path, check_tree
 
 _SLUG = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$")
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
-MAX_PATH = 1024
 MAX_REF = 255
 
 
@@ -50,25 +51,18 @@ def validate_ref_name(name: str) -> str:
 
 
 def validate_path(path: str) -> str:
-    """A repository-relative POSIX path: no absolute paths, no '..' or '.', no NUL, no
-    backslashes, bounded length. A bad path is a 400, never a file outside the store."""
-    problems = []
-    if not isinstance(path, str) or not path:
-        problems.append("must not be empty")
-    else:
-        if len(path.encode()) > MAX_PATH:
-            problems.append(f"must be at most {MAX_PATH} bytes")
-        if "\x00" in path or any(ord(c) < 32 for c in path):
-            problems.append("must not contain NUL or control characters")
-        if path.startswith("/"):
-            problems.append("must be relative")
-        if "\\" in path:
-            problems.append("must use '/' as separator")
-        parts = path.split("/")
-        if any(p in ("", ".", "..") for p in parts):
-            problems.append("must not contain empty, '.' or '..' components")
-        if any(len(p.encode()) > 255 for p in parts):
-            problems.append("components must be at most 255 bytes")
-    if problems:
-        raise InvalidInput(f"Invalid path {path!r}: " + "; ".join(problems), code="invalid_path")
-    return path
+    """A path entering a tree, by the one path rule (:mod:`hub.common.paths`, shared with
+    the SDK and the supervisor): 400 ``invalid_path`` with every reason."""
+    try:
+        return check_path(path)
+    except PathRefused as e:
+        raise InvalidInput(e.message, code=e.code, details=e.details) from None
+
+
+def validate_tree_paths(paths: Iterable[str], *, new: Iterable[str] | None = None) -> None:
+    """400 ``path_collision`` when two paths of one tree (or a file and a directory) are
+    equal after NFC and case folding; with ``new``, only collisions involving a new path."""
+    try:
+        check_tree(paths, new=new)
+    except PathRefused as e:
+        raise InvalidInput(e.message, code=e.code, details=e.details) from None

@@ -22,7 +22,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from hub.common.errors import Conflict, Forbidden, HubError, InvalidInput, NotFound, PayloadTooLarge
-from hub.common.validation import validate_path, validate_ref_name, validate_slug
+from hub.common.validation import (
+    validate_path,
+    validate_ref_name,
+    validate_slug,
+    validate_tree_paths,
+)
 from hub.registry import selectors
 from hub.registry.chunking import MAX_CHUNK, file_oid, is_safetensors
 from hub.registry.models import Chunk, Commit, FileObject, Ref, Repo, Tree
@@ -241,7 +246,7 @@ def _parse_stored_header(path: str, pairs: list[tuple[str, int]], size: int):
             i += 1
         return parse_header(head[: 8 + n], file_size=size, max_header=limit)
     except HeaderError as e:
-        raise InvalidInput(f"{path}: not a valid safetensors file: {e}", code="invalid_safetensors") from e
+        raise InvalidInput(f"{path}: not a valid safetensors file: {e}", code=e.code) from e
 
 
 def _apply_operations(entries: dict[str, str], operations) -> dict[str, str]:
@@ -254,7 +259,11 @@ def _apply_operations(entries: dict[str, str], operations) -> dict[str, str]:
     for op in operations:
         if not isinstance(op, dict) or op.get("op") not in {"add", "delete", "copy"}:
             raise InvalidInput("Each operation is {op: add|delete|copy, path, ...}.", code="invalid_operations")
-        path = validate_path(op.get("path"))
+        path = op.get("path")
+        # Deleting a path the tree already holds needs no rule (it may predate the rule);
+        # every path that enters the tree does.
+        if not (op["op"] == "delete" and isinstance(path, str) and path in out):
+            path = validate_path(path)
         if path in seen:
             raise InvalidInput(f"{path}: more than one operation on the same path.", code="invalid_operations")
         seen.add(path)
@@ -269,13 +278,9 @@ def _apply_operations(entries: dict[str, str], operations) -> dict[str, str]:
             if path not in out:
                 raise InvalidInput(f"delete: {path} does not exist in the parent commit.", code="path_not_found")
             del out[path]
-    # A file and a directory may not share a name (the tree must be checkout-able).
-    names = set(out)
-    for p in out:
-        parts = p.split("/")
-        for i in range(1, len(parts)):
-            if "/".join(parts[:i]) in names:
-                raise InvalidInput(f"{p}: '{'/'.join(parts[:i])}' is a file.", code="invalid_path")
+    # The tree must be checkout-able everywhere: no file where a directory is needed, and no
+    # two names that a case-insensitive or normalising file system takes for one.
+    validate_tree_paths(out, new={op["path"] for op in operations if op["op"] != "delete"})
     return out
 
 
@@ -641,6 +646,7 @@ def merge(*, repo: Repo, source: str, target: str, user, strategy: str | None = 
                 "(ours, theirs or average) or reconcile the branches.",
                 details={"base": base_sha, "ours": ours.sha, "theirs": theirs.sha, "conflicts": conflicts},
             )
+        validate_tree_paths(result, new=set(result) - set(o_entries))  # e.g. 'Model.bin' meets 'model.bin'
         tree = _tree_for(result)
         msg = message or f"Merge {source} into {target}"
         meta = {"merge": {"source": source, "strategy": strategy, "weight": weight if strategy == "average" else None,

@@ -37,7 +37,44 @@ _NUMPY = {
 
 
 class HeaderError(ValueError):
-    """The bytes are not a valid safetensors file (message says why)."""
+    """The bytes are not a valid safetensors file (message says why; ``code`` is the
+    error code the hub answers with)."""
+
+    def __init__(self, message: str, *, code: str = "invalid_safetensors"):
+        super().__init__(message)
+        self.code = code
+
+
+class _Pairs(list):
+    """A JSON object as its (key, value) pairs in order, duplicates kept (``object_pairs_hook``)."""
+
+
+def _unique(pairs: _Pairs, what: str) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise HeaderError(f"{what} {key!r} appears more than once (a reader would see only one of them)",
+                              code="duplicate_tensor_name" if what == "tensor name" else "invalid_safetensors")
+        out[key] = value
+    return out
+
+
+def _header_object(raw: bytes) -> dict:
+    """The header's JSON object, refusing any key named twice in it, in one tensor's entry
+    or in ``__metadata__`` (``json`` alone keeps the last one silently)."""
+    try:
+        pairs = json.loads(raw.decode("utf-8"), object_pairs_hook=_Pairs)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise HeaderError(f"header is not valid UTF-8 JSON: {e}") from None
+    except RecursionError:
+        raise HeaderError("header JSON is nested too deeply") from None
+    if not isinstance(pairs, _Pairs):
+        raise HeaderError("header is not a JSON object")
+    obj = _unique(pairs, "tensor name")
+    for name, spec in obj.items():
+        if isinstance(spec, _Pairs):
+            obj[name] = _unique(spec, "__metadata__ key" if name == "__metadata__" else f"tensor {name!r}: field")
+    return obj
 
 
 @dataclass(frozen=True)
@@ -97,12 +134,7 @@ def parse_header(head: bytes, *, file_size: int | None = None, max_header: int =
     raw = head[8 : 8 + n]
     if not raw.lstrip()[:1] == b"{":
         raise HeaderError("header is not a JSON object")
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise HeaderError(f"header is not valid UTF-8 JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise HeaderError("header is not a JSON object")
+    obj = _header_object(raw)
     metadata = obj.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         raise HeaderError("__metadata__ must map strings to strings")
@@ -112,12 +144,12 @@ def parse_header(head: bytes, *, file_size: int | None = None, max_header: int =
         if not isinstance(spec, dict):
             raise HeaderError(f"tensor {name!r}: entry is not an object")
         dtype, shape, offsets = spec.get("dtype"), spec.get("shape"), spec.get("data_offsets")
-        if dtype not in ITEMSIZE:
+        if not isinstance(dtype, str) or dtype not in ITEMSIZE:
             raise HeaderError(f"tensor {name!r}: unknown dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        if type(shape) is not list or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
             raise HeaderError(f"tensor {name!r}: shape must be a list of non-negative integers")
         if (
-            not isinstance(offsets, list) or len(offsets) != 2
+            type(offsets) is not list or len(offsets) != 2
             or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
             or offsets[1] < offsets[0]
         ):
