@@ -240,17 +240,16 @@ def _post_migrate_commands(env: dict) -> list[list[str]]:
 
 
 def _worker_token(env: dict, data: Path) -> str:
-    """The worker's service account token, kept in the data dir (mode 600; the sandbox
-    never sees the data dir) and reused across restarts."""
-    path = data / "worker-token"
+    """The workers' service credential (not a user's token: it only claims jobs, and each job
+    attempt then gets its own credential), kept in the data dir (mode 600 from creation; the
+    sandbox never sees the data dir) and reused across restarts. A ``worker-token`` file of
+    older versions held a site admin's token: it is not used any more."""
+    path = data / "worker-credential"
     if path.exists():
         return path.read_text().strip()
-    manage = [sys.executable, "manage.py", "hub_admin"]
-    subprocess.run([*manage, "create-user", "--user", "hub-worker", "--admin", "--exist-ok"], env=env, cwd=ROOT,
-                   check=True, capture_output=True)
-    token = subprocess.run([*manage, "create-token", "--user", "hub-worker", "--name", "worker"], env=env, cwd=ROOT,
-                           check=True, capture_output=True, text=True).stdout.strip()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    token = subprocess.run([sys.executable, "manage.py", "hub_admin", "create-worker-credential", "--name", "hub serve"],
+                           env=env, cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token)
     return token

@@ -172,6 +172,20 @@ HUB_JOB_MAX_INFRA_RETRIES = _env_int("HUB_JOB_MAX_INFRA_RETRIES", 3)
 # HUB_JOB_GPU_RETRY_S; after HUB_JOB_GPU_MAX_WAIT_S of waiting it fails, saying so.
 HUB_JOB_GPU_RETRY_S = _env_int("HUB_JOB_GPU_RETRY_S", 30)
 HUB_JOB_GPU_MAX_WAIT_S = _env_int("HUB_JOB_GPU_MAX_WAIT_S", 24 * 3600)
+# A job attempt's credential (handed out by /worker/start, revoked when the attempt ends) also
+# expires this long after the job's time limit: time to pull the base, upload and commit.
+HUB_JOB_CREDENTIAL_MARGIN_S = _env_int("HUB_JOB_CREDENTIAL_MARGIN_S", 3600)
+
+# --- sign-in -------------------------------------------------------------------------------
+# Failed password sign-ins allowed per account and per client address in a window of
+# HUB_SIGNIN_WINDOW_S; past that, 429 with Retry-After until the window ends. A successful
+# sign-in clears the account's count.
+HUB_SIGNIN_MAX_FAILURES_PER_ACCOUNT = _env_int("HUB_SIGNIN_MAX_FAILURES_PER_ACCOUNT", 5)
+HUB_SIGNIN_MAX_FAILURES_PER_ADDRESS = _env_int("HUB_SIGNIN_MAX_FAILURES_PER_ADDRESS", 20)
+HUB_SIGNIN_WINDOW_S = _env_int("HUB_SIGNIN_WINDOW_S", 15 * 60)
+# Behind a reverse proxy, the client address is the last entry of X-Forwarded-For that this
+# many proxies appended (0: REMOTE_ADDR, the header is not trusted).
+HUB_TRUSTED_PROXIES = _env_int("HUB_TRUSTED_PROXIES", 0)
 
 # --- Celery --------------------------------------------------------------------------------
 CELERY_BROKER_URL = _env("HUB_CELERY_BROKER_URL", HUB_REDIS_URL)

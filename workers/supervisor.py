@@ -199,7 +199,15 @@ class JobSupervisor:
                 state = self._api("POST", "/worker/heartbeat", json={
                     "progress": self.progress,
                     "counters": {"received": self.counters.received, "rejected": self.counters.rejected}})
-            except (InfrastructureError, HubClientError) as e:
+            except HubClientError as e:
+                if e.code == "job_credential_revoked" and self.stopped_by_hub is None:
+                    # The attempt ended on the hub (marked lost, say): stop burning its resources.
+                    self.stopped_by_hub = "ended (this attempt's credential was revoked)"
+                    if self.sandbox is not None:
+                        self.sandbox.cancel()
+                log.warning("job %s: heartbeat failed: %s", self.job_id, e)
+                continue
+            except InfrastructureError as e:
                 log.warning("job %s: heartbeat failed: %s", self.job_id, e)
                 continue
             if state.get("cancel_requested") and not self.cancelled.is_set():
@@ -298,7 +306,7 @@ class JobSupervisor:
                 "result_commit": result.get("commit", ""), "result_branch": result.get("branch", "")},
                 idempotent=True)
         except HubClientError as e:
-            if e.code != "job_state_conflict":
+            if e.code not in ("job_state_conflict", "job_credential_revoked"):
                 raise
             # The hub ended the job meanwhile (marked lost, say): its state stands.
             log.warning("job %s: the hub did not take the result (%s): %s", self.job_id, status, e.message)
@@ -328,7 +336,18 @@ class JobSupervisor:
                 log.info("job %s: not queued any more (%s); skipping", self.job_id, e.details)
                 return None
             raise
+        self._use_attempt_credential(job.pop("credential", None))
         return job, gpus
+
+    def _use_attempt_credential(self, secret: str | None) -> None:
+        """From the start on, every call for this job (worker endpoints, pull, run, commit) uses
+        the attempt's own credential, not the workers' service credential, which can only claim
+        jobs. It stays in this process: the sandbox's environment is scrubbed."""
+        if not secret:
+            return
+        c = self.client
+        self.client = Client(url=c.url, token=secret, timeout=c._http.timeout, retries=c.retries, backoff=c.backoff)
+        self.logs.client = self.client
 
     def _lease_gpus(self, stack: contextlib.ExitStack, n: int) -> list[int]:
         """Reserve ``n`` GPUs for the whole job: the lease is refreshed in the background and

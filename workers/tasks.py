@@ -83,17 +83,21 @@ def _sandbox_problem() -> str | None:
         return _probe_state["problem"]
 
 
-def _give_up(job_id: str, client, reason: str) -> None:
+def _give_up(job_id: str, client, reason: str, *, attempt_client=None) -> None:
     """End the job as ``failed`` with ``reason``: a job must never stay queued or running
-    because its task stopped trying. Through the API; if that cannot be done, through the
+    because its task stopped trying. Through the API — with the attempt's credential if the job
+    was started (only it may end a running job), else with the service credential, which may
+    fail a job that is still queued and nothing more; if that cannot be done, through the
     database (the worker has the hub's settings)."""
     from hub.client import HubClientError
 
     log.error("job %s: failed: %s", job_id, reason)
-    if client is not None:
+    for c in (attempt_client, client):
+        if c is None:
+            continue
         try:
-            client._json("POST", f"/jobs/{job_id}/worker/finish", json={"status": "failed", "reason": reason},
-                         idempotent=True)
+            c._json("POST", f"/jobs/{job_id}/worker/finish", json={"status": "failed", "reason": reason},
+                    idempotent=True)
             return
         except HubClientError as e:
             if e.code in ("job_state_conflict", "job_not_found"):
@@ -138,7 +142,7 @@ def _retry(task, job_id: str, exc: Exception, *, client, countdown: float, **kwa
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def run_job(self, job_id: str, infra_failures: int = 0, gpu_wait_since: float | None = None) -> str:
     s = _settings()
-    client = None
+    client = sup = None
     try:
         client = _client()
         problem = _sandbox_problem()
@@ -172,7 +176,11 @@ def run_job(self, job_id: str, infra_failures: int = 0, gpu_wait_since: float | 
                       infra_failures=infra_failures + 1, gpu_wait_since=gpu_wait_since)
     except Exception as e:  # a bug must not leave the job queued or running forever
         log.exception("job %s: worker error", job_id)
-        _give_up(job_id, client, f"worker error: {type(e).__name__}: {e}")
+        reason = f"worker error: {type(e).__name__}: {e}"
+        if sup is not None and sup.client is not client:  # started: only its attempt's credential ends it
+            _give_up(job_id, client, reason, attempt_client=sup.client)
+        else:
+            _give_up(job_id, client, reason)
         raise
 
 

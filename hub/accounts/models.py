@@ -64,3 +64,41 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class WorkerCredential(models.Model):
+    """A credential of the job-running machinery, never of a person. Only its SHA-256 is stored.
+
+    ``service``: the workers' long-lived credential (``HUB_WORKER_TOKEN``). It acts as nobody:
+    it may read a job's record to reserve its GPUs, claim a queued job (``/worker/start``), and,
+    for a job it could not start, note one log line or fail it — nothing else.
+
+    ``attempt``: one job attempt's credential, handed out by ``/worker/start``. It acts as the
+    job's launcher, but only on ``rules`` (``[methods, path, prefix?]``: the job's worker
+    endpoints, its base and target repos, its project's runs), only while that attempt is the
+    job's current one, and until ``expires_at`` or the end of the attempt (``revoked_at``)."""
+
+    class Kind(models.TextChoices):
+        SERVICE = "service"
+        ATTEMPT = "attempt"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    name = models.CharField(max_length=100, blank=True, default="")
+    prefix = models.CharField(max_length=16, help_text="first characters, to recognise a credential")
+    digest = models.CharField(max_length=64, unique=True)
+    job_id = models.CharField(max_length=32, blank=True, default="", db_index=True)
+    attempt = models.PositiveIntegerField(default=0)
+    acts_as = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    rules = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+
+class SignInFailures(models.Model):
+    """Failed sign-ins in the current window, per key (``user:<name>`` or ``addr:<ip>``). In the
+    database, so every web replica counts the same failures."""
+
+    key = models.CharField(max_length=200, unique=True)
+    failures = models.PositiveIntegerField(default=0)
+    window_started_at = models.DateTimeField()

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from hub.accounts.models import ApiToken, Membership, Namespace, Role, User
+from hub.accounts.models import (
+    ApiToken,
+    Membership,
+    Namespace,
+    Role,
+    SignInFailures,
+    User,
+    WorkerCredential,
+)
 from hub.common.errors import Conflict, InvalidInput, NotFound
 from hub.common.validation import validate_slug
 
 TOKEN_PREFIX = "hub_"
+# Worker credentials look different from user tokens, so a leaked one is recognisable.
+WORKER_SERVICE_PREFIX = "hubw_"
+JOB_ATTEMPT_PREFIX = "hubj_"
 
 
 def token_digest(secret: str) -> str:
@@ -97,3 +110,73 @@ def token_touch(*, token: ApiToken) -> None:
     now = timezone.now()
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+
+
+# --- worker credentials --------------------------------------------------------------------------
+
+
+def worker_service_credential_create(*, name: str = "worker") -> tuple[WorkerCredential, str]:
+    """The workers' service credential (``HUB_WORKER_TOKEN``); returns (record, secret). It
+    belongs to no user: it may only claim jobs (see :class:`WorkerCredential`)."""
+    secret = WORKER_SERVICE_PREFIX + secrets.token_urlsafe(32)
+    cred = WorkerCredential.objects.create(kind=WorkerCredential.Kind.SERVICE, name=(name or "worker")[:100],
+                                           prefix=secret[:10], digest=token_digest(secret))
+    return cred, secret
+
+
+def job_credential_issue(*, job_id: str, attempt: int, acts_as, rules: list, ttl_s: float) -> str:
+    """A fresh credential for one job attempt; every earlier one of the job is revoked. Returns
+    the secret, which is never stored."""
+    now = timezone.now()
+    job_credentials_revoke(job_id=job_id)
+    secret = JOB_ATTEMPT_PREFIX + secrets.token_urlsafe(32)
+    WorkerCredential.objects.create(kind=WorkerCredential.Kind.ATTEMPT, name=f"job {job_id} attempt {attempt}",
+                                    prefix=secret[:10], digest=token_digest(secret), job_id=job_id, attempt=attempt,
+                                    acts_as=acts_as, rules=rules, expires_at=now + timedelta(seconds=ttl_s))
+    return secret
+
+
+def job_credentials_revoke(*, job_id: str) -> int:
+    """End every live credential of the job (its attempt ended: finish, requeue, lost, cancel)."""
+    return WorkerCredential.objects.filter(kind=WorkerCredential.Kind.ATTEMPT, job_id=job_id,
+                                           revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+# --- sign-in throttling ----------------------------------------------------------------------------
+
+
+def _signin_limits(key: str) -> tuple[int, int]:
+    if key.startswith("user:"):
+        return settings.HUB_SIGNIN_MAX_FAILURES_PER_ACCOUNT, settings.HUB_SIGNIN_WINDOW_S
+    return settings.HUB_SIGNIN_MAX_FAILURES_PER_ADDRESS, settings.HUB_SIGNIN_WINDOW_S
+
+
+def signin_retry_after(*, keys: list[str]) -> int:
+    """Seconds until a sign-in may be tried for these keys again (0: now). A key is locked once
+    it has its limit of failures in the current window, until the window ends."""
+    now = timezone.now()
+    wait = 0
+    for row in SignInFailures.objects.filter(key__in=keys):
+        limit, window = _signin_limits(row.key)
+        ends = row.window_started_at + timedelta(seconds=window)
+        if row.failures >= limit and ends > now:
+            wait = max(wait, int((ends - now).total_seconds()) + 1)
+    return wait
+
+
+@transaction.atomic
+def signin_failed(*, keys: list[str]) -> None:
+    now = timezone.now()
+    for key in keys:
+        _, window = _signin_limits(key)
+        row, _ = SignInFailures.objects.select_for_update().get_or_create(key=key, defaults={"window_started_at": now})
+        if row.window_started_at + timedelta(seconds=window) <= now:
+            row.failures, row.window_started_at = 0, now
+        row.failures += 1
+        row.save(update_fields=["failures", "window_started_at"])
+
+
+def signin_succeeded(*, account_key: str) -> None:
+    """A successful sign-in clears the account's count (not the address's: one good password
+    must not reset an address that is guessing at many accounts)."""
+    SignInFailures.objects.filter(key=account_key).delete()

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from hub.accounts import selectors as accounts
 from hub.accounts.models import Role
-from hub.common.errors import InvalidInput, NotAuthenticated
+from hub.common.errors import Forbidden, InvalidInput, NotAuthenticated
 from hub.common.pagination import paginate
 from hub.jobs import selectors, services
 from hub.jobs.models import Job
@@ -285,17 +285,23 @@ class ProfileCompareApi(APIView):
 
 
 # --- what workers call -------------------------------------------------------------------------
+# Only worker credentials work here (selectors.job_for_worker): a job attempt's own credential,
+# or, to claim a job or fail one it could not start, the workers' service credential.
+
+
+def _attempt(request) -> bool:
+    return getattr(request.auth, "kind", None) == "attempt"
+
 
 
 class WorkerStartApi(APIView):
     @extend_schema(summary="(worker) Take a queued job: queued → running")
     def post(self, request, job_id):
-        job = selectors.job_for_worker(request, job_id=job_id)
-        job = services.job_transition(job_id=job.pk, to=Job.Status.RUNNING, expect=Job.Status.QUEUED,
-                                      reason=f"started on {request.data.get('worker', '?')}",
-                                      worker=str(request.data.get("worker", ""))[:200],
-                                      gpus=[int(g) for g in request.data.get("gpus", [])])
-        return Response(job_out(job, detail=True))
+        job = selectors.job_for_worker(request, job_id=job_id, action="claim")
+        job, credential = services.job_start(job_id=job.pk, worker=str(request.data.get("worker", ""))[:200],
+                                             gpus=[int(g) for g in request.data.get("gpus", [])])
+        # The attempt's own credential, shown once: every later worker call of this attempt uses it.
+        return Response({**job_out(job, detail=True), "credential": credential})
 
 
 class WorkerHeartbeatApi(APIView):
@@ -310,7 +316,7 @@ class WorkerHeartbeatApi(APIView):
 class WorkerLogsApi(APIView):
     @extend_schema(summary="(worker) Append log lines [seq, time, stream, text]")
     def post(self, request, job_id):
-        job = selectors.job_for_worker(request, job_id=job_id)
+        job = selectors.job_for_worker(request, job_id=job_id, action="report" if _attempt(request) else "unstarted")
         lines = request.data.get("lines")
         if not isinstance(lines, list) or len(lines) > 50_000:
             raise InvalidInput("'lines' must be a list of at most 50000 lines.", code="invalid_log_line")
@@ -357,8 +363,13 @@ class WorkerProfileApi(APIView):
 class WorkerFinishApi(APIView):
     @extend_schema(summary="(worker) running → succeeded | failed | cancelled, with results and lineage")
     def post(self, request, job_id):
-        job = selectors.job_for_worker(request, job_id=job_id)
         d = request.data
+        # The service credential may fail a job it could not start (still queued), nothing more.
+        unstarted = not _attempt(request)
+        job = selectors.job_for_worker(request, job_id=job_id, action="unstarted" if unstarted else "report")
+        if unstarted and d.get("status") != Job.Status.FAILED:
+            raise Forbidden("The workers' service credential can only fail a job it could not start.",
+                            code="not_a_worker")
         job = services.job_finish(job=job, status=d.get("status"), reason=str(d.get("reason", ""))[:10_000],
                                   summary=d.get("summary") if isinstance(d.get("summary"), dict) else None,
                                   result_commit=str(d.get("result_commit") or ""),

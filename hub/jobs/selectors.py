@@ -6,7 +6,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from hub.accounts.models import Role
-from hub.common.errors import Forbidden, NotAuthenticated, NotFound, ServiceUnavailable
+from hub.common.errors import Conflict, Forbidden, NotAuthenticated, NotFound, ServiceUnavailable
 from hub.jobs.models import Job
 from hub.tracking import selectors as tracking
 
@@ -15,6 +15,9 @@ def job_for(request, *, job_id: str, role: str = Role.READ) -> Job:
     job = Job.objects.select_related("project__namespace", "created_by").filter(pk=job_id).first()
     if job is None:
         raise NotFound(f"Job {job_id} not found.", code="job_not_found")
+    cred = _worker_credential(request)
+    if cred is not None and cred.kind == cred.Kind.SERVICE and role == Role.READ:
+        return job  # a worker reads what it is about to claim (its resources: which GPUs to reserve)
     try:
         tracking.project_for(request, namespace=job.project.namespace.name, name=job.project.name, role=role)
     except NotFound:
@@ -22,15 +25,49 @@ def job_for(request, *, job_id: str, role: str = Role.READ) -> Job:
     return job
 
 
-def job_for_worker(request, *, job_id: str) -> Job:
-    """Worker endpoints: only the hub's worker service accounts (site admins) may call them."""
-    if not request.user.is_authenticated:
-        raise NotAuthenticated("Worker token required.")
-    if not request.user.is_superuser:
-        raise Forbidden("Only worker service accounts may report job progress.", code="not_a_worker")
+def _worker_credential(request):
+    from hub.accounts.models import WorkerCredential
+
+    auth = getattr(request, "auth", None)
+    return auth if isinstance(auth, WorkerCredential) else None
+
+
+def job_for_worker(request, *, job_id: str, action: str = "report") -> Job:
+    """Worker endpoints take worker credentials only, never a user's token (a site admin's
+    included):
+
+    - a job attempt's credential (from ``/worker/start``), for its own job while that attempt
+      is the job's current one and the job runs: every ``report`` endpoint;
+    - the workers' service credential, to ``claim`` a queued job, and for ``unstarted`` calls on
+      a job that is still queued (the task notes a GPU wait in its log, or fails a job it could
+      not start). A job that runs belongs to its attempt's credential alone."""
+    from hub.accounts.models import WorkerCredential
+
+    cred = _worker_credential(request)
+    if cred is None:
+        if not request.user.is_authenticated:
+            raise NotAuthenticated("A worker credential is required.")
+        raise Forbidden("Only a job's worker may call its worker endpoints; user tokens do not work here.",
+                        code="not_a_worker")
     job = Job.objects.select_related("project__namespace").filter(pk=job_id).first()
+    if cred.kind == WorkerCredential.Kind.SERVICE:
+        if action not in ("claim", "unstarted"):
+            raise Forbidden("The workers' service credential only claims jobs: use the credential "
+                            "/worker/start returned.", code="not_a_worker")
+        if job is None:
+            raise NotFound(f"Job {job_id} not found.", code="job_not_found")
+        if action == "unstarted" and job.status == Job.Status.RUNNING:
+            raise Forbidden(f"Job {job_id} runs: only its attempt's credential reports for it.", code="not_a_worker")
+        if action == "unstarted" and job.status != Job.Status.QUEUED:
+            raise Conflict(f"Job {job_id} is {job.status}, not queued.", code="job_state_conflict",
+                           details={"status": job.status})
+        return job
+    if cred.job_id != job_id or action == "claim":
+        raise Forbidden(f"This credential belongs to job {cred.job_id}.", code="not_a_worker")
     if job is None:
         raise NotFound(f"Job {job_id} not found.", code="job_not_found")
+    if job.attempt != cred.attempt or job.status != Job.Status.RUNNING:
+        raise NotAuthenticated(f"This credential's attempt of job {job_id} ended.", code="job_credential_revoked")
     return job
 
 

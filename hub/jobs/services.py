@@ -182,7 +182,46 @@ def job_transition(*, job_id: str, to: str, reason: str = "", expect: str | None
             setattr(job, k, v)
         job.save()
         _record(job, current, to, reason)
+        if current == Job.Status.RUNNING:  # the attempt ended (finish, requeue, lost, cancel): so does its credential
+            from hub.accounts.services import job_credentials_revoke
+
+            job_credentials_revoke(job_id=job.pk)
     return job
+
+
+def _attempt_rules(job: Job) -> list:
+    """What one attempt's credential reaches, as ``[methods, path, prefix?]`` (``*``: one path
+    segment): the job's record and worker endpoints, reading its base repo, committing to its
+    target repo, and its own run in its project. Nothing else, whatever its launcher may do."""
+    j = f"/api/v1/jobs/{job.pk}"
+    rules = [[["GET"], j, False], [["POST", "PUT"], f"{j}/worker", True]]
+    if job.base_repo:
+        rules.append([["GET", "HEAD"], f"/api/v1/repos/{job.base_repo}", True])
+    if job.target_repo:
+        t = f"/api/v1/repos/{job.target_repo}"
+        rules += [[["GET", "HEAD"], t, True], [["POST"], f"{t}/branches", False],
+                  [["POST"], f"{t}/chunks/missing", False], [["PUT"], f"{t}/chunks/*", False],
+                  [["POST"], f"{t}/commits", False]]
+    project = job.project
+    rules.append([["GET", "POST"], f"/api/v1/projects/{project.namespace.name}/{project.name}/runs", False])
+    rules.append([["GET", "POST", "PATCH"], f"/api/v1/runs/job{job.pk}a{job.attempt}", True])
+    return rules
+
+
+def job_start(*, job_id: str, worker: str, gpus: list[int]) -> tuple[Job, str]:
+    """A worker takes a queued job (queued → running) and gets this attempt's own credential:
+    the secret is returned once, only its hash is kept, and it dies with the attempt or after
+    the job's time limit plus ``HUB_JOB_CREDENTIAL_MARGIN_S`` (pulling, uploading, committing)."""
+    from hub.accounts.services import job_credential_issue
+
+    with transaction.atomic():
+        job = job_transition(job_id=job_id, to=Job.Status.RUNNING, expect=Job.Status.QUEUED,
+                             reason=f"started on {worker or '?'}", worker=worker, gpus=gpus)
+        job = Job.objects.select_related("project__namespace", "created_by").get(pk=job.pk)
+        ttl = float((job.resources or {}).get("time_limit_s", 3600)) + settings.HUB_JOB_CREDENTIAL_MARGIN_S
+        secret = job_credential_issue(job_id=job.pk, attempt=job.attempt, acts_as=job.created_by,
+                                      rules=_attempt_rules(job), ttl_s=ttl)
+    return job, secret
 
 
 def job_cancel(*, job: Job, reason: str = "cancelled by the user") -> Job:

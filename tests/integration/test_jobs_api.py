@@ -20,13 +20,32 @@ TINY = {"model": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_experts": 4, "expe
                   "log_every": 1}}
 
 
+class Worker:
+    """What a worker holds: the service credential, which claims a job, then the credential
+    /worker/start hands out for that attempt, used for every later call of the job."""
+
+    def __init__(self, service_secret: str):
+        self.service = client_for(service_secret)
+        self.attempts: dict[str, object] = {}
+
+    def post(self, path: str, *args, **kwargs):
+        job_id = path.split("/")[4]
+        if path.endswith("/worker/start"):
+            r = self.service.post(path, *args, **kwargs)
+            if r.status_code == 200:
+                self.attempts[job_id] = client_for(r.json()["credential"])
+            return r
+        return self.attempts.get(job_id, self.service).post(path, *args, **kwargs)
+
+
 @pytest.fixture
 def setup(api, make_user):
+    from hub.accounts.services import worker_service_credential_create
+
     client, _ = api
     client.post("/api/v1/repos", {"name": "moe"}, format="json")
     push(client, "alice/moe", {"model.safetensors": st_bytes(model())}, message="base")
-    _, worker_token = make_user("hub-worker", admin=True)
-    return client, client_for(worker_token)
+    return client, Worker(worker_service_credential_create(name="worker")[1])
 
 
 def launch(client, **body):
@@ -89,7 +108,8 @@ def test_worker_lifecycle_and_cancellation(setup):
     assert [t["to"] for t in detail["transitions"]] == ["queued", "running", "cancelled"]
     assert all(t["at"] for t in detail["transitions"]) and detail["progress"]["step"] == 1
     twice = worker.post(f"/api/v1/jobs/{job['id']}/worker/finish", {"status": "succeeded"}, format="json")
-    assert twice.status_code == 409
+    # The attempt's credential died with it: nothing more is taken for this job.
+    assert twice.status_code == 401 and twice.json()["error"]["code"] == "job_credential_revoked"
     assert client.post(f"/api/v1/jobs/{job['id']}/cancel").json()["error"]["code"] == "job_finished"
 
 

@@ -1,4 +1,5 @@
-"""``manage.py hub_admin create-user|create-token|list-users`` (also ``hub admin ...``)."""
+"""``manage.py hub_admin create-user|create-token|create-worker-credential|list-users`` (also
+``hub admin ...``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ class Command(BaseCommand):
         ct.add_argument("--user", required=True)
         ct.add_argument("--scope", choices=["read", "write"], default="write")
         ct.add_argument("--name", default="cli")
+        cw = sub.add_parser("create-worker-credential",
+                            help="print a new service credential for workers (HUB_WORKER_TOKEN): it only claims jobs")
+        cw.add_argument("--name", default="worker")
         sp = sub.add_parser("set-password", help="set (or generate and print) a user's dashboard password")
         sp.add_argument("--user", required=True)
         sp.add_argument("--password", default=None)
@@ -43,6 +47,9 @@ class Command(BaseCommand):
             elif action == "create-token":
                 user = selectors.user_get(username=opts["user"])
                 _, secret = services.token_create(user=user, name=opts["name"], scope=opts["scope"])
+                self.stdout.write(secret)
+            elif action == "create-worker-credential":
+                _, secret = services.worker_service_credential_create(name=opts["name"])
                 self.stdout.write(secret)
             elif action == "set-password":
                 import secrets
