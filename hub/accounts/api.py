@@ -131,8 +131,25 @@ class MemberApi(APIView):
         return Response(status=204)
 
 
+def _client_address(request) -> str:
+    """The caller's address: REMOTE_ADDR, or, behind ``HUB_TRUSTED_PROXIES`` reverse proxies,
+    the X-Forwarded-For entry the outermost trusted proxy appended (never one the client wrote)."""
+    from django.conf import settings
+
+    hops = settings.HUB_TRUSTED_PROXIES
+    forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
+    if hops > 0 and len(forwarded) >= hops:
+        return forwarded[-hops][:100]
+    return request.META.get("REMOTE_ADDR", "")[:100]
+
+
 class SessionLoginApi(APIView):
-    """Dashboard sign-in: a Django session (cookie) instead of a bearer token."""
+    """Dashboard sign-in: a Django session (cookie) instead of a bearer token.
+
+    Protected like any session write: the CSRF token (``X-CSRFToken``, from ``/auth/csrf``) and,
+    when the browser sends one, an ``Origin`` of this hub — so a form on another site cannot sign
+    a victim into the attacker's account. Failed passwords are throttled per account and per
+    client address (``HUB_SIGNIN_*``): past the limit, 429 with Retry-After."""
 
     authentication_classes: list = []
 
@@ -144,12 +161,24 @@ class SessionLoginApi(APIView):
     def post(self, request):
         from django.contrib.auth import authenticate, login
         from django.middleware.csrf import get_token
+        from rest_framework.authentication import SessionAuthentication
+        from rest_framework.exceptions import Throttled
 
+        # DRF exempts its views from Django's CSRF middleware and checks CSRF only for session
+        # users: a sign-in has none yet, so check it here (token and Origin, Django's rules).
+        SessionAuthentication().enforce_csrf(request)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        account = "user:" + data.validated_data["username"].lower()
+        keys = [account, "addr:" + _client_address(request)]
+        wait = services.signin_retry_after(keys=keys)
+        if wait:
+            raise Throttled(wait=wait, detail=f"Too many failed sign-ins; try again in {wait} s.")
         user = authenticate(request, **data.validated_data)
         if user is None:
+            services.signin_failed(keys=keys)
             raise NotAuthenticated("Wrong username or password.", code="invalid_credentials")
+        services.signin_succeeded(account_key=account)
         login(request._request, user)
         return Response({"username": user.username, "csrf_token": get_token(request._request)})
 

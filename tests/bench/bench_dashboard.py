@@ -342,8 +342,10 @@ def main() -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
             context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=url)
+            csrf = context.request.get("/api/v1/auth/csrf").json()["csrf_token"]
             r = context.request.post(
-                "/api/v1/auth/login", data={"username": USER, "password": PASSWORD}
+                "/api/v1/auth/login", data={"username": USER, "password": PASSWORD},
+                headers={"X-CSRFToken": csrf},
             )
             assert r.ok, r.text()
             # one warm-up load: the SPA's assets in the HTTP cache, as for a returning user

@@ -82,7 +82,10 @@ def wait(c: Client, job_id: str, until=TERMINAL, timeout: float = 180) -> dict:
 
 
 def sign_in(context: BrowserContext) -> None:
-    r = context.request.post("/api/v1/auth/login", data={"username": USER, "password": PASSWORD})
+    # As the dashboard does: the sign-in is CSRF-protected like every session write.
+    csrf = context.request.get("/api/v1/auth/csrf").json()["csrf_token"]
+    r = context.request.post("/api/v1/auth/login", data={"username": USER, "password": PASSWORD},
+                             headers={"X-CSRFToken": csrf})
     assert r.ok, r.text()
 
 
