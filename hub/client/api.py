@@ -14,6 +14,7 @@ import os
 import random
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import httpx
 
 from hub.client import config
 from hub.client.errors import HubClientError, HubUnreachable
+from hub.common.paths import PathRefused, check_path, check_tree, is_git_dir_name
 from hub.registry.chunking import FileManifest, chunk_file
 
 RETRY_STATUSES = {502, 503, 504}
@@ -419,7 +421,17 @@ class Client:
                 (p, "/".join(filter(None, [prefix, p.relative_to(local).as_posix()])))
                 for p in local.rglob("*")
                 if p.is_file() and ".hub-partial" not in p.parts
+                and not any(is_git_dir_name(part) for part in p.relative_to(local).parts)  # a checkout's .git
             )
+        # The hub's path rule, before anything is chunked or sent: names go up in NFC (as
+        # macOS may spell them otherwise), and a name the hub would refuse fails here.
+        pairs = [(p, unicodedata.normalize("NFC", name)) for p, name in pairs]
+        try:
+            for _, name in pairs:
+                check_path(name)
+            check_tree(name for _, name in pairs)
+        except PathRefused as e:
+            raise HubClientError(0, e.code, e.message, e.details) from None
         manifests: list[tuple[Path, FileManifest]] = []
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             for src, m in zip([p for p, _ in pairs], pool.map(lambda pr: chunk_file(pr[0], name=pr[1]), pairs), strict=True):
@@ -472,20 +484,27 @@ class Client:
     # --- pull --------------------------------------------------------------------------------
 
     def download_file(self, repo: str, path: str, dest: str | os.PathLike, *, ref: str | None = None,
-                      manifest: dict | None = None, progress: _Progress | None = None) -> Path:
+                      manifest: dict | None = None, progress: _Progress | None = None,
+                      root: str | os.PathLike | None = None) -> Path:
         """Download one file, verifying each chunk's BLAKE3 hash as it streams; resumes a
-        partial download (``<dest>.part``) with an HTTP Range request."""
+        partial download (``<dest>.part``) with an HTTP Range request. With ``root``, the
+        file's folder must resolve inside ``root`` (checked before and after creating it).
+        A link where the ``.part`` file goes is removed, never written through."""
         dest = Path(dest)
         manifest = manifest or self.file_info(repo, path, ref)
         ref = manifest.get("commit") or ref
         part = dest.with_name(dest.name + ".part")
+        _check_inside(root, dest, path)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        _check_inside(root, dest, path)
+        if part.is_symlink():
+            part.unlink()
         chunks = manifest["chunks"]
         have = part.stat().st_size if part.exists() else 0
         # Resume only at a chunk boundary we can re-verify: drop a torn trailing chunk.
         boundary, verified = 0, 0
         if have:
-            with open(part, "rb") as f:
+            with _open_part(part, "rb") as f:
                 for digest, size in chunks:
                     if boundary + size > have:
                         break
@@ -493,7 +512,7 @@ class Client:
                         break
                     boundary += size
                     verified += 1
-            with open(part, "r+b") as f:
+            with _open_part(part, "r+b") as f:
                 f.truncate(boundary)
         if progress:
             progress.update(boundary)
@@ -510,13 +529,13 @@ class Client:
                         raise
                     boundary = part.stat().st_size
                     verified = _count_full_chunks(chunks, boundary)
-                    with open(part, "r+b") as f:
+                    with _open_part(part, "r+b") as f:
                         f.truncate(_chunk_start(chunks, verified))
                     boundary = _chunk_start(chunks, verified)
                     headers = {"Range": f"bytes={boundary}-"}
                     time.sleep(self.backoff * attempt)
         else:
-            part.touch()
+            _open_part(part, "ab").close()
         os.replace(part, dest)
         return dest
 
@@ -529,7 +548,7 @@ class Client:
                 raise self._error(resp)
             if offset and resp.status_code != 206:
                 raise HubClientError(resp.status_code, "range_not_honoured", "the hub ignored a Range request")
-            with open(part, "ab") as f:
+            with _open_part(part, "ab") as f:
                 buf = bytearray()
                 # As the bytes arrive (no fixed-size re-chunking): when the hub drops the
                 # connection mid-file, every whole chunk received so far is verified and kept,
@@ -559,11 +578,14 @@ class Client:
         sha = listing["commit"]
         dest = Path(dest)
         files = listing["files"]
+        # Paths come from the server: every one of the tree must follow the hub's path rule
+        # and land inside dest, and no two may be one file on a case-insensitive disk, or
+        # nothing is written (whatever ``include`` picks: a bad tree is not pulled from).
+        targets = {f["path"]: safe_target(dest, f["path"]) for f in files}
+        safe_tree(f["path"] for f in files)
         if include:
             wanted = tuple(include)
             files = [f for f in files if f["path"].startswith(wanted)]
-        # Paths come from the server: every one must land inside dest, or nothing is written.
-        targets = {f["path"]: safe_target(dest, f["path"]) for f in files}
         todo = []
         skipped = 0
         for f in files:
@@ -581,7 +603,7 @@ class Client:
             with ThreadPoolExecutor(max_workers=self.workers) as pool:
                 list(pool.map(lambda f: self.download_file(
                     repo, f["path"], targets[f["path"]], manifest=self.file_info(repo, f["path"], sha),
-                    progress=bar), todo))
+                    progress=bar, root=dest), todo))
         finally:
             bar.close()
         return {"commit": sha, "files": len(files), "downloaded": len(todo), "skipped": skipped,
@@ -590,27 +612,51 @@ class Client:
 
 def safe_target(dest: Path, path) -> Path:
     """Where a repo path goes under ``dest``, refusing what a hub (or anyone in the middle)
-    could use to write elsewhere: a non-string or empty path, NUL or control characters,
-    absolute paths, backslashes, empty, '.' or '..' components, and any path that resolves
-    outside ``dest`` (through a symlink already there, or a drive on Windows)."""
-    problem = None
-    if not isinstance(path, str) or not path:
-        problem = "empty or not a string"
-    elif any(ord(c) < 32 for c in path):
-        problem = "contains NUL or control characters"
-    elif path.startswith("/") or "\\" in path:
-        problem = "absolute, or not a '/'-separated relative path"
-    elif any(part in ("", ".", "..") for part in path.split("/")):
-        problem = "has an empty, '.' or '..' component"
+    could use to write elsewhere or into git's own files: any path the hub's path rule
+    refuses (:mod:`hub.common.paths`: absolute, '..', '.git' in any spelling, control or
+    bidi characters, not NFC, ...), and any path that resolves outside ``dest`` (through a
+    symlink already there, or a drive on Windows)."""
+    problem, reason = None, "invalid_path"
+    try:
+        check_path(path)
+    except PathRefused as e:
+        problem = e.message
     else:
         root = dest.resolve()
         target = (dest / path).resolve()
         if target == root or not target.is_relative_to(root):
-            problem = f"resolves outside {dest}"
+            problem, reason = f"it resolves outside {dest}", "outside_dest"
     if problem:
-        raise HubClientError(0, "unsafe_path", f"the hub sent the file path {str(path)[:200]!r}, which is "
-                             f"{problem}; refusing to write it (nothing was downloaded)", {"path": str(path)[:1000]})
+        raise HubClientError(0, "unsafe_path", f"the hub sent the file path {str(path)[:200]!r}: {problem}; "
+                             "refusing to write it (nothing was downloaded)",
+                             {"path": str(path)[:1000], "reason": reason})
     return dest / path
+
+
+def safe_tree(paths: Iterable[str]) -> None:
+    """Refuse a tree two of whose paths (or a file and a directory) a case-insensitive or
+    normalising disk (macOS, Windows) would write as one: one would overwrite the other."""
+    try:
+        check_tree(paths)
+    except PathRefused as e:
+        raise HubClientError(0, "unsafe_path", f"{e.message} Refusing to pull (nothing was downloaded).",
+                             {"reason": e.code, "paths": e.details["paths"]}) from None
+
+
+def _check_inside(root: str | os.PathLike | None, dest: Path, path: str) -> None:
+    if root is None:
+        return
+    base = Path(root).resolve()
+    if not dest.parent.resolve().is_relative_to(base):
+        raise HubClientError(0, "unsafe_path", f"{path}: its folder resolves outside {root} (through a link); "
+                             "refusing to write it", {"path": path, "reason": "outside_dest"})
+
+
+def _open_part(part: Path, mode: str):
+    """Open a download's staging file without following a link put in its place."""
+    flags = {"rb": os.O_RDONLY, "r+b": os.O_RDWR, "ab": os.O_WRONLY | os.O_APPEND | os.O_CREAT}[mode]
+    fd = os.open(part, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0), 0o644)
+    return os.fdopen(fd, mode)
 
 
 def _chunk_start(chunks, index: int) -> int:
