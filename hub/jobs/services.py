@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from hub.common.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from hub.common.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceUnavailable
 from hub.jobs.models import Job, JobArtifact, JobTransition
 
 log = logging.getLogger(__name__)
@@ -114,8 +114,11 @@ def job_launch(*, project, user, kind: str, config: dict, base: str = "", target
 
         ns, _, name = target_repo.partition("/")
         repo = registry.repo_get(namespace=ns, name=name)
-        if (accounts.role_in(user=user, namespace=repo.namespace) or "") not in (Role.WRITE, Role.ADMIN):
-            raise InvalidInput(f"You cannot write to {target_repo}.", code="target_forbidden")
+        role = accounts.role_in(user=user, namespace=repo.namespace)
+        if repo.private and role is None:  # exactly as if it did not exist: its existence is private too
+            raise NotFound(f"Repo {ns}/{name} not found.", code="repo_not_found")
+        if (role or "") not in (Role.WRITE, Role.ADMIN):
+            raise Forbidden(f"You cannot write to {target_repo}.", code="target_forbidden")
         target_branch = validate_ref_name(target_branch or repo.default_branch)
         if not Ref.objects.filter(repo=repo, kind=Ref.Kind.BRANCH, name=target_branch).exists() \
                 and not (base_repo and base_repo == target_repo):

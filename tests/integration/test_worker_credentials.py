@@ -183,3 +183,28 @@ def test_a_worker_credential_can_be_created_from_the_command_line(db):
     secret = out.getvalue().strip()
     row = WorkerCredential.objects.get(digest=token_digest(secret))
     assert row.kind == "service" and row.name == "gpu-pool" and row.expires_at is None
+
+
+def test_a_job_cannot_learn_that_someone_elses_private_repo_exists(hub, make_user):
+    """A private target or base the launcher cannot read answers exactly like a repo that does
+    not exist; a repo they can read but not write stays a 403 (that reveals nothing new)."""
+    client, _ = hub
+    _, bob = make_user("bob")
+    b = client_for(bob)
+    b.post("/api/v1/repos", {"name": "hidden", "private": True}, format="json")
+    b.post("/api/v1/repos", {"name": "open"}, format="json")
+
+    def launch_as_alice(**extra):
+        return client.post("/api/v1/jobs", {"project": "alice/exp", "kind": "train", "config": TINY, **extra},
+                           format="json")
+
+    for field in ("target", "base"):
+        hidden = launch_as_alice(**{field: "bob/hidden@main"})
+        missing = launch_as_alice(**{field: "bob/nothing-here@main"})
+        assert hidden.status_code == missing.status_code == 404, (field, hidden.content)
+        assert hidden.json()["error"]["code"] == missing.json()["error"]["code"] == "repo_not_found"
+        assert hidden.json()["error"]["message"].replace("hidden", "X") == \
+            missing.json()["error"]["message"].replace("nothing-here", "X")
+    readable = launch_as_alice(target="bob/open@main")
+    assert readable.status_code == 403 and readable.json()["error"]["code"] == "target_forbidden"
+    assert Job.objects.count() == 0
