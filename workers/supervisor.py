@@ -16,7 +16,10 @@ the embedded stores and with servers. For one job it:
 4. after the process ends: weights become a registry commit on the target branch with the
    base commit as parent (compare-and-swap; if the branch moved meanwhile the commit goes to
    ``<target>/job-<id>`` and the job says so); profile outputs become job artifacts plus
-   operator rows in ClickHouse; the run and the commit are linked both ways;
+   operator rows in ClickHouse; the run and the commit are linked both ways. Every file the
+   job produced is opened beneath the job folder's handle, taken before the job ran, refusing
+   links at every step and anything but a regular file (``workers.sandbox.jobfs``); the
+   rest of this module gets open file objects, never a path into the job's folder;
 5. reports succeeded / failed / cancelled with a reason a person can act on.
 
 Infrastructure failures (the hub unreachable, the sandbox unable to start, the GPU lease
@@ -39,9 +42,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from hub.client import Client, HubClientError, HubUnreachable
+from hub.common.paths import path_problems
 from hub.registry.chunking import chunk_file
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,12 @@ HEARTBEAT_S = 2.0
 # runs; a worker that dies stops refreshing and its GPUs come free after this long.
 GPU_LEASE_TTL_S = 60.0
 ENTRY = {"train": "train", "finetune": "finetune", "evaluate": "evaluate", "profile": "profile"}
+# A job's disk quota (its folder, /tmp and /dev/shm each) when its resources predate disk_mb;
+# the hub fills in HUB_JOB_DISK_MB for every job it queues.
+DEFAULT_DISK_MB = 10 * 1024
+MAX_FILE_BYTES = 16 << 30
+# A JSON output the supervisor parses itself (eval results, profile tables) is read into memory.
+MAX_OUTPUT_JSON_BYTES = 256 << 20
 WEIGHT_KINDS = {"weights", "config", "adapter"}
 
 
@@ -141,35 +151,32 @@ def validate_event(raw: bytes, counters: EventCounters) -> dict | None:
     return obj
 
 
-def safe_output(out_dir: Path, rel: str) -> Path | None:
-    """A file the job says it produced, only if it really lies inside its output folder:
-    no absolute paths, no '..', no symlinks (the supervisor reads as root)."""
-    if not isinstance(rel, str) or not rel or rel.startswith("/") or "\x00" in rel:
-        return None
-    path = out_dir / rel
+def safe_output(folder, rel: str) -> BinaryIO | None:
+    """A file the job says it produced, open for reading, only if ``out/<rel>`` resolves inside
+    the job's folder (``folder``: a ``workers.sandbox.jobfs.JobFolder``) without a link at any
+    depth (``out`` itself included, resolved now, beneath the handle taken before the job ran)
+    and is a regular file; None otherwise. The supervisor runs as root: it reads the file
+    object it got here, never the path again."""
+    from workers.sandbox.jobfs import UnsafeJobFile, relative_parts
+
     try:
-        resolved = path.resolve(strict=True)
-    except (OSError, RuntimeError):
+        relative_parts(rel)
+        return folder.open(f"out/{rel}")
+    except (UnsafeJobFile, OSError):
         return None
-    if not resolved.is_relative_to(out_dir.resolve()) or not resolved.is_file():
-        return None
-    cur = path
-    while cur != out_dir:
-        if cur.is_symlink():
-            return None
-        cur = cur.parent
-    return resolved
 
 
 class JobSupervisor:
     def __init__(self, job_id: str, *, client: Client, work_root: Path, hostname: str | None = None,
-                 gpu_slots=None, sandbox_factory=None):
+                 gpu_slots=None, sandbox_factory=None, job_folder_factory=None):
         self.job_id = job_id
         self.client = client
         self.work_root = Path(work_root)
         self.hostname = hostname or socket.gethostname()
         self.gpu_slots = gpu_slots
         self.sandbox_factory = sandbox_factory
+        self.job_folder_factory = job_folder_factory
+        self.folder = None  # the job's folder (workers.sandbox.jobfs.JobFolder) once made
         self.counters = EventCounters()
         self.progress: dict = {}
         self.summary: dict = {}
@@ -267,7 +274,7 @@ class JobSupervisor:
                 self.client.pull(f"{job['base']['repo']}@{job['base']['commit']}", inputs)
             status, reason, run = self._run_sandbox(job, jobdir, inputs if job["base"] else None, gpus)
             if status == "succeeded":
-                result = self._collect(job, jobdir / "out", run)
+                result = self._collect(job, run)
         except InfrastructureError as e:
             stop.set()
             self._release_gpus(gpu_lease)
@@ -277,7 +284,7 @@ class JobSupervisor:
             self.logs.add("supervisor", f"back to the queue: {e}")
             self.logs.flush()
             shutil.rmtree(inputs, ignore_errors=True)
-            shutil.rmtree(jobdir, ignore_errors=True)
+            self._remove_folder()
             why = f"infrastructure failure on {self.hostname}: {e}"
             try:
                 self._api("POST", "/worker/requeue", json={"reason": f"{why}; retrying"[:2000]})
@@ -311,9 +318,18 @@ class JobSupervisor:
             # The hub ended the job meanwhile (marked lost, say): its state stands.
             log.warning("job %s: the hub did not take the result (%s): %s", self.job_id, status, e.message)
         shutil.rmtree(inputs, ignore_errors=True)
-        if status == "succeeded" or os.environ.get("HUB_KEEP_JOB_DIRS") != "1":
-            shutil.rmtree(jobdir, ignore_errors=True)
+        self._remove_folder(keep=status != "succeeded" and os.environ.get("HUB_KEEP_JOB_DIRS") == "1")
         return status
+
+    def _remove_folder(self, *, keep: bool = False) -> None:
+        """Unmount and delete the job's folder (``keep``: leave its files, unmounted, for a
+        person to look at: the folder's image is ``<folder>.disk``)."""
+        if self.folder is None:
+            return
+        try:
+            self.folder.remove(keep=keep)
+        except Exception as e:  # a busy mount must not hide the job's result
+            log.warning("job %s: could not remove its folder: %s", self.job_id, e)
 
     def _take(self, gpu_lease: contextlib.ExitStack) -> tuple[dict, list[int]] | None:
         """Reserve the job's GPUs, then take the job (queued → running): the job and its GPUs,
@@ -385,11 +401,17 @@ class JobSupervisor:
 
     def _run_sandbox(self, job: dict, jobdir: Path, inputs: Path | None, gpus: list[int]) -> tuple[str, str, Any]:
         from workers.sandbox import PYTHON, Sandbox, SandboxSpec
+        from workers.sandbox.jobfs import JobFolder
 
-        if jobdir.exists():
-            shutil.rmtree(jobdir)
-        jobdir.mkdir(parents=True)
-        (jobdir / "config.json").write_text(json.dumps(job["config"]))
+        res = job["resources"]
+        disk_bytes = int(res.get("disk_mb") or DEFAULT_DISK_MB) << 20
+        # The folder and its handle exist before the job does: every later read of a job file
+        # resolves beneath this handle. Its own filesystem of disk_bytes is the job's quota.
+        try:
+            self.folder = (self.job_folder_factory or JobFolder.create)(jobdir, size_bytes=disk_bytes)
+            self.folder.write_text("config.json", json.dumps(job["config"]))
+        except Exception as e:
+            raise InfrastructureError(f"the job's folder could not be prepared: {e}") from e
         argv = [
             PYTHON, "-m", "workers.launch", ENTRY[job["kind"]], "--config", "/job/config.json",
             "--out", "/job/out", "--event-fd", "3",
@@ -398,7 +420,6 @@ class JobSupervisor:
         if inputs is not None:
             ro[inputs] = "/input"
             argv += ["--weights", "/input"]
-        res = job["resources"]
         spec = SandboxSpec(
             argv=argv, job_dir=jobdir, ro_binds=ro, job_id=self.job_id, log_dir=self.work_root / "logs" / self.job_id,
             env={"OMP_NUM_THREADS": str(max(1, int(res.get("cpus", 1)))),
@@ -407,6 +428,9 @@ class JobSupervisor:
             cpus=float(res.get("cpus", 1)), memory_bytes=int(res.get("memory_mb", 4096)) * 1024 * 1024,
             wall_time_s=float(res.get("time_limit_s", 3600)), gpus=gpus,
             cpu_time_s=cpu_time_limit(res.get("time_limit_s", 3600), res.get("cpus", 1)),
+            # The job's stdout/stderr logs live outside its quota: RLIMIT_FSIZE keeps each of
+            # them (and every file) within it.
+            disk_bytes=disk_bytes, file_size_bytes=min(MAX_FILE_BYTES, disk_bytes),
         )
         factory = self.sandbox_factory or Sandbox
         try:
@@ -475,48 +499,62 @@ class JobSupervisor:
 
     # --- outputs ---------------------------------------------------------------------------------
 
-    def _upload_artifact(self, path: Path, rel: str, kind: str) -> None:
-        manifest = chunk_file(path, name=rel)
+    def _upload_artifact(self, f: BinaryIO, rel: str, kind: str) -> None:
+        # The chunker takes a path: /proc/self/fd/N names the very file already open (the
+        # inode, not a name the job could swap), and it was checked to be a regular file.
+        manifest = chunk_file(f"/proc/self/fd/{f.fileno()}", name=rel)
         missing = set(self._api("POST", "/worker/chunks/missing", json={"chunks": [c.hash for c in manifest.chunks]},
                                 idempotent=True)["missing"])
-        with open(path, "rb") as f:
-            for c in manifest.chunks:
-                if c.hash in missing:
-                    f.seek(c.offset)
-                    self.client.request("PUT", f"/jobs/{self.job_id}/worker/chunks/{c.hash}", content=f.read(c.size),
-                                        headers={"Content-Type": "application/octet-stream"})
+        for c in manifest.chunks:
+            if c.hash in missing:
+                f.seek(c.offset)
+                self.client.request("PUT", f"/jobs/{self.job_id}/worker/chunks/{c.hash}", content=f.read(c.size),
+                                    headers={"Content-Type": "application/octet-stream"})
         self._api("POST", "/worker/artifacts", json={"path": rel, "kind": kind,
                                                      "chunks": [[c.hash, c.size] for c in manifest.chunks]})
 
-    def _collect(self, job: dict, out: Path, run) -> dict:
+    def _read_json(self, f: BinaryIO, rel: str) -> Any:
+        if os.fstat(f.fileno()).st_size > MAX_OUTPUT_JSON_BYTES:
+            raise ValueError(f"{rel} is over {MAX_OUTPUT_JSON_BYTES >> 20} MiB")
+        f.seek(0)
+        return json.loads(f.read())
+
+    def _collect(self, job: dict, run) -> dict:
         result: dict = {"summary": {}}
-        produced = []
-        for rel, kind in dict(self.artifacts).items():
-            path = safe_output(out, rel)
-            if path is None:
-                self.logs.add("supervisor", f"ignored artifact {rel!r}: not a regular file inside the output folder")
-                continue
-            produced.append((rel, kind, path))
-        weights = [(rel, path) for rel, kind, path in produced if kind in WEIGHT_KINDS]
-        for rel, kind, path in produced:
-            if kind.startswith("profile") or kind in {"eval", "samples"}:
-                self._upload_artifact(path, rel, kind)
-            if kind == "profile_ops" and rel.endswith(".json"):
-                self._api("POST", "/worker/profile", json={"ops": profile_rows(json.loads(path.read_text()))})
-            if kind == "eval":
-                result["summary"]["eval"] = json.loads(path.read_text())
-        if weights and job["target"]:
-            result.update(self._commit_weights(job, out, weights, run))
+        with contextlib.ExitStack() as opened:
+            produced = []
+            for rel, kind in dict(self.artifacts).items():
+                if problems := path_problems(rel):  # the name becomes a repository path: the hub's rule
+                    self.logs.add("supervisor", f"ignored artifact {rel!r}: its name breaks the hub's path rule: "
+                                                + "; ".join(problems))
+                    continue
+                f = safe_output(self.folder, rel)
+                if f is None:
+                    self.logs.add("supervisor", f"ignored artifact {rel!r}: not a regular file inside the output "
+                                                "folder (links are never followed)")
+                    continue
+                produced.append((rel, kind, opened.enter_context(f)))
+            weights = [(rel, f) for rel, kind, f in produced if kind in WEIGHT_KINDS]
+            for rel, kind, f in produced:
+                if kind.startswith("profile") or kind in {"eval", "samples"}:
+                    self._upload_artifact(f, rel, kind)
+                if kind == "profile_ops" and rel.endswith(".json"):
+                    self._api("POST", "/worker/profile", json={"ops": profile_rows(self._read_json(f, rel))})
+                if kind == "eval":
+                    result["summary"]["eval"] = self._read_json(f, rel)
+            if weights and job["target"]:
+                committed = self._commit_weights(job, weights, run)
+                result["summary"].update(committed.pop("summary"))
+                result.update(committed)
         return result
 
-    def _commit_weights(self, job: dict, out: Path, weights: list[tuple[str, Path]], run) -> dict:
+    def _commit_weights(self, job: dict, weights: list[tuple[str, BinaryIO]], run) -> dict:
         repo, branch = job["target"]["repo"], job["target"]["branch"]
         staging = self.work_root / f"{self.job_id}-commit"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
-        for rel, path in weights:
-            dest = staging / Path(rel).name
-            os.link(path, dest) if path.stat().st_dev == staging.stat().st_dev else shutil.copy2(path, dest)
+        for rel, f in weights:  # copied from the open files into the supervisor's own folder
+            _copy_open_file(f, staging / Path(rel).name)
         base = job["base"]["commit"] if job["base"] and job["base"]["repo"] == repo else None
         if base and self.target_head is None:
             # The launch accepted a target branch that did not exist because the base is in the
@@ -555,3 +593,18 @@ class JobSupervisor:
         if note:
             out["summary"]["note"] = note
         return out
+
+
+def _copy_open_file(src: BinaryIO, dest: Path) -> None:
+    """Copy an open file into a new file of the supervisor's (in the kernel: sendfile)."""
+    size = os.fstat(src.fileno()).st_size
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        offset = 0
+        while offset < size:
+            n = os.sendfile(fd, src.fileno(), offset, min(size - offset, 1 << 30))
+            if n == 0:
+                break
+            offset += n
+    finally:
+        os.close(fd)

@@ -23,19 +23,80 @@ def test_malformed_and_oversized_events_are_counted_not_trusted():
 
 
 def test_artifacts_must_be_regular_files_inside_the_output_dir(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "model.safetensors").write_bytes(b"x")
-    (out / "sub").mkdir()
-    (out / "sub" / "a.json").write_text("{}")
-    secret = tmp_path / "secret"
-    secret.write_text("root only")
-    os.symlink(secret, out / "link.json")
-    os.symlink(tmp_path, out / "dirlink")
-    assert safe_output(out, "model.safetensors") == (out / "model.safetensors").resolve()
-    assert safe_output(out, "sub/a.json") is not None
-    for bad in ("link.json", "dirlink/secret", "../secret", "/etc/passwd", "sub", "missing", "a\x00b", ""):
-        assert safe_output(out, bad) is None, bad
+    from workers.sandbox.jobfs import JobFolder
+
+    with JobFolder.create(tmp_path / "job") as folder:
+        out = tmp_path / "job" / "out"
+        out.mkdir()
+        (out / "model.safetensors").write_bytes(b"x")
+        (out / "sub").mkdir()
+        (out / "sub" / "a.json").write_text("{}")
+        secret = tmp_path / "secret"
+        secret.write_text("root only")
+        os.symlink(secret, out / "link.json")
+        os.symlink(tmp_path, out / "dirlink")
+        with safe_output(folder, "model.safetensors") as f:
+            assert f.read() == b"x"
+        with safe_output(folder, "sub/a.json") as f:
+            assert f.read() == b"{}"
+        for bad in ("link.json", "dirlink/secret", "../secret", "/etc/passwd", "sub", "missing", "a\x00b", "",
+                    "sub/../model.safetensors", "./model.safetensors", "sub//a.json"):
+            assert safe_output(folder, bad) is None, bad
+
+
+def test_a_file_swapped_for_a_link_after_the_supervisor_checked_it_is_not_read(tmp_path, monkeypatch):
+    """The check and the open are one step: swapping the file for a link to a host file right
+    after the supervisor looked at it changes nothing in what it uploads."""
+    import workers.supervisor as supervisor
+
+    secret = tmp_path / "host-secret"
+    secret.write_bytes(b"host secret")
+    art = json.dumps({"type": "artifact", "seq": 0, "time": 1.0, "path": "eval.json", "kind": "eval"}).encode()
+
+    def write_eval(sandbox):
+        out = sandbox.spec.job_dir / "out"
+        out.mkdir()
+        (out / "eval.json").write_text('{"acc": 1}')
+
+    real = supervisor.safe_output
+
+    def checked_then_swapped(folder, rel):
+        got = real(folder, rel)
+        path = folder.path / "out" / rel
+        os.replace(path, path.with_name("moved"))
+        os.symlink(secret, path)
+        return got
+
+    monkeypatch.setattr(supervisor, "safe_output", checked_then_swapped)
+
+    class Client(FakeClient):
+        def _json(self, method, path, json=None, idempotent=False, params=None):
+            if path.endswith("/worker/chunks/missing"):
+                self.calls.append((method, path, json))
+                return {"missing": json["chunks"]}
+            return super()._json(method, path, json, idempotent, params)
+
+        def request(self, method, path, content=b"", headers=None):
+            self.calls.append((method, path, bytes(content)))
+
+    sup, client = supervise(tmp_path, client=Client(), events=[art], during=write_eval)
+    assert sup.run() == "succeeded"
+    sent = [c for m, p, c in client.calls if m == "PUT"]
+    assert sent == [b'{"acc": 1}'] and client.finished()["summary"]["eval"] == {"acc": 1}
+
+
+def test_the_disk_quota_comes_from_the_jobs_resources(tmp_path):
+    import workers.supervisor as supervisor
+
+    sup, _ = supervise(tmp_path, client=FakeClient(resources={"disk_mb": 64}))
+    assert sup.run() == "succeeded"
+    spec = FakeSandbox.instances[-1].spec
+    assert spec.disk_bytes == 64 << 20
+    assert spec.file_size_bytes == 64 << 20  # the logs, outside the quota, get no more than it
+    assert FakeSandbox.instances[-1].folder_size == 64 << 20
+    sup, _ = supervise(tmp_path)  # a job queued before jobs had a disk_mb
+    assert sup.run() == "succeeded"
+    assert FakeSandbox.instances[-1].spec.disk_bytes == supervisor.DEFAULT_DISK_MB << 20
 
 
 # --------------------------------------------------------------------------- the supervisor's run
@@ -152,11 +213,25 @@ class FakeSandbox:
 
 
 def supervise(tmp_path, client=None, gpu_slots=None, **sandbox):
+    from workers.sandbox.jobfs import JobFolder
     from workers.supervisor import JobSupervisor
 
     client = client or FakeClient()
+    sizes = []
+
+    def plain_folder(path, *, size_bytes=None):
+        """No filesystem of its own (that needs root and a loop device: tests/sandbox
+        mounts real ones); the size asked for is recorded."""
+        sizes.append(size_bytes)
+        return JobFolder.create(path)
+
+    def sandbox_factory(spec):
+        sb = FakeSandbox.factory(**sandbox)(spec)
+        sb.folder_size = sizes[-1] if sizes else None
+        return sb
+
     sup = JobSupervisor("j1", client=client, work_root=tmp_path, hostname="w1", gpu_slots=gpu_slots,
-                        sandbox_factory=FakeSandbox.factory(**sandbox))
+                        sandbox_factory=sandbox_factory, job_folder_factory=plain_folder)
     return sup, client
 
 
@@ -327,8 +402,8 @@ def test_a_missing_target_branch_is_created_at_the_base_commit(tmp_path):
     assert client.paths() == []
     sup.client.push = lambda *a, **kw: (_ for _ in ()).throw(AssertionError("stop after the branch"))
     (tmp_path / "w.safetensors").write_bytes(b"x")
-    with pytest.raises(AssertionError, match="stop after the branch"):
-        sup._commit_weights(client.job, tmp_path, [("w.safetensors", tmp_path / "w.safetensors")], FakeRun())
+    with open(tmp_path / "w.safetensors", "rb") as f, pytest.raises(AssertionError, match="stop after the branch"):
+        sup._commit_weights(client.job, [("w.safetensors", f)], FakeRun())
     assert client.branches[("alice/moe", "exp")] == "a" * 40
 
 

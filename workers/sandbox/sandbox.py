@@ -308,6 +308,11 @@ class Sandbox:
                 raise ValueError(f"GPU {idx} has no device node under {self.config.dev_root}")
         for host in self.spec.ro_binds:
             _refuse_sockets(os.path.realpath(host))
+        if self.spec.disk_bytes is not None:
+            d = self.spec.job_dir
+            if d.is_symlink() or not os.path.ismount(d):
+                raise ValueError(f"a disk quota needs job_dir {d} on its own filesystem "
+                                 "(create it with workers.sandbox.jobfs.JobFolder)")
 
     def _prepare_job_dir(self, uid: int, gid: int) -> None:
         d = self.spec.job_dir
@@ -421,9 +426,14 @@ class Sandbox:
             plan.fds.append(fd)
             a += ["--perms", "0444", "--ro-bind-data", str(fd), dest]
         a += ["--proc", "/proc", "--dev", "/dev"]
-        if spec.tmp_size_bytes:
-            a += ["--size", str(spec.tmp_size_bytes)]
+        # /tmp and /dev/shm are tmpfs: without a size a job could fill half the host's RAM
+        # there (its cgroup is charged for the pages, but the size gives a clear ENOSPC).
+        tmp_size = spec.tmp_size_bytes or spec.disk_bytes
+        if tmp_size:
+            a += ["--size", str(tmp_size)]
         a += ["--tmpfs", "/tmp"]
+        if spec.disk_bytes:
+            a += ["--size", str(spec.disk_bytes), "--tmpfs", "/dev/shm"]
         for b in plan.binds:
             src = b.staged or b.src
             flag = {"ro": "--ro-bind", "rw": "--bind", "dev": "--dev-bind"}[b.mode]
@@ -874,6 +884,9 @@ class Sandbox:
             limits.append("cpu_time")
         if sig == signal.SIGXFSZ or "File too large" in tail:
             limits.append("file_size")
+        disk = self._disk_quota_hit(tail) and not (code == 0 and sig is None)
+        if disk:
+            limits.append("disk")
         errors = [s[len("error: "):] for s in out["status"] if s.startswith("error: ")]
         if errors:
             reason, msg = "error", f"the sandbox could not run the job: {errors[0]}"
@@ -892,6 +905,12 @@ class Sandbox:
             reason = "oom"
             msg = (f"the job ran out of memory: it exceeded its memory limit of "
                    f"{fmt_bytes(spec.memory_bytes or 0)} and the kernel's OOM killer stopped it")
+        elif disk:
+            reason = "disk"
+            msg = (f"disk quota exceeded: the job wrote more than {fmt_bytes(spec.disk_bytes or 0)} "
+                   "(its limit for /job, /tmp and /dev/shm each)")
+            if last_line:
+                msg += f": {last_line[:300]}"
         elif sig is not None:
             reason = "killed"
             name = _signame(sig)
@@ -926,6 +945,22 @@ class Sandbox:
             dropped_event_lines=self._dropped, degraded=self.degraded,
             startup_s=out["started_at"],
         )
+
+
+    def _disk_quota_hit(self, tail: str) -> bool:
+        """Did the job run into its disk quota? The kernel refused a write (ENOSPC, EDQUOT in
+        its last words), or its folder's filesystem is (nearly) full: ext4 says ENOSPC with a
+        few delayed-allocation blocks still counted free."""
+        if self.spec.disk_bytes is None:
+            return False
+        if "No space left on device" in tail or "Disk quota exceeded" in tail:
+            return True
+        try:
+            st = os.statvfs(self.spec.job_dir)  # a root-owned path: the job cannot swap it
+        except OSError:
+            return False
+        total = st.f_blocks * st.f_frsize
+        return st.f_favail == 0 or st.f_bavail * st.f_frsize < max(total // 16, 1 << 20)
 
 
 def _read_status(fd: int, buf: bytearray, out: dict, t0: float) -> bool | None:

@@ -21,7 +21,7 @@ JOB_MOUNT = "/job"
 #: The repository root (the directory holding ``workers/``).
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: Reasons a job can end with (``SandboxResult.reason``).
-REASONS = ("exited", "timeout", "oom", "killed", "cancelled", "error")
+REASONS = ("exited", "timeout", "oom", "disk", "killed", "cancelled", "error")
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -92,6 +92,13 @@ class SandboxSpec:
     ``gpus`` are the device indices this job reserved (``GpuSlots``): only their
     ``/dev/nvidiaN`` nodes (plus the control nodes) exist inside.
     ``event_fd`` is the descriptor number the event pipe gets inside (None: no event pipe).
+    ``disk_bytes`` is the job's disk quota: ``job_dir`` must then be the mount point of a
+    filesystem that size (``workers.sandbox.jobfs.JobFolder``: the kernel refuses writes past
+    it), and ``/tmp`` and ``/dev/shm`` become tmpfs of that size each (``tmp_size_bytes``
+    overrides it for ``/tmp``). tmpfs pages are memory charged to the job's cgroup, so those
+    two are bounded by ``memory_bytes`` as well. A job that fills any of them ends with reason
+    ``disk`` ("disk quota exceeded: ..."). ``file_size_bytes`` (RLIMIT_FSIZE) still caps every
+    file, the job's stdout and stderr logs (outside the quota) included.
     """
 
     argv: Sequence[str]
@@ -114,6 +121,7 @@ class SandboxSpec:
     python: PythonRuntime | None = None
     log_dir: Path | None = None
     tmp_size_bytes: int | None = None
+    disk_bytes: int | None = None
     kill_grace_s: float = 5.0
 
     def validate(self) -> None:
@@ -140,7 +148,8 @@ class SandboxSpec:
                                  "own logs)")
         if self.event_fd is not None and not 3 <= self.event_fd < 1024:
             raise ValueError("event_fd must be in 3..1023 (0-2 are stdio)")
-        for name in ("memory_bytes", "pids", "cpu_time_s", "file_size_bytes", "tmp_size_bytes"):
+        for name in ("memory_bytes", "pids", "cpu_time_s", "file_size_bytes", "tmp_size_bytes",
+                     "disk_bytes"):
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise ValueError(f"{name} must be positive")
