@@ -123,11 +123,15 @@ def tree_collisions(paths: Iterable[str], *, new: Iterable[str] | None = None, l
     fresh = set(new) if new is not None else None
     seen: dict[str, tuple[str, bool, str]] = {}  # key of a prefix -> (its spelling, is a file, a path using it)
     found: list[tuple[str, str]] = []
+    keys: dict[str, str] = {}  # component -> its key (folder names repeat across a tree)
     for path in paths:
         parts = path.split("/")
         key = ""
         for i, part in enumerate(parts):
-            key = f"{key}/{path_key(part)}" if i else path_key(part)
+            k = keys.get(part)
+            if k is None:
+                k = keys[part] = path_key(part)
+            key = f"{key}/{k}" if i else k
             spelling = "/".join(parts[: i + 1])
             is_file = i == len(parts) - 1
             prev = seen.get(key)
