@@ -184,6 +184,8 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = N
     # Hubs sharing one Redis must not consume each other's Celery tasks.
     env.setdefault("HUB_REDIS_PREFIX", "hub-" + hashlib.sha1(str(data).encode()).hexdigest()[:10] + ":")
     (data / "logs").mkdir(parents=True, exist_ok=True)
+    if not env.get("HUB_SECRET_KEY"):
+        secret_key_for(data)  # settings read it from the data dir, in every process of this hub
     env.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
     if port_open(host, port):
         log(f"error: {host}:{port} is already in use (pass --port)")
@@ -232,6 +234,29 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = N
         sup.stop_all()
         raise
     return sup.watch()
+
+
+def secret_key_for(data: Path) -> str:
+    """The data dir's own session-signing key: random, made on the first start and kept in
+    ``<data>/secret-key`` (which settings read; ``HUB_SECRET_KEY`` overrides it). The file is
+    created with mode 0600 by open() itself and never exists with looser permissions; O_EXCL
+    makes two first starts agree on one key."""
+    import secrets
+
+    path = Path(data) / "secret-key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another first start may be writing it right now
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.1)
+        raise RuntimeError(f"{path} is empty: delete it (signed-in sessions end) or set HUB_SECRET_KEY") from None
+    key = secrets.token_urlsafe(50)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
 
 
 def _post_migrate_commands(env: dict) -> list[list[str]]:
