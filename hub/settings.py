@@ -190,6 +190,11 @@ HUB_JOB_MAX_INFRA_RETRIES = _env_int("HUB_JOB_MAX_INFRA_RETRIES", 3)
 # HUB_JOB_GPU_RETRY_S; after HUB_JOB_GPU_MAX_WAIT_S of waiting it fails, saying so.
 HUB_JOB_GPU_RETRY_S = _env_int("HUB_JOB_GPU_RETRY_S", 30)
 HUB_JOB_GPU_MAX_WAIT_S = _env_int("HUB_JOB_GPU_MAX_WAIT_S", 24 * 3600)
+# A job's disk quota in MiB when its resources do not say disk_mb, and the most one may ask
+# for. The worker enforces it: the job's folder is a filesystem of that size (a loop-mounted
+# ext4 image, workers/sandbox/jobfs.py), /tmp and /dev/shm are tmpfs of that size each.
+HUB_JOB_DISK_MB = _env_int("HUB_JOB_DISK_MB", 10 * 1024)
+HUB_JOB_MAX_DISK_MB = _env_int("HUB_JOB_MAX_DISK_MB", 1024 * 1024)
 # A job attempt's credential (handed out by /worker/start, revoked when the attempt ends) also
 # expires this long after the job's time limit: time to pull the base, upload and commit.
 HUB_JOB_CREDENTIAL_MARGIN_S = _env_int("HUB_JOB_CREDENTIAL_MARGIN_S", 3600)

@@ -45,10 +45,13 @@ def _resources(raw) -> dict:
         raise InvalidInput("'resources' must be an object.", code="invalid_resources")
     problems = []
     out = {"gpus": raw.get("gpus", 0), "cpus": raw.get("cpus", 1), "memory_mb": raw.get("memory_mb", 4096),
-           "time_limit_s": raw.get("time_limit_s", 3600)}
+           "time_limit_s": raw.get("time_limit_s", 3600),
+           # The job's disk quota: its folder (own filesystem), /tmp and /dev/shm each.
+           "disk_mb": raw.get("disk_mb", settings.HUB_JOB_DISK_MB)}
     for key in sorted(set(raw) - set(out), key=str):
         problems.append({"path": f"resources.{key}", "message": f"unknown key (use {', '.join(out)})"})
-    bounds = {"gpus": (0, 16), "cpus": (0.1, 256), "memory_mb": (64, 4 * 1024 * 1024), "time_limit_s": (1, MAX_TIME_LIMIT_S)}
+    bounds = {"gpus": (0, 16), "cpus": (0.1, 256), "memory_mb": (64, 4 * 1024 * 1024), "time_limit_s": (1, MAX_TIME_LIMIT_S),
+              "disk_mb": (16, settings.HUB_JOB_MAX_DISK_MB)}
     for key, (lo, hi) in bounds.items():
         v = out[key]
         if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
@@ -58,6 +61,7 @@ def _resources(raw) -> dict:
     if problems:
         raise InvalidInput("Invalid resources.", code="invalid_resources", details={"errors": problems})
     out["gpus"] = int(out["gpus"])
+    out["disk_mb"] = int(out["disk_mb"])
     return out
 
 
