@@ -10,8 +10,10 @@ The launch chain (each step execs the next, so it is one process until bwrap for
     setpriv ...            drops to the job's own uid/gid for good: no groups, no capabilities
                            (bounding set emptied), no_new_privs
     bwrap --args FD        unprivileged: new user, mount, PID, network, IPC, UTS and cgroup
-                           namespaces; read-only system and runtime; /job read-write; private
-                           /tmp; no /run, /var, /home, /sys, hub data; cleared environment;
+                           namespaces; read-only system and runtime; /job read-write (with a
+                           disk quota: its own filesystem, see jobfs.py); private /tmp and
+                           /dev/shm, size-limited to the quota; no /run, /var, /home, /sys,
+                           hub data; cleared environment;
                            nested user namespaces disabled; seccomp filter loaded before exec
     python -I -S shim.py   the job's uid: closes stray descriptors, puts the event pipe on its
                            number, applies Landlock, execs the job
@@ -960,7 +962,7 @@ class Sandbox:
         except OSError:
             return False
         total = st.f_blocks * st.f_frsize
-        return st.f_favail == 0 or st.f_bavail * st.f_frsize < max(total // 16, 1 << 20)
+        return st.f_favail == 0 or st.f_bavail * st.f_frsize < min(total // 16, 64 << 20)
 
 
 def _read_status(fd: int, buf: bytearray, out: dict, t0: float) -> bool | None:
