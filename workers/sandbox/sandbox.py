@@ -829,11 +829,14 @@ class Sandbox:
         problems: list[str] = []
         with contextlib.suppress(Exception):
             self._kill_tree()
-        if self.uid is not None and pids_of_uid(self.uid):
+        survivors = self.uid is not None and bool(pids_of_uid(self.uid))
+        if survivors:
             problems.append(f"processes of uid {self.uid} survived the kill")
         if self.cgroup is not None:
             problems += self.cgroup.remove()
-        if self.config.reclaim_job_dir and self.uid is not None and self.spec.job_dir.is_dir():
+        # Not while a process of the job lives: it could swap a folder for a link during the
+        # walk (chown's follow_symlinks=False guards only the last component).
+        if self.config.reclaim_job_dir and self.uid is not None and not survivors and self.spec.job_dir.is_dir():
             try:
                 _chown_tree(self.spec.job_dir, os.geteuid(), os.getegid())
             except OSError as e:
