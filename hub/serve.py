@@ -6,13 +6,15 @@ database migrations, then the web process: gunicorn with one worker process and 
 threads, because the embedded chdb engine may be opened by one process only.
 
 A child that dies is restarted with backoff; one that keeps dying (5 times in a minute)
-stops everything with a non-zero exit. Ctrl-C or SIGTERM stops every child (SIGTERM, then
-SIGKILL after 10 s) and exits 0. Children get their own sessions, so a terminal's Ctrl-C
+stops everything with a non-zero exit. Ctrl-C or SIGTERM stops every child (SIGTERM to its
+process group, then SIGKILL to whatever of the group is left after HUB_SERVE_STOP_GRACE_S,
+10 s) and exits 0. Children get their own sessions, so a terminal's Ctrl-C
 reaches the supervisor only and shutdown happens in order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -74,21 +76,59 @@ class Child:
         self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, start_new_session=True,
                                      stdout=out or None, stderr=subprocess.STDOUT if out else None)
 
-    def stop(self, grace: float = 10.0) -> None:
-        if not self.proc or self.proc.poll() is not None:
+    def stop(self, grace: float | None = None) -> None:
+        """SIGTERM to the child's whole process group, then SIGKILL to whatever of the group is
+        left after ``grace`` seconds (``HUB_SERVE_STOP_GRACE_S``, 10). The group, not just the
+        child: noida-db's launcher is a Python script that dies on SIGTERM at once while the
+        server it runs, busy, ignores it; waiting for the launcher alone left the server running."""
+        if not self.proc:
             return
+        grace = stop_grace_s() if grace is None else grace
+        pgid = self.proc.pid  # start_new_session: the child leads its own group
+        self.proc.poll()
+        if not group_alive(pgid):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            self.proc.poll()  # reap the leader: a zombie must not count as alive
+            if not group_alive(pgid):
+                return
+            time.sleep(0.05)
+        log(f"{self.name} did not stop within {grace:g} s of SIGTERM; killing it")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        self.proc.wait()
+
+
+def stop_grace_s() -> float:
+    return float(os.environ.get("HUB_SERVE_STOP_GRACE_S") or 10)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of group ``pgid`` still runs (zombies do not: they have exited)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no /proc: any member, zombies included
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(pgid, 0)
+            return True
         except ProcessLookupError:
-            return
+            return False
+        except PermissionError:
+            return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
         try:
-            self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 class ShutdownRequested(Exception):
@@ -133,6 +173,8 @@ class Supervisor:
                     return 1
                 log(f"{child.name} exited with {code}; restarting")
                 time.sleep(min(2 ** len(child.restarts) * 0.25, 8))
+                if self.stopping:  # a signal came during the backoff: start nothing after stop_all()
+                    break
                 child.start()
             time.sleep(0.5)
         return 0
