@@ -11,7 +11,10 @@
 #      and io controllers are enabled for children of /sys/fs/cgroup;
 #   2. probes bubblewrap as root and as an unprivileged user and logs the result. A failed
 #      probe is not fatal: the sandbox fails the job itself and never runs it unsandboxed.
-#      The log line points at the container setting that is missing.
+#      The log line points at the container setting that is missing;
+#   3. creates the loop device nodes a job's disk quota needs (each job folder is a
+#      loop-mounted ext4 image of the job's quota): Docker's /dev holds none of them, and the
+#      kernel's new loop devices appear only on the host's devtmpfs.
 set -eu
 
 umask 0002
@@ -65,6 +68,20 @@ probe_bwrap() {
     return 1
 }
 
+loop_devices() {
+    if [ ! -e /dev/loop-control ]; then
+        log "no /dev/loop-control: job folders cannot get their disk quota, so jobs will be" \
+            "retried and then fail (the worker service needs devices: /dev/loop-control)"
+        return 0
+    fi
+    i=0
+    while [ "$i" -lt "${HUB_LOOP_DEVICES:-64}" ]; do
+        [ -e "/dev/loop$i" ] || mknod -m 0660 "/dev/loop$i" b 7 "$i" 2>/dev/null \
+            || { log "could not create /dev/loop$i (the worker needs CAP_MKNOD)"; return 0; }
+        i=$((i + 1))
+    done
+}
+
 sandbox_preflight() {
     if ! command -v bwrap >/dev/null 2>&1; then
         log "sandbox preflight: bwrap is not installed in this image"
@@ -87,6 +104,7 @@ if [ "$(id -u)" = 0 ]; then
     if [ "${HUB_SANDBOX_PREFLIGHT:-0}" = 1 ]; then
         delegate_cgroups
         sandbox_preflight
+        loop_devices
     fi
 fi
 

@@ -352,6 +352,12 @@ def test_workers_get_what_the_sandbox_needs_and_no_more(services: dict) -> None:
         assert worker["build"]["target"] == "worker"
         assert worker["user"] == "root"
         assert worker["cap_add"] == ["SYS_ADMIN"]
+        # job folders are loop-mounted images of the job's disk quota: loop devices and no more
+        assert [(d["source"], d["target"]) for d in worker["devices"]] == [
+            ("/dev/loop-control", "/dev/loop-control")
+        ]
+        assert set(worker["device_cgroup_rules"]) == {"b 7:* rwm", "c 10:237 rwm"}
+        assert "MKNOD" not in worker.get("cap_drop", [])
         assert {"apparmor=unconfined", "systempaths=unconfined"} <= set(worker["security_opt"])
         assert not any(opt.startswith("seccomp") for opt in worker["security_opt"]), (
             "keep Docker's default seccomp profile (it allows namespaces given SYS_ADMIN)"
