@@ -1,7 +1,8 @@
 """The job supervisor: runs one job in the sandbox and is its only link to the world.
 
 It runs in a Celery worker, outside the sandbox, and talks to the hub only through its API
-(with the worker's service token, which never enters the sandbox), so it works the same with
+(it claims the job with the workers' service credential, then uses the credential that claim
+returns for this attempt alone; neither enters the sandbox), so it works the same with
 the embedded stores and with servers. For one job it:
 
 1. reads the job and reserves its GPUs (a lease held until the job is over), then takes it
