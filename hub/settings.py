@@ -174,6 +174,8 @@ HUB_REDIS_PREFIX = _env("HUB_REDIS_PREFIX", "hub:")
 HUB_MAX_CHUNK_BYTES = _env_int("HUB_MAX_CHUNK_BYTES", 64 * 1024 * 1024)
 HUB_MAX_SAFETENSORS_HEADER_BYTES = _env_int("HUB_MAX_SAFETENSORS_HEADER_BYTES", 100 * 1024 * 1024)
 HUB_GC_GRACE_SECONDS = _env_int("HUB_GC_GRACE_SECONDS", 24 * 3600)
+# An ambiguous commit abbreviation is a 400 listing at most this many of the commits it matches.
+HUB_AMBIGUOUS_REF_CANDIDATES = _env_int("HUB_AMBIGUOUS_REF_CANDIDATES", 20)
 # fsync each chunk before it becomes visible (durability over raw speed).
 HUB_BLOB_FSYNC = _env_bool("HUB_BLOB_FSYNC", True)
 

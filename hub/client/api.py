@@ -48,7 +48,9 @@ def _split_repo(repo: str) -> tuple[str, str]:
 
 
 def split_repo_ref(spec: str) -> tuple[str, str | None]:
-    """``ns/name@ref`` → (``ns/name``, ``ref``); the ref may itself contain '/'."""
+    """``ns/name@ref`` → (``ns/name``, ``ref``); the ref may itself contain '/' (ref names
+    cannot contain '@'). The SDK never interprets the ref: the hub resolves it with its one
+    rule (a full commit id always means that commit; see hub.registry.selectors.resolve)."""
     repo, _, ref = spec.partition("@")
     return repo, (ref or None)
 

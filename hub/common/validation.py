@@ -23,8 +23,24 @@ def validate_slug(value: str, *, what: str) -> str:
     return value
 
 
+_LOOKS_LIKE_COMMIT = re.compile(r"^[0-9a-fA-F]{7,40}$")
+
+
 def validate_ref_name(name: str) -> str:
-    """git check-ref-format rules (as for ``refs/heads/<name>``)."""
+    """A name a new branch or tag may take: git check-ref-format rules (as for
+    ``refs/heads/<name>``), and nothing the ref resolver could read as something else.
+
+    Refused with their own codes, because a ref that shadows another would let a writer swap
+    what a pinned id means (see ``hub.registry.selectors.resolve``):
+
+    - ``ref_name_looks_like_commit``: 7 to 40 hex digits (any case), i.e. a commit id or
+      an abbreviation of one;
+    - ``ref_name_reserved``: ``HEAD`` (any case) or anything under ``refs/``, the explicit
+      forms ``refs/heads/<branch>`` and ``refs/tags/<tag>``;
+    - ``invalid_ref_name``: the syntax rules, ``@`` included (``ns/repo@ref`` splits on it).
+
+    Whether the name is already taken by a ref of the other kind needs the repo: the
+    registry's services check that (``ref_name_taken``)."""
     problems = []
     if not isinstance(name, str) or not name:
         problems.append("must not be empty")
@@ -35,8 +51,8 @@ def validate_ref_name(name: str) -> str:
             problems.append("must not contain spaces, control characters or any of ~ ^ : ? * [ \\")
         if ".." in name:
             problems.append("must not contain '..'")
-        if "@{" in name or name == "@":
-            problems.append("must not contain '@{' or be '@'")
+        if "@" in name:
+            problems.append("must not contain '@' (it separates repo and ref in 'ns/repo@ref')")
         if name.startswith("/") or name.endswith("/") or "//" in name:
             problems.append("must not start or end with '/' or contain '//'")
         if name.endswith("."):
@@ -47,6 +63,12 @@ def validate_ref_name(name: str) -> str:
             problems.append("must not start with '-'")
     if problems:
         raise InvalidInput(f"Invalid ref name {name!r}: " + "; ".join(problems), code="invalid_ref_name")
+    if _LOOKS_LIKE_COMMIT.match(name):
+        raise InvalidInput(f"Invalid ref name {name!r}: 7 to 40 hex digits read as a commit id; "
+                           "choose a name with at least one other character.", code="ref_name_looks_like_commit")
+    if name.upper() == "HEAD" or name.startswith("refs/"):
+        raise InvalidInput(f"Invalid ref name {name!r}: 'HEAD' and names under 'refs/' are reserved for "
+                           "'refs/heads/<branch>' and 'refs/tags/<tag>'.", code="ref_name_reserved")
     return name
 
 

@@ -123,15 +123,23 @@ def job_launch(*, project, user, kind: str, config: dict, base: str = "", target
             raise NotFound(f"Repo {ns}/{name} not found.", code="repo_not_found")
         if (role or "") not in (Role.WRITE, Role.ADMIN):
             raise Forbidden(f"You cannot write to {target_repo}.", code="target_forbidden")
-        target_branch = validate_ref_name(target_branch or repo.default_branch)
-        if not Ref.objects.filter(repo=repo, kind=Ref.Kind.BRANCH, name=target_branch).exists() \
-                and not (base_repo and base_repo == target_repo):
-            # Found now, not after an hour of training when the result cannot be committed.
-            raise InvalidInput(
-                f"Branch {target_branch!r} does not exist in {target_repo}. Create it first "
-                f"(hub branch create {target_repo} {target_branch}), or launch from a base in {target_repo}: "
-                "the branch is then created at the base commit.", code="target_branch_not_found",
-                details={"repo": target_repo, "branch": target_branch})
+        target_branch = target_branch or repo.default_branch
+        try:
+            target_branch = registry.branch_get(repo=repo, name=target_branch).name
+        except NotFound:
+            if base_repo and base_repo == target_repo:
+                # The worker creates it at the base commit: the name must be one a branch may take.
+                from hub.registry.services import ref_name_check
+
+                ref_name_check(repo=repo, name=target_branch, kind=Ref.Kind.BRANCH)
+            else:
+                validate_ref_name(target_branch)
+                # Found now, not after an hour of training when the result cannot be committed.
+                raise InvalidInput(
+                    f"Branch {target_branch!r} does not exist in {target_repo}. Create it first "
+                    f"(hub branch create {target_repo} {target_branch}), or launch from a base in {target_repo}: "
+                    "the branch is then created at the base commit.", code="target_branch_not_found",
+                    details={"repo": target_repo, "branch": target_branch}) from None
     queue = "gpu" if res["gpus"] > 0 else "cpu"
     if queue == "gpu":
         from hub.jobs.presence import workers_online

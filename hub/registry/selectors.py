@@ -8,6 +8,8 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from hub.accounts import selectors as accounts
 from hub.accounts.models import Role
 from hub.common.errors import InvalidInput, NotFound, ServiceUnavailable
@@ -58,42 +60,90 @@ def repo_list(*, user, namespace: str | None = None, search: str | None = None):
 
 # --- refs and commits ----------------------------------------------------------------------------
 
+_HEX = frozenset("0123456789abcdef")
+HEADS, TAGS = "refs/heads/", "refs/tags/"
+
+
 def branch_get(*, repo: Repo, name: str) -> Ref:
+    """The branch ``name`` (also accepted in its explicit form ``refs/heads/<name>``)."""
+    name = name[len(HEADS):] if name.startswith(HEADS) else name
     ref = Ref.objects.select_related("commit", "commit__tree").filter(repo=repo, kind=Ref.Kind.BRANCH, name=name).first()
     if ref is None:
         raise NotFound(f"Branch {name!r} not found in {repo.full_name}.", code="branch_not_found")
     return ref
 
 
-def commit_get(*, repo: Repo, sha: str) -> Commit:
+def _commit_by_id(*, repo: Repo, sha: str) -> Commit | None:
+    """The commit a full id (40 hex) or a unique abbreviation (7-39 hex) names; None when
+    ``sha`` is not hex of that length or names nothing. An abbreviation that several commits
+    share is a 400 ``ambiguous_ref`` listing them (up to HUB_AMBIGUOUS_REF_CANDIDATES)."""
     sha = (sha or "").lower()
+    if not 7 <= len(sha) <= 40 or not set(sha) <= _HEX:
+        return None
     if len(sha) == 40:
-        c = Commit.objects.select_related("tree").filter(repo=repo, sha=sha).first()
-    elif 7 <= len(sha) < 40 and all(ch in "0123456789abcdef" for ch in sha):
-        matches = list(Commit.objects.select_related("tree").filter(repo=repo, sha__startswith=sha)[:2])
-        if len(matches) > 1:
-            raise InvalidInput(f"Commit prefix {sha!r} is ambiguous.", code="ambiguous_ref")
-        c = matches[0] if matches else None
-    else:
-        c = None
+        return Commit.objects.select_related("tree").filter(repo=repo, sha=sha).first()
+    limit = max(2, settings.HUB_AMBIGUOUS_REF_CANDIDATES)
+    matches = list(Commit.objects.select_related("tree").filter(repo=repo, sha__startswith=sha).order_by("sha")[:limit + 1])
+    if len(matches) > 1:
+        shown = matches[:limit]
+        raise InvalidInput(
+            f"{sha!r} abbreviates {'more than ' if len(matches) > limit else ''}{len(shown)} commits in "
+            f"{repo.full_name}: give more digits.", code="ambiguous_ref",
+            details={"ref": sha, "candidates": [c.sha for c in shown], "truncated": len(matches) > limit})
+    return matches[0] if matches else None
+
+
+def commit_get(*, repo: Repo, sha: str) -> Commit:
+    """A commit by id or unique abbreviation only (never a branch or tag name): for callers
+    that need an id, such as a push's ``expected_head``."""
+    c = _commit_by_id(repo=repo, sha=sha)
     if c is None:
         raise NotFound(f"Commit {sha!r} not found in {repo.full_name}.", code="commit_not_found")
     return c
 
 
 def resolve(*, repo: Repo, ref: str) -> Commit:
-    """A branch name, then a tag name, then a commit id (full or ≥ 7-hex prefix)."""
-    if not ref:
+    """The commit a ref names: the one rule for the API, the SDK and CLI (which send refs
+    here), jobs (which pin their base with it) and the dashboard.
+
+    In order, the first that applies wins:
+
+    1. ``refs/heads/<b>`` or ``refs/tags/<t>``: that branch or tag, nothing else;
+    2. ``HEAD``: the head of the repo's default branch;
+    3. a full commit id (40 hex, any case): that commit, or 404 -- never a ref, even one
+       named so (such names are refused at creation; only data older than the rule has them);
+    4. a branch of that name;
+    5. a tag of that name;
+    6. a unique abbreviation (7-39 hex) of a commit id; several matches are a 400
+       ``ambiguous_ref`` listing the candidates.
+
+    New branch and tag names cannot look like a commit id, contain ``@``, be ``HEAD``, start
+    with ``refs/`` or equal a ref of the other kind (hub.common.validation.validate_ref_name,
+    services.ref_name_check), so steps 3-6 can only disagree on legacy data; there the branch
+    wins over the tag and both win over an abbreviation, as in git, and a full id always
+    wins, so a pinned commit cannot be swapped."""
+    if not ref or not isinstance(ref, str):
         raise InvalidInput("Empty ref.", code="invalid_ref")
+    for prefix, kind in ((HEADS, Ref.Kind.BRANCH), (TAGS, Ref.Kind.TAG)):
+        if ref.startswith(prefix):
+            found = Ref.objects.select_related("commit", "commit__tree").filter(
+                repo=repo, kind=kind, name=ref[len(prefix):]).first()
+            if found is None:
+                raise NotFound(f"No {kind} {ref[len(prefix):]!r} in {repo.full_name}.", code="ref_not_found")
+            return found.commit
+    if ref == "HEAD":
+        return resolve(repo=repo, ref=HEADS + repo.default_branch)
+    if len(ref) == 40 and set(ref.lower()) <= _HEX:
+        return commit_get(repo=repo, sha=ref)
     refs = {r.kind: r for r in Ref.objects.select_related("commit", "commit__tree").filter(repo=repo, name=ref)}
     if Ref.Kind.BRANCH in refs:
         return refs[Ref.Kind.BRANCH].commit
     if Ref.Kind.TAG in refs:
         return refs[Ref.Kind.TAG].commit
-    try:
-        return commit_get(repo=repo, sha=ref)
-    except NotFound:
-        raise NotFound(f"No branch, tag or commit {ref!r} in {repo.full_name}.", code="ref_not_found") from None
+    commit = _commit_by_id(repo=repo, sha=ref)
+    if commit is None:
+        raise NotFound(f"No branch, tag or commit {ref!r} in {repo.full_name}.", code="ref_not_found")
+    return commit
 
 
 def refs_list(*, repo: Repo, kind: str | None = None):

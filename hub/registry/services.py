@@ -424,12 +424,33 @@ def commit_create(*, repo: Repo, branch: str, operations: list, message: str, us
 
 # --- branches and tags -------------------------------------------------------------------------
 
+def ref_name_check(*, repo: Repo, name: str, kind: str) -> str:
+    """May a new branch or tag (``kind``) of ``repo`` be called ``name``? The naming rules
+    (hub.common.validation.validate_ref_name: 400) and no ref of the other kind with that
+    name (409 ``ref_name_taken``), so that no name can mean two things to the resolver.
+    Every path that creates a ref goes through here (API, jobs' target branches)."""
+    validate_ref_name(name)
+    other = Ref.Kind.TAG if kind == Ref.Kind.BRANCH else Ref.Kind.BRANCH
+    if Ref.objects.filter(repo=repo, kind=other, name=name).exists():
+        raise Conflict(f"{repo.full_name} already has a {other} named {name!r}; a {kind} may not share its name.",
+                       code="ref_name_taken", details={"name": name, "kind": other})
+    return name
+
+
+def _lock_refs(repo: Repo) -> None:
+    """Serialise ref creation in one repo (the row lock on PostgreSQL; SQLite's IMMEDIATE
+    transactions already do), so a branch and a tag of one name cannot both be created."""
+    list(Repo.objects.select_for_update().filter(pk=repo.pk).values_list("pk", flat=True))
+
+
 def branch_create(*, repo: Repo, name: str, from_ref: str | None, user) -> Ref:
     """O(1): a new pointer to an existing commit."""
     validate_ref_name(name)
     commit = selectors.resolve(repo=repo, ref=from_ref or repo.default_branch)
     try:
         with transaction.atomic():
+            _lock_refs(repo)
+            ref_name_check(repo=repo, name=name, kind=Ref.Kind.BRANCH)
             ref = Ref.objects.create(repo=repo, name=name, kind=Ref.Kind.BRANCH, commit=commit, created_by=user)
             _reindex(commit)
             return ref
@@ -462,6 +483,8 @@ def tag_create(*, repo: Repo, name: str, ref: str, user, message: str = "") -> R
     commit = selectors.resolve(repo=repo, ref=ref)
     try:
         with transaction.atomic():
+            _lock_refs(repo)
+            ref_name_check(repo=repo, name=name, kind=Ref.Kind.TAG)
             tag = Ref.objects.create(repo=repo, name=name, kind=Ref.Kind.TAG, commit=commit, created_by=user,
                                      message=message or "")
             _reindex(commit)
