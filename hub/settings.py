@@ -176,6 +176,9 @@ HUB_MAX_SAFETENSORS_HEADER_BYTES = _env_int("HUB_MAX_SAFETENSORS_HEADER_BYTES", 
 HUB_GC_GRACE_SECONDS = _env_int("HUB_GC_GRACE_SECONDS", 24 * 3600)
 # An ambiguous commit abbreviation is a 400 listing at most this many of the commits it matches.
 HUB_AMBIGUOUS_REF_CANDIDATES = _env_int("HUB_AMBIGUOUS_REF_CANDIDATES", 20)
+# A merge with several merge bases first merges the bases into a virtual one (recursively, as
+# git does); past this many virtual merges it refuses with 409 multiple_merge_bases instead.
+HUB_MERGE_MAX_VIRTUAL_MERGES = _env_int("HUB_MERGE_MAX_VIRTUAL_MERGES", 64)
 # fsync each chunk before it becomes visible (durability over raw speed).
 HUB_BLOB_FSYNC = _env_bool("HUB_BLOB_FSYNC", True)
 

@@ -459,7 +459,7 @@ class MergeApi(APIView):
                                  strategy=d.get("strategy"), weight=d["weight"], message=d.get("message"),
                                  allow_fast_forward=not d["no_ff"], allow_protected=is_admin)
         return Response({"result": outcome.kind, "commit": commit_out(outcome.commit), "base": outcome.base,
-                         "merged_files": outcome.merged_tensors, "resolved": outcome.resolved},
+                         "bases": outcome.bases, "merged_files": outcome.merged_tensors, "resolved": outcome.resolved},
                         status=201 if outcome.kind == "merge" else 200)
 
 

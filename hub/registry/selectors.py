@@ -188,15 +188,17 @@ class CommitGraph:
             stack.extend(self.parents[s])
         return False
 
-    def merge_base(self, a: str, b: str) -> str | None:
-        """Best common ancestor: a common ancestor none of whose descendants is common.
-        With several (criss-cross histories) the newest is taken."""
+    def merge_bases(self, a: str, b: str) -> list[str]:
+        """Every best common ancestor of ``a`` and ``b`` (a common ancestor that is not an
+        ancestor of another common one), oldest first (generation, time, id), as git orders
+        them for its recursive merge. Several come out of criss-cross histories; none when
+        the histories are unrelated."""
         common = self.ancestors_of([a]) & self.ancestors_of([b])
         if not common:
-            return None
+            return []
         covered = self.ancestors_of([p for c in common for p in self.parents[c]])
-        bases = [c for c in common if c not in covered]
-        return max(bases, key=lambda s: (self.generation[s], str(self.time[s]), s))
+        return sorted((c for c in common if c not in covered),
+                      key=lambda s: (self.generation[s], str(self.time[s]), s))
 
     def walk(self, head: str, *, first_parent: bool = False) -> Iterator[str]:
         """History newest first: by generation (then time), or the first-parent chain."""

@@ -8,6 +8,7 @@ so nothing is lost and nothing is left orphaned.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -515,6 +516,7 @@ class MergeOutcome:
     base: str | None
     merged_tensors: int = 0
     resolved: list[dict] = field(default_factory=list)
+    bases: list[str] = field(default_factory=list)  # every merge base (several: criss-cross)
 
 
 class _Conflicts(HubError):
@@ -603,6 +605,134 @@ def _merge_safetensors(path: str, base: FileObject | None, ours: FileObject, the
     return _file_from_chunks(path=path, chunks=chunks)
 
 
+class _VirtualConflict:
+    """A file both sides of a *virtual* merge (of two merge bases) changed differently: like
+    the conflict-marked content git leaves in its virtual base, it equals no real version,
+    so the real merge treats it as a base both sides differ from."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"<conflicted in the virtual merge base: {self.path}>"
+
+
+class _FileCache(dict):
+    """FileObjects by oid, loaded on first use (virtual merges bring in more trees)."""
+
+    def need(self, *entries: dict) -> None:
+        missing = {o for e in entries for o in e.values() if isinstance(o, str) and o not in self}
+        for i in range(0, len(missing), 900):
+            part = list(missing)[i : i + 900]
+            self.update({f.oid: f for f in FileObject.objects.filter(oid__in=part)})
+
+
+def _multiple_bases(bases: list[str], why: str) -> Conflict:
+    return Conflict(
+        f"These branches have {len(bases)} merge bases ({', '.join(b[:12] for b in bases)}) and {why}; "
+        "nothing was written. Merge one of the bases into the target first, or reconcile the branches.",
+        code="multiple_merge_bases", details={"bases": bases})
+
+
+def _merge_base_tree(*, repo: Repo, graph, a: str, b: str) -> tuple[list[str], dict]:
+    """(the merge bases of ``a`` and ``b``, the tree to merge against).
+
+    One base: its tree. None: the empty tree. Several (criss-cross histories): like git's
+    recursive strategy, the bases (oldest first) are merged pairwise into a virtual base,
+    each pairwise merge against the merge base(s) of that pair, recursively. A virtual merge
+    never uses a strategy: a file both bases changed differently becomes a conflicted
+    version (:class:`_VirtualConflict`, as git's conflict markers); modified on one base and
+    deleted on the other, it keeps its version from the pair's base (as git). Past
+    HUB_MERGE_MAX_VIRTUAL_MERGES virtual merges: 409 ``multiple_merge_bases``."""
+    graph = copy.copy(graph)
+    graph.parents, graph.generation, graph.time = dict(graph.parents), dict(graph.generation), dict(graph.time)
+    trees: dict[str, dict] = {}
+    budget = [settings.HUB_MERGE_MAX_VIRTUAL_MERGES]
+    files = _FileCache()
+    top = graph.merge_bases(a, b)
+
+    def entries(sha: str) -> dict:
+        if sha not in trees:
+            trees[sha] = Commit.objects.select_related("tree").get(repo=repo, sha=sha).tree.entries
+        return trees[sha]
+
+    def base_of(x: str, y: str) -> dict:
+        bases = graph.merge_bases(x, y)
+        if not bases:
+            return {}
+        acc = bases[0]
+        for nxt in bases[1:]:
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise _multiple_bases(top, f"merging them needs more than {settings.HUB_MERGE_MAX_VIRTUAL_MERGES} "
+                                           "virtual merges (HUB_MERGE_MAX_VIRTUAL_MERGES)")
+            inner = base_of(acc, nxt)
+            merged, _ = _merge_entries(inner, entries(acc), entries(nxt), files=files, strategy=None, weight=0.5,
+                                       conflicts=[], resolved=[], bases=top, virtual=True)
+            virtual = f"virtual-{len(trees)}"
+            graph.parents[virtual] = [acc, nxt]
+            graph.generation[virtual] = 1 + max(graph.generation[acc], graph.generation[nxt])
+            graph.time[virtual] = max(str(graph.time[acc]), str(graph.time[nxt]))
+            trees[virtual] = merged
+            acc = virtual
+        return entries(acc)
+
+    return top, base_of(a, b)
+
+
+def _merge_entries(base: dict, ours: dict, theirs: dict, *, files: _FileCache, strategy: str | None, weight: float,
+                   conflicts: list, resolved: list, bases: list[str], virtual: bool = False) -> tuple[dict, int]:
+    """Three-way merge of trees ``{path: oid}`` at file granularity, and at tensor granularity
+    for safetensors files both sides changed. Returns (merged tree, files merged by tensor);
+    unresolved conflicts are appended to ``conflicts``. ``virtual``: merging two merge bases
+    (see :func:`_merge_base_tree`): conflicts become :class:`_VirtualConflict` versions."""
+    files.need(base, ours, theirs)
+    result: dict = {}
+    merged = 0
+    for path in sorted(set(base) | set(ours) | set(theirs)):
+        b, o, t = base.get(path), ours.get(path), theirs.get(path)
+        real = isinstance(o, str) and isinstance(t, str)
+        st_both = real and files[o].kind == "safetensors" and files[t].kind == "safetensors"
+        if o == t:
+            pick = o
+        elif o == b:
+            pick = t
+        elif t == b:
+            pick = o
+        elif virtual and (o is None or t is None):
+            pick = b  # modified on one base, deleted on the other: the pair's base version, as git
+        elif st_both and isinstance(b, _VirtualConflict):
+            raise _multiple_bases(bases, f"{path} has tensors the bases changed differently, so there is no "
+                                         "base to merge its tensors against")
+        elif st_both:
+            before = len(conflicts)
+            f = _merge_safetensors(path, files.get(b) if b else None, files[o], files[t],
+                                   None if virtual else strategy, weight, conflicts, resolved)
+            if virtual and len(conflicts) > before:
+                del conflicts[before:]
+                pick = _VirtualConflict(path)
+            else:
+                pick = f.oid if f else None
+                merged += 1 if f else 0
+                if f is not None:
+                    files[f.oid] = f
+        elif virtual:
+            pick = _VirtualConflict(path)
+        elif strategy in {"ours", "theirs"}:
+            pick = o if strategy == "ours" else t
+            resolved.append({"path": path, "strategy": strategy})
+        else:
+            conflicts.append({"path": path, "tensor": None,
+                              "ours": {"status": "deleted"} if o is None else {"status": "changed", "size": files[o].size},
+                              "theirs": {"status": "deleted"} if t is None else {"status": "changed", "size": files[t].size}})
+            continue
+        if pick is not None:
+            result[path] = pick
+    return result, merged
+
+
 def merge(*, repo: Repo, source: str, target: str, user, strategy: str | None = None, weight: float = 0.5,
           message: str | None = None, allow_fast_forward: bool = True, allow_protected: bool = False) -> MergeOutcome:
     """Merge ref ``source`` into branch ``target``.
@@ -626,59 +756,36 @@ def merge(*, repo: Repo, source: str, target: str, user, strategy: str | None = 
         theirs = selectors.resolve(repo=repo, ref=source)
         graph = selectors.commit_graph(repo=repo)
         if theirs.sha == ours.sha or graph.is_ancestor(theirs.sha, ours.sha):
-            return MergeOutcome("up_to_date", ours, theirs.sha)
+            return MergeOutcome("up_to_date", ours, theirs.sha, bases=[theirs.sha])
         if allow_fast_forward and graph.is_ancestor(ours.sha, theirs.sha):
             _move_branch(ref=ref, expected=ours, new=theirs)
             _reindex(ours, theirs)
-            return MergeOutcome("fast_forward", theirs, ours.sha)
-        base_sha = graph.merge_base(ours.sha, theirs.sha)
-        base_entries = selectors.commit_get(repo=repo, sha=base_sha).tree.entries if base_sha else {}
-        o_entries, t_entries = ours.tree.entries, theirs.tree.entries
-        files = {f.oid: f for f in FileObject.objects.filter(
-            oid__in=set(base_entries.values()) | set(o_entries.values()) | set(t_entries.values()))}
+            return MergeOutcome("fast_forward", theirs, ours.sha, bases=[ours.sha])
+        bases, base_entries = _merge_base_tree(repo=repo, graph=graph, a=ours.sha, b=theirs.sha)
+        base_sha = bases[0] if len(bases) == 1 else None
+        files = _FileCache()
         conflicts: list[dict] = []
         resolved: list[dict] = []
-        merged = 0
-        result: dict[str, str] = {}
-        for path in sorted(set(base_entries) | set(o_entries) | set(t_entries)):
-            b, o, t = base_entries.get(path), o_entries.get(path), t_entries.get(path)
-            if o == t:
-                pick = o
-            elif o == b:
-                pick = t
-            elif t == b:
-                pick = o
-            elif o and t and files[o].kind == "safetensors" and files[t].kind == "safetensors":
-                f = _merge_safetensors(path, files.get(b) if b else None, files[o], files[t], strategy, weight,
-                                       conflicts, resolved)
-                pick = f.oid if f else None
-                merged += 1 if f else 0
-            elif strategy in {"ours", "theirs"}:
-                pick = o if strategy == "ours" else t
-                resolved.append({"path": path, "strategy": strategy})
-            else:
-                conflicts.append({"path": path, "tensor": None,
-                                  "ours": {"status": "deleted"} if o is None else {"status": "changed", "size": files[o].size},
-                                  "theirs": {"status": "deleted"} if t is None else {"status": "changed", "size": files[t].size}})
-                continue
-            if pick is not None:
-                result[path] = pick
+        result, merged = _merge_entries(base_entries, ours.tree.entries, theirs.tree.entries, files=files,
+                                        strategy=strategy, weight=weight, conflicts=conflicts, resolved=resolved,
+                                        bases=bases)
         if conflicts:
             raise _Conflicts(
                 f"{len(conflicts)} conflict(s) merging {source!r} into {target!r}. Choose a strategy "
                 "(ours, theirs or average) or reconcile the branches.",
-                details={"base": base_sha, "ours": ours.sha, "theirs": theirs.sha, "conflicts": conflicts},
+                details={"base": base_sha, "bases": bases, "ours": ours.sha, "theirs": theirs.sha,
+                         "conflicts": conflicts},
             )
-        validate_tree_paths(result, new=set(result) - set(o_entries))  # e.g. 'Model.bin' meets 'model.bin'
+        validate_tree_paths(result, new=set(result) - set(ours.tree.entries))  # e.g. 'Model.bin' meets 'model.bin'
         tree = _tree_for(result)
         msg = message or f"Merge {source} into {target}"
         meta = {"merge": {"source": source, "strategy": strategy, "weight": weight if strategy == "average" else None,
-                          "base": base_sha}}
+                          "base": base_sha, **({"bases": bases} if len(bases) > 1 else {})}}
         commit = _new_commit(repo=repo, tree=tree, parents=[ours, theirs], user=user, message=msg, metadata=meta,
                              created_at=None)
         _move_branch(ref=ref, expected=ours, new=commit)
         _reindex(ours, commit)
-        return MergeOutcome("merge", commit, base_sha, merged, resolved)
+        return MergeOutcome("merge", commit, base_sha, merged, resolved, bases)
 
 
 # --- garbage collection --------------------------------------------------------------------------

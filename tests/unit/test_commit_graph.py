@@ -30,9 +30,9 @@ def test_ancestry():
 
 
 def test_merge_base_is_the_fork_point():
-    assert G.merge_base("c", "e") == "b"
-    assert G.merge_base("f", "e") == "e"
-    assert G.merge_base("a", "x") is None
+    assert G.merge_bases("c", "e") == ["b"]
+    assert G.merge_bases("f", "e") == ["e"]
+    assert G.merge_bases("a", "x") == []
 
 
 def test_walks():
@@ -40,3 +40,22 @@ def test_walks():
     full = list(G.walk("f"))
     assert set(full) == {"a", "b", "c", "d", "e", "f"} and full[0] == "f" and full[-1] == "a"
     assert full.index("e") < full.index("d") < full.index("b")
+
+
+#   criss-cross: x1 and y1 fork from r; x2 merges y1, y2 merges x1
+#   r - x1 - x2
+#     \    X
+#       y1 - y2
+CC = graph({"r": [], "x1": ["r"], "y1": ["r"], "x2": ["x1", "y1"], "y2": ["y1", "x1"], "x3": ["x2"], "y3": ["y2"]})
+
+
+def test_merge_bases_lists_every_best_common_ancestor():
+    assert sorted(CC.merge_bases("x3", "y3")) == ["x1", "y1"]
+    assert CC.merge_bases("x1", "y1") == ["r"]
+    assert CC.merge_bases("x3", "x1") == ["x1"]
+    assert G.merge_bases("a", "x") == []
+
+
+def test_merge_bases_drops_a_common_ancestor_reachable_from_another():
+    # r is common to x3 and y3 but is an ancestor of both x1 and y1: not a best one.
+    assert "r" not in CC.merge_bases("x3", "y3")
