@@ -311,6 +311,7 @@ def _worker_token(env: dict, data: Path) -> str:
     attempt then gets its own credential), kept in the data dir (mode 600 from creation; the
     sandbox never sees the data dir) and reused across restarts. A ``worker-token`` file of
     older versions held a site admin's token: it is not used any more."""
+    _retire_legacy_worker_account(env, data)
     path = data / "worker-credential"
     if path.exists():
         return path.read_text().strip()
@@ -320,6 +321,20 @@ def _worker_token(env: dict, data: Path) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(token)
     return token
+
+
+def _retire_legacy_worker_account(env: dict, data: Path) -> None:
+    """Data dirs of older versions hold ``worker-token``: a site admin's API token (user
+    ``hub-worker``) that workers used before they had credentials of their own. Nothing needs it
+    any more and anyone who read it would be a site admin, so revoke it (the account is
+    deactivated, every token of it revoked) and remove the file, once."""
+    legacy = data / "worker-token"
+    if not legacy.exists():
+        return
+    subprocess.run([sys.executable, "manage.py", "hub_admin", "deactivate-user", "--user", "hub-worker", "--missing-ok"],
+                   env=env, cwd=ROOT, check=True, capture_output=True)
+    legacy.unlink()
+    log("retired the old worker account hub-worker (its site-admin token was revoked)")
 
 
 def _reaper_child(env: dict, data: Path) -> Child:

@@ -105,6 +105,17 @@ def token_revoke(*, user: User, token_id: int) -> ApiToken:
     return token
 
 
+@transaction.atomic
+def user_deactivate(*, user: User) -> int:
+    """Retire an account: every API token revoked, no sign-in (inactive, unusable password).
+    Its records (runs, commits, jobs) stay. Returns how many tokens were revoked."""
+    revoked = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    user.is_active = False
+    user.set_unusable_password()
+    user.save(update_fields=["is_active", "password"])
+    return revoked
+
+
 def token_touch(*, token: ApiToken) -> None:
     """Record use, at most once a minute per token (no write on every request)."""
     now = timezone.now()

@@ -369,7 +369,8 @@ def cmd_jobs(args) -> int:
     if args.action == "launch":
         config = json.loads(open(args.config).read()) if args.config else {}
         resources = {k: v for k, v in (("gpus", args.gpus), ("cpus", args.cpus), ("memory_mb", args.memory_mb),
-                                       ("time_limit_s", args.time_limit)) if v is not None}
+                                       ("disk_mb", args.disk_mb), ("time_limit_s", args.time_limit))
+                     if v is not None}
         try:
             job = c._json("POST", "/jobs", json={"project": args.project, "kind": args.kind, "config": config,
                                                  "base": args.base or "", "target": args.target or "",
@@ -463,8 +464,10 @@ def cmd_admin(args) -> int:
 
     django.setup()
     argv = [args.action]
-    if args.action in {"create-user", "create-token"}:
+    if args.action in {"create-user", "create-token", "deactivate-user"}:
         argv += ["--user", args.user]
+    if args.action == "create-worker-credential":
+        argv += ["--name", args.name]
     if args.action == "create-token":
         argv += ["--scope", args.scope, "--name", args.name]
     if args.action == "set-password":
@@ -643,6 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--gpus", type=int)
     x.add_argument("--cpus", type=float)
     x.add_argument("--memory-mb", type=int)
+    x.add_argument("--disk-mb", type=int, help="disk quota for the job's folder, /tmp and /dev/shm (each)")
     x.add_argument("--time-limit", type=int, help="seconds")
     x = js.add_parser("list", parents=[common])
     x.add_argument("--project")
@@ -673,6 +677,11 @@ def build_parser() -> argparse.ArgumentParser:
     x = a.add_parser("set-password", help="set a dashboard password (generated and printed if omitted)")
     x.add_argument("--user", required=True)
     x.add_argument("--password")
+    x = a.add_parser("create-worker-credential",
+                     help="print a service credential for workers (HUB_WORKER_TOKEN): it only claims jobs")
+    x.add_argument("--name", default="worker")
+    x = a.add_parser("deactivate-user", help="revoke every API token of a user and disable their sign-in")
+    x.add_argument("--user", required=True)
     a.add_parser("list-users")
     s.set_defaults(fn=cmd_admin)
 

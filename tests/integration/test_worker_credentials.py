@@ -208,3 +208,32 @@ def test_a_job_cannot_learn_that_someone_elses_private_repo_exists(hub, make_use
     readable = launch_as_alice(target="bob/open@main")
     assert readable.status_code == 403 and readable.json()["error"]["code"] == "target_forbidden"
     assert Job.objects.count() == 0
+
+
+def test_the_site_admin_account_older_workers_used_is_retired(db, make_user):
+    """Older data dirs hold ``worker-token``, a site admin's token of user ``hub-worker``:
+    ``hub admin deactivate-user`` (which ``hub serve`` runs once for that file) revokes it."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    user, secret = make_user("hub-worker", admin=True)
+    assert client_for(secret).get("/api/v1/whoami").status_code == 200
+    out = StringIO()
+    call_command("hub_admin", "deactivate-user", "--user", "hub-worker", stdout=out)
+    assert "1 token(s) revoked" in out.getvalue()
+    assert client_for(secret).get("/api/v1/whoami").status_code == 401
+    user.refresh_from_db()
+    assert not user.is_active and not user.has_usable_password()
+
+
+def test_hub_serve_retires_an_old_worker_token_file_once(tmp_path, monkeypatch):
+    from hub import serve
+
+    calls = []
+    monkeypatch.setattr(serve.subprocess, "run", lambda argv, **kw: calls.append(argv))
+    (tmp_path / "worker-token").write_text("hub_legacy")
+    serve._retire_legacy_worker_account({}, tmp_path)
+    serve._retire_legacy_worker_account({}, tmp_path)
+    assert len(calls) == 1 and calls[0][-4:] == ["deactivate-user", "--user", "hub-worker", "--missing-ok"]
+    assert not (tmp_path / "worker-token").exists()

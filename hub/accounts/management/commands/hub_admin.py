@@ -1,4 +1,5 @@
-"""``manage.py hub_admin create-user|create-token|create-worker-credential|list-users`` (also
+"""``manage.py hub_admin create-user|create-token|create-worker-credential|set-password|
+deactivate-user|list-users`` (also
 ``hub admin ...``)."""
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class Command(BaseCommand):
         sp = sub.add_parser("set-password", help="set (or generate and print) a user's dashboard password")
         sp.add_argument("--user", required=True)
         sp.add_argument("--password", default=None)
+        du = sub.add_parser("deactivate-user", help="revoke every API token of a user and disable their sign-in")
+        du.add_argument("--user", required=True)
+        du.add_argument("--missing-ok", action="store_true")
         sub.add_parser("list-users")
 
     def handle(self, *args, action, **opts):
@@ -59,6 +63,17 @@ class Command(BaseCommand):
                 user.set_password(password)
                 user.save(update_fields=["password"])
                 self.stdout.write(password if not opts["password"] else f"password set for {user.username}")
+            elif action == "deactivate-user":
+                from hub.accounts.models import User
+
+                user = User.objects.filter(username=opts["user"]).first()
+                if user is None:
+                    if not opts["missing_ok"]:
+                        raise CommandError(f"no user {opts['user']!r}")
+                    self.stdout.write(f"no user {opts['user']}")
+                    return
+                revoked = services.user_deactivate(user=user)
+                self.stdout.write(f"deactivated {user.username}: {revoked} token(s) revoked")
             elif action == "list-users":
                 from hub.accounts.models import User
 
