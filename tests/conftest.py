@@ -2,19 +2,13 @@
 
 Service fixtures (ClickHouse server, the Elasticsearch-compatible server) live in
 tests/fixtures_services.py and start real processes on free loopback ports. The hub's data
-dir for the whole session is a fresh temporary folder, set before Django reads settings.
+dir for the whole session is a fresh temporary folder, set before Django reads settings
+(``tests/pytest_env.py``, loaded with ``-p``).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-
-_SESSION_DATA = tempfile.mkdtemp(prefix="hub-test-")
-os.environ.setdefault("HUB_DATA_DIR", _SESSION_DATA)
-os.environ.setdefault("HUB_BLOB_FSYNC", "0")
-
-import pytest  # noqa: E402
+import pytest
 
 pytest_plugins = ["tests.fixtures_services"]
 
