@@ -2,8 +2,8 @@
 ``elasticsearch`` client).
 
 The index is derived: the relational DB is canonical and a management command rebuilds
-everything without downtime (:meth:`SearchIndex.rebuild`). Document layout -- params stored as keyword AND double,
-``subobjects: false`` so dotted names never conflict -- is described in
+everything without downtime (:meth:`SearchIndex.rebuild`). Document layout -- a fixed, non-dynamic mapping with every user key (param,
+metric, config key) inside ``flattened`` fields, numbers as order-preserving text -- is described in
 ``hub/stores/_search_layout.py``; the user query language that targets it is
 ``hub/tracking/query.py``.
 
@@ -57,12 +57,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hub.stores._search_layout import (
+    LAYOUT_VERSION,
+    PARAM_PAIRS,
     PARAMS,
     PARAMS_NUM,
     SUMMARY,
+    decode_number,
+    decode_numbers,
+    encode_number,
     facet_field,
     flatten_params,
     flatten_summary,
+    is_number,
     sort_field,
     split_params,
 )
@@ -91,41 +97,18 @@ class SearchUnavailable(SearchError):
         self.retry_after = retry_after
 
 
-def _double_templates(prefix: str) -> list[dict[str, Any]]:
-    # One template per JSON number type: without match_mapping_type a template would also
-    # match the object itself and map it as a double.
-    return [
-        {
-            f"{prefix}_{kind}": {
-                "path_match": f"{prefix}.*",
-                "match_mapping_type": kind,
-                "mapping": {"type": "double"},
-            }
-        }
-        for kind in ("long", "double")
-    ]
-
-
-def _keyword_template(prefix: str) -> dict[str, Any]:
-    return {
-        f"{prefix}_keyword": {
-            "path_match": f"{prefix}.*",
-            "match_mapping_type": "string",
-            "mapping": {"type": "keyword", "ignore_above": 1024},
-        }
-    }
-
-
-_FLAT = {"type": "object", "subobjects": False}
+# Every user key lives inside one of these (see _search_layout): the mapping is the same
+# whatever users send. The documents we build are flat (dotted keys), so depth 2 is slack.
+_FLATTENED = {"type": "flattened", "depth_limit": 2, "ignore_above": 1024}
 _KEYWORD = {"type": "keyword"}
+_PAIRS = {"type": "keyword", "ignore_above": 2048}
 _DATE = {"type": "date"}
 
+# ``dynamic: false``: a field this code does not list stays in ``_source`` and is not mapped,
+# so no document can add a field to the mapping.
 RUN_MAPPINGS: dict[str, Any] = {
-    "dynamic_templates": [
-        _keyword_template(PARAMS),
-        *_double_templates(PARAMS_NUM),
-        *_double_templates(SUMMARY),
-    ],
+    "dynamic": False,
+    "_meta": {"layout_version": LAYOUT_VERSION},
     "properties": {
         "id": _KEYWORD,
         "project": _KEYWORD,
@@ -141,22 +124,22 @@ RUN_MAPPINGS: dict[str, Any] = {
         "updated_at": _DATE,
         "started_at": _DATE,
         "finished_at": _DATE,
-        PARAMS: _FLAT,
-        PARAMS_NUM: _FLAT,
-        SUMMARY: _FLAT,
+        "ended_at": _DATE,
+        PARAMS: _FLATTENED,
+        PARAMS_NUM: _FLATTENED,
+        PARAM_PAIRS: _PAIRS,
+        SUMMARY: _FLATTENED,
     },
 }
 
 COMMIT_MAPPINGS: dict[str, Any] = {
-    "dynamic_templates": [
-        _keyword_template("config"),
-        *_double_templates("config_num"),
-        *_double_templates("eval"),
-    ],
+    "dynamic": False,
+    "_meta": {"layout_version": LAYOUT_VERSION},
     "properties": {
         "id": _KEYWORD,
         "project": _KEYWORD,
         "repo": _KEYWORD,
+        "sha": _KEYWORD,
         "branches": _KEYWORD,  # branch heads pointing at this commit
         "tags": _KEYWORD,
         "parents": _KEYWORD,
@@ -165,13 +148,21 @@ COMMIT_MAPPINGS: dict[str, Any] = {
         "created_at": _DATE,
         "job": _KEYWORD,
         "run": _KEYWORD,
-        "config": _FLAT,
-        "config_num": _FLAT,
-        "eval": _FLAT,  # "<suite>.<metric>" -> double
+        "config": _FLATTENED,
+        "config_num": _FLATTENED,
+        "config_pairs": _PAIRS,
+        "eval": _FLATTENED,  # "<suite>.<metric>" -> encode_number(value)
     },
 }
 
-_SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0}
+_SETTINGS = {
+    "number_of_shards": 1,
+    "number_of_replicas": 0,
+    # Backstops: the mappings above have about 30 fields and depth 2, and are not dynamic.
+    "index.mapping.total_fields.limit": 100,
+    "index.mapping.depth.limit": 3,
+    "index.mapping.nested_fields.limit": 0,
+}
 
 #: The suffix of the concrete indices :meth:`SearchIndex.ensure_indices` creates on a fresh
 #: system; rebuilds use a UTC timestamp (``%Y%m%d%H%M%S%f``), so suffixes are all digits.
@@ -194,7 +185,7 @@ def run_document(doc: Mapping[str, Any]) -> dict[str, Any]:
         raise SearchError("a run document needs an id")
     out = {k: v for k, v in doc.items() if k not in (PARAMS, SUMMARY)}
     out["id"] = str(doc["id"])
-    out[PARAMS], out[PARAMS_NUM] = split_params(flatten_params(doc.get(PARAMS) or {}))
+    out[PARAMS], out[PARAMS_NUM], out[PARAM_PAIRS] = split_params(flatten_params(doc.get(PARAMS) or {}))
     out[SUMMARY] = flatten_summary(doc.get(SUMMARY) or {})
     return out
 
@@ -206,22 +197,34 @@ def commit_document(doc: Mapping[str, Any]) -> dict[str, Any]:
         raise SearchError("a commit document needs an id")
     out = {k: v for k, v in doc.items() if k not in ("config", "eval")}
     out["id"] = str(doc["id"])
-    out["config"], out["config_num"] = split_params(flatten_params(doc.get("config") or {}))
+    out["config"], out["config_num"], out["config_pairs"] = split_params(
+        flatten_params(doc.get("config") or {})
+    )
     out["eval"] = {
-        f"{suite}.{metric}": float(value)
+        f"{suite}.{metric}": encode_number(value)
         for suite, metrics in (doc.get("eval") or {}).items()
+        if isinstance(metrics, Mapping)
         for metric, value in metrics.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
+        if is_number(value)
     }
+    return out
+
+
+def _commit_source(source: Mapping[str, Any]) -> dict[str, Any]:
+    """Indexed commit -> what callers see: numbers decoded, the pairs left out."""
+    out = {k: v for k, v in source.items() if k not in ("config_num", "config_pairs", "eval")}
+    out["config_num"] = {k: decode_numbers(v) for k, v in (source.get("config_num") or {}).items()}
+    out["eval"] = {k: decode_number(v) for k, v in (source.get("eval") or {}).items()}
     return out
 
 
 def _run_source(source: Mapping[str, Any]) -> dict[str, Any]:
     """Indexed document -> what the API shows: params back to one flat dict with numbers as
     numbers, summary back to ``{key: {stat: value}}``."""
-    out = {k: v for k, v in source.items() if k not in (PARAMS, PARAMS_NUM, SUMMARY)}
+    out = {k: v for k, v in source.items() if k not in (PARAMS, PARAMS_NUM, PARAM_PAIRS, SUMMARY)}
     params: dict[str, Any] = dict(source.get(PARAMS) or {})
-    for key, number in (source.get(PARAMS_NUM) or {}).items():
+    for key, encoded in (source.get(PARAMS_NUM) or {}).items():
+        number = decode_numbers(encoded)
         text = params.get(key)
         # Doubles come back as floats; the keyword side remembers whether it was an int.
         if isinstance(text, str) and text.lstrip("-").isdigit():
@@ -232,7 +235,7 @@ def _run_source(source: Mapping[str, Any]) -> dict[str, Any]:
     summary: dict[str, dict[str, float]] = {}
     for path, value in (source.get(SUMMARY) or {}).items():
         key, _, stat = path.rpartition(".")
-        summary.setdefault(key, {})[stat] = value
+        summary.setdefault(key, {})[stat] = decode_number(value)
     out[SUMMARY] = summary
     return out
 
@@ -320,14 +323,22 @@ class SearchIndex:
             priority=500,
         )
 
-    def ensure_indices(self) -> None:
+    def ensure_indices(self) -> list[str]:
         """Templates, and on a fresh system generation-1 concrete indices behind the aliases
         (idempotent; the migration step). An existing alias is left as it is, and so is a
         plain index named like the alias (a system from before the aliases: it keeps serving,
-        and the next :meth:`rebuild` turns it into a generation behind an alias)."""
+        and the next :meth:`rebuild` turns it into a generation behind an alias).
+
+        Returns the aliases whose indices have another layout than this code's
+        (``LAYOUT_VERSION`` in their mapping ``_meta``, absent before version 2): they keep
+        serving, with wrong answers for the new query forms, until a :meth:`rebuild`
+        (``manage.py search_init`` runs one for them)."""
+        stale: list[str] = []
         for alias, mappings in self._specs():
             self._put_template(alias, mappings)
             if self._call(self._es.indices.exists, index=alias):  # an alias or a plain index
+                if self.layout_version(alias) != LAYOUT_VERSION:
+                    stale.append(alias)
                 continue
             try:
                 self._call(
@@ -342,6 +353,21 @@ class SearchIndex:
                 # alias, so there is still exactly one index behind the alias.
                 if "resource_already_exists" not in str(exc):
                     raise
+        return stale
+
+    def layout_version(self, alias: str) -> int | None:
+        """The oldest ``LAYOUT_VERSION`` among the indices behind ``alias`` (``None``: an
+        index from before versions were recorded, or no index)."""
+        found = self._call(self._es.options(ignore_status=404).indices.get_mapping, index=alias)
+        if not found or "error" in found:
+            return None
+        versions = [
+            (body.get("mappings") or {}).get("_meta", {}).get("layout_version")
+            for body in found.values()
+        ]
+        if any(not isinstance(v, int) for v in versions):
+            return None
+        return min(versions) if versions else None
 
     def _alias_targets(self, alias: str) -> tuple[list[str], bool]:
         """``(indices, is_alias)``: the concrete indices behind ``alias``; ``([alias], False)``
@@ -664,7 +690,7 @@ class SearchIndex:
         total = response["hits"]["total"]
         return SearchResult(
             hits=[
-                SearchHit(h["_id"], h.get("_score"), h.get("sort"), h.get("_source") or {})
+                SearchHit(h["_id"], h.get("_score"), h.get("sort"), _commit_source(h.get("_source") or {}))
                 for h in response["hits"]["hits"]
             ],
             total=int(total["value"]),

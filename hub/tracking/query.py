@@ -27,7 +27,7 @@ What each term becomes (see ``hub/stores/_search_layout.py`` for the document la
 
 - ``params.x:4`` matches the keyword ``"4"`` OR the number 4 (so ``4``, ``4.0`` and
   ``"4"`` all match); ``params.x:adam`` is a keyword term; comparisons and ranges are numeric.
-- ``summary.k:<2.1`` is a range on the double ``summary.k.last``.
+- ``summary.k:<2.1`` is a range on the encoded number ``summary.k.last``.
 - keyword fields take terms, wildcards and (string) ranges; ``name``/``notes`` take analysed
   matches, phrases and wildcards; dates take comparisons and ranges.
 
@@ -44,12 +44,16 @@ from typing import Any
 
 from hub.stores._search_layout import (
     FREE_TEXT_FIELDS,
+    PARAM_PAIRS,
     PARAMS,
     PARAMS_NUM,
     RUN_DATE_FIELDS,
     RUN_KEYWORD_FIELDS,
     RUN_TEXT_FIELDS,
     SUMMARY,
+    numeric_range,
+    numeric_term,
+    pair_pattern,
     summary_field,
 )
 
@@ -445,6 +449,22 @@ def _bool(**clauses: list[dict[str, Any]]) -> dict[str, Any]:
     return {"bool": body}
 
 
+def _numeric_range(field: str, term: Term) -> dict[str, Any]:
+    """A comparison or range on an encoded number (see ``_search_layout.numeric_range``)."""
+    if term.op == "range":
+        low = None if term.value is None else float(term.value)
+        high = None if term.upper is None else float(term.upper)
+        return numeric_range(
+            field,
+            gte=low if term.include_lower else None,
+            gt=None if term.include_lower else low,
+            lte=high if term.include_upper else None,
+            lt=None if term.include_upper else high,
+        )
+    assert term.value is not None
+    return numeric_range(field, **{term.op: float(term.value)})
+
+
 def _range_body(term: Term, convert: Any) -> dict[str, Any]:
     if term.op == "range":
         body: dict[str, Any] = {}
@@ -464,23 +484,25 @@ def _term_dsl(term: Term) -> dict[str, Any]:
         if op == "exists":
             return {"exists": {"field": keyword}}
         if op == "wildcard":
-            return {"wildcard": {keyword: {"value": value}}}
+            assert value is not None
+            # Elasticsearch has no wildcard on a flattened sub-key: the key/value pairs do.
+            return {"wildcard": {PARAM_PAIRS: {"value": pair_pattern(name, value)}}}
         if op == "phrase":
             return {"term": {keyword: value}}
         if op == "eq":
             assert value is not None
             if _is_number(value):
-                return _bool(should=[{"term": {keyword: value}}, {"term": {number: float(value)}}])
+                return _bool(should=[{"term": {keyword: value}}, numeric_term(number, float(value))])
             return {"term": {keyword: value}}
-        return {"range": {number: _range_body(term, float)}}
+        return _numeric_range(number, term)
     if term.kind == "summary":
         target = summary_field(field[len(SUMMARY) + 1 :])
         if op == "exists":
             return {"exists": {"field": target}}
         if op in {"eq", "phrase"}:
             assert value is not None
-            return {"term": {target: float(value)}}
-        return {"range": {target: _range_body(term, float)}}
+            return numeric_term(target, float(value))
+        return _numeric_range(target, term)
     if term.kind == "keyword":
         if op == "exists":
             return {"exists": {"field": field}}

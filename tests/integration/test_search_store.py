@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from hub.stores._search_layout import numeric_range, numeric_term
 from hub.stores.search import SearchError, SearchIndex, SearchUnavailable
 from hub.tracking.query import compile_query
 from tests.fixtures_services import free_port
@@ -200,11 +201,13 @@ def test_commits_index(search_index):
         },
         refresh=True,
     )
-    result = search_index.search_commits({"range": {"eval.wikitext.ppl": {"lt": 13}}})
+    result = search_index.search_commits(numeric_range("eval.wikitext.ppl", lt=13))
     assert [h.id for h in result.hits] == ["c1"]
-    # 4.0, not 4: noida-db matches a term on a double field only with a JSON float
-    result = search_index.search_commits({"term": {"config_num.moe.top_k": 4.0}})
+    assert result.hits[0].source["eval"] == {"wikitext.ppl": 12.5}
+    result = search_index.search_commits(numeric_term("config_num.moe.top_k", 4))
     assert result.total == 1
+    assert result.hits[0].source["config_num"] == {"moe.top_k": 4.0}
+    assert search_index.search_commits(numeric_range("config_num.moe.top_k", gt=4)).total == 0
 
 
 def test_ensure_indices_is_idempotent(search_index):

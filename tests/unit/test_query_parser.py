@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.stores._search_layout import flatten_params, split_params
+from hub.stores._search_layout import (
+    decode_number,
+    encode_number,
+    flatten_params,
+    numeric_range,
+    numeric_term,
+    pair_pattern,
+    split_params,
+)
 from hub.tracking.query import (
     And,
     Not,
@@ -41,12 +49,12 @@ def test_issue_example_compiles_to_one_bool_must():
         "bool": {
             "should": [
                 {"term": {"params.moe.top_k": "4"}},
-                {"term": {"params_num.moe.top_k": 4.0}},
+                numeric_term("params_num.moe.top_k", 4.0),
             ],
             "minimum_should_match": 1,
         }
     }
-    assert must[1] == {"range": {"summary.val_loss.last": {"lt": 2.1}}}
+    assert must[1] == numeric_range("summary.val_loss.last", lt=2.1)
     assert must[2] == {"term": {"tags": "baseline"}}
     assert must[3] == {"term": {"status": "finished"}}
 
@@ -108,29 +116,23 @@ def test_keyword_prefix_is_not_an_operator():
     ],
 )
 def test_comparisons_are_numeric_ranges(text, expected):
-    assert compile_query(text) == {"range": {"summary.loss.last": expected}}
+    assert compile_query(text) == numeric_range("summary.loss.last", **expected)
 
 
 def test_summary_stat_suffix_selects_the_statistic():
-    assert compile_query("summary.val/loss.min:<2") == {
-        "range": {"summary.val/loss.min": {"lt": 2.0}}
-    }
+    assert compile_query("summary.val/loss.min:<2") == numeric_range("summary.val/loss.min", lt=2.0)
 
 
 def test_summary_key_with_dots_keeps_last_by_default():
-    assert compile_query("summary.moe.aux_loss:>0") == {
-        "range": {"summary.moe.aux_loss.last": {"gt": 0.0}}
-    }
+    assert compile_query("summary.moe.aux_loss:>0") == numeric_range("summary.moe.aux_loss.last", gt=0.0)
 
 
 def test_inclusive_and_exclusive_ranges():
-    assert compile_query("params.lr:[0.001 TO 0.01}") == {
-        "range": {"params_num.lr": {"gte": 0.001, "lt": 0.01}}
-    }
+    assert compile_query("params.lr:[0.001 TO 0.01}") == numeric_range("params_num.lr", gte=0.001, lt=0.01)
 
 
 def test_open_range_bound():
-    assert compile_query("params.layers:[4 TO *]") == {"range": {"params_num.layers": {"gte": 4.0}}}
+    assert compile_query("params.layers:[4 TO *]") == numeric_range("params_num.layers", gte=4.0)
 
 
 def test_keyword_range_on_strings():
@@ -152,9 +154,11 @@ def test_quoted_value_is_exact():
 
 
 def test_wildcard_value():
+    # Elasticsearch has no wildcard query on a flattened sub-key: the key/value pairs take it
     assert compile_query("params.optimizer:adam*") == {
-        "wildcard": {"params.optimizer": {"value": "adam*"}}
+        "wildcard": {"param_pairs": {"value": pair_pattern("optimizer", "adam*")}}
     }
+    assert pair_pattern("a*b", "x?") == "a\\*b\x1fx?"
 
 
 def test_lone_star_means_field_exists():
@@ -189,9 +193,7 @@ def test_name_wildcard_uses_the_raw_keyword():
 
 
 def test_negative_number_value():
-    assert compile_query("params.shift:-1")["bool"]["should"][1] == {
-        "term": {"params_num.shift": -1.0}
-    }
+    assert compile_query("params.shift:-1")["bool"]["should"][1] == numeric_term("params_num.shift", -1.0)
 
 
 @pytest.mark.parametrize(
@@ -248,9 +250,10 @@ def test_flatten_params_dots_nested_keys_and_keeps_lists():
 
 
 def test_split_params_keeps_numbers_twice_and_booleans_as_keywords():
-    keywords, numbers = split_params({"k": 4, "lr": 0.001, "opt": "adam", "flag": True})
+    keywords, numbers, pairs = split_params({"k": 4, "lr": 0.001, "opt": "adam", "flag": True})
     assert keywords == {"k": "4", "lr": "0.001", "opt": "adam", "flag": "true"}
-    assert numbers == {"k": 4.0, "lr": 0.001}
+    assert numbers == {"k": encode_number(4.0), "lr": encode_number(0.001)}
+    assert pairs == ["k\x1f4", "lr\x1f0.001", "opt\x1fadam", "flag\x1ftrue"]
 
 
 QUERY_ALPHABET = st.sampled_from(
@@ -298,3 +301,12 @@ def test_arbitrary_unicode_never_crashes(text):
 def test_term_positions_are_recorded():
     node = parse_query("  tags:x")
     assert isinstance(node, Term) and node.position == 2 and node.value_position == 7
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.floats(allow_nan=False), st.floats(allow_nan=False))
+def test_encoded_numbers_sort_as_the_numbers_and_decode_exactly(a, b):
+    ea, eb = encode_number(a), encode_number(b)
+    assert len(ea) == len(eb) == 16 and ea.isalpha()
+    assert (ea < eb) == (a < b) and (ea == eb) == (a == b)
+    assert decode_number(ea) == a
