@@ -182,6 +182,17 @@ HUB_MERGE_MAX_VIRTUAL_MERGES = _env_int("HUB_MERGE_MAX_VIRTUAL_MERGES", 64)
 # fsync each chunk before it becomes visible (durability over raw speed).
 HUB_BLOB_FSYNC = _env_bool("HUB_BLOB_FSYNC", True)
 
+# --- tracking limits (documented, with their error codes, in hub/common/limits.py) ---------
+HUB_MAX_METRIC_KEYS_PER_RUN = _env_int("HUB_MAX_METRIC_KEYS_PER_RUN", 10_000)
+HUB_MAX_PARAMS_PER_RUN = _env_int("HUB_MAX_PARAMS_PER_RUN", 5_000)
+HUB_MAX_PARAM_VALUE_CHARS = _env_int("HUB_MAX_PARAM_VALUE_CHARS", 6_000)
+HUB_MAX_KEY_CHARS = _env_int("HUB_MAX_KEY_CHARS", 250)
+HUB_MAX_TAGS_PER_RUN = _env_int("HUB_MAX_TAGS_PER_RUN", 100)
+HUB_MAX_TAG_CHARS = _env_int("HUB_MAX_TAG_CHARS", 100)
+HUB_MAX_PARAMS_DEPTH = _env_int("HUB_MAX_PARAMS_DEPTH", 20)
+HUB_MAX_REQUEST_BYTES = _env_int("HUB_MAX_REQUEST_BYTES", 16 * 1024 * 1024)
+HUB_MAX_METRICS_REQUEST_BYTES = _env_int("HUB_MAX_METRICS_REQUEST_BYTES", 64 * 1024 * 1024)
+
 # --- jobs ----------------------------------------------------------------------------------
 # A running job whose worker has not sent a heartbeat for this long is marked lost. Workers
 # beat every 2 s; with the reaper's period this marks a dead worker's job lost within 40 s.

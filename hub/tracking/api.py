@@ -17,12 +17,17 @@ from rest_framework.views import APIView
 
 from hub.accounts import selectors as accounts
 from hub.accounts.models import Role
-from hub.common.errors import InvalidInput, NotAuthenticated, PayloadTooLarge
+from hub.common.errors import InvalidInput, NotAuthenticated
+from hub.common.limits import BoundedJSONParser, limit, loads, read_body, request_too_large
 from hub.common.renderers import FastJSONRenderer
 from hub.tracking import ingest, report, selectors, services
 from hub.tracking.models import Project, Run
 
-MAX_BODY = 64 * 1024 * 1024
+
+class _RunJSONParser(BoundedJSONParser):
+    """Run bodies: at most ``HUB_MAX_REQUEST_BYTES``; params are their only deep part."""
+
+    too_deep_code = "params_too_deep"
 
 
 def project_out(p: Project) -> dict:
@@ -104,11 +109,13 @@ class ProjectListCreateApi(APIView):
 
 
 class ProjectRunsApi(APIView):
+    parser_classes = [_RunJSONParser]
+
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(required=False, allow_null=True, max_length=200)
         group = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
         params = serializers.JSONField(required=False, default=dict)
-        tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
+        tags = serializers.ListField(child=serializers.CharField(), required=False, default=list)
         notes = serializers.CharField(required=False, default="", allow_blank=True, max_length=100_000)
         run_id = serializers.CharField(required=False, allow_null=True, help_text="client-chosen id: idempotent create")
         commit = serializers.CharField(required=False, allow_blank=True, default="", help_text="ns/repo@sha")
@@ -146,13 +153,15 @@ class ProjectRunsApi(APIView):
 
 
 class RunDetailApi(APIView):
+    parser_classes = [_RunJSONParser]
+
     class PatchSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=Run.Status.values, required=False)
         name = serializers.CharField(required=False, max_length=200)
         group = serializers.CharField(required=False, allow_blank=True, max_length=200)
         notes = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
-        add_tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
-        remove_tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+        add_tags = serializers.ListField(child=serializers.CharField(), required=False)
+        remove_tags = serializers.ListField(child=serializers.CharField(), required=False)
         commit = serializers.CharField(required=False, allow_blank=True, help_text="ns/repo@sha (lineage)")
         job_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
 
@@ -178,6 +187,8 @@ class RunDetailApi(APIView):
 
 
 class RunParamsApi(APIView):
+    parser_classes = [_RunJSONParser]
+
     class InputSerializer(serializers.Serializer):
         params = serializers.JSONField()
 
@@ -199,12 +210,8 @@ class _BinaryOrJsonParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         if media_type and media_type.startswith(ingest.BINARY_CONTENT_TYPE):
             return None
-        try:
-            return json.loads(stream.read().decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            from rest_framework.exceptions import ParseError
-
-            raise ParseError(f"JSON parse error - {e}") from e
+        return loads(read_body(stream, parser_context, limit("HUB_MAX_METRICS_REQUEST_BYTES")),
+                     too_deep_code="invalid_batch")
 
 
 class RunMetricsApi(APIView):
@@ -220,13 +227,17 @@ class RunMetricsApi(APIView):
     )
     def post(self, request, run_id):
         run = selectors.run_for(request, run_id=run_id, role=Role.WRITE)
+        max_body, max_key = limit("HUB_MAX_METRICS_REQUEST_BYTES"), limit("HUB_MAX_KEY_CHARS")
         length = int(request.META.get("CONTENT_LENGTH") or 0)
-        if length > MAX_BODY:
-            raise PayloadTooLarge(f"Request bodies are limited to {MAX_BODY} bytes.", code="batch_too_large")
+        if length > max_body:
+            raise request_too_large(max_body, length)
         if (request.content_type or "").startswith(ingest.BINARY_CONTENT_TYPE):
-            batch = ingest.decode_binary(request._request.read(MAX_BODY + 1))
+            body = request._request.read(max_body + 1)
+            if len(body) > max_body:
+                raise request_too_large(max_body)
+            batch = ingest.decode_binary(body, max_key=max_key)
         else:
-            batch = ingest.decode_json(request.data)
+            batch = ingest.decode_json(request.data, max_key=max_key)
         return Response(services.metrics_ingest(run=run, batch=batch))
 
 

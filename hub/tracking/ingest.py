@@ -4,8 +4,9 @@ encoding, checked with NumPy so a 100,000-point batch validates in about a milli
 Policy, enforced for every point of a batch before anything is written (a batch is all or
 nothing, so a client may retry it safely):
 
-- keys: 1–250 characters of ``A-Z a-z 0-9 _ . - / :`` (``system/`` is the prefix of
-  system metrics);
+- keys: 1–``max_key`` (the hub passes ``HUB_MAX_KEY_CHARS``, 250 by default) characters of
+  ``A-Z a-z 0-9 _ . - / :`` (``system/`` is the prefix of system metrics); a longer key is
+  ``key_too_long``;
 - steps: integers in [0, 2^53);
 - values: finite numbers. NaN and ±Inf are refused with ``non_finite_value`` (listing where):
   a store of summaries and downsampled min/max cannot keep them honest, and a silent drop
@@ -28,7 +29,7 @@ from hub.tracking import wire
 
 MAX_POINTS = 200_000
 MAX_KEY = 250
-KEY_RE = re.compile(r"^[A-Za-z0-9_.\-/:]{1,250}$")
+KEY_RE = re.compile(r"^[A-Za-z0-9_.\-/:]+$")
 BINARY_CONTENT_TYPE = wire.CONTENT_TYPE
 
 
@@ -48,7 +49,7 @@ class Batch:
         return np.asarray(self.keys, dtype=object)[self.key_index]
 
 
-def decode_binary(body: bytes) -> Batch:
+def decode_binary(body: bytes, *, max_key: int = MAX_KEY) -> Batch:
     try:
         keys, ki, step, t, v = wire.decode(body, max_points=MAX_POINTS)
     except OverflowError as e:
@@ -56,10 +57,10 @@ def decode_binary(body: bytes) -> Batch:
                               code="batch_too_large") from e
     except ValueError as e:
         raise InvalidInput(f"Malformed binary batch: {e}", code="invalid_batch") from None
-    return validate(Batch(keys, ki, step, t, v))
+    return validate(Batch(keys, ki, step, t, v), max_key=max_key)
 
 
-def decode_json(data) -> Batch:
+def decode_json(data, *, max_key: int = MAX_KEY) -> Batch:
     """``{"key": [...] | "one key", "step": [...], "value": [...], "time": [...] | null}``"""
     if not isinstance(data, dict):
         raise InvalidInput("Send {key, step, value[, time]} columns.", code="invalid_batch")
@@ -91,19 +92,23 @@ def decode_json(data) -> Batch:
     except (OverflowError, TypeError, ValueError) as e:
         raise InvalidInput(f"Bad number in batch: {e}", code="invalid_batch") from None
     ki = np.fromiter((lookup[k] for k in keys_col), dtype=np.uint32, count=n)
-    return validate(Batch(distinct, ki, step, t, value))
+    return validate(Batch(distinct, ki, step, t, value), max_key=max_key)
 
 
-def validate(b: Batch) -> Batch:
+def validate(b: Batch, *, max_key: int = MAX_KEY) -> Batch:
     n = len(b)
     if n == 0:
         raise InvalidInput("Empty batch.", code="empty_batch")
     if n > MAX_POINTS:
         raise PayloadTooLarge(f"At most {MAX_POINTS} points per request; split the batch.", code="batch_too_large",
                               details={"max_points": MAX_POINTS, "points": n})
+    long = [k[:60] for k in b.keys if len(k) > max_key]
+    if long:
+        raise InvalidInput(f"Metric keys are at most {max_key} characters.", code="key_too_long",
+                           details={"limit": max_key, "keys": long[:20]})
     bad = [k for k in b.keys if not KEY_RE.match(k)]
     if bad:
-        raise InvalidInput(f"Invalid metric key(s): use 1-{MAX_KEY} of A-Z a-z 0-9 _ . - / :", code="invalid_key",
+        raise InvalidInput(f"Invalid metric key(s): use 1-{max_key} of A-Z a-z 0-9 _ . - / :", code="invalid_key",
                            details={"keys": bad[:20]})
     if b.key_index.size and int(b.key_index.max()) >= len(b.keys):
         raise InvalidInput("Key index out of range.", code="invalid_batch")

@@ -10,16 +10,17 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from hub.common.errors import Conflict, InvalidInput, ServiceUnavailable
+from hub.common.limits import limit, nesting_depth
 from hub.common.validation import validate_slug
-from hub.stores._search_layout import flatten_params
+from hub.stores._search_layout import flatten_params, keyword_text
 from hub.stores.metrics import MetricsStoreError, MetricsStoreUnavailable, get_metrics_store
 from hub.tracking import indexing
 from hub.tracking.ingest import Batch, merge_summary, summarize
 from hub.tracking.models import Project, Run
 
 RUN_ID = re.compile(r"^[a-z0-9]{8,32}$")
-MAX_TAGS = 100
-MAX_PARAMS = 10_000
+# Control characters in a key: never meant, and U+001F separates key and value in the index.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @transaction.atomic
@@ -36,28 +37,66 @@ def project_get_or_create(*, namespace, name: str, private: bool = False, descri
 
 
 def _clean_tags(tags) -> list[str]:
+    """Tags as stored: deduplicated, in order. Limits: ``HUB_MAX_TAGS_PER_RUN`` tags of at
+    most ``HUB_MAX_TAG_CHARS`` characters each (``hub/common/limits.py``)."""
     if tags is None:
         return []
-    if not isinstance(tags, list) or not all(isinstance(t, str) and 0 < len(t) <= 100 for t in tags):
-        raise InvalidInput("Tags must be a list of 1-100 character strings.", code="invalid_tags")
-    if len(tags) > MAX_TAGS:
-        raise InvalidInput(f"At most {MAX_TAGS} tags.", code="invalid_tags")
-    return list(dict.fromkeys(tags))
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+        raise InvalidInput("Tags must be a list of non-empty strings.", code="invalid_tags")
+    max_chars, max_tags = limit("HUB_MAX_TAG_CHARS"), limit("HUB_MAX_TAGS_PER_RUN")
+    long = [t[:60] for t in tags if len(t) > max_chars]
+    if long:
+        raise InvalidInput(f"Tags are at most {max_chars} characters.", code="tag_too_long",
+                           details={"limit": max_chars, "tags": long[:20]})
+    tags = list(dict.fromkeys(tags))
+    if len(tags) > max_tags:
+        raise InvalidInput(f"A run has at most {max_tags} tags; this would make {len(tags)}.",
+                           code="too_many_tags", details={"limit": max_tags, "tags": len(tags)})
+    return tags
+
+
+def _param_value_chars(value) -> int:
+    if isinstance(value, list):
+        return sum(len(keyword_text(v)) + 1 for v in value)
+    return len(keyword_text(value)) if isinstance(value, str | int | float | bool) else len(str(value))
 
 
 def _flat_params(params) -> dict:
+    """Params flattened to dotted keys, checked against the limits of ``hub/common/limits.py``
+    (depth before flattening, which recurses; then keys, values and count) -- all before
+    anything is written."""
     if params is None:
         return {}
     if not isinstance(params, dict):
         raise InvalidInput("Params must be a JSON object (nested objects are flattened with dots).",
                            code="invalid_params")
+    max_depth = limit("HUB_MAX_PARAMS_DEPTH")
+    depth = nesting_depth(params)
+    if depth > max_depth:
+        raise InvalidInput(f"Params nest at most {max_depth} levels deep; these nest {depth}.",
+                           code="params_too_deep", details={"limit": max_depth, "depth": depth})
     flat = flatten_params(params)
-    if len(flat) > MAX_PARAMS:
-        raise InvalidInput(f"At most {MAX_PARAMS} params.", code="invalid_params")
-    for k in flat:
-        if not k or len(k) > 250:
-            raise InvalidInput(f"Param keys must be 1-250 characters: {k[:60]!r}", code="invalid_params")
+    max_key, max_value = limit("HUB_MAX_KEY_CHARS"), limit("HUB_MAX_PARAM_VALUE_CHARS")
+    for k, v in flat.items():
+        if not k or _CONTROL.search(k):
+            raise InvalidInput(f"Param keys must be non-empty, without control characters: {k[:60]!r}",
+                               code="invalid_params")
+        if len(k) > max_key:
+            raise InvalidInput(f"Keys are at most {max_key} characters (dotted, after flattening): {k[:60]!r}...",
+                               code="key_too_long", details={"limit": max_key, "length": len(k)})
+        if _param_value_chars(v) > max_value:
+            raise InvalidInput(f"Param values are at most {max_value} characters; {k[:60]!r} is larger "
+                               "(log large values as artifacts).",
+                               code="param_value_too_large", details={"limit": max_value, "key": k[:250]})
+    _check_param_count(len(flat))
     return flat
+
+
+def _check_param_count(count: int) -> None:
+    max_params = limit("HUB_MAX_PARAMS_PER_RUN")
+    if count > max_params:
+        raise InvalidInput(f"A run has at most {max_params} params; this would make {count}.",
+                           code="too_many_params", details={"limit": max_params, "params": count})
 
 
 def _param_conflicts(logged: dict, new: dict) -> dict:
@@ -109,6 +148,7 @@ def _run_resume(run: Run, *, project: Project, params: dict, tags: list[str]) ->
         run = Run.objects.select_for_update().select_related("project__namespace", "user").get(pk=run.pk)
         _raise_param_conflicts(_param_conflicts(run.params, params))
         fields = ["updated_at"]
+        _check_param_count(len(run.params.keys() | params.keys()))
         if any(k not in run.params for k in params):
             run.params = {**run.params, **params}
             fields.append("params")
@@ -128,6 +168,7 @@ def run_log_params(*, run: Run, params: dict) -> Run:
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run.pk)
         _raise_param_conflicts(_param_conflicts(run.params, flat))
+        _check_param_count(len(run.params.keys() | flat.keys()))
         if any(k not in run.params for k in flat):
             run.params = {**run.params, **flat}
             run.save(update_fields=["params", "updated_at"])
@@ -177,12 +218,28 @@ def _store_unavailable(e: MetricsStoreError, what: str) -> ServiceUnavailable:
     return ServiceUnavailable(f"The metrics store refused the request: {e}; {what}", code="metrics_store_error")
 
 
+def _check_metric_keys(summary: dict, keys: list[str]) -> None:
+    max_keys = limit("HUB_MAX_METRIC_KEYS_PER_RUN")
+    new = [k for k in keys if k not in summary]
+    if new and len(summary) + len(new) > max_keys:
+        raise InvalidInput(
+            f"A run has at most {max_keys} distinct metric keys; it has {len(summary)} and this batch "
+            f"adds {len(new)}.", code="too_many_metric_keys",
+            details={"limit": max_keys, "keys_in_run": len(summary), "new_keys": len(new)})
+
+
 def metrics_ingest(*, run: Run, batch: Batch) -> dict:
     """Write a validated batch: the points go to ClickHouse first (idempotent: a retry
     collapses), then the run's summaries move in one DB transaction. If ClickHouse is down
     (including when the store cannot even be created, e.g. at the first request after a
     start) the client gets 503 and nothing changed; if the DB write fails after the insert,
-    the client's retry re-inserts the same rows, which collapse."""
+    the client's retry re-inserts the same rows, which collapse.
+
+    A batch that would take the run over ``HUB_MAX_METRIC_KEYS_PER_RUN`` distinct keys is
+    refused before the insert (``too_many_metric_keys``, nothing written). The check reads
+    the run's keys without a lock, so concurrent batches of one run may overshoot the limit
+    by at most their own new keys."""
+    _check_metric_keys(Run.objects.only("summary").get(pk=run.pk).summary, batch.keys)
     try:
         store = get_metrics_store()
         store.insert_columns(run_id=run.pk, key=batch.key_column(), step=batch.step, wall_time=batch.time,

@@ -103,7 +103,7 @@ def test_downsampling_keeps_a_spike(tracker):
     ({"key": "loss", "step": [1], "value": [float("inf")]}, "non_finite_value"),
     ({"key": "loss", "step": [-1], "value": [1.0]}, "invalid_step"),
     ({"key": "bad key!", "step": [1], "value": [1.0]}, "invalid_key"),
-    ({"key": "x" * 251, "step": [1], "value": [1.0]}, "invalid_key"),
+    ({"key": "x" * 251, "step": [1], "value": [1.0]}, "key_too_long"),
     ({"key": "loss", "step": [1, 2], "value": [1.0]}, "invalid_batch"),
     ({"key": "loss", "step": [1.5], "value": [1.0]}, "invalid_step"),
     ({"key": "loss", "step": [1], "value": ["1"]}, "non_finite_value"),

@@ -1,0 +1,113 @@
+"""Limits on what one request or one run may hold, in one place.
+
+Each limit is a ``HUB_*`` setting (``hub/settings.py`` reads it from the environment) and is
+read at request time, so a deployment (or a test) changes it without code. A request over a
+limit is refused whole, with its own error code, before anything is written to the
+database, the metrics store or the search index.
+
+=============================  ===========  ==========================  =====================
+setting                        default      what                        error (status)
+=============================  ===========  ==========================  =====================
+HUB_MAX_METRIC_KEYS_PER_RUN    10,000       distinct metric keys a run  too_many_metric_keys
+                                            holds (all batches)         (400)
+HUB_MAX_PARAMS_PER_RUN         5,000        params a run holds, after   too_many_params (400)
+                                            flattening to dotted keys
+HUB_MAX_PARAM_VALUE_CHARS      6,000        one param value (a list:    param_value_too_large
+                                            its JSON text)              (400)
+HUB_MAX_KEY_CHARS              250          a param key (dotted) or a   key_too_long (400)
+                                            metric key
+HUB_MAX_TAGS_PER_RUN           100          tags on a run               too_many_tags (400)
+HUB_MAX_TAG_CHARS              100          one tag                     tag_too_long (400)
+HUB_MAX_PARAMS_DEPTH           20           nesting of params (objects  params_too_deep (400)
+                                            and lists)
+HUB_MAX_REQUEST_BYTES          16 MiB       a JSON request body of the  request_too_large
+                                            tracking API                (413)
+HUB_MAX_METRICS_REQUEST_BYTES  64 MiB       a metrics ingest body       request_too_large
+                                            (JSON or binary)            (413)
+=============================  ===========  ==========================  =====================
+
+Not settings: at most 200,000 points per ingest request (``batch_too_large``, 413) and a
+search document's mapping, which is fixed whatever the input (``hub/stores/_search_layout.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from rest_framework.parsers import JSONParser
+
+from hub.common.errors import InvalidInput, PayloadTooLarge
+
+
+def limit(name: str) -> int:
+    """The current value of the ``HUB_*`` limit ``name``."""
+    return int(getattr(settings, name))
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply objects and lists nest in ``value`` (a scalar is 0, ``{"a": 1}`` is 1,
+    ``{"a": [1]}`` is 2). Iterative: no input can exhaust the stack."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def request_too_large(limit_bytes: int, size: int | None = None) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"Request bodies here are limited to {limit_bytes} bytes (HUB setting).",
+        code="request_too_large",
+        details={"limit": limit_bytes, **({"size": size} if size is not None else {})},
+    )
+
+
+def read_body(stream, parser_context: dict | None, limit_bytes: int) -> bytes:
+    """The request body, refused with ``request_too_large`` above ``limit_bytes`` -- by its
+    declared length before reading, or after reading one byte more than allowed."""
+    request = (parser_context or {}).get("request")
+    meta = getattr(request, "META", {}) if request is not None else {}
+    try:
+        declared = int(meta.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit_bytes:
+        raise request_too_large(limit_bytes, declared)
+    body = stream.read(limit_bytes + 1) if stream is not None else b""
+    if len(body) > limit_bytes:
+        raise request_too_large(limit_bytes)
+    return body
+
+
+class BoundedJSONParser(JSONParser):
+    """JSON bodies up to ``HUB_MAX_REQUEST_BYTES``. A body nested deeper than Python's
+    parser can follow is a 400 ``too_deep_code``, not a RecursionError (500); views whose
+    only nested input is params say ``params_too_deep``."""
+
+    max_bytes_setting = "HUB_MAX_REQUEST_BYTES"
+    too_deep_code = "json_too_deep"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        body = read_body(stream, parser_context, limit(self.max_bytes_setting))
+        return loads(body, too_deep_code=self.too_deep_code)
+
+
+def loads(body: bytes, *, too_deep_code: str) -> Any:
+    from rest_framework.exceptions import ParseError
+
+    try:
+        return json.loads(body.decode("utf-8")) if body else {}
+    except RecursionError:
+        raise InvalidInput("The JSON body is nested too deeply.", code=too_deep_code) from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ParseError(f"JSON parse error - {e}") from e
