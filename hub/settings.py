@@ -247,6 +247,14 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    # Every JSON body is bounded (HUB_MAX_REQUEST_BYTES, 413 request_too_large) and a body nested
+    # deeper than the parser follows is a 400, not a RecursionError; forms are bounded by Django's
+    # DATA_UPLOAD_MAX_MEMORY_SIZE. Views with bigger bodies (chunks, metrics) set their own parser.
+    "DEFAULT_PARSER_CLASSES": [
+        "hub.common.limits.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "hub.common.errors.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "hub.common.pagination.Pagination",

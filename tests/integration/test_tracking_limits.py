@@ -259,3 +259,15 @@ def test_search_init_moves_an_index_with_the_old_layout_to_the_fixed_mapping(tra
     r = tracked.get(RUNS_URL, {"q": "params.optimizer:adam* AND params.lr:<0.1"})
     assert [x["id"] for x in r.json()["results"]] == [run["id"]]
     assert idx.ensure_indices() == []
+
+
+@pytest.mark.parametrize("path", ["/api/v1/jobs", "/api/v1/repos"])
+def test_every_json_endpoint_bounds_its_body_and_its_depth(api, path, settings):
+    """Not only the tracker's views: the default parser of every API view is bounded."""
+    client, _ = api
+    settings.HUB_MAX_REQUEST_BYTES = 1024
+    big = client.post(path, data='{"x": "' + "a" * 4096 + '"}', content_type="application/json")
+    assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+    settings.HUB_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+    deep = client.post(path, data="[" * 100_000 + "]" * 100_000, content_type="application/json")
+    assert deep.status_code == 400 and deep.json()["error"]["code"] == "json_too_deep"
