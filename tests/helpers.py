@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from safetensors.numpy import save
 
-from hub.registry.chunking import chunk_bytes
+from hub.shared.chunking import chunk_bytes
 
 
 def st_bytes(tensors: dict[str, np.ndarray], metadata: dict | None = None) -> bytes:

@@ -46,8 +46,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from hub.client import Client, HubClientError, HubUnreachable
-from hub.common.paths import path_problems
-from hub.registry.chunking import chunk_file
+from hub.shared.chunking import chunk_file
+from hub.shared.paths import path_problems
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 
 from hub.common.errors import InvalidInput
-from hub.common.paths import PathRefused, check_path, check_tree
+from hub.shared.paths import PathRefused, check_path, check_tree
 
 _SLUG = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$")
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
@@ -73,7 +73,7 @@ def validate_ref_name(name: str) -> str:
 
 
 def validate_path(path: str) -> str:
-    """A path entering a tree, by the one path rule (:mod:`hub.common.paths`, shared with
+    """A path entering a tree, by the one path rule (:mod:`hub.shared.paths`, shared with
     the SDK and the supervisor): 400 ``invalid_path`` with every reason."""
     try:
         return check_path(path)

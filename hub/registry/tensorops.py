@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hub.registry.chunking import TENSOR_PIECE, chunk_hash
-from hub.registry.tensors import ITEMSIZE, decode, encode
+from hub.shared.chunking import TENSOR_PIECE, chunk_hash
+from hub.shared.tensors import ITEMSIZE, decode, encode
 from hub.stores.blobs import BlobStore
 
 BLOCK_ELEMS = 4 * 1024 * 1024

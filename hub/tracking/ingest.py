@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hub.common.errors import InvalidInput, PayloadTooLarge
-from hub.tracking import wire
+from hub.shared import wire
 
 MAX_POINTS = 200_000
 MAX_KEY = 250

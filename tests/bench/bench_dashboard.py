@@ -91,7 +91,7 @@ def median(xs: list[float]) -> float:
 
 def seed_points(client, n: int) -> str:
     """10 keys × n points through the binary ingest API, in 200k-point requests."""
-    from hub.tracking.wire import CONTENT_TYPE, encode
+    from hub.shared.wire import CONTENT_TYPE, encode
 
     run = client.init_run(f"{USER}/charts", name="ten-million-points", params={"moe": {"top_k": 2}})
     rng = np.random.default_rng(0)

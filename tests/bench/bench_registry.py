@@ -72,7 +72,7 @@ call_command("migrate", verbosity=0)
 from hub.accounts import services as acc
 from hub.accounts.models import User
 from hub.registry import services
-from hub.registry.chunking import chunk_hash
+from hub.shared.chunking import chunk_hash
 u = User.objects.filter(username="bench").first() or acc.user_create(username="bench", is_staff=True)
 ns = u.memberships.get().namespace
 repo = services.repo_create(namespace=ns, name="history", user=u)

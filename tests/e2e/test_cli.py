@@ -12,7 +12,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from hub.client import Client, HubClientError, HubUnreachable
-from hub.registry.chunking import chunk_file
+from hub.shared.chunking import chunk_file
 from tests.e2e.conftest import HUB, ROOT, wait_gone
 from tests.helpers import model
 

@@ -1,4 +1,4 @@
-"""Every path that enters a tree follows the one path rule (hub.common.paths): a commit or a
+"""Every path that enters a tree follows the one path rule (hub.shared.paths): a commit or a
 merge that would store a bad or colliding path is a 4xx and stores nothing."""
 
 import json

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hub.tracking import wire
+from hub.shared import wire
 from hub.tracking.models import Run
 from tests.conftest import client_for
 

@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.registry import chunking
-from hub.registry.chunking import chunk_bytes, chunk_file
+from hub.shared import chunking
+from hub.shared.chunking import chunk_bytes, chunk_file
 from tests.helpers import model, st_bytes
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""The one path rule (hub.common.paths), shared by the hub, the SDK and the supervisor."""
+"""The one path rule (hub.shared.paths), shared by the hub, the SDK and the supervisor."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import unicodedata
 
 import pytest
 
-from hub.common.paths import (
+from hub.shared.paths import (
     PathRefused,
     check_path,
     check_tree,
@@ -136,5 +136,5 @@ def test_only_collisions_touching_new_paths_are_reported():
 
 
 def test_the_rule_imports_without_django():
-    code = "import sys, hub.common.paths, hub.client; assert 'django' not in sys.modules, sorted(sys.modules)"
+    code = "import sys, hub.shared.paths, hub.client; assert 'django' not in sys.modules, sorted(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)

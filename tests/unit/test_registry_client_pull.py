@@ -98,7 +98,7 @@ def test_safe_target_accepts_ordinary_names(tmp_path):
         safe_target(tmp_path, None)  # not a string
 
 
-# --- the shared path rule (hub.common.paths), applied again before writing ----------------------
+# --- the shared path rule (hub.shared.paths), applied again before writing ----------------------
 
 NFD_CAFE = unicodedata.normalize("NFD", "café")
 

@@ -1,5 +1,5 @@
 """An artifact's name goes into the hub as a repository path: the supervisor applies the
-hub's path rule (hub.common.paths) to it before it opens or uploads anything."""
+hub's path rule (hub.shared.paths) to it before it opens or uploads anything."""
 
 import json
 

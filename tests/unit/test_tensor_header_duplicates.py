@@ -5,8 +5,8 @@ import struct
 
 import pytest
 
-from hub.registry.chunking import chunk_bytes, chunk_file
-from hub.registry.tensors import HeaderError, parse_header
+from hub.shared.chunking import chunk_bytes, chunk_file
+from hub.shared.tensors import HeaderError, parse_header
 
 pytestmark = pytest.mark.unit
 

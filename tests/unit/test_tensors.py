@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load, save
 
-from hub.registry.tensors import HeaderError, build_header, decode, encode, parse_header
+from hub.shared.tensors import HeaderError, build_header, decode, encode, parse_header
 
 pytestmark = pytest.mark.unit
 

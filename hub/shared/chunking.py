@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import blake3
 from pyfastcdc import FastCDC
 
-from hub.registry.tensors import DEFAULT_MAX_HEADER, HeaderError, parse_header, read_header_len
+from hub.shared.tensors import DEFAULT_MAX_HEADER, HeaderError, parse_header, read_header_len
 
 TENSOR_PIECE = 16 * 1024 * 1024
 CDC_MIN, CDC_AVG, CDC_MAX = 256 * 1024, 1024 * 1024, 4 * 1024 * 1024
