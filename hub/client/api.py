@@ -33,8 +33,8 @@ import httpx
 
 from hub.client import config
 from hub.client.errors import HubClientError, HubUnreachable
-from hub.common.paths import PathRefused, check_path, check_tree, is_git_dir_name
-from hub.registry.chunking import FileManifest, chunk_file
+from hub.shared.chunking import FileManifest, chunk_file
+from hub.shared.paths import PathRefused, check_path, check_tree, is_git_dir_name
 
 RETRY_STATUSES = {502, 503, 504}
 NEGOTIATE_BATCH = 10_000
@@ -304,7 +304,7 @@ class Client:
                  commit: str | None = None, job_id: str = "", create_project: bool = True, **run_options):
         """Start (or, with the same ``run_id``, resume) a run in ``namespace/project``.
 
-        Returns a :class:`hub.client.tracking.Run`; ``run.log({...}, step=...)`` never blocks.
+        Returns a :class:`hub.client.run.Run`; ``run.log({...}, step=...)`` never blocks.
 
         If the hub cannot be reached (or answers 408/429/5xx), the run starts offline,
         "pending creation" under a client-chosen id: the creation request is spooled with
@@ -312,7 +312,8 @@ class Client:
         Any other refusal (auth, a bad project name, a param conflict) raises here."""
         import warnings
 
-        from hub.client.tracking import Run, create_run, is_transient, new_run_id
+        from hub.client.run import Run, new_run_id
+        from hub.client.spool import create_run, is_transient
 
         ns, proj = _split_repo(project)
         create = {"project": f"{ns}/{proj}", "create_project": create_project, "name": name, "group": group,
@@ -379,7 +380,7 @@ class Client:
 
     def sync(self) -> dict:
         """Send metric batches spooled while the hub was unreachable."""
-        from hub.client.tracking import sync_spool
+        from hub.client.spool import sync_spool
 
         return sync_spool(self)
 
@@ -615,7 +616,7 @@ class Client:
 def safe_target(dest: Path, path) -> Path:
     """Where a repo path goes under ``dest``, refusing what a hub (or anyone in the middle)
     could use to write elsewhere or into git's own files: any path the hub's path rule
-    refuses (:mod:`hub.common.paths`: absolute, '..', '.git' in any spelling, control or
+    refuses (:mod:`hub.shared.paths`: absolute, '..', '.git' in any spelling, control or
     bidi characters, not NFC, ...), and any path that resolves outside ``dest`` (through a
     symlink already there, or a drive on Windows)."""
     problem, reason = None, "invalid_path"

@@ -163,7 +163,7 @@ class Hub:
 
 def hub_phase(args, work: Path, spec: dict) -> dict:
     from hub.client import Client
-    from hub.client.tracking import new_run_id
+    from hub.client.run import new_run_id
 
     out: dict = {}
     hub = Hub(work / "hub", args.shared_redis)

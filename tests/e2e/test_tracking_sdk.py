@@ -68,7 +68,7 @@ def test_unreachable_hub_spools_to_disk_and_sync_replays(live_hub, bob, tmp_path
     assert list((tmp_path / run.id).glob("*.bin"))
     assert log_s < 5  # log() never waited on the network (a loose bound, not a benchmark)
     assert c.get_run(run.id)["summary"] == {}
-    from hub.client.tracking import sync_spool
+    from hub.client.spool import sync_spool
 
     assert sync_spool(c, tmp_path) == {"sent_points": 20_000, "runs_left": 0}
     assert c.get_run(run.id)["summary"]["loss"]["last"] == 19_999.0
@@ -88,7 +88,7 @@ def test_a_run_started_while_the_hub_is_down_is_created_by_sync(live_hub, bob, t
     with pytest.warns(UserWarning):
         report = run.finish(timeout=2)
     assert report["pending"] == 6000 and report["created"] is False and report["spool"]
-    from hub.client.tracking import sync_spool
+    from hub.client.spool import sync_spool
 
     c = Client(url=live_hub.url, token=bob)
     assert sync_spool(c, tmp_path) == {"sent_points": 6000, "runs_left": 0}

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from hub.client.tracking import _encode
-from hub.tracking.wire import decode
+from hub.client.run import _encode
+from hub.shared.wire import decode
 
 pytestmark = pytest.mark.unit
 

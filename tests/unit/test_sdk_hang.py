@@ -8,8 +8,10 @@ import time
 import pytest
 
 from hub.client.api import Client
-from hub.client.tracking import STATUS_FILE, Run, sync_spool
-from hub.tracking import wire
+from hub.client.run import Run
+from hub.client.spool import sync_spool
+from hub.shared import wire
+from hub.shared.spool import STATUS_FILE
 
 pytestmark = pytest.mark.unit
 

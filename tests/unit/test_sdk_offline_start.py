@@ -8,8 +8,10 @@ import pytest
 
 from hub.client.api import Client
 from hub.client.errors import HubClientError, HubUnreachable
-from hub.client.tracking import CREATE_FILE, STATUS_FILE, Run, sync_spool
-from hub.tracking import wire
+from hub.client.run import Run
+from hub.client.spool import sync_spool
+from hub.shared import wire
+from hub.shared.spool import CREATE_FILE, STATUS_FILE
 
 pytestmark = pytest.mark.unit
 

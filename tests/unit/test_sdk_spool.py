@@ -3,8 +3,8 @@
 import pytest
 
 from hub.client.errors import HubUnreachable
-from hub.client.tracking import Run
-from hub.tracking import wire
+from hub.client.run import Run
+from hub.shared import wire
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from hub.client.tracking import Run, SystemSampler
+from hub.client.run import Run
+from hub.client.system import SystemSampler
 
 pytestmark = pytest.mark.unit
 
@@ -71,7 +72,7 @@ class Recorder:
 
 
 def test_a_run_samples_in_the_background_without_touching_the_training_step(tmp_path):
-    from hub.tracking import wire
+    from hub.shared import wire
 
     hub = Recorder()
     run = Run(hub, {"id": "sys0123456789abc", "started_at": "2020-01-01T00:00:00Z"}, spool_dir=tmp_path,

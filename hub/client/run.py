@@ -13,13 +13,16 @@ Offline start: when the hub cannot be reached at ``init_run`` time, the run star
 creation" under a client-chosen id; its creation request is spooled (``create.json``) and the
 sender (or ``hub sync``) creates the run, idempotently by id, before sending any point.
 
+The spool's layout is :mod:`hub.shared.spool`; sending what it holds (creation, batches,
+status) is :mod:`hub.client.spool`, shared with ``hub sync``. System metrics come from
+:class:`hub.client.system.SystemSampler`.
+
 NaN and ±Inf values are dropped client-side with one warning per key (the hub refuses them).
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import math
 import os
@@ -32,59 +35,27 @@ from pathlib import Path
 from typing import Any
 
 from hub.client import config
-from hub.client.errors import HubClientError, HubUnreachable
+from hub.client.errors import HubClientError
+from hub.client.spool import (
+    CreationRefused,
+    creation_done,
+    post_batch,
+    refused_for_good,
+    replay,
+    send_creation,
+)
+from hub.client.system import SystemSampler
+from hub.shared import spool as layout
 
 log = logging.getLogger("hub.client")
-BINARY = "application/x-hub-points"  # hub.tracking.wire.CONTENT_TYPE
-STATUS_FILE = "status.json"  # a final status finish() could not send; `hub sync` sends it
 STATUS_TIMEOUT = 5.0  # seconds for the final status call (one try: finish() must stay bounded)
-CREATE_FILE = "create.json"  # the creation request of a run started while the hub was unreachable
-RUN_FIELDS = ("name", "group", "params", "tags", "notes", "run_id", "commit", "job_id")
-
-
-def is_transient(e: BaseException) -> bool:
-    """Worth retrying later: the hub did not answer, or answered 408/429/5xx. Any other
-    error answer (auth, validation, conflict) is final for a request made now."""
-    if isinstance(e, HubUnreachable):
-        return True
-    if isinstance(e, HubClientError):
-        return e.status in (408, 429) or e.status >= 500
-    import httpx
-
-    return isinstance(e, httpx.TransportError)
-
-
-def refused_for_good(e: BaseException) -> bool:
-    """The hub answered and will never take this data: a malformed batch (400, 413, 422), a
-    conflict (409), or a run that no longer exists (404). Anything else, including 401/403
-    (a token can be renewed) and failures that are not answers at all, keeps the data on
-    disk for a later try: metrics are dropped only when keeping them cannot help."""
-    return isinstance(e, HubClientError) and not isinstance(e, HubUnreachable) and e.status in (400, 404, 409, 413, 422)
-
-
-def create_run(client, create: dict, **kw) -> dict:
-    """POST a run creation (``create`` = the body plus ``project`` and ``create_project``),
-    creating the project first if it does not exist and that is allowed. Idempotent by
-    ``run_id``: a repeat resumes the same run."""
-    from urllib.parse import quote
-
-    ns, _, proj = create["project"].partition("/")
-    path = f"/projects/{quote(ns)}/{quote(proj)}/runs"
-    body = {k: create[k] for k in RUN_FIELDS if k in create}
-    try:
-        return client._json("POST", path, json=body, idempotent=True, **kw)
-    except HubClientError as e:
-        if e.code != "project_not_found" or not create.get("create_project", True):
-            raise
-        client._json("POST", "/projects", json={"namespace": ns, "name": proj}, **kw)
-        return client._json("POST", path, json=body, idempotent=True, **kw)
 
 
 def _encode(records: list[tuple[int, float, dict]]) -> tuple[bytes, int, dict[str, int]]:
     """records → (binary batch, points, non-finite counts per key)."""
     import numpy as np
 
-    from hub.tracking.wire import encode
+    from hub.shared.wire import encode
 
     keys: dict[str, int] = {}
     ki: list[int] = []
@@ -112,107 +83,6 @@ def _encode(records: list[tuple[int, float, dict]]) -> tuple[bytes, int, dict[st
             values.append(fv)
     body = encode(list(keys), np.asarray(ki, dtype=np.uint32), steps, times, values)
     return body, len(steps), dropped
-
-
-class SystemSampler:
-    """CPU, memory and (when ``nvidia-smi`` is present) GPU use, as ordinary ``system/``
-    metrics. Reads ``/proc`` (Linux) for the machine and this process; no dependency.
-    Every source is optional: whatever cannot be read is left out, never raised.
-
-    Keys: ``system/cpu_percent`` (machine, 0..100), ``system/process_cpu_percent`` (this
-    process, 100 = one core), ``system/memory_rss_mb`` (this process),
-    ``system/memory_percent`` (machine, used = total - available), and per GPU ``i``
-    ``system/gpu{i}/util_percent`` and ``system/gpu{i}/memory_mb``."""
-
-    GPU_QUERY = ["--query-gpu=index,utilization.gpu,memory.used", "--format=csv,noheader,nounits"]
-
-    def __init__(self, proc: str | os.PathLike = "/proc", nvidia_smi: str | None = None):
-        import shutil
-
-        self.proc = Path(proc)
-        self.nvidia_smi = nvidia_smi if nvidia_smi is not None else shutil.which("nvidia-smi")
-        self._ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        self._last_machine: tuple[float, float] | None = None  # (busy, total) jiffies
-        self._last_process: tuple[float, float] | None = None  # (cpu seconds, monotonic)
-        self.sample()  # baselines for the CPU deltas
-
-    def _read(self, *parts: str) -> str | None:
-        try:
-            return self.proc.joinpath(*parts).read_text()
-        except (OSError, UnicodeDecodeError):
-            return None
-
-    def sample(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for part in (self._machine_cpu, self._process_cpu, self._memory, self._gpus):
-            try:
-                out.update(part())
-            except Exception:  # noqa: BLE001 - a sampler must never disturb the run
-                log.debug("system metrics: %s failed", part.__name__, exc_info=True)
-        return out
-
-    def _machine_cpu(self) -> dict[str, float]:
-        text = self._read("stat")
-        if not text or not text.startswith("cpu "):
-            return {}
-        fields = [float(x) for x in text.split("\n", 1)[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
-        total = sum(fields[:8])  # guest time is already counted in user
-        last, self._last_machine = self._last_machine, (total - idle, total)
-        if last is None or total <= last[1]:
-            return {}
-        return {"system/cpu_percent": round(100.0 * (total - idle - last[0]) / (total - last[1]), 2)}
-
-    def _process_cpu(self) -> dict[str, float]:
-        text = self._read("self", "stat")
-        if not text:
-            return {}
-        fields = text.rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
-        cpu = (float(fields[11]) + float(fields[12])) / self._ticks  # utime + stime
-        now = time.monotonic()
-        last, self._last_process = self._last_process, (cpu, now)
-        if last is None or now <= last[1]:
-            return {}
-        return {"system/process_cpu_percent": round(100.0 * (cpu - last[0]) / (now - last[1]), 2)}
-
-    def _memory(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        status = self._read("self", "status") or ""
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                out["system/memory_rss_mb"] = round(float(line.split()[1]) / 1024, 2)
-        info = {}
-        for line in (self._read("meminfo") or "").splitlines():
-            name, _, rest = line.partition(":")
-            if name in ("MemTotal", "MemAvailable") and rest.split():
-                info[name] = float(rest.split()[0])
-        if info.get("MemTotal") and "MemAvailable" in info:
-            out["system/memory_percent"] = round(100.0 * (1 - info["MemAvailable"] / info["MemTotal"]), 2)
-        return out
-
-    def _gpus(self) -> dict[str, float]:
-        if not self.nvidia_smi:
-            return {}
-        import subprocess
-
-        try:
-            res = subprocess.run([self.nvidia_smi, *self.GPU_QUERY], capture_output=True, text=True, timeout=5)
-        except (OSError, subprocess.SubprocessError):
-            self.nvidia_smi = None  # not going to work later either
-            return {}
-        if res.returncode != 0:
-            return {}
-        out: dict[str, float] = {}
-        for line in res.stdout.splitlines():
-            cols = [c.strip() for c in line.split(",")]
-            if len(cols) != 3 or not cols[0].isdigit():
-                continue
-            for name, text in (("util_percent", cols[1]), ("memory_mb", cols[2])):
-                try:
-                    out[f"system/gpu{cols[0]}/{name}"] = float(text)
-                except ValueError:  # "[N/A]" on some boards
-                    pass
-        return out
 
 
 class Run:
@@ -259,14 +129,14 @@ class Run:
         self._created_at_start = create is None  # the run exists on the hub already
         if create is not None:
             self._create = dict(create)
-            _write_json(self.spool, CREATE_FILE, self._create)
+            layout.write_create(self.spool, self._create)
         else:
-            self._create = _read_json(self.spool / CREATE_FILE)  # left by an earlier offline start
+            self._create = layout.read_create(self.spool)  # left by an earlier offline start
         if self._create is not None:
             self.online = False  # nothing is posted before the run exists
         # A status left by an earlier finish() that could not reach the hub is void: the run
         # is running again.
-        (self.spool / STATUS_FILE).unlink(missing_ok=True)
+        (self.spool / layout.STATUS_FILE).unlink(missing_ok=True)
         self._thread = threading.Thread(target=self._loop, name=f"hub-run-{self.id}", daemon=True)
         self._thread.start()
         self._sampler_stop = threading.Event()
@@ -346,7 +216,7 @@ class Run:
                 return False
             fn(self._create)
             self._create_ver += 1
-            _write_json(self.spool, CREATE_FILE, self._create)
+            layout.write_create(self.spool, self._create)
             return True
 
     def log_params(self, params: dict) -> dict:
@@ -432,7 +302,7 @@ class Run:
             reason = e.message
         except Exception as e:  # a timeout or a broken connection: the hub may be hung
             reason = str(e) or type(e).__name__
-        _write_status(self.spool, status)
+        layout.write_status(self.spool, status)
         warnings.warn(f"run {self.id}: could not set status {status!r} ({reason}); it is spooled in {self.spool} "
                       "and will be sent by `hub sync`", stacklevel=3)
         return False
@@ -454,7 +324,7 @@ class Run:
         _live_runs.discard(self)
         if self._create is not None and not self._created_at_start:
             # Not created yet: the status waits on disk, after the creation and the points.
-            _write_status(self.spool, status)
+            layout.write_status(self.spool, status)
             why = "the hub refused to create it" if self._create_refused else "the hub has not answered since it started"
             warnings.warn(f"run {self.id} is not created yet ({why}); its creation, points and status {status!r} are "
                           f"spooled in {self.spool} and will be sent by `hub sync`", stacklevel=2)
@@ -497,29 +367,16 @@ class Run:
                 self._inflight_points -= batch[1]
 
     def _spool_files(self) -> list[Path]:
-        try:
-            return sorted(self.spool.glob("*.bin"))
-        except FileNotFoundError:
-            return []
+        return layout.batch_files(self.spool)
 
     def _spooled_points_on_disk(self) -> int:
-        total = 0
-        for f in self._spool_files():
-            try:
-                total += int(f.name.split("-")[1].split(".")[0])
-            except (IndexError, ValueError):
-                pass
-        return total
+        return layout.points_on_disk(self.spool)
 
     def _write_spool(self, body: bytes, points: int) -> None:
-        self.spool.mkdir(parents=True, exist_ok=True)
         with self._lock:
             self._seq += 1
             seq = self._seq
-        name = f"{time.time_ns():020d}{seq:06d}-{points}.bin"
-        tmp = self.spool / (name + ".tmp")
-        tmp.write_bytes(body)
-        os.replace(tmp, self.spool / name)
+        layout.write_batch(self.spool, body, points, seq)
         self.spooled_points += points
 
     def _batches(self) -> list[tuple[int, bytes, int]]:
@@ -560,8 +417,7 @@ class Run:
                               "(NaN/Inf are not stored)", stacklevel=3)
 
     def _post(self, body: bytes) -> None:
-        self.client.request("POST", f"/runs/{self.id}/metrics", content=body,
-                            headers={"Content-Type": BINARY}, idempotent=True, retries=0)
+        post_batch(self.client, self.id, body)
 
     def _send_or_spool(self, token: int, body: bytes, points: int) -> None:
         with self._lock:
@@ -591,22 +447,9 @@ class Run:
 
     def _replay(self) -> bool:
         """Send spooled batches oldest first; True when the spool is empty."""
-        for f in self._spool_files():
-            try:
-                body = f.read_bytes()
-            except FileNotFoundError:
-                continue
-            try:
-                self._post(body)
-            except Exception as e:  # noqa: BLE001
-                if not refused_for_good(e):
-                    return False  # kept: the next try (or `hub sync`) sends it
-                log.error("run %s: the hub refused spooled batch %s: %s", self.id, f.name, e.message)
-                f.rename(f.with_suffix(".rejected"))
-                continue
-            self.sent_points += int(f.name.split("-")[1].split(".")[0])
-            f.unlink(missing_ok=True)
-        return True
+        ok, sent = replay(self.client, self.id, self.spool)
+        self.sent_points += sent
+        return ok
 
     def _try_create(self) -> bool:
         """Send the pending creation; True once the run exists. A refusal (auth, validation,
@@ -617,21 +460,16 @@ class Run:
             if create is None:
                 return True
             try:
-                data = create_run(self.client, create, retries=0)
-            except Exception as e:  # noqa: BLE001 - the sender must survive anything
-                if is_transient(e):
-                    log.debug("run %s: not created yet (%s)", self.id, e)
-                    return False
-                message = getattr(e, "message", str(e))
-                if self._created_at_start:  # a stale request from an earlier offline start
-                    log.error("run %s: the hub refused the spooled creation request: %s", self.id, message)
-                    (self.spool / CREATE_FILE).replace(self.spool / (CREATE_FILE + ".rejected"))
+                data = send_creation(self.client, self.spool, create, retries=0)
+            except CreationRefused:
+                if self._created_at_start:  # a stale request from an earlier offline start: set it aside
+                    layout.set_aside(self.spool / layout.CREATE_FILE)
                     with self._lock:
                         self._create = None
                     return True
                 self._create_refused = True
-                log.error("run %s: the hub refused to create the run: %s; its points stay spooled in %s",
-                          self.id, message, self.spool)
+                return False
+            if data is None:
                 return False
             with self._lock:
                 if self._create_ver != ver:
@@ -646,7 +484,7 @@ class Run:
                                                   retries=0)
                 except Exception as e:  # noqa: BLE001
                     log.error("run %s: could not set the notes: %s", self.id, e)
-            (self.spool / CREATE_FILE).unlink(missing_ok=True)
+            creation_done(self.spool)
             log.info("run %s: created on the hub", self.id)
             return True
         return False
@@ -708,70 +546,3 @@ def _flush_at_exit() -> None:
 
 def new_run_id() -> str:
     return secrets.token_hex(8)
-
-
-def _write_json(spool: Path, name: str, data: dict) -> None:
-    """Atomically: a crash leaves the old file or the new one, never half of one."""
-    spool.mkdir(parents=True, exist_ok=True)
-    tmp = spool / (name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, spool / name)
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("project") else None
-
-
-def _write_status(spool: Path, status: str) -> None:
-    _write_json(spool, STATUS_FILE, {"status": status})
-
-
-def sync_spool(client, spool_root: str | os.PathLike | None = None) -> dict:
-    """Send every spooled run (the ``hub sync`` command): first the creation of a run that
-    was started while the hub was unreachable (``create.json``), then its batches, then the
-    final status a finish() could not send (after the points, so a run is never marked
-    finished while some of its points are still on disk). A run whose creation the hub
-    refuses keeps its spool and counts in ``runs_left``."""
-    root = Path(spool_root or config.spool_dir())
-    sent = failed = 0
-    for run_dir in sorted(p for p in root.glob("*") if p.is_dir()):
-        create_file = run_dir / CREATE_FILE
-        if create_file.exists():
-            create = _read_json(create_file)
-            try:
-                if create is None:
-                    raise HubClientError(400, "invalid_spool", f"{create_file} is not a creation request")
-                create_run(client, create)
-            except Exception as e:  # noqa: BLE001
-                if not is_transient(e):
-                    log.error("run %s: the hub refused to create the run: %s; it stays spooled in %s",
-                              run_dir.name, getattr(e, "message", e), run_dir)
-                failed += 1
-                continue
-            create_file.unlink(missing_ok=True)
-        run = Run.__new__(Run)
-        run.client, run.id, run.spool, run.sent_points = client, run_dir.name, run_dir, 0
-        ok = run._replay()
-        sent += run.sent_points
-        status_file = run_dir / STATUS_FILE
-        if ok and status_file.exists():
-            try:
-                status = json.loads(status_file.read_text())["status"]
-                client._json("PATCH", f"/runs/{run.id}", json={"status": status})
-                status_file.unlink(missing_ok=True)
-            except HubClientError as e:
-                if not refused_for_good(e):
-                    ok = False
-                else:  # refused (the run is gone, or the status is not valid): nothing to retry
-                    log.error("run %s: the hub refused the spooled status: %s", run.id, e.message)
-                    status_file.unlink(missing_ok=True)
-            except (ValueError, KeyError):
-                status_file.unlink(missing_ok=True)
-        failed += 0 if ok else 1
-        if ok and not any(run_dir.iterdir()):
-            run_dir.rmdir()
-    return {"sent_points": sent, "runs_left": failed}
