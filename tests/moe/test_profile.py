@@ -9,7 +9,7 @@ import pytest
 
 from tests.moe.helpers import TINY_MODEL, by_type, run_entry, tiny_data
 from workers.moe import profile
-from workers.moe.model import PROFILE_SCOPES
+from workers.moe.scopes import PROFILE_SCOPES
 
 pytestmark = pytest.mark.unit
 

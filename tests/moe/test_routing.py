@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.moe.reference import dispatch_mask_loop, moe_forward_reference
+from workers.moe.dispatch import GroupedSwiGLU, _batched, pad_slices
 from workers.moe.model import (
     ModelConfig,
     MoE,
     Routing,
     dispatch_sorted,
-    pad_slices,
     plan_dispatch,
 )
 
@@ -208,8 +208,6 @@ def test_sort_dispatch_matches_the_mask_loop_for_random_shapes(
 def test_padded_slices_change_nothing(uniform):
     """Padding rows are exact zeros, whether slices are rounded to a granule or all padded to
     the longest one (which runs the experts as batched matmuls)."""
-    from workers.moe.model import _batched
-
     moe = make_moe(dtype=torch.float64)
     x = torch.randn(40, 24, dtype=torch.float64, requires_grad=True)
     r = moe.router(x)
@@ -220,8 +218,6 @@ def test_padded_slices_change_nothing(uniform):
     tok, gat, counts = pad_slices(plan.tokens, gates, plan.counts, 16, uniform=uniform)
     assert all(c % 16 == 0 for c in counts) and sum(counts) > sum(plan.counts)
     assert _batched(counts, moe.experts.sizes) == uniform
-    from workers.moe.model import GroupedSwiGLU
-
     y_pad = GroupedSwiGLU.apply(
         x, gat, moe.experts.w13, moe.experts.w2, tok, counts, moe.experts.sizes
     )

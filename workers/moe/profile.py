@@ -17,7 +17,7 @@ shapes, memory and FLOPs, and writes into ``DIR/profile/``:
                          experts / other, forward and backward together
 
 Module attribution: the model labels its parts with ``record_function`` scopes while
-profiling (``model.set_profile_scopes``); a forward op belongs to its innermost scope, and a
+profiling (``scopes.set_profile_scopes``); a forward op belongs to its innermost scope, and a
 backward op to the scope of the forward op that created its autograd node (matched through
 the autograd sequence number). Everything else (embedding, head, loss, optimizer) is "other".
 
@@ -45,7 +45,7 @@ from workers.moe.cli import main_for
 from workers.moe.config import Config
 from workers.moe.data import load_corpus
 from workers.moe.events import EventWriter
-from workers.moe.model import PROFILE_SCOPES, set_profile_scopes
+from workers.moe.scopes import PROFILE_SCOPES, set_profile_scopes
 from workers.moe.train import autocast, build_model, build_optimizer, resolve_device
 
 CATEGORIES = (*PROFILE_SCOPES, "other")
