@@ -17,7 +17,7 @@ from hub.accounts import selectors as accounts
 from hub.accounts.models import Role
 from hub.common.errors import Forbidden, InvalidInput, NotAuthenticated
 from hub.common.pagination import Pagination, paginate
-from hub.registry import selectors, services
+from hub.registry import gc, merge, selectors, services
 from hub.registry.models import Commit, Ref, Repo
 
 # --- serialization ---------------------------------------------------------------------------
@@ -455,9 +455,9 @@ class MergeApi(APIView):
         if target.protected and not is_admin:
             raise Forbidden(f"Branch {d['target']!r} is protected: only admins can merge into it.",
                             code="branch_protected")
-        outcome = services.merge(repo=repo, source=d["source"], target=d["target"], user=request.user,
-                                 strategy=d.get("strategy"), weight=d["weight"], message=d.get("message"),
-                                 allow_fast_forward=not d["no_ff"], allow_protected=is_admin)
+        outcome = merge.merge(repo=repo, source=d["source"], target=d["target"], user=request.user,
+                              strategy=d.get("strategy"), weight=d["weight"], message=d.get("message"),
+                              allow_fast_forward=not d["no_ff"], allow_protected=is_admin)
         return Response({"result": outcome.kind, "commit": commit_out(outcome.commit), "base": outcome.base,
                          "bases": outcome.bases, "merged_files": outcome.merged_tensors, "resolved": outcome.resolved},
                         status=201 if outcome.kind == "merge" else 200)
@@ -478,4 +478,4 @@ class GcApi(APIView):
             raise Forbidden("This token is read-only.", code="token_read_only")
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(services.gc(**data.validated_data))
+        return Response(gc.gc(**data.validated_data))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load
 
-from hub.registry.chunking import chunk_bytes, chunk_hash
 from hub.registry.models import Chunk, Commit
+from hub.shared.chunking import chunk_bytes, chunk_hash
 from tests.conftest import client_for
 from tests.helpers import download, head, model, push, st_bytes, store_state, upload
 
@@ -388,26 +388,26 @@ def test_gc_frees_the_bytes_of_a_deleted_branch(api, repo):
     push(client, repo, {"scratch.safetensors": st_bytes(big)}, branch="scratch")
     dry = client.post("/api/v1/admin/gc", {"dry_run": True, "grace_seconds": 0}, format="json")
     assert dry.status_code == 403  # alice is not a site admin
-    from hub.registry import services
+    from hub.registry import gc
 
-    assert services.gc(dry_run=True, grace_seconds=0)["reclaimable_bytes"] == 0
+    assert gc.gc(dry_run=True, grace_seconds=0)["reclaimable_bytes"] == 0
     client.delete(f"/api/v1/repos/{repo}/branches/scratch")
-    report = services.gc(dry_run=True, grace_seconds=0)
+    report = gc.gc(dry_run=True, grace_seconds=0)
     tensor_bytes = sum(t.nbytes for t in big.values())
     assert report["commits"] == 1 and report["reclaimable_bytes"] >= tensor_bytes
-    assert services.gc(dry_run=True, grace_seconds=3600)["chunks"] == 0  # inside the grace period
-    done = services.gc(dry_run=False, grace_seconds=0)
+    assert gc.gc(dry_run=True, grace_seconds=3600)["chunks"] == 0  # inside the grace period
+    done = gc.gc(dry_run=False, grace_seconds=0)
     assert done["freed_bytes"] >= tensor_bytes
     assert download(client, repo, "m.safetensors")[0] == 200  # main is intact
-    assert services.gc(dry_run=True, grace_seconds=0)["reclaimable_bytes"] == 0
+    assert gc.gc(dry_run=True, grace_seconds=0)["reclaimable_bytes"] == 0
 
 
 def test_gc_keeps_chunks_uploaded_for_a_push_in_flight(api, repo):
     client, _ = api
     ops = upload(client, repo, {"pending.bin": b"p" * 1000})
-    from hub.registry import services
+    from hub.registry import gc
 
-    assert services.gc(dry_run=False)["chunks"] == 0  # default grace period protects them
+    assert gc.gc(dry_run=False)["chunks"] == 0  # default grace period protects them
     r = client.post(f"/api/v1/repos/{repo}/commits", {"branch": "main", "message": "late", "operations": ops}, format="json")
     assert r.status_code == 201
 

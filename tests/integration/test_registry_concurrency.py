@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from hub.accounts import services as accounts
 from hub.common.errors import Conflict
-from hub.registry import selectors, services
-from hub.registry.chunking import chunk_hash
+from hub.registry import merge, selectors, services
 from hub.registry.models import Commit, Ref
+from hub.shared.chunking import chunk_hash
 
 pytestmark = [pytest.mark.integration, pytest.mark.pg]
 
@@ -115,7 +115,7 @@ def test_merge_outcome_follows_ancestry(blob_dir, ops):
         src = selectors.resolve(repo=repo, ref=a).sha
         dst = selectors.resolve(repo=repo, ref=b).sha
         graph = selectors.commit_graph(repo=repo)
-        out = services.merge(repo=repo, source=a, target=b, user=user)
+        out = merge.merge(repo=repo, source=a, target=b, user=user)
         if graph.is_ancestor(src, dst):
             assert out.kind == "up_to_date" and selectors.resolve(repo=repo, ref=b).sha == dst
         elif graph.is_ancestor(dst, src):

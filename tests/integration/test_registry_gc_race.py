@@ -17,9 +17,9 @@ from django.db import transaction
 from django.db.models.signals import post_delete
 from django.utils import timezone
 
-from hub.registry import services
-from hub.registry.chunking import chunk_hash
+from hub.registry import gc, services
 from hub.registry.models import Chunk
+from hub.shared.chunking import chunk_hash
 from hub.stores.blobs import LocalBlobStore, get_blob_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.pg]
@@ -49,7 +49,7 @@ def test_upload_landing_after_gc_sweep_commits_keeps_its_bytes(blob_dir):
 
     post_delete.connect(upload_again_after_commit, sender=Chunk)
     try:
-        report = services.gc(dry_run=False, grace_seconds=60)
+        report = gc.gc(dry_run=False, grace_seconds=60)
     finally:
         post_delete.disconnect(upload_again_after_commit, sender=Chunk)
     assert fired, "the interleaving did not happen"
@@ -78,7 +78,7 @@ def test_upload_of_an_orphan_during_the_scan_keeps_its_bytes(blob_dir, monkeypat
         services.chunk_upload(digest=digest, parts=[data])  # lands after the scan saw the orphan
 
     monkeypatch.setattr(LocalBlobStore, "iter_digests", scan_then_upload)
-    report = services.gc(dry_run=False, grace_seconds=60)
+    report = gc.gc(dry_run=False, grace_seconds=60)
     assert report["orphan_blobs"] == 0 and report["freed_bytes"] == 0
     assert Chunk.objects.filter(hash=digest).exists()
     assert blobs.get(digest) == data
@@ -93,7 +93,7 @@ def test_gc_still_frees_dead_chunks_and_orphans(blob_dir):
     blobs.put(odigest, [orphan], max_size=1 << 20)
     old = time.time() - 3600
     os.utime(blobs.path(odigest), (old, old))
-    report = services.gc(dry_run=False, grace_seconds=60)
+    report = gc.gc(dry_run=False, grace_seconds=60)
     assert report["chunks"] == 1 and report["orphan_blobs"] == 1
     assert report["freed_bytes"] == 4000 + len(orphan)
     assert not blobs.has(digest) and not blobs.has(odigest)

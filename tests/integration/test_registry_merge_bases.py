@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import load
 
-from hub.registry import services
+from hub.registry import merge, services
 from hub.registry.models import Repo
 from tests.helpers import download, head, model, push, st_bytes, store_state
 
@@ -160,7 +160,7 @@ class Twin:
         self.n = 0
 
     def _hub_commit(self, branch, ops):
-        from hub.registry.chunking import chunk_bytes
+        from hub.shared.chunking import chunk_bytes
 
         operations = []
         for path, data in ops:
@@ -217,7 +217,7 @@ class Twin:
             git_out = ("conflict", sorted(unmerged))
             _git(self.dir, "merge", "--abort")
         try:
-            services.merge(repo=self.repo, source=source, target=target, user=self.user, allow_fast_forward=False)
+            merge.merge(repo=self.repo, source=source, target=target, user=self.user, allow_fast_forward=False)
         except HubError as e:
             if e.code == "multiple_merge_bases":
                 hub_out = "refused"

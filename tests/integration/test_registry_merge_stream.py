@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load
 
-from hub.registry import services, tensorops
+from hub.registry import merge, tensorops
 from tests.helpers import download, model, push, st_bytes
 
 pytestmark = [pytest.mark.integration]
@@ -37,7 +37,7 @@ def test_average_merge_stores_each_piece_before_computing_the_next(api, repo, mo
     # Small pieces: each 16 KiB tensor becomes 16 pieces in the merged file.
     monkeypatch.setattr(tensorops, "TENSOR_PIECE", 1024)
     outstanding = {"now": 0, "max": 0}
-    real_hash, real_upload = tensorops.chunk_hash, services.chunk_upload
+    real_hash, real_upload = tensorops.chunk_hash, merge.chunk_upload
 
     def made(data):
         outstanding["now"] += 1
@@ -50,7 +50,7 @@ def test_average_merge_stores_each_piece_before_computing_the_next(api, repo, mo
         return real_upload(digest=digest, parts=parts, **kw)
 
     monkeypatch.setattr(tensorops, "chunk_hash", made)
-    monkeypatch.setattr(services, "chunk_upload", stored)
+    monkeypatch.setattr(merge, "chunk_upload", stored)  # the name the merge stores pieces by
     r = client.post(f"/api/v1/repos/{repo}/merge",
                     {"source": "b", "target": "a", "strategy": "average", "weight": 0.25}, format="json")
     assert r.status_code == 201, r.content

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.registry import services
+from hub.registry import gc
 from hub.tracking import indexing
 from tests.fixtures_services import unique_name
 from tests.helpers import head, model, push, st_bytes
@@ -59,9 +59,9 @@ def test_gc_removes_the_documents_of_the_commits_it_deletes(indexed):
     client.delete("/api/v1/repos/alice/m/branches/scratch")
     assert _docs()[dropped]["branches"] == []  # unreferenced, still a commit until GC
 
-    services.gc(dry_run=True, grace_seconds=0)
+    gc.gc(dry_run=True, grace_seconds=0)
     assert dropped in _docs()  # a dry run changes nothing
-    report = services.gc(dry_run=False, grace_seconds=0)
+    report = gc.gc(dry_run=False, grace_seconds=0)
     assert report["commits"] == 1
     docs = _docs()
     assert dropped not in docs and kept in docs and docs[kept]["branches"] == ["main"]
@@ -137,7 +137,7 @@ def test_gc_deletes_the_documents_in_one_bulk_request(indexed, bulk_calls):
     assert len(dropped) == 3
     client.delete("/api/v1/repos/alice/m/branches/scratch")
     bulk_calls.clear()
-    assert services.gc(dry_run=False, grace_seconds=0)["commits"] == 3
+    assert gc.gc(dry_run=False, grace_seconds=0)["commits"] == 3
     deletes = _deletes(bulk_calls)
     assert len(deletes) == 1 and sorted(deletes[0]) == sorted(f"alice/m@{s}" for s in dropped)
     assert set(_docs()) == {head(client, "alice/m")}
