@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hub.tracking import indexing, wire
+from hub.shared import wire
+from hub.tracking import indexing
 from tests.conftest import client_for
 from tests.fixtures_services import unique_name
 
