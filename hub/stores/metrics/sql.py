@@ -1,18 +1,9 @@
-"""Metric points, system metrics and job log lines in ClickHouse.
+"""The SQL both engines accept, the schema and its migrations: one :class:`MetricsStore`
+implementation (:class:`_SqlMetricsStore`) over an :class:`_Engine` that only runs SQL.
 
-One interface (:class:`MetricsStore`), two engines behind one URL (``HUB_CLICKHOUSE_URL``):
-
-- ``chdb:///abs/path[?database=hub]`` -- ClickHouse embedded in this process (the default for
-  ``make run``). chdb opens ONE database path per process, and a second process cannot open the
-  same path, so every store object of a process shares one lazily opened session, guarded by a
-  lock (see :class:`_ChdbEngine`).
-- ``clickhouse://user:password@host:9000/db[?connect_timeout=2&send_receive_timeout=30]`` -- a
-  ClickHouse server over the native protocol (clickhouse-driver), through a small pool of
-  connections because a driver ``Client`` is not thread-safe.
-
-The same SQL runs on both: the recent engine inside chdb and the old 18.16 server that the
-tests start (no ``DateTime64``, no ``Map``, no server-side query parameters, no tuple
-comparisons, no ``mutations_sync``). Values are therefore inlined as escaped literals by
+The same SQL runs on both engines: the recent engine inside chdb and the old 18.16 server
+that the tests start (no ``DateTime64``, no ``Map``, no server-side query parameters, no
+tuple comparisons, no ``mutations_sync``). Values are therefore inlined as escaped literals by
 :func:`_quote` / :func:`_num`, never by string formatting of user input.
 
 Table design
@@ -62,136 +53,31 @@ number:
    time of its last point, its last value, min, max and point count. A spike therefore survives
    in ``max``/``min`` whatever the zoom. A zoomed window (``x_min``/``x_max``) re-runs the same
    protocol on the window, so it comes back at full resolution once few enough points are in it.
-
-Everything raises :class:`MetricsStoreUnavailable` when the engine cannot be reached (the API
-answers 503 with ``Retry-After``) and :class:`MetricsStoreError` for everything else.
 """
 
 from __future__ import annotations
 
 import abc
 import math
-import os
-import queue
 import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
-from urllib.parse import parse_qs, unquote, urlparse
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = [
-    "MIGRATIONS",
-    "ChdbMetricsStore",
-    "ClickHouseServerMetricsStore",
-    "KeyStats",
-    "LogLine",
-    "MetricsStore",
-    "MetricsStoreError",
-    "MetricsStoreUnavailable",
-    "Migration",
-    "Series",
-    "get_metrics_store",
-    "metrics_store_from_url",
-]
+from hub.stores.metrics.base import (
+    KeyStats,
+    LogLine,
+    LogRow,
+    MetricsStore,
+    MetricsStoreError,
+    Point,
+    Series,
+    XAxis,
+)
 
-XAxis = Literal["step", "time"]
-#: ``(run_id, key, step, wall_time, value)``
-Point = tuple[str, str, int, float, float]
-#: ``(job_id, seq, time, stream, line)``
-LogRow = tuple[str, int, float, str, str]
-
-DEFAULT_DATABASE = "hub"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-# --- errors ---------------------------------------------------------------------------------
-
-
-class MetricsStoreError(Exception):
-    """A query failed for a reason other than reachability (bad input, server-side error)."""
-
-
-class MetricsStoreUnavailable(MetricsStoreError):
-    """The engine cannot be reached now (refused, timed out, database held by another process).
-
-    The API maps it to 503 with ``Retry-After: retry_after``; nothing was written by the failed
-    call unless it was larger than one insert block, and a retry of it collapses anyway.
-    """
-
-    def __init__(self, message: str, *, retry_after: int = 5) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-# --- values returned ------------------------------------------------------------------------
-
-
-@dataclass
-class Series:
-    """One ``(run_id, key)`` series, columnar.
-
-    At full resolution (``downsampled`` false) each index is one point and ``value`` is its
-    value; ``min``/``max``/``count`` are ``None``. Downsampled, each index is one bucket:
-    ``step``/``wall_time``/``value`` describe the bucket's last point (largest x) and
-    ``min``/``max``/``count`` summarise the bucket. ``points`` is the number of points in the
-    requested window (after de-duplication when full resolution, an upper bound otherwise).
-    """
-
-    run_id: str
-    key: str
-    x_axis: XAxis
-    downsampled: bool = False
-    points: int = 0
-    step: list[int] = field(default_factory=list)
-    wall_time: list[float] = field(default_factory=list)
-    value: list[float] = field(default_factory=list)
-    min: list[float] | None = None
-    max: list[float] | None = None
-    count: list[int] | None = None
-
-    @property
-    def x(self) -> list[int] | list[float]:
-        return self.step if self.x_axis == "step" else self.wall_time
-
-    def __len__(self) -> int:
-        return len(self.step)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "run_id": self.run_id,
-            "key": self.key,
-            "x_axis": self.x_axis,
-            "downsampled": self.downsampled,
-            "points": self.points,
-            "step": self.step,
-            "wall_time": self.wall_time,
-            "value": self.value,
-        }
-        if self.downsampled:
-            out.update(min=self.min, max=self.max, count=self.count)
-        return out
-
-
-class KeyStats(NamedTuple):
-    """What a run logged under one key (feeds the run page and the search summaries)."""
-
-    key: str
-    count: int
-    first_step: int
-    last_step: int
-    last_value: float
-    min_value: float
-    max_value: float
-    last_wall_time: float
-
-
-class LogLine(NamedTuple):
-    seq: int
-    time: float
-    stream: str
-    line: str
 
 
 @dataclass(frozen=True)
@@ -308,116 +194,6 @@ class _VersionClock:
 _VERSIONS = _VersionClock()
 
 
-# --- the interface --------------------------------------------------------------------------
-
-
-class MetricsStore(abc.ABC):
-    """What the tracking and jobs services need from the time-series store."""
-
-    @abc.abstractmethod
-    def ensure_schema(self) -> None:
-        """Create the database and apply pending :data:`MIGRATIONS` (idempotent)."""
-
-    @abc.abstractmethod
-    def ping(self) -> bool:
-        """True when the engine answers a trivial query."""
-
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Release connections (the chdb session closes when its last store closes)."""
-
-    @abc.abstractmethod
-    def insert_points(self, rows: Sequence[Point]) -> int:
-        """Insert ``(run_id, key, step, wall_time, value)`` rows in ONE insert; returns count.
-
-        All-or-nothing up to ClickHouse's insert block (1,048,576 rows); a larger call that
-        fails midway may leave some blocks written, which the caller's retry collapses."""
-
-    @abc.abstractmethod
-    def insert_columns(
-        self,
-        *,
-        run_id: str | Sequence[str],
-        key: str | Sequence[str],
-        step: Sequence[int],
-        wall_time: Sequence[float],
-        value: Sequence[float],
-    ) -> int:
-        """Columnar insert (the fast path: no per-row tuples). A ``str`` run_id/key applies to
-        every row. Lists or numpy arrays are accepted."""
-
-    @abc.abstractmethod
-    def series(
-        self,
-        run_ids: Sequence[str],
-        keys: Sequence[str],
-        *,
-        x: XAxis = "step",
-        buckets: int | None = None,
-        x_min: float | None = None,
-        x_max: float | None = None,
-    ) -> dict[tuple[str, str], Series]:
-        """Every requested ``(run_id, key)`` (empty when nothing was logged), see module doc."""
-
-    @abc.abstractmethod
-    def keys(self, run_id: str) -> list[KeyStats]:
-        """Keys a run logged, with counts and last/min/max values, sorted by key."""
-
-    @abc.abstractmethod
-    def key_stats(self, run_ids: Sequence[str]) -> dict[str, list[KeyStats]]:
-        """:meth:`keys` for many runs in one query (search-index summaries, comparisons)."""
-
-    @abc.abstractmethod
-    def export_rows(
-        self, run_id: str, keys: Sequence[str] | None = None, *, batch_size: int = 50_000
-    ) -> Iterator[list[tuple[str, int, float, float]]]:
-        """Stream a run at full resolution as batches of ``(key, step, wall_time, value)``."""
-
-    @abc.abstractmethod
-    def delete_run(self, run_id: str) -> None:
-        """Delete every point of a run (waits until the deletion is visible)."""
-
-    @abc.abstractmethod
-    def insert_log_lines(self, rows: Sequence[LogRow]) -> int:
-        """Insert ``(job_id, seq, time, stream, line)`` rows; retries collapse on ``seq``."""
-
-    @abc.abstractmethod
-    def log_lines(
-        self,
-        job_id: str,
-        *,
-        after_seq: int | None = None,
-        limit: int = 1000,
-        streams: Sequence[str] | None = None,
-        time_min: float | None = None,
-        time_max: float | None = None,
-    ) -> list[LogLine]:
-        """Lines of a job in ``seq`` order, after ``after_seq`` (follow mode), at most ``limit``."""
-
-    @abc.abstractmethod
-    def log_tail(self, job_id: str, n: int = 100) -> list[LogLine]:
-        """The last ``n`` lines of a job, oldest first."""
-
-    @abc.abstractmethod
-    def delete_job_logs(self, job_id: str) -> None:
-        """Delete a job's log lines (waits until the deletion is visible)."""
-
-    @abc.abstractmethod
-    def insert_profile_ops(self, profile_id: str, rows: Sequence[dict[str, Any]]) -> int:
-        """Store a profile's operator table (``op``, ``shapes``, ``calls``, ``self_us``,
-        ``total_us``, ``flops``, ``self_memory_bytes`` per row); a re-send collapses."""
-
-    @abc.abstractmethod
-    def profile_ops(self, profile_ids: Sequence[str], *, limit: int = 200) -> dict[str, list[dict[str, Any]]]:
-        """The top ``limit`` operators by self time of each profile, aggregated over shapes."""
-
-    @abc.abstractmethod
-    def drop_database(self) -> None:
-        """Drop this store's database (tests, and a full reset)."""
-
-
-# --- engines: the only code that knows a client library --------------------------------------
-
 
 class _Engine(abc.ABC):
     """Run SQL and columnar inserts on one engine; translate its errors into ours."""
@@ -434,196 +210,6 @@ class _Engine(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
-
-class _ChdbEngine(_Engine):
-    """The process-wide chdb session.
-
-    chdb can hold one database path per process (opening a second path fails with "already
-    initialized with path ...") and another process cannot open the same path, so all stores
-    in a process share one session per path: opened lazily on first use, reference counted,
-    closed when the last store closes. A lock serialises statements because the embedded
-    server keeps per-session query state.
-    """
-
-    _lock = threading.RLock()
-    _session: Any = None
-    _path: str | None = None
-    _refs = 0
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._acquired = False
-
-    # The session is shared class state, so these are classmethod-like on purpose.
-    @classmethod
-    def open_path(cls) -> str | None:
-        """The chdb path this process has open, if any (tests reuse it: one per process)."""
-        with cls._lock:
-            return cls._path if cls._session is not None else None
-
-    def _session_or_open(self) -> Any:
-        cls = type(self)
-        with cls._lock:
-            if not self._acquired:
-                if cls._session is None:
-                    try:
-                        from chdb import session as chdb_session
-                    except ImportError as exc:  # pragma: no cover - chdb is a dependency
-                        raise MetricsStoreError("chdb is not installed") from exc
-                    os.makedirs(self.path, exist_ok=True)
-                    try:
-                        cls._session = chdb_session.Session(self.path)
-                    except Exception as exc:
-                        # Most likely another process (a second `hub serve`, a CLI) holds it.
-                        raise MetricsStoreUnavailable(
-                            f"cannot open chdb database at {self.path}: {exc}"
-                        ) from exc
-                    cls._path = self.path
-                elif cls._path != self.path:
-                    raise MetricsStoreError(
-                        f"this process already has chdb open at {cls._path}; chdb allows one "
-                        f"database path per process (asked for {self.path})"
-                    )
-                cls._refs += 1
-                self._acquired = True
-            return cls._session
-
-    def _run(self, sql: str, fmt: str) -> Any:
-        with type(self)._lock:
-            session = self._session_or_open()
-            try:
-                return session.query(sql, fmt)
-            except Exception as exc:
-                raise MetricsStoreError(f"chdb query failed: {exc}") from exc
-
-    def execute(self, sql: str) -> None:
-        self._run(sql, "CSV")
-
-    def query_columns(self, sql: str, ncols: int) -> list[list[Any]]:
-        table = self._run(sql, "ArrowTable")
-        if table.num_rows == 0:
-            return [[] for _ in range(ncols)]
-        return [column.to_pylist() for column in table.columns]
-
-    def insert(self, table: str, columns: dict[str, Any], nrows: int) -> None:
-        import pyarrow as pa  # chdb depends on pyarrow
-
-        arrow_table = pa.table(columns)  # noqa: F841 - read by name by chdb's Python() below
-        names = ", ".join(columns)
-        # chdb reads the local variable `arrow_table` straight from this frame: no
-        # serialisation at all, measured ~2x faster than feeding ArrowStream/TSV bytes.
-        self._run(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(arrow_table)", "CSV")
-
-    def close(self) -> None:
-        cls = type(self)
-        with cls._lock:
-            if not self._acquired:
-                return
-            self._acquired = False
-            cls._refs -= 1
-            if cls._refs <= 0 and cls._session is not None:
-                try:
-                    cls._session.close()
-                finally:
-                    cls._session, cls._path, cls._refs = None, None, 0
-
-
-class _ServerEngine(_Engine):
-    """clickhouse-driver over the native protocol, with a small pool of clients."""
-
-    def __init__(
-        self,
-        *,
-        host: str,
-        port: int,
-        user: str,
-        password: str,
-        connect_timeout: float,
-        send_receive_timeout: float,
-        pool_size: int = 8,
-    ) -> None:
-        self._kwargs: dict[str, Any] = {
-            "host": host,
-            "port": port,
-            "user": user,
-            "password": password,
-            # "default" always exists; our tables are always database-qualified, so the
-            # connection works before ensure_schema() has created the hub database.
-            "database": "default",
-            "connect_timeout": connect_timeout,
-            "send_receive_timeout": send_receive_timeout,
-            "sync_request_timeout": connect_timeout,
-        }
-        self._pool: queue.LifoQueue[Any] = queue.LifoQueue(maxsize=pool_size)
-        self.address = f"{host}:{port}"
-
-    def _client(self) -> Any:
-        try:
-            return self._pool.get_nowait()
-        except queue.Empty:
-            from clickhouse_driver import Client
-
-            return Client(**self._kwargs)
-
-    def _release(self, client: Any, *, broken: bool) -> None:
-        if broken:
-            client.disconnect()
-            return
-        try:
-            self._pool.put_nowait(client)
-        except queue.Full:
-            client.disconnect()
-
-    def _call(self, fn: Any) -> Any:
-        from clickhouse_driver import errors as ch_errors
-
-        client = self._client()
-        broken = False
-        try:
-            return fn(client)
-        except (
-            ch_errors.NetworkError,
-            ch_errors.SocketTimeoutError,
-            ch_errors.UnexpectedPacketFromServerError,
-            EOFError,
-            OSError,
-        ) as exc:
-            broken = True
-            raise MetricsStoreUnavailable(
-                f"ClickHouse at {self.address} is unreachable: {exc}"
-            ) from exc
-        except ch_errors.Error as exc:
-            # 202 too many simultaneous queries, 159 timeout, 209/210 socket trouble reported
-            # by the server itself: transient, worth a retry by the caller.
-            if getattr(exc, "code", None) in {159, 202, 209, 210}:
-                broken = True
-                raise MetricsStoreUnavailable(f"ClickHouse is overloaded: {exc}") from exc
-            raise MetricsStoreError(f"ClickHouse query failed: {exc}") from exc
-        finally:
-            self._release(client, broken=broken)
-
-    def execute(self, sql: str) -> None:
-        self._call(lambda c: c.execute(sql))
-
-    def query_columns(self, sql: str, ncols: int) -> list[list[Any]]:
-        result = self._call(lambda c: c.execute(sql, columnar=True))
-        if not result:
-            return [[] for _ in range(ncols)]
-        return [list(column) for column in result]
-
-    def insert(self, table: str, columns: dict[str, Any], nrows: int) -> None:
-        names = ", ".join(columns)
-        data = [c.tolist() if hasattr(c, "tolist") else list(c) for c in columns.values()]
-        self._call(
-            lambda c: c.execute(f"INSERT INTO {table} ({names}) VALUES", data, columnar=True)
-        )
-
-    def close(self) -> None:
-        while True:
-            try:
-                self._pool.get_nowait().disconnect()
-            except queue.Empty:
-                return
 
 
 # --- the shared SQL implementation --------------------------------------------------------------
@@ -1046,87 +632,3 @@ def _runs_of(run_col: list[str], key_col: list[str]) -> Iterator[tuple[tuple[str
             end += 1
         yield pair, start, end
         start = end
-
-
-# --- the two configurations ----------------------------------------------------------------
-
-
-class ChdbMetricsStore(_SqlMetricsStore):
-    """Embedded ClickHouse at ``path`` (one path per process; see :class:`_ChdbEngine`)."""
-
-    def __init__(self, path: str, *, database: str = DEFAULT_DATABASE) -> None:
-        self.path = os.path.abspath(path)
-        super().__init__(_ChdbEngine(self.path), database)
-
-    @staticmethod
-    def open_path() -> str | None:
-        """The chdb path already open in this process, if any."""
-        return _ChdbEngine.open_path()
-
-
-class ClickHouseServerMetricsStore(_SqlMetricsStore):
-    """A ClickHouse server: ``clickhouse://user:password@host:port/db?connect_timeout=2``."""
-
-    def __init__(self, url: str, *, database: str | None = None, pool_size: int = 8) -> None:
-        parsed = urlparse(url)
-        if parsed.scheme != "clickhouse":
-            raise MetricsStoreError(f"not a clickhouse:// URL: {url!r}")
-        options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-        engine = _ServerEngine(
-            host=parsed.hostname or "127.0.0.1",
-            port=parsed.port or 9000,
-            user=unquote(parsed.username or "default"),
-            password=unquote(parsed.password or ""),
-            connect_timeout=float(options.get("connect_timeout", 2)),
-            send_receive_timeout=float(options.get("send_receive_timeout", 60)),
-            pool_size=pool_size,
-        )
-        db = database or unquote(parsed.path.strip("/")) or DEFAULT_DATABASE
-        super().__init__(engine, db)
-
-
-def metrics_store_from_url(url: str) -> MetricsStore:
-    """Pick the engine by scheme: ``chdb:///abs/path[?database=x]``, ``chdb://:memory:``
-    (a throw-away temporary path) or ``clickhouse://...``."""
-    parsed = urlparse(url)
-    if parsed.scheme == "clickhouse":
-        return ClickHouseServerMetricsStore(url)
-    if parsed.scheme == "chdb":
-        options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-        database = options.get("database", DEFAULT_DATABASE)
-        if parsed.netloc == ":memory:":
-            import tempfile
-
-            # A private temporary directory rather than chdb's ":memory:" so that the same
-            # MergeTree tables and migrations apply unchanged.
-            return ChdbMetricsStore(tempfile.mkdtemp(prefix="hub-chdb-"), database=database)
-        path = unquote(parsed.path)
-        if parsed.netloc or not path.startswith("/"):
-            raise MetricsStoreError(f"chdb URL needs an absolute path (chdb:///abs/path): {url!r}")
-        return ChdbMetricsStore(path, database=database)
-    raise MetricsStoreError(f"HUB_CLICKHOUSE_URL: unsupported scheme {parsed.scheme!r}")
-
-
-_default_store: MetricsStore | None = None
-_default_pid = 0
-_default_lock = threading.Lock()
-
-
-def get_metrics_store() -> MetricsStore:
-    """The process-wide store for ``settings.HUB_CLICKHOUSE_URL`` (created on first use; the
-    schema is ensured then). Django is imported here only, so this module stays importable
-    without it. A forked child (gunicorn, Celery prefork) builds its own: sockets and the chdb
-    session must not be shared across a fork."""
-    global _default_store, _default_pid
-    with _default_lock:
-        if _default_store is None or _default_pid != os.getpid():
-            from django.conf import settings
-
-            store = metrics_store_from_url(settings.HUB_CLICKHOUSE_URL)
-            try:
-                store.ensure_schema()
-            except BaseException:
-                store.close()  # not cached: the next request retries
-                raise
-            _default_store, _default_pid = store, os.getpid()
-        return _default_store
