@@ -169,6 +169,9 @@ HUB_REDIS_URL = _env("HUB_REDIS_URL", "redis://127.0.0.1:6379/0")
 # hubs can share one Redis without taking each other's tasks. `hub serve` derives one from
 # the data dir when it is not set.
 HUB_REDIS_PREFIX = _env("HUB_REDIS_PREFIX", "hub:")
+# The hub's own Redis calls (worker presence, the search-index queue; not Celery's) give up
+# after this long to connect or to answer: a request never hangs on a Redis that is away.
+HUB_REDIS_TIMEOUT_MS = _env_int("HUB_REDIS_TIMEOUT_MS", 500)
 
 # --- registry ------------------------------------------------------------------------------
 HUB_MAX_CHUNK_BYTES = _env_int("HUB_MAX_CHUNK_BYTES", 64 * 1024 * 1024)

@@ -27,6 +27,7 @@ import threading
 from django.conf import settings
 from django.db import transaction
 
+from hub.stores.redis import get_redis
 from hub.stores.search import SearchError, SearchIndex, SearchUnavailable
 
 log = logging.getLogger(__name__)
@@ -49,23 +50,9 @@ def search_index() -> SearchIndex | None:
         return _index
 
 
-_redis_clients: dict[str, object] = {}
-
-
-def _redis():
-    """One client (and connection pool) per URL and process: a write path must not open a
-    TCP connection per request."""
-    import redis
-
-    url = settings.HUB_REDIS_URL
-    client = _redis_clients.get(url)
-    if client is None:
-        client = _redis_clients[url] = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
-    return client
-
-
-def _pending_runs_key() -> str:
-    return f"{settings.HUB_REDIS_PREFIX}index:pending:run"
+# Keys below HUB_REDIS_PREFIX (hub.stores.redis adds it).
+PENDING_RUNS = "index:pending:run"
+DRAIN_WINDOW = "index:drain:run"
 
 
 def _enqueue(kind: str, ident: str) -> None:
@@ -76,16 +63,12 @@ def _enqueue(kind: str, ident: str) -> None:
         return
     try:
         if kind == "run":
-            with _redis().pipeline() as p:
-                p.sadd(_pending_runs_key(), ident)
-                p.set(f"{settings.HUB_REDIS_PREFIX}index:drain:run", 1, nx=True, px=DEBOUNCE_MS)
-                _, first = p.execute()
-            if first:
+            if get_redis().pending_add(PENDING_RUNS, [ident], window=DRAIN_WINDOW, window_ms=DEBOUNCE_MS):
                 from hub.tracking import tasks
 
                 tasks.index_pending_runs.apply_async(countdown=COUNTDOWN_S, retry=False)
             return
-        if _redis().set(f"{settings.HUB_REDIS_PREFIX}index:{kind}:{ident}", 1, nx=True, px=DEBOUNCE_MS):
+        if get_redis().claim_window(f"index:{kind}:{ident}", window_ms=DEBOUNCE_MS):
             from hub.tracking import tasks
 
             tasks.index_commit.apply_async(args=[ident], countdown=COUNTDOWN_S, retry=False)
@@ -185,10 +168,10 @@ def index_pending_runs_now(batch: int = 500) -> int:
     from hub.tracking.models import Run
 
     idx = search_index()
-    r, key = _redis(), _pending_runs_key()
+    r = get_redis()
     taken = 0
     while True:
-        ids = sorted(i.decode() if isinstance(i, bytes) else i for i in (r.spop(key, batch) or []))
+        ids = r.pending_take(PENDING_RUNS, batch)
         if not ids:
             return taken
         try:
@@ -201,13 +184,13 @@ def index_pending_runs_now(batch: int = 500) -> int:
                     idx.delete_run(gone)
         except SearchError as e:
             if isinstance(e, SearchUnavailable):
-                r.sadd(key, *ids)  # not lost: the task's retry (or the next drain) takes them again
+                r.pending_add(PENDING_RUNS, ids)  # not lost: the task's retry (or the next drain) takes them again
                 raise
             # The engine refused a document: putting the batch back would fail every later
             # drain on the same document. The periodic sweep and search_reindex retry them.
             log.error("search index refused a batch of %d run(s) (%s); left to the next sweep", len(ids), e)
         except BaseException:
-            r.sadd(key, *ids)
+            r.pending_add(PENDING_RUNS, ids)
             raise
         taken += len(ids)
 

@@ -217,8 +217,11 @@ def test_run_changes_are_drained_in_bulk_by_one_task(searchable, settings, monke
         ids = [searchable.post("/api/v1/projects/alice/exp/runs", {"name": f"burst-{i}"}, format="json").json()["id"]
                for i in range(5)]
     assert len(scheduled) == 1 and scheduled[0]["countdown"] > indexing.DEBOUNCE_MS / 1000
-    r = indexing._redis()
-    assert {i.decode() for i in r.smembers(indexing._pending_runs_key())} == set(ids)
+    import redis
+
+    r = redis.Redis.from_url(settings.HUB_REDIS_URL)  # looking from outside the hub's adapter
+    pending = settings.HUB_REDIS_PREFIX + indexing.PENDING_RUNS
+    assert {i.decode() for i in r.smembers(pending)} == set(ids)
 
     idx = indexing.search_index()
     calls = []
@@ -231,7 +234,7 @@ def test_run_changes_are_drained_in_bulk_by_one_task(searchable, settings, monke
     monkeypatch.setattr(idx, "bulk_index_runs", down)
     with pytest.raises(SearchUnavailable):
         indexing.index_pending_runs_now()
-    assert calls == [5] and r.scard(indexing._pending_runs_key()) == 5  # nothing lost
+    assert calls == [5] and r.scard(pending) == 5  # nothing lost
 
     # A document the engine refuses must not poison every later drain: that batch is left
     # to the periodic sweep, the others go through.
@@ -240,17 +243,17 @@ def test_run_changes_are_drained_in_bulk_by_one_task(searchable, settings, monke
     def refuse(docs, **kw):
         raise SearchError("1 document(s) failed to index")
 
-    r.sadd(indexing._pending_runs_key(), "doesnotexist0000")
+    r.sadd(pending, "doesnotexist0000")
     monkeypatch.setattr(idx, "bulk_index_runs", refuse)
     monkeypatch.setattr(idx, "delete_run", lambda *a, **kw: False)
     assert indexing.index_pending_runs_now(batch=100) == 6
-    assert r.scard(indexing._pending_runs_key()) == 0
+    assert r.scard(pending) == 0
     monkeypatch.undo()
-    r.sadd(indexing._pending_runs_key(), *ids)
+    r.sadd(pending, *ids)
 
     monkeypatch.setattr(idx, "bulk_index_runs", real_bulk)
     assert indexing.index_pending_runs_now(batch=2) == 5
-    assert r.scard(indexing._pending_runs_key()) == 0
+    assert r.scard(pending) == 0
     idx.refresh()
     found = search(searchable, q="burst")
     assert {x["id"] for x in found["results"]} == set(ids)
