@@ -78,6 +78,13 @@ class ServiceUnavailable(HubError):
         self.retry_after = retry_after
 
 
+class StorageCorrupt(HubError):
+    """Stored bytes failed verification: the hub's fault, not the client's."""
+
+    status = 500
+    code = "storage_corrupt"
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict:
     return {"error": {"code": code, "message": message, "details": details}}
 
@@ -96,19 +103,45 @@ _DRF_CODES: dict[type, str] = {
 }
 
 
+def store_error(exc: Exception) -> HubError | None:
+    """The one translation of a store adapter's failure (``hub.stores``) into an API error:
+    one status, code and message per error class. Selectors and services let these
+    propagate; nothing else catches a store error to answer HTTP."""
+    from hub.stores.blobs import BlobError
+    from hub.stores.metrics import MetricsStoreError, MetricsStoreUnavailable
+    from hub.stores.redis import RedisUnavailable
+
+    if isinstance(exc, MetricsStoreUnavailable):
+        log.warning("metrics store unavailable: %s", exc)
+        return ServiceUnavailable("The metrics store is unreachable; retry later.",
+                                  code="metrics_store_unavailable", retry_after=exc.retry_after)
+    if isinstance(exc, MetricsStoreError):
+        log.error("metrics store error: %s", exc)
+        return ServiceUnavailable(f"The metrics store failed: {exc}; retry later.", code="metrics_store_error")
+    if isinstance(exc, RedisUnavailable):
+        log.warning("redis unavailable: %s", exc)
+        return ServiceUnavailable("The hub's Redis is unreachable; retry later.", code="redis_unavailable",
+                                  retry_after=exc.retry_after)
+    if isinstance(exc, BlobError):
+        log.error("blob store error: %s", exc)
+        return StorageCorrupt(f"Stored data failed verification: {exc}. An administrator should restore the blob store.")
+    return None
+
+
+def _hub_error_response(exc: HubError) -> Response:
+    headers = {}
+    if isinstance(exc, ServiceUnavailable):
+        headers["Retry-After"] = str(exc.retry_after)
+    return Response(exc.as_dict(), status=exc.status, headers=headers)
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF exception handler: every failure leaves in the one error shape."""
     if isinstance(exc, HubError):
-        headers = {}
-        if isinstance(exc, ServiceUnavailable):
-            headers["Retry-After"] = str(exc.retry_after)
-        return Response(exc.as_dict(), status=exc.status, headers=headers)
-    from hub.stores.blobs import BlobError
-
-    if isinstance(exc, BlobError):
-        log.error("blob store error: %s", exc)
-        return Response(error_body("storage_corrupt", f"Stored data failed verification: {exc}. "
-                                   "An administrator should restore the blob store."), status=500)
+        return _hub_error_response(exc)
+    mapped = store_error(exc)
+    if mapped is not None:
+        return _hub_error_response(mapped)
     if isinstance(exc, Http404):
         return Response(error_body("not_found", str(exc) or "Not found."), status=404)
     if isinstance(exc, DjangoPermissionDenied):
@@ -153,8 +186,12 @@ class JsonErrorMiddleware:
     def process_exception(self, request, exception):
         if not request.path.startswith("/api/"):
             return None
-        if isinstance(exception, HubError):
-            return JsonResponse(exception.as_dict(), status=exception.status)
+        mapped = exception if isinstance(exception, HubError) else store_error(exception)
+        if mapped is not None:
+            response = JsonResponse(mapped.as_dict(), status=mapped.status)
+            if isinstance(mapped, ServiceUnavailable):
+                response["Retry-After"] = str(mapped.retry_after)
+            return response
         log.exception("unhandled error on %s %s", request.method, request.path)
         return JsonResponse(
             error_body("internal_error", "The hub hit an unexpected error; it has been logged."),

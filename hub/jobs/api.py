@@ -223,11 +223,18 @@ class JobLogStreamApi(APIView):
         except ValueError as e:
             raise InvalidInput("after_seq (or Last-Event-ID) must be an integer.", code="invalid_page") from e
 
+        def page():
+            return selectors.job_logs(job=job, after_seq=last[0] if last[0] >= 0 else None, limit=1000, **filters)
+
+        # The first page is read before the response starts, so a store outage is a 503 (from
+        # the one exception handler) rather than a 200 cut short; later it can only cut the
+        # stream, and the EventSource reconnects with Last-Event-ID.
+        first = [page()]
+
         def stream():
             idle_since = time.monotonic()
             while True:
-                lines = selectors.job_logs(job=job, after_seq=last[0] if last[0] >= 0 else None, limit=1000,
-                                           **filters)
+                lines = first.pop() if first else page()
                 for line in lines:
                     last[0] = line["seq"]
                     yield f"id: {line['seq']}\nevent: line\ndata: {json.dumps(line)}\n\n"
@@ -269,10 +276,7 @@ class JobArtifactDownloadApi(APIView):
 class ProfileApi(APIView):
     @extend_schema(summary="A profile job's operator table (top ops by self time)")
     def get(self, request, job_id):
-        from hub.stores.metrics import get_metrics_store
-
-        job = selectors.job_for(request, job_id=job_id)
-        return Response({"job": job.pk, "commit": job.base_commit, "ops": get_metrics_store().profile_ops([job.pk])[job.pk]})
+        return Response(selectors.profile_ops(job=selectors.job_for(request, job_id=job_id)))
 
 
 class ProfileCompareApi(APIView):

@@ -1,4 +1,6 @@
-"""Reads of the jobs domain."""
+"""Reads of the jobs domain. Reads never change a job: lost jobs are marked by the reaper
+(``manage.py jobs_reaper``), not by whoever looks. A metrics-store failure propagates to the
+API's one exception handler (503)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from hub.accounts.models import Role
-from hub.common.errors import Conflict, Forbidden, NotAuthenticated, NotFound, ServiceUnavailable
+from hub.common.errors import Conflict, Forbidden, NotAuthenticated, NotFound
 from hub.jobs.models import Job
 from hub.tracking import selectors as tracking
 
@@ -87,33 +89,35 @@ def job_logs(*, job: Job, after_seq: int | None = None, limit: int = 1000, tail:
              time_max: float | None = None) -> list[dict]:
     """A job's log lines in ``seq`` order: after ``after_seq`` (at most ``limit``), or the last
     ``tail``; only the given ``streams`` and times in ``[time_min, time_max]`` when set."""
-    from hub.stores.metrics import MetricsStoreError, MetricsStoreUnavailable, get_metrics_store
+    from hub.stores.metrics import get_metrics_store
 
     filtered = streams is not None or time_min is not None or time_max is not None
-    try:
-        store = get_metrics_store()
-        if tail and not filtered:
-            lines = store.log_tail(job.pk, tail)
-        elif tail:
-            # The store's tail has no filters: page through the matching lines, keeping the last.
-            kept: deque = deque(maxlen=tail)
-            cursor = None
-            while True:
-                page = store.log_lines(job.pk, after_seq=cursor, limit=10_000, streams=streams,
-                                       time_min=time_min, time_max=time_max)
-                kept.extend(page)
-                if len(page) < 10_000:
-                    break
-                cursor = page[-1].seq
-            lines = list(kept)
-        else:
-            lines = store.log_lines(job.pk, after_seq=after_seq, limit=limit, streams=streams,
-                                    time_min=time_min, time_max=time_max)
-    except MetricsStoreUnavailable as e:
-        raise ServiceUnavailable("The log store is unreachable.", code="metrics_store_unavailable") from e
-    except MetricsStoreError as e:
-        raise ServiceUnavailable(f"The log store failed: {e}", code="metrics_store_error") from e
+    store = get_metrics_store()
+    if tail and not filtered:
+        lines = store.log_tail(job.pk, tail)
+    elif tail:
+        # The store's tail has no filters: page through the matching lines, keeping the last.
+        kept: deque = deque(maxlen=tail)
+        cursor = None
+        while True:
+            page = store.log_lines(job.pk, after_seq=cursor, limit=10_000, streams=streams,
+                                   time_min=time_min, time_max=time_max)
+            kept.extend(page)
+            if len(page) < 10_000:
+                break
+            cursor = page[-1].seq
+        lines = list(kept)
+    else:
+        lines = store.log_lines(job.pk, after_seq=after_seq, limit=limit, streams=streams,
+                                time_min=time_min, time_max=time_max)
     return [line._asdict() for line in lines]
+
+
+def profile_ops(*, job: Job) -> dict:
+    """A profile job's operator table: its top operators by self time."""
+    from hub.stores.metrics import get_metrics_store
+
+    return {"job": job.pk, "commit": job.base_commit, "ops": get_metrics_store().profile_ops([job.pk])[job.pk]}
 
 
 def profile_compare(*, a: Job, b: Job, limit: int = 100) -> dict:

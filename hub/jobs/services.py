@@ -301,7 +301,7 @@ def job_relaunch(*, job: Job, user) -> Job:
 
 def job_logs_ingest(*, job: Job, lines: list) -> int:
     """Log lines from the worker: ``[seq, time, stream, line]``; retries collapse on seq."""
-    from hub.stores.metrics import MetricsStoreUnavailable, get_metrics_store
+    from hub.stores.metrics import get_metrics_store
 
     rows = []
     for item in lines:
@@ -309,10 +309,7 @@ def job_logs_ingest(*, job: Job, lines: list) -> int:
                 and isinstance(item[3], str) and isinstance(item[1], int | float)):
             raise InvalidInput("Each log line is [seq, time, stream, text].", code="invalid_log_line")
         rows.append((job.pk, item[0], float(item[1]), item[2][:32], item[3][:16384]))
-    try:
-        return get_metrics_store().insert_log_lines(rows)
-    except MetricsStoreUnavailable as e:
-        raise ServiceUnavailable("The log store is unreachable; retry.", code="metrics_store_unavailable") from e
+    return get_metrics_store().insert_log_lines(rows)
 
 
 def job_artifact_add(*, job: Job, path: str, kind: str, chunks: list) -> JobArtifact:
@@ -330,11 +327,12 @@ def job_profile_ops(*, job: Job, rows: list) -> int:
 
     if not isinstance(rows, list) or len(rows) > 100_000:
         raise InvalidInput("'ops' must be a list of at most 100000 rows.", code="invalid_ops")
+    store = get_metrics_store()
     try:
-        return get_metrics_store().insert_profile_ops(job.pk, rows)
-    except MetricsStoreUnavailable as e:
-        raise ServiceUnavailable("The metrics store is unreachable; retry.", code="metrics_store_unavailable") from e
-    except MetricsStoreError as e:
+        return store.insert_profile_ops(job.pk, rows)
+    except MetricsStoreUnavailable:
+        raise
+    except MetricsStoreError as e:  # the store refused a row: the worker's input, not an outage
         raise InvalidInput(str(e), code="invalid_ops") from e
 
 

@@ -56,20 +56,6 @@ def runs_for(request, *, run_ids: list[str]) -> list[Run]:
     return [run_for(request, run_id=r) for r in dict.fromkeys(run_ids)]
 
 
-def _unavailable(e: MetricsStoreUnavailable) -> ServiceUnavailable:
-    return ServiceUnavailable("The metrics store is unreachable; retry later.", code="metrics_store_unavailable",
-                              retry_after=e.retry_after)
-
-
-def _metrics():
-    try:
-        return get_metrics_store()
-    except MetricsStoreUnavailable as e:
-        raise _unavailable(e) from e
-    except MetricsStoreError as e:
-        raise ServiceUnavailable(f"The metrics store cannot be opened: {e}", code="metrics_store_error") from e
-
-
 def _bound(value: float | None, name: str) -> float | None:
     if value is None:
         return None
@@ -80,8 +66,9 @@ def _bound(value: float | None, name: str) -> float | None:
 
 def series(*, runs: list[Run], keys: list[str], x: str = "step", buckets: int | None = None,
            x_min: float | None = None, x_max: float | None = None) -> list[dict]:
-    """Inputs are checked here, so a store error is either the store being down (503) or
-    the store refusing a query built from them (400 ``invalid_series_query``), never a 500."""
+    """Inputs are checked here, so a store error is either the store being down (503, from
+    the one exception handler) or the store refusing a query built from them (400
+    ``invalid_series_query``), never a 500."""
     if x not in ("step", "time"):
         raise InvalidInput("x must be 'step' or 'time'.", code="invalid_axis")
     if buckets is not None and not 1 <= buckets <= 100_000:
@@ -91,11 +78,12 @@ def series(*, runs: list[Run], keys: list[str], x: str = "step", buckets: int | 
     x_min, x_max = _bound(x_min, "min"), _bound(x_max, "max")
     if x_min is not None and x_max is not None and x_min > x_max:
         raise InvalidInput("min must not be greater than max.", code="invalid_range")
+    store = get_metrics_store()
     try:
-        data = _metrics().series([r.pk for r in runs], keys, x=x, buckets=buckets, x_min=x_min, x_max=x_max)
-    except MetricsStoreUnavailable as e:
-        raise _unavailable(e) from e
-    except MetricsStoreError as e:
+        data = store.series([r.pk for r in runs], keys, x=x, buckets=buckets, x_min=x_min, x_max=x_max)
+    except MetricsStoreUnavailable:
+        raise
+    except MetricsStoreError as e:  # a refused query, not an outage: the client's input
         raise InvalidInput(f"The metrics store refused the query: {e}", code="invalid_series_query") from e
     return [s.to_dict() for s in data.values()]
 
@@ -108,22 +96,16 @@ def summary_with_counts(*, run: Run) -> dict:
     if not summary:
         return summary
     try:
-        for s in _metrics().keys(run.pk):
+        for s in get_metrics_store().keys(run.pk):
             if s.key in summary:
                 summary[s.key]["count"] = s.count
-    except (MetricsStoreError, ServiceUnavailable):  # down, or cannot even be opened
+    except MetricsStoreError:  # down, or cannot even be opened
         log.warning("run %s: point counts left out (metrics store unavailable)", run.pk)
     return summary
 
 
 def metric_keys(*, run: Run) -> list[dict]:
-    try:
-        stats = _metrics().keys(run.pk)
-    except MetricsStoreUnavailable as e:
-        raise _unavailable(e) from e
-    except MetricsStoreError as e:
-        raise ServiceUnavailable(f"The metrics store failed: {e}", code="metrics_store_error") from e
-    return [s._asdict() for s in stats]
+    return [s._asdict() for s in get_metrics_store().keys(run.pk)]
 
 
 def export_batches(*, run: Run, keys: list[str] | None = None):
@@ -131,13 +113,8 @@ def export_batches(*, run: Run, keys: list[str] | None = None):
     status goes out with the first byte, so an unreachable store must show up before the
     response is built (503), not as a stream cut after a 200. A failure between later
     batches can only cut the stream (the client sees an incomplete chunked body)."""
-    try:
-        it = iter(_metrics().export_rows(run.pk, keys or None))
-        first = next(it, None)
-    except MetricsStoreUnavailable as e:
-        raise _unavailable(e) from e
-    except MetricsStoreError as e:
-        raise ServiceUnavailable(f"The metrics store failed: {e}", code="metrics_store_error") from e
+    it = iter(get_metrics_store().export_rows(run.pk, keys or None))
+    first = next(it, None)
     return iter(()) if first is None else itertools.chain([first], it)
 
 

@@ -9,11 +9,11 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from hub.common.errors import Conflict, InvalidInput, ServiceUnavailable
+from hub.common.errors import Conflict, InvalidInput
 from hub.common.limits import limit, nesting_depth
 from hub.common.validation import validate_slug
 from hub.stores._search_layout import flatten_params, keyword_text
-from hub.stores.metrics import MetricsStoreError, MetricsStoreUnavailable, get_metrics_store
+from hub.stores.metrics import get_metrics_store
 from hub.tracking import indexing
 from hub.tracking.ingest import Batch, merge_summary, summarize
 from hub.tracking.models import Project, Run
@@ -209,15 +209,6 @@ def run_update(*, run: Run, status: str | None = None, name: str | None = None, 
     return run
 
 
-def _store_unavailable(e: MetricsStoreError, what: str) -> ServiceUnavailable:
-    """The API's answer to a store failure: 503 with ``Retry-After`` either way (a refused
-    write says nothing about the batch, which was validated before; the client retries it)."""
-    if isinstance(e, MetricsStoreUnavailable):
-        return ServiceUnavailable(f"The metrics store is unreachable; {what}", code="metrics_store_unavailable",
-                                  retry_after=e.retry_after)
-    return ServiceUnavailable(f"The metrics store refused the request: {e}; {what}", code="metrics_store_error")
-
-
 def _check_metric_keys(summary: dict, keys: list[str]) -> None:
     max_keys = limit("HUB_MAX_METRIC_KEYS_PER_RUN")
     new = [k for k in keys if k not in summary]
@@ -232,7 +223,9 @@ def metrics_ingest(*, run: Run, batch: Batch) -> dict:
     """Write a validated batch: the points go to ClickHouse first (idempotent: a retry
     collapses), then the run's summaries move in one DB transaction. If ClickHouse is down
     (including when the store cannot even be created, e.g. at the first request after a
-    start) the client gets 503 and nothing changed; if the DB write fails after the insert,
+    start) the store error propagates (the API answers 503 with ``Retry-After`` either way: a
+    refused write says nothing about the batch, which was validated before; the client
+    retries it) and nothing changed; if the DB write fails after the insert,
     the client's retry re-inserts the same rows, which collapse.
 
     A batch that would take the run over ``HUB_MAX_METRIC_KEYS_PER_RUN`` distinct keys is
@@ -240,12 +233,8 @@ def metrics_ingest(*, run: Run, batch: Batch) -> dict:
     the run's keys without a lock, so concurrent batches of one run may overshoot the limit
     by at most their own new keys."""
     _check_metric_keys(Run.objects.only("summary").get(pk=run.pk).summary, batch.keys)
-    try:
-        store = get_metrics_store()
-        store.insert_columns(run_id=run.pk, key=batch.key_column(), step=batch.step, wall_time=batch.time,
-                             value=batch.value)
-    except MetricsStoreError as e:
-        raise _store_unavailable(e, "retry the same batch later.") from e
+    get_metrics_store().insert_columns(run_id=run.pk, key=batch.key_column(), step=batch.step, wall_time=batch.time,
+                                       value=batch.value)
     batch_summary = summarize(batch)
     with transaction.atomic():
         locked = Run.objects.select_for_update().only("summary").get(pk=run.pk)
@@ -258,10 +247,7 @@ def metrics_ingest(*, run: Run, batch: Batch) -> dict:
 def run_delete(*, run: Run) -> None:
     """Metrics first: if the store is down the run stays (503) and the delete can be retried;
     the reverse order would leave orphaned points nobody can reach."""
-    try:
-        get_metrics_store().delete_run(run.pk)
-    except MetricsStoreError as e:
-        raise _store_unavailable(e, "retry later.") from e
+    get_metrics_store().delete_run(run.pk)
     run_id = run.pk
     with transaction.atomic():
         run.delete()

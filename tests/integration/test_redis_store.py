@@ -1,6 +1,6 @@
 """The Redis adapter (hub.stores.redis) against the real Redis the hub uses (a unique key
 prefix per test): the presence key format the workers share, the pending-run set, and
-RedisUnavailable."""
+RedisUnavailable, which the one exception handler answers as 503 ``redis_unavailable``."""
 
 from __future__ import annotations
 
@@ -66,3 +66,11 @@ def test_without_redis_no_worker_is_online(settings):
 
     settings.HUB_REDIS_URL = f"redis://127.0.0.1:{_closed_port()}/0"
     assert workers_online("gpu") == []
+
+
+def test_redis_unavailable_is_one_503_with_retry_after():
+    from hub.common.errors import exception_handler
+
+    r = exception_handler(RedisUnavailable("refused", retry_after=3), {})
+    assert r.status_code == 503 and r["Retry-After"] == "3"
+    assert r.data["error"]["code"] == "redis_unavailable"

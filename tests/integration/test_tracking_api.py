@@ -415,11 +415,11 @@ def test_run_page_counts_points_exactly_even_after_a_retried_batch(tracker, monk
     assert summary["a"]["count"] == 10 and summary["b"]["count"] == 1 and summary["a"]["last"] == 9.0
 
     import hub.tracking.selectors as sel
-    from hub.common.errors import ServiceUnavailable
+    from hub.stores.metrics import MetricsStoreUnavailable
 
     def down():
-        raise ServiceUnavailable("down", code="metrics_store_unavailable")
+        raise MetricsStoreUnavailable("down")
 
-    monkeypatch.setattr(sel, "_metrics", down)
+    monkeypatch.setattr(sel, "get_metrics_store", down)
     r = tracker.get(f"/api/v1/runs/{run['id']}")  # the run page still opens, without counts
     assert r.status_code == 200 and "count" not in r.json()["summary"]["a"]
