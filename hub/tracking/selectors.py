@@ -6,6 +6,8 @@ import itertools
 import logging
 import math
 
+from django.db.models import Q
+
 from hub.accounts import selectors as accounts
 from hub.accounts.models import Role
 from hub.common.errors import InvalidInput, NotFound, ServiceUnavailable
@@ -209,26 +211,44 @@ def _run_list_db(*, project: Project, newest_first: bool, page_size: int, offset
 
 
 def runs_for_commits(request, *, commits: list[str]) -> dict[str, Run]:
-    """The run linked to each model commit (``ns/repo@sha``, sha or a prefix of at least 7):
-    the latest finished one, else the latest, among the runs this request may see."""
+    """The run linked to each model commit (``ns/repo@sha``): the latest finished one, else
+    the latest, among the runs this request may see. Runs match a commit id exactly; an
+    abbreviation (7-39 hex) is first expanded by the registry's one rule
+    (``hub.registry.selectors.commit_get``: unique or a 400 ``ambiguous_ref``) in a repo the
+    request may read. One query for the runs of every commit."""
     commits = list(dict.fromkeys(commits))
     if not 2 <= len(commits) <= 200:
         raise InvalidInput("Name 2..200 distinct commits as ns/repo@sha.", code="invalid_commits")
-    out: dict[str, Run] = {}
-    missing = []
+    wanted: dict[str, tuple[str, str] | None] = {}  # ref -> (repo, full sha), None: names no commit
     for ref in commits:
         repo, _, sha = ref.partition("@")
-        if repo.count("/") != 1 or not 7 <= len(sha) <= 40 or not all(c in "0123456789abcdef" for c in sha.lower()):
+        sha = sha.lower()
+        if repo.count("/") != 1 or not 7 <= len(sha) <= 40 or not all(c in "0123456789abcdef" for c in sha):
             raise InvalidInput(f"Bad commit {ref!r}: use ns/repo@sha (at least 7 hex digits).", code="invalid_commits")
-        candidates = (Run.objects.filter(commit_repo=repo, commit_sha__startswith=sha.lower())
-                      .order_by("-started_at", "-pk").values_list("pk", "status"))
-        chosen = None
-        for run_id, _status in sorted(candidates, key=lambda c: c[1] != Run.Status.FINISHED):
+        wanted[ref] = (repo, sha) if len(sha) == 40 else _expand_commit(request, repo=repo, sha=sha)
+    pairs = {pair for pair in wanted.values() if pair is not None}
+    match = Q(pk__in=[])
+    for repo, sha in pairs:
+        match |= Q(commit_repo=repo, commit_sha=sha)
+    by_commit: dict[tuple[str, str], list[Run]] = {}
+    for run in Run.objects.select_related("project__namespace", "user").filter(match).order_by("-started_at", "-pk"):
+        by_commit.setdefault((run.commit_repo, run.commit_sha), []).append(run)
+    visible: dict[int, bool] = {}  # project id -> may this request read it (checked once each)
+
+    def can_see(run: Run) -> bool:
+        if run.project_id not in visible:
             try:
-                chosen = run_for(request, run_id=run_id)
-                break
+                _check_access(request, run.project, Role.READ)
+                visible[run.project_id] = True
             except NotFound:
-                continue
+                visible[run.project_id] = False
+        return visible[run.project_id]
+
+    out: dict[str, Run] = {}
+    missing = []
+    for ref, pair in wanted.items():
+        candidates = sorted(by_commit.get(pair, []) if pair else [], key=lambda r: r.status != Run.Status.FINISHED)
+        chosen = next((r for r in candidates if can_see(r)), None)
         if chosen is None:
             missing.append(ref)
         else:
@@ -237,6 +257,19 @@ def runs_for_commits(request, *, commits: list[str]) -> dict[str, Run]:
         raise NotFound(f"No run you can see is linked to {', '.join(missing)}.", code="commit_has_no_runs",
                        details={"commits": missing})
     return out
+
+
+def _expand_commit(request, *, repo: str, sha: str) -> tuple[str, str] | None:
+    """``(repo, full id)`` of the commit an abbreviation names in a repo the request may read;
+    None when there is no such repo or commit."""
+    from hub.registry import selectors as registry
+
+    namespace, _, name = repo.partition("/")
+    try:
+        found = registry.repo_for(request, namespace=namespace, name=name)
+        return repo, registry.commit_get(repo=found, sha=sha).sha
+    except NotFound:
+        return None
 
 
 def compare(*, runs: list[Run], target: str | None, baseline: str | None, goal: str | None,

@@ -361,12 +361,12 @@ def test_compare_model_commits_through_their_linked_runs(tracker):
     rb = new_run(tracker, name="run-b", commit=f"alice/moe@{b}", params={"lr": 3e-3})
     ingest(tracker, rb["id"], key="val_loss", step=[0, 100], value=[3.0, 1.8])
     tracker.patch(f"/api/v1/runs/{old['id']}", {"status": "failed"}, format="json")  # not the finished one
-    r = tracker.get(f"/api/v1/runs/compare?commits=alice/moe@{a},alice/moe@{b[:7]}&baseline=alice/moe@{a}")
+    r = tracker.get(f"/api/v1/runs/compare?commits=alice/moe@{a},alice/moe@{b}&baseline=alice/moe@{a}")
     assert r.status_code == 200, r.content
     rep = r.json()
     assert [x["id"] for x in rep["runs"]] == [ra["id"], rb["id"]] and rep["baseline"] == ra["id"]
-    assert rep["commits"] == {f"alice/moe@{a}": ra["id"], f"alice/moe@{b[:7]}": rb["id"]}
-    assert rep["summary"][0].startswith(f"moe@{b[:7]} reaches 10.0% lower final val_loss than moe@{a[:8]}")
+    assert rep["commits"] == {f"alice/moe@{a}": ra["id"], f"alice/moe@{b}": rb["id"]}
+    assert rep["summary"][0].startswith(f"moe@{b[:8]} reaches 10.0% lower final val_loss than moe@{a[:8]}")
     md = tracker.get(f"/api/v1/runs/compare?commits=alice/moe@{a},alice/moe@{b}&render=markdown")
     assert md.status_code == 200 and f"moe@{b[:8]}".encode() in md.content
 
@@ -384,6 +384,29 @@ def test_compare_commits_errors(tracker, query, status, code):
     new_run(tracker, commit="alice/moe@" + "b" * 40)
     r = tracker.get(f"/api/v1/runs/compare?{query}")
     assert r.status_code == status and r.json()["error"]["code"] == code, r.content
+
+
+def test_compare_commits_matches_commit_ids_exactly_not_by_prefix(tracker):
+    """A run linked to a longer id is not the run of its prefix: an abbreviation is expanded by
+    the registry's resolver first, and with no such commit in the registry nothing matches."""
+    a, b = "a" * 40, "b" * 40
+    new_run(tracker, commit=f"alice/moe@{a}")
+    new_run(tracker, commit=f"alice/moe@{b}")
+    r = tracker.get(f"/api/v1/runs/compare?commits=alice/moe@{a},alice/moe@{b[:7]}")
+    assert r.status_code == 404 and r.json()["error"]["details"] == {"commits": [f"alice/moe@{b[:7]}"]}, r.content
+
+
+def test_compare_commits_expands_an_abbreviation_through_the_registry(tracker):
+    from tests.helpers import push
+
+    assert tracker.post("/api/v1/repos", {"name": "moe"}, format="json").status_code == 201
+    first = push(tracker, "alice/moe", {"a.txt": b"one"}, message="one").json()["sha"]
+    second = push(tracker, "alice/moe", {"a.txt": b"two"}, message="two").json()["sha"]
+    ra = new_run(tracker, commit=f"alice/moe@{first}")
+    rb = new_run(tracker, commit=f"alice/moe@{second}")
+    r = tracker.get(f"/api/v1/runs/compare?commits=alice/moe@{first},alice/moe@{second[:10]}")
+    assert r.status_code == 200, r.content
+    assert r.json()["commits"] == {f"alice/moe@{first}": ra["id"], f"alice/moe@{second[:10]}": rb["id"]}
 
 
 def test_export_parquet_streams_every_point(tracker):
