@@ -83,7 +83,6 @@ class JobListCreateApi(APIView):
     @extend_schema(summary="List jobs", parameters=[OpenApiParameter("project", str), OpenApiParameter("status", str),
                                                      OpenApiParameter("kind", str)])
     def get(self, request):
-        services.jobs_reap_lost()
         project = None
         if request.query_params.get("project"):
             ns, _, name = request.query_params["project"].partition("/")
@@ -117,7 +116,6 @@ class JobListCreateApi(APIView):
 class JobDetailApi(APIView):
     @extend_schema(summary="A job: status, transitions, progress, lineage, artifacts")
     def get(self, request, job_id):
-        services.jobs_reap_lost()
         return Response(job_out(selectors.job_for(request, job_id=job_id), detail=True))
 
 

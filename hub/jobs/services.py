@@ -274,9 +274,9 @@ def job_heartbeat(*, job: Job, progress: dict | None = None, counters: dict | No
 
 def jobs_reap_lost(*, older_than_s: int | None = None) -> list[str]:
     """Running jobs whose worker stopped heartbeating are ``lost`` (their process is gone or
-    unreachable); a job never stays ``running`` without a live worker. Called on every read
-    of jobs and every ``HUB_JOB_REAP_EVERY_S`` by ``manage.py jobs_reaper`` (which ``hub
-    serve`` runs), so it happens even when nobody looks."""
+    unreachable); a job never stays ``running`` without a live worker. Called every
+    ``HUB_JOB_REAP_EVERY_S`` by ``manage.py jobs_reaper`` (which ``hub serve`` runs), and
+    only there: a read of jobs never writes."""
     older_than_s = settings.HUB_JOB_LOST_AFTER_S if older_than_s is None else older_than_s
     cutoff = timezone.now() - timedelta(seconds=older_than_s)
     lost = []

@@ -140,6 +140,9 @@ def test_a_job_whose_worker_stops_heartbeating_is_lost_and_can_be_relaunched(set
     job = launch(client, kind="evaluate", base="alice/moe@main", config={}).json()
     worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json")
     Job.objects.filter(pk=job["id"]).update(heartbeat_at=timezone.now() - timedelta(seconds=61))
+    from hub.jobs.services import jobs_reap_lost
+
+    assert jobs_reap_lost() == [job["id"]]  # what the reaper does every HUB_JOB_REAP_EVERY_S
     detail = client.get(f"/api/v1/jobs/{job['id']}").json()
     assert detail["status"] == "lost" and "no heartbeat" in detail["reason"]
     again = client.post(f"/api/v1/jobs/{job['id']}/relaunch")
@@ -147,6 +150,17 @@ def test_a_job_whose_worker_stops_heartbeating_is_lost_and_can_be_relaunched(set
     new = again.json()
     assert new["relaunched_from"] == job["id"] and new["base"]["commit"] == job["base"]["commit"]
     assert new["config"] == job["config"] and new["status"] == "queued"
+
+
+def test_reading_jobs_never_reaps_them(setup):
+    """Only the reaper marks a job lost: a GET of the list or of the job changes nothing."""
+    client, worker = setup
+    job = launch(client, kind="evaluate", base="alice/moe@main", config={}).json()
+    worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json")
+    Job.objects.filter(pk=job["id"]).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert client.get("/api/v1/jobs?project=alice/exp").json()["results"][0]["status"] == "running"
+    assert client.get(f"/api/v1/jobs/{job['id']}").json()["status"] == "running"
+    assert Job.objects.get(pk=job["id"]).status == Job.Status.RUNNING
 
 
 def test_worker_logs_and_profile_rows(setup, metrics_store, monkeypatch):

@@ -133,6 +133,9 @@ def test_the_credential_is_revoked_when_the_attempt_ends(hub, end):
         attempt.post(f"/api/v1/jobs/{job['id']}/worker/requeue", {"reason": "x"}, format="json")
     elif end == "lost":
         Job.objects.filter(pk=job["id"]).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+        from hub.jobs.services import jobs_reap_lost
+
+        assert jobs_reap_lost() == [job["id"]]
         assert client.get(f"/api/v1/jobs/{job['id']}").json()["status"] == "lost"
     else:
         client.post(f"/api/v1/jobs/{job['id']}/cancel")

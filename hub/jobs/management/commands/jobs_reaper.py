@@ -1,10 +1,9 @@
 """``manage.py jobs_reaper [--once]``: mark ``lost`` every running job whose worker stopped
 heartbeating, every ``HUB_JOB_REAP_EVERY_S`` seconds, whether or not anybody reads jobs.
 
-The hub also reaps on every read of jobs, and live workers ask it to; this loop covers the
-case where every worker is gone and nobody looks. ``hub serve`` runs it; elsewhere run one
-next to the web process. It touches the database only (safe to run in several copies: each
-move to ``lost`` is a compare-and-swap)."""
+This is the only place jobs are reaped (reads of jobs never write). ``hub serve`` runs it;
+elsewhere run one next to the web process. It touches the database only (safe to run in
+several copies: each move to ``lost`` is a compare-and-swap)."""
 
 from __future__ import annotations
 
