@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -12,6 +13,9 @@ from django.utils import timezone
 
 from hub.common.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceUnavailable
 from hub.jobs.models import Job, JobArtifact, JobTransition
+
+if TYPE_CHECKING:
+    from workers.moe.config import Config
 
 log = logging.getLogger(__name__)
 MAX_TIME_LIMIT_S = 7 * 24 * 3600
@@ -23,8 +27,13 @@ ALLOWED = {
 }
 
 
-def validate_job_config(kind: str, config) -> dict:
-    """The workload's own schema decides: every problem is listed, nothing is queued."""
+def validate_job_config(kind: str, config) -> Config:
+    """The workload's own schema decides: every problem is listed, nothing is queued.
+
+    The one validation of a job config on the hub: returns the parsed config
+    (``workers.moe.config.Config``, defaults resolved), which the launch passes on to the
+    checks that read it; the job's entry point validates again in the sandbox, as its own
+    defence."""
     from workers.moe.config import validate_config
 
     if kind not in Job.Kind.values:
@@ -32,11 +41,11 @@ def validate_job_config(kind: str, config) -> dict:
     if not isinstance(config, dict):
         raise InvalidInput("'config' must be a JSON object.", code="invalid_config",
                            details={"errors": [{"path": "", "message": "must be an object"}]})
-    _, errors = validate_config(kind, config)
+    cfg, errors = validate_config(kind, config)
     if errors:
         raise InvalidInput(f"The {kind} config has {len(errors)} problem(s).", code="invalid_config",
                            details={"errors": errors})
-    return config
+    return cfg
 
 
 def _resources(raw) -> dict:
@@ -65,23 +74,23 @@ def _resources(raw) -> dict:
     return out
 
 
-def _check_device(kind: str, config: dict, res: dict) -> None:
-    """A job with no GPUs runs on a CPU worker: a config that needs CUDA would only fail there."""
-    from workers.moe.config import validate_config
+def _check_device(cfg: Config, res: dict) -> None:
+    """A job with no GPUs runs on a CPU worker: a config that needs CUDA would only fail there.
+    ``cfg`` is the config :func:`validate_job_config` parsed."""
+    from workers.moe.config import fp16_needs_cuda
 
     if res["gpus"] > 0:
         return
-    cfg, _ = validate_config(kind, config)
     rt = cfg.runtime
     problems = []
     if rt.device == "cuda":
         problems.append({"path": "runtime.device",
                          "message": "cuda needs a GPU: launch with resources.gpus ≥ 1, or use device=auto or cpu"})
-    if rt.dtype == "fp16":
-        problems.append({"path": "runtime.dtype",
-                         "message": "fp16 needs CUDA: set device=cuda and resources.gpus ≥ 1, or use bf16"})
+    fp16 = fp16_needs_cuda(rt, no_cuda="the job asks for no GPU (resources.gpus = 0)")
+    if fp16:
+        problems.append({"path": "runtime.dtype", "message": fp16})
     if problems:
-        raise InvalidInput(f"The {kind} config needs CUDA but the job asks for no GPU.", code="invalid_config",
+        raise InvalidInput(f"The {cfg.kind} config needs CUDA but the job asks for no GPU.", code="invalid_config",
                            details={"errors": problems})
 
 
@@ -97,9 +106,9 @@ def job_launch(*, project, user, kind: str, config: dict, base: str = "", target
     from hub.accounts import selectors as accounts
     from hub.registry import selectors as registry
 
-    validate_job_config(kind, config)
+    cfg = validate_job_config(kind, config)
     res = _resources(resources)
-    _check_device(kind, config, res)
+    _check_device(cfg, res)
     base_repo = base_ref = base_commit = ""
     if base:
         base_repo, _, base_ref = base.partition("@")

@@ -333,3 +333,24 @@ def test_a_config_that_needs_cuda_is_refused_for_a_job_without_gpus(setup):
         "details"]["errors"][0]["message"]
     assert Job.objects.count() == 0
     assert launch(client, config={**TINY, "runtime": {"dtype": "bf16"}}).status_code == 201
+
+
+def test_a_launch_validates_its_config_once_and_passes_the_parsed_config_on(setup, monkeypatch):
+    """One validation per request on the hub: the device check reads the parsed config instead
+    of validating the raw one again (the job's entry point validates once more in the sandbox)."""
+    from workers.moe import config as moe_config
+
+    calls = []
+    real = moe_config.validate_config
+
+    def counted(kind, raw):
+        calls.append(kind)
+        return real(kind, raw)
+
+    monkeypatch.setattr(moe_config, "validate_config", counted)
+    client, _ = setup
+    assert launch(client).status_code == 201  # no GPU: the device check runs too
+    assert calls == ["train"]
+    r = launch(client, config={**TINY, "runtime": {"dtype": "fp16"}})
+    assert r.json()["error"]["details"]["errors"][0]["path"] == "runtime.dtype"
+    assert calls == ["train", "train"]

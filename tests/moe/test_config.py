@@ -12,8 +12,10 @@ import pytest
 from workers.moe.config import (
     KINDS,
     ConfigError,
+    RuntimeConfig,
     config_json_schema,
     default_config,
+    fp16_needs_cuda,
     load_config,
     validate_config,
 )
@@ -133,6 +135,20 @@ def test_fp16_on_cpu_is_rejected():
     assert errors == [
         {"path": "runtime.dtype", "message": "fp16 needs CUDA: set device=cuda, or use bf16"}
     ]
+
+
+def test_fp16_needs_cuda_only_where_cuda_is_ruled_out():
+    """One rule for the config, the hub (a job without GPUs) and the entry point (no CUDA
+    found): device=cpu always breaks it; device=auto or cuda only when the caller knows the
+    job will have no CUDA device, and the message then says why."""
+    auto = RuntimeConfig(device="auto", dtype="fp16")
+    assert fp16_needs_cuda(auto) is None  # the config alone: auto may find CUDA
+    msg = fp16_needs_cuda(auto, no_cuda="the job asks for no GPU")
+    assert msg is not None and msg.startswith("fp16 needs CUDA and the job asks for no GPU") and "bf16" in msg
+    cpu = RuntimeConfig(device="cpu", dtype="fp16")
+    assert fp16_needs_cuda(cpu) == fp16_needs_cuda(cpu, no_cuda="x") == "fp16 needs CUDA: set device=cuda, or use bf16"
+    for dtype in ("fp32", "bf16"):
+        assert fp16_needs_cuda(RuntimeConfig(device="cpu", dtype=dtype), no_cuda="no GPU") is None
 
 
 @pytest.mark.parametrize("kind", KINDS)

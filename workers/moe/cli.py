@@ -24,6 +24,7 @@ from workers.moe.config import (
     ConfigError,
     InputError,
     RuntimeConfig,
+    fp16_needs_cuda,
     load_config,
     validate_config,
 )
@@ -115,10 +116,9 @@ def resolve_device(rt: RuntimeConfig) -> torch.device:
         if not torch.cuda.is_available():
             raise InputError("runtime.device is cuda but no CUDA device is available")
         return torch.device("cuda")
-    if rt.dtype == "fp16":
-        where = "found no CUDA device" if rt.device == "auto" else "is cpu"
-        raise InputError(f"fp16 needs CUDA and runtime.device={rt.device} {where}: "
-                         "set device=cuda (on a GPU worker), or use bf16")
+    problem = fp16_needs_cuda(rt, no_cuda=f"runtime.device={rt.device} found no CUDA device")
+    if problem:
+        raise InputError(problem)
     return torch.device("cpu")
 
 

@@ -377,6 +377,24 @@ def _check_section(cls: type, raw: Any, path: str, errors: list[dict[str, str]])
     return cls(**values)
 
 
+def fp16_needs_cuda(rt: RuntimeConfig, *, no_cuda: str = "") -> str | None:
+    """The rule "fp16 needs CUDA" (fp16 autocast with a GradScaler has no CPU path), stated
+    once for every place that enforces it: the message for a runtime section that breaks it,
+    or None.
+
+    ``no_cuda`` says why the job will have no CUDA device, where that is known: the hub knows
+    that a job asking for no GPU runs on a CPU worker, an entry point knows when it found none.
+    Without it only ``device=cpu`` rules CUDA out (the config alone, ``validate_config``).
+    Strings in, a string out: callable from the hub without Django or torch in the way."""
+    if rt.dtype != "fp16":
+        return None
+    if rt.device == "cpu":
+        return "fp16 needs CUDA: set device=cuda, or use bf16"
+    if no_cuda:
+        return f"fp16 needs CUDA and {no_cuda}: set device=cuda on a GPU worker (resources.gpus ≥ 1), or use bf16"
+    return None
+
+
 def _cross_checks(cfg: Config, errors: list[dict[str, str]]) -> None:
     """Rules between fields; a rule is skipped when a field it reads was itself invalid."""
     bad = {e["path"].split("[")[0] for e in errors}
@@ -426,12 +444,8 @@ def _cross_checks(cfg: Config, errors: list[dict[str, str]]) -> None:
             f"has {len(h)} sizes, n_experts is {m.n_experts}",
             ("model.n_experts",),
         )
-    rule(
-        not (cfg.runtime.dtype == "fp16" and cfg.runtime.device == "cpu"),
-        "runtime.dtype",
-        "fp16 needs CUDA: set device=cuda, or use bf16",
-        ("runtime.device",),
-    )
+    fp16 = fp16_needs_cuda(cfg.runtime)
+    rule(fp16 is None, "runtime.dtype", fp16 or "", ("runtime.device",))
     if cfg.data.paths is not None:
         rule(
             bool(cfg.data.paths),
