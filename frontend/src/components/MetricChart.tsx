@@ -41,6 +41,10 @@ export interface MetricChartProps {
   eager?: boolean;
   height?: number;
   bands?: boolean;
+  /** a y range the scale always covers (fractions: [0, 1]) */
+  yRange?: [number, number] | null;
+  /** controls in the chart's header (the run page's pin button) */
+  actions?: React.ReactNode;
 }
 
 function useVisible(eager: boolean) {
@@ -58,7 +62,7 @@ function useVisible(eager: boolean) {
 }
 
 export function MetricChart(props: MetricChartProps) {
-  const { x, smoothing, log, buckets, eager = false, height = 200, bands = true } = props;
+  const { x, smoothing, log, buckets, eager = false, height = 200, bands = true, yRange = null, actions } = props;
   const lines: ChartLine[] =
     props.lines ?? (props.runs ?? []).map((r) => ({ run: r.id, key: props.metricKey!, label: r.label, color: r.color, points: props.points?.[r.id] }));
   const title = props.title ?? props.metricKey ?? "";
@@ -123,6 +127,7 @@ export function MetricChart(props: MetricChartProps) {
             Reset zoom
           </button>
         )}
+        {actions}
       </div>
       {lines.length > 1 && (
         <div className="row small" style={{ gap: 10, margin: "2px 0 4px" }}>
@@ -154,6 +159,7 @@ export function MetricChart(props: MetricChartProps) {
           xAxis={x}
           log={log}
           height={height}
+          yRange={yRange}
           zoom={zoom}
           onZoom={setZoom}
         />

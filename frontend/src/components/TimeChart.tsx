@@ -6,7 +6,7 @@ import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import type { XAxis } from "../api/types";
 import type { Col } from "../lib/series";
-import { fmtAxis, fmtNum, logAxisLabels } from "../lib/format";
+import { axisLabels, fmtNum, logAxisLabels } from "../lib/format";
 
 export interface ChartSeries {
   label: string;
@@ -26,6 +26,8 @@ export interface TimeChartProps {
   xAxis: XAxis;
   log: boolean;
   height?: number;
+  /** a y range the scale always covers (fractions: [0, 1]); widened to the data if it leaves it */
+  yRange?: [number, number] | null;
   zoom: [number, number] | null;
   onZoom: (range: [number, number] | null) => void;
   onDrawn?: () => void;
@@ -51,12 +53,30 @@ function buildData(x: number[], series: ChartSeries[]): uPlot.AlignedData {
   return [x, ...cols] as uPlot.AlignedData;
 }
 
+/** The width an axis needs for its longest tick label (uPlot's `size` hook), so no label is
+ * clipped: a fixed size cuts "250,000" or "1.5e-4" on the left edge. */
+export function axisSize(longestLabelPx: number, tickSize: number, gap: number, min = 30): number {
+  return Math.max(min, Math.ceil(longestLabelPx + tickSize + gap + 4));
+}
+
+function measuredSize(u: uPlot, values: string[] | null, axisIdx: number, cycleNum: number): number {
+  const axis = u.axes[axisIdx] as uPlot.Axis & { _size?: number };
+  if (cycleNum > 1 && axis._size) return axis._size;
+  const longest = (values ?? []).reduce((a, b) => (String(b).length > a.length ? String(b) : a), "");
+  let px = longest.length * 7; // no canvas (tests): about 7px a character at 11px
+  if (longest && u.ctx) {
+    u.ctx.font = (axis.font as unknown as [string])?.[0] ?? "11px system-ui";
+    px = u.ctx.measureText(longest).width / (devicePixelRatio || 1);
+  }
+  return axisSize(px, (axis.ticks as { size?: number } | undefined)?.size ?? 10, (axis.gap as number | undefined) ?? 5);
+}
+
 function structureKey(p: TimeChartProps): string {
-  return [p.xAxis, p.log, p.height, ...p.series.map((s) => `${s.label}|${s.color}|${!!s.raw}|${!!(s.min && s.max)}`)].join(";");
+  return [p.xAxis, p.log, p.height, String(p.yRange), ...p.series.map((s) => `${s.label}|${s.color}|${!!s.raw}|${!!(s.min && s.max)}`)].join(";");
 }
 
 export function TimeChart(props: TimeChartProps) {
-  const { id, label, x, series, xAxis, log, height = 200, zoom, onZoom, onDrawn } = props;
+  const { id, label, x, series, xAxis, log, height = 200, yRange = null, zoom, onZoom, onDrawn } = props;
   const wrap = useRef<HTMLDivElement>(null);
   const readout = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
@@ -99,10 +119,19 @@ export function TimeChart(props: TimeChartProps) {
           },
         },
       },
-      scales: { x: { time: xAxis === "time" }, y: log ? { distr: 3 } : {} },
+      // Room on the right for the last x label, which uPlot centres on the plot's edge.
+      padding: [8, 18, 0, 0],
+      scales: {
+        x: { time: xAxis === "time" },
+        y: log
+          ? { distr: 3 }
+          : yRange
+            ? { range: (_u, min, max) => [Math.min(yRange[0], min ?? yRange[0]), Math.max(yRange[1], max ?? yRange[1])] }
+            : {},
+      },
       axes: [
-        { ...axis, size: 30, ...(xAxis === "step" ? { values: (_u: uPlot, vals: number[]) => vals.map(fmtAxis) } : {}) },
-        { ...axis, size: 48, values: (_u, vals) => (log ? logAxisLabels(vals) : vals.map(fmtAxis)) },
+        { ...axis, size: 30, ...(xAxis === "step" ? { values: (_u: uPlot, vals: number[]) => axisLabels(vals) } : {}) },
+        { ...axis, size: measuredSize, values: (_u, vals) => (log ? logAxisLabels(vals) : axisLabels(vals)) },
       ],
       series: uSeries,
       bands,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fmtAgo, fmtAxis, logAxisLabels, fmtBytes, fmtCount, fmtNum, fmtPct, fmtShape, fmtValue, numel } from "./format";
+import { fmtAgo, fmtAxis, logAxisLabels, fmtBytes, fmtCount, fmtNum, fmtPct, fmtShape, fmtValue, numel, axisLabels } from "./format";
 
 describe("format", () => {
   it("formats numbers compactly", () => {
@@ -20,6 +20,12 @@ describe("format", () => {
   });
   it("formats axis ticks short", () => {
     expect([260000, 1_500_000, 0.0003, 2.5, 0, 12345].map(fmtAxis)).toEqual(["260k", "1.5M", "3e-4", "2.5", "0", "12.3k"]);
+  });
+  it("gives close axis ticks enough digits to tell them apart", () => {
+    expect(axisLabels([1.385, 1.39, 1.395])).toEqual(["1.385", "1.39", "1.395"]);
+    expect(axisLabels([1.0099, 1.01, 1.0101])).toEqual(["1.0099", "1.01", "1.0101"]);
+    expect(axisLabels([0, 0.5, 1])).toEqual(["0", "0.5", "1"]);
+    expect(axisLabels([0.00015, 0.0002, 0.00025])).toEqual(["1.5e-4", "2.0e-4", "2.5e-4"]);
   });
   it("labels log axes at thinned powers of ten", () => {
     expect(logAxisLabels([0.01, 0.02, 0.1, 1, 10], 6)).toEqual(["0.01", "", "0.1", "1", "10"]);

@@ -95,14 +95,32 @@ export function fmtDuration(startIso: string | null | undefined, endIso: string 
 
 /** Axis tick labels: short (260k, 1.2M, 3e-4). */
 export function fmtAxis(v: number | null | undefined): string {
+  return fmtAxisDigits(v, 3);
+}
+
+function fmtAxisDigits(v: number | null | undefined, digits: number): string {
   if (v === null || v === undefined || !Number.isFinite(v)) return "";
   const a = Math.abs(v);
   if (a === 0) return "0";
-  if (a >= 1e9) return `${+(v / 1e9).toPrecision(3)}G`;
-  if (a >= 1e6) return `${+(v / 1e6).toPrecision(3)}M`;
-  if (a >= 1e4) return `${+(v / 1e3).toPrecision(3)}k`;
-  if (a < 1e-3) return v.toExponential(0).replace("e+", "e");
-  return String(+v.toPrecision(3));
+  if (a >= 1e9) return `${+(v / 1e9).toPrecision(digits)}G`;
+  if (a >= 1e6) return `${+(v / 1e6).toPrecision(digits)}M`;
+  if (a >= 1e4) return `${+(v / 1e3).toPrecision(digits)}k`;
+  if (a < 1e-3) return v.toExponential(Math.max(0, digits - 3)).replace("e+", "e");
+  return String(+v.toPrecision(digits));
+}
+
+/** Tick labels as short as fmtAxis's, with more digits where neighbouring ticks would read
+ * the same (a curve between 1.385 and 1.395 gets 1.385, 1.39, 1.395, not 1.39 three times). */
+export function axisLabels(vals: number[]): string[] {
+  let step = Infinity;
+  for (let i = 1; i < vals.length; i++) step = Math.min(step, Math.abs(vals[i] - vals[i - 1]));
+  const unit: Record<string, number> = { G: 1e9, M: 1e6, k: 1e3 };
+  const read = (l: string) => (l.slice(-1) in unit ? Number(l.slice(0, -1)) * unit[l.slice(-1)] : Number(l));
+  // each label within 1% of a tick step of its tick, and no two alike
+  const fits = (out: string[]) => new Set(out).size === out.length && out.every((l, i) => !(step < Infinity) || Math.abs(read(l) - vals[i]) <= step / 100);
+  let out = vals.map((v) => fmtAxisDigits(v, 3));
+  for (let d = 4; d <= 12 && !fits(out); d++) out = vals.map((v) => fmtAxisDigits(v, d));
+  return out;
 }
 
 /** Log-axis labels: powers of ten only, thinned to at most `max` labels. */
