@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Series } from "../api/types";
-import { forLog, groupKeys, join, lineData } from "./series";
+import { forLog, join, lineData } from "./series";
 
 const s = (over: Partial<Series>): Series => ({ run_id: "r", key: "k", x_axis: "step", downsampled: false, points: 3, step: [0, 1, 2], wall_time: [10, 11, 12], value: [1, 2, 3], ...over });
 
@@ -31,14 +31,6 @@ describe("series helpers", () => {
     expect(j.cols).toEqual([
       [1, null, 3],
       [null, 5, 6],
-    ]);
-  });
-
-  it("groups keys by prefix, ungrouped first", () => {
-    expect(groupKeys(["val/loss", "loss", "train/lr", "train/loss"])).toEqual([
-      { group: "", keys: ["loss"] },
-      { group: "train", keys: ["train/loss", "train/lr"] },
-      { group: "val", keys: ["val/loss"] },
     ]);
   });
 });

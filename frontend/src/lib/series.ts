@@ -74,17 +74,3 @@ export const PALETTE = [
   "#3b6fd8", "#e0622a", "#2e9d5b", "#c23b7a", "#8a63d2", "#c9a227", "#1f9fb0", "#d14a4a", "#6b8e23", "#7f7f7f",
 ];
 export const color = (i: number) => PALETTE[i % PALETTE.length];
-
-/** Metric keys grouped by their prefix before the first "/" (train/..., val/..., system/...). */
-export function groupKeys(keys: string[]): { group: string; keys: string[] }[] {
-  const groups = new Map<string, string[]>();
-  for (const k of keys) {
-    const i = k.indexOf("/");
-    const g = i > 0 ? k.slice(0, i) : "";
-    if (!groups.has(g)) groups.set(g, []);
-    groups.get(g)!.push(k);
-  }
-  return [...groups.entries()]
-    .sort(([a], [b]) => (a === "" ? -1 : b === "" ? 1 : a.localeCompare(b)))
-    .map(([group, ks]) => ({ group, keys: ks.sort() }));
-}

@@ -4,13 +4,14 @@ import { lazy, Suspense, useMemo, useState, type FormEvent } from "react";
 import { Link, useParams, useSearchParams } from "react-router";
 import { useJob, usePatchRun, useRun } from "../api/hooks";
 import type { Run } from "../api/types";
-import { ChartControls, chartBuckets, useChartSettings } from "../components/ChartControls";
-import { MetricChart, type ChartRun } from "../components/MetricChart";
+import { ChartControls, chartBuckets, useChartSettings, type ChartSettings } from "../components/ChartControls";
+import { MetricChart, type ChartLine } from "../components/MetricChart";
 import { Empty, ErrorMessage, Loading, QueryView, StatusBadge } from "../components/States";
 import { Tabs } from "../components/Tabs";
 import { fmtAgo, fmtDate, fmtDuration, fmtNum, fmtValue, shortSha } from "../lib/format";
 import { discoverMoe, isMoeKey } from "../lib/moe";
-import { color, groupKeys } from "../lib/series";
+import { layoutSections, parsePins, togglePin, yRange, type ChartItem } from "../lib/metricLayout";
+import { color } from "../lib/series";
 import { useTitle } from "../lib/useTitle";
 
 const MoePanel = lazy(() => import("../components/MoePanel"));
@@ -196,40 +197,65 @@ function Overview({ run }: { run: Run }) {
   );
 }
 
-function ChartGrid({ run, keys, collapsedGroups = [] }: { run: Run; keys: string[]; collapsedGroups?: string[] }) {
+function ChartGrid({ run, keys }: { run: Run; keys: string[] }) {
   const [settings, set] = useChartSettings();
+  const [params, setParams] = useSearchParams();
   const buckets = useMemo(chartBuckets, []);
-  const runs: ChartRun[] = useMemo(() => [{ id: run.id, label: run.name, color: color(0) }], [run.id, run.name]);
   const f = settings.filter.toLowerCase();
   const shown = keys.filter((k) => k.toLowerCase().includes(f));
-  const groups = groupKeys(shown);
+  const pins = parsePins(params);
+  const sections = useMemo(() => layoutSections(shown, pins), [shown.join("\n"), pins.join("\n")]); // eslint-disable-line react-hooks/exhaustive-deps
+  const pin = (id: string) => setParams(togglePin(params, id), { replace: true });
+  const charts = sections.reduce((a, s) => a + s.items.length, 0);
   let n = 0;
   return (
     <>
       <ChartControls settings={settings} set={set}>
-        <span className="muted small">{shown.length} of {keys.length} keys · drag to zoom, double-click to reset</span>
+        <span className="muted small">
+          {shown.length} of {keys.length} keys in {charts} charts{pins.length ? ` · ${pins.length} pinned` : ""} · drag to zoom, double-click to reset
+        </span>
       </ChartControls>
       {shown.length === 0 && <Empty>{keys.length ? "No metric key matches the filter." : "This run has logged no metrics yet."}</Empty>}
-      {groups.map((g) => {
-        const collapsed = collapsedGroups.includes(g.group) && !f;
-        const charts = (
-          <div className="charts">
-            {g.keys.map((k) => (
-              <MetricChart key={k} runs={runs} metricKey={k} points={{ [run.id]: run.summary[k]?.count }} x={settings.x} smoothing={settings.smoothing} log={settings.log} buckets={buckets} eager={!collapsed && n++ < EAGER} />
-            ))}
-          </div>
+      {sections.map((s) => {
+        const collapsed = s.collapsed && !f;
+        return (
+          <ChartGroup key={s.id} id={s.id} title={s.title} count={s.items.length} collapsed={collapsed}>
+            <div className="charts">
+              {s.items.map((item) => (
+                <ItemChart key={item.id} run={run} item={item} settings={settings} buckets={buckets} eager={!collapsed && n++ < EAGER} pinned={pins.includes(item.id)} onPin={() => pin(item.id)} />
+              ))}
+            </div>
+          </ChartGroup>
         );
-        return <ChartGroup key={g.group || "_"} title={g.group || "metrics"} count={g.keys.length} collapsed={collapsed}>{charts}</ChartGroup>;
       })}
     </>
   );
 }
 
-function ChartGroup({ title, count, collapsed, children }: { title: string; count: number; collapsed: boolean; children: React.ReactNode }) {
+/** One chart of the grid: a key, or a per-expert family as one chart with a line per expert. */
+function ItemChart({ run, item, settings, buckets, eager, pinned, onPin }: {
+  run: Run; item: ChartItem; settings: ChartSettings; buckets: number; eager: boolean; pinned: boolean; onPin: () => void;
+}) {
+  const lines: ChartLine[] = useMemo(
+    () => item.keys.map((k, i) => ({ run: run.id, key: k, label: item.keys.length > 1 ? item.labels[i] : run.name, color: color(i), points: run.summary[k]?.count })),
+    [run.id, run.name, run.summary, item],
+  );
+  const pinButton = (
+    <button type="button" className="small pin" aria-pressed={pinned} aria-label={`${pinned ? "Unpin" : "Pin"} ${item.id}`} title={pinned ? "Unpin (kept in the link)" : "Pin to the top (kept in the link)"} onClick={onPin}>
+      {pinned ? "★" : "☆"}
+    </button>
+  );
+  return (
+    <MetricChart title={item.id} lines={lines} x={settings.x} smoothing={settings.smoothing} log={settings.log} buckets={buckets} eager={eager}
+      bands={item.keys.length === 1} yRange={yRange(item.fraction, settings.log)} actions={pinButton} />
+  );
+}
+
+function ChartGroup({ id, title, count, collapsed, children }: { id: string; title: string; count: number; collapsed: boolean; children: React.ReactNode }) {
   const [open, setOpen] = useState(!collapsed);
   return (
-    <details className="chart-group" open={open} onToggle={(e) => setOpen((e.target as HTMLDetailsElement).open)}>
-      <summary>{title} <span className="muted small">({count})</span></summary>
+    <details className="chart-group" data-section={id} open={open} onToggle={(e) => setOpen((e.target as HTMLDetailsElement).open)}>
+      <summary>{title} <span className="muted small">({count} chart{count === 1 ? "" : "s"})</span></summary>
       {open && children}
     </details>
   );
@@ -274,7 +300,7 @@ export default function RunPage() {
           />
           <div id="run-panel" role="tabpanel" aria-labelledby={`run-tab-${tab}`}>
             {tab === "overview" && <Overview run={r} />}
-            {tab === "metrics" && <ChartGrid run={r} keys={mainKeys} collapsedGroups={moe.length ? ["moe"] : []} />}
+            {tab === "metrics" && <ChartGrid run={r} keys={mainKeys} />}
             {tab === "system" &&
               (systemKeys.length ? (
                 <ChartGrid run={r} keys={systemKeys} />
@@ -289,7 +315,7 @@ export default function RunPage() {
               ) : (
                 <Empty>
                   No MoE routing metrics in this run. Training logs them as <code>moe/layer{"{L}"}/load/expert{"{E}"}</code>,{" "}
-                  <code>moe/layer{"{L}"}/entropy</code>, <code>…/dropped</code>, <code>…/bias/expert{"{E}"}</code> and <code>…/aux_loss</code>.
+                  <code>moe/layer{"{L}"}/entropy</code>, <code>…/dropped_frac</code>, <code>…/bias/expert{"{E}"}</code> and <code>…/aux_loss</code>.
                 </Empty>
               ))}
             {tab === "logs" &&
