@@ -7,7 +7,8 @@ import { useSearchParams } from "react-router";
 import { seriesLoader } from "../api/seriesLoader";
 import type { Run, Series } from "../api/types";
 import { fmtNum } from "../lib/format";
-import { biasKey, imbalance, layerKey, loadKey, loadMatrix, type MoeLayer } from "../lib/moe";
+import { biasKey, droppedKey, imbalance, layerKey, loadKey, loadMatrix, type MoeLayer } from "../lib/moe";
+import { yRange } from "../lib/metricLayout";
 import { color } from "../lib/series";
 import { useMirror } from "../lib/useMirror";
 import { ChartControls, chartBuckets, useChartSettings } from "./ChartControls";
@@ -34,7 +35,7 @@ function LayerStats({ run, layer }: { run: Run; layer: MoeLayer }) {
       <dt>Least used</dt><dd>expert {min.e} ({(min.v * 100).toFixed(2)}%)</dd>
       <dt>Starved (&lt; 0.1× uniform)</dt><dd>{starved}</dd>
       {layer.entropy && <><dt>Final entropy</dt><dd>{fmtNum(run.summary[layerKey(layer.layer, "entropy")]?.last)}</dd></>}
-      {layer.dropped && <><dt>Final dropped</dt><dd>{fmtNum(run.summary[layerKey(layer.layer, "dropped")]?.last)}</dd></>}
+      {layer.dropped && <><dt>Final dropped</dt><dd>{fmtNum(run.summary[droppedKey(layer)]?.last)}</dd></>}
       {layer.auxLoss && <><dt>Final aux loss</dt><dd>{fmtNum(run.summary[layerKey(layer.layer, "aux_loss")]?.last)}</dd></>}
     </dl>
   );
@@ -91,11 +92,11 @@ export default function MoePanel({ run, layers }: { run: Run; layers: MoeLayer[]
     next.set("layer", String(l));
     setParams(next, { replace: true });
   };
-  const perLayer = (what: "entropy" | "dropped" | "aux_loss", has: (l: MoeLayer) => boolean): ChartLine[] =>
-    layers.filter(has).map((l, i) => ({ run: run.id, key: layerKey(l.layer, what), label: `layer ${l.layer}`, color: color(i), points: run.summary[layerKey(l.layer, what)]?.count }));
-  const entropy = perLayer("entropy", (l) => l.entropy);
-  const dropped = perLayer("dropped", (l) => l.dropped);
-  const aux = perLayer("aux_loss", (l) => l.auxLoss);
+  const perLayer = (key: (l: MoeLayer) => string, has: (l: MoeLayer) => boolean): ChartLine[] =>
+    layers.filter(has).map((l, i) => ({ run: run.id, key: key(l), label: `layer ${l.layer}`, color: color(i), points: run.summary[key(l)]?.count }));
+  const entropy = perLayer((l) => layerKey(l.layer, "entropy"), (l) => l.entropy);
+  const dropped = perLayer(droppedKey, (l) => l.dropped);
+  const aux = perLayer((l) => layerKey(l.layer, "aux_loss"), (l) => l.auxLoss);
   const bias: ChartLine[] = layer.biasExperts.map((e, i) => ({ run: run.id, key: biasKey(layer.layer, e), label: `expert ${e}`, color: color(i), points: run.summary[biasKey(layer.layer, e)]?.count }));
   const common = { x: settings.x, smoothing: settings.smoothing, log: settings.log, buckets, eager: true };
   return (
@@ -120,7 +121,7 @@ export default function MoePanel({ run, layers }: { run: Run; layers: MoeLayer[]
       <ChartControls settings={settings} set={set} showFilter={false} />
       <div className="charts">
         {entropy.length > 0 && <MetricChart title="routing entropy (per layer)" lines={entropy} {...common} bands={false} />}
-        {dropped.length > 0 && <MetricChart title="dropped tokens (per layer)" lines={dropped} {...common} bands={false} />}
+        {dropped.length > 0 && <MetricChart title="dropped tokens (per layer)" lines={dropped} {...common} bands={false} yRange={yRange(true, settings.log)} />}
         {aux.length > 0 && <MetricChart title="aux loss (per layer)" lines={aux} {...common} bands={false} />}
         {bias.length > 0 && <MetricChart title={`expert bias — layer ${layer.layer}`} lines={bias} {...common} bands={false} />}
       </div>

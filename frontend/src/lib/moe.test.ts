@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { discoverMoe, imbalance, isMoeKey, loadColor, loadKey, loadMatrix } from "./moe";
+import { discoverMoe, droppedKey, imbalance, isMoeKey, loadColor, loadKey, loadMatrix } from "./moe";
 
 describe("discoverMoe", () => {
   it("finds layers and experts from metric keys, numerically sorted", () => {
@@ -18,6 +18,22 @@ describe("discoverMoe", () => {
     expect(layers.map((l) => l.layer)).toEqual([0, 1]);
     expect(layers[0]).toMatchObject({ loadExperts: [0], entropy: true, dropped: false, auxLoss: false });
     expect(layers[1]).toMatchObject({ loadExperts: [2, 10], biasExperts: [3], dropped: true, auxLoss: true, entropy: false });
+  });
+
+  it("reads the dropped-token fraction under the trainer's key, moe/layer{L}/dropped_frac", () => {
+    const layers = discoverMoe(["moe/layer0/load/expert0", "moe/layer0/dropped_frac", "moe/layer1/dropped", "moe/dropped_frac"]);
+    expect(layers.map((l) => [l.layer, l.dropped, droppedKey(l)])).toEqual([
+      [0, true, "moe/layer0/dropped_frac"],
+      [1, true, "moe/layer1/dropped"],
+    ]);
+    expect(isMoeKey("moe/layer0/dropped_frac")).toBe(true);
+  });
+
+  it("prefers dropped_frac when a layer logged both names", () => {
+    const [l] = discoverMoe(["moe/layer2/dropped_frac", "moe/layer2/dropped"]);
+    expect(droppedKey(l)).toBe("moe/layer2/dropped_frac");
+    const [m] = discoverMoe(["moe/layer2/dropped", "moe/layer2/dropped_frac"]);
+    expect(droppedKey(m)).toBe("moe/layer2/dropped_frac");
   });
 
   it("recognises only the convention", () => {

@@ -3,7 +3,8 @@
  *   moe/layer{L}/load/expert{E}   fraction of the layer's routed tokens sent to expert E
  *   moe/layer{L}/bias/expert{E}   the expert's routing bias (auxiliary-loss-free balancing)
  *   moe/layer{L}/entropy          routing entropy
- *   moe/layer{L}/dropped          fraction of tokens dropped (capacity factor)
+ *   moe/layer{L}/dropped_frac     fraction of token→expert assignments dropped by capacity
+ *                                 (older runs: moe/layer{L}/dropped)
  *   moe/layer{L}/aux_loss         load-balancing auxiliary loss
  *
  * Layers and experts are discovered from the run's metric keys. */
@@ -14,15 +15,19 @@ export interface MoeLayer {
   biasExperts: number[];
   entropy: boolean;
   dropped: boolean;
+  /** the key the layer's dropped fraction is logged under: the trainer's `dropped_frac`, or `dropped` */
+  droppedLeaf: "dropped_frac" | "dropped";
   auxLoss: boolean;
 }
 
 const EXPERT_KEY = /^moe\/layer(\d+)\/(load|bias)\/expert(\d+)$/;
-const LAYER_KEY = /^moe\/layer(\d+)\/(entropy|dropped|aux_loss)$/;
+const LAYER_KEY = /^moe\/layer(\d+)\/(entropy|dropped_frac|dropped|aux_loss)$/;
 
 export const loadKey = (layer: number, expert: number) => `moe/layer${layer}/load/expert${expert}`;
 export const biasKey = (layer: number, expert: number) => `moe/layer${layer}/bias/expert${expert}`;
-export const layerKey = (layer: number, what: "entropy" | "dropped" | "aux_loss") => `moe/layer${layer}/${what}`;
+export const layerKey = (layer: number, what: "entropy" | "dropped_frac" | "dropped" | "aux_loss") => `moe/layer${layer}/${what}`;
+/** The key of a layer's dropped-token fraction, as that run logged it. */
+export const droppedKey = (l: MoeLayer) => layerKey(l.layer, l.droppedLeaf);
 
 export function isMoeKey(key: string): boolean {
   return EXPERT_KEY.test(key) || LAYER_KEY.test(key);
@@ -33,7 +38,7 @@ export function discoverMoe(keys: Iterable<string>): MoeLayer[] {
   const get = (l: number) => {
     let x = layers.get(l);
     if (!x) {
-      x = { layer: l, loadExperts: [], biasExperts: [], entropy: false, dropped: false, auxLoss: false };
+      x = { layer: l, loadExperts: [], biasExperts: [], entropy: false, dropped: false, droppedLeaf: "dropped_frac", auxLoss: false };
       layers.set(l, x);
     }
     return x;
@@ -49,7 +54,11 @@ export function discoverMoe(keys: Iterable<string>): MoeLayer[] {
     if (m) {
       const layer = get(Number(m[1]));
       if (m[2] === "entropy") layer.entropy = true;
-      else if (m[2] === "dropped") layer.dropped = true;
+      else if (m[2] === "dropped_frac" || m[2] === "dropped") {
+        // dropped_frac is the trainer's name; a run with both keeps it
+        if (!layer.dropped || m[2] === "dropped_frac") layer.droppedLeaf = m[2];
+        layer.dropped = true;
+      }
       else layer.auxLoss = true;
     }
   }

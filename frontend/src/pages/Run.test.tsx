@@ -1,5 +1,5 @@
 // @vitest-environment happy-dom
-import { cleanup, screen } from "@testing-library/react";
+import { cleanup, fireEvent, screen, waitFor } from "@testing-library/react";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { Run } from "../api/types";
 import { mockApi, renderAt } from "../test/render";
@@ -48,5 +48,53 @@ describe("run page header", () => {
     expect(csv.getAttribute("href")).toBe("/api/v1/runs/r1/metrics/export");
     expect(screen.getByRole("link", { name: "Export Parquet" }).getAttribute("href"))
       .toBe("/api/v1/runs/r1/metrics/export?as=parquet");
+  });
+});
+
+const stats = (count = 3) => ({ last: 0.1, min: 0.1, max: 0.2, count });
+/** The keys a training job's run has (workers/moe/train.py), for one MoE layer of 4 experts. */
+const trainerSummary = Object.fromEntries(
+  ["loss", "lm_loss", "lr", "grad_norm", "tokens_per_s", "val/loss", "moe/dropped_frac", "moe/layer0/dropped_frac", "moe/layer0/entropy",
+    ...[0, 1, 2, 3].flatMap((e) => [`moe/layer0/load/expert${e}`, `moe/layer0/bias/expert${e}`])].map((k) => [k, stats()]),
+);
+const seriesApi = { "GET /api/v1/metrics/series": () => ({ body: { series: [] } }) };
+
+describe("run page metrics", () => {
+  it("shows sections in order, the important curves first, and per-expert keys as one chart", async () => {
+    mockApi({ "GET /api/v1/runs/r1": () => ({ body: run({ summary: trainerSummary }) }), ...seriesApi });
+    const { container } = renderAt("/runs/r1", "/runs/:id", <RunPage />);
+    await screen.findByText(/keys in/);
+    const sections = [...container.querySelectorAll("details.chart-group")].map((d) => d.getAttribute("data-section"));
+    expect(sections).toEqual(["overview", "section:", "section:moe", "section:moe/layer0"]);
+    const overview = container.querySelector('[data-section="overview"]')!;
+    expect([...overview.querySelectorAll("[data-chart]")].map((c) => c.getAttribute("data-chart"))).toEqual(["loss", "val/loss", "lr", "tokens_per_s"]);
+    // per-layer routing is collapsed until opened; its experts are two charts, not eight
+    const layer = container.querySelector('[data-section="section:moe/layer0"]') as HTMLDetailsElement;
+    expect(layer.open).toBe(false);
+    expect(layer.querySelector("summary")!.textContent).toContain("(4 charts)");
+  });
+
+  it("shows the charts pinned in the URL first, and pinning one adds it to the URL", async () => {
+    mockApi({ "GET /api/v1/runs/r1": () => ({ body: run({ summary: trainerSummary }) }), ...seriesApi });
+    const { container } = renderAt("/runs/r1?pin=moe/layer0/load/expert*&pin=moe/layer0/dropped_frac", "/runs/:id", <RunPage />);
+    await screen.findByText(/2 pinned/);
+    const first = container.querySelector("details.chart-group")!;
+    expect(first.getAttribute("data-section")).toBe("pinned");
+    expect([...first.querySelectorAll("[data-chart]")].map((c) => c.getAttribute("data-chart"))).toEqual(["moe/layer0/load/expert*", "moe/layer0/dropped_frac"]);
+    fireEvent.click(screen.getByRole("button", { name: "Pin lr" }));
+    await waitFor(() => expect(screen.getByTestId("location").textContent).toContain("pin=lr"));
+    const pins = new URLSearchParams(screen.getByTestId("location").textContent!.split("?")[1]).getAll("pin");
+    expect(pins).toEqual(["moe/layer0/load/expert*", "moe/layer0/dropped_frac", "lr"]);
+    fireEvent.click(screen.getByRole("button", { name: "Unpin moe/layer0/dropped_frac" }));
+    await waitFor(() => expect(screen.getByTestId("location").textContent).not.toContain("dropped_frac"));
+  });
+
+  it("draws the dropped-tokens chart of the MoE view from moe/layer{L}/dropped_frac", async () => {
+    // (no per-expert load here: the heatmap draws on a canvas, which the test DOM lacks)
+    const summary = { loss: stats(), "moe/layer0/dropped_frac": stats(), "moe/layer1/dropped_frac": stats(), "moe/layer0/entropy": stats() };
+    const calls = mockApi({ "GET /api/v1/runs/r1": () => ({ body: run({ summary }) }), ...seriesApi });
+    renderAt("/runs/r1?tab=moe", "/runs/:id", <RunPage />);
+    expect(await screen.findByRole("region", { name: "Chart of dropped tokens (per layer)" })).toBeTruthy();
+    await waitFor(() => expect(calls.some((c) => c.url.pathname === "/api/v1/metrics/series" && (c.url.searchParams.get("keys") ?? "").split(",").includes("moe/layer0/dropped_frac"))).toBe(true));
   });
 });
