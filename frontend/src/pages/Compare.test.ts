@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { CompareReport } from "../api/types";
-import { defaultCompareKeys, pcAxes } from "./Compare";
+import { defaultCompareKeys, pcAxes, targetFirst } from "./Compare";
 
 const metric = (key: string, finals: Record<string, number>): CompareReport["metrics"][number] => ({
   key, direction: "min", best_run: null, runs: Object.fromEntries(Object.entries(finals).map(([id, final]) => [id, { final, best: final }])),
@@ -45,5 +45,13 @@ describe("pcAxes", () => {
   it("has no metric axis without a target", () => {
     expect(pcAxes(report({ params: params.slice(0, 2), metrics: [metric("train/loss", { a: 1 })] })).map((a) => a.key)).toEqual(["params.p0", "params.p1"]);
     expect(pcAxes(report())).toEqual([]);
+  });
+});
+
+describe("metrics table rows", () => {
+  it("put the target metric first so it is visible without scrolling", () => {
+    const rows = targetFirst(["lr", "train/loss", "val/loss", "z"].map((k) => metric(k, { a: 1 })), "val/loss");
+    expect(rows.map((m) => m.key)).toEqual(["val/loss", "lr", "train/loss", "z"]);
+    expect(targetFirst([metric("a", { a: 1 })], null).map((m) => m.key)).toEqual(["a"]);
   });
 });

@@ -27,6 +27,12 @@ export function defaultCompareKeys(r: CompareReport): string[] {
   return [...new Set([...first, ...lossy, ...keys])].slice(0, 4);
 }
 
+/** The metrics table's rows: the target metric first, the rest as the hub ordered them. */
+export function targetFirst<M extends { key: string }>(metrics: M[], target: string | null): M[] {
+  const t = metrics.filter((m) => m.key === target);
+  return [...t, ...metrics.filter((m) => m.key !== target)];
+}
+
 export function pcAxes(r: CompareReport, maxParams = 8): PcAxis[] {
   const axes: PcAxis[] = r.params.slice(0, maxParams).map((p) => ({ key: `params.${p.key}`, label: p.key, values: p.values }));
   const target = r.metrics.find((m) => m.key === r.target);
@@ -149,7 +155,50 @@ export default function ComparePage() {
             )}
           </section>
 
-          <div className="grid-2">
+          {/* one table a row: with a column per run, half a page is too narrow */}
+          <div className="stack">
+            <section className="panel flush" aria-labelledby="metrics-h">
+              <h2 id="metrics-h" style={{ padding: "8px 10px", margin: 0 }}>Metrics <span className="muted small">final (Δ vs baseline) / best · ★ best</span></h2>
+              {/* No inner scroll: the target metric comes first and every row is on the page. */}
+              <div className="table-wrap">
+                <table className="data" data-testid="compare-metrics">
+                  <thead>
+                    <tr>
+                      <th scope="col">Metric</th>
+                      {r.runs.map((x) => <th key={x.id} scope="col">{x.name}</th>)}
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {targetFirst(r.metrics.filter((m) => !isMoeKey(m.key)), r.target).map((m) => (
+                      <tr key={m.key} className={m.key === r.target ? "target" : undefined}>
+                        <th scope="row" className="mono" style={{ fontWeight: m.key === r.target ? 600 : 400 }}>
+                          {m.key} <span className="muted small">({m.direction}{m.key === r.target ? ", target" : ""})</span>
+                        </th>
+                        {r.runs.map((x) => {
+                          const v = m.runs[x.id];
+                          const best = m.best_run === x.id;
+                          return (
+                            <td key={x.id} className={`num${best ? " best" : ""}`}>
+                              {v ? (
+                                <>
+                                  {fmtNum(v.final)}
+                                  {v.delta_final_pct !== undefined && v.delta_final_pct !== null && <span className="muted small"> ({fmtPct(v.delta_final_pct)})</span>}
+                                  {" / "}
+                                  {fmtNum(v.best)}
+                                  {best && <span aria-label="best"> ★</span>}
+                                </>
+                              ) : (
+                                "—"
+                              )}
+                            </td>
+                          );
+                        })}
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            </section>
             <section className="panel flush" aria-labelledby="params-h">
               <h2 id="params-h" style={{ padding: "8px 10px", margin: 0 }}>
                 Params that differ ({r.params.length}) <span className="muted small">· {r.same_params} identical</span>
@@ -178,45 +227,6 @@ export default function ComparePage() {
                   </table>
                 </div>
               )}
-            </section>
-            <section className="panel flush" aria-labelledby="metrics-h">
-              <h2 id="metrics-h" style={{ padding: "8px 10px", margin: 0 }}>Metrics <span className="muted small">final (Δ vs baseline) / best · ★ best</span></h2>
-              <div className="table-wrap" style={{ maxHeight: 420 }}>
-                <table className="data">
-                  <thead>
-                    <tr>
-                      <th scope="col">Metric</th>
-                      {r.runs.map((x) => <th key={x.id} scope="col">{x.name}</th>)}
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {r.metrics.filter((m) => !isMoeKey(m.key)).map((m) => (
-                      <tr key={m.key}>
-                        <th scope="row" className="mono" style={{ fontWeight: 400 }}>{m.key} <span className="muted small">({m.direction})</span></th>
-                        {r.runs.map((x) => {
-                          const v = m.runs[x.id];
-                          const best = m.best_run === x.id;
-                          return (
-                            <td key={x.id} className={`num${best ? " best" : ""}`}>
-                              {v ? (
-                                <>
-                                  {fmtNum(v.final)}
-                                  {v.delta_final_pct !== undefined && v.delta_final_pct !== null && <span className="muted small"> ({fmtPct(v.delta_final_pct)})</span>}
-                                  {" / "}
-                                  {fmtNum(v.best)}
-                                  {best && <span aria-label="best"> ★</span>}
-                                </>
-                              ) : (
-                                "—"
-                              )}
-                            </td>
-                          );
-                        })}
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </div>
             </section>
           </div>
 

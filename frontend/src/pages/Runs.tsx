@@ -231,11 +231,11 @@ export default function RunsPage() {
             </Empty>
           ) : data ? (
             <>
-              <div className="table-wrap" style={{ maxHeight: "calc(100vh - 250px)" }}>
+              <div className="table-wrap freeze-2" style={{ maxHeight: "calc(100vh - 250px)" }}>
                 <table className="data" aria-label={`Runs of ${project}`} aria-busy={search.isFetching} style={stale ? { opacity: 0.55 } : undefined}>
                   <thead>
                     <tr>
-                      <th scope="col" style={{ width: 28 }}>
+                      <th scope="col">
                         <input
                           type="checkbox"
                           aria-label="Select all runs on this page"
