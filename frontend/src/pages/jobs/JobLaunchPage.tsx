@@ -10,6 +10,7 @@ import { useJob, useJobSchema, useLaunchJob, useProjects, useRepos, useWhoAmI, v
 import { JOB_KINDS, type ConfigError, type JobKind, type JobResources, type JsonSchema } from "../../api/types";
 import { ErrorMessage } from "../../components/States";
 import { fmtValue } from "../../lib/format";
+import { defaultProject, writableProjects } from "../../lib/projects";
 import { useTitle } from "../../lib/useTitle";
 import { configErrorsFrom, parseConfig, validateAgainstSchema } from "./jsonSchema";
 import "./jobs.css";
@@ -100,11 +101,11 @@ export default function JobLaunchPage() {
   const launch = useLaunchJob();
   const schema = useJobSchema(kind);
 
-  // Default project: the user's own namespace.
+  // Default project: one the user can write to (see lib/projects.ts).
   useEffect(() => {
-    if (!project && !fromId && me.data) setProject(`${me.data.username}/jobs`);
+    if (!project && !fromId && me.data && (projects.data || projects.isError)) setProject(defaultProject(projects.data?.results ?? [], me.data));
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [me.data]);
+  }, [me.data, projects.data, projects.isError]);
 
   // ?from=JOB: copy that job's inputs once it loads.
   const copied = useRef(false);
@@ -201,7 +202,7 @@ export default function JobLaunchPage() {
             <div className="field wide">
               <label htmlFor="job-project">Project</label>
               <input id="job-project" type="text" list="job-projects" value={project} required placeholder="namespace/project" onChange={(e) => setProject(e.target.value)} aria-invalid={!project.trim()} />
-              <datalist id="job-projects">{projects.data?.results.map((p) => <option key={p.id} value={`${p.namespace}/${p.name}`} />)}</datalist>
+              <datalist id="job-projects">{(me.data ? writableProjects(projects.data?.results ?? [], me.data) : []).map((p) => <option key={p.id} value={`${p.namespace}/${p.name}`} />)}</datalist>
             </div>
             <div className="field wide">
               <label htmlFor="job-kind">Kind</label>

@@ -6,9 +6,9 @@ import { useQueryClient } from "@tanstack/react-query";
 import { jobArtifactUrl, useCancelJob, useJob, useRelaunchJob } from "../../api/hooks";
 import { JOB_TERMINAL, type JobDetail } from "../../api/types";
 import { Empty, ErrorMessage, QueryView } from "../../components/States";
-import { fmtAgo, fmtBytes, fmtDate, fmtValue, shortSha } from "../../lib/format";
+import { fmtAgo, fmtBytes, fmtDate, shortSha } from "../../lib/format";
 import { useTitle } from "../../lib/useTitle";
-import { fmtSeconds, modelLink } from "./format";
+import { fmtSeconds, modelLink, summaryRows } from "./format";
 import { JobProgress, JobStatus } from "./JobsPage";
 import { LogTail } from "./LogTail";
 import "./jobs.css";
@@ -105,17 +105,22 @@ function Artifacts({ job }: { job: JobDetail }) {
 }
 
 function Summary({ summary }: { summary: Record<string, unknown> }) {
-  const entries = Object.entries(summary);
-  if (!entries.length) return <p className="muted">No summary yet.</p>;
+  const rows = summaryRows(summary);
+  if (!rows.length) return <Empty>No summary yet: the job reports one when it ends.</Empty>;
   return (
-    <dl className="kv">
-      {entries.map(([k, v]) => (
-        <div key={k} style={{ display: "contents" }}>
-          <dt className="mono">{k}</dt>
-          <dd className="mono small">{fmtValue(v)}</dd>
-        </div>
-      ))}
-    </dl>
+    <div className="table-wrap">
+      <table className="data" aria-label="Summary" data-testid="job-summary">
+        <thead><tr><th scope="col">Key</th><th scope="col" className="num">Value</th></tr></thead>
+        <tbody>
+          {rows.map((r) => (
+            <tr key={r.key}>
+              <th scope="row" className="mono" style={{ fontWeight: 400 }}>{r.key}</th>
+              <td className={r.numeric ? "num" : "wrap mono"}>{r.value}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
   );
 }
 
@@ -201,8 +206,8 @@ export default function JobPage() {
               <h2 style={{ padding: "8px 10px", margin: 0 }}>Artifacts ({j.artifacts.length})</h2>
               <Artifacts job={j} />
             </section>
-            <section className="panel">
-              <h2>Summary</h2>
+            <section className="panel flush">
+              <h2 style={{ padding: "8px 10px", margin: 0 }}>Summary</h2>
               <Summary summary={j.summary} />
             </section>
           </div>

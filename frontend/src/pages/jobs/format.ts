@@ -1,5 +1,6 @@
 /** Formatting for the jobs and profile pages (the shared helpers are in lib/format.ts). */
 import { jobArtifactUrl } from "../../api/hooks";
+import { fmtValue } from "../../lib/format";
 
 /** Seconds as "1h 02m", "3m 05s", "12.3s" (job durations, ETAs). */
 export function fmtSeconds(s: number | null | undefined): string {
@@ -54,4 +55,19 @@ export function modelLink(repo: string, ref?: string | null, commit?: string | n
  * same-origin path, so the session cookie goes with it. */
 export function speedscopeUrl(jobId: string, path: string, title: string): string {
   return `/speedscope/index.html#profileURL=${encodeURIComponent(jobArtifactUrl(jobId, path))}&title=${encodeURIComponent(title)}`;
+}
+
+/** A job's summary (any JSON object) as table rows: nested objects become dotted keys
+ * (`events.received`), scalars and short lists are formatted as values. */
+export function summaryRows(summary: Record<string, unknown>, prefix = "", depth = 0): { key: string; value: string; numeric: boolean }[] {
+  const rows: { key: string; value: string; numeric: boolean }[] = [];
+  for (const [k, v] of Object.entries(summary)) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    if (v !== null && typeof v === "object" && !Array.isArray(v) && depth < 4 && Object.keys(v).length) {
+      rows.push(...summaryRows(v as Record<string, unknown>, key, depth + 1));
+    } else {
+      rows.push({ key, value: fmtValue(v), numeric: typeof v === "number" });
+    }
+  }
+  return rows;
 }

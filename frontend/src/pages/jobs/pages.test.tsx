@@ -75,6 +75,31 @@ describe("launch form", () => {
     expect(post.body).toMatchObject({ project: "ada/exp", kind: "train", config: { model: { top_k: 2, n_experts: 4 } }, resources: { cpus: 2, memory_mb: 3072 } });
   });
 
+  it("defaults the project to the first one the user can write to", async () => {
+    const project = (ns: string, name: string) => ({ id: `${ns}/${name}`, namespace: ns, name, private: false, description: "", created_at: "2026-01-01T00:00:00Z" });
+    mockApi({
+      ...common,
+      "GET /api/v1/whoami": () => ({ body: { username: "ada", is_admin: false, token_scope: null,
+        namespaces: [{ name: "ada", kind: "user", role: "admin" }, { name: "lab", kind: "org", role: "write" }, { name: "viewers", kind: "org", role: "read" }] } }),
+      // listed by name: public projects of others first, one the user may only read, then theirs
+      "GET /api/v1/projects": () => ({ body: { count: 4, next: null, previous: null, results: [project("aaa", "public"), project("lab", "sweeps"), project("viewers", "x"), project("ada", "moe")] } }),
+    });
+    renderAt("/jobs/new", "/jobs/new", <JobLaunchPage />);
+    await waitFor(() => expect((screen.getByLabelText("Project") as HTMLInputElement).value).toBe("ada/moe"));
+    const options = [...document.querySelectorAll("#job-projects option")].map((o) => o.getAttribute("value"));
+    expect(options).toEqual(["ada/moe", "lab/sweeps"]);
+  });
+
+  it("defaults to a project of a namespace the user writes to when they own none", async () => {
+    mockApi({
+      ...common,
+      "GET /api/v1/whoami": () => ({ body: { username: "bob", is_admin: false, token_scope: null, namespaces: [{ name: "bob", kind: "user", role: "admin" }, { name: "lab", kind: "org", role: "write" }] } }),
+      "GET /api/v1/projects": () => ({ body: { count: 2, next: null, previous: null, results: [{ id: "aaa/p", namespace: "aaa", name: "p", private: false, description: "", created_at: "" }, { id: "lab/sweeps", namespace: "lab", name: "sweeps", private: false, description: "", created_at: "" }] } }),
+    });
+    renderAt("/jobs/new", "/jobs/new", <JobLaunchPage />);
+    await waitFor(() => expect((screen.getByLabelText("Project") as HTMLInputElement).value).toBe("lab/sweeps"));
+  });
+
   it("asks for a base model for a profile job", async () => {
     mockApi({ ...common, "POST /api/v1/jobs/validate": () => ({ body: { valid: true } }) });
     renderAt("/jobs/new?kind=profile&project=ada/exp", "/jobs/new", <JobLaunchPage />);
@@ -114,6 +139,21 @@ describe("jobs list and job page", () => {
     await waitFor(() => expect(screen.getByTestId("job-status").textContent).toContain("cancelled"));
     expect(calls.some((c) => c.method === "POST" && c.url.pathname === "/api/v1/jobs/j1/cancel")).toBe(true);
     expect(screen.getByRole("button", { name: "Relaunch" })).toBeTruthy();
+  });
+});
+
+describe("job page summary", () => {
+  it("is a table of keys and formatted values, nested objects as dotted keys", async () => {
+    mockApi({
+      ...common,
+      "GET /api/v1/jobs/j1/logs": () => ({ body: { lines: [], status: "succeeded" } }),
+      "GET /api/v1/jobs/j1": () => ({ body: job("j1", { status: "succeeded", summary: { steps: 20, val_loss: 3.14159265, resumed_from: null, events: { received: 12, rejected: 0 } } }) }),
+    });
+    renderAt("/jobs/j1", "/jobs/:id", <JobPage />);
+    const table = await screen.findByTestId("job-summary");
+    const rows = [...table.querySelectorAll("tbody tr")].map((tr) => [...tr.children].map((c) => c.textContent));
+    expect(rows).toEqual([["steps", "20"], ["val_loss", "3.142"], ["resumed_from", "—"], ["events.received", "12"], ["events.rejected", "0"]]);
+    expect(document.body.textContent).not.toContain('{"received"');
   });
 });
 
