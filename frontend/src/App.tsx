@@ -16,6 +16,7 @@ import { TokensPage } from "./pages/Tokens";
 
 // Heavy pages (charts, graphs) are split out of the first load; the runs table, the page most
 // visits start on, is in it.
+const HomePage = lazy(() => import("./pages/Home"));
 const RunPage = lazy(() => import("./pages/Run"));
 const ComparePage = lazy(() => import("./pages/Compare"));
 const RepoPage = lazy(() => import("./pages/Repo"));
@@ -83,7 +84,7 @@ export function AppRoutes() {
     <Routes>
       <Route path="/login" element={<SignInPage />} />
       <Route element={<RequireAuth><Layout /></RequireAuth>}>
-        <Route index element={<Navigate to="/projects" replace />} />
+        <Route index element={<HomePage />} />
         <Route path="projects" element={<ProjectsPage />} />
         <Route path="projects/:ns/:name" element={<RunsPage />} />
         <Route path="projects/:ns/:name/compare" element={<ComparePage />} />
