@@ -161,7 +161,7 @@ def _big_run(client: Client, project: str, spool: Path, steps: int) -> tuple[str
                         -0.1 * skew * math.cos(e + layer)
                     )
                 vals[f"moe/layer{layer}/entropy"] = float(-(load * np.log(load)).sum())
-                vals[f"moe/layer{layer}/dropped"] = float(0.05 * math.exp(-s / 20_000))
+                vals[f"moe/layer{layer}/dropped_frac"] = float(0.05 * math.exp(-s / 20_000))
                 vals[f"moe/layer{layer}/aux_loss"] = float(0.01 + 0.02 * math.exp(-s / 30_000))
         points += len(vals)
         run.log(vals, step=s, time_=t0 + s * 0.05)
