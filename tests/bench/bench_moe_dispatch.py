@@ -53,7 +53,8 @@ def measure_case(
     import torch.nn as nn
 
     from tests.moe.reference import moe_forward_reference
-    from workers.moe.model import ModelConfig, MoE, SwiGLU
+    from workers.moe.config import ModelConfig
+    from workers.moe.model import MoE, SwiGLU
 
     torch.manual_seed(0)
     cfg = ModelConfig(

@@ -151,6 +151,15 @@ def test_fp16_needs_cuda_only_where_cuda_is_ruled_out():
         assert fp16_needs_cuda(RuntimeConfig(device="cpu", dtype=dtype), no_cuda="no GPU") is None
 
 
+
+def test_the_job_schema_imports_without_torch_or_django():
+    """The hub validates every job config with this module: loading it must not pull in torch
+    (or Django, which the workload never needs)."""
+    code = ("import sys, workers.moe.config; "
+            "print(sorted(m for m in ('torch', 'django') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_json_schema_accepts_the_defaults_and_rejects_unknown_keys(kind):
     jsonschema = pytest.importorskip("jsonschema")

@@ -12,9 +12,9 @@ from safetensors.torch import load_file
 from tests.moe.helpers import by_type, run_entry, tiny_config
 from workers.moe import finetune, train
 from workers.moe.checkpoint import load_weights
-from workers.moe.config import LoraConfig
+from workers.moe.config import LoraConfig, ModelConfig
 from workers.moe.lora import apply_lora, load_adapter, merge_dirs, merge_lora
-from workers.moe.model import ModelConfig, MoETransformer
+from workers.moe.model import MoETransformer
 
 pytestmark = pytest.mark.unit
 

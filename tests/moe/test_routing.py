@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.moe.reference import dispatch_mask_loop, moe_forward_reference
+from workers.moe.config import ModelConfig
 from workers.moe.dispatch import GroupedSwiGLU, _batched, pad_slices
 from workers.moe.model import (
-    ModelConfig,
     MoE,
     Routing,
     dispatch_sorted,

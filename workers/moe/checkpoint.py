@@ -19,8 +19,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from workers.moe.config import ConfigError, InputError
-from workers.moe.model import ARCH_FIELDS, ModelConfig, MoETransformer
+from workers.moe.config import ConfigError, InputError, ModelConfig
+from workers.moe.model import ARCH_FIELDS, MoETransformer
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

@@ -16,115 +16,24 @@ Load balancing comes in two flavours, usable together: the auxiliary balance los
 (Switch/GShard) and the auxiliary-loss-free per-expert bias of DeepSeek-V3, which only steers
 *selection* and is nudged by ±γ after each optimizer step (``MoE.update_bias``).
 
-Every field of ``ModelConfig`` carries its validation rules in ``metadata`` (``min``, ``max``,
-``choices``, ``help``); ``workers.moe.config`` turns them into the job schema.
+The architecture is ``ModelConfig``, which lives in ``config.py`` with the rest of the job
+schema (every field carries its validation rules), so the schema imports without torch.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from workers.moe.config import ModelConfig
 from workers.moe.dispatch import grouped_swiglu
 from workers.moe.scopes import scope
-
-# Byte-level vocabulary: 256 byte values + <|endoftext|>, <|bos|>, <|pad|> (see data.py).
-BYTE_VOCAB_SIZE = 259
-
-
-def _f(default: Any, help: str, **rules: Any) -> Any:
-    """A dataclass field whose validation rules travel with it (read by config.py)."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help, **rules})
-    return field(default=default, metadata={"help": help, **rules})
-
-
-@dataclass
-class ModelConfig:
-    """The whole architecture. The defaults are the "default small config" (about 3.0M
-    parameters, 0.9M active per token) that trains in minutes on two CPU cores."""
-
-    vocab_size: int = _f(
-        BYTE_VOCAB_SIZE, "vocabulary size (byte tokenizer: 259)", min=BYTE_VOCAB_SIZE, max=1 << 20
-    )
-    block_size: int = _f(256, "context length in tokens", min=8, max=1 << 16)
-    n_layer: int = _f(4, "transformer blocks", min=1, max=256)
-    n_head: int = _f(4, "attention heads", min=1, max=256)
-    n_embd: int = _f(128, "residual width C", min=8, max=1 << 16)
-    n_dense_layers: int = _f(
-        1, "first N blocks use a dense SwiGLU FFN (DeepSeek: 3)", min=0, max=256
-    )
-    dense_hidden: int = _f(384, "hidden size of the dense FFN layers", min=1, max=1 << 18)
-    n_experts: int = _f(16, "routed experts per MoE layer", min=2, max=1024)
-    expert_hidden: Any = _f(
-        128,
-        "routed expert hidden size: an int (all equal), a list of n_experts ints, "
-        'or groups [{"count": 8, "hidden": 256}, ...] summing to n_experts',
-        kind="expert_hidden",
-    )
-    n_shared_experts: int = _f(1, "shared experts every token uses (0 = none)", min=0, max=64)
-    shared_hidden: int = _f(128, "hidden size of each shared expert", min=1, max=1 << 18)
-    top_k: int = _f(2, "experts per token", min=2, max=8)
-    router_score: str = _f("softmax", "router scoring function", choices=["softmax", "sigmoid"])
-    route_scale: float = _f(
-        1.0,
-        "multiplier on the normalised gates (DeepSeek-V3: 2.5)",
-        min=0.0,
-        max=100.0,
-        exclusive_min=True,
-    )
-    aux_loss_coef: float = _f(
-        0.01,
-        "λ of the auxiliary balance loss (0 = off); 0.01 as in Switch/GShard",
-        min=0.0,
-        max=10.0,
-    )
-    aux_loss_scope: str = _f(
-        "batch",
-        "balance loss over the whole batch or per sequence (DeepSeek-V3's sequence-wise loss)",
-        choices=["batch", "sequence"],
-    )
-    bias_balance: bool = _f(True, "auxiliary-loss-free balancing: per-expert selection bias")
-    bias_update_rate: float = _f(
-        0.001, "γ: bias step per optimizer step (DeepSeek-V3: 0.001)", min=0.0, max=1.0
-    )
-    capacity_factor: float | None = _f(
-        None,
-        "expert capacity = ceil(factor · tokens · k / n_experts); null = dropless",
-        min=0.0,
-        max=64.0,
-        exclusive_min=True,
-        nullable=True,
-    )
-    z_loss_coef: float = _f(
-        0.0, "router z-loss coefficient (ST-MoE: 0.001; 0 = off)", min=0.0, max=1.0
-    )
-    tie_embeddings: bool = _f(True, "share the token embedding with the output head")
-    rope_theta: float = _f(10000.0, "rotary embedding base", min=1.0, max=1e9)
-    dropout: float = _f(0.0, "dropout on attention and residual branches", min=0.0, max=0.9)
-    norm_eps: float = _f(1e-5, "RMSNorm epsilon", min=0.0, max=1.0, exclusive_min=True)
-
-    def expert_sizes(self) -> list[int]:
-        """The hidden size of every routed expert, resolving the three accepted forms."""
-        h = self.expert_hidden
-        if isinstance(h, int):
-            return [h] * self.n_experts
-        if h and isinstance(h[0], dict):
-            return [int(g["hidden"]) for g in h for _ in range(int(g["count"]))]
-        return [int(v) for v in h]
-
-    def is_moe_layer(self, i: int) -> bool:
-        return i >= self.n_dense_layers
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 # Fields that change parameter shapes: a checkpoint only loads into a model that agrees on them.
 ARCH_FIELDS = (
