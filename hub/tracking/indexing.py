@@ -27,12 +27,18 @@ import threading
 from django.conf import settings
 from django.db import transaction
 
+from hub.celery_app import app as celery_app
 from hub.stores.redis import get_redis
 from hub.stores.search import SearchError, SearchIndex, SearchUnavailable
 
 log = logging.getLogger(__name__)
 DEBOUNCE_MS = 800
 COUNTDOWN_S = 1.0
+# The tasks (hub.tracking.tasks, on the ``hub`` queue) are sent by name: they call this module,
+# this module never imports them.
+TASK_INDEX_PENDING_RUNS = "hub.tracking.tasks.index_pending_runs"
+TASK_INDEX_COMMIT = "hub.tracking.tasks.index_commit"
+TASK_DELETE_COMMITS = "hub.tracking.tasks.delete_commits"
 
 _index: SearchIndex | None = None
 _index_lock = threading.Lock()
@@ -64,14 +70,10 @@ def _enqueue(kind: str, ident: str) -> None:
     try:
         if kind == "run":
             if get_redis().pending_add(PENDING_RUNS, [ident], window=DRAIN_WINDOW, window_ms=DEBOUNCE_MS):
-                from hub.tracking import tasks
-
-                tasks.index_pending_runs.apply_async(countdown=COUNTDOWN_S, retry=False)
+                celery_app.send_task(TASK_INDEX_PENDING_RUNS, countdown=COUNTDOWN_S, retry=False)
             return
         if get_redis().claim_window(f"index:{kind}:{ident}", window_ms=DEBOUNCE_MS):
-            from hub.tracking import tasks
-
-            tasks.index_commit.apply_async(args=[ident], countdown=COUNTDOWN_S, retry=False)
+            celery_app.send_task(TASK_INDEX_COMMIT, args=[ident], countdown=COUNTDOWN_S, retry=False)
     except Exception as e:  # broker down: index inline, the reindex command repairs the rest
         log.warning("search index queue unavailable (%s); indexing %s %s inline", e, kind, ident)
         _index_now(kind, ident)
@@ -248,10 +250,8 @@ def delete_commits(doc_ids, *, batch: int = DELETE_BATCH) -> None:
     start = 0
     if not settings.CELERY_TASK_ALWAYS_EAGER:
         try:
-            from hub.tracking import tasks
-
             for start in range(0, len(ids), batch):
-                tasks.delete_commits.apply_async(args=[ids[start : start + batch]], retry=False)
+                celery_app.send_task(TASK_DELETE_COMMITS, args=[ids[start : start + batch]], retry=False)
             return
         except Exception as e:  # broker down: delete the rest inline
             log.warning("search index queue unavailable (%s); deleting %d commit document(s) inline",

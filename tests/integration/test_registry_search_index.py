@@ -145,6 +145,7 @@ def test_gc_deletes_the_documents_in_one_bulk_request(indexed, bulk_calls):
 
 @pytest.mark.django_db(transaction=True)
 def test_deletes_go_to_tasks_in_batches_and_inline_when_the_broker_is_down(indexed, settings, monkeypatch):
+    from hub.celery_app import app as celery_app
     from hub.tracking import tasks
 
     client = indexed
@@ -153,17 +154,22 @@ def test_deletes_go_to_tasks_in_batches_and_inline_when_the_broker_is_down(index
     ids = sorted(f"alice/m@{s}" for s in _docs())
     settings.CELERY_TASK_ALWAYS_EAGER = False
     queued: list[list[str]] = []
-    monkeypatch.setattr(tasks.delete_commits, "apply_async", lambda args, **kw: queued.append(args[0]))
+
+    def send_task(name, args, **kw):
+        assert name == "hub.tracking.tasks.delete_commits"
+        queued.append(args[0])
+
+    monkeypatch.setattr(celery_app, "send_task", send_task)
     indexing.delete_commits(ids, batch=2)
     assert queued == [ids[:2], ids[2:]]
     assert len(_docs()) == 3  # nothing deleted until the tasks run
     assert tasks.delete_commits(queued[1]) == 1  # the task deletes its batch
     assert set(_docs()) == {i.split("@")[1] for i in ids[:2]}
 
-    def broker_down(args, **kw):
+    def broker_down(name, args, **kw):
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr(tasks.delete_commits, "apply_async", broker_down)
+    monkeypatch.setattr(celery_app, "send_task", broker_down)
     indexing.delete_commits(ids, batch=2)  # inline, in bulk; the missing one is fine
     assert _docs() == {}
 

@@ -206,17 +206,18 @@ def test_run_changes_are_drained_in_bulk_by_one_task(searchable, settings, monke
                                                      django_capture_on_commit_callbacks):
     """Through the queue (not eager): a burst of run changes schedules one drain task; the
     drain indexes them all in bulk; a drain that fails gives its ids back."""
+    from hub.celery_app import app as celery_app
     from hub.stores.search import SearchUnavailable
-    from hub.tracking import tasks
 
     settings.CELERY_TASK_ALWAYS_EAGER = False
     settings.HUB_REDIS_PREFIX = f"{unique_name('t')}:"
     scheduled = []
-    monkeypatch.setattr(tasks.index_pending_runs, "apply_async", lambda **kw: scheduled.append(kw))
+    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: scheduled.append({"task": name, **kw}))
     with django_capture_on_commit_callbacks(execute=True):
         ids = [searchable.post("/api/v1/projects/alice/exp/runs", {"name": f"burst-{i}"}, format="json").json()["id"]
                for i in range(5)]
-    assert len(scheduled) == 1 and scheduled[0]["countdown"] > indexing.DEBOUNCE_MS / 1000
+    assert [s["task"] for s in scheduled] == ["hub.tracking.tasks.index_pending_runs"]
+    assert scheduled[0]["countdown"] > indexing.DEBOUNCE_MS / 1000
     import redis
 
     r = redis.Redis.from_url(settings.HUB_REDIS_URL)  # looking from outside the hub's adapter
@@ -257,3 +258,29 @@ def test_run_changes_are_drained_in_bulk_by_one_task(searchable, settings, monke
     idx.refresh()
     found = search(searchable, q="burst")
     assert {x["id"] for x in found["results"]} == set(ids)
+
+
+def test_a_run_whose_index_task_was_lost_is_indexed_by_the_jobs_reapers_sweep(searchable, settings, monkeypatch,
+                                                                             django_capture_on_commit_callbacks):
+    """The search index's safety net runs on the hub's side, in the jobs reaper's pass (the
+    workers have no database): a run whose index task never ran is indexed by the next pass."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from hub.celery_app import app as celery_app
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.HUB_REDIS_PREFIX = f"{unique_name('t')}:"
+    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: None)  # queued, then lost
+    with django_capture_on_commit_callbacks(execute=True):
+        run_id = searchable.post("/api/v1/projects/alice/exp/runs", {"name": "orphan"}, format="json").json()["id"]
+    idx = indexing.search_index()
+
+    def indexed() -> list[str]:
+        idx.refresh()
+        return [h.source["id"] for h in idx.search_runs({"term": {"id": run_id}}).hits]
+
+    assert indexed() == []
+    call_command("jobs_reaper", "--once", stdout=StringIO())
+    assert indexed() == [run_id]
