@@ -1,5 +1,10 @@
 """The Celery application (``celery -A hub.celery_app worker -Q cpu``). Broker and result
-backend are Redis (``HUB_REDIS_URL``); configuration comes from Django settings."""
+backend are Redis (``HUB_REDIS_URL``); configuration comes from Django settings.
+
+The hub sends tasks by name (``app.send_task("workers.tasks.run_job", ...)``,
+``"hub.tracking.tasks.*"``) and never imports the workers' code; a worker process imports
+``workers.tasks`` at start (``imports`` below), whose code reaches the hub only through its API.
+Celery's worker process still sets Django up for itself (the hub's own tasks need it)."""
 
 import os
 

@@ -202,13 +202,10 @@ HUB_MAX_METRICS_REQUEST_BYTES = _env_int("HUB_MAX_METRICS_REQUEST_BYTES", 64 * 1
 HUB_JOB_LOST_AFTER_S = _env_int("HUB_JOB_LOST_AFTER_S", 40)
 # How often `manage.py jobs_reaper` (run by `hub serve`) looks for such jobs.
 HUB_JOB_REAP_EVERY_S = _env_int("HUB_JOB_REAP_EVERY_S", 10)
-# Infrastructure failures (hub unreachable, sandbox cannot start) are retried this many times
-# with a growing countdown; then the job fails with the last reason.
-HUB_JOB_MAX_INFRA_RETRIES = _env_int("HUB_JOB_MAX_INFRA_RETRIES", 3)
-# A GPU job that finds too few free GPUs goes back to its queue and is tried again every
-# HUB_JOB_GPU_RETRY_S; after HUB_JOB_GPU_MAX_WAIT_S of waiting it fails, saying so.
-HUB_JOB_GPU_RETRY_S = _env_int("HUB_JOB_GPU_RETRY_S", 30)
-HUB_JOB_GPU_MAX_WAIT_S = _env_int("HUB_JOB_GPU_MAX_WAIT_S", 24 * 3600)
+# The workers' own settings (HUB_WORKER_API_URL, HUB_WORKER_TOKEN, HUB_WORKER_QUEUES,
+# HUB_WORKER_GPUS, HUB_JOBS_DIR, HUB_KEEP_JOB_DIRS, and the task's retry policy:
+# HUB_JOB_MAX_INFRA_RETRIES, HUB_JOB_GPU_RETRY_S, HUB_JOB_GPU_MAX_WAIT_S) are read by
+# workers/settings.py: the workers' code does not use Django.
 # A job's disk quota in MiB when its resources do not say disk_mb, and the most one may ask
 # for. The worker enforces it: the job's folder is a filesystem of that size (a loop-mounted
 # ext4 image, workers/sandbox/jobfs.py), /tmp and /dev/shm are tmpfs of that size each.

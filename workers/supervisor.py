@@ -1,9 +1,10 @@
 """The job supervisor: runs one job in the sandbox and is its only link to the world.
 
-It runs in a Celery worker, outside the sandbox, and talks to the hub only through its API
-(it claims the job with the workers' service credential, then uses the credential that claim
-returns for this attempt alone; neither enters the sandbox), so it works the same with
-the embedded stores and with servers. For one job it:
+It runs in a Celery worker, outside the sandbox, and talks to the hub only through its API,
+with :class:`hub.client.worker.WorkerClient` (it claims the job with the workers' service
+credential, then uses the client on the credential that claim returns for this attempt alone;
+neither enters the sandbox), so it works the same with the embedded stores and with servers,
+on any host that reaches the hub's API and Redis. For one job it:
 
 1. reads the job and reserves its GPUs (a lease held until the job is over), then takes it
    (queued → running; a job that is not queued any more is skipped and its GPUs released);
@@ -45,7 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from hub.client import Client, HubClientError, HubUnreachable
+from hub.client import HubClientError, HubUnreachable
+from hub.client.worker import WorkerClient
 from hub.shared.chunking import chunk_file
 from hub.shared.paths import path_problems
 
@@ -97,7 +99,7 @@ class EventCounters:
 class LogForwarder:
     """Batches log lines (numbered per job, so retries collapse) and posts them every second."""
 
-    def __init__(self, client: Client, job_id: str):
+    def __init__(self, client: WorkerClient, job_id: str):
         self.client, self.job_id = client, job_id
         self.seq = 0
         self.buf: list[list] = []
@@ -114,8 +116,7 @@ class LogForwarder:
             lines, self.buf = self.buf, []
         for i in range(0, len(lines), 5000):
             try:
-                self.client._json("POST", f"/jobs/{self.job_id}/worker/logs", json={"lines": lines[i : i + 5000]},
-                                  idempotent=True)
+                self.client.logs(self.job_id, lines[i : i + 5000])
             except HubClientError as e:
                 log.warning("job %s: could not forward %d log line(s): %s", self.job_id, len(lines), e.message)
 
@@ -168,10 +169,11 @@ def safe_output(folder, rel: str) -> BinaryIO | None:
 
 
 class JobSupervisor:
-    def __init__(self, job_id: str, *, client: Client, work_root: Path, hostname: str | None = None,
-                 gpu_slots=None, sandbox_factory=None, job_folder_factory=None):
+    def __init__(self, job_id: str, *, client: WorkerClient, work_root: Path, hostname: str | None = None,
+                 gpu_slots=None, sandbox_factory=None, job_folder_factory=None, keep_failed_job_dirs: bool = False):
         self.job_id = job_id
-        self.client = client
+        self.client = client  # the service credential's; the attempt's own once the job is started
+        self.keep_failed_job_dirs = keep_failed_job_dirs
         self.work_root = Path(work_root)
         self.hostname = hostname or socket.gethostname()
         self.gpu_slots = gpu_slots
@@ -194,9 +196,10 @@ class JobSupervisor:
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    def _api(self, method: str, path: str, **kw) -> Any:
+    def _hub(self, call, *args, **kw) -> Any:
+        """``call(*args, **kw)`` on the hub; a hub out of reach is an infrastructure failure."""
         try:
-            return self.client._json(method, f"/jobs/{self.job_id}{path}", **kw)
+            return call(*args, **kw)
         except HubUnreachable as e:
             raise InfrastructureError(f"the hub is unreachable: {e.message}") from e
 
@@ -204,9 +207,8 @@ class JobSupervisor:
         while not stop.wait(HEARTBEAT_S):
             self.logs.flush()
             try:
-                state = self._api("POST", "/worker/heartbeat", json={
-                    "progress": self.progress,
-                    "counters": {"received": self.counters.received, "rejected": self.counters.rejected}})
+                state = self._hub(self.client.heartbeat, self.job_id, progress=self.progress,
+                                  counters={"received": self.counters.received, "rejected": self.counters.rejected})
             except HubClientError as e:
                 if e.code == "job_credential_revoked" and self.stopped_by_hub is None:
                     # The attempt ended on the hub (marked lost, say): stop burning its resources.
@@ -259,7 +261,7 @@ class JobSupervisor:
         self.target_head = None
         if job["target"]:
             try:
-                self.target_head = self.client.branch_info(job["target"]["repo"], job["target"]["branch"])["commit"]
+                self.target_head = self.client.sdk.branch_info(job["target"]["repo"], job["target"]["branch"])["commit"]
             except HubClientError:
                 self.target_head = None  # missing: created from the base when committing
         jobdir = self.work_root / self.job_id
@@ -272,7 +274,7 @@ class JobSupervisor:
         try:
             if job["base"]:
                 self.logs.add("supervisor", f"pulling {job['base']['repo']}@{job['base']['commit'][:12]}")
-                self.client.pull(f"{job['base']['repo']}@{job['base']['commit']}", inputs)
+                self.client.sdk.pull(f"{job['base']['repo']}@{job['base']['commit']}", inputs)
             status, reason, run = self._run_sandbox(job, jobdir, inputs if job["base"] else None, gpus)
             if status == "succeeded":
                 result = self._collect(job, run)
@@ -288,7 +290,7 @@ class JobSupervisor:
             self._remove_folder()
             why = f"infrastructure failure on {self.hostname}: {e}"
             try:
-                self._api("POST", "/worker/requeue", json={"reason": f"{why}; retrying"[:2000]})
+                self._hub(self.client.requeue, self.job_id, reason=f"{why}; retrying"[:2000])
             except Exception as err:  # the task still retries (or fails the job when it gives up)
                 log.warning("job %s: could not put the job back in the queue: %s", self.job_id, err)
             raise
@@ -309,17 +311,16 @@ class JobSupervisor:
                                               "rejected_reasons": self.counters.reasons,
                                               "first_event_at": self.first_event_at}, **result.get("summary", {})}
         try:
-            self._api("POST", "/worker/finish", json={
-                "status": status, "reason": reason, "summary": summary, "run_id": run.id if run else "",
-                "result_commit": result.get("commit", ""), "result_branch": result.get("branch", "")},
-                idempotent=True)
+            self._hub(self.client.finish, self.job_id, status=status, reason=reason, summary=summary,
+                      run_id=run.id if run else "", result_commit=result.get("commit", ""),
+                      result_branch=result.get("branch", ""))
         except HubClientError as e:
             if e.code not in ("job_state_conflict", "job_credential_revoked"):
                 raise
             # The hub ended the job meanwhile (marked lost, say): its state stands.
             log.warning("job %s: the hub did not take the result (%s): %s", self.job_id, status, e.message)
         shutil.rmtree(inputs, ignore_errors=True)
-        self._remove_folder(keep=status != "succeeded" and os.environ.get("HUB_KEEP_JOB_DIRS") == "1")
+        self._remove_folder(keep=status != "succeeded" and self.keep_failed_job_dirs)
         return status
 
     def _remove_folder(self, *, keep: bool = False) -> None:
@@ -340,31 +341,28 @@ class JobSupervisor:
         while it is still ``queued`` — no start, no attempt counted, no requeue, no transition —
         and its task tries again later. The caller releases ``gpu_lease`` if this raises or
         answers None."""
-        want = self._api("GET", "")  # the job as its launcher sees it: status and resources
+        want = self._hub(self.client.job, self.job_id)  # the job as its launcher sees it: status and resources
         if want.get("status") != "queued":
             log.info("job %s: not queued any more (%s); skipping", self.job_id, want.get("status"))
             return None
         n = int((want.get("resources") or {}).get("gpus") or 0)
         gpus = self._lease_gpus(gpu_lease, n) if n else []
         try:
-            job = self._api("POST", "/worker/start", json={"worker": self.hostname, "gpus": gpus})
+            started = self._hub(self.client.start, self.job_id, worker=self.hostname, gpus=gpus)
         except HubClientError as e:
             if e.code == "job_state_conflict":
                 log.info("job %s: not queued any more (%s); skipping", self.job_id, e.details)
                 return None
             raise
-        self._use_attempt_credential(job.pop("credential", None))
-        return job, gpus
+        self._use_attempt_client(started.client)
+        return started.job, gpus
 
-    def _use_attempt_credential(self, secret: str | None) -> None:
+    def _use_attempt_client(self, client: WorkerClient) -> None:
         """From the start on, every call for this job (worker endpoints, pull, run, commit) uses
         the attempt's own credential, not the workers' service credential, which can only claim
         jobs. It stays in this process: the sandbox's environment is scrubbed."""
-        if not secret:
-            return
-        c = self.client
-        self.client = Client(url=c.url, token=secret, timeout=c._http.timeout, retries=c.retries, backoff=c.backoff)
-        self.logs.client = self.client
+        self.client = client
+        self.logs.client = client
 
     def _lease_gpus(self, stack: contextlib.ExitStack, n: int) -> list[int]:
         """Reserve ``n`` GPUs for the whole job: the lease is refreshed in the background and
@@ -392,7 +390,7 @@ class JobSupervisor:
 
     def _start_run(self, job: dict):
         """The job's tracker run (params = the config); created while the sandbox boots."""
-        return self.client.init_run(job["project"], name=f"{job['kind']} job {self.job_id}", params=job["config"],
+        return self.client.sdk.init_run(job["project"], name=f"{job['kind']} job {self.job_id}", params=job["config"],
                                     tags=[job["kind"], "job"], run_id=f"job{self.job_id}a{job['attempt']}",
                                     job_id=self.job_id, spool_dir=self.work_root / "spool",
                                     # This process is the supervisor, not the job: its CPU and
@@ -504,15 +502,13 @@ class JobSupervisor:
         # The chunker takes a path: /proc/self/fd/N names the very file already open (the
         # inode, not a name the job could swap), and it was checked to be a regular file.
         manifest = chunk_file(f"/proc/self/fd/{f.fileno()}", name=rel)
-        missing = set(self._api("POST", "/worker/chunks/missing", json={"chunks": [c.hash for c in manifest.chunks]},
-                                idempotent=True)["missing"])
+        missing = self._hub(self.client.chunks_missing, self.job_id, [c.hash for c in manifest.chunks])
         for c in manifest.chunks:
             if c.hash in missing:
                 f.seek(c.offset)
-                self.client.request("PUT", f"/jobs/{self.job_id}/worker/chunks/{c.hash}", content=f.read(c.size),
-                                    headers={"Content-Type": "application/octet-stream"})
-        self._api("POST", "/worker/artifacts", json={"path": rel, "kind": kind,
-                                                     "chunks": [[c.hash, c.size] for c in manifest.chunks]})
+                self.client.upload_chunk(self.job_id, c.hash, f.read(c.size))
+        self._hub(self.client.artifact, self.job_id, path=rel, kind=kind,
+                  chunks=[(c.hash, c.size) for c in manifest.chunks])
 
     def _read_json(self, f: BinaryIO, rel: str) -> Any:
         if os.fstat(f.fileno()).st_size > MAX_OUTPUT_JSON_BYTES:
@@ -540,7 +536,7 @@ class JobSupervisor:
                 if kind.startswith("profile") or kind in {"eval", "samples"}:
                     self._upload_artifact(f, rel, kind)
                 if kind == "profile_ops" and rel.endswith(".json"):
-                    self._api("POST", "/worker/profile", json={"ops": profile_rows(self._read_json(f, rel))})
+                    self._hub(self.client.profile, self.job_id, profile_rows(self._read_json(f, rel)))
                 if kind == "eval":
                     result["summary"]["eval"] = self._read_json(f, rel)
             if weights and job["target"]:
@@ -561,12 +557,12 @@ class JobSupervisor:
             # The launch accepted a target branch that did not exist because the base is in the
             # same repo: the branch starts at the base commit (someone may have created it since).
             try:
-                self.client.create_branch(repo, branch, base)
+                self.client.sdk.create_branch(repo, branch, base)
                 self.logs.add("supervisor", f"created branch {branch} of {repo} at the base commit {base[:12]}")
             except HubClientError as e:
                 if e.code != "ref_exists":
                     raise
-        expected = base or self.target_head or self.client.branch_info(repo, branch)["commit"]
+        expected = base or self.target_head or self.client.sdk.branch_info(repo, branch)["commit"]
         meta = {"job": self.job_id, "kind": job["kind"], "run": run.id, "config": job["config"],
                 "launched_by": job["created_by"]}
         if self.summary:
@@ -574,14 +570,14 @@ class JobSupervisor:
         message = f"{job['kind']} job {self.job_id}" + (f" from {job['base']['commit'][:12]}" if job["base"] else "")
         note = ""
         try:
-            res = self.client.push(staging, repo=repo, branch=branch, message=message, expected_head=expected,
+            res = self.client.sdk.push(staging, repo=repo, branch=branch, message=message, expected_head=expected,
                                    metadata=meta, job_id=self.job_id, run_id=run.id)
         except HubClientError as e:
             if e.code != "branch_conflict":
                 raise
             side = f"{branch}/job-{self.job_id}"
-            self.client.create_branch(repo, side, expected)
-            res = self.client.push(staging, repo=repo, branch=side, message=message, expected_head=expected,
+            self.client.sdk.create_branch(repo, side, expected)
+            res = self.client.sdk.push(staging, repo=repo, branch=side, message=message, expected_head=expected,
                                    metadata=meta, job_id=self.job_id, run_id=run.id)
             note = (f"{branch} moved while the job ran (now {e.details.get('current_head', '?')[:12]}); "
                     f"the result is on branch {side} instead")
@@ -589,7 +585,7 @@ class JobSupervisor:
             self.logs.add("supervisor", note)
         shutil.rmtree(staging, ignore_errors=True)
         commit = res.commit["sha"] if res.commit else expected
-        self.client._json("PATCH", f"/runs/{run.id}", json={"commit": f"{repo}@{commit}", "job_id": self.job_id})
+        self.client.link_run(run.id, commit=f"{repo}@{commit}", job_id=self.job_id)
         out = {"commit": commit, "branch": branch, "summary": {"commit": f"{repo}@{commit}"}}
         if note:
             out["summary"]["note"] = note

@@ -17,23 +17,33 @@ Retry policy, explicit (the task's own arguments count, not Celery's ``max_retri
   reason (instead of retrying it into the same broken host);
 - failures of the job itself, and bugs, are final.
 
-Whatever happens, the job ends with a reason: when the task gives up it reports ``failed``
-through the API, or straight to the database if the API cannot be reached.
+When the task gives up, it reports ``failed`` with the reason through the hub's API: with the
+attempt's credential if the job was started (only it may end a running job), else with the
+workers' service credential (which may fail a job that is still queued, nothing more). The
+worker reaches the hub only through its API (``hub.client.worker``), never its database: if the
+API cannot be reached even for that, the job is left to the hub. A started job stops
+heartbeating, and the hub's jobs reaper (``manage.py jobs_reaper``, run by ``hub serve`` and
+compose) marks it ``lost`` after ``HUB_JOB_LOST_AFTER_S``; its user can relaunch it. A job that
+was never started stays ``queued``, where its user sees it and can cancel it.
+
+Settings come from ``workers.settings`` (the workers' one reader of the environment).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
-from pathlib import Path
 
 from celery import shared_task
 from celery.exceptions import Retry
 from celery.signals import worker_ready, worker_shutdown
 
+from hub.client import HubClientError
+from hub.client.worker import WorkerClient
+from workers.settings import WorkerSettings
+from workers.settings import load as load_settings
 from workers.supervisor import GpusBusy, InfrastructureError, JobSupervisor
 
 log = logging.getLogger(__name__)
@@ -42,27 +52,23 @@ _probe_lock = threading.Lock()
 _probe_state: dict = {}
 
 
-def _settings():
-    from django.conf import settings
-
-    return settings
+def _settings() -> WorkerSettings:
+    return load_settings()
 
 
-def _client():
-    from hub.client import Client
-
-    url = os.environ.get("HUB_WORKER_API_URL") or os.environ.get("HUB_URL") or "http://127.0.0.1:8000"
-    token = os.environ.get("HUB_WORKER_TOKEN")
-    if not token:
+def _client() -> WorkerClient:
+    """The hub, with the workers' service credential."""
+    s = _settings()
+    if not s.token:
         raise InfrastructureError("HUB_WORKER_TOKEN is not set: the worker cannot report to the hub")
-    return Client(url=url, token=token, retries=3)
+    return WorkerClient(s.api_url, s.token)
 
 
-def _gpu_slots():
+def _gpu_slots(s: WorkerSettings):
+    """This host's GPU reservations, over the indices ``HUB_WORKER_GPUS`` lets it hand out."""
     from workers.sandbox import GpuSlots
 
-    s = _settings()
-    return GpuSlots(s.HUB_REDIS_URL, host_id=socket.gethostname(), key_prefix=f"{s.HUB_REDIS_PREFIX}gpu")
+    return GpuSlots(s.redis_url, host_id=socket.gethostname(), devices=s.gpus, key_prefix=f"{s.redis_prefix}gpu")
 
 
 def _sandbox_problem() -> str | None:
@@ -83,21 +89,19 @@ def _sandbox_problem() -> str | None:
         return _probe_state["problem"]
 
 
-def _give_up(job_id: str, client, reason: str, *, attempt_client=None) -> None:
+def _give_up(job_id: str, client: WorkerClient | None, reason: str, *,
+             attempt_client: WorkerClient | None = None) -> None:
     """End the job as ``failed`` with ``reason``: a job must never stay queued or running
     because its task stopped trying. Through the API — with the attempt's credential if the job
     was started (only it may end a running job), else with the service credential, which may
-    fail a job that is still queued and nothing more; if that cannot be done, through the
-    database (the worker has the hub's settings)."""
-    from hub.client import HubClientError
-
+    fail a job that is still queued and nothing more. If the API cannot be reached, the job is
+    left to the hub (see the module's docstring: a started job becomes ``lost``)."""
     log.error("job %s: failed: %s", job_id, reason)
     for c in (attempt_client, client):
         if c is None:
             continue
         try:
-            c._json("POST", f"/jobs/{job_id}/worker/finish", json={"status": "failed", "reason": reason},
-                    idempotent=True)
+            c.finish(job_id, status="failed", reason=reason)
             return
         except HubClientError as e:
             if e.code in ("job_state_conflict", "job_not_found"):
@@ -105,25 +109,16 @@ def _give_up(job_id: str, client, reason: str, *, attempt_client=None) -> None:
             log.warning("job %s: could not report the failure through the API: %s", job_id, e)
         except Exception as e:
             log.warning("job %s: could not report the failure through the API: %s", job_id, e)
-    try:  # (Celery's Django fixup closes the task's database connection afterwards)
-        from hub.common.errors import Conflict, NotFound
-        from hub.jobs.services import job_transition
-
-        try:
-            job_transition(job_id=job_id, to="failed", reason=reason)
-        except (Conflict, NotFound):
-            pass
-    except Exception:
-        log.exception("job %s: could not report the failure at all; it stays as it is", job_id)
+    log.error("job %s: the hub could not be told; a started job becomes lost when its heartbeats stop, "
+              "one never started stays queued", job_id)
 
 
-def _note_gpu_wait(job_id: str, client, text: str) -> None:
+def _note_gpu_wait(job_id: str, client: WorkerClient, text: str) -> None:
     """One line in the job's log when it starts waiting for GPUs (not one per try), through the
     worker logs endpoint, which takes lines for a queued job. At seq 0, like the first line of
     any attempt: the job's own first line replaces it once it runs. Best effort."""
     try:
-        client._json("POST", f"/jobs/{job_id}/worker/logs", json={"lines": [[0, time.time(), "supervisor", text]]},
-                     idempotent=True)
+        client.logs(job_id, [[0, time.time(), "supervisor", text]])
     except Exception as e:
         log.debug("job %s: could not log the GPU wait: %s", job_id, e)
 
@@ -141,34 +136,33 @@ def _retry(task, job_id: str, exc: Exception, *, client, countdown: float, **kwa
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def run_job(self, job_id: str, infra_failures: int = 0, gpu_wait_since: float | None = None) -> str:
-    s = _settings()
-    client = sup = None
+    s = client = sup = None
     try:
+        s = _settings()
         client = _client()
         problem = _sandbox_problem()
         if problem:  # retrying would bring it back to the same broken host
             _give_up(job_id, client, f"worker {socket.gethostname()} cannot run jobs: {problem}")
             return "failed"
-        work_root = Path(os.environ.get("HUB_JOBS_DIR") or Path(s.HUB_DATA_DIR) / "jobs")
-        work_root.mkdir(parents=True, exist_ok=True)
-        queues = os.environ.get("HUB_WORKER_QUEUES", "cpu")
-        sup = JobSupervisor(job_id, client=client, work_root=work_root,
-                            gpu_slots=_gpu_slots() if "gpu" in queues else None)
+        s.jobs_dir.mkdir(parents=True, exist_ok=True)
+        sup = JobSupervisor(job_id, client=client, work_root=s.jobs_dir,
+                            gpu_slots=_gpu_slots(s) if "gpu" in s.queues else None,
+                            keep_failed_job_dirs=s.keep_job_dirs)
         return sup.run()
     except GpusBusy as e:  # raised before the job was taken: it is still queued
         since = gpu_wait_since or time.time()
         waited = time.time() - since
-        if waited >= s.HUB_JOB_GPU_MAX_WAIT_S or self.request.is_eager:
+        if waited >= s.gpu_max_wait_s or self.request.is_eager:
             _give_up(job_id, client, f"no worker had the GPUs this job asks for in {waited:.0f} s of waiting: {e}")
             return "failed"
         if gpu_wait_since is None:
             _note_gpu_wait(job_id, client, f"{e}; the job stays queued and is tried again every "
-                                           f"{s.HUB_JOB_GPU_RETRY_S} s")
-        log.info("job %s: %s; back in the queue for %d s", job_id, e, s.HUB_JOB_GPU_RETRY_S)
-        return _retry(self, job_id, e, client=client, countdown=s.HUB_JOB_GPU_RETRY_S,
+                                           f"{s.gpu_retry_s} s")
+        log.info("job %s: %s; back in the queue for %d s", job_id, e, s.gpu_retry_s)
+        return _retry(self, job_id, e, client=client, countdown=s.gpu_retry_s,
                       infra_failures=infra_failures, gpu_wait_since=since)
     except InfrastructureError as e:
-        if infra_failures >= s.HUB_JOB_MAX_INFRA_RETRIES:
+        if infra_failures >= s.max_infra_retries:
             _give_up(job_id, client, f"infrastructure failure, gave up after {infra_failures + 1} attempts: {e}")
             return "failed"
         log.warning("job %s: infrastructure failure, retrying: %s", job_id, e)
@@ -187,9 +181,9 @@ def run_job(self, job_id: str, infra_failures: int = 0, gpu_wait_since: float | 
 @worker_ready.connect
 def _announce(sender=None, **kwargs) -> None:
     """Check the sandbox, clean up after a previous crash, then keep a presence key per
-    queue alive so the hub knows which workers (GPU ones especially) exist, and ask the hub
-    to reap jobs of dead workers."""
-    from hub.jobs.presence import PRESENCE_TTL_S, announce
+    queue alive so the hub knows which workers (GPU ones especially) exist. (The hub's side
+    reaps the jobs of dead workers and sweeps its search index: ``manage.py jobs_reaper``.)"""
+    from workers.presence import PRESENCE_TTL_S, announce
     from workers.sandbox import probe, reap_stale
 
     report = probe()
@@ -206,60 +200,18 @@ def _announce(sender=None, **kwargs) -> None:
 
     s = _settings()
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
-    queues = [q for q in os.environ.get("HUB_WORKER_QUEUES", "cpu").split(",") if q] if not problem else []
-
-    sweep_state: dict = {}
+    queues = list(s.queues) if not problem else []
 
     def loop():
         while not _presence_stop.is_set():
-            _sweep_index(sweep_state)
             for q in queues:
                 try:
-                    announce(redis_url=s.HUB_REDIS_URL, prefix=s.HUB_REDIS_PREFIX, queue=q, hostname=hostname)
+                    announce(redis_url=s.redis_url, prefix=s.redis_prefix, queue=q, hostname=hostname)
                 except Exception as e:  # Redis down: the broker is down too, nothing to announce
                     log.debug("presence: %s", e)
-            _reap()
             _presence_stop.wait(PRESENCE_TTL_S / 3)
 
     threading.Thread(target=loop, name="hub-presence", daemon=True).start()
-
-
-def _sweep_index(state: dict) -> None:
-    """Re-index runs changed since the last sweep. Index tasks make search fresh within a
-    second; this sweep makes it eventually right even if a task was lost (the DB is
-    canonical)."""
-    from datetime import timedelta
-
-    from django.db import close_old_connections
-    from django.utils import timezone
-
-    try:
-        from hub.tracking.indexing import run_doc, search_index
-        from hub.tracking.models import Run
-
-        idx = search_index()
-        if idx is None:
-            return
-        now = timezone.now()
-        since = state.get("since") or now - timedelta(minutes=10)
-        runs = Run.objects.select_related("project__namespace", "user").filter(
-            updated_at__gte=since - timedelta(seconds=5)).order_by("updated_at")[:5000]
-        docs = [run_doc(r) for r in runs]
-        if docs:
-            idx.bulk_index_runs(docs)
-        state["since"] = now
-    except Exception as e:  # the next sweep retries from the same point
-        log.warning("index sweep failed: %s", e)
-    finally:
-        close_old_connections()
-
-
-def _reap() -> None:
-    """Ask the hub to mark jobs of dead workers lost (the hub also does it on every read)."""
-    try:
-        _client()._json("GET", "/jobs", params={"status": "running", "page_size": 1})
-    except Exception:
-        pass
 
 
 @worker_shutdown.connect

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from workers.moe.config import Config
 
 log = logging.getLogger(__name__)
+#: The workers' task that runs a job (``workers.tasks.run_job``), named, not imported.
+RUN_JOB_TASK = "workers.tasks.run_job"
 MAX_TIME_LIMIT_S = 7 * 24 * 3600
 
 ALLOWED = {
@@ -170,10 +172,12 @@ def job_launch(*, project, user, kind: str, config: dict, base: str = "", target
 
 
 def _enqueue(job: Job) -> None:
+    """Queue the job's task by name: the hub never imports the workers' code (they meet only
+    through the broker and the hub's API). Always through the broker, eager or not."""
     try:
-        from workers.tasks import run_job
+        from hub.celery_app import app
 
-        run_job.apply_async(args=[job.pk], queue=job.queue, retry=False)
+        app.send_task(RUN_JOB_TASK, args=[job.pk], queue=job.queue, retry=False)
     except Exception as e:  # the broker is down: the job cannot run, say so
         log.exception("could not queue job %s", job.pk)
         job_transition(job_id=job.pk, to=Job.Status.FAILED, reason=f"could not reach the job queue: {e}")

@@ -250,21 +250,56 @@ def test_lost_jobs_are_reaped_on_a_timer_without_anybody_reading(setup, settings
     assert j.status == "lost" and "no heartbeat" in j.status_reason and job["id"] in out.getvalue()
 
 
-def test_a_worker_that_cannot_reach_the_api_still_ends_the_job(setup):
-    """The task's last resort when it gives up: the job fails through the database."""
+def test_a_launched_job_is_sent_to_its_queue_by_the_tasks_name(setup, monkeypatch, django_capture_on_commit_callbacks):
+    """The hub and the workers meet at the broker: the hub names the task, it never imports the
+    workers' code; a broker that refuses the message fails the job with the reason."""
+    from hub.celery_app import app as celery_app
+
+    client, _ = setup
+    sent = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append((name, kw)))
+    with django_capture_on_commit_callbacks(execute=True):
+        job = launch(client).json()
+    assert sent == [("workers.tasks.run_job", {"args": [job["id"]], "queue": "cpu", "retry": False})]
+
+    def broker_down(name, **kw):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(celery_app, "send_task", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = launch(client).json()
+    j = client.get(f"/api/v1/jobs/{job['id']}").json()
+    assert j["status"] == "failed" and "could not reach the job queue" in j["reason"]
+
+
+def test_a_worker_that_cannot_reach_the_api_leaves_the_job_to_the_reaper(setup):
+    """Workers reach the hub only through its API: a task that gives up while the API is out of
+    reach tells nobody, the job it started stops heartbeating, and the jobs reaper marks it
+    lost, after which its user can relaunch it."""
+    from io import StringIO
+
+    from django.conf import settings as hub_settings
+    from django.core.management import call_command
+
     from hub.client import HubUnreachable
     from workers.tasks import _give_up
 
-    client, _ = setup
+    client, worker = setup
     job = launch(client).json()
+    worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json")
 
     class Down:
-        def _json(self, *a, **kw):
+        def finish(self, job_id, **report):
             raise HubUnreachable("connection refused")
 
-    _give_up(job["id"], Down(), "infrastructure failure, gave up after 4 attempts: the hub is unreachable")
-    j = client.get(f"/api/v1/jobs/{job['id']}").json()
-    assert j["status"] == "failed" and "gave up after 4 attempts" in j["reason"]
+    _give_up(job["id"], Down(), "infrastructure failure, gave up after 4 attempts: the hub is unreachable",
+             attempt_client=Down())
+    assert Job.objects.get(pk=job["id"]).status == Job.Status.RUNNING
+    Job.objects.filter(pk=job["id"]).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=hub_settings.HUB_JOB_LOST_AFTER_S + 1))
+    call_command("jobs_reaper", "--once", stdout=StringIO())
+    assert client.get(f"/api/v1/jobs/{job['id']}").json()["status"] == "lost"
+    assert client.post(f"/api/v1/jobs/{job['id']}/relaunch").status_code == 201
 
 
 def test_logs_filter_by_stream_and_time(setup, metrics_store, monkeypatch):

@@ -61,6 +61,24 @@ def test_a_redis_that_is_not_there_is_redis_unavailable():
         s.pending_add("p", ["a"])
 
 
+def test_a_workers_announcement_is_what_the_hub_reads(settings):
+    """The worker's side (workers.presence, no Django) and the hub's (hub.jobs.presence) meet
+    on the one key format."""
+    import redis
+
+    from hub.jobs.presence import workers_online
+    from workers.presence import PRESENCE_TTL_S, announce
+
+    settings.HUB_REDIS_PREFIX = f"test:{uuid.uuid4().hex}:"
+    key = f"{settings.HUB_REDIS_PREFIX}workers:gpu:gpu-host-1"
+    announce(redis_url=settings.HUB_REDIS_URL, prefix=settings.HUB_REDIS_PREFIX, queue="gpu", hostname="gpu-host-1")
+    try:
+        assert workers_online("gpu") == ["gpu-host-1"] and workers_online("cpu") == []
+        assert 0 < redis.Redis.from_url(settings.HUB_REDIS_URL).ttl(key) <= PRESENCE_TTL_S
+    finally:
+        redis.Redis.from_url(settings.HUB_REDIS_URL).delete(key)
+
+
 def test_without_redis_no_worker_is_online(settings):
     from hub.jobs.presence import workers_online
 

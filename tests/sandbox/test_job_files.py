@@ -43,7 +43,7 @@ class RecordingClient:
                     return {"missing": json["chunks"]}
                 return super()._json(method, path, json, idempotent, params)
 
-            def request(self, method, path, content=b"", headers=None):
+            def upload(self, method, path, content):
                 self.calls.append((method, path, None))
                 self.sent.append(bytes(content))
 
@@ -67,13 +67,14 @@ def artifact(path, kind):
 
 def supervise_for_real(tmp_path, code: str, *, resources=None, target=True):
     """Run ``code`` as the job, in the real sandbox, under the real supervisor."""
+    from hub.client.worker import WorkerClient
     from workers.supervisor import JobSupervisor
 
     client = RecordingClient(resources={"memory_mb": 512, "time_limit_s": 60, **(resources or {})},
                              target={"repo": "alice/moe", "branch": "main"} if target else None)
     client.branches[("alice/moe", "main")] = "b" * 40
     argv = [PYTHON, "-c", EMIT + textwrap.dedent(code)]
-    sup = JobSupervisor("j1", client=client, work_root=tmp_path / "work", hostname="w1",
+    sup = JobSupervisor("j1", client=WorkerClient(sdk=client), work_root=tmp_path / "work", hostname="w1",
                         sandbox_factory=lambda spec: Sandbox(dataclasses.replace(spec, argv=argv)))
     (tmp_path / "work").mkdir()
     status = sup.run()

@@ -76,9 +76,6 @@ def test_a_file_swapped_for_a_link_after_the_supervisor_checked_it_is_not_read(t
                 return {"missing": json["chunks"]}
             return super()._json(method, path, json, idempotent, params)
 
-        def request(self, method, path, content=b"", headers=None):
-            self.calls.append((method, path, bytes(content)))
-
     sup, client = supervise(tmp_path, client=Client(), events=[art], during=write_eval)
     assert sup.run() == "succeeded"
     sent = [c for m, p, c in client.calls if m == "PUT"]
@@ -119,6 +116,9 @@ class FakeRun:
 
 
 class FakeClient:
+    """The hub behind ``hub.client.worker.WorkerClient``: the SDK's ``request`` (answered by
+    ``_json``, chunk bodies recorded by ``upload``) and the SDK calls the supervisor makes."""
+
     def __init__(self, *, resources=None, target=None, base=None, heartbeat_status="running", status="queued",
                  start_error=None):
         from hub.client import HubClientError
@@ -144,6 +144,17 @@ class FakeClient:
         if path.endswith("/worker/heartbeat"):
             return {"status": self.heartbeat_status, "cancel_requested": False}
         return {}
+
+    def upload(self, method, path, content):
+        self.calls.append((method, path, bytes(content)))
+
+    def request(self, method, path, *, json=None, params=None, content=None, headers=None, idempotent=None,
+                retries=None):
+        import httpx
+
+        if content is not None:
+            return httpx.Response(200, json=self.upload(method, path, content))
+        return httpx.Response(200, json=self._json(method, path, json=json, idempotent=bool(idempotent), params=params))
 
     def paths(self):
         return [p.rsplit("/worker/", 1)[-1] for _, p, _ in self.calls if "/worker/" in p]
@@ -213,6 +224,7 @@ class FakeSandbox:
 
 
 def supervise(tmp_path, client=None, gpu_slots=None, **sandbox):
+    from hub.client.worker import WorkerClient
     from workers.sandbox.jobfs import JobFolder
     from workers.supervisor import JobSupervisor
 
@@ -230,7 +242,7 @@ def supervise(tmp_path, client=None, gpu_slots=None, **sandbox):
         sb.folder_size = sizes[-1] if sizes else None
         return sb
 
-    sup = JobSupervisor("j1", client=client, work_root=tmp_path, hostname="w1", gpu_slots=gpu_slots,
+    sup = JobSupervisor("j1", client=WorkerClient(sdk=client), work_root=tmp_path, hostname="w1", gpu_slots=gpu_slots,
                         sandbox_factory=sandbox_factory, job_folder_factory=plain_folder)
     return sup, client
 
@@ -400,7 +412,7 @@ def test_a_missing_target_branch_is_created_at_the_base_commit(tmp_path):
     sup.job = client.job
     sup.target_head = None
     assert client.paths() == []
-    sup.client.push = lambda *a, **kw: (_ for _ in ()).throw(AssertionError("stop after the branch"))
+    sup.client.sdk.push = lambda *a, **kw: (_ for _ in ()).throw(AssertionError("stop after the branch"))
     (tmp_path / "w.safetensors").write_bytes(b"x")
     with open(tmp_path / "w.safetensors", "rb") as f, pytest.raises(AssertionError, match="stop after the branch"):
         sup._commit_weights(client.job, [("w.safetensors", f)], FakeRun())

@@ -1,0 +1,93 @@
+"""The workers' settings: the one place under ``workers/`` that reads the environment (the
+hub's is ``hub/settings.py``). A worker is not a Django process as far as its own code goes:
+it reaches the hub through its API (``hub.client.worker``) and Redis for GPU leases and
+presence, nothing else.
+
+Every value is a ``HUB_*`` variable with the same safe local default as the hub's::
+
+    HUB_WORKER_API_URL         the hub's API as the worker reaches it (else HUB_URL, else
+                               http://127.0.0.1:8000)
+    HUB_WORKER_TOKEN           the workers' service credential (``hub admin
+                               create-worker-credential``); it only claims jobs
+    HUB_WORKER_QUEUES          the queues this worker serves, comma-separated (default cpu)
+    HUB_WORKER_GPUS            the GPU indices this worker may hand to jobs: ``all`` (default:
+                               every GPU device found) or a list such as ``0,1``
+    HUB_JOBS_DIR               where job folders live (default $HUB_DATA_DIR/jobs)
+    HUB_KEEP_JOB_DIRS          1: leave a failed job's files for a person to look at
+    HUB_REDIS_URL, HUB_REDIS_PREFIX
+                               Redis (GPU leases, presence), as the hub's settings read them
+    HUB_JOB_MAX_INFRA_RETRIES  retries of an infrastructure failure before the job fails (3)
+    HUB_JOB_GPU_RETRY_S        how often a job waiting for GPUs is tried again (30 s)
+    HUB_JOB_GPU_MAX_WAIT_S     how long it may wait before it fails (24 h)
+
+The sandbox's scrub of a job's environment (``workers.sandbox``) is not a setting: it looks at
+the environment only to keep every ``HUB_*`` value and the hub's folders out of the job.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    api_url: str
+    token: str
+    queues: tuple[str, ...]
+    #: None: every GPU device the host has (``HUB_WORKER_GPUS=all``).
+    gpus: tuple[int, ...] | None
+    jobs_dir: Path
+    keep_job_dirs: bool
+    redis_url: str
+    redis_prefix: str
+    max_infra_retries: int
+    gpu_retry_s: int
+    gpu_max_wait_s: int
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def parse_gpus(raw: str | None) -> tuple[int, ...] | None:
+    """``HUB_WORKER_GPUS``: unset, empty or ``all`` → None (every GPU found); ``0,1`` → (0, 1)."""
+    raw = (raw or "").strip()
+    if raw.lower() in ("", "all"):
+        return None
+    try:
+        gpus = tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))
+    except ValueError:
+        raise ValueError(f"HUB_WORKER_GPUS must be 'all' or GPU indices such as '0,1', got {raw!r}") from None
+    if any(g < 0 for g in gpus):
+        raise ValueError(f"HUB_WORKER_GPUS: GPU indices are not negative, got {raw!r}")
+    return gpus
+
+
+def load(env: Mapping[str, str] | None = None) -> WorkerSettings:
+    """The settings from ``env`` (default: this process's environment), read now: a task reads
+    them when it starts, so a worker picks up what its process was started with."""
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("HUB_DATA_DIR") or ROOT / ".hub-data").resolve()
+    return WorkerSettings(
+        api_url=env.get("HUB_WORKER_API_URL") or env.get("HUB_URL") or DEFAULT_API_URL,
+        token=env.get("HUB_WORKER_TOKEN", ""),
+        queues=tuple(q.strip() for q in env.get("HUB_WORKER_QUEUES", "cpu").split(",") if q.strip()),
+        gpus=parse_gpus(env.get("HUB_WORKER_GPUS")),
+        jobs_dir=Path(env.get("HUB_JOBS_DIR") or data_dir / "jobs"),
+        keep_job_dirs=env.get("HUB_KEEP_JOB_DIRS") == "1",
+        redis_url=env.get("HUB_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        redis_prefix=env.get("HUB_REDIS_PREFIX", "hub:"),
+        max_infra_retries=_int(env, "HUB_JOB_MAX_INFRA_RETRIES", 3),
+        gpu_retry_s=_int(env, "HUB_JOB_GPU_RETRY_S", 30),
+        gpu_max_wait_s=_int(env, "HUB_JOB_GPU_MAX_WAIT_S", 24 * 3600),
+    )
