@@ -50,6 +50,7 @@ from hub.client import HubClientError, HubUnreachable
 from hub.client.worker import WorkerClient
 from hub.shared.chunking import chunk_file
 from hub.shared.paths import path_problems
+from hub.shared.resources import with_defaults
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,9 +60,6 @@ HEARTBEAT_S = 2.0
 # runs; a worker that dies stops refreshing and its GPUs come free after this long.
 GPU_LEASE_TTL_S = 60.0
 ENTRY = {"train": "train", "finetune": "finetune", "evaluate": "evaluate", "profile": "profile"}
-# A job's disk quota (its folder, /tmp and /dev/shm each) when its resources predate disk_mb;
-# the hub fills in HUB_JOB_DISK_MB for every job it queues.
-DEFAULT_DISK_MB = 10 * 1024
 MAX_FILE_BYTES = 16 << 30
 # A JSON output the supervisor parses itself (eval results, profile tables) is read into memory.
 MAX_OUTPUT_JSON_BYTES = 256 << 20
@@ -402,8 +400,10 @@ class JobSupervisor:
         from workers.sandbox import PYTHON, Sandbox, SandboxSpec
         from workers.sandbox.jobfs import JobFolder
 
-        res = job["resources"]
-        disk_bytes = int(res.get("disk_mb") or DEFAULT_DISK_MB) << 20
+        # The hub validated and filled in every request when it queued the job; the shared
+        # defaults cover jobs queued before a key existed (disk_mb, say).
+        res = with_defaults(job["resources"])
+        disk_bytes = int(res["disk_mb"]) << 20
         # The folder and its handle exist before the job does: every later read of a job file
         # resolves beneath this handle. Its own filesystem of disk_bytes is the job's quota.
         try:
@@ -421,12 +421,12 @@ class JobSupervisor:
             argv += ["--weights", "/input"]
         spec = SandboxSpec(
             argv=argv, job_dir=jobdir, ro_binds=ro, job_id=self.job_id, log_dir=self.work_root / "logs" / self.job_id,
-            env={"OMP_NUM_THREADS": str(max(1, int(res.get("cpus", 1)))),
+            env={"OMP_NUM_THREADS": str(max(1, int(res["cpus"]))),
                  # glibc malloc page-fault churn costs fp32 training 10-25% on CPU (workers/moe/README).
                  "GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296"},
-            cpus=float(res.get("cpus", 1)), memory_bytes=int(res.get("memory_mb", 4096)) * 1024 * 1024,
-            wall_time_s=float(res.get("time_limit_s", 3600)), gpus=gpus,
-            cpu_time_s=cpu_time_limit(res.get("time_limit_s", 3600), res.get("cpus", 1)),
+            cpus=float(res["cpus"]), memory_bytes=int(res["memory_mb"]) * 1024 * 1024,
+            wall_time_s=float(res["time_limit_s"]), gpus=gpus,
+            cpu_time_s=cpu_time_limit(res["time_limit_s"], res["cpus"]),
             # The job's stdout/stderr logs live outside its quota: RLIMIT_FSIZE keeps each of
             # them (and every file) within it.
             disk_bytes=disk_bytes, file_size_bytes=min(MAX_FILE_BYTES, disk_bytes),

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from hub.common.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceUnavailable
 from hub.jobs.models import Job, JobArtifact, JobTransition
+from hub.shared.resources import ResourcesRefused, check_resources
 
 if TYPE_CHECKING:
     from workers.moe.config import Config
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: The workers' task that runs a job (``workers.tasks.run_job``), named, not imported.
 RUN_JOB_TASK = "workers.tasks.run_job"
-MAX_TIME_LIMIT_S = 7 * 24 * 3600
 
 ALLOWED = {
     Job.Status.QUEUED: {Job.Status.RUNNING, Job.Status.CANCELLED, Job.Status.FAILED},
@@ -51,29 +51,12 @@ def validate_job_config(kind: str, config) -> Config:
 
 
 def _resources(raw) -> dict:
-    raw = raw or {}
-    if not isinstance(raw, dict):
-        raise InvalidInput("'resources' must be an object.", code="invalid_resources")
-    problems = []
-    out = {"gpus": raw.get("gpus", 0), "cpus": raw.get("cpus", 1), "memory_mb": raw.get("memory_mb", 4096),
-           "time_limit_s": raw.get("time_limit_s", 3600),
-           # The job's disk quota: its folder (own filesystem), /tmp and /dev/shm each.
-           "disk_mb": raw.get("disk_mb", settings.HUB_JOB_DISK_MB)}
-    for key in sorted(set(raw) - set(out), key=str):
-        problems.append({"path": f"resources.{key}", "message": f"unknown key (use {', '.join(out)})"})
-    bounds = {"gpus": (0, 16), "cpus": (0.1, 256), "memory_mb": (64, 4 * 1024 * 1024), "time_limit_s": (1, MAX_TIME_LIMIT_S),
-              "disk_mb": (16, settings.HUB_JOB_MAX_DISK_MB)}
-    for key, (lo, hi) in bounds.items():
-        v = out[key]
-        if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
-            problems.append({"path": f"resources.{key}", "message": f"must be a number between {lo} and {hi}"})
-    if isinstance(out["gpus"], float) and not out["gpus"].is_integer():
-        problems.append({"path": "resources.gpus", "message": "must be a whole number"})
-    if problems:
-        raise InvalidInput("Invalid resources.", code="invalid_resources", details={"errors": problems})
-    out["gpus"] = int(out["gpus"])
-    out["disk_mb"] = int(out["disk_mb"])
-    return out
+    """The launcher's resource requests by the shared rule (:mod:`hub.shared.resources`, which
+    the supervisor reads them by), with this deployment's disk quota default and maximum."""
+    try:
+        return check_resources(raw, disk_mb=settings.HUB_JOB_DISK_MB, max_disk_mb=settings.HUB_JOB_MAX_DISK_MB)
+    except ResourcesRefused as e:
+        raise InvalidInput(e.message, code=e.code, details=e.details) from None
 
 
 def _check_device(cfg: Config, res: dict) -> None:

@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from hub.shared.resources import DEFAULT_DISK_MB
 from workers.supervisor import EventCounters, safe_output, validate_event
 
 pytestmark = pytest.mark.unit
@@ -83,7 +84,6 @@ def test_a_file_swapped_for_a_link_after_the_supervisor_checked_it_is_not_read(t
 
 
 def test_the_disk_quota_comes_from_the_jobs_resources(tmp_path):
-    import workers.supervisor as supervisor
 
     sup, _ = supervise(tmp_path, client=FakeClient(resources={"disk_mb": 64}))
     assert sup.run() == "succeeded"
@@ -93,7 +93,7 @@ def test_the_disk_quota_comes_from_the_jobs_resources(tmp_path):
     assert FakeSandbox.instances[-1].folder_size == 64 << 20
     sup, _ = supervise(tmp_path)  # a job queued before jobs had a disk_mb
     assert sup.run() == "succeeded"
-    assert FakeSandbox.instances[-1].spec.disk_bytes == supervisor.DEFAULT_DISK_MB << 20
+    assert FakeSandbox.instances[-1].spec.disk_bytes == DEFAULT_DISK_MB << 20
 
 
 # --------------------------------------------------------------------------- the supervisor's run
