@@ -125,19 +125,19 @@ export default function HomePage() {
       <div className="home-grid">
         <section className="panel flush" aria-labelledby="home-runs">
           <h2 id="home-runs" className="row" style={{ padding: "8px 10px", margin: 0 }}>
-            <span className="grow">Recent runs</span> <Link to="/projects" className="small">All projects →</Link>
+            <span style={{ flex: 1 }}>Recent runs</span> <Link to="/projects" className="small">All projects →</Link>
           </h2>
           <RecentRuns />
         </section>
         <section className="panel flush" aria-labelledby="home-jobs">
           <h2 id="home-jobs" className="row" style={{ padding: "8px 10px", margin: 0 }}>
-            <span className="grow">Running jobs</span> <Link to="/jobs" className="small">All jobs →</Link>
+            <span style={{ flex: 1 }}>Running jobs</span> <Link to="/jobs" className="small">All jobs →</Link>
           </h2>
           <ActiveJobs />
         </section>
         <section className="panel flush" aria-labelledby="home-models">
           <h2 id="home-models" className="row" style={{ padding: "8px 10px", margin: 0 }}>
-            <span className="grow">Recent models</span> <Link to="/models" className="small">All models →</Link>
+            <span style={{ flex: 1 }}>Recent models</span> <Link to="/models" className="small">All models →</Link>
           </h2>
           <RecentModels />
         </section>
