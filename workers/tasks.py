@@ -23,8 +23,10 @@ workers' service credential (which may fail a job that is still queued, nothing 
 worker reaches the hub only through its API (``hub.client.worker``), never its database: if the
 API cannot be reached even for that, the job is left to the hub. A started job stops
 heartbeating, and the hub's jobs reaper (``manage.py jobs_reaper``, run by ``hub serve`` and
-compose) marks it ``lost`` after ``HUB_JOB_LOST_AFTER_S``; its user can relaunch it. A job that
-was never started stays ``queued``, where its user sees it and can cancel it.
+compose) marks it ``lost`` after ``HUB_JOB_LOST_AFTER_S``; its user can relaunch it. For a job
+that was never started the failure itself goes back to the queue (``report_failure``) and is
+told again after 30 s, 60 s, ... (at most ``FAILURE_REPORT_MAX_BACKOFF_S`` apart) until the hub
+answers: the job never stays ``queued`` because the hub was down when its task gave up.
 
 Settings come from ``workers.settings`` (the workers' one reader of the environment).
 """
@@ -90,7 +92,7 @@ def _sandbox_problem() -> str | None:
 
 
 def _give_up(job_id: str, client: WorkerClient | None, reason: str, *,
-             attempt_client: WorkerClient | None = None) -> None:
+             attempt_client: WorkerClient | None = None) -> bool:
     """End the job as ``failed`` with ``reason``: a job must never stay queued or running
     because its task stopped trying. Through the API — with the attempt's credential if the job
     was started (only it may end a running job), else with the service credential, which may
@@ -102,15 +104,29 @@ def _give_up(job_id: str, client: WorkerClient | None, reason: str, *,
             continue
         try:
             c.finish(job_id, status="failed", reason=reason)
-            return
+            return True
         except HubClientError as e:
             if e.code in ("job_state_conflict", "job_not_found"):
-                return  # it already ended (cancelled, lost...) or is gone
+                return True  # it already ended (cancelled, lost...) or is gone
             log.warning("job %s: could not report the failure through the API: %s", job_id, e)
         except Exception as e:
             log.warning("job %s: could not report the failure through the API: %s", job_id, e)
     log.error("job %s: the hub could not be told; a started job becomes lost when its heartbeats stop, "
-              "one never started stays queued", job_id)
+              "one never started is told again later", job_id)
+    return False
+
+
+#: The longest wait between two tries to tell the hub that a job it never saw start failed.
+FAILURE_REPORT_MAX_BACKOFF_S = 600
+
+
+def _fail(task, job_id: str, client: WorkerClient | None, reason: str, *, tells: int = 0) -> str:
+    """End a job that was never started as ``failed``; if the hub cannot be told now, the
+    failure goes back to the queue to be told later (never dropped: the job would stay queued)."""
+    if _give_up(job_id, client, reason) or task.request.is_eager:
+        return "failed"
+    countdown = min(FAILURE_REPORT_MAX_BACKOFF_S, 30 * 2**tells)
+    raise task.retry(args=[job_id], kwargs={"report_failure": reason, "tells": tells + 1}, countdown=countdown)
 
 
 def _note_gpu_wait(job_id: str, client: WorkerClient, text: str) -> None:
@@ -135,15 +151,21 @@ def _retry(task, job_id: str, exc: Exception, *, client, countdown: float, **kwa
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
-def run_job(self, job_id: str, infra_failures: int = 0, gpu_wait_since: float | None = None) -> str:
+def run_job(self, job_id: str, infra_failures: int = 0, gpu_wait_since: float | None = None,
+            report_failure: str | None = None, tells: int = 0) -> str:
     s = client = sup = None
+    if report_failure is not None:  # an earlier try gave up while the hub was unreachable
+        try:
+            client = _client()
+        except Exception as e:
+            log.warning("job %s: no client to report its failure: %s", job_id, e)
+        return _fail(self, job_id, client, report_failure, tells=tells)
     try:
         s = _settings()
         client = _client()
         problem = _sandbox_problem()
         if problem:  # retrying would bring it back to the same broken host
-            _give_up(job_id, client, f"worker {socket.gethostname()} cannot run jobs: {problem}")
-            return "failed"
+            return _fail(self, job_id, client, f"worker {socket.gethostname()} cannot run jobs: {problem}")
         s.jobs_dir.mkdir(parents=True, exist_ok=True)
         sup = JobSupervisor(job_id, client=client, work_root=s.jobs_dir,
                             gpu_slots=_gpu_slots(s) if "gpu" in s.queues else None,
@@ -153,18 +175,20 @@ def run_job(self, job_id: str, infra_failures: int = 0, gpu_wait_since: float | 
         since = gpu_wait_since or time.time()
         waited = time.time() - since
         if waited >= s.gpu_max_wait_s or self.request.is_eager:
-            _give_up(job_id, client, f"no worker had the GPUs this job asks for in {waited:.0f} s of waiting: {e}")
-            return "failed"
+            return _fail(self, job_id, client,
+                         f"no worker had the GPUs this job asks for in {waited:.0f} s of waiting: {e}")
         if gpu_wait_since is None:
             _note_gpu_wait(job_id, client, f"{e}; the job stays queued and is tried again every "
                                            f"{s.gpu_retry_s} s")
         log.info("job %s: %s; back in the queue for %d s", job_id, e, s.gpu_retry_s)
         return _retry(self, job_id, e, client=client, countdown=s.gpu_retry_s,
                       infra_failures=infra_failures, gpu_wait_since=since)
+    except Retry:  # a failure the hub could not be told yet, back in the queue
+        raise
     except InfrastructureError as e:
-        if infra_failures >= s.max_infra_retries:
-            _give_up(job_id, client, f"infrastructure failure, gave up after {infra_failures + 1} attempts: {e}")
-            return "failed"
+        if infra_failures >= s.max_infra_retries:  # the supervisor handed the attempt back: queued
+            return _fail(self, job_id, client,
+                         f"infrastructure failure, gave up after {infra_failures + 1} attempts: {e}")
         log.warning("job %s: infrastructure failure, retrying: %s", job_id, e)
         return _retry(self, job_id, e, client=client, countdown=10 * (infra_failures + 1),
                       infra_failures=infra_failures + 1, gpu_wait_since=gpu_wait_since)
@@ -174,7 +198,7 @@ def run_job(self, job_id: str, infra_failures: int = 0, gpu_wait_since: float | 
         if sup is not None and sup.client is not client:  # started: only its attempt's credential ends it
             _give_up(job_id, client, reason, attempt_client=sup.client)
         else:
-            _give_up(job_id, client, reason)
+            _fail(self, job_id, client, reason)  # raises Retry while the hub cannot be told
         raise
 
 

@@ -140,7 +140,8 @@ def test_a_worker_with_a_broken_sandbox_fails_the_job_at_once_with_the_reason(hu
 
 def test_a_bug_fails_the_job_even_when_the_client_cannot_be_made(monkeypatch):
     reported = []
-    monkeypatch.setattr(tasks, "_give_up", lambda job_id, client, reason: reported.append((job_id, client, reason)))
+    monkeypatch.setattr(tasks, "_give_up",
+                        lambda job_id, client, reason: reported.append((job_id, client, reason)) or True)
 
     def no_client():
         raise RuntimeError("bad HUB_WORKER_API_URL")
@@ -227,3 +228,28 @@ def test_a_failure_the_hub_cannot_be_told_is_left_to_the_hub_not_written_anywher
 
     tasks._give_up("j1", Down("service"), "gave up", attempt_client=Down("attempt"))
     assert tried == [("attempt", "j1", "failed"), ("service", "j1", "failed")]
+
+
+def test_a_failure_of_a_never_started_job_is_told_later_when_the_hub_is_down(monkeypatch, retries):
+    """The hub is unreachable when the task gives up on a job it never started: the failure
+    goes back to the queue with a growing countdown, and is told once the hub answers."""
+    from hub.client import HubUnreachable
+
+    class Down(Hub):
+        def finish(self, job_id, **report):
+            raise HubUnreachable("connection refused")
+
+    down, up = Down(), Hub()
+    monkeypatch.setattr(tasks, "_client", lambda: down)
+    monkeypatch.setattr(tasks, "_sandbox_problem", lambda: "bwrap cannot create namespaces")
+    with pytest.raises(Retry):
+        tasks.run_job.run("j1")
+    [first] = retries
+    assert first["kwargs"]["report_failure"].endswith("bwrap cannot create namespaces")
+    with pytest.raises(Retry):
+        tasks.run_job.run("j1", **first["kwargs"])
+    assert [c["countdown"] for c in retries] == [30, 60] and retries[1]["kwargs"]["tells"] == 2
+    monkeypatch.setattr(tasks, "_client", lambda: up)
+    assert tasks.run_job.run("j1", **retries[1]["kwargs"]) == "failed"
+    [done] = up.finished
+    assert done["status"] == "failed" and "bwrap cannot create namespaces" in done["reason"]
