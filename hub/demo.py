@@ -22,21 +22,36 @@ REPO = "admin/moe-demo"
 
 
 def _manage(env: dict, *args: str) -> str:
-    out = subprocess.run([sys.executable, "manage.py", *args], env=env, cwd=ROOT, check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.strip()
 
 
-def demo_tensors(seed: int = 0, layers: int = 2, experts: int = 8, d: int = 64, h: int = 128) -> dict[str, np.ndarray]:
+def demo_tensors(
+    seed: int = 0, layers: int = 2, experts: int = 8, d: int = 64, h: int = 128
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    t: dict[str, np.ndarray] = {"tok_emb.weight": rng.standard_normal((256, d), dtype=np.float32) * 0.02}
+    t: dict[str, np.ndarray] = {
+        "tok_emb.weight": rng.standard_normal((256, d), dtype=np.float32) * 0.02
+    }
     for i in range(layers):
         p = f"layers.{i}"
         for w in ("wq", "wk", "wv", "wo"):
             t[f"{p}.attn.{w}.weight"] = rng.standard_normal((d, d), dtype=np.float32) * 0.02
         t[f"{p}.moe.router.weight"] = rng.standard_normal((experts, d), dtype=np.float32) * 0.02
         for e in range(experts):
-            t[f"{p}.moe.experts.{e}.w1.weight"] = rng.standard_normal((h, d), dtype=np.float32) * 0.02
-            t[f"{p}.moe.experts.{e}.w2.weight"] = rng.standard_normal((d, h), dtype=np.float32) * 0.02
+            t[f"{p}.moe.experts.{e}.w1.weight"] = (
+                rng.standard_normal((h, d), dtype=np.float32) * 0.02
+            )
+            t[f"{p}.moe.experts.{e}.w2.weight"] = (
+                rng.standard_normal((d, h), dtype=np.float32) * 0.02
+            )
     return t
 
 
@@ -59,12 +74,24 @@ def seed(*, url: str, env: dict) -> None:
         except HubClientError:
             token = None
     if not token:
-        token = _manage(env, "hub_admin", "create-token", "--user", "admin", "--name", "demo", "--scope", "write")
+        token = _manage(
+            env,
+            "hub_admin",
+            "create-token",
+            "--user",
+            "admin",
+            "--name",
+            "demo",
+            "--scope",
+            "write",
+        )
         password = _manage(env, "hub_admin", "set-password", "--user", "admin")
         path = config.save(url=url, token=token)
-        print(f"\n  Admin API token (shown once; saved for the CLI in {path}):\n\n    {token}\n"
-              f"\n  Dashboard sign-in: admin / {password}   (change it: hub admin set-password --user admin)\n",
-              flush=True)
+        print(
+            f"\n  Admin API token (shown once; saved for the CLI in {path}):\n\n    {token}\n"
+            f"\n  Dashboard sign-in: admin / {password}   (change it: hub admin set-password --user admin)\n",
+            flush=True,
+        )
     c = Client(url=url, token=token)
     try:
         c.repo_info(REPO)
@@ -73,36 +100,69 @@ def seed(*, url: str, env: dict) -> None:
     except HubClientError as e:
         if e.status != 404:
             raise
-    c.create_repo(REPO, description="Demo: a tiny MoE checkpoint with two fine-tuning branches and a merge")
+    c.create_repo(
+        REPO, description="Demo: a tiny MoE checkpoint with two fine-tuning branches and a merge"
+    )
     base = demo_tensors()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         _write(root / "base", base, '{"model": {"n_layer": 2, "n_expert": 8, "top_k": 2}}\n')
-        c.push(root / "base", repo=REPO, branch="main", message="Base model: 2 layers, 8 experts, top-2")
+        c.push(
+            root / "base",
+            repo=REPO,
+            branch="main",
+            message="Base model: 2 layers, 8 experts, top-2",
+        )
         c.create_branch(REPO, "finetune/experts", "main")
         c.create_branch(REPO, "finetune/router", "main")
         a = dict(base)
         a["layers.1.moe.experts.3.w1.weight"] = base["layers.1.moe.experts.3.w1.weight"] * 1.05
         _write(root / "a", a, '{"model": {"n_layer": 2, "n_expert": 8, "top_k": 2}}\n')
-        c.push(root / "a", repo=REPO, branch="finetune/experts", message="Fine-tune expert 3 of layer 1")
+        c.push(
+            root / "a",
+            repo=REPO,
+            branch="finetune/experts",
+            message="Fine-tune expert 3 of layer 1",
+        )
         b = dict(base)
         b["layers.0.moe.router.weight"] = base["layers.0.moe.router.weight"] + 0.01
         _write(root / "b", b, '{"model": {"n_layer": 2, "n_expert": 8, "top_k": 2}}\n')
-        c.push(root / "b", repo=REPO, branch="finetune/router", message="Re-balance the router of layer 0")
+        c.push(
+            root / "b",
+            repo=REPO,
+            branch="finetune/router",
+            message="Re-balance the router of layer 0",
+        )
     c.merge(REPO, "finetune/experts", "main")  # fast-forward
     c.merge(REPO, "finetune/router", "main")  # three-way, tensor-level
     c.create_tag(REPO, "v1", "main", "both fine-tunes merged")
-    print(f"[hub serve] demo repo {REPO}: branches main, finetune/experts, finetune/router; try\n"
-          f"              hub log {REPO}@main\n              hub diff finetune/experts finetune/router --repo {REPO}",
-          flush=True)
+    print(
+        f"[hub serve] demo repo {REPO}: branches main, finetune/experts, finetune/router; try\n"
+        f"              hub log {REPO}@main\n              hub diff finetune/experts finetune/router --repo {REPO}",
+        flush=True,
+    )
     if env.get("HUB_REDIS_URL"):
         threading.Thread(target=_jobs_demo, args=(c,), name="demo-jobs", daemon=True).start()
 
 
 JOBS_REPO = "admin/moe-small"
-DEMO_MODEL = {"n_layer": 2, "n_embd": 64, "n_head": 4, "n_experts": 8, "expert_hidden": 64, "block_size": 128}
-DEMO_TRAIN = {"steps": 150, "batch_size": 8, "warmup_steps": 10, "checkpoint_every": 150, "eval_every": 50,
-              "log_every": 5, "eval_tokens": 16384}
+DEMO_MODEL = {
+    "n_layer": 2,
+    "n_embd": 64,
+    "n_head": 4,
+    "n_experts": 8,
+    "expert_hidden": 64,
+    "block_size": 128,
+}
+DEMO_TRAIN = {
+    "steps": 150,
+    "batch_size": 8,
+    "warmup_steps": 10,
+    "checkpoint_every": 150,
+    "eval_every": 50,
+    "log_every": 5,
+    "eval_tokens": 16384,
+}
 DEMO_DATA = {"max_bytes": 2_000_000}
 DEMO_RES = {"cpus": 1, "memory_mb": 3072, "time_limit_s": 1800}
 
@@ -125,25 +185,63 @@ def _jobs_demo(c: Client) -> None:
         jobs = {}
         for k in (2, 4):
             cfg = {"model": {**DEMO_MODEL, "top_k": k}, "train": DEMO_TRAIN, "data": DEMO_DATA}
-            jobs[k] = c._json("POST", "/jobs", json={"project": "admin/moe-demo", "kind": "train", "config": cfg,
-                                                     "target": f"{JOBS_REPO}@top{k}", "resources": DEMO_RES})
-        print(f"[hub serve] demo jobs queued: train top_k=2 ({jobs[2]['id']}) and top_k=4 ({jobs[4]['id']}); "
-              "follow them with `hub jobs list`", flush=True)
+            jobs[k] = c._json(
+                "POST",
+                "/jobs",
+                json={
+                    "project": "admin/moe-demo",
+                    "kind": "train",
+                    "config": cfg,
+                    "target": f"{JOBS_REPO}@top{k}",
+                    "resources": DEMO_RES,
+                },
+            )
+        print(
+            f"[hub serve] demo jobs queued: train top_k=2 ({jobs[2]['id']}) and top_k=4 ({jobs[4]['id']}); "
+            "follow them with `hub jobs list`",
+            flush=True,
+        )
         done = {k: _wait(c, j["id"]) for k, j in jobs.items()}
         if any(j["status"] != "succeeded" for j in done.values()):
-            print("[hub serve] demo training failed: " + "; ".join(f"{j['id']}: {j['reason']}" for j in done.values()),
-                  flush=True)
+            print(
+                "[hub serve] demo training failed: "
+                + "; ".join(f"{j['id']}: {j['reason']}" for j in done.values()),
+                flush=True,
+            )
             return
-        follow = [c._json("POST", "/jobs", json={"project": "admin/moe-demo", "kind": "evaluate",
-                                                 "config": {"data": DEMO_DATA, "eval": {"max_tokens": 16384}},
-                                                 "base": f"{JOBS_REPO}@top{k}", "resources": DEMO_RES}) for k in (2, 4)]
-        follow.append(c._json("POST", "/jobs", json={"project": "admin/moe-demo", "kind": "profile",
-                                                     "config": {"data": DEMO_DATA}, "base": f"{JOBS_REPO}@top4",
-                                                     "resources": DEMO_RES}))
+        follow = [
+            c._json(
+                "POST",
+                "/jobs",
+                json={
+                    "project": "admin/moe-demo",
+                    "kind": "evaluate",
+                    "config": {"data": DEMO_DATA, "eval": {"max_tokens": 16384}},
+                    "base": f"{JOBS_REPO}@top{k}",
+                    "resources": DEMO_RES,
+                },
+            )
+            for k in (2, 4)
+        ]
+        follow.append(
+            c._json(
+                "POST",
+                "/jobs",
+                json={
+                    "project": "admin/moe-demo",
+                    "kind": "profile",
+                    "config": {"data": DEMO_DATA},
+                    "base": f"{JOBS_REPO}@top4",
+                    "resources": DEMO_RES,
+                },
+            )
+        )
         for j in follow:
             _wait(c, j["id"])
         runs = " ".join(done[k]["run_id"] for k in (2, 4))
-        print(f"[hub serve] demo ready: compare the two trainings with\n              hub runs compare {runs}",
-              flush=True)
+        print(
+            f"[hub serve] demo ready: compare the two trainings with\n              hub runs compare {runs}",
+            flush=True,
+        )
     except Exception as e:  # the demo must never take the hub down
         print(f"[hub serve] demo jobs could not run: {e}", flush=True)

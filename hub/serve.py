@@ -73,8 +73,14 @@ class Child:
 
     def start(self) -> None:
         out = open(self.logfile, "ab") if self.logfile else None  # noqa: SIM115 (kept open for the child)
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, start_new_session=True,
-                                     stdout=out or None, stderr=subprocess.STDOUT if out else None)
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            cwd=ROOT,
+            start_new_session=True,
+            stdout=out or None,
+            stderr=subprocess.STDOUT if out else None,
+        )
 
     def stop(self, grace: float | None = None) -> None:
         """SIGTERM to the child's whole process group, then SIGKILL to whatever of the group is
@@ -145,12 +151,16 @@ class Supervisor:
             raise ShutdownRequested
         self.children.append(child)  # before start: a signal from here on stops it too
         child.start()
-        ready = not child.ready_url or wait_http(child.ready_url, wait, cancelled=lambda: self.stopping)
+        ready = not child.ready_url or wait_http(
+            child.ready_url, wait, cancelled=lambda: self.stopping
+        )
         if self.stopping:
             raise ShutdownRequested
         if not ready:
-            raise RuntimeError(f"{child.name} did not become ready at {child.ready_url}"
-                               + (f" (see {child.logfile})" if child.logfile else ""))
+            raise RuntimeError(
+                f"{child.name} did not become ready at {child.ready_url}"
+                + (f" (see {child.logfile})" if child.logfile else "")
+            )
         log(f"{child.name} running (pid {child.proc.pid})")
 
     def stop_all(self) -> None:
@@ -173,7 +183,9 @@ class Supervisor:
                     return 1
                 log(f"{child.name} exited with {code}; restarting")
                 time.sleep(min(2 ** len(child.restarts) * 0.25, 8))
-                if self.stopping:  # a signal came during the backoff: start nothing after stop_all()
+                if (
+                    self.stopping
+                ):  # a signal came during the backoff: start nothing after stop_all()
                     break
                 child.start()
             time.sleep(0.5)
@@ -189,12 +201,32 @@ def _ensure_redis(env: dict, sup: Supervisor, data_dir: Path) -> None:
         return
     binary = shutil.which("redis-server")
     if not binary:
-        log(f"warning: no Redis at {url} and no redis-server to start; background jobs will not run")
+        log(
+            f"warning: no Redis at {url} and no redis-server to start; background jobs will not run"
+        )
         env.pop("HUB_REDIS_URL", None)
         return
     port = free_port()
-    sup.add(Child("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                            "--dir", str(data_dir)], dict(env), logfile=data_dir / "logs" / "redis.log"))
+    sup.add(
+        Child(
+            "redis",
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(data_dir),
+            ],
+            dict(env),
+            logfile=data_dir / "logs" / "redis.log",
+        )
+    )
     deadline = time.monotonic() + 10
     while not port_open("127.0.0.1", port) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -205,26 +237,53 @@ def _ensure_elasticsearch(env: dict, sup: Supervisor, data_dir: Path) -> None:
     if env.get("HUB_ELASTICSEARCH_URL"):
         log(f"using Elasticsearch at {env['HUB_ELASTICSEARCH_URL']}")
         return
-    binary = shutil.which("noida-db", path=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""))
+    binary = shutil.which(
+        "noida-db", path=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    )
     if not binary:
-        raise RuntimeError("noida-db is not installed (pip install noida-db) and HUB_ELASTICSEARCH_URL is not set")
+        raise RuntimeError(
+            "noida-db is not installed (pip install noida-db) and HUB_ELASTICSEARCH_URL is not set"
+        )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    sup.add(Child("elasticsearch (noida-db)", [binary, "start", "--only", "elasticsearch", "--elasticsearch-port",
-                                                str(port), "--data-dir", str(data_dir / "noida-db")],
-                  dict(env), ready_url=url, logfile=data_dir / "logs" / "elasticsearch.log"))
+    sup.add(
+        Child(
+            "elasticsearch (noida-db)",
+            [
+                binary,
+                "start",
+                "--only",
+                "elasticsearch",
+                "--elasticsearch-port",
+                str(port),
+                "--data-dir",
+                str(data_dir / "noida-db"),
+            ],
+            dict(env),
+            ready_url=url,
+            logfile=data_dir / "logs" / "elasticsearch.log",
+        )
+    )
     env["HUB_ELASTICSEARCH_URL"] = url
 
 
-def serve(*, host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None, demo: bool = False,
-          threads: int = 16) -> int:
+def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    data_dir: str | None = None,
+    demo: bool = False,
+    threads: int = 16,
+) -> int:
     env = dict(os.environ)
     if data_dir:
         env["HUB_DATA_DIR"] = str(Path(data_dir).resolve())
     data = Path(env.get("HUB_DATA_DIR") or ROOT / ".hub-data").resolve()
     env["HUB_DATA_DIR"] = str(data)
     # Hubs sharing one Redis must not consume each other's Celery tasks.
-    env.setdefault("HUB_REDIS_PREFIX", "hub-" + hashlib.sha1(str(data).encode()).hexdigest()[:10] + ":")
+    env.setdefault(
+        "HUB_REDIS_PREFIX", "hub-" + hashlib.sha1(str(data).encode()).hexdigest()[:10] + ":"
+    )
     (data / "logs").mkdir(parents=True, exist_ok=True)
     if not env.get("HUB_SECRET_KEY"):
         secret_key_for(data)  # settings read it from the data dir, in every process of this hub
@@ -246,14 +305,43 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = N
         _ensure_elasticsearch(env, sup, data)
         _ensure_redis(env, sup, data)
         log("migrating the database")
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, cwd=ROOT, check=True)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+        )
         for extra in _post_migrate_commands(env):
             subprocess.run([sys.executable, "manage.py", *extra], env=env, cwd=ROOT, check=True)
         base = f"http://{host}:{port}"
-        sup.add(Child("web", [sys.executable, "-m", "gunicorn", "hub.wsgi:application", "--bind", f"{host}:{port}",
-                              "--workers", "1", "--worker-class", "gthread", "--threads", str(threads),
-                              "--timeout", "600", "--graceful-timeout", "10", "--access-logfile", "-"],
-                      env, ready_url=f"{base}/api/v1/health", logfile=data / "logs" / "web.log"))
+        sup.add(
+            Child(
+                "web",
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "hub.wsgi:application",
+                    "--bind",
+                    f"{host}:{port}",
+                    "--workers",
+                    "1",
+                    "--worker-class",
+                    "gthread",
+                    "--threads",
+                    str(threads),
+                    "--timeout",
+                    "600",
+                    "--graceful-timeout",
+                    "10",
+                    "--access-logfile",
+                    "-",
+                ],
+                env,
+                ready_url=f"{base}/api/v1/health",
+                logfile=data / "logs" / "web.log",
+            )
+        )
         sup.add(_reaper_child(env, data))
         for child in _worker_children(env, data, base):
             sup.add(child)
@@ -261,7 +349,9 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = N
             from hub.demo import seed
 
             seed(url=base, env=env)
-        log(f"MoE Hub is up: {base}  (API docs: {base}/api/docs, logs: {data / 'logs'}); Ctrl-C stops it")
+        log(
+            f"MoE Hub is up: {base}  (API docs: {base}/api/docs, logs: {data / 'logs'}); Ctrl-C stops it"
+        )
     except ShutdownRequested:
         sup.stop_all()  # again: a child may have started while the first pass ran
         return 0
@@ -294,7 +384,9 @@ def secret_key_for(data: Path) -> str:
             if key:
                 return key
             time.sleep(0.1)
-        raise RuntimeError(f"{path} is empty: delete it (signed-in sessions end) or set HUB_SECRET_KEY") from None
+        raise RuntimeError(
+            f"{path} is empty: delete it (signed-in sessions end) or set HUB_SECRET_KEY"
+        ) from None
     key = secrets.token_urlsafe(50)
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")
@@ -315,8 +407,21 @@ def _worker_token(env: dict, data: Path) -> str:
     path = data / "worker-credential"
     if path.exists():
         return path.read_text().strip()
-    token = subprocess.run([sys.executable, "manage.py", "hub_admin", "create-worker-credential", "--name", "hub serve"],
-                           env=env, cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+    token = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "hub_admin",
+            "create-worker-credential",
+            "--name",
+            "hub serve",
+        ],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token)
@@ -331,16 +436,33 @@ def _retire_legacy_worker_account(env: dict, data: Path) -> None:
     legacy = data / "worker-token"
     if not legacy.exists():
         return
-    subprocess.run([sys.executable, "manage.py", "hub_admin", "deactivate-user", "--user", "hub-worker", "--missing-ok"],
-                   env=env, cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "hub_admin",
+            "deactivate-user",
+            "--user",
+            "hub-worker",
+            "--missing-ok",
+        ],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     legacy.unlink()
     log("retired the old worker account hub-worker (its site-admin token was revoked)")
 
 
 def _reaper_child(env: dict, data: Path) -> Child:
     """Marks jobs of dead workers ``lost`` on a timer, even when nobody reads jobs."""
-    return Child("jobs reaper", [sys.executable, "manage.py", "jobs_reaper"], dict(env),
-                 logfile=data / "logs" / "jobs-reaper.log")
+    return Child(
+        "jobs reaper",
+        [sys.executable, "manage.py", "jobs_reaper"],
+        dict(env),
+        logfile=data / "logs" / "jobs-reaper.log",
+    )
 
 
 def _worker_children(env: dict, data: Path, base_url: str) -> list[Child]:
@@ -348,9 +470,34 @@ def _worker_children(env: dict, data: Path, base_url: str) -> list[Child]:
     the embedded chdb database (only the web process does): it reports through the API."""
     if "HUB_REDIS_URL" not in env:
         return []
-    wenv = dict(env, HUB_WORKER_TOKEN=_worker_token(env, data), HUB_WORKER_API_URL=base_url,
-                HUB_WORKER_QUEUES="cpu")
-    return [Child("worker", [sys.executable, "-m", "celery", "-A", "hub.celery_app", "worker", "-Q", "hub,cpu",
-                             "--concurrency", "3", "--pool", "threads", "--loglevel", "INFO",
-                             "--hostname", f"cpu-{hashlib.sha1(str(data).encode()).hexdigest()[:6]}@{socket.gethostname()}"],
-                  wenv, logfile=data / "logs" / "worker.log")]
+    wenv = dict(
+        env,
+        HUB_WORKER_TOKEN=_worker_token(env, data),
+        HUB_WORKER_API_URL=base_url,
+        HUB_WORKER_QUEUES="cpu",
+    )
+    return [
+        Child(
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "hub.celery_app",
+                "worker",
+                "-Q",
+                "hub,cpu",
+                "--concurrency",
+                "3",
+                "--pool",
+                "threads",
+                "--loglevel",
+                "INFO",
+                "--hostname",
+                f"cpu-{hashlib.sha1(str(data).encode()).hexdigest()[:6]}@{socket.gethostname()}",
+            ],
+            wenv,
+            logfile=data / "logs" / "worker.log",
+        )
+    ]

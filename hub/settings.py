@@ -77,6 +77,8 @@ HUB_BLOB_DIR = Path(_env("HUB_BLOB_DIR", str(HUB_DATA_DIR / "blobs"))).resolve()
 
 # --- core Django ---------------------------------------------------------------------------
 DEBUG = _env_bool("HUB_DEBUG", False)
+
+
 def _secret_key() -> str:
     """HUB_SECRET_KEY, else the data dir's own key (``hub serve`` creates it on the first start,
     mode 0600). Never a fixed key in production: with neither, only HUB_DEBUG=1 runs."""
@@ -92,11 +94,14 @@ def _secret_key() -> str:
         return "dev-only-insecure-key-change-me"
     raise ImproperlyConfigured(
         f"No secret key: set HUB_SECRET_KEY (compose/.env), or start the hub with `hub serve`, which creates "
-        f"one in {path}. (HUB_DEBUG=1 runs with a fixed development key.)")
+        f"one in {path}. (HUB_DEBUG=1 runs with a fixed development key.)"
+    )
 
 
 SECRET_KEY = _secret_key()
-ALLOWED_HOSTS = [h for h in _env("HUB_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver").split(",") if h]
+ALLOWED_HOSTS = [
+    h for h in _env("HUB_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver").split(",") if h
+]
 CSRF_TRUSTED_ORIGINS = [o for o in _env("HUB_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 INSTALLED_APPS = [

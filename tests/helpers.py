@@ -28,20 +28,34 @@ def upload(client, repo: str, files: dict[str, bytes]) -> list[dict]:
     ops = []
     for path, data in files.items():
         m = chunk_bytes(data, name=path)
-        missing = client.post(f"/api/v1/repos/{repo}/chunks/missing", {"chunks": [c.hash for c in m.chunks]},
-                              format="json")
+        missing = client.post(
+            f"/api/v1/repos/{repo}/chunks/missing",
+            {"chunks": [c.hash for c in m.chunks]},
+            format="json",
+        )
         assert missing.status_code == 200, missing.content
         for c in m.chunks:
             if c.hash in missing.json()["missing"]:
-                r = client.put(f"/api/v1/repos/{repo}/chunks/{c.hash}", data[c.offset : c.offset + c.size],
-                               content_type="application/octet-stream")
+                r = client.put(
+                    f"/api/v1/repos/{repo}/chunks/{c.hash}",
+                    data[c.offset : c.offset + c.size],
+                    content_type="application/octet-stream",
+                )
                 assert r.status_code in (200, 201), r.content
         ops.append(m.as_operation())
     return ops
 
 
-def push(client, repo: str, files: dict[str, bytes], *, branch: str = "main", message: str = "update",
-         expected_head: str | None = None, deletes: tuple[str, ...] = ()):
+def push(
+    client,
+    repo: str,
+    files: dict[str, bytes],
+    *,
+    branch: str = "main",
+    message: str = "update",
+    expected_head: str | None = None,
+    deletes: tuple[str, ...] = (),
+):
     ops = upload(client, repo, files) + [{"op": "delete", "path": p} for p in deletes]
     body = {"branch": branch, "message": message, "operations": ops}
     if expected_head:
@@ -60,6 +74,9 @@ def store_state():
     from hub.registry.models import Chunk, Commit, FileObject, Ref, Tree
 
     return (
-        Commit.objects.count(), Tree.objects.count(), FileObject.objects.count(), Chunk.objects.count(),
+        Commit.objects.count(),
+        Tree.objects.count(),
+        FileObject.objects.count(),
+        Chunk.objects.count(),
         sorted(Ref.objects.values_list("repo_id", "kind", "name", "commit_id", "protected")),
     )

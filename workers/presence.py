@@ -21,6 +21,8 @@ def announce(*, redis_url: str, prefix: str, queue: str, hostname: str, info: st
 
     store = RedisStore(redis_url, prefix=prefix, timeout_s=1)
     try:
-        store.presence_announce(queue=queue, hostname=hostname, info=info or str(os.getpid()), ttl_s=PRESENCE_TTL_S)
+        store.presence_announce(
+            queue=queue, hostname=hostname, info=info or str(os.getpid()), ttl_s=PRESENCE_TTL_S
+        )
     finally:
         store.close()

@@ -67,7 +67,9 @@ def parse_gpus(raw: str | None) -> tuple[int, ...] | None:
     try:
         gpus = tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))
     except ValueError:
-        raise ValueError(f"HUB_WORKER_GPUS must be 'all' or GPU indices such as '0,1', got {raw!r}") from None
+        raise ValueError(
+            f"HUB_WORKER_GPUS must be 'all' or GPU indices such as '0,1', got {raw!r}"
+        ) from None
     if any(g < 0 for g in gpus):
         raise ValueError(f"HUB_WORKER_GPUS: GPU indices are not negative, got {raw!r}")
     return gpus
@@ -81,7 +83,9 @@ def load(env: Mapping[str, str] | None = None) -> WorkerSettings:
     return WorkerSettings(
         api_url=env.get("HUB_WORKER_API_URL") or env.get("HUB_URL") or DEFAULT_API_URL,
         token=env.get("HUB_WORKER_TOKEN", ""),
-        queues=tuple(q.strip() for q in env.get("HUB_WORKER_QUEUES", "cpu").split(",") if q.strip()),
+        queues=tuple(
+            q.strip() for q in env.get("HUB_WORKER_QUEUES", "cpu").split(",") if q.strip()
+        ),
         gpus=parse_gpus(env.get("HUB_WORKER_GPUS")),
         jobs_dir=Path(env.get("HUB_JOBS_DIR") or data_dir / "jobs"),
         keep_job_dirs=env.get("HUB_KEEP_JOB_DIRS") == "1",

@@ -116,7 +116,12 @@ class LogForwarder:
             try:
                 self.client.logs(self.job_id, lines[i : i + 5000])
             except HubClientError as e:
-                log.warning("job %s: could not forward %d log line(s): %s", self.job_id, len(lines), e.message)
+                log.warning(
+                    "job %s: could not forward %d log line(s): %s",
+                    self.job_id,
+                    len(lines),
+                    e.message,
+                )
 
 
 def profile_rows(table: dict) -> list[dict]:
@@ -126,10 +131,18 @@ def profile_rows(table: dict) -> list[dict]:
     ops = table.get("ops_by_shape")
     if ops is None:
         ops = table["ops"]
-    return [{"op": r["name"], "shapes": str(r.get("shapes") or ""), "calls": r["calls"],
-             "self_us": r["self_cpu_us"] + r.get("self_device_us", 0),
-             "total_us": r["cpu_total_us"] + r.get("device_total_us", 0), "flops": r.get("flops") or 0,
-             "self_memory_bytes": r.get("self_cpu_memory_bytes", 0)} for r in ops]
+    return [
+        {
+            "op": r["name"],
+            "shapes": str(r.get("shapes") or ""),
+            "calls": r["calls"],
+            "self_us": r["self_cpu_us"] + r.get("self_device_us", 0),
+            "total_us": r["cpu_total_us"] + r.get("device_total_us", 0),
+            "flops": r.get("flops") or 0,
+            "self_memory_bytes": r.get("self_cpu_memory_bytes", 0),
+        }
+        for r in ops
+    ]
 
 
 def validate_event(raw: bytes, counters: EventCounters) -> dict | None:
@@ -167,8 +180,18 @@ def safe_output(folder, rel: str) -> BinaryIO | None:
 
 
 class JobSupervisor:
-    def __init__(self, job_id: str, *, client: WorkerClient, work_root: Path, hostname: str | None = None,
-                 gpu_slots=None, sandbox_factory=None, job_folder_factory=None, keep_failed_job_dirs: bool = False):
+    def __init__(
+        self,
+        job_id: str,
+        *,
+        client: WorkerClient,
+        work_root: Path,
+        hostname: str | None = None,
+        gpu_slots=None,
+        sandbox_factory=None,
+        job_folder_factory=None,
+        keep_failed_job_dirs: bool = False,
+    ):
         self.job_id = job_id
         self.client = client  # the service credential's; the attempt's own once the job is started
         self.keep_failed_job_dirs = keep_failed_job_dirs
@@ -205,8 +228,15 @@ class JobSupervisor:
         while not stop.wait(HEARTBEAT_S):
             self.logs.flush()
             try:
-                state = self._hub(self.client.heartbeat, self.job_id, progress=self.progress,
-                                  counters={"received": self.counters.received, "rejected": self.counters.rejected})
+                state = self._hub(
+                    self.client.heartbeat,
+                    self.job_id,
+                    progress=self.progress,
+                    counters={
+                        "received": self.counters.received,
+                        "rejected": self.counters.rejected,
+                    },
+                )
             except HubClientError as e:
                 if e.code == "job_credential_revoked" and self.stopped_by_hub is None:
                     # The attempt ended on the hub (marked lost, say): stop burning its resources.
@@ -227,7 +257,9 @@ class JobSupervisor:
                 # Marked lost (heartbeats were late) or ended by someone else: it may already
                 # have been relaunched. Do not keep burning its resources or GPUs.
                 self.stopped_by_hub = str(state["status"])
-                self.logs.add("supervisor", f"the hub says the job is {state['status']}: stopping it")
+                self.logs.add(
+                    "supervisor", f"the hub says the job is {state['status']}: stopping it"
+                )
                 if self.sandbox is not None:
                     self.sandbox.cancel()
 
@@ -243,7 +275,9 @@ class JobSupervisor:
     # --- the job -------------------------------------------------------------------------------
 
     def run(self) -> str:
-        gpu_lease = contextlib.ExitStack()  # the GPU reservation: taken before the start, held until the job is over
+        gpu_lease = (
+            contextlib.ExitStack()
+        )  # the GPU reservation: taken before the start, held until the job is over
         try:
             taken = self._take(gpu_lease)
         except BaseException:
@@ -259,7 +293,9 @@ class JobSupervisor:
         self.target_head = None
         if job["target"]:
             try:
-                self.target_head = self.client.sdk.branch_info(job["target"]["repo"], job["target"]["branch"])["commit"]
+                self.target_head = self.client.sdk.branch_info(
+                    job["target"]["repo"], job["target"]["branch"]
+                )["commit"]
             except HubClientError:
                 self.target_head = None  # missing: created from the base when committing
         jobdir = self.work_root / self.job_id
@@ -271,9 +307,13 @@ class JobSupervisor:
         run = None
         try:
             if job["base"]:
-                self.logs.add("supervisor", f"pulling {job['base']['repo']}@{job['base']['commit'][:12]}")
+                self.logs.add(
+                    "supervisor", f"pulling {job['base']['repo']}@{job['base']['commit'][:12]}"
+                )
                 self.client.sdk.pull(f"{job['base']['repo']}@{job['base']['commit']}", inputs)
-            status, reason, run = self._run_sandbox(job, jobdir, inputs if job["base"] else None, gpus)
+            status, reason, run = self._run_sandbox(
+                job, jobdir, inputs if job["base"] else None, gpus
+            )
             if status == "succeeded":
                 result = self._collect(job, run)
         except InfrastructureError as e:
@@ -302,21 +342,39 @@ class JobSupervisor:
             self._release_gpus(gpu_lease)  # on every way out
         run = run or self.tracked_run
         if run is not None:
-            run.finish({"succeeded": "finished", "cancelled": "killed"}.get(status, "failed"), timeout=30)
+            run.finish(
+                {"succeeded": "finished", "cancelled": "killed"}.get(status, "failed"), timeout=30
+            )
         self.logs.add("supervisor", f"job {status}: {reason}")
         self.logs.flush()
-        summary = {**self.summary, "events": {"received": self.counters.received, "rejected": self.counters.rejected,
-                                              "rejected_reasons": self.counters.reasons,
-                                              "first_event_at": self.first_event_at}, **result.get("summary", {})}
+        summary = {
+            **self.summary,
+            "events": {
+                "received": self.counters.received,
+                "rejected": self.counters.rejected,
+                "rejected_reasons": self.counters.reasons,
+                "first_event_at": self.first_event_at,
+            },
+            **result.get("summary", {}),
+        }
         try:
-            self._hub(self.client.finish, self.job_id, status=status, reason=reason, summary=summary,
-                      run_id=run.id if run else "", result_commit=result.get("commit", ""),
-                      result_branch=result.get("branch", ""))
+            self._hub(
+                self.client.finish,
+                self.job_id,
+                status=status,
+                reason=reason,
+                summary=summary,
+                run_id=run.id if run else "",
+                result_commit=result.get("commit", ""),
+                result_branch=result.get("branch", ""),
+            )
         except HubClientError as e:
             if e.code not in ("job_state_conflict", "job_credential_revoked"):
                 raise
             # The hub ended the job meanwhile (marked lost, say): its state stands.
-            log.warning("job %s: the hub did not take the result (%s): %s", self.job_id, status, e.message)
+            log.warning(
+                "job %s: the hub did not take the result (%s): %s", self.job_id, status, e.message
+            )
         shutil.rmtree(inputs, ignore_errors=True)
         self._remove_folder(keep=status != "succeeded" and self.keep_failed_job_dirs)
         return status
@@ -339,7 +397,9 @@ class JobSupervisor:
         while it is still ``queued`` — no start, no attempt counted, no requeue, no transition —
         and its task tries again later. The caller releases ``gpu_lease`` if this raises or
         answers None."""
-        want = self._hub(self.client.job, self.job_id)  # the job as its launcher sees it: status and resources
+        want = self._hub(
+            self.client.job, self.job_id
+        )  # the job as its launcher sees it: status and resources
         if want.get("status") != "queued":
             log.info("job %s: not queued any more (%s); skipping", self.job_id, want.get("status"))
             return None
@@ -371,13 +431,18 @@ class JobSupervisor:
         if self.gpu_slots is None:
             raise InfrastructureError("this worker has no GPU slots configured")
         try:
-            gpus = stack.enter_context(self.gpu_slots.lease(n, self.job_id, ttl=self.gpu_lease_ttl_s,
-                                                            on_lost=self._on_gpu_lease_lost))
+            gpus = stack.enter_context(
+                self.gpu_slots.lease(
+                    n, self.job_id, ttl=self.gpu_lease_ttl_s, on_lost=self._on_gpu_lease_lost
+                )
+            )
         except NoGpuAvailable as e:
             raise GpusBusy(f"waiting for GPUs: {e}") from e
         except Exception as e:  # Redis unreachable
             raise InfrastructureError(f"could not reserve GPUs: {type(e).__name__}: {e}") from e
-        self.logs.add("supervisor", f"reserved GPU(s) {', '.join(map(str, gpus))} on {self.hostname}")
+        self.logs.add(
+            "supervisor", f"reserved GPU(s) {', '.join(map(str, gpus))} on {self.hostname}"
+        )
         return gpus
 
     def _release_gpus(self, gpu_lease: contextlib.ExitStack) -> None:
@@ -388,15 +453,23 @@ class JobSupervisor:
 
     def _start_run(self, job: dict):
         """The job's tracker run (params = the config); created while the sandbox boots."""
-        return self.client.sdk.init_run(job["project"], name=f"{job['kind']} job {self.job_id}", params=job["config"],
-                                    tags=[job["kind"], "job"], run_id=f"job{self.job_id}a{job['attempt']}",
-                                    job_id=self.job_id, spool_dir=self.work_root / "spool",
-                                    # This process is the supervisor, not the job: its CPU and
-                                    # memory would be mislabelled as the job's.
-                                    system_metrics=False,
-                                    commit=f"{job['base']['repo']}@{job['base']['commit']}" if job["base"] else None)
+        return self.client.sdk.init_run(
+            job["project"],
+            name=f"{job['kind']} job {self.job_id}",
+            params=job["config"],
+            tags=[job["kind"], "job"],
+            run_id=f"job{self.job_id}a{job['attempt']}",
+            job_id=self.job_id,
+            spool_dir=self.work_root / "spool",
+            # This process is the supervisor, not the job: its CPU and
+            # memory would be mislabelled as the job's.
+            system_metrics=False,
+            commit=f"{job['base']['repo']}@{job['base']['commit']}" if job["base"] else None,
+        )
 
-    def _run_sandbox(self, job: dict, jobdir: Path, inputs: Path | None, gpus: list[int]) -> tuple[str, str, Any]:
+    def _run_sandbox(
+        self, job: dict, jobdir: Path, inputs: Path | None, gpus: list[int]
+    ) -> tuple[str, str, Any]:
         from workers.sandbox import PYTHON, Sandbox, SandboxSpec
         from workers.sandbox.jobfs import JobFolder
 
@@ -407,29 +480,48 @@ class JobSupervisor:
         # The folder and its handle exist before the job does: every later read of a job file
         # resolves beneath this handle. Its own filesystem of disk_bytes is the job's quota.
         try:
-            self.folder = (self.job_folder_factory or JobFolder.create)(jobdir, size_bytes=disk_bytes)
+            self.folder = (self.job_folder_factory or JobFolder.create)(
+                jobdir, size_bytes=disk_bytes
+            )
             self.folder.write_text("config.json", json.dumps(job["config"]))
         except Exception as e:
             raise InfrastructureError(f"the job's folder could not be prepared: {e}") from e
         argv = [
-            PYTHON, "-m", "workers.launch", ENTRY[job["kind"]], "--config", "/job/config.json",
-            "--out", "/job/out", "--event-fd", "3",
+            PYTHON,
+            "-m",
+            "workers.launch",
+            ENTRY[job["kind"]],
+            "--config",
+            "/job/config.json",
+            "--out",
+            "/job/out",
+            "--event-fd",
+            "3",
         ]
         ro = {}
         if inputs is not None:
             ro[inputs] = "/input"
             argv += ["--weights", "/input"]
         spec = SandboxSpec(
-            argv=argv, job_dir=jobdir, ro_binds=ro, job_id=self.job_id, log_dir=self.work_root / "logs" / self.job_id,
-            env={"OMP_NUM_THREADS": str(max(1, int(res["cpus"]))),
-                 # glibc malloc page-fault churn costs fp32 training 10-25% on CPU (workers/moe/README).
-                 "GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296"},
-            cpus=float(res["cpus"]), memory_bytes=int(res["memory_mb"]) * 1024 * 1024,
-            wall_time_s=float(res["time_limit_s"]), gpus=gpus,
+            argv=argv,
+            job_dir=jobdir,
+            ro_binds=ro,
+            job_id=self.job_id,
+            log_dir=self.work_root / "logs" / self.job_id,
+            env={
+                "OMP_NUM_THREADS": str(max(1, int(res["cpus"]))),
+                # glibc malloc page-fault churn costs fp32 training 10-25% on CPU (workers/moe/README).
+                "GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296",
+            },
+            cpus=float(res["cpus"]),
+            memory_bytes=int(res["memory_mb"]) * 1024 * 1024,
+            wall_time_s=float(res["time_limit_s"]),
+            gpus=gpus,
             cpu_time_s=cpu_time_limit(res["time_limit_s"], res["cpus"]),
             # The job's stdout/stderr logs live outside its quota: RLIMIT_FSIZE keeps each of
             # them (and every file) within it.
-            disk_bytes=disk_bytes, file_size_bytes=min(MAX_FILE_BYTES, disk_bytes),
+            disk_bytes=disk_bytes,
+            file_size_bytes=min(MAX_FILE_BYTES, disk_bytes),
         )
         factory = self.sandbox_factory or Sandbox
         try:
@@ -451,7 +543,10 @@ class JobSupervisor:
                 self.first_event_at = time.time()
             ev = validate_event(raw, self.counters)
             if ev is None:
-                self.logs.add("supervisor", f"rejected an event from the job ({list(self.counters.reasons)[-1]})")
+                self.logs.add(
+                    "supervisor",
+                    f"rejected an event from the job ({list(self.counters.reasons)[-1]})",
+                )
                 continue
             self._handle(ev, run)
         outcome = self.sandbox.wait()
@@ -461,16 +556,25 @@ class JobSupervisor:
             self.counters.rejected += dropped
             why = "oversized (dropped by the reader)"
             self.counters.reasons[why] = self.counters.reasons.get(why, 0) + dropped
-            self.logs.add("supervisor", f"rejected {dropped} event line(s) from the job: over "
-                                        f"{MAX_EVENT_BYTES} bytes, dropped unread")
+            self.logs.add(
+                "supervisor",
+                f"rejected {dropped} event line(s) from the job: over "
+                f"{MAX_EVENT_BYTES} bytes, dropped unread",
+            )
         for line in (getattr(outcome, "stderr_tail", "") or "").splitlines()[-200:]:
             self.logs.add("stderr", line)
         if self.gpu_lease_lost.is_set():
-            raise InfrastructureError(f"the job's GPU reservation was lost (Redis unreachable for over "
-                                      f"{self.gpu_lease_ttl_s:.0f} s); it was stopped so that no two jobs "
-                                      "share a GPU")
+            raise InfrastructureError(
+                f"the job's GPU reservation was lost (Redis unreachable for over "
+                f"{self.gpu_lease_ttl_s:.0f} s); it was stopped so that no two jobs "
+                "share a GPU"
+            )
         if self.stopped_by_hub:
-            return "failed", f"stopped: the hub marked the job {self.stopped_by_hub} while it ran", run
+            return (
+                "failed",
+                f"stopped: the hub marked the job {self.stopped_by_hub} while it ran",
+                run,
+            )
         if self.cancelled.is_set() or outcome.reason == "cancelled":
             return "cancelled", "cancelled by the user", run
         if outcome.reason == "exited" and outcome.returncode == 0 and self.error is None:
@@ -502,13 +606,20 @@ class JobSupervisor:
         # The chunker takes a path: /proc/self/fd/N names the very file already open (the
         # inode, not a name the job could swap), and it was checked to be a regular file.
         manifest = chunk_file(f"/proc/self/fd/{f.fileno()}", name=rel)
-        missing = self._hub(self.client.chunks_missing, self.job_id, [c.hash for c in manifest.chunks])
+        missing = self._hub(
+            self.client.chunks_missing, self.job_id, [c.hash for c in manifest.chunks]
+        )
         for c in manifest.chunks:
             if c.hash in missing:
                 f.seek(c.offset)
                 self.client.upload_chunk(self.job_id, c.hash, f.read(c.size))
-        self._hub(self.client.artifact, self.job_id, path=rel, kind=kind,
-                  chunks=[(c.hash, c.size) for c in manifest.chunks])
+        self._hub(
+            self.client.artifact,
+            self.job_id,
+            path=rel,
+            kind=kind,
+            chunks=[(c.hash, c.size) for c in manifest.chunks],
+        )
 
     def _read_json(self, f: BinaryIO, rel: str) -> Any:
         if os.fstat(f.fileno()).st_size > MAX_OUTPUT_JSON_BYTES:
@@ -521,14 +632,22 @@ class JobSupervisor:
         with contextlib.ExitStack() as opened:
             produced = []
             for rel, kind in dict(self.artifacts).items():
-                if problems := path_problems(rel):  # the name becomes a repository path: the hub's rule
-                    self.logs.add("supervisor", f"ignored artifact {rel!r}: its name breaks the hub's path rule: "
-                                                + "; ".join(problems))
+                if problems := path_problems(
+                    rel
+                ):  # the name becomes a repository path: the hub's rule
+                    self.logs.add(
+                        "supervisor",
+                        f"ignored artifact {rel!r}: its name breaks the hub's path rule: "
+                        + "; ".join(problems),
+                    )
                     continue
                 f = safe_output(self.folder, rel)
                 if f is None:
-                    self.logs.add("supervisor", f"ignored artifact {rel!r}: not a regular file inside the output "
-                                                "folder (links are never followed)")
+                    self.logs.add(
+                        "supervisor",
+                        f"ignored artifact {rel!r}: not a regular file inside the output "
+                        "folder (links are never followed)",
+                    )
                     continue
                 produced.append((rel, kind, opened.enter_context(f)))
             weights = [(rel, f) for rel, kind, f in produced if kind in WEIGHT_KINDS]
@@ -536,7 +655,9 @@ class JobSupervisor:
                 if kind.startswith("profile") or kind in {"eval", "samples"}:
                     self._upload_artifact(f, rel, kind)
                 if kind == "profile_ops" and rel.endswith(".json"):
-                    self._hub(self.client.profile, self.job_id, profile_rows(self._read_json(f, rel)))
+                    self._hub(
+                        self.client.profile, self.job_id, profile_rows(self._read_json(f, rel))
+                    )
                 if kind == "eval":
                     result["summary"]["eval"] = self._read_json(f, rel)
             if weights and job["target"]:
@@ -558,29 +679,57 @@ class JobSupervisor:
             # same repo: the branch starts at the base commit (someone may have created it since).
             try:
                 self.client.sdk.create_branch(repo, branch, base)
-                self.logs.add("supervisor", f"created branch {branch} of {repo} at the base commit {base[:12]}")
+                self.logs.add(
+                    "supervisor",
+                    f"created branch {branch} of {repo} at the base commit {base[:12]}",
+                )
             except HubClientError as e:
                 if e.code != "ref_exists":
                     raise
         expected = base or self.target_head or self.client.sdk.branch_info(repo, branch)["commit"]
-        meta = {"job": self.job_id, "kind": job["kind"], "run": run.id, "config": job["config"],
-                "launched_by": job["created_by"]}
+        meta = {
+            "job": self.job_id,
+            "kind": job["kind"],
+            "run": run.id,
+            "config": job["config"],
+            "launched_by": job["created_by"],
+        }
         if self.summary:
             meta["summary"] = self.summary
-        message = f"{job['kind']} job {self.job_id}" + (f" from {job['base']['commit'][:12]}" if job["base"] else "")
+        message = f"{job['kind']} job {self.job_id}" + (
+            f" from {job['base']['commit'][:12]}" if job["base"] else ""
+        )
         note = ""
         try:
-            res = self.client.sdk.push(staging, repo=repo, branch=branch, message=message, expected_head=expected,
-                                   metadata=meta, job_id=self.job_id, run_id=run.id)
+            res = self.client.sdk.push(
+                staging,
+                repo=repo,
+                branch=branch,
+                message=message,
+                expected_head=expected,
+                metadata=meta,
+                job_id=self.job_id,
+                run_id=run.id,
+            )
         except HubClientError as e:
             if e.code != "branch_conflict":
                 raise
             side = f"{branch}/job-{self.job_id}"
             self.client.sdk.create_branch(repo, side, expected)
-            res = self.client.sdk.push(staging, repo=repo, branch=side, message=message, expected_head=expected,
-                                   metadata=meta, job_id=self.job_id, run_id=run.id)
-            note = (f"{branch} moved while the job ran (now {e.details.get('current_head', '?')[:12]}); "
-                    f"the result is on branch {side} instead")
+            res = self.client.sdk.push(
+                staging,
+                repo=repo,
+                branch=side,
+                message=message,
+                expected_head=expected,
+                metadata=meta,
+                job_id=self.job_id,
+                run_id=run.id,
+            )
+            note = (
+                f"{branch} moved while the job ran (now {e.details.get('current_head', '?')[:12]}); "
+                f"the result is on branch {side} instead"
+            )
             branch = side
             self.logs.add("supervisor", note)
         shutil.rmtree(staging, ignore_errors=True)

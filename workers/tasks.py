@@ -62,7 +62,9 @@ def _client() -> WorkerClient:
     """The hub, with the workers' service credential."""
     s = _settings()
     if not s.token:
-        raise InfrastructureError("HUB_WORKER_TOKEN is not set: the worker cannot report to the hub")
+        raise InfrastructureError(
+            "HUB_WORKER_TOKEN is not set: the worker cannot report to the hub"
+        )
     return WorkerClient(s.api_url, s.token)
 
 
@@ -70,7 +72,9 @@ def _gpu_slots(s: WorkerSettings):
     """This host's GPU reservations, over the indices ``HUB_WORKER_GPUS`` lets it hand out."""
     from workers.sandbox import GpuSlots
 
-    return GpuSlots(s.redis_url, host_id=socket.gethostname(), devices=s.gpus, key_prefix=f"{s.redis_prefix}gpu")
+    return GpuSlots(
+        s.redis_url, host_id=socket.gethostname(), devices=s.gpus, key_prefix=f"{s.redis_prefix}gpu"
+    )
 
 
 def _sandbox_problem() -> str | None:
@@ -91,8 +95,13 @@ def _sandbox_problem() -> str | None:
         return _probe_state["problem"]
 
 
-def _give_up(job_id: str, client: WorkerClient | None, reason: str, *,
-             attempt_client: WorkerClient | None = None) -> bool:
+def _give_up(
+    job_id: str,
+    client: WorkerClient | None,
+    reason: str,
+    *,
+    attempt_client: WorkerClient | None = None,
+) -> bool:
     """End the job as ``failed`` with ``reason``: a job must never stay queued or running
     because its task stopped trying. Through the API — with the attempt's credential if the job
     was started (only it may end a running job), else with the service credential, which may
@@ -111,8 +120,11 @@ def _give_up(job_id: str, client: WorkerClient | None, reason: str, *,
             log.warning("job %s: could not report the failure through the API: %s", job_id, e)
         except Exception as e:
             log.warning("job %s: could not report the failure through the API: %s", job_id, e)
-    log.error("job %s: the hub could not be told; a started job becomes lost when its heartbeats stop, "
-              "one never started is told again later", job_id)
+    log.error(
+        "job %s: the hub could not be told; a started job becomes lost when its heartbeats stop, "
+        "one never started is told again later",
+        job_id,
+    )
     return False
 
 
@@ -126,7 +138,9 @@ def _fail(task, job_id: str, client: WorkerClient | None, reason: str, *, tells:
     if _give_up(job_id, client, reason) or task.request.is_eager:
         return "failed"
     countdown = min(FAILURE_REPORT_MAX_BACKOFF_S, 30 * 2**tells)
-    raise task.retry(args=[job_id], kwargs={"report_failure": reason, "tells": tells + 1}, countdown=countdown)
+    raise task.retry(
+        args=[job_id], kwargs={"report_failure": reason, "tells": tells + 1}, countdown=countdown
+    )
 
 
 def _note_gpu_wait(job_id: str, client: WorkerClient, text: str) -> None:
@@ -151,8 +165,14 @@ def _retry(task, job_id: str, exc: Exception, *, client, countdown: float, **kwa
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
-def run_job(self, job_id: str, infra_failures: int = 0, gpu_wait_since: float | None = None,
-            report_failure: str | None = None, tells: int = 0) -> str:
+def run_job(
+    self,
+    job_id: str,
+    infra_failures: int = 0,
+    gpu_wait_since: float | None = None,
+    report_failure: str | None = None,
+    tells: int = 0,
+) -> str:
     s = client = sup = None
     if report_failure is not None:  # an earlier try gave up while the hub was unreachable
         try:
@@ -165,37 +185,70 @@ def run_job(self, job_id: str, infra_failures: int = 0, gpu_wait_since: float | 
         client = _client()
         problem = _sandbox_problem()
         if problem:  # retrying would bring it back to the same broken host
-            return _fail(self, job_id, client, f"worker {socket.gethostname()} cannot run jobs: {problem}")
+            return _fail(
+                self, job_id, client, f"worker {socket.gethostname()} cannot run jobs: {problem}"
+            )
         s.jobs_dir.mkdir(parents=True, exist_ok=True)
-        sup = JobSupervisor(job_id, client=client, work_root=s.jobs_dir,
-                            gpu_slots=_gpu_slots(s) if "gpu" in s.queues else None,
-                            keep_failed_job_dirs=s.keep_job_dirs)
+        sup = JobSupervisor(
+            job_id,
+            client=client,
+            work_root=s.jobs_dir,
+            gpu_slots=_gpu_slots(s) if "gpu" in s.queues else None,
+            keep_failed_job_dirs=s.keep_job_dirs,
+        )
         return sup.run()
     except GpusBusy as e:  # raised before the job was taken: it is still queued
         since = gpu_wait_since or time.time()
         waited = time.time() - since
         if waited >= s.gpu_max_wait_s or self.request.is_eager:
-            return _fail(self, job_id, client,
-                         f"no worker had the GPUs this job asks for in {waited:.0f} s of waiting: {e}")
+            return _fail(
+                self,
+                job_id,
+                client,
+                f"no worker had the GPUs this job asks for in {waited:.0f} s of waiting: {e}",
+            )
         if gpu_wait_since is None:
-            _note_gpu_wait(job_id, client, f"{e}; the job stays queued and is tried again every "
-                                           f"{s.gpu_retry_s} s")
+            _note_gpu_wait(
+                job_id,
+                client,
+                f"{e}; the job stays queued and is tried again every {s.gpu_retry_s} s",
+            )
         log.info("job %s: %s; back in the queue for %d s", job_id, e, s.gpu_retry_s)
-        return _retry(self, job_id, e, client=client, countdown=s.gpu_retry_s,
-                      infra_failures=infra_failures, gpu_wait_since=since)
+        return _retry(
+            self,
+            job_id,
+            e,
+            client=client,
+            countdown=s.gpu_retry_s,
+            infra_failures=infra_failures,
+            gpu_wait_since=since,
+        )
     except Retry:  # a failure the hub could not be told yet, back in the queue
         raise
     except InfrastructureError as e:
         if infra_failures >= s.max_infra_retries:  # the supervisor handed the attempt back: queued
-            return _fail(self, job_id, client,
-                         f"infrastructure failure, gave up after {infra_failures + 1} attempts: {e}")
+            return _fail(
+                self,
+                job_id,
+                client,
+                f"infrastructure failure, gave up after {infra_failures + 1} attempts: {e}",
+            )
         log.warning("job %s: infrastructure failure, retrying: %s", job_id, e)
-        return _retry(self, job_id, e, client=client, countdown=10 * (infra_failures + 1),
-                      infra_failures=infra_failures + 1, gpu_wait_since=gpu_wait_since)
+        return _retry(
+            self,
+            job_id,
+            e,
+            client=client,
+            countdown=10 * (infra_failures + 1),
+            infra_failures=infra_failures + 1,
+            gpu_wait_since=gpu_wait_since,
+        )
     except Exception as e:  # a bug must not leave the job queued or running forever
         log.exception("job %s: worker error", job_id)
         reason = f"worker error: {type(e).__name__}: {e}"
-        if sup is not None and sup.client is not client:  # started: only its attempt's credential ends it
+        if (
+            sup is not None and sup.client is not client
+        ):  # started: only its attempt's credential ends it
             _give_up(job_id, client, reason, attempt_client=sup.client)
         else:
             _fail(self, job_id, client, reason)  # raises Retry while the hub cannot be told
@@ -215,12 +268,16 @@ def _announce(sender=None, **kwargs) -> None:
     problem = _sandbox_problem()
     if problem:
         # Not advertised; a job that reaches it anyway fails at once with this reason.
-        log.error("the job sandbox is not usable on this host: %s; this worker fails every job it receives",
-                  problem)
+        log.error(
+            "the job sandbox is not usable on this host: %s; this worker fails every job it receives",
+            problem,
+        )
     else:
         stale = reap_stale()
         if stale:
-            log.warning("removed leftovers of %d job(s) from a previous worker: %s", len(stale), stale)
+            log.warning(
+                "removed leftovers of %d job(s) from a previous worker: %s", len(stale), stale
+            )
 
     s = _settings()
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
@@ -230,7 +287,9 @@ def _announce(sender=None, **kwargs) -> None:
         while not _presence_stop.is_set():
             for q in queues:
                 try:
-                    announce(redis_url=s.redis_url, prefix=s.redis_prefix, queue=q, hostname=hostname)
+                    announce(
+                        redis_url=s.redis_url, prefix=s.redis_prefix, queue=q, hostname=hostname
+                    )
                 except Exception as e:  # Redis down: the broker is down too, nothing to announce
                     log.debug("presence: %s", e)
             _presence_stop.wait(PRESENCE_TTL_S / 3)

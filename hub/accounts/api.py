@@ -48,7 +48,10 @@ class WhoAmIApi(APIView):
             {
                 "username": user.username,
                 "is_admin": user.is_superuser,
-                "namespaces": [{"name": m.namespace.name, "kind": m.namespace.kind, "role": m.role} for m in memberships],
+                "namespaces": [
+                    {"name": m.namespace.name, "kind": m.namespace.kind, "role": m.role}
+                    for m in memberships
+                ],
                 "token_scope": selectors.token_scope(request),
             }
         )
@@ -120,7 +123,11 @@ class MemberApi(APIView):
         selectors.require_role(request, namespace=ns, role=Role.ADMIN)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        m = services.membership_set(namespace=ns, user=selectors.user_get(username=username), role=data.validated_data["role"])
+        m = services.membership_set(
+            namespace=ns,
+            user=selectors.user_get(username=username),
+            role=data.validated_data["role"],
+        )
         return Response({"namespace": ns.name, "username": username, "role": m.role})
 
     @extend_schema(summary="Remove a member (admins)")
@@ -137,7 +144,9 @@ def _client_address(request) -> str:
     from django.conf import settings
 
     hops = settings.HUB_TRUSTED_PROXIES
-    forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
+    forwarded = [
+        a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()
+    ]
     if hops > 0 and len(forwarded) >= hops:
         return forwarded[-hops][:100]
     return request.META.get("REMOTE_ADDR", "")[:100]
@@ -157,7 +166,9 @@ class SessionLoginApi(APIView):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(max_length=1000)
 
-    @extend_schema(request=InputSerializer, summary="Sign in with a password (sets a session cookie)")
+    @extend_schema(
+        request=InputSerializer, summary="Sign in with a password (sets a session cookie)"
+    )
     def post(self, request):
         from django.contrib.auth import authenticate, login
         from django.middleware.csrf import get_token

@@ -50,7 +50,9 @@ class TokenAuthentication(authentication.BaseAuthentication):
         if not header or header[0].lower().decode() not in self.keywords:
             return None
         if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Malformed Authorization header: use 'Bearer <token>'.")
+            raise exceptions.AuthenticationFailed(
+                "Malformed Authorization header: use 'Bearer <token>'."
+            )
         try:
             secret = header[1].decode()
         except UnicodeError as e:
@@ -66,24 +68,39 @@ class TokenAuthentication(authentication.BaseAuthentication):
     def _worker(self, request, secret: str):
         # Errors are HubErrors (not DRF's), so their codes reach the client: a supervisor
         # tells "my attempt ended" (job_credential_revoked) from a bad credential.
-        cred = WorkerCredential.objects.select_related("acts_as").filter(digest=token_digest(secret)).first()
+        cred = (
+            WorkerCredential.objects.select_related("acts_as")
+            .filter(digest=token_digest(secret))
+            .first()
+        )
         if cred is None:
             raise exceptions.AuthenticationFailed("Invalid worker credential.")
         if cred.revoked_at is not None:
-            raise NotAuthenticated(f"This credential of job {cred.job_id} was revoked: its attempt ended.",
-                                   code="job_credential_revoked")
+            raise NotAuthenticated(
+                f"This credential of job {cred.job_id} was revoked: its attempt ended.",
+                code="job_credential_revoked",
+            )
         if cred.expires_at is not None and cred.expires_at <= timezone.now():
-            raise NotAuthenticated(f"This credential of job {cred.job_id} expired.", code="job_credential_revoked")
+            raise NotAuthenticated(
+                f"This credential of job {cred.job_id} expired.", code="job_credential_revoked"
+            )
         method, path = request.method.upper(), request.path
         if cred.kind == WorkerCredential.Kind.SERVICE:
             if not credential_allows(_SERVICE_RULES, method, path):
-                raise Forbidden("The workers' service credential only claims jobs.", code="not_a_worker")
+                raise Forbidden(
+                    "The workers' service credential only claims jobs.", code="not_a_worker"
+                )
             return AnonymousUser(), cred
         rules = [(tuple(m), p, bool(prefix)) for m, p, prefix in cred.rules]
         if not credential_allows(rules, method, path):
-            raise Forbidden(f"A credential of job {cred.job_id} reaches only that job's worker endpoints, "
-                            "repos and run.", code="job_credential_scope")
-        user = cred.acts_as if cred.acts_as is not None and cred.acts_as.is_active else AnonymousUser()
+            raise Forbidden(
+                f"A credential of job {cred.job_id} reaches only that job's worker endpoints, "
+                "repos and run.",
+                code="job_credential_scope",
+            )
+        user = (
+            cred.acts_as if cred.acts_as is not None and cred.acts_as.is_active else AnonymousUser()
+        )
         return user, cred
 
     def authenticate_header(self, request):

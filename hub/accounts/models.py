@@ -39,7 +39,9 @@ class Membership(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["namespace", "user"], name="uniq_membership")]
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "user"], name="uniq_membership")
+        ]
 
 
 class ApiToken(models.Model):
@@ -84,11 +86,15 @@ class WorkerCredential(models.Model):
 
     kind = models.CharField(max_length=8, choices=Kind.choices)
     name = models.CharField(max_length=100, blank=True, default="")
-    prefix = models.CharField(max_length=16, help_text="first characters, to recognise a credential")
+    prefix = models.CharField(
+        max_length=16, help_text="first characters, to recognise a credential"
+    )
     digest = models.CharField(max_length=64, unique=True)
     job_id = models.CharField(max_length=32, blank=True, default="", db_index=True)
     attempt = models.PositiveIntegerField(default=0)
-    acts_as = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    acts_as = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     rules = models.JSONField(default=list)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)

@@ -51,7 +51,9 @@ def require_role(request, *, namespace: Namespace, role: str, hide: bool = False
     if have is None and hide:
         raise NotFound("Not found.")
     if have is None or ROLE_RANK[have] < ROLE_RANK[role]:
-        raise Forbidden(f"You need the {role} role in namespace {namespace.name!r}.", code="insufficient_role")
+        raise Forbidden(
+            f"You need the {role} role in namespace {namespace.name!r}.", code="insufficient_role"
+        )
     if role != Role.READ and token_scope(request) == ApiToken.Scope.READ:
         raise Forbidden("This token is read-only.", code="token_read_only")
     return have

@@ -33,10 +33,15 @@ def token_digest(secret: str) -> str:
 
 
 @transaction.atomic
-def user_create(*, username: str, password: str | None = None, email: str = "", is_staff: bool = False) -> User:
+def user_create(
+    *, username: str, password: str | None = None, email: str = "", is_staff: bool = False
+) -> User:
     """Create a user and their personal namespace (same name)."""
     validate_slug(username, what="username")
-    if Namespace.objects.filter(name__iexact=username).exists() or User.objects.filter(username__iexact=username).exists():
+    if (
+        Namespace.objects.filter(name__iexact=username).exists()
+        or User.objects.filter(username__iexact=username).exists()
+    ):
         raise Conflict(f"The name {username!r} is taken.", code="name_taken")
     user = User(username=username, email=email, is_staff=is_staff, is_superuser=is_staff)
     if password:
@@ -53,7 +58,10 @@ def user_create(*, username: str, password: str | None = None, email: str = "", 
 @transaction.atomic
 def org_create(*, name: str, creator: User) -> Namespace:
     validate_slug(name, what="namespace")
-    if Namespace.objects.filter(name__iexact=name).exists() or User.objects.filter(username__iexact=name).exists():
+    if (
+        Namespace.objects.filter(name__iexact=name).exists()
+        or User.objects.filter(username__iexact=name).exists()
+    ):
         raise Conflict(f"The name {name!r} is taken.", code="name_taken")
     try:
         ns = Namespace.objects.create(name=name, kind=Namespace.Kind.ORG)
@@ -66,10 +74,18 @@ def org_create(*, name: str, creator: User) -> Namespace:
 @transaction.atomic
 def membership_set(*, namespace: Namespace, user: User, role: str) -> Membership:
     if role not in Role.values:
-        raise InvalidInput(f"Unknown role {role!r}; use one of {', '.join(Role.values)}.", code="invalid_role")
-    if namespace.kind == Namespace.Kind.USER and namespace.name == user.username and role != Role.ADMIN:
+        raise InvalidInput(
+            f"Unknown role {role!r}; use one of {', '.join(Role.values)}.", code="invalid_role"
+        )
+    if (
+        namespace.kind == Namespace.Kind.USER
+        and namespace.name == user.username
+        and role != Role.ADMIN
+    ):
         raise InvalidInput("A user always administers their own namespace.", code="invalid_role")
-    membership, _ = Membership.objects.update_or_create(namespace=namespace, user=user, defaults={"role": role})
+    membership, _ = Membership.objects.update_or_create(
+        namespace=namespace, user=user, defaults={"role": role}
+    )
     return membership
 
 
@@ -80,18 +96,27 @@ def membership_remove(*, namespace: Namespace, user: User) -> None:
     membership = Membership.objects.filter(namespace=namespace, user=user).first()
     if membership is None:
         raise NotFound(f"{user.username} is not a member of {namespace.name}.")
-    if membership.role == Role.ADMIN and not Membership.objects.filter(namespace=namespace, role=Role.ADMIN).exclude(pk=membership.pk).exists():
+    if (
+        membership.role == Role.ADMIN
+        and not Membership.objects.filter(namespace=namespace, role=Role.ADMIN)
+        .exclude(pk=membership.pk)
+        .exists()
+    ):
         raise Conflict("An organisation needs at least one admin.", code="last_admin")
     membership.delete()
 
 
-def token_create(*, user: User, name: str, scope: str = ApiToken.Scope.WRITE) -> tuple[ApiToken, str]:
+def token_create(
+    *, user: User, name: str, scope: str = ApiToken.Scope.WRITE
+) -> tuple[ApiToken, str]:
     """Create a token; returns (record, secret). The secret is never stored nor shown again."""
     if scope not in ApiToken.Scope.values:
         raise InvalidInput(f"Unknown scope {scope!r}; use read or write.", code="invalid_scope")
     name = (name or "token").strip()[:100]
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(user=user, name=name, prefix=secret[:10], digest=token_digest(secret), scope=scope)
+    token = ApiToken.objects.create(
+        user=user, name=name, prefix=secret[:10], digest=token_digest(secret), scope=scope
+    )
     return token, secret
 
 
@@ -109,7 +134,9 @@ def token_revoke(*, user: User, token_id: int) -> ApiToken:
 def user_deactivate(*, user: User) -> int:
     """Retire an account: every API token revoked, no sign-in (inactive, unusable password).
     Its records (runs, commits, jobs) stay. Returns how many tokens were revoked."""
-    revoked = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    revoked = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
     user.is_active = False
     user.set_unusable_password()
     user.save(update_fields=["is_active", "password"])
@@ -130,8 +157,12 @@ def worker_service_credential_create(*, name: str = "worker") -> tuple[WorkerCre
     """The workers' service credential (``HUB_WORKER_TOKEN``); returns (record, secret). It
     belongs to no user: it may only claim jobs (see :class:`WorkerCredential`)."""
     secret = WORKER_SERVICE_PREFIX + secrets.token_urlsafe(32)
-    cred = WorkerCredential.objects.create(kind=WorkerCredential.Kind.SERVICE, name=(name or "worker")[:100],
-                                           prefix=secret[:10], digest=token_digest(secret))
+    cred = WorkerCredential.objects.create(
+        kind=WorkerCredential.Kind.SERVICE,
+        name=(name or "worker")[:100],
+        prefix=secret[:10],
+        digest=token_digest(secret),
+    )
     return cred, secret
 
 
@@ -141,16 +172,25 @@ def job_credential_issue(*, job_id: str, attempt: int, acts_as, rules: list, ttl
     now = timezone.now()
     job_credentials_revoke(job_id=job_id)
     secret = JOB_ATTEMPT_PREFIX + secrets.token_urlsafe(32)
-    WorkerCredential.objects.create(kind=WorkerCredential.Kind.ATTEMPT, name=f"job {job_id} attempt {attempt}",
-                                    prefix=secret[:10], digest=token_digest(secret), job_id=job_id, attempt=attempt,
-                                    acts_as=acts_as, rules=rules, expires_at=now + timedelta(seconds=ttl_s))
+    WorkerCredential.objects.create(
+        kind=WorkerCredential.Kind.ATTEMPT,
+        name=f"job {job_id} attempt {attempt}",
+        prefix=secret[:10],
+        digest=token_digest(secret),
+        job_id=job_id,
+        attempt=attempt,
+        acts_as=acts_as,
+        rules=rules,
+        expires_at=now + timedelta(seconds=ttl_s),
+    )
     return secret
 
 
 def job_credentials_revoke(*, job_id: str) -> int:
     """End every live credential of the job (its attempt ended: finish, requeue, lost, cancel)."""
-    return WorkerCredential.objects.filter(kind=WorkerCredential.Kind.ATTEMPT, job_id=job_id,
-                                           revoked_at__isnull=True).update(revoked_at=timezone.now())
+    return WorkerCredential.objects.filter(
+        kind=WorkerCredential.Kind.ATTEMPT, job_id=job_id, revoked_at__isnull=True
+    ).update(revoked_at=timezone.now())
 
 
 # --- sign-in throttling ----------------------------------------------------------------------------
@@ -180,7 +220,9 @@ def signin_failed(*, keys: list[str]) -> None:
     now = timezone.now()
     for key in keys:
         _, window = _signin_limits(key)
-        row, _ = SignInFailures.objects.select_for_update().get_or_create(key=key, defaults={"window_started_at": now})
+        row, _ = SignInFailures.objects.select_for_update().get_or_create(
+            key=key, defaults={"window_started_at": now}
+        )
         if row.window_started_at + timedelta(seconds=window) <= now:
             row.failures, row.window_started_at = 0, now
         row.failures += 1

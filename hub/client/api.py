@@ -77,7 +77,9 @@ class _Progress:
             try:
                 from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=True)
+                self.bar = tqdm(
+                    total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=True
+                )
             except ImportError:  # pragma: no cover
                 self.bar = None
         self.lock = threading.Lock()
@@ -93,15 +95,27 @@ class _Progress:
 
 
 class Client:
-    def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 60.0,
-                 retries: int = 5, backoff: float = 0.5, workers: int = 4):
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        retries: int = 5,
+        backoff: float = 0.5,
+        workers: int = 4,
+    ):
         self.url, self.token = config.resolve(url, token)
         self.retries, self.backoff, self.workers = retries, backoff, workers
         headers = {"User-Agent": "moe-hub-client/0.1"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout,
-                                  limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
+        self._http = httpx.Client(
+            base_url=self.url + "/api/v1",
+            headers=headers,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -114,8 +128,15 @@ class Client:
 
     # --- HTTP ------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, *, idempotent: bool | None = None, retries: int | None = None,
-                **kw) -> httpx.Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool | None = None,
+        retries: int | None = None,
+        **kw,
+    ) -> httpx.Response:
         """One call with retries: connection failures and 502/503/504 are retried with
         exponential backoff and jitter (honouring Retry-After) when the call is safe to repeat.
         Non-idempotent calls are retried only when the request never reached the hub."""
@@ -131,9 +152,13 @@ class Client:
                 resp = None
             except httpx.TransportError as e:  # read/write errors and timeouts, protocol errors
                 if not idempotent:
-                    raise HubUnreachable(f"{method} {path}: connection lost mid-request ({e})") from e
+                    raise HubUnreachable(
+                        f"{method} {path}: connection lost mid-request ({e})"
+                    ) from e
                 err, resp = e, None
-            if resp is not None and not (resp.status_code in RETRY_STATUSES and (idempotent or resp.status_code == 503)):
+            if resp is not None and not (
+                resp.status_code in RETRY_STATUSES and (idempotent or resp.status_code == 503)
+            ):
                 if resp.status_code >= 400:
                     raise self._error(resp)
                 return resp
@@ -151,7 +176,12 @@ class Client:
     def _error(resp: httpx.Response) -> HubClientError:
         try:
             err = resp.json()["error"]
-            return HubClientError(resp.status_code, err.get("code", "error"), err.get("message", ""), err.get("details"))
+            return HubClientError(
+                resp.status_code,
+                err.get("code", "error"),
+                err.get("message", ""),
+                err.get("details"),
+            )
         except Exception:
             return HubClientError(resp.status_code, f"http_{resp.status_code}", resp.text[:500])
 
@@ -163,7 +193,9 @@ class Client:
         out: list[dict] = []
         page = 1
         while True:
-            data = self._json("GET", path, params={**(params or {}), "page": page, "page_size": 500})
+            data = self._json(
+                "GET", path, params={**(params or {}), "page": page, "page_size": 500}
+            )
             out.extend(data["results"])
             if limit is not None and len(out) >= limit:
                 return out[:limit]
@@ -194,15 +226,27 @@ class Client:
         return self._json("POST", "/orgs", json={"name": name})
 
     def set_member(self, namespace: str, username: str, role: str) -> dict:
-        return self._json("PUT", f"/namespaces/{quote(namespace)}/members/{quote(username)}", json={"role": role})
+        return self._json(
+            "PUT", f"/namespaces/{quote(namespace)}/members/{quote(username)}", json={"role": role}
+        )
 
     # --- repos and refs ----------------------------------------------------------------------
 
-    def create_repo(self, repo: str, *, private: bool = False, description: str = "", exist_ok: bool = False) -> dict:
+    def create_repo(
+        self, repo: str, *, private: bool = False, description: str = "", exist_ok: bool = False
+    ) -> dict:
         ns, name = _split_repo(repo)
         try:
-            return self._json("POST", "/repos", json={"namespace": ns, "name": name, "private": private,
-                                                      "description": description})
+            return self._json(
+                "POST",
+                "/repos",
+                json={
+                    "namespace": ns,
+                    "name": name,
+                    "private": private,
+                    "description": description,
+                },
+            )
         except HubClientError as e:
             if exist_ok and e.code == "repo_exists":
                 return self.repo_info(repo)
@@ -221,7 +265,9 @@ class Client:
         return self._json("PATCH", self._r(repo), json=fields)
 
     def create_branch(self, repo: str, name: str, from_ref: str | None = None) -> dict:
-        return self._json("POST", f"{self._r(repo)}/branches", json={"name": name, "from_ref": from_ref})
+        return self._json(
+            "POST", f"{self._r(repo)}/branches", json={"name": name, "from_ref": from_ref}
+        )
 
     def list_branches(self, repo: str) -> list[dict]:
         return self._paged(f"{self._r(repo)}/branches")
@@ -233,10 +279,14 @@ class Client:
         self.request("DELETE", f"{self._r(repo)}/branches/{quote(name)}")
 
     def protect_branch(self, repo: str, name: str, protected: bool = True) -> dict:
-        return self._json("PATCH", f"{self._r(repo)}/branches/{quote(name)}", json={"protected": protected})
+        return self._json(
+            "PATCH", f"{self._r(repo)}/branches/{quote(name)}", json={"protected": protected}
+        )
 
     def create_tag(self, repo: str, name: str, ref: str, message: str = "") -> dict:
-        return self._json("POST", f"{self._r(repo)}/tags", json={"name": name, "ref": ref, "message": message})
+        return self._json(
+            "POST", f"{self._r(repo)}/tags", json={"name": name, "ref": ref, "message": message}
+        )
 
     def list_tags(self, repo: str) -> list[dict]:
         return self._paged(f"{self._r(repo)}/tags")
@@ -244,11 +294,17 @@ class Client:
     def delete_tag(self, repo: str, name: str) -> None:
         self.request("DELETE", f"{self._r(repo)}/tags/{quote(name)}")
 
-    def log(self, repo: str, ref: str | None = None, *, first_parent: bool = False, limit: int = 50) -> list[dict]:
+    def log(
+        self, repo: str, ref: str | None = None, *, first_parent: bool = False, limit: int = 50
+    ) -> list[dict]:
         out: list[dict] = []
         page = 1
         while len(out) < limit:
-            params = {"page": page, "page_size": min(1000, limit), "first_parent": int(first_parent)}
+            params = {
+                "page": page,
+                "page_size": min(1000, limit),
+                "first_parent": int(first_parent),
+            }
             if ref:
                 params["ref"] = ref
             data = self._json("GET", f"{self._r(repo)}/commits", params=params)
@@ -261,7 +317,9 @@ class Client:
     def commit_info(self, repo: str, sha: str) -> dict:
         return self._json("GET", f"{self._r(repo)}/commits/{sha}")
 
-    def list_files(self, repo: str, ref: str | None = None, prefix: str = "", *, page_size: int | None = None) -> dict:
+    def list_files(
+        self, repo: str, ref: str | None = None, prefix: str = "", *, page_size: int | None = None
+    ) -> dict:
         """``{"commit", "files"}``: every file of ``ref`` (all pages, each of the same commit)."""
         params: dict = {"prefix": prefix}
         if page_size:
@@ -272,24 +330,51 @@ class Client:
         files, page = list(out["files"]), 1
         while out.get("next"):
             page += 1
-            out = self._json("GET", f"{self._r(repo)}/tree", params={**params, "ref": out["commit"], "page": page})
+            out = self._json(
+                "GET",
+                f"{self._r(repo)}/tree",
+                params={**params, "ref": out["commit"], "page": page},
+            )
             files += out["files"]
         return {"commit": out["commit"], "files": files}
 
     def file_info(self, repo: str, path: str, ref: str | None = None) -> dict:
-        return self._json("GET", f"{self._r(repo)}/info/{quote(path)}", params={"ref": ref} if ref else None)
+        return self._json(
+            "GET", f"{self._r(repo)}/info/{quote(path)}", params={"ref": ref} if ref else None
+        )
 
-    def diff(self, repo: str, a: str, b: str, *, tensors: bool = True, filter: str | None = None) -> dict:
+    def diff(
+        self, repo: str, a: str, b: str, *, tensors: bool = True, filter: str | None = None
+    ) -> dict:
         params = {"a": a, "b": b, "tensors": int(tensors)}
         if filter:
             params["filter"] = filter
         return self._json("GET", f"{self._r(repo)}/diff", params=params)
 
-    def merge(self, repo: str, source: str, into: str, *, strategy: str | None = None, weight: float = 0.5,
-              message: str | None = None, no_ff: bool = False) -> dict:
-        return self._json("POST", f"{self._r(repo)}/merge", json={
-            "source": source, "target": into, "strategy": strategy, "weight": weight, "message": message,
-            "no_ff": no_ff}, idempotent=False)
+    def merge(
+        self,
+        repo: str,
+        source: str,
+        into: str,
+        *,
+        strategy: str | None = None,
+        weight: float = 0.5,
+        message: str | None = None,
+        no_ff: bool = False,
+    ) -> dict:
+        return self._json(
+            "POST",
+            f"{self._r(repo)}/merge",
+            json={
+                "source": source,
+                "target": into,
+                "strategy": strategy,
+                "weight": weight,
+                "message": message,
+                "no_ff": no_ff,
+            },
+            idempotent=False,
+        )
 
     def gc(self, *, dry_run: bool = True, grace_seconds: int | None = None) -> dict:
         body: dict[str, Any] = {"dry_run": dry_run}
@@ -299,9 +384,21 @@ class Client:
 
     # --- experiment tracking ------------------------------------------------------------------
 
-    def init_run(self, project: str, *, name: str | None = None, params: dict | None = None,
-                 tags: list[str] | None = None, group: str = "", notes: str = "", run_id: str | None = None,
-                 commit: str | None = None, job_id: str = "", create_project: bool = True, **run_options):
+    def init_run(
+        self,
+        project: str,
+        *,
+        name: str | None = None,
+        params: dict | None = None,
+        tags: list[str] | None = None,
+        group: str = "",
+        notes: str = "",
+        run_id: str | None = None,
+        commit: str | None = None,
+        job_id: str = "",
+        create_project: bool = True,
+        **run_options,
+    ):
         """Start (or, with the same ``run_id``, resume) a run in ``namespace/project``.
 
         Returns a :class:`hub.client.run.Run`; ``run.log({...}, step=...)`` never blocks.
@@ -316,33 +413,66 @@ class Client:
         from hub.client.spool import create_run, is_transient
 
         ns, proj = _split_repo(project)
-        create = {"project": f"{ns}/{proj}", "create_project": create_project, "name": name, "group": group,
-                  "params": params or {}, "tags": tags or [], "notes": notes, "run_id": run_id or new_run_id(),
-                  "commit": commit or "", "job_id": job_id}
+        create = {
+            "project": f"{ns}/{proj}",
+            "create_project": create_project,
+            "name": name,
+            "group": group,
+            "params": params or {},
+            "tags": tags or [],
+            "notes": notes,
+            "run_id": run_id or new_run_id(),
+            "commit": commit or "",
+            "job_id": job_id,
+        }
         # Bounded: the sender keeps retrying in the background, so a few short tries are enough
         # before starting offline (a dropped SYN would otherwise cost a full timeout per try).
         t = self._http.timeout
-        timeout = httpx.Timeout(connect=min(t.connect or 10.0, 10.0), read=t.read, write=t.write, pool=t.pool)
+        timeout = httpx.Timeout(
+            connect=min(t.connect or 10.0, 10.0), read=t.read, write=t.write, pool=t.pool
+        )
         try:
             data = create_run(self, create, retries=min(self.retries, 2), timeout=timeout)
         except Exception as e:
             if not is_transient(e):
                 raise
-            run = Run(self, {"id": create["run_id"], "name": name or create["run_id"], "group": group,
-                             "params": dict(create["params"]), "tags": list(create["tags"]), "notes": notes,
-                             "status": "running", "started_at": datetime.now(UTC).isoformat()},
-                      create=create, **run_options)
-            warnings.warn(f"run {run.id}: cannot reach the hub at {self.url} ({getattr(e, 'message', e)}); training "
-                          f"goes on offline: the run will be created when the hub answers (its creation and points "
-                          f"are spooled in {run.spool}; `hub sync` sends them otherwise)", stacklevel=2)
+            run = Run(
+                self,
+                {
+                    "id": create["run_id"],
+                    "name": name or create["run_id"],
+                    "group": group,
+                    "params": dict(create["params"]),
+                    "tags": list(create["tags"]),
+                    "notes": notes,
+                    "status": "running",
+                    "started_at": datetime.now(UTC).isoformat(),
+                },
+                create=create,
+                **run_options,
+            )
+            warnings.warn(
+                f"run {run.id}: cannot reach the hub at {self.url} ({getattr(e, 'message', e)}); training "
+                f"goes on offline: the run will be created when the hub answers (its creation and points "
+                f"are spooled in {run.spool}; `hub sync` sends them otherwise)",
+                stacklevel=2,
+            )
             return run
         return Run(self, data, **run_options)
 
     def get_run(self, run_id: str) -> dict:
         return self._json("GET", f"/runs/{run_id}")
 
-    def search_runs(self, project: str, q: str = "", *, sort: str | list[str] | None = None, page_size: int = 50,
-                    cursor: list | None = None, facets: list[str] | None = None) -> dict:
+    def search_runs(
+        self,
+        project: str,
+        q: str = "",
+        *,
+        sort: str | list[str] | None = None,
+        page_size: int = 50,
+        cursor: list | None = None,
+        facets: list[str] | None = None,
+    ) -> dict:
         ns, proj = _split_repo(project)
         params: dict[str, Any] = {"q": q, "page_size": page_size}
         if sort:
@@ -355,17 +485,32 @@ class Client:
             params["facets"] = ",".join(facets)
         return self._json("GET", f"/projects/{quote(ns)}/{quote(proj)}/runs", params=params)
 
-    def series(self, runs: list[str], keys: list[str], *, x: str = "step", buckets: int | None = None,
-               x_min: float | None = None, x_max: float | None = None) -> list[dict]:
+    def series(
+        self,
+        runs: list[str],
+        keys: list[str],
+        *,
+        x: str = "step",
+        buckets: int | None = None,
+        x_min: float | None = None,
+        x_max: float | None = None,
+    ) -> list[dict]:
         params: dict[str, Any] = {"runs": ",".join(runs), "keys": ",".join(keys), "x": x}
         for k, v in (("buckets", buckets), ("min", x_min), ("max", x_max)):
             if v is not None:
                 params[k] = v
         return self._json("GET", "/metrics/series", params=params)["series"]
 
-    def compare_runs(self, runs: list[str] | None = None, *, commits: list[str] | None = None,
-                     baseline: str | None = None, target: str | None = None,
-                     goal: str | None = None, format: str = "json"):
+    def compare_runs(
+        self,
+        runs: list[str] | None = None,
+        *,
+        commits: list[str] | None = None,
+        baseline: str | None = None,
+        target: str | None = None,
+        goal: str | None = None,
+        format: str = "json",
+    ):
         """A comparison report of runs (ids), or of model commits (``ns/repo@sha``) through
         the runs linked to them; ``baseline`` is one of either."""
         if bool(runs) == bool(commits):
@@ -389,19 +534,39 @@ class Client:
     def missing_chunks(self, repo: str, hashes: list[str]) -> set[str]:
         missing: set[str] = set()
         for i in range(0, len(hashes), NEGOTIATE_BATCH):
-            data = self._json("POST", f"{self._r(repo)}/chunks/missing",
-                              json={"chunks": hashes[i : i + NEGOTIATE_BATCH]}, idempotent=True)
+            data = self._json(
+                "POST",
+                f"{self._r(repo)}/chunks/missing",
+                json={"chunks": hashes[i : i + NEGOTIATE_BATCH]},
+                idempotent=True,
+            )
             missing |= set(data["missing"])
         return missing
 
     def upload_chunk(self, repo: str, digest: str, data: bytes) -> None:
-        self.request("PUT", f"{self._r(repo)}/chunks/{digest}", content=data,
-                     headers={"Content-Type": "application/octet-stream"})
+        self.request(
+            "PUT",
+            f"{self._r(repo)}/chunks/{digest}",
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
 
-    def push(self, path: str | os.PathLike, *, repo: str, branch: str | None = None, message: str,
-             path_in_repo: str = "", expected_head: str | None = None, metadata: dict | None = None,
-             delete_missing: bool = False, progress: bool = False, job_id: str = "", run_id: str = "",
-             on_chunked: Callable[[list[FileManifest]], None] | None = None) -> PushResult:
+    def push(
+        self,
+        path: str | os.PathLike,
+        *,
+        repo: str,
+        branch: str | None = None,
+        message: str,
+        path_in_repo: str = "",
+        expected_head: str | None = None,
+        metadata: dict | None = None,
+        delete_missing: bool = False,
+        progress: bool = False,
+        job_id: str = "",
+        run_id: str = "",
+        on_chunked: Callable[[list[FileManifest]], None] | None = None,
+    ) -> PushResult:
         """Commit a file or a directory to ``repo``'s ``branch`` (default: the repo's default).
 
         Only changed files become operations, and only chunks the hub lacks are sent.
@@ -423,8 +588,11 @@ class Client:
             pairs = sorted(
                 (p, "/".join(filter(None, [prefix, p.relative_to(local).as_posix()])))
                 for p in local.rglob("*")
-                if p.is_file() and ".hub-partial" not in p.parts
-                and not any(is_git_dir_name(part) for part in p.relative_to(local).parts)  # a checkout's .git
+                if p.is_file()
+                and ".hub-partial" not in p.parts
+                and not any(
+                    is_git_dir_name(part) for part in p.relative_to(local).parts
+                )  # a checkout's .git
             )
         # The hub's path rule, before anything is chunked or sent: names go up in NFC (as
         # macOS may spell them otherwise), and a name the hub would refuse fails here.
@@ -437,7 +605,11 @@ class Client:
             raise HubClientError(0, e.code, e.message, e.details) from None
         manifests: list[tuple[Path, FileManifest]] = []
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            for src, m in zip([p for p, _ in pairs], pool.map(lambda pr: chunk_file(pr[0], name=pr[1]), pairs), strict=True):
+            for src, m in zip(
+                [p for p, _ in pairs],
+                pool.map(lambda pr: chunk_file(pr[0], name=pr[1]), pairs),
+                strict=True,
+            ):
                 manifests.append((src, m))
         if on_chunked:
             on_chunked([m for _, m in manifests])
@@ -446,16 +618,28 @@ class Client:
         ops: list[dict] = [m.as_operation() for _, m in changed]
         if delete_missing:
             local_paths = {m.path for _, m in manifests}
-            ops += [{"op": "delete", "path": p} for p in remote
-                    if p not in local_paths and (not prefix or p.startswith(prefix + "/"))]
+            ops += [
+                {"op": "delete", "path": p}
+                for p in remote
+                if p not in local_paths and (not prefix or p.startswith(prefix + "/"))
+            ]
         all_chunks: dict[str, tuple[Path, int, int]] = {}
         for src, m in changed:
             for c in m.chunks:
                 all_chunks.setdefault(c.hash, (src, c.offset, c.size))
         total = sum(m.size for _, m in manifests)
         if not ops:
-            return PushResult(None, len(manifests), 0, len(all_chunks), 0, 0, total, time.perf_counter() - started,
-                              branch)
+            return PushResult(
+                None,
+                len(manifests),
+                0,
+                len(all_chunks),
+                0,
+                0,
+                total,
+                time.perf_counter() - started,
+                branch,
+            )
         missing = self.missing_chunks(repo, list(all_chunks))
         todo = [(h, *all_chunks[h]) for h in all_chunks if h in missing]
         up_bytes = sum(size for _, _, _, size in todo)
@@ -476,19 +660,43 @@ class Client:
                 list(pool.map(send, todo))
         finally:
             bar.close()
-        body = {"branch": branch, "message": message, "operations": ops, "expected_head": head,
-                "metadata": metadata or {}, "created_at": datetime.now(UTC).isoformat(),
-                "job_id": job_id, "run_id": run_id}
+        body = {
+            "branch": branch,
+            "message": message,
+            "operations": ops,
+            "expected_head": head,
+            "metadata": metadata or {},
+            "created_at": datetime.now(UTC).isoformat(),
+            "job_id": job_id,
+            "run_id": run_id,
+        }
         # Retrying is safe: the same body yields the same commit id, which the hub recognises.
         commit = self._json("POST", f"{self._r(repo)}/commits", json=body, idempotent=True)
-        return PushResult(commit, len(manifests), len(changed), len(all_chunks), len(todo), up_bytes, total,
-                          time.perf_counter() - started, branch)
+        return PushResult(
+            commit,
+            len(manifests),
+            len(changed),
+            len(all_chunks),
+            len(todo),
+            up_bytes,
+            total,
+            time.perf_counter() - started,
+            branch,
+        )
 
     # --- pull --------------------------------------------------------------------------------
 
-    def download_file(self, repo: str, path: str, dest: str | os.PathLike, *, ref: str | None = None,
-                      manifest: dict | None = None, progress: _Progress | None = None,
-                      root: str | os.PathLike | None = None) -> Path:
+    def download_file(
+        self,
+        repo: str,
+        path: str,
+        dest: str | os.PathLike,
+        *,
+        ref: str | None = None,
+        manifest: dict | None = None,
+        progress: _Progress | None = None,
+        root: str | os.PathLike | None = None,
+    ) -> Path:
         """Download one file, verifying each chunk's BLAKE3 hash as it streams; resumes a
         partial download (``<dest>.part``) with an HTTP Range request. With ``root``, the
         file's folder must resolve inside ``root`` (checked before and after creating it).
@@ -524,7 +732,9 @@ class Client:
             attempt = 0
             while True:
                 try:
-                    self._stream_into(repo, path, ref, part, chunks, verified, boundary, headers, progress)
+                    self._stream_into(
+                        repo, path, ref, part, chunks, verified, boundary, headers, progress
+                    )
                     break
                 except (httpx.TransportError, HubUnreachable):
                     attempt += 1
@@ -542,7 +752,9 @@ class Client:
         os.replace(part, dest)
         return dest
 
-    def _stream_into(self, repo, path, ref, part: Path, chunks, index: int, offset: int, headers, progress) -> None:
+    def _stream_into(
+        self, repo, path, ref, part: Path, chunks, index: int, offset: int, headers, progress
+    ) -> None:
         url = f"{self._r(repo)}/files/{quote(path)}"
         params = {"ref": ref} if ref else None
         with self._http.stream("GET", url, params=params, headers=headers) as resp:
@@ -550,7 +762,9 @@ class Client:
                 resp.read()
                 raise self._error(resp)
             if offset and resp.status_code != 206:
-                raise HubClientError(resp.status_code, "range_not_honoured", "the hub ignored a Range request")
+                raise HubClientError(
+                    resp.status_code, "range_not_honoured", "the hub ignored a Range request"
+                )
             with _open_part(part, "ab") as f:
                 buf = bytearray()
                 # As the bytes arrive (no fixed-size re-chunking): when the hub drops the
@@ -562,7 +776,9 @@ class Client:
                         digest, size = chunks[index]
                         data = bytes(buf[:size])
                         if blake3.blake3(data).hexdigest() != digest:
-                            raise HubClientError(0, "corrupt_download", f"{path}: chunk {index} failed verification")
+                            raise HubClientError(
+                                0, "corrupt_download", f"{path}: chunk {index} failed verification"
+                            )
                         f.write(data)
                         del buf[:size]
                         index += 1
@@ -571,8 +787,15 @@ class Client:
                 if index != len(chunks) or buf:
                     raise httpx.ReadError(f"{path}: stream ended early")
 
-    def pull(self, spec: str, dest: str | os.PathLike, *, ref: str | None = None, progress: bool = False,
-             include: Iterable[str] | None = None) -> dict:
+    def pull(
+        self,
+        spec: str,
+        dest: str | os.PathLike,
+        *,
+        ref: str | None = None,
+        progress: bool = False,
+        include: Iterable[str] | None = None,
+    ) -> dict:
         """Download every file of ``repo@ref`` into ``dest``. The ref is resolved to a commit
         id once; files already present with the same content are skipped."""
         repo, spec_ref = split_repo_ref(spec)
@@ -604,13 +827,28 @@ class Client:
         bar = _Progress(progress, sum(f["size"] for f in todo), f"pull {repo}@{sha[:10]}")
         try:
             with ThreadPoolExecutor(max_workers=self.workers) as pool:
-                list(pool.map(lambda f: self.download_file(
-                    repo, f["path"], targets[f["path"]], manifest=self.file_info(repo, f["path"], sha),
-                    progress=bar, root=dest), todo))
+                list(
+                    pool.map(
+                        lambda f: self.download_file(
+                            repo,
+                            f["path"],
+                            targets[f["path"]],
+                            manifest=self.file_info(repo, f["path"], sha),
+                            progress=bar,
+                            root=dest,
+                        ),
+                        todo,
+                    )
+                )
         finally:
             bar.close()
-        return {"commit": sha, "files": len(files), "downloaded": len(todo), "skipped": skipped,
-                "bytes": sum(f["size"] for f in todo)}
+        return {
+            "commit": sha,
+            "files": len(files),
+            "downloaded": len(todo),
+            "skipped": skipped,
+            "bytes": sum(f["size"] for f in todo),
+        }
 
 
 def safe_target(dest: Path, path) -> Path:
@@ -630,9 +868,13 @@ def safe_target(dest: Path, path) -> Path:
         if target == root or not target.is_relative_to(root):
             problem, reason = f"it resolves outside {dest}", "outside_dest"
     if problem:
-        raise HubClientError(0, "unsafe_path", f"the hub sent the file path {str(path)[:200]!r}: {problem}; "
-                             "refusing to write it (nothing was downloaded)",
-                             {"path": str(path)[:1000], "reason": reason})
+        raise HubClientError(
+            0,
+            "unsafe_path",
+            f"the hub sent the file path {str(path)[:200]!r}: {problem}; "
+            "refusing to write it (nothing was downloaded)",
+            {"path": str(path)[:1000], "reason": reason},
+        )
     return dest / path
 
 
@@ -642,8 +884,12 @@ def safe_tree(paths: Iterable[str]) -> None:
     try:
         check_tree(paths)
     except PathRefused as e:
-        raise HubClientError(0, "unsafe_path", f"{e.message} Refusing to pull (nothing was downloaded).",
-                             {"reason": e.code, "paths": e.details["paths"]}) from None
+        raise HubClientError(
+            0,
+            "unsafe_path",
+            f"{e.message} Refusing to pull (nothing was downloaded).",
+            {"reason": e.code, "paths": e.details["paths"]},
+        ) from None
 
 
 def _check_inside(root: str | os.PathLike | None, dest: Path, path: str) -> None:
@@ -651,13 +897,19 @@ def _check_inside(root: str | os.PathLike | None, dest: Path, path: str) -> None
         return
     base = Path(root).resolve()
     if not dest.parent.resolve().is_relative_to(base):
-        raise HubClientError(0, "unsafe_path", f"{path}: its folder resolves outside {root} (through a link); "
-                             "refusing to write it", {"path": path, "reason": "outside_dest"})
+        raise HubClientError(
+            0,
+            "unsafe_path",
+            f"{path}: its folder resolves outside {root} (through a link); refusing to write it",
+            {"path": path, "reason": "outside_dest"},
+        )
 
 
 def _open_part(part: Path, mode: str):
     """Open a download's staging file without following a link put in its place."""
-    flags = {"rb": os.O_RDONLY, "r+b": os.O_RDWR, "ab": os.O_WRONLY | os.O_APPEND | os.O_CREAT}[mode]
+    flags = {"rb": os.O_RDONLY, "r+b": os.O_RDWR, "ab": os.O_WRONLY | os.O_APPEND | os.O_CREAT}[
+        mode
+    ]
     fd = os.open(part, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0), 0o644)
     return os.fdopen(fd, mode)
 

@@ -16,7 +16,14 @@ from typing import Any
 from hub.client import config
 from hub.client.errors import HubClientError, HubUnreachable  # noqa: F401 (re-exported errors)
 
-EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_AUTH, EXIT_UNREACHABLE = 1, 2, 3, 4, 5, 6
+EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_AUTH, EXIT_UNREACHABLE = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+)
 
 
 def _client(args):
@@ -43,6 +50,7 @@ def _human(n: float) -> str:
 
 
 # --- commands ---------------------------------------------------------------------------------
+
 
 def cmd_login(args) -> int:
     from hub.client.api import Client
@@ -77,20 +85,31 @@ def cmd_whoami(args) -> int:
 def cmd_repo(args) -> int:
     c = _client(args)
     if args.action == "create":
-        r = c.create_repo(args.repo, private=args.private, description=args.description or "", exist_ok=args.exist_ok)
-        print(f"Created {r['id']} ({'private' if r['private'] else 'public'}), default branch {r['default_branch']}")
+        r = c.create_repo(
+            args.repo,
+            private=args.private,
+            description=args.description or "",
+            exist_ok=args.exist_ok,
+        )
+        print(
+            f"Created {r['id']} ({'private' if r['private'] else 'public'}), default branch {r['default_branch']}"
+        )
     elif args.action == "list":
         repos = c.list_repos(args.namespace)
         if args.json:
             _print(repos, True)
         for r in [] if args.json else repos:
-            print(f"{r['id']:<40} {'private' if r['private'] else 'public':<8} {r['description'][:60]}")
+            print(
+                f"{r['id']:<40} {'private' if r['private'] else 'public':<8} {r['description'][:60]}"
+            )
     elif args.action == "info":
         info = c.repo_info(args.repo)
         if args.json:
             _print(info, True)
         else:
-            print(f"{info['id']}  ({'private' if info['private'] else 'public'}, {info['commits']} commits)")
+            print(
+                f"{info['id']}  ({'private' if info['private'] else 'public'}, {info['commits']} commits)"
+            )
             for r in info["refs"]:
                 flag = " [protected]" if r.get("protected") else ""
                 print(f"  {r['kind']:<6} {r['name']:<32} {r['commit'][:12]}{flag}")
@@ -102,17 +121,27 @@ def cmd_repo(args) -> int:
 
 def cmd_push(args) -> int:
     c = _client(args)
-    res = c.push(args.path, repo=args.repo, branch=args.branch, message=args.message, path_in_repo=args.path_in_repo,
-                 expected_head=args.expected_head, delete_missing=args.delete_missing, progress=not args.quiet,
-                 metadata=json.loads(args.metadata) if args.metadata else None)
+    res = c.push(
+        args.path,
+        repo=args.repo,
+        branch=args.branch,
+        message=args.message,
+        path_in_repo=args.path_in_repo,
+        expected_head=args.expected_head,
+        delete_missing=args.delete_missing,
+        progress=not args.quiet,
+        metadata=json.loads(args.metadata) if args.metadata else None,
+    )
     if args.json:
         _print(res.__dict__, True)
     elif res.commit is None:
         print("Nothing to commit: every file is already there.")
     else:
-        print(f"{res.commit['sha'][:12]} {args.repo}@{res.branch}: {res.changed_files} of {res.files} "
-              f"file(s) changed; uploaded {res.uploaded_chunks} of {res.chunks} chunk(s), {_human(res.uploaded_bytes)} "
-              f"of {_human(res.total_bytes)} in {res.seconds:.1f}s")
+        print(
+            f"{res.commit['sha'][:12]} {args.repo}@{res.branch}: {res.changed_files} of {res.files} "
+            f"file(s) changed; uploaded {res.uploaded_chunks} of {res.chunks} chunk(s), {_human(res.uploaded_bytes)} "
+            f"of {_human(res.total_bytes)} in {res.seconds:.1f}s"
+        )
     return 0
 
 
@@ -126,8 +155,10 @@ def cmd_pull(args) -> int:
     if args.json:
         _print(res, True)
     else:
-        print(f"{repo}@{ref or 'default'} = {res['commit'][:12]}: {res['downloaded']} file(s) downloaded "
-              f"({_human(res['bytes'])}), {res['skipped']} already up to date, in {dest}")
+        print(
+            f"{repo}@{ref or 'default'} = {res['commit'][:12]}: {res['downloaded']} file(s) downloaded "
+            f"({_human(res['bytes'])}), {res['skipped']} already up to date, in {dest}"
+        )
     return 0
 
 
@@ -147,7 +178,9 @@ def cmd_branch(args) -> int:
         print(f"Deleted branch {args.name}")
     elif args.action in {"protect", "unprotect"}:
         c.protect_branch(args.repo, args.name, args.action == "protect")
-        print(f"Branch {args.name} is {'now' if args.action == 'protect' else 'no longer'} protected")
+        print(
+            f"Branch {args.name} is {'now' if args.action == 'protect' else 'no longer'} protected"
+        )
     return 0
 
 
@@ -179,7 +212,9 @@ def cmd_log(args) -> int:
     for cm in commits:
         merge = " (merge)" if len(cm["parents"]) > 1 else ""
         lineage = "".join(f" {k}={cm[k]}" for k in ("job_id", "run_id") if cm.get(k))
-        print(f"{cm['sha'][:12]} {str(cm['created_at'])[:19]} {cm['author']:<12} {cm['message'].splitlines()[0]}{merge}{lineage}")
+        print(
+            f"{cm['sha'][:12]} {str(cm['created_at'])[:19]} {cm['author']:<12} {cm['message'].splitlines()[0]}{merge}{lineage}"
+        )
     return 0
 
 
@@ -195,8 +230,10 @@ def cmd_show(args) -> int:
     if args.json:
         _print(info, True)
         return 0
-    print(f"commit {info['sha']}\nparents {' '.join(info['parents']) or '-'}\nauthor {info['author']}\n"
-          f"date   {info['created_at']}\n\n    {info['message']}\n")
+    print(
+        f"commit {info['sha']}\nparents {' '.join(info['parents']) or '-'}\nauthor {info['author']}\n"
+        f"date   {info['created_at']}\n\n    {info['message']}\n"
+    )
     for f in info["files"]:
         print(f"  {f['kind']:<11} {_human(f['size']):>10}  {f['path']}")
     return 0
@@ -216,7 +253,9 @@ def cmd_ls(args) -> int:
 
 
 def cmd_diff(args) -> int:
-    d = _client(args).diff(args.repo, args.a, args.b, tensors=not args.files_only, filter=args.filter)
+    d = _client(args).diff(
+        args.repo, args.a, args.b, tensors=not args.files_only, filter=args.filter
+    )
     if args.json:
         _print(d, True)
         return 0
@@ -231,8 +270,11 @@ def cmd_diff(args) -> int:
                 continue
             shape = f" shape {t['a']['shape']}→{t['b']['shape']}" if t["shape_changed"] else ""
             dtype = f" dtype {t['a']['dtype']}→{t['b']['dtype']}" if t["dtype_changed"] else ""
-            stats = (f" ‖Δ‖={t['l2_delta']:.4g} rel={t['rel_change']:.3%} cos={t['cosine']:.6f}"
-                     if "l2_delta" in t else "")
+            stats = (
+                f" ‖Δ‖={t['l2_delta']:.4g} rel={t['rel_change']:.3%} cos={t['cosine']:.6f}"
+                if "l2_delta" in t
+                else ""
+            )
             print(f"      changed  {t['name']}{shape}{dtype}{stats}")
         if "unchanged_tensors" in f:
             print(f"      ({f['unchanged_tensors']} tensor(s) unchanged)")
@@ -242,15 +284,25 @@ def cmd_diff(args) -> int:
 def cmd_merge(args) -> int:
     c = _client(args)
     try:
-        res = c.merge(args.repo, args.source, args.into, strategy=args.strategy, weight=args.weight,
-                      message=args.message, no_ff=args.no_ff)
+        res = c.merge(
+            args.repo,
+            args.source,
+            args.into,
+            strategy=args.strategy,
+            weight=args.weight,
+            message=args.message,
+            no_ff=args.no_ff,
+        )
     except HubClientError as e:
         if e.code == "merge_conflict" and not args.json:
             print(f"error: {e.message}", file=sys.stderr)
             for cf in e.details["conflicts"]:
                 where = f"{cf['path']}:{cf['tensor']}" if cf.get("tensor") else cf["path"]
                 o, t = cf["ours"], cf["theirs"]
-                print(f"  CONFLICT {where}\n    ours   {_side(o)}\n    theirs {_side(t)}", file=sys.stderr)
+                print(
+                    f"  CONFLICT {where}\n    ours   {_side(o)}\n    theirs {_side(t)}",
+                    file=sys.stderr,
+                )
             return EXIT_CONFLICT
         raise
     if args.json:
@@ -260,8 +312,14 @@ def cmd_merge(args) -> int:
     elif res["result"] == "fast_forward":
         print(f"Fast-forward {args.into} to {res['commit']['sha'][:12]}")
     else:
-        print(f"Merged {args.source} into {args.into}: {res['commit']['sha'][:12]}"
-              + (f" ({len(res['resolved'])} conflict(s) resolved by {args.strategy})" if res["resolved"] else ""))
+        print(
+            f"Merged {args.source} into {args.into}: {res['commit']['sha'][:12]}"
+            + (
+                f" ({len(res['resolved'])} conflict(s) resolved by {args.strategy})"
+                if res["resolved"]
+                else ""
+            )
+        )
     return 0
 
 
@@ -283,8 +341,10 @@ def cmd_gc(args) -> int:
     else:
         verb = "Would free" if report["dry_run"] else "Freed"
         freed = report.get("freed_bytes", report["reclaimable_bytes"])
-        print(f"{verb} {_human(freed)}: {report['chunks']} chunk(s), {report['files']} file(s), "
-              f"{report['trees']} tree(s), {report['commits']} unreachable commit(s)")
+        print(
+            f"{verb} {_human(freed)}: {report['chunks']} chunk(s), {report['files']} file(s), "
+            f"{report['trees']} tree(s), {report['commits']} unreachable commit(s)"
+        )
     return 0
 
 
@@ -306,14 +366,21 @@ def cmd_token(args) -> int:
 def cmd_runs(args) -> int:
     c = _client(args)
     if args.action in {"list", "search"}:
-        res = c.search_runs(args.project, getattr(args, "query", "") or "", sort=args.sort, page_size=args.limit,
-                            facets=args.facets.split(",") if args.facets else None)
+        res = c.search_runs(
+            args.project,
+            getattr(args, "query", "") or "",
+            sort=args.sort,
+            page_size=args.limit,
+            facets=args.facets.split(",") if args.facets else None,
+        )
         if args.json:
             _print(res, True)
             return 0
         keys = args.columns.split(",") if args.columns else []
         print(f"{res['total']} run(s)  (engine {res['took_ms']} ms)")
-        header = f"{'id':<17} {'name':<24} {'status':<9} " + " ".join(f"{k[-14:]:>14}" for k in keys)
+        header = f"{'id':<17} {'name':<24} {'status':<9} " + " ".join(
+            f"{k[-14:]:>14}" for k in keys
+        )
         print(header)
         for r in res["results"]:
             vals = []
@@ -326,8 +393,10 @@ def cmd_runs(args) -> int:
                         metric, stat = k.removeprefix("summary."), "last"
                     v = r["summary"].get(metric, {}).get(stat)
                     vals.append("" if v is None else f"{v:.4g}")
-            print(f"{r['id']:<17} {r.get('name', '')[:24]:<24} {r.get('status', ''):<9} "
-                  + " ".join(f"{v[-14:]:>14}" for v in vals))
+            print(
+                f"{r['id']:<17} {r.get('name', '')[:24]:<24} {r.get('status', ''):<9} "
+                + " ".join(f"{v[-14:]:>14}" for v in vals)
+            )
         for name, buckets in res.get("facets", {}).items():
             print(f"  {name}: " + ", ".join(f"{b['value']} ({b['count']})" for b in buckets))
     elif args.action == "show":
@@ -345,19 +414,32 @@ def cmd_runs(args) -> int:
         for k, v in sorted(r["params"].items()):
             print(f"  param  {k} = {v}")
         for k, s in sorted(r["summary"].items()):
-            print(f"  metric {k:<28} last {s['last']:.5g} @ {s['last_step']}  min {s['min']:.5g}  max {s['max']:.5g}")
+            print(
+                f"  metric {k:<28} last {s['last']:.5g} @ {s['last_step']}  min {s['min']:.5g}  max {s['max']:.5g}"
+            )
     elif args.action == "compare":
         fmt = "json" if args.json else ("markdown" if args.format == "markdown" else args.format)
         commits = [r for r in args.runs if "@" in r]
         if commits and len(commits) != len(args.runs):
-            print("error: compare either run ids or model commits (ns/repo@sha), not a mix", file=sys.stderr)
+            print(
+                "error: compare either run ids or model commits (ns/repo@sha), not a mix",
+                file=sys.stderr,
+            )
             return 2
-        out = c.compare_runs(None if commits else args.runs, commits=commits or None, baseline=args.baseline,
-                             target=args.target, goal=args.goal, format=fmt)
+        out = c.compare_runs(
+            None if commits else args.runs,
+            commits=commits or None,
+            baseline=args.baseline,
+            target=args.target,
+            goal=args.goal,
+            format=fmt,
+        )
         if args.output:
             from pathlib import Path
 
-            Path(args.output).write_text(out if isinstance(out, str) else json.dumps(out, indent=2, default=str))
+            Path(args.output).write_text(
+                out if isinstance(out, str) else json.dumps(out, indent=2, default=str)
+            )
             print(f"Wrote {args.output}")
         else:
             _print(out, args.json)
@@ -368,25 +450,48 @@ def cmd_jobs(args) -> int:
     c = _client(args)
     if args.action == "launch":
         config = json.loads(open(args.config).read()) if args.config else {}
-        resources = {k: v for k, v in (("gpus", args.gpus), ("cpus", args.cpus), ("memory_mb", args.memory_mb),
-                                       ("disk_mb", args.disk_mb), ("time_limit_s", args.time_limit))
-                     if v is not None}
+        resources = {
+            k: v
+            for k, v in (
+                ("gpus", args.gpus),
+                ("cpus", args.cpus),
+                ("memory_mb", args.memory_mb),
+                ("disk_mb", args.disk_mb),
+                ("time_limit_s", args.time_limit),
+            )
+            if v is not None
+        }
         try:
-            job = c._json("POST", "/jobs", json={"project": args.project, "kind": args.kind, "config": config,
-                                                 "base": args.base or "", "target": args.target or "",
-                                                 "resources": resources})
+            job = c._json(
+                "POST",
+                "/jobs",
+                json={
+                    "project": args.project,
+                    "kind": args.kind,
+                    "config": config,
+                    "base": args.base or "",
+                    "target": args.target or "",
+                    "resources": resources,
+                },
+            )
         except HubClientError as e:
             if e.code == "invalid_config" and not args.json:
                 print(f"error: {e.message}", file=sys.stderr)
                 for problem in e.details["errors"]:
-                    print(f"  {problem['path'] or '(config)'}: {problem['message']}", file=sys.stderr)
+                    print(
+                        f"  {problem['path'] or '(config)'}: {problem['message']}", file=sys.stderr
+                    )
                 return EXIT_USAGE
             raise
         if args.json:
             _print(job, True)
         else:
-            base = f" from {job['base']['repo']}@{job['base']['commit'][:12]}" if job["base"] else ""
-            print(f"Launched {job['kind']} job {job['id']}{base} ({job['status']}); follow: hub jobs logs -f {job['id']}")
+            base = (
+                f" from {job['base']['repo']}@{job['base']['commit'][:12]}" if job["base"] else ""
+            )
+            print(
+                f"Launched {job['kind']} job {job['id']}{base} ({job['status']}); follow: hub jobs logs -f {job['id']}"
+            )
     elif args.action == "list":
         params = {"page_size": args.limit}
         if args.project:
@@ -401,7 +506,9 @@ def cmd_jobs(args) -> int:
             dur = f"{j['duration_s']:.0f}s" if j["duration_s"] is not None else "-"
             prog = j["progress"] or {}
             step = f"{prog.get('step')}/{prog.get('total')}" if prog.get("total") else ""
-            print(f"{j['id']:<14} {j['kind']:<9} {j['status']:<10} {dur:>7} {step:>11}  {j['project']}  {j['reason'][:60]}")
+            print(
+                f"{j['id']:<14} {j['kind']:<9} {j['status']:<10} {dur:>7} {step:>11}  {j['project']}  {j['reason'][:60]}"
+            )
     elif args.action == "show":
         j = c._json("GET", f"/jobs/{args.job}")
         if args.json:
@@ -413,14 +520,18 @@ def cmd_jobs(args) -> int:
         if j["run_id"]:
             print(f"  run    {j['run_id']}")
         if j["result"]:
-            print(f"  commit {j['target']['repo']}@{j['result']['commit'][:12]} on {j['result']['branch']}")
+            print(
+                f"  commit {j['target']['repo']}@{j['result']['commit'][:12]} on {j['result']['branch']}"
+            )
         for a in j["artifacts"]:
             print(f"  artifact {a['path']} ({_human(a['size'])})")
     elif args.action == "logs":
         return _job_logs(c, args)
     elif args.action == "cancel":
         j = c._json("POST", f"/jobs/{args.job}/cancel")
-        print(f"Job {j['id']}: {j['status']}" + (" (cancelling)" if j["status"] == "running" else ""))
+        print(
+            f"Job {j['id']}: {j['status']}" + (" (cancelling)" if j["status"] == "running" else "")
+        )
     elif args.action == "relaunch":
         j = c._json("POST", f"/jobs/{args.job}/relaunch")
         print(f"Relaunched as {j['id']}")
@@ -436,7 +547,9 @@ def _job_logs(c, args) -> int:
     if not args.follow:
         return 0
     params = {"after_seq": last} if last >= 0 else {}
-    with c._http.stream("GET", f"/jobs/{args.job}/logs/stream", params=params, timeout=None) as resp:
+    with c._http.stream(
+        "GET", f"/jobs/{args.job}/logs/stream", params=params, timeout=None
+    ) as resp:
         event = None
         for raw in resp.iter_lines():
             if raw.startswith("event: "):
@@ -452,7 +565,9 @@ def _job_logs(c, args) -> int:
 
 def cmd_sync(args) -> int:
     res = _client(args).sync()
-    print(f"Sent {res['sent_points']} spooled point(s); {res['runs_left']} run(s) still waiting for the hub")
+    print(
+        f"Sent {res['sent_points']} spooled point(s); {res['runs_left']} run(s) still waiting for the hub"
+    )
     return 0 if not res["runs_left"] else EXIT_UNREACHABLE
 
 
@@ -489,19 +604,28 @@ def cmd_serve(args) -> int:
 
 # --- parser -----------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=None, help="hub URL (default: $HUB_URL or the saved login)")
-    common.add_argument("--token", default=None, help="API token (default: $HUB_TOKEN or the saved login)")
+    common.add_argument(
+        "--url", default=None, help="hub URL (default: $HUB_URL or the saved login)"
+    )
+    common.add_argument(
+        "--token", default=None, help="API token (default: $HUB_TOKEN or the saved login)"
+    )
     common.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = argparse.ArgumentParser(prog="hub", description="MoE Hub: model registry and experiment tracker.")
+    p = argparse.ArgumentParser(
+        prog="hub", description="MoE Hub: model registry and experiment tracker."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("login", parents=[common], help="save the hub URL and a token")
     s.add_argument("token_value", nargs="?", help="token (prompted for if omitted)")
     s.set_defaults(fn=cmd_login)
-    sub.add_parser("whoami", parents=[common], help="who the token belongs to").set_defaults(fn=cmd_whoami)
+    sub.add_parser("whoami", parents=[common], help="who the token belongs to").set_defaults(
+        fn=cmd_whoami
+    )
 
     s = sub.add_parser("repo", parents=[common], help="create, list, inspect or delete repos")
     rs = s.add_subparsers(dest="action", required=True)
@@ -524,9 +648,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--branch", "-b")
     s.add_argument("-m", "--message", required=True)
     s.add_argument("--path-in-repo", default="")
-    s.add_argument("--expected-head", help="fail with a conflict unless the branch is still at this commit")
+    s.add_argument(
+        "--expected-head", help="fail with a conflict unless the branch is still at this commit"
+    )
     s.add_argument("--metadata", help="JSON object stored with the commit")
-    s.add_argument("--delete-missing", action="store_true", help="also delete remote files absent locally")
+    s.add_argument(
+        "--delete-missing", action="store_true", help="also delete remote files absent locally"
+    )
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_push)
 
@@ -618,15 +746,21 @@ def build_parser() -> argparse.ArgumentParser:
         x = us.add_parser(action, parents=[common])
         x.add_argument("project", help="namespace/project")
         if action == "search":
-            x.add_argument("query", help="e.g. 'params.moe.top_k:4 AND summary.val_loss:<2.1 AND tags:baseline'")
+            x.add_argument(
+                "query",
+                help="e.g. 'params.moe.top_k:4 AND summary.val_loss:<2.1 AND tags:baseline'",
+            )
         x.add_argument("--sort", help="comma list, '-' for descending, e.g. summary.val_loss.min")
         x.add_argument("--columns", help="comma list of params.X / summary.KEY[.min|.max] to show")
         x.add_argument("--facets", help="comma list, e.g. tags,status")
         x.add_argument("-n", "--limit", type=int, default=50)
     x = us.add_parser("show", parents=[common])
     x.add_argument("run")
-    x = us.add_parser("compare", parents=[common],
-                      help="compare run ids, or model commits (ns/repo@sha) through their linked runs")
+    x = us.add_parser(
+        "compare",
+        parents=[common],
+        help="compare run ids, or model commits (ns/repo@sha) through their linked runs",
+    )
     x.add_argument("runs", nargs="+", metavar="RUN_OR_COMMIT")
     x.add_argument("--baseline")
     x.add_argument("--target", help="metric that decides 'best' (default: a val loss)")
@@ -646,7 +780,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--gpus", type=int)
     x.add_argument("--cpus", type=float)
     x.add_argument("--memory-mb", type=int)
-    x.add_argument("--disk-mb", type=int, help="disk quota for the job's folder, /tmp and /dev/shm (each)")
+    x.add_argument(
+        "--disk-mb", type=int, help="disk quota for the job's folder, /tmp and /dev/shm (each)"
+    )
     x.add_argument("--time-limit", type=int, help="seconds")
     x = js.add_parser("list", parents=[common])
     x.add_argument("--project")
@@ -661,8 +797,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--tail", type=int, default=100)
     s.set_defaults(fn=cmd_jobs)
 
-    sub.add_parser("sync", parents=[common], help="send metrics spooled while the hub was unreachable").set_defaults(
-        fn=cmd_sync)
+    sub.add_parser(
+        "sync", parents=[common], help="send metrics spooled while the hub was unreachable"
+    ).set_defaults(fn=cmd_sync)
 
     s = sub.add_parser("admin", help="server-side administration (runs against the hub's DB)")
     a = s.add_subparsers(dest="action", required=True)
@@ -674,13 +811,19 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--user", required=True)
     x.add_argument("--scope", choices=["read", "write"], default="write")
     x.add_argument("--name", default="cli")
-    x = a.add_parser("set-password", help="set a dashboard password (generated and printed if omitted)")
+    x = a.add_parser(
+        "set-password", help="set a dashboard password (generated and printed if omitted)"
+    )
     x.add_argument("--user", required=True)
     x.add_argument("--password")
-    x = a.add_parser("create-worker-credential",
-                     help="print a service credential for workers (HUB_WORKER_TOKEN): it only claims jobs")
+    x = a.add_parser(
+        "create-worker-credential",
+        help="print a service credential for workers (HUB_WORKER_TOKEN): it only claims jobs",
+    )
     x.add_argument("--name", default="worker")
-    x = a.add_parser("deactivate-user", help="revoke every API token of a user and disable their sign-in")
+    x = a.add_parser(
+        "deactivate-user", help="revoke every API token of a user and disable their sign-in"
+    )
     x.add_argument("--user", required=True)
     a.add_parser("list-users")
     s.set_defaults(fn=cmd_admin)
@@ -689,7 +832,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--data-dir", default=None)
-    s.add_argument("--demo", action="store_true", help="create an admin, a token and a demo repo on first start")
+    s.add_argument(
+        "--demo",
+        action="store_true",
+        help="create an admin, a token and a demo repo on first start",
+    )
     s.set_defaults(fn=cmd_serve)
     return p
 

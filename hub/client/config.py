@@ -12,7 +12,9 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def config_path() -> Path:
-    base = os.environ.get("HUB_CONFIG_DIR") or os.path.join(os.path.expanduser("~"), ".config", "moe-hub")
+    base = os.environ.get("HUB_CONFIG_DIR") or os.path.join(
+        os.path.expanduser("~"), ".config", "moe-hub"
+    )
     return Path(base) / "config.json"
 
 

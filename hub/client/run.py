@@ -88,9 +88,19 @@ def _encode(records: list[tuple[int, float, dict]]) -> tuple[bytes, int, dict[st
 class Run:
     """A tracked run. Use as a context manager, or call :meth:`finish`."""
 
-    def __init__(self, client, data: dict, *, flush_interval: float = 1.0, batch_points: int = 50_000,
-                 max_pending: int = 2_000_000, spool_dir: str | os.PathLike | None = None,
-                 system_metrics: bool = True, system_interval: float = 10.0, create: dict | None = None):
+    def __init__(
+        self,
+        client,
+        data: dict,
+        *,
+        flush_interval: float = 1.0,
+        batch_points: int = 50_000,
+        max_pending: int = 2_000_000,
+        spool_dir: str | os.PathLike | None = None,
+        system_metrics: bool = True,
+        system_interval: float = 10.0,
+        create: dict | None = None,
+    ):
         """``create``: the run could not be created yet (the hub was unreachable); this is its
         creation request, spooled and sent by the sender before any point."""
         self.client = client
@@ -142,14 +152,20 @@ class Run:
         self._sampler_stop = threading.Event()
         self._sampler: threading.Thread | None = None
         if system_metrics and system_interval > 0:
-            self._sampler = threading.Thread(target=self._sample_loop, args=(system_interval,),
-                                             name=f"hub-run-{self.id}-system", daemon=True)
+            self._sampler = threading.Thread(
+                target=self._sample_loop,
+                args=(system_interval,),
+                name=f"hub-run-{self.id}-system",
+                daemon=True,
+            )
             self._sampler.start()
         _live_runs.add(self)
 
     # --- the hot path ------------------------------------------------------------------------
 
-    def log(self, values: dict[str, Any], step: int | None = None, *, time_: float | None = None) -> None:
+    def log(
+        self, values: dict[str, Any], step: int | None = None, *, time_: float | None = None
+    ) -> None:
         """Record ``{key: number}`` at ``step`` (default: one more than the last step)."""
         if step is None:
             step = self._step
@@ -176,7 +192,9 @@ class Run:
         from datetime import datetime
 
         try:
-            return datetime.fromisoformat(str(self.data["started_at"]).replace("Z", "+00:00")).timestamp()
+            return datetime.fromisoformat(
+                str(self.data["started_at"]).replace("Z", "+00:00")
+            ).timestamp()
         except (KeyError, TypeError, ValueError):
             return time.time()
 
@@ -224,10 +242,17 @@ class Run:
 
         def merge(create: dict) -> None:
             old, new = flatten_params(create.get("params") or {}), flatten_params(params)
-            conflicts = {k: {"logged": old[k], "new": v} for k, v in new.items() if k in old and old[k] != v}
+            conflicts = {
+                k: {"logged": old[k], "new": v} for k, v in new.items() if k in old and old[k] != v
+            }
             if conflicts:  # the hub would answer the same (params are write-once)
-                raise HubClientError(409, "param_conflict", f"{len(conflicts)} param(s) already logged with "
-                                     "another value; params are write-once.", conflicts)
+                raise HubClientError(
+                    409,
+                    "param_conflict",
+                    f"{len(conflicts)} param(s) already logged with "
+                    "another value; params are write-once.",
+                    conflicts,
+                )
             create["params"] = {**old, **new}
             self.data["params"] = dict(create["params"])
 
@@ -238,10 +263,14 @@ class Run:
 
     def add_tags(self, *tags: str) -> None:
         def merge(create: dict) -> None:
-            create["tags"] = list(create.get("tags") or []) + [t for t in tags if t not in (create.get("tags") or [])]
+            create["tags"] = list(create.get("tags") or []) + [
+                t for t in tags if t not in (create.get("tags") or [])
+            ]
 
         if not self._update_pending(merge):
-            self.data = self.client._json("PATCH", f"/runs/{self.id}", json={"add_tags": list(tags)})
+            self.data = self.client._json(
+                "PATCH", f"/runs/{self.id}", json={"add_tags": list(tags)}
+            )
 
     def set_notes(self, notes: str) -> None:
         def merge(create: dict) -> None:
@@ -292,19 +321,29 @@ class Run:
         """One short PATCH, no retries (finish() must not outlast its timeout); if the hub
         does not answer, the status is spooled next to the points and `hub sync` sends it."""
         try:
-            self.data = self.client._json("PATCH", f"/runs/{self.id}", json={"status": status}, retries=0,
-                                          timeout=max(0.5, timeout))
+            self.data = self.client._json(
+                "PATCH",
+                f"/runs/{self.id}",
+                json={"status": status},
+                retries=0,
+                timeout=max(0.5, timeout),
+            )
             return True
         except HubClientError as e:
             if refused_for_good(e):
-                warnings.warn(f"run {self.id}: the hub refused status {status!r}: {e.message}", stacklevel=3)
+                warnings.warn(
+                    f"run {self.id}: the hub refused status {status!r}: {e.message}", stacklevel=3
+                )
                 return False
             reason = e.message
         except Exception as e:  # a timeout or a broken connection: the hub may be hung
             reason = str(e) or type(e).__name__
         layout.write_status(self.spool, status)
-        warnings.warn(f"run {self.id}: could not set status {status!r} ({reason}); it is spooled in {self.spool} "
-                      "and will be sent by `hub sync`", stacklevel=3)
+        warnings.warn(
+            f"run {self.id}: could not set status {status!r} ({reason}); it is spooled in {self.spool} "
+            "and will be sent by `hub sync`",
+            stacklevel=3,
+        )
         return False
 
     def finish(self, status: str = "finished", *, timeout: float = 30.0) -> dict:
@@ -325,18 +364,34 @@ class Run:
         if self._create is not None and not self._created_at_start:
             # Not created yet: the status waits on disk, after the creation and the points.
             layout.write_status(self.spool, status)
-            why = "the hub refused to create it" if self._create_refused else "the hub has not answered since it started"
-            warnings.warn(f"run {self.id} is not created yet ({why}); its creation, points and status {status!r} are "
-                          f"spooled in {self.spool} and will be sent by `hub sync`", stacklevel=2)
+            why = (
+                "the hub refused to create it"
+                if self._create_refused
+                else "the hub has not answered since it started"
+            )
+            warnings.warn(
+                f"run {self.id} is not created yet ({why}); its creation, points and status {status!r} are "
+                f"spooled in {self.spool} and will be sent by `hub sync`",
+                stacklevel=2,
+            )
             status_sent = False
         else:
-            status_sent = self._send_status(status, min(STATUS_TIMEOUT, max(0.5, deadline - time.monotonic())))
+            status_sent = self._send_status(
+                status, min(STATUS_TIMEOUT, max(0.5, deadline - time.monotonic()))
+            )
         if left:
-            msg = (f"run {self.id}: {left} point(s) not yet sent; they are spooled in {self.spool} and will be "
-                   f"sent by `hub sync` or the next start of this run")
+            msg = (
+                f"run {self.id}: {left} point(s) not yet sent; they are spooled in {self.spool} and will be "
+                f"sent by `hub sync` or the next start of this run"
+            )
             warnings.warn(msg, stacklevel=2)
-        return {"pending": left, "sent": self.sent_points, "spool": str(self.spool) if left or not status_sent else None,
-                "status_sent": status_sent, "created": not self.pending_creation}
+        return {
+            "pending": left,
+            "sent": self.sent_points,
+            "spool": str(self.spool) if left or not status_sent else None,
+            "status_sent": status_sent,
+            "created": not self.pending_creation,
+        }
 
     def __enter__(self) -> Run:
         return self
@@ -413,8 +468,11 @@ class Run:
         for k, n in dropped.items():
             if k not in self._warned:
                 self._warned.add(k)
-                warnings.warn(f"run {self.id}: dropped {n} non-finite or non-numeric value(s) of {k!r} "
-                              "(NaN/Inf are not stored)", stacklevel=3)
+                warnings.warn(
+                    f"run {self.id}: dropped {n} non-finite or non-numeric value(s) of {k!r} "
+                    "(NaN/Inf are not stored)",
+                    stacklevel=3,
+                )
 
     def _post(self, body: bytes) -> None:
         post_batch(self.client, self.id, body)
@@ -431,12 +489,20 @@ class Run:
                     return
                 except Exception as e:  # noqa: BLE001 - whatever failed, the batch must not be lost
                     if refused_for_good(e):
-                        log.error("run %s: the hub refused a batch of %d point(s): %s", self.id, points,
-                                  getattr(e, "message", e))
+                        log.error(
+                            "run %s: the hub refused a batch of %d point(s): %s",
+                            self.id,
+                            points,
+                            getattr(e, "message", e),
+                        )
                         return
                     self.online = False
-                    log.warning("run %s: hub unavailable (%s); spooling to %s", self.id,
-                                getattr(e, "message", None) or e, self.spool)
+                    log.warning(
+                        "run %s: hub unavailable (%s); spooling to %s",
+                        self.id,
+                        getattr(e, "message", None) or e,
+                        self.spool,
+                    )
             with self._lock:
                 # finish() spooled it already while this thread was stuck in the POST
                 spooled_by_finish = token not in self._inflight
@@ -462,7 +528,9 @@ class Run:
             try:
                 data = send_creation(self.client, self.spool, create, retries=0)
             except CreationRefused:
-                if self._created_at_start:  # a stale request from an earlier offline start: set it aside
+                if (
+                    self._created_at_start
+                ):  # a stale request from an earlier offline start: set it aside
                     layout.set_aside(self.spool / layout.CREATE_FILE)
                     with self._lock:
                         self._create = None
@@ -480,8 +548,9 @@ class Run:
                 self.data = data
             if notes and data and data.get("notes") != create.get("notes"):
                 try:
-                    self.data = self.client._json("PATCH", f"/runs/{self.id}", json={"notes": create["notes"]},
-                                                  retries=0)
+                    self.data = self.client._json(
+                        "PATCH", f"/runs/{self.id}", json={"notes": create["notes"]}, retries=0
+                    )
                 except Exception as e:  # noqa: BLE001
                     log.error("run %s: could not set the notes: %s", self.id, e)
             creation_done(self.spool)
@@ -499,8 +568,11 @@ class Run:
             self._idle.clear()
             try:
                 probe, self._probe_now = self._probe_now, False
-                if self._create is not None and not self._create_refused and (
-                        probe or time.monotonic() >= next_probe):
+                if (
+                    self._create is not None
+                    and not self._create_refused
+                    and (probe or time.monotonic() >= next_probe)
+                ):
                     if self._try_create():
                         self.online, backoff = True, 1.0
                     else:
@@ -510,8 +582,11 @@ class Run:
                     self.online = False  # no point is posted before the run exists: spool them
                 for token, body, n in self._batches():
                     self._send_or_spool(token, body, n)
-                if self._create is None and (self.online or probe or time.monotonic() >= next_probe) \
-                        and self._spool_files():
+                if (
+                    self._create is None
+                    and (self.online or probe or time.monotonic() >= next_probe)
+                    and self._spool_files()
+                ):
                     if self._replay():
                         self.online, backoff = True, 1.0
                     else:
@@ -540,8 +615,11 @@ def _flush_at_exit() -> None:
             run._stop_sender(deadline + 2)
             left = run.pending()
             if left:
-                print(f"[hub] run {run.id}: {left} point(s) not sent before exit; spooled in {run.spool} "
-                      "(run `hub sync` to send them)", flush=True)
+                print(
+                    f"[hub] run {run.id}: {left} point(s) not sent before exit; spooled in {run.spool} "
+                    "(run `hub sync` to send them)",
+                    flush=True,
+                )
 
 
 def new_run_id() -> str:

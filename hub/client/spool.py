@@ -37,7 +37,11 @@ def refused_for_good(e: BaseException) -> bool:
     conflict (409), or a run that no longer exists (404). Anything else, including 401/403
     (a token can be renewed) and failures that are not answers at all, keeps the data on
     disk for a later try: metrics are dropped only when keeping them cannot help."""
-    return isinstance(e, HubClientError) and not isinstance(e, HubUnreachable) and e.status in (400, 404, 409, 413, 422)
+    return (
+        isinstance(e, HubClientError)
+        and not isinstance(e, HubUnreachable)
+        and e.status in (400, 404, 409, 413, 422)
+    )
 
 
 def create_run(client, create: dict, **kw) -> dict:
@@ -77,14 +81,20 @@ def send_creation(client, run_dir: Path, create: dict | None, **kw) -> dict | No
     run_id = run_dir.name
     try:
         if create is None:
-            raise HubClientError(400, "invalid_spool", f"{run_dir / layout.CREATE_FILE} is not a creation request")
+            raise HubClientError(
+                400, "invalid_spool", f"{run_dir / layout.CREATE_FILE} is not a creation request"
+            )
         return create_run(client, create, **kw)
     except Exception as e:  # noqa: BLE001 - the sender must survive anything
         if is_transient(e):
             log.debug("run %s: not created yet (%s)", run_id, e)
             return None
-        log.error("run %s: the hub refused to create the run: %s; it stays spooled in %s", run_id,
-                  getattr(e, "message", e), run_dir)
+        log.error(
+            "run %s: the hub refused to create the run: %s; it stays spooled in %s",
+            run_id,
+            getattr(e, "message", e),
+            run_dir,
+        )
         raise CreationRefused(e) from e
 
 
@@ -93,8 +103,14 @@ def creation_done(run_dir: Path) -> None:
 
 
 def post_batch(client, run_id: str, body: bytes) -> None:
-    client.request("POST", f"/runs/{run_id}/metrics", content=body, headers={"Content-Type": CONTENT_TYPE},
-                   idempotent=True, retries=0)
+    client.request(
+        "POST",
+        f"/runs/{run_id}/metrics",
+        content=body,
+        headers={"Content-Type": CONTENT_TYPE},
+        idempotent=True,
+        retries=0,
+    )
 
 
 def replay(client, run_id: str, run_dir: Path) -> tuple[bool, int]:

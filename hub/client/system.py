@@ -58,7 +58,9 @@ class SystemSampler:
         last, self._last_machine = self._last_machine, (total - idle, total)
         if last is None or total <= last[1]:
             return {}
-        return {"system/cpu_percent": round(100.0 * (total - idle - last[0]) / (total - last[1]), 2)}
+        return {
+            "system/cpu_percent": round(100.0 * (total - idle - last[0]) / (total - last[1]), 2)
+        }
 
     def _process_cpu(self) -> dict[str, float]:
         text = self._read("self", "stat")
@@ -84,7 +86,9 @@ class SystemSampler:
             if name in ("MemTotal", "MemAvailable") and rest.split():
                 info[name] = float(rest.split()[0])
         if info.get("MemTotal") and "MemAvailable" in info:
-            out["system/memory_percent"] = round(100.0 * (1 - info["MemAvailable"] / info["MemTotal"]), 2)
+            out["system/memory_percent"] = round(
+                100.0 * (1 - info["MemAvailable"] / info["MemTotal"]), 2
+            )
         return out
 
     def _gpus(self) -> dict[str, float]:
@@ -93,7 +97,9 @@ class SystemSampler:
         import subprocess
 
         try:
-            res = subprocess.run([self.nvidia_smi, *self.GPU_QUERY], capture_output=True, text=True, timeout=5)
+            res = subprocess.run(
+                [self.nvidia_smi, *self.GPU_QUERY], capture_output=True, text=True, timeout=5
+            )
         except (OSError, subprocess.SubprocessError):
             self.nvidia_smi = None  # not going to work later either
             return {}

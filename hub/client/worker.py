@@ -49,11 +49,22 @@ class WorkerClient:
     push, runs, branches); the methods here are the worker endpoints (``/jobs/<id>/worker/...``).
     Pass ``sdk`` to wrap an existing client instead of making one."""
 
-    def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 60.0,
-                 retries: int = WORKER_RETRIES, backoff: float = 0.5, sdk: Client | None = None):
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        retries: int = WORKER_RETRIES,
+        backoff: float = 0.5,
+        sdk: Client | None = None,
+    ):
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
-        self.sdk = sdk if sdk is not None else Client(url=url, token=token, timeout=timeout, retries=retries,
-                                                      backoff=backoff)
+        self.sdk = (
+            sdk
+            if sdk is not None
+            else Client(url=url, token=token, timeout=timeout, retries=retries, backoff=backoff)
+        )
 
     @property
     def url(self) -> str:
@@ -62,14 +73,20 @@ class WorkerClient:
     def close(self) -> None:
         self.sdk.close()
 
-    def _call(self, method: str, job_id: str, path: str = "", *, idempotent: bool | None = None, **kw) -> Any:
-        resp = self.sdk.request(method, f"/jobs/{quote(job_id, safe='')}{path}", idempotent=idempotent, **kw)
+    def _call(
+        self, method: str, job_id: str, path: str = "", *, idempotent: bool | None = None, **kw
+    ) -> Any:
+        resp = self.sdk.request(
+            method, f"/jobs/{quote(job_id, safe='')}{path}", idempotent=idempotent, **kw
+        )
         return resp.json() if resp.content else None
 
     def _for_attempt(self, credential: str | None) -> WorkerClient:
         if not credential:  # a hub that hands out none: the same credential goes on
             return self
-        return WorkerClient(self.url, credential, timeout=self.timeout, retries=self.retries, backoff=self.backoff)
+        return WorkerClient(
+            self.url, credential, timeout=self.timeout, retries=self.retries, backoff=self.backoff
+        )
 
     # --- with the service credential -----------------------------------------------------------
 
@@ -81,7 +98,9 @@ class WorkerClient:
         """Take the queued job (queued → running) on ``worker`` with the GPU indices it reserved.
         A job that is not queued any more raises ``job_state_conflict``. Not repeated once the
         request reached the hub (a second start would be a second attempt)."""
-        job = self._call("POST", job_id, "/worker/start", json={"worker": worker, "gpus": list(gpus)})
+        job = self._call(
+            "POST", job_id, "/worker/start", json={"worker": worker, "gpus": list(gpus)}
+        )
         credential = job.pop("credential", None)
         return StartedJob(job=job, client=self._for_attempt(credential))
 
@@ -90,13 +109,26 @@ class WorkerClient:
         never doubles one. Also taken for a queued job (a line saying why it waits)."""
         self._call("POST", job_id, "/worker/logs", json={"lines": lines}, idempotent=True)
 
-    def finish(self, job_id: str, *, status: str, reason: str, summary: dict | None = None, run_id: str | None = None,
-               result_commit: str | None = None, result_branch: str | None = None) -> dict:
+    def finish(
+        self,
+        job_id: str,
+        *,
+        status: str,
+        reason: str,
+        summary: dict | None = None,
+        run_id: str | None = None,
+        result_commit: str | None = None,
+        result_branch: str | None = None,
+    ) -> dict:
         """End the job: ``succeeded``, ``failed`` or ``cancelled`` with a reason a person can act
         on. The service credential may only fail a job that is still queued."""
         body: dict[str, Any] = {"status": status, "reason": reason}
-        for key, value in (("summary", summary), ("run_id", run_id), ("result_commit", result_commit),
-                           ("result_branch", result_branch)):
+        for key, value in (
+            ("summary", summary),
+            ("run_id", run_id),
+            ("result_commit", result_commit),
+            ("result_branch", result_branch),
+        ):
             if value is not None:
                 body[key] = value
         return self._call("POST", job_id, "/worker/finish", json=body, idempotent=True)
@@ -106,22 +138,36 @@ class WorkerClient:
     def heartbeat(self, job_id: str, *, progress: dict, counters: dict) -> dict:
         """Progress and event counters; answers the job's state (``status``,
         ``cancel_requested``), which is how a cancel reaches the worker."""
-        return self._call("POST", job_id, "/worker/heartbeat", json={"progress": progress, "counters": counters})
+        return self._call(
+            "POST", job_id, "/worker/heartbeat", json={"progress": progress, "counters": counters}
+        )
 
     def chunks_missing(self, job_id: str, hashes: list[str]) -> set[str]:
         """Which of these chunks the hub lacks (upload only those)."""
-        return set(self._call("POST", job_id, "/worker/chunks/missing", json={"chunks": hashes},
-                              idempotent=True)["missing"])
+        return set(
+            self._call(
+                "POST", job_id, "/worker/chunks/missing", json={"chunks": hashes}, idempotent=True
+            )["missing"]
+        )
 
     def upload_chunk(self, job_id: str, digest: str, data: bytes) -> None:
         """One chunk's bytes; the hub checks them against ``digest``."""
-        self._call("PUT", job_id, f"/worker/chunks/{digest}", content=data,
-                   headers={"Content-Type": "application/octet-stream"})
+        self._call(
+            "PUT",
+            job_id,
+            f"/worker/chunks/{digest}",
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
 
     def artifact(self, job_id: str, *, path: str, kind: str, chunks: list[tuple[str, int]]) -> dict:
         """Record a file the job produced (its chunks uploaded first) as a job artifact."""
-        return self._call("POST", job_id, "/worker/artifacts",
-                          json={"path": path, "kind": kind, "chunks": [list(c) for c in chunks]})
+        return self._call(
+            "POST",
+            job_id,
+            "/worker/artifacts",
+            json={"path": path, "kind": kind, "chunks": [list(c) for c in chunks]},
+        )
 
     def profile(self, job_id: str, ops: list[dict]) -> dict:
         """A profile job's operator rows (``workers.supervisor.profile_rows``)."""
@@ -134,5 +180,7 @@ class WorkerClient:
 
     def link_run(self, run_id: str, *, commit: str, job_id: str) -> dict:
         """Point the job's run at the commit it produced (``repo@sha``)."""
-        resp = self.sdk.request("PATCH", f"/runs/{quote(run_id, safe='')}", json={"commit": commit, "job_id": job_id})
+        resp = self.sdk.request(
+            "PATCH", f"/runs/{quote(run_id, safe='')}", json={"commit": commit, "job_id": job_id}
+        )
         return resp.json() if resp.content else None

@@ -113,18 +113,28 @@ def store_error(exc: Exception) -> HubError | None:
 
     if isinstance(exc, MetricsStoreUnavailable):
         log.warning("metrics store unavailable: %s", exc)
-        return ServiceUnavailable("The metrics store is unreachable; retry later.",
-                                  code="metrics_store_unavailable", retry_after=exc.retry_after)
+        return ServiceUnavailable(
+            "The metrics store is unreachable; retry later.",
+            code="metrics_store_unavailable",
+            retry_after=exc.retry_after,
+        )
     if isinstance(exc, MetricsStoreError):
         log.error("metrics store error: %s", exc)
-        return ServiceUnavailable(f"The metrics store failed: {exc}; retry later.", code="metrics_store_error")
+        return ServiceUnavailable(
+            f"The metrics store failed: {exc}; retry later.", code="metrics_store_error"
+        )
     if isinstance(exc, RedisUnavailable):
         log.warning("redis unavailable: %s", exc)
-        return ServiceUnavailable("The hub's Redis is unreachable; retry later.", code="redis_unavailable",
-                                  retry_after=exc.retry_after)
+        return ServiceUnavailable(
+            "The hub's Redis is unreachable; retry later.",
+            code="redis_unavailable",
+            retry_after=exc.retry_after,
+        )
     if isinstance(exc, BlobError):
         log.error("blob store error: %s", exc)
-        return StorageCorrupt(f"Stored data failed verification: {exc}. An administrator should restore the blob store.")
+        return StorageCorrupt(
+            f"Stored data failed verification: {exc}. An administrator should restore the blob store."
+        )
     return None
 
 
@@ -148,7 +158,11 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         return Response(error_body("forbidden", str(exc) or "Forbidden."), status=403)
     if isinstance(exc, DjangoValidationError):
         return Response(
-            error_body("validation_error", "Invalid input.", exc.message_dict if hasattr(exc, "error_dict") else exc.messages),
+            error_body(
+                "validation_error",
+                "Invalid input.",
+                exc.message_dict if hasattr(exc, "error_dict") else exc.messages,
+            ),
             status=400,
         )
     if isinstance(exc, drf.APIException):
@@ -180,7 +194,9 @@ class JsonErrorMiddleware:
             and response.status_code == 404
             and "application/json" not in response.get("Content-Type", "")
         ):
-            return JsonResponse(error_body("not_found", f"No such endpoint: {request.path}"), status=404)
+            return JsonResponse(
+                error_body("not_found", f"No such endpoint: {request.path}"), status=404
+            )
         return response
 
     def process_exception(self, request, exception):

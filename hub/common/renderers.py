@@ -19,8 +19,11 @@ _fallback = JSONEncoder()
 
 
 class FastJSONRenderer(JSONRenderer):
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context=None) -> bytes:
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context=None
+    ) -> bytes:
         if data is None:
             return b""
-        return orjson.dumps(data, default=_fallback.default,
-                            option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_UTC_Z)
+        return orjson.dumps(
+            data, default=_fallback.default, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_UTC_Z
+        )

@@ -62,13 +62,21 @@ def validate_ref_name(name: str) -> str:
         if name.startswith("-"):
             problems.append("must not start with '-'")
     if problems:
-        raise InvalidInput(f"Invalid ref name {name!r}: " + "; ".join(problems), code="invalid_ref_name")
+        raise InvalidInput(
+            f"Invalid ref name {name!r}: " + "; ".join(problems), code="invalid_ref_name"
+        )
     if _LOOKS_LIKE_COMMIT.match(name):
-        raise InvalidInput(f"Invalid ref name {name!r}: 7 to 40 hex digits read as a commit id; "
-                           "choose a name with at least one other character.", code="ref_name_looks_like_commit")
+        raise InvalidInput(
+            f"Invalid ref name {name!r}: 7 to 40 hex digits read as a commit id; "
+            "choose a name with at least one other character.",
+            code="ref_name_looks_like_commit",
+        )
     if name.upper() == "HEAD" or name.startswith("refs/"):
-        raise InvalidInput(f"Invalid ref name {name!r}: 'HEAD' and names under 'refs/' are reserved for "
-                           "'refs/heads/<branch>' and 'refs/tags/<tag>'.", code="ref_name_reserved")
+        raise InvalidInput(
+            f"Invalid ref name {name!r}: 'HEAD' and names under 'refs/' are reserved for "
+            "'refs/heads/<branch>' and 'refs/tags/<tag>'.",
+            code="ref_name_reserved",
+        )
     return name
 
 

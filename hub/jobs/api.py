@@ -29,38 +29,67 @@ from hub.tracking import selectors as tracking
 
 def job_out(j: Job, *, detail: bool = False) -> dict:
     out = {
-        "id": j.pk, "project": j.project.full_name, "kind": j.kind, "status": j.status, "reason": j.status_reason,
-        "base": {"repo": j.base_repo, "ref": j.base_ref, "commit": j.base_commit} if j.base_repo else None,
+        "id": j.pk,
+        "project": j.project.full_name,
+        "kind": j.kind,
+        "status": j.status,
+        "reason": j.status_reason,
+        "base": {"repo": j.base_repo, "ref": j.base_ref, "commit": j.base_commit}
+        if j.base_repo
+        else None,
         "target": {"repo": j.target_repo, "branch": j.target_branch} if j.target_repo else None,
-        "resources": j.resources, "queue": j.queue, "created_by": j.created_by.username if j.created_by_id else None,
-        "created_at": j.created_at, "started_at": j.started_at, "ended_at": j.ended_at,
-        "duration_s": ((j.ended_at or timezone.now()) - j.started_at).total_seconds() if j.started_at else None,
-        "progress": j.progress, "run_id": j.run_id or None,
-        "result": {"commit": j.result_commit, "branch": j.result_branch} if j.result_commit else None,
-        "cancel_requested": j.cancel_requested, "attempt": j.attempt, "relaunched_from": j.relaunched_from or None,
+        "resources": j.resources,
+        "queue": j.queue,
+        "created_by": j.created_by.username if j.created_by_id else None,
+        "created_at": j.created_at,
+        "started_at": j.started_at,
+        "ended_at": j.ended_at,
+        "duration_s": ((j.ended_at or timezone.now()) - j.started_at).total_seconds()
+        if j.started_at
+        else None,
+        "progress": j.progress,
+        "run_id": j.run_id or None,
+        "result": {"commit": j.result_commit, "branch": j.result_branch}
+        if j.result_commit
+        else None,
+        "cancel_requested": j.cancel_requested,
+        "attempt": j.attempt,
+        "relaunched_from": j.relaunched_from or None,
     }
     if detail:
         out.update(
-            config=j.config, summary=j.summary, worker=j.worker, gpus=j.gpus, heartbeat_at=j.heartbeat_at,
+            config=j.config,
+            summary=j.summary,
+            worker=j.worker,
+            gpus=j.gpus,
+            heartbeat_at=j.heartbeat_at,
             events={"received": j.events_received, "rejected": j.events_rejected},
-            transitions=[{"from": t.from_status or None, "to": t.to_status, "at": t.at, "reason": t.reason}
-                         for t in j.transitions.all()],
-            artifacts=[{"path": a.path, "kind": a.kind, "size": a.file.size, "oid": a.file_id}
-                       for a in j.artifacts.select_related("file").order_by("path")],
+            transitions=[
+                {"from": t.from_status or None, "to": t.to_status, "at": t.at, "reason": t.reason}
+                for t in j.transitions.all()
+            ],
+            artifacts=[
+                {"path": a.path, "kind": a.kind, "size": a.file.size, "oid": a.file_id}
+                for a in j.artifacts.select_related("file").order_by("path")
+            ],
         )
     return out
 
 
 class SchemaApi(APIView):
-    @extend_schema(summary="The workload's config JSON Schema and defaults for a job kind",
-                   parameters=[OpenApiParameter("kind", str, enum=Job.Kind.values)])
+    @extend_schema(
+        summary="The workload's config JSON Schema and defaults for a job kind",
+        parameters=[OpenApiParameter("kind", str, enum=Job.Kind.values)],
+    )
     def get(self, request):
         from workers.moe.config import config_json_schema, default_config
 
         kind = request.query_params.get("kind", "train")
         if kind not in Job.Kind.values:
             raise InvalidInput(f"Unknown job kind {kind!r}.", code="invalid_kind")
-        return Response({"kind": kind, "schema": config_json_schema(kind), "defaults": default_config(kind)})
+        return Response(
+            {"kind": kind, "schema": config_json_schema(kind), "defaults": default_config(kind)}
+        )
 
 
 class ValidateApi(APIView):
@@ -76,12 +105,22 @@ class JobListCreateApi(APIView):
         project = serializers.CharField(help_text="namespace/project for the job's run")
         kind = serializers.ChoiceField(choices=Job.Kind.values)
         config = serializers.JSONField()
-        base = serializers.CharField(required=False, allow_blank=True, default="", help_text="namespace/repo@ref")
-        target = serializers.CharField(required=False, allow_blank=True, default="", help_text="namespace/repo@branch")
+        base = serializers.CharField(
+            required=False, allow_blank=True, default="", help_text="namespace/repo@ref"
+        )
+        target = serializers.CharField(
+            required=False, allow_blank=True, default="", help_text="namespace/repo@branch"
+        )
         resources = serializers.JSONField(required=False, default=dict)
 
-    @extend_schema(summary="List jobs", parameters=[OpenApiParameter("project", str), OpenApiParameter("status", str),
-                                                     OpenApiParameter("kind", str)])
+    @extend_schema(
+        summary="List jobs",
+        parameters=[
+            OpenApiParameter("project", str),
+            OpenApiParameter("status", str),
+            OpenApiParameter("kind", str),
+        ],
+    )
     def get(self, request):
         project = None
         if request.query_params.get("project"):
@@ -89,13 +128,19 @@ class JobListCreateApi(APIView):
             project = tracking.project_for(request, namespace=ns, name=name)
         elif not request.user.is_authenticated:
             raise NotAuthenticated("Name a project, or sign in.")
-        qs = selectors.jobs_list(project=project, status=request.query_params.get("status"),
-                                 kind=request.query_params.get("kind"))
+        qs = selectors.jobs_list(
+            project=project,
+            status=request.query_params.get("status"),
+            kind=request.query_params.get("kind"),
+        )
         if project is None and not request.user.is_superuser:
             qs = qs.filter(project__namespace__memberships__user=request.user)
         return paginate(self, qs, job_out)
 
-    @extend_schema(request=InputSerializer, summary="Launch a job (the config is validated before anything is queued)")
+    @extend_schema(
+        request=InputSerializer,
+        summary="Launch a job (the config is validated before anything is queued)",
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -108,8 +153,15 @@ class JobListCreateApi(APIView):
         from hub.tracking.services import project_get_or_create
 
         project = project_get_or_create(namespace=namespace, name=name)
-        job = services.job_launch(project=project, user=request.user, kind=d["kind"], config=d["config"],
-                                  base=d["base"], target=d["target"], resources=d["resources"])
+        job = services.job_launch(
+            project=project,
+            user=request.user,
+            kind=d["kind"],
+            config=d["config"],
+            base=d["base"],
+            target=d["target"],
+            resources=d["resources"],
+        )
         return Response(job_out(job, detail=True), status=201)
 
 
@@ -130,7 +182,9 @@ class JobRelaunchApi(APIView):
     @extend_schema(summary="Launch a finished job again with the same config and pinned inputs")
     def post(self, request, job_id):
         job = selectors.job_for(request, job_id=job_id, role=Role.WRITE)
-        return Response(job_out(services.job_relaunch(job=job, user=request.user), detail=True), status=201)
+        return Response(
+            job_out(services.job_relaunch(job=job, user=request.user), detail=True), status=201
+        )
 
 
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
@@ -147,8 +201,10 @@ def _log_time(qp, name: str) -> float | None:
         try:
             dt = datetime.fromisoformat(raw[:-1] + "+00:00" if raw[-1:] in "zZ" else raw)
         except ValueError:
-            raise InvalidInput(f"{name} is epoch seconds or an ISO 8601 time, not {raw[:40]!r}.",
-                               code="invalid_log_filter") from None
+            raise InvalidInput(
+                f"{name} is epoch seconds or an ISO 8601 time, not {raw[:40]!r}.",
+                code="invalid_log_filter",
+            ) from None
         value = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
     if not math.isfinite(value):
         raise InvalidInput(f"{name} must be a finite time.", code="invalid_log_filter")
@@ -162,8 +218,11 @@ def log_filters(qp) -> dict:
         streams = sorted({s.strip() for s in qp["stream"].split(",") if s.strip()})
         bad = [s for s in streams if not _STREAM_NAME.fullmatch(s)]
         if not streams or bad or len(streams) > 16:
-            raise InvalidInput("stream is a comma list of up to 16 stream names (letters, digits, _ . -), "
-                               "e.g. stream=stdout,stderr.", code="invalid_log_filter")
+            raise InvalidInput(
+                "stream is a comma list of up to 16 stream names (letters, digits, _ . -), "
+                "e.g. stream=stdout,stderr.",
+                code="invalid_log_filter",
+            )
     since, until = _log_time(qp, "since"), _log_time(qp, "until")
     if since is not None and until is not None and since > until:
         raise InvalidInput("since is after until.", code="invalid_log_filter")
@@ -171,16 +230,28 @@ def log_filters(qp) -> dict:
 
 
 _LOG_FILTER_PARAMS = [
-    OpenApiParameter("stream", str, description="Only these streams, a comma list: stdout,stderr,supervisor"),
-    OpenApiParameter("since", str, description="Lines at or after this time: epoch seconds or ISO 8601"),
-    OpenApiParameter("until", str, description="Lines at or before this time: epoch seconds or ISO 8601"),
+    OpenApiParameter(
+        "stream", str, description="Only these streams, a comma list: stdout,stderr,supervisor"
+    ),
+    OpenApiParameter(
+        "since", str, description="Lines at or after this time: epoch seconds or ISO 8601"
+    ),
+    OpenApiParameter(
+        "until", str, description="Lines at or before this time: epoch seconds or ISO 8601"
+    ),
 ]
 
 
 class JobLogsApi(APIView):
-    @extend_schema(summary="Log lines (after_seq for paging, tail=N for the last N; stream, since, until filter)",
-                   parameters=[OpenApiParameter("after_seq", int), OpenApiParameter("tail", int),
-                               OpenApiParameter("limit", int), *_LOG_FILTER_PARAMS])
+    @extend_schema(
+        summary="Log lines (after_seq for paging, tail=N for the last N; stream, since, until filter)",
+        parameters=[
+            OpenApiParameter("after_seq", int),
+            OpenApiParameter("tail", int),
+            OpenApiParameter("limit", int),
+            *_LOG_FILTER_PARAMS,
+        ],
+    )
     def get(self, request, job_id):
         job = selectors.job_for(request, job_id=job_id)
         qp = request.query_params
@@ -189,7 +260,9 @@ class JobLogsApi(APIView):
             tail = int(qp["tail"]) if qp.get("tail") else None
             limit = min(10_000, int(qp.get("limit", 1000)))
         except ValueError as e:
-            raise InvalidInput("after_seq, tail and limit are integers.", code="invalid_page") from e
+            raise InvalidInput(
+                "after_seq, tail and limit are integers.", code="invalid_page"
+            ) from e
         filters = log_filters(qp)
         lines = selectors.job_logs(job=job, after_seq=after, limit=limit, tail=tail, **filters)
         return Response({"lines": lines, "status": job.status})
@@ -209,8 +282,10 @@ class _EventStreamRenderer(BaseRenderer):
 class JobLogStreamApi(APIView):
     renderer_classes = [JSONRenderer, _EventStreamRenderer]
 
-    @extend_schema(summary="Follow the logs as Server-Sent Events (ends when the job ends)",
-                   parameters=[OpenApiParameter("after_seq", int), *_LOG_FILTER_PARAMS])
+    @extend_schema(
+        summary="Follow the logs as Server-Sent Events (ends when the job ends)",
+        parameters=[OpenApiParameter("after_seq", int), *_LOG_FILTER_PARAMS],
+    )
     def get(self, request, job_id):
         job = selectors.job_for(request, job_id=job_id)
         filters = log_filters(request.query_params)
@@ -219,10 +294,14 @@ class JobLogStreamApi(APIView):
         try:
             last = [int(after) if after not in (None, "") else -1]
         except ValueError as e:
-            raise InvalidInput("after_seq (or Last-Event-ID) must be an integer.", code="invalid_page") from e
+            raise InvalidInput(
+                "after_seq (or Last-Event-ID) must be an integer.", code="invalid_page"
+            ) from e
 
         def page():
-            return selectors.job_logs(job=job, after_seq=last[0] if last[0] >= 0 else None, limit=1000, **filters)
+            return selectors.job_logs(
+                job=job, after_seq=last[0] if last[0] >= 0 else None, limit=1000, **filters
+            )
 
         # The first page is read before the response starts, so a store outage is a 503 (from
         # the one exception handler) rather than a 200 cut short; later it can only cut the
@@ -254,7 +333,9 @@ class JobLogStreamApi(APIView):
 
 
 class JobArtifactDownloadApi(APIView):
-    @extend_schema(summary="Download a job artifact (profile trace, folded stacks, eval results...)")
+    @extend_schema(
+        summary="Download a job artifact (profile trace, folded stacks, eval results...)"
+    )
     def get(self, request, job_id, path):
         from hub.registry.selectors import file_iter
 
@@ -264,7 +345,9 @@ class JobArtifactDownloadApi(APIView):
             from hub.common.errors import NotFound
 
             raise NotFound(f"Job {job_id} has no artifact {path}.", code="artifact_not_found")
-        resp = StreamingHttpResponse(file_iter(file=art.file), content_type="application/octet-stream")
+        resp = StreamingHttpResponse(
+            file_iter(file=art.file), content_type="application/octet-stream"
+        )
         resp["Content-Length"] = str(art.file.size)
         resp["Content-Disposition"] = f'attachment; filename="{path.rsplit("/", 1)[-1]}"'
         resp["ETag"] = f'"{art.file_id}"'
@@ -278,8 +361,13 @@ class ProfileApi(APIView):
 
 
 class ProfileCompareApi(APIView):
-    @extend_schema(summary="Compare two profiles (e.g. of two commits) operator by operator",
-                   parameters=[OpenApiParameter("a", str, required=True), OpenApiParameter("b", str, required=True)])
+    @extend_schema(
+        summary="Compare two profiles (e.g. of two commits) operator by operator",
+        parameters=[
+            OpenApiParameter("a", str, required=True),
+            OpenApiParameter("b", str, required=True),
+        ],
+    )
     def get(self, request):
         a = selectors.job_for(request, job_id=request.query_params.get("a", ""))
         b = selectors.job_for(request, job_id=request.query_params.get("b", ""))
@@ -295,13 +383,15 @@ def _attempt(request) -> bool:
     return getattr(request.auth, "kind", None) == "attempt"
 
 
-
 class WorkerStartApi(APIView):
     @extend_schema(summary="(worker) Take a queued job: queued → running")
     def post(self, request, job_id):
         job = selectors.job_for_worker(request, job_id=job_id, action="claim")
-        job, credential = services.job_start(job_id=job.pk, worker=str(request.data.get("worker", ""))[:200],
-                                             gpus=[int(g) for g in request.data.get("gpus", [])])
+        job, credential = services.job_start(
+            job_id=job.pk,
+            worker=str(request.data.get("worker", ""))[:200],
+            gpus=[int(g) for g in request.data.get("gpus", [])],
+        )
         # The attempt's own credential, shown once: every later worker call of this attempt uses it.
         return Response({**job_out(job, detail=True), "credential": credential})
 
@@ -310,18 +400,23 @@ class WorkerHeartbeatApi(APIView):
     @extend_schema(summary="(worker) Heartbeat with progress; answers whether to cancel")
     def post(self, request, job_id):
         job = selectors.job_for_worker(request, job_id=job_id)
-        job = services.job_heartbeat(job=job, progress=request.data.get("progress"),
-                                     counters=request.data.get("counters"))
+        job = services.job_heartbeat(
+            job=job, progress=request.data.get("progress"), counters=request.data.get("counters")
+        )
         return Response({"status": job.status, "cancel_requested": job.cancel_requested})
 
 
 class WorkerLogsApi(APIView):
     @extend_schema(summary="(worker) Append log lines [seq, time, stream, text]")
     def post(self, request, job_id):
-        job = selectors.job_for_worker(request, job_id=job_id, action="report" if _attempt(request) else "unstarted")
+        job = selectors.job_for_worker(
+            request, job_id=job_id, action="report" if _attempt(request) else "unstarted"
+        )
         lines = request.data.get("lines")
         if not isinstance(lines, list) or len(lines) > 50_000:
-            raise InvalidInput("'lines' must be a list of at most 50000 lines.", code="invalid_log_line")
+            raise InvalidInput(
+                "'lines' must be a list of at most 50000 lines.", code="invalid_log_line"
+            )
         return Response({"accepted": services.job_logs_ingest(job=job, lines=lines)})
 
 
@@ -329,7 +424,9 @@ class WorkerChunksMissingApi(APIView):
     @extend_schema(summary="(worker) Which artifact chunks must be uploaded")
     def post(self, request, job_id):
         selectors.job_for_worker(request, job_id=job_id)
-        return Response({"missing": registry.chunks_missing(hashes=request.data.get("chunks") or [])})
+        return Response(
+            {"missing": registry.chunks_missing(hashes=request.data.get("chunks") or [])}
+        )
 
 
 class WorkerChunkUploadApi(APIView):
@@ -343,15 +440,21 @@ class WorkerChunkUploadApi(APIView):
 
         selectors.job_for_worker(request, job_id=job_id)
         size, created = registry.chunk_upload(digest=digest, parts=_body_parts(request._request))
-        return Response({"hash": digest, "size": size, "created": created}, status=201 if created else 200)
+        return Response(
+            {"hash": digest, "size": size, "created": created}, status=201 if created else 200
+        )
 
 
 class WorkerArtifactApi(APIView):
     @extend_schema(summary="(worker) Register an artifact file from uploaded chunks")
     def post(self, request, job_id):
         job = selectors.job_for_worker(request, job_id=job_id)
-        art = services.job_artifact_add(job=job, path=request.data.get("path"), kind=str(request.data.get("kind", ""))[:32],
-                                        chunks=request.data.get("chunks"))
+        art = services.job_artifact_add(
+            job=job,
+            path=request.data.get("path"),
+            kind=str(request.data.get("kind", ""))[:32],
+            chunks=request.data.get("chunks"),
+        )
         return Response({"path": art.path, "oid": art.file_id, "size": art.file.size}, status=201)
 
 
@@ -359,23 +462,36 @@ class WorkerProfileApi(APIView):
     @extend_schema(summary="(worker) Store a profile's operator rows in ClickHouse")
     def post(self, request, job_id):
         job = selectors.job_for_worker(request, job_id=job_id)
-        return Response({"accepted": services.job_profile_ops(job=job, rows=request.data.get("ops"))})
+        return Response(
+            {"accepted": services.job_profile_ops(job=job, rows=request.data.get("ops"))}
+        )
 
 
 class WorkerFinishApi(APIView):
-    @extend_schema(summary="(worker) running → succeeded | failed | cancelled, with results and lineage")
+    @extend_schema(
+        summary="(worker) running → succeeded | failed | cancelled, with results and lineage"
+    )
     def post(self, request, job_id):
         d = request.data
         # The service credential may fail a job it could not start (still queued), nothing more.
         unstarted = not _attempt(request)
-        job = selectors.job_for_worker(request, job_id=job_id, action="unstarted" if unstarted else "report")
+        job = selectors.job_for_worker(
+            request, job_id=job_id, action="unstarted" if unstarted else "report"
+        )
         if unstarted and d.get("status") != Job.Status.FAILED:
-            raise Forbidden("The workers' service credential can only fail a job it could not start.",
-                            code="not_a_worker")
-        job = services.job_finish(job=job, status=d.get("status"), reason=str(d.get("reason", ""))[:10_000],
-                                  summary=d.get("summary") if isinstance(d.get("summary"), dict) else None,
-                                  result_commit=str(d.get("result_commit") or ""),
-                                  result_branch=str(d.get("result_branch") or ""), run_id=str(d.get("run_id") or ""))
+            raise Forbidden(
+                "The workers' service credential can only fail a job it could not start.",
+                code="not_a_worker",
+            )
+        job = services.job_finish(
+            job=job,
+            status=d.get("status"),
+            reason=str(d.get("reason", ""))[:10_000],
+            summary=d.get("summary") if isinstance(d.get("summary"), dict) else None,
+            result_commit=str(d.get("result_commit") or ""),
+            result_branch=str(d.get("result_branch") or ""),
+            run_id=str(d.get("run_id") or ""),
+        )
         return Response(job_out(job, detail=True))
 
 
@@ -383,6 +499,10 @@ class WorkerRequeueApi(APIView):
     @extend_schema(summary="(worker) running → queued after an infrastructure failure (retried)")
     def post(self, request, job_id):
         job = selectors.job_for_worker(request, job_id=job_id)
-        job = services.job_transition(job_id=job.pk, to=Job.Status.QUEUED, expect=Job.Status.RUNNING,
-                                      reason=str(request.data.get("reason", "infrastructure failure; retrying"))[:2000])
+        job = services.job_transition(
+            job_id=job.pk,
+            to=Job.Status.QUEUED,
+            expect=Job.Status.RUNNING,
+            reason=str(request.data.get("reason", "infrastructure failure; retrying"))[:2000],
+        )
         return Response(job_out(job))

@@ -39,10 +39,14 @@ class Job(models.Model):
     target_branch = models.CharField(max_length=255, blank=True, default="")
     resources = models.JSONField(default=dict)  # {gpus, cpus, memory_mb, time_limit_s}
     queue = models.CharField(max_length=16, default="cpu")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
     status_reason = models.TextField(blank=True, default="")
     cancel_requested = models.BooleanField(default=False)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)

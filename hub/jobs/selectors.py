@@ -19,9 +19,13 @@ def job_for(request, *, job_id: str, role: str = Role.READ) -> Job:
         raise NotFound(f"Job {job_id} not found.", code="job_not_found")
     cred = _worker_credential(request)
     if cred is not None and cred.kind == cred.Kind.SERVICE and role == Role.READ:
-        return job  # a worker reads what it is about to claim (its resources: which GPUs to reserve)
+        return (
+            job  # a worker reads what it is about to claim (its resources: which GPUs to reserve)
+        )
     try:
-        tracking.project_for(request, namespace=job.project.namespace.name, name=job.project.name, role=role)
+        tracking.project_for(
+            request, namespace=job.project.namespace.name, name=job.project.name, role=role
+        )
     except NotFound:
         raise NotFound(f"Job {job_id} not found.", code="job_not_found") from None
     return job
@@ -49,27 +53,40 @@ def job_for_worker(request, *, job_id: str, action: str = "report") -> Job:
     if cred is None:
         if not request.user.is_authenticated:
             raise NotAuthenticated("A worker credential is required.")
-        raise Forbidden("Only a job's worker may call its worker endpoints; user tokens do not work here.",
-                        code="not_a_worker")
+        raise Forbidden(
+            "Only a job's worker may call its worker endpoints; user tokens do not work here.",
+            code="not_a_worker",
+        )
     job = Job.objects.select_related("project__namespace").filter(pk=job_id).first()
     if cred.kind == WorkerCredential.Kind.SERVICE:
         if action not in ("claim", "unstarted"):
-            raise Forbidden("The workers' service credential only claims jobs: use the credential "
-                            "/worker/start returned.", code="not_a_worker")
+            raise Forbidden(
+                "The workers' service credential only claims jobs: use the credential "
+                "/worker/start returned.",
+                code="not_a_worker",
+            )
         if job is None:
             raise NotFound(f"Job {job_id} not found.", code="job_not_found")
         if action == "unstarted" and job.status == Job.Status.RUNNING:
-            raise Forbidden(f"Job {job_id} runs: only its attempt's credential reports for it.", code="not_a_worker")
+            raise Forbidden(
+                f"Job {job_id} runs: only its attempt's credential reports for it.",
+                code="not_a_worker",
+            )
         if action == "unstarted" and job.status != Job.Status.QUEUED:
-            raise Conflict(f"Job {job_id} is {job.status}, not queued.", code="job_state_conflict",
-                           details={"status": job.status})
+            raise Conflict(
+                f"Job {job_id} is {job.status}, not queued.",
+                code="job_state_conflict",
+                details={"status": job.status},
+            )
         return job
     if cred.job_id != job_id or action == "claim":
         raise Forbidden(f"This credential belongs to job {cred.job_id}.", code="not_a_worker")
     if job is None:
         raise NotFound(f"Job {job_id} not found.", code="job_not_found")
     if job.attempt != cred.attempt or job.status != Job.Status.RUNNING:
-        raise NotAuthenticated(f"This credential's attempt of job {job_id} ended.", code="job_credential_revoked")
+        raise NotAuthenticated(
+            f"This credential's attempt of job {job_id} ended.", code="job_credential_revoked"
+        )
     return job
 
 
@@ -84,9 +101,16 @@ def jobs_list(*, project=None, user=None, status: str | None = None, kind: str |
     return qs
 
 
-def job_logs(*, job: Job, after_seq: int | None = None, limit: int = 1000, tail: int | None = None,
-             streams: Sequence[str] | None = None, time_min: float | None = None,
-             time_max: float | None = None) -> list[dict]:
+def job_logs(
+    *,
+    job: Job,
+    after_seq: int | None = None,
+    limit: int = 1000,
+    tail: int | None = None,
+    streams: Sequence[str] | None = None,
+    time_min: float | None = None,
+    time_max: float | None = None,
+) -> list[dict]:
     """A job's log lines in ``seq`` order: after ``after_seq`` (at most ``limit``), or the last
     ``tail``; only the given ``streams`` and times in ``[time_min, time_max]`` when set."""
     from hub.stores.metrics import get_metrics_store
@@ -100,16 +124,28 @@ def job_logs(*, job: Job, after_seq: int | None = None, limit: int = 1000, tail:
         kept: deque = deque(maxlen=tail)
         cursor = None
         while True:
-            page = store.log_lines(job.pk, after_seq=cursor, limit=10_000, streams=streams,
-                                   time_min=time_min, time_max=time_max)
+            page = store.log_lines(
+                job.pk,
+                after_seq=cursor,
+                limit=10_000,
+                streams=streams,
+                time_min=time_min,
+                time_max=time_max,
+            )
             kept.extend(page)
             if len(page) < 10_000:
                 break
             cursor = page[-1].seq
         lines = list(kept)
     else:
-        lines = store.log_lines(job.pk, after_seq=after_seq, limit=limit, streams=streams,
-                                time_min=time_min, time_max=time_max)
+        lines = store.log_lines(
+            job.pk,
+            after_seq=after_seq,
+            limit=limit,
+            streams=streams,
+            time_min=time_min,
+            time_max=time_max,
+        )
     return [line._asdict() for line in lines]
 
 
@@ -117,7 +153,11 @@ def profile_ops(*, job: Job) -> dict:
     """A profile job's operator table: its top operators by self time."""
     from hub.stores.metrics import get_metrics_store
 
-    return {"job": job.pk, "commit": job.base_commit, "ops": get_metrics_store().profile_ops([job.pk])[job.pk]}
+    return {
+        "job": job.pk,
+        "commit": job.base_commit,
+        "ops": get_metrics_store().profile_ops([job.pk])[job.pk],
+    }
 
 
 def profile_compare(*, a: Job, b: Job, limit: int = 100) -> dict:
@@ -130,11 +170,23 @@ def profile_compare(*, a: Job, b: Job, limit: int = 100) -> dict:
     rows = []
     for op in set(ta) | set(tb):
         ra, rb = ta.get(op), tb.get(op)
-        rows.append({"op": op, "a": ra, "b": rb,
-                     "self_us_ratio": (rb["self_us"] / ra["self_us"]) if ra and rb and ra["self_us"] else None})
-    rows.sort(key=lambda r: -max((r["a"] or {}).get("self_us", 0), (r["b"] or {}).get("self_us", 0)))
+        rows.append(
+            {
+                "op": op,
+                "a": ra,
+                "b": rb,
+                "self_us_ratio": (rb["self_us"] / ra["self_us"])
+                if ra and rb and ra["self_us"]
+                else None,
+            }
+        )
+    rows.sort(
+        key=lambda r: -max((r["a"] or {}).get("self_us", 0), (r["b"] or {}).get("self_us", 0))
+    )
     total_a = sum(r["self_us"] for r in ops[a.pk])
     total_b = sum(r["self_us"] for r in ops[b.pk])
-    return {"a": {"job": a.pk, "commit": a.base_commit, "total_self_us": total_a},
-            "b": {"job": b.pk, "commit": b.base_commit, "total_self_us": total_b},
-            "ops": rows[:limit]}
+    return {
+        "a": {"job": a.pk, "commit": a.base_commit, "total_self_us": total_a},
+        "b": {"job": b.pk, "commit": b.base_commit, "total_self_us": total_b},
+        "ops": rows[:limit],
+    }

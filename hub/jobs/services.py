@@ -24,8 +24,13 @@ RUN_JOB_TASK = "workers.tasks.run_job"
 
 ALLOWED = {
     Job.Status.QUEUED: {Job.Status.RUNNING, Job.Status.CANCELLED, Job.Status.FAILED},
-    Job.Status.RUNNING: {Job.Status.SUCCEEDED, Job.Status.FAILED, Job.Status.CANCELLED, Job.Status.LOST,
-                         Job.Status.QUEUED},
+    Job.Status.RUNNING: {
+        Job.Status.SUCCEEDED,
+        Job.Status.FAILED,
+        Job.Status.CANCELLED,
+        Job.Status.LOST,
+        Job.Status.QUEUED,
+    },
 }
 
 
@@ -39,14 +44,22 @@ def validate_job_config(kind: str, config) -> Config:
     from workers.moe.config import validate_config
 
     if kind not in Job.Kind.values:
-        raise InvalidInput(f"Unknown job kind {kind!r}; use {', '.join(Job.Kind.values)}.", code="invalid_kind")
+        raise InvalidInput(
+            f"Unknown job kind {kind!r}; use {', '.join(Job.Kind.values)}.", code="invalid_kind"
+        )
     if not isinstance(config, dict):
-        raise InvalidInput("'config' must be a JSON object.", code="invalid_config",
-                           details={"errors": [{"path": "", "message": "must be an object"}]})
+        raise InvalidInput(
+            "'config' must be a JSON object.",
+            code="invalid_config",
+            details={"errors": [{"path": "", "message": "must be an object"}]},
+        )
     cfg, errors = validate_config(kind, config)
     if errors:
-        raise InvalidInput(f"The {kind} config has {len(errors)} problem(s).", code="invalid_config",
-                           details={"errors": errors})
+        raise InvalidInput(
+            f"The {kind} config has {len(errors)} problem(s).",
+            code="invalid_config",
+            details={"errors": errors},
+        )
     return cfg
 
 
@@ -54,7 +67,9 @@ def _resources(raw) -> dict:
     """The launcher's resource requests by the shared rule (:mod:`hub.shared.resources`, which
     the supervisor reads them by), with this deployment's disk quota default and maximum."""
     try:
-        return check_resources(raw, disk_mb=settings.HUB_JOB_DISK_MB, max_disk_mb=settings.HUB_JOB_MAX_DISK_MB)
+        return check_resources(
+            raw, disk_mb=settings.HUB_JOB_DISK_MB, max_disk_mb=settings.HUB_JOB_MAX_DISK_MB
+        )
     except ResourcesRefused as e:
         raise InvalidInput(e.message, code=e.code, details=e.details) from None
 
@@ -69,22 +84,40 @@ def _check_device(cfg: Config, res: dict) -> None:
     rt = cfg.runtime
     problems = []
     if rt.device == "cuda":
-        problems.append({"path": "runtime.device",
-                         "message": "cuda needs a GPU: launch with resources.gpus ≥ 1, or use device=auto or cpu"})
+        problems.append(
+            {
+                "path": "runtime.device",
+                "message": "cuda needs a GPU: launch with resources.gpus ≥ 1, or use device=auto or cpu",
+            }
+        )
     fp16 = fp16_needs_cuda(rt, no_cuda="the job asks for no GPU (resources.gpus = 0)")
     if fp16:
         problems.append({"path": "runtime.dtype", "message": fp16})
     if problems:
-        raise InvalidInput(f"The {cfg.kind} config needs CUDA but the job asks for no GPU.", code="invalid_config",
-                           details={"errors": problems})
+        raise InvalidInput(
+            f"The {cfg.kind} config needs CUDA but the job asks for no GPU.",
+            code="invalid_config",
+            details={"errors": problems},
+        )
 
 
 def _record(job: Job, from_status: str, to_status: str, reason: str) -> None:
-    JobTransition.objects.create(job=job, from_status=from_status, to_status=to_status, reason=reason)
+    JobTransition.objects.create(
+        job=job, from_status=from_status, to_status=to_status, reason=reason
+    )
 
 
-def job_launch(*, project, user, kind: str, config: dict, base: str = "", target: str = "", resources=None,
-               relaunched_from: str = "") -> Job:
+def job_launch(
+    *,
+    project,
+    user,
+    kind: str,
+    config: dict,
+    base: str = "",
+    target: str = "",
+    resources=None,
+    relaunched_from: str = "",
+) -> Job:
     """Validate everything, pin the base model to a commit id, queue the job.
 
     ``base`` and ``target`` are ``namespace/repo@ref`` and ``namespace/repo@branch``."""
@@ -103,7 +136,9 @@ def job_launch(*, project, user, kind: str, config: dict, base: str = "", target
             raise NotFound(f"Repo {base_repo} not found.", code="repo_not_found")
         base_commit = registry.resolve(repo=repo, ref=base_ref or repo.default_branch).sha
     elif kind in (Job.Kind.EVALUATE, Job.Kind.PROFILE, Job.Kind.FINETUNE):
-        raise InvalidInput(f"A {kind} job needs a base model: base='namespace/repo@ref'.", code="base_required")
+        raise InvalidInput(
+            f"A {kind} job needs a base model: base='namespace/repo@ref'.", code="base_required"
+        )
     target_repo, _, target_branch = (target or "").partition("@")
     if target_repo:
         from hub.accounts.models import Role
@@ -113,7 +148,9 @@ def job_launch(*, project, user, kind: str, config: dict, base: str = "", target
         ns, _, name = target_repo.partition("/")
         repo = registry.repo_get(namespace=ns, name=name)
         role = accounts.role_in(user=user, namespace=repo.namespace)
-        if repo.private and role is None:  # exactly as if it did not exist: its existence is private too
+        if (
+            repo.private and role is None
+        ):  # exactly as if it did not exist: its existence is private too
             raise NotFound(f"Repo {ns}/{name} not found.", code="repo_not_found")
         if (role or "") not in (Role.WRITE, Role.ADMIN):
             raise Forbidden(f"You cannot write to {target_repo}.", code="target_forbidden")
@@ -132,8 +169,10 @@ def job_launch(*, project, user, kind: str, config: dict, base: str = "", target
                 raise InvalidInput(
                     f"Branch {target_branch!r} does not exist in {target_repo}. Create it first "
                     f"(hub branch create {target_repo} {target_branch}), or launch from a base in {target_repo}: "
-                    "the branch is then created at the base commit.", code="target_branch_not_found",
-                    details={"repo": target_repo, "branch": target_branch}) from None
+                    "the branch is then created at the base commit.",
+                    code="target_branch_not_found",
+                    details={"repo": target_repo, "branch": target_branch},
+                ) from None
     queue = "gpu" if res["gpus"] > 0 else "cpu"
     if queue == "gpu":
         from hub.jobs.presence import workers_online
@@ -142,14 +181,31 @@ def job_launch(*, project, user, kind: str, config: dict, base: str = "", target
             raise ServiceUnavailable(
                 f"This job asks for {res['gpus']} GPU(s) but no GPU worker is online; it would wait forever. "
                 "Start a GPU worker (celery -A hub.celery_app worker -Q gpu) or launch with gpus=0.",
-                code="no_gpu_worker", retry_after=30)
+                code="no_gpu_worker",
+                retry_after=30,
+            )
     with transaction.atomic():
         job = Job.objects.create(
-            id=secrets.token_hex(6), project=project, kind=kind, config=config, base_repo=base_repo,
-            base_ref=base_ref, base_commit=base_commit, target_repo=target_repo, target_branch=target_branch,
-            resources=res, queue=queue, created_by=user, relaunched_from=relaunched_from,
+            id=secrets.token_hex(6),
+            project=project,
+            kind=kind,
+            config=config,
+            base_repo=base_repo,
+            base_ref=base_ref,
+            base_commit=base_commit,
+            target_repo=target_repo,
+            target_branch=target_branch,
+            resources=res,
+            queue=queue,
+            created_by=user,
+            relaunched_from=relaunched_from,
         )
-        _record(job, "", Job.Status.QUEUED, "launched" + (f" again from {relaunched_from}" if relaunched_from else ""))
+        _record(
+            job,
+            "",
+            Job.Status.QUEUED,
+            "launched" + (f" again from {relaunched_from}" if relaunched_from else ""),
+        )
         transaction.on_commit(lambda: _enqueue(job))
     return job
 
@@ -163,10 +219,14 @@ def _enqueue(job: Job) -> None:
         app.send_task(RUN_JOB_TASK, args=[job.pk], queue=job.queue, retry=False)
     except Exception as e:  # the broker is down: the job cannot run, say so
         log.exception("could not queue job %s", job.pk)
-        job_transition(job_id=job.pk, to=Job.Status.FAILED, reason=f"could not reach the job queue: {e}")
+        job_transition(
+            job_id=job.pk, to=Job.Status.FAILED, reason=f"could not reach the job queue: {e}"
+        )
 
 
-def job_transition(*, job_id: str, to: str, reason: str = "", expect: str | None = None, **fields) -> Job:
+def job_transition(
+    *, job_id: str, to: str, reason: str = "", expect: str | None = None, **fields
+) -> Job:
     """Move a job to ``to`` if that move is allowed from its current state (and, with
     ``expect``, only from that state) — a compare-and-swap on the status column."""
     with transaction.atomic():
@@ -175,11 +235,17 @@ def job_transition(*, job_id: str, to: str, reason: str = "", expect: str | None
             raise NotFound(f"Job {job_id} not found.", code="job_not_found")
         current = job.status
         if expect is not None and current != expect:
-            raise Conflict(f"Job {job_id} is {current}, not {expect}.", code="job_state_conflict",
-                           details={"status": current})
+            raise Conflict(
+                f"Job {job_id} is {current}, not {expect}.",
+                code="job_state_conflict",
+                details={"status": current},
+            )
         if to not in ALLOWED.get(current, set()):
-            raise Conflict(f"Job {job_id} cannot go from {current} to {to}.", code="job_state_conflict",
-                           details={"status": current})
+            raise Conflict(
+                f"Job {job_id} cannot go from {current} to {to}.",
+                code="job_state_conflict",
+                details={"status": current},
+            )
         now = timezone.now()
         job.status = to
         job.status_reason = reason
@@ -193,7 +259,9 @@ def job_transition(*, job_id: str, to: str, reason: str = "", expect: str | None
             setattr(job, k, v)
         job.save()
         _record(job, current, to, reason)
-        if current == Job.Status.RUNNING:  # the attempt ended (finish, requeue, lost, cancel): so does its credential
+        if (
+            current == Job.Status.RUNNING
+        ):  # the attempt ended (finish, requeue, lost, cancel): so does its credential
             from hub.accounts.services import job_credentials_revoke
 
             job_credentials_revoke(job_id=job.pk)
@@ -210,11 +278,17 @@ def _attempt_rules(job: Job) -> list:
         rules.append([["GET", "HEAD"], f"/api/v1/repos/{job.base_repo}", True])
     if job.target_repo:
         t = f"/api/v1/repos/{job.target_repo}"
-        rules += [[["GET", "HEAD"], t, True], [["POST"], f"{t}/branches", False],
-                  [["POST"], f"{t}/chunks/missing", False], [["PUT"], f"{t}/chunks/*", False],
-                  [["POST"], f"{t}/commits", False]]
+        rules += [
+            [["GET", "HEAD"], t, True],
+            [["POST"], f"{t}/branches", False],
+            [["POST"], f"{t}/chunks/missing", False],
+            [["PUT"], f"{t}/chunks/*", False],
+            [["POST"], f"{t}/commits", False],
+        ]
     project = job.project
-    rules.append([["GET", "POST"], f"/api/v1/projects/{project.namespace.name}/{project.name}/runs", False])
+    rules.append(
+        [["GET", "POST"], f"/api/v1/projects/{project.namespace.name}/{project.name}/runs", False]
+    )
     rules.append([["GET", "POST", "PATCH"], f"/api/v1/runs/job{job.pk}a{job.attempt}", True])
     return rules
 
@@ -226,12 +300,26 @@ def job_start(*, job_id: str, worker: str, gpus: list[int]) -> tuple[Job, str]:
     from hub.accounts.services import job_credential_issue
 
     with transaction.atomic():
-        job = job_transition(job_id=job_id, to=Job.Status.RUNNING, expect=Job.Status.QUEUED,
-                             reason=f"started on {worker or '?'}", worker=worker, gpus=gpus)
+        job = job_transition(
+            job_id=job_id,
+            to=Job.Status.RUNNING,
+            expect=Job.Status.QUEUED,
+            reason=f"started on {worker or '?'}",
+            worker=worker,
+            gpus=gpus,
+        )
         job = Job.objects.select_related("project__namespace", "created_by").get(pk=job.pk)
-        ttl = float((job.resources or {}).get("time_limit_s", 3600)) + settings.HUB_JOB_CREDENTIAL_MARGIN_S
-        secret = job_credential_issue(job_id=job.pk, attempt=job.attempt, acts_as=job.created_by,
-                                      rules=_attempt_rules(job), ttl_s=ttl)
+        ttl = (
+            float((job.resources or {}).get("time_limit_s", 3600))
+            + settings.HUB_JOB_CREDENTIAL_MARGIN_S
+        )
+        secret = job_credential_issue(
+            job_id=job.pk,
+            attempt=job.attempt,
+            acts_as=job.created_by,
+            rules=_attempt_rules(job),
+            ttl_s=ttl,
+        )
     return job, secret
 
 
@@ -276,10 +364,16 @@ def jobs_reap_lost(*, older_than_s: int | None = None) -> list[str]:
     older_than_s = settings.HUB_JOB_LOST_AFTER_S if older_than_s is None else older_than_s
     cutoff = timezone.now() - timedelta(seconds=older_than_s)
     lost = []
-    for job_id in Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True):
+    for job_id in Job.objects.filter(
+        status=Job.Status.RUNNING, heartbeat_at__lt=cutoff
+    ).values_list("pk", flat=True):
         try:
-            job_transition(job_id=job_id, to=Job.Status.LOST, expect=Job.Status.RUNNING,
-                           reason=f"no heartbeat from its worker for over {older_than_s} s (worker died or lost)")
+            job_transition(
+                job_id=job_id,
+                to=Job.Status.LOST,
+                expect=Job.Status.RUNNING,
+                reason=f"no heartbeat from its worker for over {older_than_s} s (worker died or lost)",
+            )
             lost.append(job_id)
         except Conflict:
             pass
@@ -291,8 +385,16 @@ def job_relaunch(*, job: Job, user) -> Job:
         raise Conflict(f"Job {job.pk} is still {job.status}.", code="job_not_finished")
     base = f"{job.base_repo}@{job.base_commit}" if job.base_repo else ""
     target = f"{job.target_repo}@{job.target_branch}" if job.target_repo else ""
-    return job_launch(project=job.project, user=user, kind=job.kind, config=job.config, base=base, target=target,
-                      resources=job.resources, relaunched_from=job.pk)
+    return job_launch(
+        project=job.project,
+        user=user,
+        kind=job.kind,
+        config=job.config,
+        base=base,
+        target=target,
+        resources=job.resources,
+        relaunched_from=job.pk,
+    )
 
 
 def job_logs_ingest(*, job: Job, lines: list) -> int:
@@ -301,9 +403,17 @@ def job_logs_ingest(*, job: Job, lines: list) -> int:
 
     rows = []
     for item in lines:
-        if not (isinstance(item, list) and len(item) == 4 and isinstance(item[0], int) and isinstance(item[2], str)
-                and isinstance(item[3], str) and isinstance(item[1], int | float)):
-            raise InvalidInput("Each log line is [seq, time, stream, text].", code="invalid_log_line")
+        if not (
+            isinstance(item, list)
+            and len(item) == 4
+            and isinstance(item[0], int)
+            and isinstance(item[2], str)
+            and isinstance(item[3], str)
+            and isinstance(item[1], int | float)
+        ):
+            raise InvalidInput(
+                "Each log line is [seq, time, stream, text].", code="invalid_log_line"
+            )
         rows.append((job.pk, item[0], float(item[1]), item[2][:32], item[3][:16384]))
     return get_metrics_store().insert_log_lines(rows)
 
@@ -314,7 +424,9 @@ def job_artifact_add(*, job: Job, path: str, kind: str, chunks: list) -> JobArti
 
     validate_path(path)
     f = _file_from_chunks(path=path, chunks=chunks)
-    art, _ = JobArtifact.objects.update_or_create(job=job, path=path, defaults={"kind": kind, "file": f})
+    art, _ = JobArtifact.objects.update_or_create(
+        job=job, path=path, defaults={"kind": kind, "file": f}
+    )
     return art
 
 
@@ -332,8 +444,16 @@ def job_profile_ops(*, job: Job, rows: list) -> int:
         raise InvalidInput(str(e), code="invalid_ops") from e
 
 
-def job_finish(*, job: Job, status: str, reason: str, summary: dict | None = None, result_commit: str = "",
-               result_branch: str = "", run_id: str = "") -> Job:
+def job_finish(
+    *,
+    job: Job,
+    status: str,
+    reason: str,
+    summary: dict | None = None,
+    result_commit: str = "",
+    result_branch: str = "",
+    run_id: str = "",
+) -> Job:
     if status not in Job.TERMINAL:
         raise InvalidInput(f"A job ends as one of {sorted(Job.TERMINAL)}.", code="invalid_status")
     fields = {}

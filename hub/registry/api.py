@@ -93,17 +93,25 @@ def _bool(value, default=False) -> bool:
 
 class RepoListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
-        namespace = serializers.CharField(required=False, help_text="defaults to your own namespace")
+        namespace = serializers.CharField(
+            required=False, help_text="defaults to your own namespace"
+        )
         name = serializers.CharField(max_length=64)
         private = serializers.BooleanField(default=False)
         description = serializers.CharField(default="", allow_blank=True, max_length=10_000)
         default_branch = serializers.CharField(default="main", max_length=255)
 
-    @extend_schema(responses=RepoOut(many=True), summary="List repos you can see",
-                   parameters=[OpenApiParameter("namespace", str), OpenApiParameter("search", str)])
+    @extend_schema(
+        responses=RepoOut(many=True),
+        summary="List repos you can see",
+        parameters=[OpenApiParameter("namespace", str), OpenApiParameter("search", str)],
+    )
     def get(self, request):
-        qs = selectors.repo_list(user=request.user, namespace=request.query_params.get("namespace"),
-                                 search=request.query_params.get("search"))
+        qs = selectors.repo_list(
+            user=request.user,
+            namespace=request.query_params.get("namespace"),
+            search=request.query_params.get("search"),
+        )
         return paginate(self, qs, repo_out)
 
     @extend_schema(request=InputSerializer, responses={201: RepoOut}, summary="Create a repo")
@@ -115,8 +123,14 @@ class RepoListCreateApi(APIView):
             raise NotAuthenticated("Authentication required: pass 'Authorization: Bearer <token>'.")
         ns = accounts.namespace_get(name=d.get("namespace") or request.user.username)
         accounts.require_role(request, namespace=ns, role=Role.WRITE)
-        repo = services.repo_create(namespace=ns, name=d["name"], user=request.user, private=d["private"],
-                                    description=d["description"], default_branch=d["default_branch"])
+        repo = services.repo_create(
+            namespace=ns,
+            name=d["name"],
+            user=request.user,
+            private=d["private"],
+            description=d["description"],
+            default_branch=d["default_branch"],
+        )
         return Response(repo_out(repo), status=201)
 
 
@@ -133,7 +147,11 @@ class RepoDetailApi(APIView):
         out["commits"] = selectors.commit_children_count(repo=repo)
         return Response(out)
 
-    @extend_schema(request=PatchSerializer, responses=RepoOut, summary="Change visibility or description (admins)")
+    @extend_schema(
+        request=PatchSerializer,
+        responses=RepoOut,
+        summary="Change visibility or description (admins)",
+    )
     def patch(self, request, namespace, name):
         repo = selectors.repo_for(request, namespace=namespace, name=name, role=Role.ADMIN)
         data = self.PatchSerializer(data=request.data)
@@ -153,7 +171,11 @@ class RepoDetailApi(APIView):
 class BranchListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=255)
-        from_ref = serializers.CharField(required=False, allow_null=True, help_text="branch, tag or commit; default branch if omitted")
+        from_ref = serializers.CharField(
+            required=False,
+            allow_null=True,
+            help_text="branch, tag or commit; default branch if omitted",
+        )
 
     @extend_schema(summary="List branches")
     def get(self, request, namespace, name):
@@ -165,8 +187,12 @@ class BranchListCreateApi(APIView):
         repo = selectors.repo_for(request, namespace=namespace, name=name, role=Role.WRITE)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        ref = services.branch_create(repo=repo, name=data.validated_data["name"],
-                                     from_ref=data.validated_data.get("from_ref"), user=request.user)
+        ref = services.branch_create(
+            repo=repo,
+            name=data.validated_data["name"],
+            from_ref=data.validated_data.get("from_ref"),
+            user=request.user,
+        )
         return Response(ref_out(ref), status=201)
 
 
@@ -184,7 +210,9 @@ class BranchDetailApi(APIView):
         repo = selectors.repo_for(request, namespace=namespace, name=name, role=Role.ADMIN)
         data = self.PatchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(ref_out(services.branch_set_protected(repo=repo, name=branch, **data.validated_data)))
+        return Response(
+            ref_out(services.branch_set_protected(repo=repo, name=branch, **data.validated_data))
+        )
 
     @extend_schema(summary="Delete a branch")
     def delete(self, request, namespace, name, branch):
@@ -228,7 +256,9 @@ class ChunksMissingApi(APIView):
     class InputSerializer(serializers.Serializer):
         chunks = serializers.ListField(child=serializers.CharField(), max_length=200_000)
 
-    @extend_schema(request=InputSerializer, summary="Upload negotiation: which chunks must be sent?")
+    @extend_schema(
+        request=InputSerializer, summary="Upload negotiation: which chunks must be sent?"
+    )
     def post(self, request, namespace, name):
         selectors.repo_for(request, namespace=namespace, name=name, role=Role.WRITE)
         data = self.InputSerializer(data=request.data)
@@ -256,12 +286,16 @@ def _body_parts(django_request, size: int = 4 << 20):
 class ChunkUploadApi(APIView):
     parser_classes = [_RawParser]
 
-    @extend_schema(request={"application/octet-stream": OpenApiTypes.BINARY},
-                   summary="Upload one chunk; its bytes must hash (BLAKE3) to the id in the URL")
+    @extend_schema(
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        summary="Upload one chunk; its bytes must hash (BLAKE3) to the id in the URL",
+    )
     def put(self, request, namespace, name, digest):
         selectors.repo_for(request, namespace=namespace, name=name, role=Role.WRITE)
         size, created = services.chunk_upload(digest=digest, parts=_body_parts(request._request))
-        return Response({"hash": digest, "size": size, "created": created}, status=201 if created else 200)
+        return Response(
+            {"hash": digest, "size": size, "created": created}, status=201 if created else 200
+        )
 
 
 # --- commits ---------------------------------------------------------------------------------
@@ -271,18 +305,31 @@ class CommitListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         branch = serializers.CharField()
         message = serializers.CharField(max_length=65_536)
-        operations = serializers.ListField(child=serializers.DictField(), max_length=services.MAX_OPERATIONS)
-        expected_head = serializers.CharField(required=False, allow_null=True,
-                                              help_text="the head you built on; 409 branch_conflict if it moved")
+        operations = serializers.ListField(
+            child=serializers.DictField(), max_length=services.MAX_OPERATIONS
+        )
+        expected_head = serializers.CharField(
+            required=False,
+            allow_null=True,
+            help_text="the head you built on; 409 branch_conflict if it moved",
+        )
         metadata = serializers.DictField(required=False, default=dict)
-        created_at = serializers.CharField(required=False, allow_null=True,
-                                           help_text="ISO time; set it to make retries idempotent")
+        created_at = serializers.CharField(
+            required=False, allow_null=True, help_text="ISO time; set it to make retries idempotent"
+        )
         job_id = serializers.CharField(required=False, default="", allow_blank=True, max_length=64)
         run_id = serializers.CharField(required=False, default="", allow_blank=True, max_length=64)
 
-    @extend_schema(responses=CommitOut(many=True), summary="History (newest first)",
-                   parameters=[OpenApiParameter("ref", str), OpenApiParameter("first_parent", bool),
-                               OpenApiParameter("page", int), OpenApiParameter("page_size", int)])
+    @extend_schema(
+        responses=CommitOut(many=True),
+        summary="History (newest first)",
+        parameters=[
+            OpenApiParameter("ref", str),
+            OpenApiParameter("first_parent", bool),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int),
+        ],
+    )
     def get(self, request, namespace, name):
         repo = selectors.repo_for(request, namespace=namespace, name=name)
         try:
@@ -291,19 +338,29 @@ class CommitListCreateApi(APIView):
         except ValueError as e:
             raise InvalidInput("page and page_size must be integers.", code="invalid_page") from e
         commits, more = selectors.commit_log(
-            repo=repo, ref=request.query_params.get("ref") or repo.default_branch,
+            repo=repo,
+            ref=request.query_params.get("ref") or repo.default_branch,
             first_parent=_bool(request.query_params.get("first_parent")),
-            offset=(page - 1) * page_size, limit=page_size,
+            offset=(page - 1) * page_size,
+            limit=page_size,
         )
-        return Response({"results": [commit_out(c) for c in commits], "page": page, "has_more": more,
-                         "next": page + 1 if more else None})
+        return Response(
+            {
+                "results": [commit_out(c) for c in commits],
+                "page": page,
+                "has_more": more,
+                "next": page + 1 if more else None,
+            }
+        )
 
     @extend_schema(request=InputSerializer, responses={201: CommitOut}, summary="Create a commit")
     def post(self, request, namespace, name):
         repo = selectors.repo_for(request, namespace=namespace, name=name, role=Role.WRITE)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        commit, created = services.commit_create(repo=repo, user=request.user, **data.validated_data)
+        commit, created = services.commit_create(
+            repo=repo, user=request.user, **data.validated_data
+        )
         return Response(commit_out(commit), status=201 if created else 200)
 
 
@@ -323,41 +380,74 @@ class TreePagination(Pagination):
 
 
 class TreeApi(APIView):
-    @extend_schema(summary="Files of a ref, sorted by path, paginated (page_size up to 1000, the default); "
-                           "fetch later pages with ref=<commit> so that every page is of one commit",
-                   parameters=[OpenApiParameter("ref", str), OpenApiParameter("prefix", str),
-                               OpenApiParameter("page", int), OpenApiParameter("page_size", int)])
+    @extend_schema(
+        summary="Files of a ref, sorted by path, paginated (page_size up to 1000, the default); "
+        "fetch later pages with ref=<commit> so that every page is of one commit",
+        parameters=[
+            OpenApiParameter("ref", str),
+            OpenApiParameter("prefix", str),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int),
+        ],
+    )
     def get(self, request, namespace, name):
         repo = selectors.repo_for(request, namespace=namespace, name=name)
-        commit = selectors.resolve(repo=repo, ref=request.query_params.get("ref") or repo.default_branch)
+        commit = selectors.resolve(
+            repo=repo, ref=request.query_params.get("ref") or repo.default_branch
+        )
         files = selectors.tree_files(commit=commit, prefix=request.query_params.get("prefix", ""))
         paginator = TreePagination()
         page = paginator.paginate_queryset(files, request, view=self)
-        return Response({"commit": commit.sha, "files": page, "count": paginator.page.paginator.count,
-                         "next": paginator.get_next_link(), "previous": paginator.get_previous_link()})
+        return Response(
+            {
+                "commit": commit.sha,
+                "files": page,
+                "count": paginator.page.paginator.count,
+                "next": paginator.get_next_link(),
+                "previous": paginator.get_previous_link(),
+            }
+        )
 
 
 class FileInfoApi(APIView):
-    @extend_schema(summary="A file's manifest: size, chunks, and for safetensors its tensors",
-                   parameters=[OpenApiParameter("ref", str)])
+    @extend_schema(
+        summary="A file's manifest: size, chunks, and for safetensors its tensors",
+        parameters=[OpenApiParameter("ref", str)],
+    )
     def get(self, request, namespace, name, path):
         repo = selectors.repo_for(request, namespace=namespace, name=name)
-        commit = selectors.resolve(repo=repo, ref=request.query_params.get("ref") or repo.default_branch)
+        commit = selectors.resolve(
+            repo=repo, ref=request.query_params.get("ref") or repo.default_branch
+        )
         f = selectors.file_get(commit=commit, path=path)
-        return Response({"path": path, "commit": commit.sha, "oid": f.oid, "size": f.size, "kind": f.kind,
-                         "chunks": f.chunks, "tensors": f.tensors, "metadata": f.header_metadata})
+        return Response(
+            {
+                "path": path,
+                "commit": commit.sha,
+                "oid": f.oid,
+                "size": f.size,
+                "kind": f.kind,
+                "chunks": f.chunks,
+                "tensors": f.tensors,
+                "metadata": f.header_metadata,
+            }
+        )
 
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 class FileDownloadApi(APIView):
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
-                   summary="Download a file of any ref (HTTP Range, ETag = content id)",
-                   parameters=[OpenApiParameter("ref", str)])
+    @extend_schema(
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        summary="Download a file of any ref (HTTP Range, ETag = content id)",
+        parameters=[OpenApiParameter("ref", str)],
+    )
     def get(self, request, namespace, name, path):
         repo = selectors.repo_for(request, namespace=namespace, name=name)
-        commit = selectors.resolve(repo=repo, ref=request.query_params.get("ref") or repo.default_branch)
+        commit = selectors.resolve(
+            repo=repo, ref=request.query_params.get("ref") or repo.default_branch
+        )
         f = selectors.file_get(commit=commit, path=path)
         etag = f'"{f.oid}"'
         if request.headers.get("If-None-Match") == etag:
@@ -375,7 +465,9 @@ class FileDownloadApi(APIView):
                 if start >= f.size or start >= end:
                     return HttpResponse(status=416, headers={"Content-Range": f"bytes */{f.size}"})
                 status = 206
-        body = selectors.file_stream(file=f, start=start, end=end, path=path)  # 503 corrupt_chunk before any byte
+        body = selectors.file_stream(
+            file=f, start=start, end=end, path=path
+        )  # 503 corrupt_chunk before any byte
         resp = StreamingHttpResponse(body, status=status, content_type="application/octet-stream")
         resp["Content-Length"] = str(end - start)
         resp["ETag"] = etag
@@ -388,11 +480,16 @@ class FileDownloadApi(APIView):
 
 
 class ArchiveApi(APIView):
-    @extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY},
-                   summary="Download a whole ref as a tar stream", parameters=[OpenApiParameter("ref", str)])
+    @extend_schema(
+        responses={(200, "application/x-tar"): OpenApiTypes.BINARY},
+        summary="Download a whole ref as a tar stream",
+        parameters=[OpenApiParameter("ref", str)],
+    )
     def get(self, request, namespace, name):
         repo = selectors.repo_for(request, namespace=namespace, name=name)
-        commit = selectors.resolve(repo=repo, ref=request.query_params.get("ref") or repo.default_branch)
+        commit = selectors.resolve(
+            repo=repo, ref=request.query_params.get("ref") or repo.default_branch
+        )
         files = selectors.tree_files(commit=commit)
         from hub.registry.models import FileObject
 
@@ -400,7 +497,11 @@ class ArchiveApi(APIView):
         mtime = int(commit.created_at.timestamp())
         # The first file's first chunk is verified before answering (503 corrupt_chunk); a
         # later bad chunk aborts the stream, and the tar is left without its end blocks.
-        first = selectors.file_stream(file=objs[files[0]["oid"]], path=files[0]["path"]) if files else iter(())
+        first = (
+            selectors.file_stream(file=objs[files[0]["oid"]], path=files[0]["path"])
+            if files
+            else iter(())
+        )
 
         def stream():
             for i, entry in enumerate(files):
@@ -422,25 +523,44 @@ class ArchiveApi(APIView):
 
 
 class DiffApi(APIView):
-    @extend_schema(summary="Diff two refs (files, and tensors of safetensors files)",
-                   parameters=[OpenApiParameter("a", str, required=True), OpenApiParameter("b", str, required=True),
-                               OpenApiParameter("tensors", bool), OpenApiParameter("filter", str)])
+    @extend_schema(
+        summary="Diff two refs (files, and tensors of safetensors files)",
+        parameters=[
+            OpenApiParameter("a", str, required=True),
+            OpenApiParameter("b", str, required=True),
+            OpenApiParameter("tensors", bool),
+            OpenApiParameter("filter", str),
+        ],
+    )
     def get(self, request, namespace, name):
         repo = selectors.repo_for(request, namespace=namespace, name=name)
         a, b = request.query_params.get("a"), request.query_params.get("b")
         if not a or not b:
             raise InvalidInput("Pass both refs: ?a=REF&b=REF.", code="invalid_ref")
-        return Response(selectors.diff(repo=repo, a=a, b=b, tensors=_bool(request.query_params.get("tensors"), True),
-                                       tensor_filter=request.query_params.get("filter")))
+        return Response(
+            selectors.diff(
+                repo=repo,
+                a=a,
+                b=b,
+                tensors=_bool(request.query_params.get("tensors"), True),
+                tensor_filter=request.query_params.get("filter"),
+            )
+        )
 
 
 class MergeApi(APIView):
     class InputSerializer(serializers.Serializer):
         source = serializers.CharField()
         target = serializers.CharField()
-        strategy = serializers.ChoiceField(choices=["ours", "theirs", "average"], required=False, allow_null=True)
-        weight = serializers.FloatField(default=0.5, min_value=0.0, max_value=1.0,
-                                        help_text="average: weight of the source; result = (1-w)·target + w·source")
+        strategy = serializers.ChoiceField(
+            choices=["ours", "theirs", "average"], required=False, allow_null=True
+        )
+        weight = serializers.FloatField(
+            default=0.5,
+            min_value=0.0,
+            max_value=1.0,
+            help_text="average: weight of the source; result = (1-w)·target + w·source",
+        )
         message = serializers.CharField(required=False, allow_null=True, max_length=65_536)
         no_ff = serializers.BooleanField(default=False)
 
@@ -453,14 +573,32 @@ class MergeApi(APIView):
         target = selectors.branch_get(repo=repo, name=d["target"])
         is_admin = accounts.role_in(user=request.user, namespace=repo.namespace) == Role.ADMIN
         if target.protected and not is_admin:
-            raise Forbidden(f"Branch {d['target']!r} is protected: only admins can merge into it.",
-                            code="branch_protected")
-        outcome = merge.merge(repo=repo, source=d["source"], target=d["target"], user=request.user,
-                              strategy=d.get("strategy"), weight=d["weight"], message=d.get("message"),
-                              allow_fast_forward=not d["no_ff"], allow_protected=is_admin)
-        return Response({"result": outcome.kind, "commit": commit_out(outcome.commit), "base": outcome.base,
-                         "bases": outcome.bases, "merged_files": outcome.merged_tensors, "resolved": outcome.resolved},
-                        status=201 if outcome.kind == "merge" else 200)
+            raise Forbidden(
+                f"Branch {d['target']!r} is protected: only admins can merge into it.",
+                code="branch_protected",
+            )
+        outcome = merge.merge(
+            repo=repo,
+            source=d["source"],
+            target=d["target"],
+            user=request.user,
+            strategy=d.get("strategy"),
+            weight=d["weight"],
+            message=d.get("message"),
+            allow_fast_forward=not d["no_ff"],
+            allow_protected=is_admin,
+        )
+        return Response(
+            {
+                "result": outcome.kind,
+                "commit": commit_out(outcome.commit),
+                "base": outcome.base,
+                "bases": outcome.bases,
+                "merged_files": outcome.merged_tensors,
+                "resolved": outcome.resolved,
+            },
+            status=201 if outcome.kind == "merge" else 200,
+        )
 
 
 class GcApi(APIView):
@@ -468,7 +606,9 @@ class GcApi(APIView):
         dry_run = serializers.BooleanField(default=True)
         grace_seconds = serializers.IntegerField(required=False, min_value=0)
 
-    @extend_schema(request=InputSerializer, summary="Garbage-collect unreferenced data (site admins)")
+    @extend_schema(
+        request=InputSerializer, summary="Garbage-collect unreferenced data (site admins)"
+    )
     def post(self, request):
         if not request.user.is_authenticated:
             raise NotAuthenticated("Authentication required.")

@@ -42,21 +42,34 @@ def gc(*, dry_run: bool = True, grace_seconds: int | None = None) -> dict:
             reachable_pks |= {graph.pk[s] for s in reach}
         dead_commits = Commit.objects.exclude(pk__in=reachable_pks).filter(created_at__lt=cutoff)
         n_commits = dead_commits.count()
-        live_trees = set(Commit.objects.exclude(pk__in=dead_commits.values("pk")).values_list("tree_id", flat=True))
+        live_trees = set(
+            Commit.objects.exclude(pk__in=dead_commits.values("pk")).values_list(
+                "tree_id", flat=True
+            )
+        )
         live_files: set[str] = set()
         for entries in Tree.objects.filter(hash__in=live_trees).values_list("entries", flat=True):
             live_files |= set(entries.values())
         from django.apps import apps
 
         if apps.is_installed("hub.jobs"):  # files that jobs produced (profiles, eval results) stay
-            live_files |= set(apps.get_model("jobs", "JobArtifact").objects.values_list("file_id", flat=True))
+            live_files |= set(
+                apps.get_model("jobs", "JobArtifact").objects.values_list("file_id", flat=True)
+            )
         live_chunks: set[str] = set()
-        for chunks in FileObject.objects.filter(oid__in=live_files).values_list("chunks", flat=True):
+        for chunks in FileObject.objects.filter(oid__in=live_files).values_list(
+            "chunks", flat=True
+        ):
             live_chunks |= {c[0] for c in chunks}
         dead_trees = [h for h in Tree.objects.values_list("hash", flat=True) if h not in live_trees]
-        dead_files = [o for o in FileObject.objects.values_list("oid", flat=True) if o not in live_files]
-        dead_chunks = [(h, s) for h, s, t in Chunk.objects.values_list("hash", "size", "touched_at")
-                       if h not in live_chunks and t < cutoff]
+        dead_files = [
+            o for o in FileObject.objects.values_list("oid", flat=True) if o not in live_files
+        ]
+        dead_chunks = [
+            (h, s)
+            for h, s, t in Chunk.objects.values_list("hash", "size", "touched_at")
+            if h not in live_chunks and t < cutoff
+        ]
         report = {
             "dry_run": dry_run,
             "grace_seconds": grace,
@@ -67,8 +80,14 @@ def gc(*, dry_run: bool = True, grace_seconds: int | None = None) -> dict:
             "reclaimable_bytes": sum(s for _, s in dead_chunks),
         }
         if not dry_run:
-            _unindex([f"{ns}/{name}@{sha}" for ns, name, sha in
-                      dead_commits.values_list("repo__namespace__name", "repo__name", "sha")])
+            _unindex(
+                [
+                    f"{ns}/{name}@{sha}"
+                    for ns, name, sha in dead_commits.values_list(
+                        "repo__namespace__name", "repo__name", "sha"
+                    )
+                ]
+            )
             dead_commits.delete()
             for i in range(0, len(dead_trees), 500):
                 Tree.objects.filter(hash__in=dead_trees[i : i + 500]).delete()
@@ -82,7 +101,9 @@ def gc(*, dry_run: bool = True, grace_seconds: int | None = None) -> dict:
         # Orphan blob files (a crash between write and row) older than the grace period. The
         # scan runs unlocked; each candidate is re-checked under the barrier before it goes.
         known = set(Chunk.objects.values_list("hash", flat=True))
-        candidates = [d for d, _s, m in blobs.iter_digests() if d not in known and m < cutoff.timestamp()]
+        candidates = [
+            d for d, _s, m in blobs.iter_digests() if d not in known and m < cutoff.timestamp()
+        ]
         orphans = _delete_blobs(candidates, blobs=blobs, cutoff=cutoff)
         report["freed_bytes"] = sum(freed.values()) + sum(orphans.values())
         report["orphan_blobs"] = len(orphans)
@@ -90,7 +111,9 @@ def gc(*, dry_run: bool = True, grace_seconds: int | None = None) -> dict:
     return report
 
 
-def _delete_blobs(digests: list[str], *, blobs, cutoff: datetime, batch: int = 500) -> dict[str, int]:
+def _delete_blobs(
+    digests: list[str], *, blobs, cutoff: datetime, batch: int = 500
+) -> dict[str, int]:
     """Unlink the blob files of chunks that GC found dead, safely against uploads in flight.
 
     Between GC's sweep transaction and here, an upload of the same digest may have put the

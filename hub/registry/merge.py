@@ -73,8 +73,16 @@ def _side_stat(base: TensorRef | None, side: TensorRef | None, blobs, cache) -> 
     return out
 
 
-def _merge_safetensors(path: str, base: FileObject | None, ours: FileObject, theirs: FileObject,
-                       strategy: str | None, weight: float, conflicts: list, resolved: list) -> FileObject | None:
+def _merge_safetensors(
+    path: str,
+    base: FileObject | None,
+    ours: FileObject,
+    theirs: FileObject,
+    strategy: str | None,
+    weight: float,
+    conflicts: list,
+    resolved: list,
+) -> FileObject | None:
     """Three-way merge of one safetensors file at tensor granularity.
 
     Per tensor name, with b/o/t its base/ours/theirs versions (any may be absent):
@@ -110,19 +118,34 @@ def _merge_safetensors(path: str, base: FileObject | None, ours: FileObject, the
         elif strategy == "theirs":
             choice = t
             resolved.append({"path": path, "tensor": name, "strategy": "theirs"})
-        elif (strategy == "average" and o is not None and t is not None and o.shape == t.shape
-              and o.dtype in FLOAT_DTYPES and t.dtype in FLOAT_DTYPES):
+        elif (
+            strategy == "average"
+            and o is not None
+            and t is not None
+            and o.shape == t.shape
+            and o.dtype in FLOAT_DTYPES
+            and t.dtype in FLOAT_DTYPES
+        ):
             choice = ("avg", o, t)
             resolved.append({"path": path, "tensor": name, "strategy": "average", "weight": weight})
         else:
-            conflicts.append({"path": path, "tensor": name, "ours": _side_stat(b, o, blobs, cache),
-                              "theirs": _side_stat(b, t, blobs, cache)})
+            conflicts.append(
+                {
+                    "path": path,
+                    "tensor": name,
+                    "ours": _side_stat(b, o, blobs, cache),
+                    "theirs": _side_stat(b, t, blobs, cache),
+                }
+            )
             continue
         if choice is not None:
             plan.append((name, choice))
     if len(conflicts) > n_conflicts_before:
         return None
-    layout = [(name, c.dtype, c.shape) if isinstance(c, TensorRef) else (name, c[1].dtype, c[1].shape) for name, c in plan]
+    layout = [
+        (name, c.dtype, c.shape) if isinstance(c, TensorRef) else (name, c[1].dtype, c[1].shape)
+        for name, c in plan
+    ]
     header, _ = build_header(layout, ours.header_metadata or None)
     # Each new piece is stored as soon as it is produced and only (hash, size) is kept, so
     # memory stays bounded by one piece however large the averaged tensors are.
@@ -137,8 +160,11 @@ def _merge_safetensors(path: str, base: FileObject | None, ours: FileObject, the
 
     store([(chunk_hash(header), len(header), header)])
     for _, c in plan:
-        store(tensor_pieces(c, blobs, cache) if isinstance(c, TensorRef)
-              else averaged_pieces(c[1], c[2], weight, blobs, cache))
+        store(
+            tensor_pieces(c, blobs, cache)
+            if isinstance(c, TensorRef)
+            else averaged_pieces(c[1], c[2], weight, blobs, cache)
+        )
     return _file_from_chunks(path=path, chunks=chunks)
 
 
@@ -170,7 +196,9 @@ def _multiple_bases(bases: list[str], why: str) -> Conflict:
     return Conflict(
         f"These branches have {len(bases)} merge bases ({', '.join(b[:12] for b in bases)}) and {why}; "
         "nothing was written. Merge one of the bases into the target first, or reconcile the branches.",
-        code="multiple_merge_bases", details={"bases": bases})
+        code="multiple_merge_bases",
+        details={"bases": bases},
+    )
 
 
 def _merge_base_tree(*, repo: Repo, graph, a: str, b: str) -> tuple[list[str], dict]:
@@ -184,7 +212,11 @@ def _merge_base_tree(*, repo: Repo, graph, a: str, b: str) -> tuple[list[str], d
     deleted on the other, it keeps its version from the pair's base (as git). Past
     HUB_MERGE_MAX_VIRTUAL_MERGES virtual merges: 409 ``multiple_merge_bases``."""
     graph = copy.copy(graph)
-    graph.parents, graph.generation, graph.time = dict(graph.parents), dict(graph.generation), dict(graph.time)
+    graph.parents, graph.generation, graph.time = (
+        dict(graph.parents),
+        dict(graph.generation),
+        dict(graph.time),
+    )
     trees: dict[str, dict] = {}
     budget = [settings.HUB_MERGE_MAX_VIRTUAL_MERGES]
     files = _FileCache()
@@ -203,11 +235,24 @@ def _merge_base_tree(*, repo: Repo, graph, a: str, b: str) -> tuple[list[str], d
         for nxt in bases[1:]:
             budget[0] -= 1
             if budget[0] < 0:
-                raise _multiple_bases(top, f"merging them needs more than {settings.HUB_MERGE_MAX_VIRTUAL_MERGES} "
-                                           "virtual merges (HUB_MERGE_MAX_VIRTUAL_MERGES)")
+                raise _multiple_bases(
+                    top,
+                    f"merging them needs more than {settings.HUB_MERGE_MAX_VIRTUAL_MERGES} "
+                    "virtual merges (HUB_MERGE_MAX_VIRTUAL_MERGES)",
+                )
             inner = base_of(acc, nxt)
-            merged, _ = _merge_entries(inner, entries(acc), entries(nxt), files=files, strategy=None, weight=0.5,
-                                       conflicts=[], resolved=[], bases=top, virtual=True)
+            merged, _ = _merge_entries(
+                inner,
+                entries(acc),
+                entries(nxt),
+                files=files,
+                strategy=None,
+                weight=0.5,
+                conflicts=[],
+                resolved=[],
+                bases=top,
+                virtual=True,
+            )
             virtual = f"virtual-{len(trees)}"
             graph.parents[virtual] = [acc, nxt]
             graph.generation[virtual] = 1 + max(graph.generation[acc], graph.generation[nxt])
@@ -219,8 +264,19 @@ def _merge_base_tree(*, repo: Repo, graph, a: str, b: str) -> tuple[list[str], d
     return top, base_of(a, b)
 
 
-def _merge_entries(base: dict, ours: dict, theirs: dict, *, files: _FileCache, strategy: str | None, weight: float,
-                   conflicts: list, resolved: list, bases: list[str], virtual: bool = False) -> tuple[dict, int]:
+def _merge_entries(
+    base: dict,
+    ours: dict,
+    theirs: dict,
+    *,
+    files: _FileCache,
+    strategy: str | None,
+    weight: float,
+    conflicts: list,
+    resolved: list,
+    bases: list[str],
+    virtual: bool = False,
+) -> tuple[dict, int]:
     """Three-way merge of trees ``{path: oid}`` at file granularity, and at tensor granularity
     for safetensors files both sides changed. Returns (merged tree, files merged by tensor);
     unresolved conflicts are appended to ``conflicts``. ``virtual``: merging two merge bases
@@ -241,12 +297,23 @@ def _merge_entries(base: dict, ours: dict, theirs: dict, *, files: _FileCache, s
         elif virtual and (o is None or t is None):
             pick = b  # modified on one base, deleted on the other: the pair's base version, as git
         elif st_both and isinstance(b, _VirtualConflict):
-            raise _multiple_bases(bases, f"{path} has tensors the bases changed differently, so there is no "
-                                         "base to merge its tensors against")
+            raise _multiple_bases(
+                bases,
+                f"{path} has tensors the bases changed differently, so there is no "
+                "base to merge its tensors against",
+            )
         elif st_both:
             before = len(conflicts)
-            f = _merge_safetensors(path, files.get(b) if b else None, files[o], files[t],
-                                   None if virtual else strategy, weight, conflicts, resolved)
+            f = _merge_safetensors(
+                path,
+                files.get(b) if b else None,
+                files[o],
+                files[t],
+                None if virtual else strategy,
+                weight,
+                conflicts,
+                resolved,
+            )
             if virtual and len(conflicts) > before:
                 del conflicts[before:]
                 pick = _VirtualConflict(path)
@@ -261,17 +328,36 @@ def _merge_entries(base: dict, ours: dict, theirs: dict, *, files: _FileCache, s
             pick = o if strategy == "ours" else t
             resolved.append({"path": path, "strategy": strategy})
         else:
-            conflicts.append({"path": path, "tensor": None,
-                              "ours": {"status": "deleted"} if o is None else {"status": "changed", "size": files[o].size},
-                              "theirs": {"status": "deleted"} if t is None else {"status": "changed", "size": files[t].size}})
+            conflicts.append(
+                {
+                    "path": path,
+                    "tensor": None,
+                    "ours": {"status": "deleted"}
+                    if o is None
+                    else {"status": "changed", "size": files[o].size},
+                    "theirs": {"status": "deleted"}
+                    if t is None
+                    else {"status": "changed", "size": files[t].size},
+                }
+            )
             continue
         if pick is not None:
             result[path] = pick
     return result, merged
 
 
-def merge(*, repo: Repo, source: str, target: str, user, strategy: str | None = None, weight: float = 0.5,
-          message: str | None = None, allow_fast_forward: bool = True, allow_protected: bool = False) -> MergeOutcome:
+def merge(
+    *,
+    repo: Repo,
+    source: str,
+    target: str,
+    user,
+    strategy: str | None = None,
+    weight: float = 0.5,
+    message: str | None = None,
+    allow_fast_forward: bool = True,
+    allow_protected: bool = False,
+) -> MergeOutcome:
     """Merge ref ``source`` into branch ``target``.
 
     Up to date when source is an ancestor of target (merging a branch into itself included);
@@ -280,7 +366,9 @@ def merge(*, repo: Repo, source: str, target: str, user, strategy: str | None = 
     tensor granularity. Any unresolved conflict is a 409 ``merge_conflict`` listing each
     tensor with both sides' stats, and nothing is written."""
     if strategy not in STRATEGIES:
-        raise InvalidInput(f"Unknown strategy {strategy!r}: use ours, theirs or average.", code="invalid_strategy")
+        raise InvalidInput(
+            f"Unknown strategy {strategy!r}: use ours, theirs or average.", code="invalid_strategy"
+        )
     if not isinstance(weight, int | float) or not 0.0 <= float(weight) <= 1.0:
         raise InvalidInput("'weight' must be between 0 and 1.", code="invalid_weight")
     weight = float(weight)
@@ -288,7 +376,10 @@ def merge(*, repo: Repo, source: str, target: str, user, strategy: str | None = 
         _gc_barrier(exclusive=False)
         ref = selectors.branch_get(repo=repo, name=target)
         if ref.protected and not allow_protected:
-            raise Forbidden(f"Branch {target!r} is protected: only admins can merge into it.", code="branch_protected")
+            raise Forbidden(
+                f"Branch {target!r} is protected: only admins can merge into it.",
+                code="branch_protected",
+            )
         ours = ref.commit
         theirs = selectors.resolve(repo=repo, ref=source)
         graph = selectors.commit_graph(repo=repo)
@@ -303,23 +394,52 @@ def merge(*, repo: Repo, source: str, target: str, user, strategy: str | None = 
         files = _FileCache()
         conflicts: list[dict] = []
         resolved: list[dict] = []
-        result, merged = _merge_entries(base_entries, ours.tree.entries, theirs.tree.entries, files=files,
-                                        strategy=strategy, weight=weight, conflicts=conflicts, resolved=resolved,
-                                        bases=bases)
+        result, merged = _merge_entries(
+            base_entries,
+            ours.tree.entries,
+            theirs.tree.entries,
+            files=files,
+            strategy=strategy,
+            weight=weight,
+            conflicts=conflicts,
+            resolved=resolved,
+            bases=bases,
+        )
         if conflicts:
             raise _Conflicts(
                 f"{len(conflicts)} conflict(s) merging {source!r} into {target!r}. Choose a strategy "
                 "(ours, theirs or average) or reconcile the branches.",
-                details={"base": base_sha, "bases": bases, "ours": ours.sha, "theirs": theirs.sha,
-                         "conflicts": conflicts},
+                details={
+                    "base": base_sha,
+                    "bases": bases,
+                    "ours": ours.sha,
+                    "theirs": theirs.sha,
+                    "conflicts": conflicts,
+                },
             )
-        validate_tree_paths(result, new=set(result) - set(ours.tree.entries))  # e.g. 'Model.bin' meets 'model.bin'
+        validate_tree_paths(
+            result, new=set(result) - set(ours.tree.entries)
+        )  # e.g. 'Model.bin' meets 'model.bin'
         tree = _tree_for(result)
         msg = message or f"Merge {source} into {target}"
-        meta = {"merge": {"source": source, "strategy": strategy, "weight": weight if strategy == "average" else None,
-                          "base": base_sha, **({"bases": bases} if len(bases) > 1 else {})}}
-        commit = _new_commit(repo=repo, tree=tree, parents=[ours, theirs], user=user, message=msg, metadata=meta,
-                             created_at=None)
+        meta = {
+            "merge": {
+                "source": source,
+                "strategy": strategy,
+                "weight": weight if strategy == "average" else None,
+                "base": base_sha,
+                **({"bases": bases} if len(bases) > 1 else {}),
+            }
+        }
+        commit = _new_commit(
+            repo=repo,
+            tree=tree,
+            parents=[ours, theirs],
+            user=user,
+            message=msg,
+            metadata=meta,
+            created_at=None,
+        )
         _move_branch(ref=ref, expected=ours, new=commit)
         _reindex(ours, commit)
         return MergeOutcome("merge", commit, base_sha, merged, resolved, bases)

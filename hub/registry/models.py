@@ -16,7 +16,9 @@ class Repo(models.Model):
     description = models.TextField(blank=True, default="")
     default_branch = models.CharField(max_length=255, default="main")
     created_at = models.DateTimeField(auto_now_add=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["namespace", "name"], name="uniq_repo_name")]
@@ -61,7 +63,9 @@ class Commit(models.Model):
     sha = models.CharField(max_length=40)
     tree = models.ForeignKey(Tree, on_delete=models.PROTECT, related_name="+")
     parents = models.JSONField(default=list)  # ordered shas; first parent = the branch's line
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     author_name = models.CharField(max_length=150)
     message = models.TextField()
     metadata = models.JSONField(default=dict)
@@ -89,7 +93,9 @@ class Ref(models.Model):
     message = models.TextField(blank=True, default="")  # annotated tags
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["repo", "kind", "name"], name="uniq_ref")]

@@ -21,8 +21,13 @@ log = logging.getLogger(__name__)
 
 # --- repos and permissions ---------------------------------------------------------------------
 
+
 def repo_get(*, namespace: str, name: str) -> Repo:
-    repo = Repo.objects.select_related("namespace").filter(namespace__name=namespace, name=name).first()
+    repo = (
+        Repo.objects.select_related("namespace")
+        .filter(namespace__name=namespace, name=name)
+        .first()
+    )
     if repo is None:
         raise NotFound(f"Repo {namespace}/{name} not found.", code="repo_not_found")
     return repo
@@ -66,8 +71,12 @@ HEADS, TAGS = "refs/heads/", "refs/tags/"
 
 def branch_get(*, repo: Repo, name: str) -> Ref:
     """The branch ``name`` (also accepted in its explicit form ``refs/heads/<name>``)."""
-    name = name[len(HEADS):] if name.startswith(HEADS) else name
-    ref = Ref.objects.select_related("commit", "commit__tree").filter(repo=repo, kind=Ref.Kind.BRANCH, name=name).first()
+    name = name[len(HEADS) :] if name.startswith(HEADS) else name
+    ref = (
+        Ref.objects.select_related("commit", "commit__tree")
+        .filter(repo=repo, kind=Ref.Kind.BRANCH, name=name)
+        .first()
+    )
     if ref is None:
         raise NotFound(f"Branch {name!r} not found in {repo.full_name}.", code="branch_not_found")
     return ref
@@ -83,13 +92,23 @@ def _commit_by_id(*, repo: Repo, sha: str) -> Commit | None:
     if len(sha) == 40:
         return Commit.objects.select_related("tree").filter(repo=repo, sha=sha).first()
     limit = max(2, settings.HUB_AMBIGUOUS_REF_CANDIDATES)
-    matches = list(Commit.objects.select_related("tree").filter(repo=repo, sha__startswith=sha).order_by("sha")[:limit + 1])
+    matches = list(
+        Commit.objects.select_related("tree")
+        .filter(repo=repo, sha__startswith=sha)
+        .order_by("sha")[: limit + 1]
+    )
     if len(matches) > 1:
         shown = matches[:limit]
         raise InvalidInput(
             f"{sha!r} abbreviates {'more than ' if len(matches) > limit else ''}{len(shown)} commits in "
-            f"{repo.full_name}: give more digits.", code="ambiguous_ref",
-            details={"ref": sha, "candidates": [c.sha for c in shown], "truncated": len(matches) > limit})
+            f"{repo.full_name}: give more digits.",
+            code="ambiguous_ref",
+            details={
+                "ref": sha,
+                "candidates": [c.sha for c in shown],
+                "truncated": len(matches) > limit,
+            },
+        )
     return matches[0] if matches else None
 
 
@@ -126,23 +145,33 @@ def resolve(*, repo: Repo, ref: str) -> Commit:
         raise InvalidInput("Empty ref.", code="invalid_ref")
     for prefix, kind in ((HEADS, Ref.Kind.BRANCH), (TAGS, Ref.Kind.TAG)):
         if ref.startswith(prefix):
-            found = Ref.objects.select_related("commit", "commit__tree").filter(
-                repo=repo, kind=kind, name=ref[len(prefix):]).first()
+            found = (
+                Ref.objects.select_related("commit", "commit__tree")
+                .filter(repo=repo, kind=kind, name=ref[len(prefix) :])
+                .first()
+            )
             if found is None:
-                raise NotFound(f"No {kind} {ref[len(prefix):]!r} in {repo.full_name}.", code="ref_not_found")
+                raise NotFound(
+                    f"No {kind} {ref[len(prefix) :]!r} in {repo.full_name}.", code="ref_not_found"
+                )
             return found.commit
     if ref == "HEAD":
         return resolve(repo=repo, ref=HEADS + repo.default_branch)
     if len(ref) == 40 and set(ref.lower()) <= _HEX:
         return commit_get(repo=repo, sha=ref)
-    refs = {r.kind: r for r in Ref.objects.select_related("commit", "commit__tree").filter(repo=repo, name=ref)}
+    refs = {
+        r.kind: r
+        for r in Ref.objects.select_related("commit", "commit__tree").filter(repo=repo, name=ref)
+    }
     if Ref.Kind.BRANCH in refs:
         return refs[Ref.Kind.BRANCH].commit
     if Ref.Kind.TAG in refs:
         return refs[Ref.Kind.TAG].commit
     commit = _commit_by_id(repo=repo, sha=ref)
     if commit is None:
-        raise NotFound(f"No branch, tag or commit {ref!r} in {repo.full_name}.", code="ref_not_found")
+        raise NotFound(
+            f"No branch, tag or commit {ref!r} in {repo.full_name}.", code="ref_not_found"
+        )
     return commit
 
 
@@ -197,8 +226,10 @@ class CommitGraph:
         if not common:
             return []
         covered = self.ancestors_of([p for c in common for p in self.parents[c]])
-        return sorted((c for c in common if c not in covered),
-                      key=lambda s: (self.generation[s], str(self.time[s]), s))
+        return sorted(
+            (c for c in common if c not in covered),
+            key=lambda s: (self.generation[s], str(self.time[s]), s),
+        )
 
     def walk(self, head: str, *, first_parent: bool = False) -> Iterator[str]:
         """History newest first: by generation (then time), or the first-parent chain."""
@@ -222,13 +253,22 @@ class CommitGraph:
 
 def commit_graph(*, repo: Repo) -> CommitGraph:
     parents, gen, pk, tm = {}, {}, {}, {}
-    for row_pk, sha, ps, g, t in Commit.objects.filter(repo=repo).values_list("pk", "sha", "parents", "generation", "created_at"):
+    for row_pk, sha, ps, g, t in Commit.objects.filter(repo=repo).values_list(
+        "pk", "sha", "parents", "generation", "created_at"
+    ):
         parents[sha], gen[sha], pk[sha], tm[sha] = ps, g, row_pk, t
     return CommitGraph(parents, gen, pk, tm)
 
 
-def commit_log(*, repo: Repo, ref: str, first_parent: bool = False, offset: int = 0, limit: int = 50,
-               path: str | None = None) -> tuple[list[Commit], bool]:
+def commit_log(
+    *,
+    repo: Repo,
+    ref: str,
+    first_parent: bool = False,
+    offset: int = 0,
+    limit: int = 50,
+    path: str | None = None,
+) -> tuple[list[Commit], bool]:
     """A page of history from ``ref``; returns (commits, has_more)."""
     head = resolve(repo=repo, ref=ref)
     graph = commit_graph(repo=repo)
@@ -251,11 +291,25 @@ def commit_children_count(*, repo: Repo) -> int:
 
 # --- trees and files -----------------------------------------------------------------------------
 
+
 def tree_files(*, commit: Commit, prefix: str = "") -> list[dict]:
     entries = commit.tree.entries
     paths = sorted(p for p in entries if p.startswith(prefix))
-    files = {f.oid: f for f in FileObject.objects.filter(oid__in={entries[p] for p in paths}).only("oid", "size", "kind")}
-    return [{"path": p, "oid": entries[p], "size": files[entries[p]].size, "kind": files[entries[p]].kind} for p in paths]
+    files = {
+        f.oid: f
+        for f in FileObject.objects.filter(oid__in={entries[p] for p in paths}).only(
+            "oid", "size", "kind"
+        )
+    }
+    return [
+        {
+            "path": p,
+            "oid": entries[p],
+            "size": files[entries[p]].size,
+            "kind": files[entries[p]].kind,
+        }
+        for p in paths
+    ]
 
 
 def file_get(*, commit: Commit, path: str) -> FileObject:
@@ -281,7 +335,9 @@ def file_iter(*, file: FileObject, start: int = 0, end: int | None = None) -> It
             break
 
 
-def file_stream(*, file: FileObject, start: int = 0, end: int | None = None, path: str = "") -> Iterator[bytes]:
+def file_stream(
+    *, file: FileObject, start: int = 0, end: int | None = None, path: str = ""
+) -> Iterator[bytes]:
     """:func:`file_iter` for a response: the first chunk is read and verified *now*, so a
     corrupt or missing first chunk is a clean ``503 corrupt_chunk`` error instead of a 200
     whose body breaks. A later bad chunk still raises mid-stream: the server then drops the
@@ -298,23 +354,33 @@ def file_stream(*, file: FileObject, start: int = 0, end: int | None = None, pat
         raise ServiceUnavailable(
             f"{path or 'This file'}: a stored chunk failed verification, so it cannot be served. "
             "An administrator must restore the blob store.",
-            code="corrupt_chunk", retry_after=60,
-            details={"path": path or None, "oid": file.oid, "chunk": digest,
-                     "reason": "hash_mismatch" if isinstance(e, BlobHashMismatch) else "missing"},
+            code="corrupt_chunk",
+            retry_after=60,
+            details={
+                "path": path or None,
+                "oid": file.oid,
+                "chunk": digest,
+                "reason": "hash_mismatch" if isinstance(e, BlobHashMismatch) else "missing",
+            },
         ) from e
     return itertools.chain([first], it)
 
 
 # --- diff ----------------------------------------------------------------------------------------
 
-def diff(*, repo: Repo, a: str, b: str, tensors: bool = True, tensor_filter: str | None = None) -> dict:
+
+def diff(
+    *, repo: Repo, a: str, b: str, tensors: bool = True, tensor_filter: str | None = None
+) -> dict:
     """What changed from ref ``a`` to ref ``b``: files added/removed/changed; for safetensors
     files changed on both, per tensor: added/removed, shape/dtype changes, and for same-shape
     tensors ‖Δ‖₂, relative change ‖Δ‖₂/‖a‖₂ and cosine similarity (streamed, never a whole
     model in memory; tensors whose chunks are identical are skipped without reading)."""
     ca, cb = resolve(repo=repo, ref=a), resolve(repo=repo, ref=b)
     ea, eb = ca.tree.entries, cb.tree.entries
-    files = {f.oid: f for f in FileObject.objects.filter(oid__in=set(ea.values()) | set(eb.values()))}
+    files = {
+        f.oid: f for f in FileObject.objects.filter(oid__in=set(ea.values()) | set(eb.values()))
+    }
     out_files = []
     blobs = get_blob_store()
     for path in sorted(set(ea) | set(eb)):
@@ -322,20 +388,39 @@ def diff(*, repo: Repo, a: str, b: str, tensors: bool = True, tensor_filter: str
         if oa == ob:
             continue
         if oa is None:
-            out_files.append({"path": path, "status": "added", "size_b": files[ob].size, "oid_b": ob})
+            out_files.append(
+                {"path": path, "status": "added", "size_b": files[ob].size, "oid_b": ob}
+            )
             continue
         if ob is None:
-            out_files.append({"path": path, "status": "removed", "size_a": files[oa].size, "oid_a": oa})
+            out_files.append(
+                {"path": path, "status": "removed", "size_a": files[oa].size, "oid_a": oa}
+            )
             continue
         fa, fb = files[oa], files[ob]
-        entry = {"path": path, "status": "changed", "size_a": fa.size, "size_b": fb.size, "oid_a": oa, "oid_b": ob}
+        entry = {
+            "path": path,
+            "status": "changed",
+            "size_a": fa.size,
+            "size_b": fb.size,
+            "oid_a": oa,
+            "oid_b": ob,
+        }
         if tensors and fa.kind == fb.kind == "safetensors":
-            entry["tensors"], entry["unchanged_tensors"] = _tensor_diff(fa, fb, blobs, tensor_filter)
+            entry["tensors"], entry["unchanged_tensors"] = _tensor_diff(
+                fa, fb, blobs, tensor_filter
+            )
         out_files.append(entry)
-    return {"a": {"ref": a, "commit": ca.sha}, "b": {"ref": b, "commit": cb.sha}, "files": out_files}
+    return {
+        "a": {"ref": a, "commit": ca.sha},
+        "b": {"ref": b, "commit": cb.sha},
+        "files": out_files,
+    }
 
 
-def _tensor_diff(fa: FileObject, fb: FileObject, blobs, tensor_filter: str | None) -> tuple[list[dict], int]:
+def _tensor_diff(
+    fa: FileObject, fb: FileObject, blobs, tensor_filter: str | None
+) -> tuple[list[dict], int]:
     cache: dict = {}
     rows = []
     unchanged = 0
@@ -352,8 +437,14 @@ def _tensor_diff(fa: FileObject, fb: FileObject, blobs, tensor_filter: str | Non
         elif tensors_identical(ta, tb, blobs, cache):
             unchanged += 1
         else:
-            row = {"name": name, "status": "changed", "a": ta.stat(), "b": tb.stat(),
-                   "shape_changed": ta.shape != tb.shape, "dtype_changed": ta.dtype != tb.dtype}
+            row = {
+                "name": name,
+                "status": "changed",
+                "a": ta.stat(),
+                "b": tb.stat(),
+                "shape_changed": ta.shape != tb.shape,
+                "dtype_changed": ta.dtype != tb.dtype,
+            }
             if comparable(ta, tb):
                 row.update(delta_stats(ta, tb, blobs, cache))
             rows.append(row)

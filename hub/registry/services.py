@@ -46,6 +46,7 @@ MAX_MESSAGE = 64 * 1024
 
 # --- hashing ---------------------------------------------------------------------------------
 
+
 def _canonical(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -58,16 +59,31 @@ def _time_str(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def commit_sha(*, tree: str, parents: list[str], author: str, message: str, created_at: datetime, metadata: dict) -> str:
+def commit_sha(
+    *,
+    tree: str,
+    parents: list[str],
+    author: str,
+    message: str,
+    created_at: datetime,
+    metadata: dict,
+) -> str:
     """40 hex, like git: a commit's id is a hash of everything that defines it."""
     body = _canonical(
-        {"tree": tree, "parents": parents, "author": author, "message": message,
-         "time": _time_str(created_at), "metadata": metadata}
+        {
+            "tree": tree,
+            "parents": parents,
+            "author": author,
+            "message": message,
+            "time": _time_str(created_at),
+            "metadata": metadata,
+        }
     )
     return hashlib.blake2b(b"moehub-commit-v1\n" + body, digest_size=20).hexdigest()
 
 
 # --- repos -----------------------------------------------------------------------------------
+
 
 def _empty_tree() -> Tree:
     entries: dict[str, str] = {}
@@ -76,7 +92,15 @@ def _empty_tree() -> Tree:
 
 
 @transaction.atomic
-def repo_create(*, namespace, name: str, user, private: bool = False, description: str = "", default_branch: str = "main") -> Repo:
+def repo_create(
+    *,
+    namespace,
+    name: str,
+    user,
+    private: bool = False,
+    description: str = "",
+    default_branch: str = "main",
+) -> Repo:
     """A repo starts with one empty commit on its default branch, so every branch always has
     a head to compare-and-swap against."""
     validate_slug(name, what="repo name")
@@ -85,17 +109,42 @@ def repo_create(*, namespace, name: str, user, private: bool = False, descriptio
         raise Conflict(f"Repo {namespace.name}/{name} already exists.", code="repo_exists")
     try:
         with transaction.atomic():
-            repo = Repo.objects.create(namespace=namespace, name=name, private=private,
-                                       description=description, default_branch=default_branch, created_by=user)
+            repo = Repo.objects.create(
+                namespace=namespace,
+                name=name,
+                private=private,
+                description=description,
+                default_branch=default_branch,
+                created_by=user,
+            )
     except IntegrityError as e:
         raise Conflict(f"Repo {namespace.name}/{name} already exists.", code="repo_exists") from e
     tree = _empty_tree()
     now = timezone.now()
     author = user.username if user else "hub"
-    sha = commit_sha(tree=tree.hash, parents=[], author=author, message="Initial commit", created_at=now, metadata={})
-    commit = Commit.objects.create(repo=repo, sha=sha, tree=tree, parents=[], author=user, author_name=author,
-                                   message="Initial commit", metadata={}, created_at=now, generation=1)
-    Ref.objects.create(repo=repo, name=default_branch, kind=Ref.Kind.BRANCH, commit=commit, created_by=user)
+    sha = commit_sha(
+        tree=tree.hash,
+        parents=[],
+        author=author,
+        message="Initial commit",
+        created_at=now,
+        metadata={},
+    )
+    commit = Commit.objects.create(
+        repo=repo,
+        sha=sha,
+        tree=tree,
+        parents=[],
+        author=user,
+        author_name=author,
+        message="Initial commit",
+        metadata={},
+        created_at=now,
+        generation=1,
+    )
+    Ref.objects.create(
+        repo=repo, name=default_branch, kind=Ref.Kind.BRANCH, commit=commit, created_by=user
+    )
     _reindex(commit)
     return repo
 
@@ -114,7 +163,12 @@ def repo_update(*, repo: Repo, private: bool | None = None, description: str | N
 def repo_delete(*, repo: Repo) -> None:
     """Drops the repo's refs and commits (and their search documents); its chunks become
     garbage for the next GC."""
-    _unindex([f"{repo.full_name}@{sha}" for sha in Commit.objects.filter(repo=repo).values_list("sha", flat=True)])
+    _unindex(
+        [
+            f"{repo.full_name}@{sha}"
+            for sha in Commit.objects.filter(repo=repo).values_list("sha", flat=True)
+        ]
+    )
     Ref.objects.filter(repo=repo).delete()
     Commit.objects.filter(repo=repo).delete()
     repo.delete()
@@ -122,9 +176,12 @@ def repo_delete(*, repo: Repo) -> None:
 
 # --- chunks ----------------------------------------------------------------------------------
 
+
 def _check_digest(digest: str) -> str:
     if not isinstance(digest, str) or not _HEX64.match(digest):
-        raise InvalidInput(f"Not a chunk id (64 lowercase hex): {str(digest)[:80]!r}", code="invalid_chunk_id")
+        raise InvalidInput(
+            f"Not a chunk id (64 lowercase hex): {str(digest)[:80]!r}", code="invalid_chunk_id"
+        )
     return digest
 
 
@@ -143,7 +200,9 @@ def chunks_missing(*, hashes: list[str]) -> list[str]:
         if present:
             now = timezone.now()
             for i in range(0, len(wanted), 900):
-                Chunk.objects.filter(hash__in=[h for h in wanted[i : i + 900] if h in present]).update(touched_at=now)
+                Chunk.objects.filter(
+                    hash__in=[h for h in wanted[i : i + 900] if h in present]
+                ).update(touched_at=now)
     return [h for h in wanted if h not in present]
 
 
@@ -159,8 +218,11 @@ def chunk_upload(*, digest: str, parts, max_size: int = MAX_CHUNK) -> tuple[int,
     with transaction.atomic():
         _gc_barrier(exclusive=False)
         existing = Chunk.objects.filter(hash=digest).first()
-        claimed = bool(existing and blobs.has(digest)
-                       and Chunk.objects.filter(hash=digest).update(touched_at=timezone.now()))
+        claimed = bool(
+            existing
+            and blobs.has(digest)
+            and Chunk.objects.filter(hash=digest).update(touched_at=timezone.now())
+        )
     if claimed:
         for _ in parts:  # drain the request body
             pass
@@ -168,28 +230,45 @@ def chunk_upload(*, digest: str, parts, max_size: int = MAX_CHUNK) -> tuple[int,
     try:
         staged = blobs.stage(digest, parts, max_size=max_size)
     except BlobHashMismatch as e:
-        raise InvalidInput("The uploaded bytes do not match their claimed hash; nothing was stored.",
-                           code="chunk_hash_mismatch", details={"claimed": e.expected, "actual": e.actual}) from e
+        raise InvalidInput(
+            "The uploaded bytes do not match their claimed hash; nothing was stored.",
+            code="chunk_hash_mismatch",
+            details={"claimed": e.expected, "actual": e.actual},
+        ) from e
     except BlobTooLarge as e:
-        raise PayloadTooLarge(f"A chunk may be at most {max_size} bytes.", code="chunk_too_large") from e
+        raise PayloadTooLarge(
+            f"A chunk may be at most {max_size} bytes.", code="chunk_too_large"
+        ) from e
     with staged, transaction.atomic():
         _gc_barrier(exclusive=False)
         staged.publish()
-        Chunk.objects.update_or_create(hash=digest, defaults={"size": staged.size, "touched_at": timezone.now()})
+        Chunk.objects.update_or_create(
+            hash=digest, defaults={"size": staged.size, "touched_at": timezone.now()}
+        )
     return staged.size, True
 
 
 # --- files, trees, commits --------------------------------------------------------------------
 
+
 def _file_from_chunks(*, path: str, chunks) -> FileObject:
     if not isinstance(chunks, list):
-        raise InvalidInput(f"{path}: 'chunks' must be a list of [hash, size].", code="invalid_manifest")
+        raise InvalidInput(
+            f"{path}: 'chunks' must be a list of [hash, size].", code="invalid_manifest"
+        )
     pairs: list[tuple[str, int]] = []
     for c in chunks:
-        if not (isinstance(c, list | tuple) and len(c) == 2 and isinstance(c[1], int) and not isinstance(c[1], bool)):
+        if not (
+            isinstance(c, list | tuple)
+            and len(c) == 2
+            and isinstance(c[1], int)
+            and not isinstance(c[1], bool)
+        ):
             raise InvalidInput(f"{path}: each chunk must be [hash, size].", code="invalid_manifest")
         if not 0 < c[1] <= MAX_CHUNK:
-            raise InvalidInput(f"{path}: chunk size must be 1..{MAX_CHUNK}.", code="invalid_manifest")
+            raise InvalidInput(
+                f"{path}: chunk size must be 1..{MAX_CHUNK}.", code="invalid_manifest"
+            )
         pairs.append((_check_digest(c[0]), c[1]))
     oid = file_oid(pairs)
     existing = FileObject.objects.filter(oid=oid).first()
@@ -198,15 +277,23 @@ def _file_from_chunks(*, path: str, chunks) -> FileObject:
     known: dict[str, int] = {}
     distinct = list({h for h, _ in pairs})
     for i in range(0, len(distinct), 900):
-        known.update(Chunk.objects.filter(hash__in=distinct[i : i + 900]).values_list("hash", "size"))
+        known.update(
+            Chunk.objects.filter(hash__in=distinct[i : i + 900]).values_list("hash", "size")
+        )
     missing = sorted({h for h, _ in pairs if h not in known})
     if missing:
-        raise InvalidInput(f"{path}: {len(missing)} chunk(s) were never uploaded.", code="missing_chunks",
-                           details={"path": path, "missing": missing[:1000]})
+        raise InvalidInput(
+            f"{path}: {len(missing)} chunk(s) were never uploaded.",
+            code="missing_chunks",
+            details={"path": path, "missing": missing[:1000]},
+        )
     wrong = sorted({h for h, s in pairs if known[h] != s})
     if wrong:
-        raise InvalidInput(f"{path}: chunk sizes disagree with the stored chunks.", code="invalid_manifest",
-                           details={"path": path, "chunks": wrong[:100]})
+        raise InvalidInput(
+            f"{path}: chunk sizes disagree with the stored chunks.",
+            code="invalid_manifest",
+            details={"path": path, "chunks": wrong[:100]},
+        )
     size = sum(s for _, s in pairs)
     tensors = header_metadata = None
     kind = "blob"
@@ -215,8 +302,14 @@ def _file_from_chunks(*, path: str, chunks) -> FileObject:
         header = _parse_stored_header(path, pairs, size)
         tensors = {name: t.as_dict() for name, t in header.tensors.items()}
         header_metadata = header.metadata
-    obj = FileObject(oid=oid, size=size, kind=kind, chunks=[list(p) for p in pairs], tensors=tensors,
-                     header_metadata=header_metadata)
+    obj = FileObject(
+        oid=oid,
+        size=size,
+        kind=kind,
+        chunks=[list(p) for p in pairs],
+        tensors=tensors,
+        header_metadata=header_metadata,
+    )
     FileObject.objects.bulk_create([obj], ignore_conflicts=True)
     return obj
 
@@ -243,30 +336,40 @@ def _apply_operations(entries: dict[str, str], operations) -> dict[str, str]:
     if not isinstance(operations, list):
         raise InvalidInput("'operations' must be a list.", code="invalid_operations")
     if len(operations) > MAX_OPERATIONS:
-        raise PayloadTooLarge(f"At most {MAX_OPERATIONS} operations per commit.", code="too_many_operations")
+        raise PayloadTooLarge(
+            f"At most {MAX_OPERATIONS} operations per commit.", code="too_many_operations"
+        )
     out = dict(entries)
     seen: set[str] = set()
     for op in operations:
         if not isinstance(op, dict) or op.get("op") not in {"add", "delete", "copy"}:
-            raise InvalidInput("Each operation is {op: add|delete|copy, path, ...}.", code="invalid_operations")
+            raise InvalidInput(
+                "Each operation is {op: add|delete|copy, path, ...}.", code="invalid_operations"
+            )
         path = op.get("path")
         # Deleting a path the tree already holds needs no rule (it may predate the rule);
         # every path that enters the tree does.
         if not (op["op"] == "delete" and isinstance(path, str) and path in out):
             path = validate_path(path)
         if path in seen:
-            raise InvalidInput(f"{path}: more than one operation on the same path.", code="invalid_operations")
+            raise InvalidInput(
+                f"{path}: more than one operation on the same path.", code="invalid_operations"
+            )
         seen.add(path)
         if op["op"] == "add":
             out[path] = _file_from_chunks(path=path, chunks=op.get("chunks")).oid
         elif op["op"] == "copy":
             src = validate_path(op.get("from"))
             if src not in entries:
-                raise InvalidInput(f"copy: {src} does not exist in the parent commit.", code="path_not_found")
+                raise InvalidInput(
+                    f"copy: {src} does not exist in the parent commit.", code="path_not_found"
+                )
             out[path] = entries[src]
         else:
             if path not in out:
-                raise InvalidInput(f"delete: {path} does not exist in the parent commit.", code="path_not_found")
+                raise InvalidInput(
+                    f"delete: {path} does not exist in the parent commit.", code="path_not_found"
+                )
             del out[path]
     # The tree must be checkout-able everywhere: no file where a directory is needed, and no
     # two names that a case-insensitive or normalising file system takes for one.
@@ -283,27 +386,54 @@ def _tree_for(entries: dict[str, str]) -> Tree:
     return tree
 
 
-def _new_commit(*, repo: Repo, tree: Tree, parents: list[Commit], user, message: str, metadata: dict | None,
-                created_at: datetime | None, job_id: str = "", run_id: str = "") -> Commit:
+def _new_commit(
+    *,
+    repo: Repo,
+    tree: Tree,
+    parents: list[Commit],
+    user,
+    message: str,
+    metadata: dict | None,
+    created_at: datetime | None,
+    job_id: str = "",
+    run_id: str = "",
+) -> Commit:
     if not isinstance(message, str) or not message.strip():
         raise InvalidInput("A commit needs a message.", code="invalid_message")
     if len(message) > MAX_MESSAGE:
-        raise InvalidInput(f"A commit message may be at most {MAX_MESSAGE} characters.", code="invalid_message")
+        raise InvalidInput(
+            f"A commit message may be at most {MAX_MESSAGE} characters.", code="invalid_message"
+        )
     metadata = metadata or {}
     if not isinstance(metadata, dict):
         raise InvalidInput("'metadata' must be an object.", code="invalid_metadata")
     created_at = created_at or timezone.now()
     author = user.username if user else "hub"
     parent_shas = [p.sha for p in parents]
-    sha = commit_sha(tree=tree.hash, parents=parent_shas, author=author, message=message,
-                     created_at=created_at, metadata=metadata)
+    sha = commit_sha(
+        tree=tree.hash,
+        parents=parent_shas,
+        author=author,
+        message=message,
+        created_at=created_at,
+        metadata=metadata,
+    )
     existing = Commit.objects.filter(repo=repo, sha=sha).first()
     if existing:
         return existing
     return Commit.objects.create(
-        repo=repo, sha=sha, tree=tree, parents=parent_shas, author=user, author_name=author, message=message,
-        metadata=metadata, created_at=created_at, generation=1 + max((p.generation for p in parents), default=0),
-        job_id=job_id or "", run_id=run_id or "",
+        repo=repo,
+        sha=sha,
+        tree=tree,
+        parents=parent_shas,
+        author=user,
+        author_name=author,
+        message=message,
+        metadata=metadata,
+        created_at=created_at,
+        generation=1 + max((p.generation for p in parents), default=0),
+        job_id=job_id or "",
+        run_id=run_id or "",
     )
 
 
@@ -314,14 +444,20 @@ def _move_branch(*, ref: Ref, expected: Commit, new: Commit) -> None:
     row lock and then re-evaluates the WHERE clause against the committed head; on SQLite
     the IMMEDIATE transaction serialises writers. Either way exactly one writer per expected
     head sees rowcount 1."""
-    moved = Ref.objects.filter(pk=ref.pk, commit_id=expected.pk).update(commit=new, updated_at=timezone.now())
+    moved = Ref.objects.filter(pk=ref.pk, commit_id=expected.pk).update(
+        commit=new, updated_at=timezone.now()
+    )
     if not moved:
         current = Ref.objects.select_related("commit").get(pk=ref.pk).commit
         raise Conflict(
             f"Branch {ref.name!r} moved: its head is {current.sha[:12]}, not {expected.sha[:12]}. "
             "Pull, rebase your change on the new head, and retry.",
             code="branch_conflict",
-            details={"branch": ref.name, "expected_head": expected.sha, "current_head": current.sha},
+            details={
+                "branch": ref.name,
+                "expected_head": expected.sha,
+                "current_head": current.sha,
+            },
         )
 
 
@@ -376,9 +512,20 @@ def _parse_time(value) -> datetime | None:
     return t
 
 
-def commit_create(*, repo: Repo, branch: str, operations: list, message: str, user, expected_head: str | None = None,
-                  metadata: dict | None = None, created_at=None, job_id: str = "", run_id: str = "",
-                  allow_protected: bool = False) -> tuple[Commit, bool]:
+def commit_create(
+    *,
+    repo: Repo,
+    branch: str,
+    operations: list,
+    message: str,
+    user,
+    expected_head: str | None = None,
+    metadata: dict | None = None,
+    created_at=None,
+    job_id: str = "",
+    run_id: str = "",
+    allow_protected: bool = False,
+) -> tuple[Commit, bool]:
     """Create a commit on ``branch`` from ``operations`` (add/delete/copy).
 
     ``expected_head`` is the head the client built on; if the branch moved since, 409
@@ -391,16 +538,27 @@ def commit_create(*, repo: Repo, branch: str, operations: list, message: str, us
         _gc_barrier(exclusive=False)
         ref = selectors.branch_get(repo=repo, name=branch)
         if ref.protected and not allow_protected:
-            raise Forbidden(f"Branch {branch!r} is protected: change it by merging (admins only).",
-                            code="branch_protected")
+            raise Forbidden(
+                f"Branch {branch!r} is protected: change it by merging (admins only).",
+                code="branch_protected",
+            )
         if expected_head:
             parent = selectors.commit_get(repo=repo, sha=expected_head)
         else:
             parent = ref.commit
         entries = _apply_operations(parent.tree.entries, operations)
         tree = _tree_for(entries)
-        commit = _new_commit(repo=repo, tree=tree, parents=[parent], user=user, message=message, metadata=metadata,
-                             created_at=created_at, job_id=job_id, run_id=run_id)
+        commit = _new_commit(
+            repo=repo,
+            tree=tree,
+            parents=[parent],
+            user=user,
+            message=message,
+            metadata=metadata,
+            created_at=created_at,
+            job_id=job_id,
+            run_id=run_id,
+        )
         if ref.commit_id == commit.pk:
             return commit, False  # the retried commit already landed
         try:
@@ -415,6 +573,7 @@ def commit_create(*, repo: Repo, branch: str, operations: list, message: str, us
 
 # --- branches and tags -------------------------------------------------------------------------
 
+
 def ref_name_check(*, repo: Repo, name: str, kind: str) -> str:
     """May a new branch or tag (``kind``) of ``repo`` be called ``name``? The naming rules
     (hub.common.validation.validate_ref_name: 400) and no ref of the other kind with that
@@ -423,8 +582,11 @@ def ref_name_check(*, repo: Repo, name: str, kind: str) -> str:
     validate_ref_name(name)
     other = Ref.Kind.TAG if kind == Ref.Kind.BRANCH else Ref.Kind.BRANCH
     if Ref.objects.filter(repo=repo, kind=other, name=name).exists():
-        raise Conflict(f"{repo.full_name} already has a {other} named {name!r}; a {kind} may not share its name.",
-                       code="ref_name_taken", details={"name": name, "kind": other})
+        raise Conflict(
+            f"{repo.full_name} already has a {other} named {name!r}; a {kind} may not share its name.",
+            code="ref_name_taken",
+            details={"name": name, "kind": other},
+        )
     return name
 
 
@@ -442,7 +604,9 @@ def branch_create(*, repo: Repo, name: str, from_ref: str | None, user) -> Ref:
         with transaction.atomic():
             _lock_refs(repo)
             ref_name_check(repo=repo, name=name, kind=Ref.Kind.BRANCH)
-            ref = Ref.objects.create(repo=repo, name=name, kind=Ref.Kind.BRANCH, commit=commit, created_by=user)
+            ref = Ref.objects.create(
+                repo=repo, name=name, kind=Ref.Kind.BRANCH, commit=commit, created_by=user
+            )
             _reindex(commit)
             return ref
     except IntegrityError as e:
@@ -455,7 +619,9 @@ def branch_delete(*, repo: Repo, name: str) -> None:
     if name == repo.default_branch:
         raise Conflict("The default branch cannot be deleted.", code="default_branch")
     if ref.protected:
-        raise Forbidden(f"Branch {name!r} is protected; unprotect it first.", code="branch_protected")
+        raise Forbidden(
+            f"Branch {name!r} is protected; unprotect it first.", code="branch_protected"
+        )
     ref.delete()
     _reindex(ref.commit)  # its document lists the branch
 
@@ -476,12 +642,20 @@ def tag_create(*, repo: Repo, name: str, ref: str, user, message: str = "") -> R
         with transaction.atomic():
             _lock_refs(repo)
             ref_name_check(repo=repo, name=name, kind=Ref.Kind.TAG)
-            tag = Ref.objects.create(repo=repo, name=name, kind=Ref.Kind.TAG, commit=commit, created_by=user,
-                                     message=message or "")
+            tag = Ref.objects.create(
+                repo=repo,
+                name=name,
+                kind=Ref.Kind.TAG,
+                commit=commit,
+                created_by=user,
+                message=message or "",
+            )
             _reindex(commit)
             return tag
     except IntegrityError as e:
-        raise Conflict(f"Tag {name!r} already exists; tags are immutable.", code="ref_exists") from e
+        raise Conflict(
+            f"Tag {name!r} already exists; tags are immutable.", code="ref_exists"
+        ) from e
 
 
 @transaction.atomic

@@ -107,7 +107,9 @@ def _reader(cache: dict, ref: TensorRef, blobs: BlobStore) -> FileReader:
     return cache[key]
 
 
-def tensors_identical(a: TensorRef, b: TensorRef, blobs: BlobStore, cache: dict | None = None) -> bool:
+def tensors_identical(
+    a: TensorRef, b: TensorRef, blobs: BlobStore, cache: dict | None = None
+) -> bool:
     """Same dtype, shape and bytes. Chunk-aligned tensors compare by hash, without I/O."""
     if a.dtype != b.dtype or a.shape != b.shape:
         return False
@@ -117,7 +119,12 @@ def tensors_identical(a: TensorRef, b: TensorRef, blobs: BlobStore, cache: dict 
     if sa is not None and sb is not None and sa == sb:
         return True
     step = BLOCK_ELEMS * ITEMSIZE[a.dtype]
-    return all(x == y for x, y in zip(ra.iter_range(a.begin, a.end, step), rb.iter_range(b.begin, b.end, step), strict=True))
+    return all(
+        x == y
+        for x, y in zip(
+            ra.iter_range(a.begin, a.end, step), rb.iter_range(b.begin, b.end, step), strict=True
+        )
+    )
 
 
 def delta_stats(a: TensorRef, b: TensorRef, blobs: BlobStore, cache: dict | None = None) -> dict:
@@ -146,7 +153,9 @@ def delta_stats(a: TensorRef, b: TensorRef, blobs: BlobStore, cache: dict | None
         "l2_delta": l2,
         "max_abs_delta": max_abs,
         "rel_change": (l2 / na) if na > 0 else (0.0 if l2 == 0 else math.inf),
-        "cosine": max(-1.0, min(1.0, ab / (na * nb))) if na > 0 and nb > 0 else (1.0 if na == nb else 0.0),
+        "cosine": max(-1.0, min(1.0, ab / (na * nb)))
+        if na > 0 and nb > 0
+        else (1.0 if na == nb else 0.0),
         "norm_a": na,
         "norm_b": nb,
     }
@@ -157,7 +166,9 @@ def comparable(a: TensorRef, b: TensorRef) -> bool:
     return a.shape == b.shape
 
 
-def tensor_pieces(ref: TensorRef, blobs: BlobStore, cache: dict) -> Iterator[tuple[str, int, bytes | None]]:
+def tensor_pieces(
+    ref: TensorRef, blobs: BlobStore, cache: dict
+) -> Iterator[tuple[str, int, bytes | None]]:
     """The chunks that hold ``ref`` in a new file: reused (hash, size, None) when the tensor
     is chunk-aligned in its source, else fresh (hash, size, bytes) cut every TENSOR_PIECE.
 
@@ -176,8 +187,9 @@ def tensor_pieces(ref: TensorRef, blobs: BlobStore, cache: dict) -> Iterator[tup
         del data
 
 
-def averaged_pieces(a: TensorRef, b: TensorRef, weight_b: float, blobs: BlobStore,
-                    cache: dict) -> Iterator[tuple[str, int, bytes]]:
+def averaged_pieces(
+    a: TensorRef, b: TensorRef, weight_b: float, blobs: BlobStore, cache: dict
+) -> Iterator[tuple[str, int, bytes]]:
     """(1−w)·a + w·b, computed in float64 per block, stored in a's dtype.
 
     A generator of (hash, size, bytes), one TENSOR_PIECE at a time: the caller stores each

@@ -78,7 +78,9 @@ def _hash_range(f, offset: int, size: int) -> Iterator[ChunkSpec]:
         offset += n
 
 
-def safetensors_ranges(path: str | os.PathLike, *, max_header: int = DEFAULT_MAX_HEADER) -> list[tuple[int, int]]:
+def safetensors_ranges(
+    path: str | os.PathLike, *, max_header: int = DEFAULT_MAX_HEADER
+) -> list[tuple[int, int]]:
     """Byte ranges [(offset, size)] that make the chunks of a safetensors file."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -112,7 +114,9 @@ def chunk_bytes(data: bytes, *, name: str) -> FileManifest:
     if is_safetensors(name):
         n = read_header_len(data[:8])
         header = parse_header(data[: 8 + n], file_size=len(data))
-        ranges = [(0, header.data_start)] + [(t.begin, t.nbytes) for t in header.tensors.values() if t.nbytes]
+        ranges = [(0, header.data_start)] + [
+            (t.begin, t.nbytes) for t in header.tensors.values() if t.nbytes
+        ]
         for offset, size in ranges:
             for o in range(offset, offset + size, TENSOR_PIECE):
                 piece = data[o : min(o + TENSOR_PIECE, offset + size)]

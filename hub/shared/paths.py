@@ -37,8 +37,24 @@ _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # The code points HFS+ ignores when it compares names (git's utf8.c, next_hfs_char).
 _HFS_IGNORABLE = dict.fromkeys(
-    [0x200C, 0x200D, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E,
-     0x206A, 0x206B, 0x206C, 0x206D, 0x206E, 0x206F, 0xFEFF]
+    [
+        0x200C,
+        0x200D,
+        0x200E,
+        0x200F,
+        0x202A,
+        0x202B,
+        0x202C,
+        0x202D,
+        0x202E,
+        0x206A,
+        0x206B,
+        0x206C,
+        0x206D,
+        0x206E,
+        0x206F,
+        0xFEFF,
+    ]
 )
 _GIT_NAMES = {".git", "git~1"}
 
@@ -82,7 +98,9 @@ def path_problems(path: object) -> list[str]:
     if _BIDI.search(path):
         problems.append("must not contain bidirectional override or mark characters")
     if not unicodedata.is_normalized("NFC", path):
-        problems.append("must be in Unicode normalisation form NFC (normalise the name and push it again)")
+        problems.append(
+            "must be in Unicode normalisation form NFC (normalise the name and push it again)"
+        )
     if path.startswith("/"):
         problems.append("must be relative")
     if "\\" in path:
@@ -94,7 +112,10 @@ def path_problems(path: object) -> list[str]:
         problems.append(f"components must be at most {MAX_COMPONENT} bytes")
     if any(p and not p.strip() for p in parts):
         problems.append("components must not be whitespace only")
-    if any(p not in ("", ".", "..") and p.strip() and (p.endswith(".") or p[-1].isspace()) for p in parts):
+    if any(
+        p not in ("", ".", "..") and p.strip() and (p.endswith(".") or p[-1].isspace())
+        for p in parts
+    ):
         problems.append("components must not end with '.' or whitespace")
     if any(is_git_dir_name(p) for p in parts):
         problems.append("must not contain a '.git' component (in any case or spelling)")
@@ -105,8 +126,11 @@ def check_path(path: object) -> str:
     """``path`` itself when it follows the rule; otherwise :class:`PathRefused` (``invalid_path``)."""
     problems = path_problems(path)
     if problems:
-        raise PathRefused(f"Invalid path {_show(path)}: " + "; ".join(problems), code="invalid_path",
-                          details={"path": path if isinstance(path, str) else None, "problems": problems})
+        raise PathRefused(
+            f"Invalid path {_show(path)}: " + "; ".join(problems),
+            code="invalid_path",
+            details={"path": path if isinstance(path, str) else None, "problems": problems},
+        )
     return path  # type: ignore[return-value]
 
 
@@ -116,12 +140,16 @@ def path_key(path: str) -> str:
     return unicodedata.normalize("NFC", folded)
 
 
-def tree_collisions(paths: Iterable[str], *, new: Iterable[str] | None = None, limit: int = 20) -> list[tuple[str, str]]:
+def tree_collisions(
+    paths: Iterable[str], *, new: Iterable[str] | None = None, limit: int = 20
+) -> list[tuple[str, str]]:
     """Pairs of paths of one tree that collide after NFC and case folding: two files, a file
     and a directory, or two spellings of one directory. With ``new``, only pairs where at
     least one side is in ``new`` (an old collision does not block an unrelated change)."""
     fresh = set(new) if new is not None else None
-    seen: dict[str, tuple[str, bool, str]] = {}  # key of a prefix -> (its spelling, is a file, a path using it)
+    seen: dict[
+        str, tuple[str, bool, str]
+    ] = {}  # key of a prefix -> (its spelling, is a file, a path using it)
     found: list[tuple[str, str]] = []
     keys: dict[str, str] = {}  # component -> its key (folder names repeat across a tree)
     for path in paths:
@@ -158,5 +186,6 @@ def check_tree(paths: Iterable[str], *, new: Iterable[str] | None = None) -> Non
             f"Paths {_show(a)} and {_show(b)} collide: they differ only by case or Unicode normalisation, or one "
             f"is a file where the other needs a directory, so macOS and Windows would write them as one{more}. "
             "Rename or delete one of them.",
-            code="path_collision", details={"paths": [a, b], "collisions": [list(p) for p in found]},
+            code="path_collision",
+            details={"paths": [a, b], "collisions": [list(p) for p in found]},
         )

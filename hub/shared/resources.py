@@ -21,11 +21,20 @@ MAX_TIME_LIMIT_S = 7 * 24 * 3600
 DEFAULT_DISK_MB = 10 * 1024
 MAX_DISK_MB = 1024 * 1024
 
-DEFAULTS: dict[str, int | float] = {"gpus": 0, "cpus": 1, "memory_mb": 4096, "time_limit_s": 3600,
-                                    "disk_mb": DEFAULT_DISK_MB}
+DEFAULTS: dict[str, int | float] = {
+    "gpus": 0,
+    "cpus": 1,
+    "memory_mb": 4096,
+    "time_limit_s": 3600,
+    "disk_mb": DEFAULT_DISK_MB,
+}
 BOUNDS: dict[str, tuple[int | float, int | float]] = {
-    "gpus": (0, 16), "cpus": (0.1, 256), "memory_mb": (64, 4 * 1024 * 1024), "time_limit_s": (1, MAX_TIME_LIMIT_S),
-    "disk_mb": (16, MAX_DISK_MB)}
+    "gpus": (0, 16),
+    "cpus": (0.1, 256),
+    "memory_mb": (64, 4 * 1024 * 1024),
+    "time_limit_s": (1, MAX_TIME_LIMIT_S),
+    "disk_mb": (16, MAX_DISK_MB),
+}
 
 
 class ResourcesRefused(ValueError):
@@ -49,7 +58,9 @@ def with_defaults(res: dict | None, *, disk_mb: int = DEFAULT_DISK_MB) -> dict[s
     return out
 
 
-def check_resources(raw: Any, *, disk_mb: int = DEFAULT_DISK_MB, max_disk_mb: int = MAX_DISK_MB) -> dict[str, Any]:
+def check_resources(
+    raw: Any, *, disk_mb: int = DEFAULT_DISK_MB, max_disk_mb: int = MAX_DISK_MB
+) -> dict[str, Any]:
     """Validated requests with every key filled in (``gpus`` and ``disk_mb`` as ints);
     :class:`ResourcesRefused` listing every problem otherwise. ``disk_mb`` and ``max_disk_mb``:
     the deployment's default and maximum disk quota."""
@@ -59,13 +70,17 @@ def check_resources(raw: Any, *, disk_mb: int = DEFAULT_DISK_MB, max_disk_mb: in
     out = {k: raw.get(k, v) for k, v in DEFAULTS.items()}
     if "disk_mb" not in raw:
         out["disk_mb"] = disk_mb
-    problems = [{"path": f"resources.{key}", "message": f"unknown key (use {', '.join(out)})"}
-                for key in sorted(set(raw) - set(out), key=str)]
+    problems = [
+        {"path": f"resources.{key}", "message": f"unknown key (use {', '.join(out)})"}
+        for key in sorted(set(raw) - set(out), key=str)
+    ]
     bounds = {**BOUNDS, "disk_mb": (BOUNDS["disk_mb"][0], max_disk_mb)}
     for key, (lo, hi) in bounds.items():
         v = out[key]
         if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
-            problems.append({"path": f"resources.{key}", "message": f"must be a number between {lo} and {hi}"})
+            problems.append(
+                {"path": f"resources.{key}", "message": f"must be a number between {lo} and {hi}"}
+            )
     if isinstance(out["gpus"], float) and not out["gpus"].is_integer():
         problems.append({"path": "resources.gpus", "message": "must be a whole number"})
     if problems:

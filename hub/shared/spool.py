@@ -89,4 +89,6 @@ def set_aside(path: Path) -> None:
     if path.suffix == BATCH_SUFFIX:
         path.replace(path.with_suffix(REJECTED_SUFFIX))  # x-3.bin -> x-3.rejected
     else:
-        path.replace(path.with_name(path.name + REJECTED_SUFFIX))  # create.json -> create.json.rejected
+        path.replace(
+            path.with_name(path.name + REJECTED_SUFFIX)
+        )  # create.json -> create.json.rejected

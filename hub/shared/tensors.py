@@ -23,16 +23,36 @@ import numpy as np
 DEFAULT_MAX_HEADER = 100 * 1024 * 1024  # the reference implementation's own limit
 
 ITEMSIZE = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
-    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-    "I32": 4, "U32": 4, "F32": 4,
-    "I64": 8, "U64": 8, "F64": 8,
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
 }
 FLOAT_DTYPES = {"F8_E4M3", "F8_E5M2", "F16", "BF16", "F32", "F64"}
 _NUMPY = {
-    "BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "I16": np.int16, "U16": np.uint16,
-    "I32": np.int32, "U32": np.uint32, "I64": np.int64, "U64": np.uint64,
-    "F16": np.float16, "F32": np.float32, "F64": np.float64,
+    "BOOL": np.bool_,
+    "U8": np.uint8,
+    "I8": np.int8,
+    "I16": np.int16,
+    "U16": np.uint16,
+    "I32": np.int32,
+    "U32": np.uint32,
+    "I64": np.int64,
+    "U64": np.uint64,
+    "F16": np.float16,
+    "F32": np.float32,
+    "F64": np.float64,
 }
 
 
@@ -53,8 +73,10 @@ def _unique(pairs: _Pairs, what: str) -> dict:
     out: dict = {}
     for key, value in pairs:
         if key in out:
-            raise HeaderError(f"{what} {key!r} appears more than once (a reader would see only one of them)",
-                              code="duplicate_tensor_name" if what == "tensor name" else "invalid_safetensors")
+            raise HeaderError(
+                f"{what} {key!r} appears more than once (a reader would see only one of them)",
+                code="duplicate_tensor_name" if what == "tensor name" else "invalid_safetensors",
+            )
         out[key] = value
     return out
 
@@ -73,7 +95,9 @@ def _header_object(raw: bytes) -> dict:
     obj = _unique(pairs, "tensor name")
     for name, spec in obj.items():
         if isinstance(spec, _Pairs):
-            obj[name] = _unique(spec, "__metadata__ key" if name == "__metadata__" else f"tensor {name!r}: field")
+            obj[name] = _unique(
+                spec, "__metadata__ key" if name == "__metadata__" else f"tensor {name!r}: field"
+            )
     return obj
 
 
@@ -97,7 +121,12 @@ class TensorInfo:
         return n
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dtype": self.dtype, "shape": list(self.shape), "begin": self.begin, "end": self.end}
+        return {
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "begin": self.begin,
+            "end": self.end,
+        }
 
 
 @dataclass(frozen=True)
@@ -112,7 +141,9 @@ class Header:
 
     @property
     def file_size(self) -> int:
-        return self.data_start + (max((t.end for t in self.tensors.values()), default=self.data_start) - self.data_start)
+        return self.data_start + (
+            max((t.end for t in self.tensors.values()), default=self.data_start) - self.data_start
+        )
 
 
 def read_header_len(prefix: bytes, *, max_header: int = DEFAULT_MAX_HEADER) -> int:
@@ -126,7 +157,9 @@ def read_header_len(prefix: bytes, *, max_header: int = DEFAULT_MAX_HEADER) -> i
     return n
 
 
-def parse_header(head: bytes, *, file_size: int | None = None, max_header: int = DEFAULT_MAX_HEADER) -> Header:
+def parse_header(
+    head: bytes, *, file_size: int | None = None, max_header: int = DEFAULT_MAX_HEADER
+) -> Header:
     """Parse and validate ``head`` = the first ``8 + N`` bytes of a safetensors file."""
     n = read_header_len(head, max_header=max_header)
     if len(head) < 8 + n:
@@ -136,7 +169,9 @@ def parse_header(head: bytes, *, file_size: int | None = None, max_header: int =
         raise HeaderError("header is not a JSON object")
     obj = _header_object(raw)
     metadata = obj.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
         raise HeaderError("__metadata__ must map strings to strings")
     data_start = 8 + n
     entries = []
@@ -146,14 +181,19 @@ def parse_header(head: bytes, *, file_size: int | None = None, max_header: int =
         dtype, shape, offsets = spec.get("dtype"), spec.get("shape"), spec.get("data_offsets")
         if not isinstance(dtype, str) or dtype not in ITEMSIZE:
             raise HeaderError(f"tensor {name!r}: unknown dtype {dtype!r}")
-        if type(shape) is not list or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        if type(shape) is not list or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
             raise HeaderError(f"tensor {name!r}: shape must be a list of non-negative integers")
         if (
-            type(offsets) is not list or len(offsets) != 2
+            type(offsets) is not list
+            or len(offsets) != 2
             or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
             or offsets[1] < offsets[0]
         ):
-            raise HeaderError(f"tensor {name!r}: data_offsets must be [begin, end] with 0 <= begin <= end")
+            raise HeaderError(
+                f"tensor {name!r}: data_offsets must be [begin, end] with 0 <= begin <= end"
+            )
         numel = 1
         for d in shape:
             numel *= d
@@ -167,15 +207,21 @@ def parse_header(head: bytes, *, file_size: int | None = None, max_header: int =
     tensors: dict[str, TensorInfo] = {}
     for begin, end, name, dtype, shape in entries:
         if begin != expected:
-            raise HeaderError(f"tensor {name!r}: data is not contiguous (starts at {begin}, expected {expected})")
+            raise HeaderError(
+                f"tensor {name!r}: data is not contiguous (starts at {begin}, expected {expected})"
+            )
         expected = end
         tensors[name] = TensorInfo(name, dtype, shape, data_start + begin, data_start + end)
     if file_size is not None and data_start + expected != file_size:
-        raise HeaderError(f"data buffer is {file_size - data_start} bytes but tensors cover {expected}")
+        raise HeaderError(
+            f"data buffer is {file_size - data_start} bytes but tensors cover {expected}"
+        )
     return Header(n, tensors, metadata)
 
 
-def build_header(tensors: list[tuple[str, str, tuple[int, ...]]], metadata: dict[str, str] | None = None) -> tuple[bytes, list[tuple[int, int]]]:
+def build_header(
+    tensors: list[tuple[str, str, tuple[int, ...]]], metadata: dict[str, str] | None = None
+) -> tuple[bytes, list[tuple[int, int]]]:
     """Header bytes (prefix included) for tensors laid out in the given order, and each
     tensor's absolute [begin, end) in the resulting file."""
     obj: dict[str, Any] = {}
@@ -188,7 +234,11 @@ def build_header(tensors: list[tuple[str, str, tuple[int, ...]]], metadata: dict
         for d in shape:
             numel *= d
         nbytes = numel * ITEMSIZE[dtype]
-        obj[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        obj[name] = {
+            "dtype": dtype,
+            "shape": list(shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
         rel.append((offset, offset + nbytes))
         offset += nbytes
     raw = json.dumps(obj, separators=(",", ":")).encode()
@@ -198,6 +248,7 @@ def build_header(tensors: list[tuple[str, str, tuple[int, ...]]], metadata: dict
 
 
 # --- decoding to float for diff and averaging ----------------------------------------------
+
 
 def _fp8_table(exp_bits: int, man_bits: int, bias: int, *, e4m3fn: bool) -> np.ndarray:
     """All 256 values of an 8-bit float format, as float32."""

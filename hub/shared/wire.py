@@ -32,7 +32,9 @@ def encode(keys: list[str], key_index, step, wall_time, value) -> bytes:
     return b"".join(parts)
 
 
-def decode(body: bytes, *, max_points: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def decode(
+    body: bytes, *, max_points: int
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """→ (keys, key_index, step, wall_time, value). Raises ValueError on a malformed body and
     OverflowError when it holds more than ``max_points`` points."""
     try:

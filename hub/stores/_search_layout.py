@@ -139,8 +139,14 @@ NUMBER_MIN = encode_number(-math.inf)
 NUMBER_MAX = encode_number(math.inf)
 
 
-def numeric_range(field: str, *, gt: float | None = None, gte: float | None = None,
-                  lt: float | None = None, lte: float | None = None) -> dict[str, Any]:
+def numeric_range(
+    field: str,
+    *,
+    gt: float | None = None,
+    gte: float | None = None,
+    lt: float | None = None,
+    lte: float | None = None,
+) -> dict[str, Any]:
     """A range query on an encoded numeric sub-key (both bounds always given: Elasticsearch
     refuses a half-open range on a flattened sub-key)."""
     body: dict[str, Any] = {}

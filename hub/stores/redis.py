@@ -41,7 +41,9 @@ class RedisStore:
 
         self.url = url
         self.prefix = prefix
-        self._client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+        self._client = redis.Redis.from_url(
+            url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+        )
 
     def _call(self, fn) -> Any:
         import redis
@@ -69,8 +71,9 @@ class RedisStore:
         """True for the first caller in a window of ``window_ms`` (``SET NX PX``)."""
         return bool(self._call(lambda r: r.set(self.prefix + name, 1, nx=True, px=window_ms)))
 
-    def pending_add(self, name: str, ids: Iterable[str], *, window: str | None = None,
-                    window_ms: int = 0) -> bool:
+    def pending_add(
+        self, name: str, ids: Iterable[str], *, window: str | None = None, window_ms: int = 0
+    ) -> bool:
         """Add ``ids`` to the pending set ``name``; with ``window``, in the same transaction
         claim that window (see :meth:`claim_window`) and return whether this call claimed it
         (the caller then schedules the drain). Without ``window``, returns False."""

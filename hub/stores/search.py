@@ -185,7 +185,9 @@ def run_document(doc: Mapping[str, Any]) -> dict[str, Any]:
         raise SearchError("a run document needs an id")
     out = {k: v for k, v in doc.items() if k not in (PARAMS, SUMMARY)}
     out["id"] = str(doc["id"])
-    out[PARAMS], out[PARAMS_NUM], out[PARAM_PAIRS] = split_params(flatten_params(doc.get(PARAMS) or {}))
+    out[PARAMS], out[PARAMS_NUM], out[PARAM_PAIRS] = split_params(
+        flatten_params(doc.get(PARAMS) or {})
+    )
     out[SUMMARY] = flatten_summary(doc.get(SUMMARY) or {})
     return out
 
@@ -384,9 +386,7 @@ class SearchIndex:
 
     def _generations(self, alias: str) -> list[str]:
         """Every concrete ``<alias>-<digits>`` index, in use or left over."""
-        found = self._call(
-            self._es.options(ignore_status=404).indices.get, index=f"{alias}-*"
-        )
+        found = self._call(self._es.options(ignore_status=404).indices.get, index=f"{alias}-*")
         pattern = f"{alias}-"
         return sorted(
             name
@@ -690,7 +690,9 @@ class SearchIndex:
         total = response["hits"]["total"]
         return SearchResult(
             hits=[
-                SearchHit(h["_id"], h.get("_score"), h.get("sort"), _commit_source(h.get("_source") or {}))
+                SearchHit(
+                    h["_id"], h.get("_score"), h.get("sort"), _commit_source(h.get("_source") or {})
+                )
                 for h in response["hits"]["hits"]
             ],
             total=int(total["value"]),

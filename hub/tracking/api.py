@@ -31,15 +31,31 @@ class _RunJSONParser(BoundedJSONParser):
 
 
 def project_out(p: Project) -> dict:
-    return {"id": p.full_name, "namespace": p.namespace.name, "name": p.name, "private": p.private,
-            "description": p.description, "created_at": p.created_at}
+    return {
+        "id": p.full_name,
+        "namespace": p.namespace.name,
+        "name": p.name,
+        "private": p.private,
+        "description": p.description,
+        "created_at": p.created_at,
+    }
 
 
 def run_out(r: Run) -> dict:
     return {
-        "id": r.pk, "project": r.project.full_name, "name": r.name, "group": r.group, "status": r.status,
-        "user": r.user.username if r.user_id else None, "started_at": r.started_at, "ended_at": r.ended_at,
-        "updated_at": r.updated_at, "params": r.params, "tags": r.tags, "notes": r.notes, "summary": r.summary,
+        "id": r.pk,
+        "project": r.project.full_name,
+        "name": r.name,
+        "group": r.group,
+        "status": r.status,
+        "user": r.user.username if r.user_id else None,
+        "started_at": r.started_at,
+        "ended_at": r.ended_at,
+        "updated_at": r.updated_at,
+        "params": r.params,
+        "tags": r.tags,
+        "notes": r.notes,
+        "summary": r.summary,
         "commit": {"repo": r.commit_repo, "sha": r.commit_sha} if r.commit_sha else None,
         "job_id": r.job_id or None,
     }
@@ -78,7 +94,9 @@ class ProjectListCreateApi(APIView):
         private = serializers.BooleanField(default=False)
         description = serializers.CharField(default="", allow_blank=True, max_length=10_000)
 
-    @extend_schema(summary="List projects you can see", parameters=[OpenApiParameter("namespace", str)])
+    @extend_schema(
+        summary="List projects you can see", parameters=[OpenApiParameter("namespace", str)]
+    )
     def get(self, request):
         from django.db.models import Q
 
@@ -103,8 +121,9 @@ class ProjectListCreateApi(APIView):
         d = data.validated_data
         ns = accounts.namespace_get(name=d.get("namespace") or request.user.username)
         accounts.require_role(request, namespace=ns, role=Role.WRITE)
-        p = services.project_get_or_create(namespace=ns, name=d["name"], private=d["private"],
-                                           description=d["description"])
+        p = services.project_get_or_create(
+            namespace=ns, name=d["name"], private=d["private"], description=d["description"]
+        )
         return Response(project_out(p), status=201)
 
 
@@ -116,17 +135,28 @@ class ProjectRunsApi(APIView):
         group = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
         params = serializers.JSONField(required=False, default=dict)
         tags = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-        notes = serializers.CharField(required=False, default="", allow_blank=True, max_length=100_000)
-        run_id = serializers.CharField(required=False, allow_null=True, help_text="client-chosen id: idempotent create")
-        commit = serializers.CharField(required=False, allow_blank=True, default="", help_text="ns/repo@sha")
+        notes = serializers.CharField(
+            required=False, default="", allow_blank=True, max_length=100_000
+        )
+        run_id = serializers.CharField(
+            required=False, allow_null=True, help_text="client-chosen id: idempotent create"
+        )
+        commit = serializers.CharField(
+            required=False, allow_blank=True, default="", help_text="ns/repo@sha"
+        )
         job_id = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
 
     @extend_schema(
         summary="Search a project's runs (query syntax: params.moe.top_k:4 AND summary.val_loss:<2.1 ...)",
-        parameters=[OpenApiParameter("q", str), OpenApiParameter("sort", str, description="comma list, '-' = desc"),
-                    OpenApiParameter("page_size", int), OpenApiParameter("offset", int),
-                    OpenApiParameter("cursor", str, description="'next' of the previous page"),
-                    OpenApiParameter("facets", str)])
+        parameters=[
+            OpenApiParameter("q", str),
+            OpenApiParameter("sort", str, description="comma list, '-' = desc"),
+            OpenApiParameter("page_size", int),
+            OpenApiParameter("offset", int),
+            OpenApiParameter("cursor", str, description="'next' of the previous page"),
+            OpenApiParameter("facets", str),
+        ],
+    )
     def get(self, request, namespace, name):
         project = selectors.project_for(request, namespace=namespace, name=name)
         qp = request.query_params
@@ -137,9 +167,17 @@ class ProjectRunsApi(APIView):
             except ValueError as e:
                 raise InvalidInput("Bad cursor.", code="invalid_cursor") from e
         page_size = min(1000, max(1, _int(qp.get("page_size"), "page_size", 50)))
-        return Response(selectors.run_search(project=project, q=qp.get("q", ""), sort=_csv(qp.get("sort")),
-                                             page_size=page_size, offset=_int(qp.get("offset"), "offset", 0),
-                                             search_after=cursor, facets=_csv(qp.get("facets"))))
+        return Response(
+            selectors.run_search(
+                project=project,
+                q=qp.get("q", ""),
+                sort=_csv(qp.get("sort")),
+                page_size=page_size,
+                offset=_int(qp.get("offset"), "offset", 0),
+                search_after=cursor,
+                facets=_csv(qp.get("facets")),
+            )
+        )
 
     @extend_schema(request=InputSerializer, summary="Start a run")
     def post(self, request, namespace, name):
@@ -148,7 +186,9 @@ class ProjectRunsApi(APIView):
         data.is_valid(raise_exception=True)
         d = dict(data.validated_data)
         repo, _, sha = (d.pop("commit") or "").partition("@")
-        run, created = services.run_create(project=project, user=request.user, commit_repo=repo, commit_sha=sha, **d)
+        run, created = services.run_create(
+            project=project, user=request.user, commit_repo=repo, commit_sha=sha, **d
+        )
         return Response(run_out(run), status=201 if created else 200)
 
 
@@ -162,7 +202,9 @@ class RunDetailApi(APIView):
         notes = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
         add_tags = serializers.ListField(child=serializers.CharField(), required=False)
         remove_tags = serializers.ListField(child=serializers.CharField(), required=False)
-        commit = serializers.CharField(required=False, allow_blank=True, help_text="ns/repo@sha (lineage)")
+        commit = serializers.CharField(
+            required=False, allow_blank=True, help_text="ns/repo@sha (lineage)"
+        )
         job_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
 
     @extend_schema(summary="A run (its summary carries each key's exact point count)")
@@ -197,7 +239,9 @@ class RunParamsApi(APIView):
         run = selectors.run_for(request, run_id=run_id, role=Role.WRITE)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(run_out(services.run_log_params(run=run, params=data.validated_data["params"])))
+        return Response(
+            run_out(services.run_log_params(run=run, params=data.validated_data["params"]))
+        )
 
 
 class _BinaryOrJsonParser(JSONParser):
@@ -210,8 +254,10 @@ class _BinaryOrJsonParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         if media_type and media_type.startswith(ingest.BINARY_CONTENT_TYPE):
             return None
-        return loads(read_body(stream, parser_context, limit("HUB_MAX_METRICS_REQUEST_BYTES")),
-                     too_deep_code="invalid_batch")
+        return loads(
+            read_body(stream, parser_context, limit("HUB_MAX_METRICS_REQUEST_BYTES")),
+            too_deep_code="invalid_batch",
+        )
 
 
 class RunMetricsApi(APIView):
@@ -219,10 +265,15 @@ class RunMetricsApi(APIView):
 
     @extend_schema(summary="Metric keys a run logged, with counts and last/min/max")
     def get(self, request, run_id):
-        return Response({"keys": selectors.metric_keys(run=selectors.run_for(request, run_id=run_id))})
+        return Response(
+            {"keys": selectors.metric_keys(run=selectors.run_for(request, run_id=run_id))}
+        )
 
     @extend_schema(
-        request={"application/json": OpenApiTypes.OBJECT, ingest.BINARY_CONTENT_TYPE: OpenApiTypes.BINARY},
+        request={
+            "application/json": OpenApiTypes.OBJECT,
+            ingest.BINARY_CONTENT_TYPE: OpenApiTypes.BINARY,
+        },
         summary="Ingest a batch of points: JSON columns {key, step, value, time} or the binary encoding",
     )
     def post(self, request, run_id):
@@ -246,24 +297,49 @@ class SeriesApi(APIView):
 
     @extend_schema(
         summary="Series for many runs × keys, downsampled server-side to `buckets` (min/max/last per bucket)",
-        parameters=[OpenApiParameter("runs", str, required=True), OpenApiParameter("keys", str, required=True),
-                    OpenApiParameter("x", str), OpenApiParameter("buckets", int), OpenApiParameter("min", float),
-                    OpenApiParameter("max", float)])
+        parameters=[
+            OpenApiParameter("runs", str, required=True),
+            OpenApiParameter("keys", str, required=True),
+            OpenApiParameter("x", str),
+            OpenApiParameter("buckets", int),
+            OpenApiParameter("min", float),
+            OpenApiParameter("max", float),
+        ],
+    )
     def get(self, request):
         qp = request.query_params
         runs = selectors.runs_for(request, run_ids=_csv(qp.get("runs")))
-        return Response({"series": selectors.series(
-            runs=runs, keys=_csv(qp.get("keys")), x=qp.get("x", "step"), buckets=_int(qp.get("buckets"), "buckets"),
-            x_min=_float(qp.get("min"), "min"), x_max=_float(qp.get("max"), "max"))})
+        return Response(
+            {
+                "series": selectors.series(
+                    runs=runs,
+                    keys=_csv(qp.get("keys")),
+                    x=qp.get("x", "step"),
+                    buckets=_int(qp.get("buckets"), "buckets"),
+                    x_min=_float(qp.get("min"), "min"),
+                    x_max=_float(qp.get("max"), "max"),
+                )
+            }
+        )
 
 
 class ExportApi(APIView):
-    @extend_schema(summary="Every point of a run at full resolution, streamed as CSV (default) or Parquet",
-                   parameters=[OpenApiParameter("keys", str),
-                               OpenApiParameter("as", str, enum=["csv", "parquet"],
-                                                description="the file format (`format` is DRF's own)")],
-                   responses={(200, "text/csv"): OpenApiTypes.STR,
-                              (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY})
+    @extend_schema(
+        summary="Every point of a run at full resolution, streamed as CSV (default) or Parquet",
+        parameters=[
+            OpenApiParameter("keys", str),
+            OpenApiParameter(
+                "as",
+                str,
+                enum=["csv", "parquet"],
+                description="the file format (`format` is DRF's own)",
+            ),
+        ],
+        responses={
+            (200, "text/csv"): OpenApiTypes.STR,
+            (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
+        },
+    )
     def get(self, request, run_id):
         fmt = request.query_params.get("as", "csv")
         if fmt not in ("csv", "parquet"):
@@ -271,7 +347,9 @@ class ExportApi(APIView):
         run = selectors.run_for(request, run_id=run_id)
         batches = selectors.export_batches(run=run, keys=_csv(request.query_params.get("keys")))
         if fmt == "parquet":
-            resp = StreamingHttpResponse(_parquet_stream(batches), content_type="application/vnd.apache.parquet")
+            resp = StreamingHttpResponse(
+                _parquet_stream(batches), content_type="application/vnd.apache.parquet"
+            )
         else:
             resp = StreamingHttpResponse(_csv_stream(batches), content_type="text/csv")
         resp["Content-Disposition"] = f'attachment; filename="{run.pk}-metrics.{fmt}"'
@@ -318,14 +396,24 @@ def _parquet_stream(batches):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([("key", pa.string()), ("step", pa.int64()), ("wall_time", pa.float64()),
-                        ("value", pa.float64())])
+    schema = pa.schema(
+        [
+            ("key", pa.string()),
+            ("step", pa.int64()),
+            ("wall_time", pa.float64()),
+            ("value", pa.float64()),
+        ]
+    )
     sink = _Drain()
     with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
         for batch in batches:
             cols = list(zip(*batch, strict=True))
-            writer.write_table(pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(cols, schema, strict=True)],
-                                                    schema=schema))
+            writer.write_table(
+                pa.Table.from_arrays(
+                    [pa.array(c, type=f.type) for c, f in zip(cols, schema, strict=True)],
+                    schema=schema,
+                )
+            )
             yield sink.take()
     yield sink.take()
 
@@ -333,10 +421,16 @@ def _parquet_stream(batches):
 class CompareApi(APIView):
     @extend_schema(
         summary="Comparison report of 2..N runs, or of N model commits through their linked runs",
-        parameters=[OpenApiParameter("runs", str), OpenApiParameter("commits", str, description="ns/repo@sha,..."),
-                    OpenApiParameter("baseline", str, description="a run id, or one of the commits"),
-                    OpenApiParameter("target", str), OpenApiParameter("goal", str),
-                    OpenApiParameter("metrics", str), OpenApiParameter("render", str, enum=["json", "markdown", "html"])])
+        parameters=[
+            OpenApiParameter("runs", str),
+            OpenApiParameter("commits", str, description="ns/repo@sha,..."),
+            OpenApiParameter("baseline", str, description="a run id, or one of the commits"),
+            OpenApiParameter("target", str),
+            OpenApiParameter("goal", str),
+            OpenApiParameter("metrics", str),
+            OpenApiParameter("render", str, enum=["json", "markdown", "html"]),
+        ],
+    )
     def get(self, request):
         qp = request.query_params
         baseline, labels = qp.get("baseline"), None
@@ -345,19 +439,29 @@ class CompareApi(APIView):
                 raise InvalidInput("Pass runs or commits, not both.", code="invalid_runs")
             by_commit = selectors.runs_for_commits(request, commits=_csv(qp.get("commits")))
             runs = list(dict.fromkeys(by_commit.values()))
-            labels = {r.pk: f"{ref.partition('@')[0].split('/')[-1]}@{ref.partition('@')[2][:8]}"
-                      for ref, r in by_commit.items()}
+            labels = {
+                r.pk: f"{ref.partition('@')[0].split('/')[-1]}@{ref.partition('@')[2][:8]}"
+                for ref, r in by_commit.items()
+            }
             if baseline in by_commit:
                 baseline = by_commit[baseline].pk
         else:
             runs = selectors.runs_for(request, run_ids=_csv(qp.get("runs")))
-        rep = selectors.compare(runs=runs, target=qp.get("target"), baseline=baseline, goal=qp.get("goal"),
-                                metrics=_csv(qp.get("metrics")) or None, labels=labels)
+        rep = selectors.compare(
+            runs=runs,
+            target=qp.get("target"),
+            baseline=baseline,
+            goal=qp.get("goal"),
+            metrics=_csv(qp.get("metrics")) or None,
+            labels=labels,
+        )
         if labels:
             rep["commits"] = {ref: r.pk for ref, r in by_commit.items()}
         fmt = qp.get("render", "json")  # not "format": DRF reserves it for content negotiation
         if fmt == "markdown":
-            resp = HttpResponse(report.to_markdown(rep), content_type="text/markdown; charset=utf-8")
+            resp = HttpResponse(
+                report.to_markdown(rep), content_type="text/markdown; charset=utf-8"
+            )
             resp["Content-Disposition"] = 'attachment; filename="comparison.md"'
             return resp
         if fmt == "html":  # a download: never rendered inline in the hub's origin

@@ -51,7 +51,11 @@ def search_index() -> SearchIndex | None:
     if not url:
         return None
     with _index_lock:
-        if _index is None or _index.url != url or _index.prefix != settings.HUB_ELASTICSEARCH_INDEX_PREFIX:
+        if (
+            _index is None
+            or _index.url != url
+            or _index.prefix != settings.HUB_ELASTICSEARCH_INDEX_PREFIX
+        ):
             _index = SearchIndex(url, settings.HUB_ELASTICSEARCH_INDEX_PREFIX)
         return _index
 
@@ -69,11 +73,15 @@ def _enqueue(kind: str, ident: str) -> None:
         return
     try:
         if kind == "run":
-            if get_redis().pending_add(PENDING_RUNS, [ident], window=DRAIN_WINDOW, window_ms=DEBOUNCE_MS):
+            if get_redis().pending_add(
+                PENDING_RUNS, [ident], window=DRAIN_WINDOW, window_ms=DEBOUNCE_MS
+            ):
                 celery_app.send_task(TASK_INDEX_PENDING_RUNS, countdown=COUNTDOWN_S, retry=False)
             return
         if get_redis().claim_window(f"index:{kind}:{ident}", window_ms=DEBOUNCE_MS):
-            celery_app.send_task(TASK_INDEX_COMMIT, args=[ident], countdown=COUNTDOWN_S, retry=False)
+            celery_app.send_task(
+                TASK_INDEX_COMMIT, args=[ident], countdown=COUNTDOWN_S, retry=False
+            )
     except Exception as e:  # broker down: index inline, the reindex command repairs the rest
         log.warning("search index queue unavailable (%s); indexing %s %s inline", e, kind, ident)
         _index_now(kind, ident)
@@ -113,14 +121,19 @@ def run_doc(run) -> dict:
         "created_at": run.started_at.isoformat(),
         "ended_at": run.ended_at.isoformat() if run.ended_at else None,
         "params": run.params,
-        "summary": {k: {s: v[s] for s in ("last", "min", "max", "last_step")} for k, v in run.summary.items()},
+        "summary": {
+            k: {s: v[s] for s in ("last", "min", "max", "last_step")}
+            for k, v in run.summary.items()
+        },
     }
 
 
 def commit_doc(commit) -> dict:
     from hub.registry.models import FileObject, Ref
 
-    refs = list(Ref.objects.filter(repo_id=commit.repo_id, commit_id=commit.pk).values_list("kind", "name"))
+    refs = list(
+        Ref.objects.filter(repo_id=commit.repo_id, commit_id=commit.pk).values_list("kind", "name")
+    )
     config = {}
     oid = commit.tree.entries.get("config.json")
     if oid:
@@ -147,7 +160,9 @@ def commit_doc(commit) -> dict:
         "run": commit.run_id or None,
         "job": commit.job_id or None,
         "config": config if isinstance(config, dict) else {},
-        "eval": commit.metadata.get("eval") if isinstance(commit.metadata.get("eval"), dict) else {},
+        "eval": commit.metadata.get("eval")
+        if isinstance(commit.metadata.get("eval"), dict)
+        else {},
     }
 
 
@@ -178,19 +193,29 @@ def index_pending_runs_now(batch: int = 500) -> int:
             return taken
         try:
             if idx is not None:
-                runs = {run.pk: run for run in
-                        Run.objects.select_related("project__namespace", "user").filter(pk__in=ids)}
+                runs = {
+                    run.pk: run
+                    for run in Run.objects.select_related("project__namespace", "user").filter(
+                        pk__in=ids
+                    )
+                }
                 if runs:
                     idx.bulk_index_runs([run_doc(runs[i]) for i in ids if i in runs])
                 for gone in (i for i in ids if i not in runs):
                     idx.delete_run(gone)
         except SearchError as e:
             if isinstance(e, SearchUnavailable):
-                r.pending_add(PENDING_RUNS, ids)  # not lost: the task's retry (or the next drain) takes them again
+                r.pending_add(
+                    PENDING_RUNS, ids
+                )  # not lost: the task's retry (or the next drain) takes them again
                 raise
             # The engine refused a document: putting the batch back would fail every later
             # drain on the same document. The periodic sweep and search_reindex retry them.
-            log.error("search index refused a batch of %d run(s) (%s); left to the next sweep", len(ids), e)
+            log.error(
+                "search index refused a batch of %d run(s) (%s); left to the next sweep",
+                len(ids),
+                e,
+            )
         except BaseException:
             r.pending_add(PENDING_RUNS, ids)
             raise
@@ -234,8 +259,12 @@ def delete_commits_now(doc_ids: list[str], *, batch: int = DELETE_BATCH) -> int:
         except SearchUnavailable:
             raise
         except SearchError as e:
-            log.error("search index refused to delete %d commit document(s) (%s); left to "
-                      "`manage.py search_reindex`", len(chunk), e)
+            log.error(
+                "search index refused to delete %d commit document(s) (%s); left to "
+                "`manage.py search_reindex`",
+                len(chunk),
+                e,
+            )
     return deleted
 
 
@@ -251,16 +280,25 @@ def delete_commits(doc_ids, *, batch: int = DELETE_BATCH) -> None:
     if not settings.CELERY_TASK_ALWAYS_EAGER:
         try:
             for start in range(0, len(ids), batch):
-                celery_app.send_task(TASK_DELETE_COMMITS, args=[ids[start : start + batch]], retry=False)
+                celery_app.send_task(
+                    TASK_DELETE_COMMITS, args=[ids[start : start + batch]], retry=False
+                )
             return
         except Exception as e:  # broker down: delete the rest inline
-            log.warning("search index queue unavailable (%s); deleting %d commit document(s) inline",
-                        e, len(ids) - start)
+            log.warning(
+                "search index queue unavailable (%s); deleting %d commit document(s) inline",
+                e,
+                len(ids) - start,
+            )
     try:
         delete_commits_now(ids[start:], batch=batch)
     except Exception as e:  # e.g. unavailable: do not wait out a timeout per batch
-        log.warning("could not delete %d commit document(s) from the index (%s); they stay "
-                    "indexed until `manage.py search_reindex`", len(ids) - start, e)
+        log.warning(
+            "could not delete %d commit document(s) from the index (%s); they stay "
+            "indexed until `manage.py search_reindex`",
+            len(ids) - start,
+            e,
+        )
 
 
 #: How far before a rebuild starts its catch-up pass looks for changed rows: a transaction
@@ -316,9 +354,17 @@ def reindex_all(*, batch: int = 1000, stdout=None) -> dict:
     if stdout is not None:
         stdout.write(f"swapped to {', '.join(result['indices'].values())}\n")
     moved = Ref.objects.filter(updated_at__gte=since).values("commit_id")
-    caught_up = idx.bulk_index_runs(run_doc(r) for r in _keyset(runs.filter(updated_at__gte=since), batch))
+    caught_up = idx.bulk_index_runs(
+        run_doc(r) for r in _keyset(runs.filter(updated_at__gte=since), batch)
+    )
     caught_up += idx.bulk_index_commits(
-        commit_doc(c) for c in _keyset(commits.filter(Q(pk__gt=last_commit) | Q(pk__in=moved)), batch))
+        commit_doc(c)
+        for c in _keyset(commits.filter(Q(pk__gt=last_commit) | Q(pk__in=moved)), batch)
+    )
     idx.refresh()
-    return {"runs": result["runs"], "commits": result["commits"], "caught_up": caught_up,
-            "indices": result["indices"]}
+    return {
+        "runs": result["runs"],
+        "commits": result["commits"],
+        "caught_up": caught_up,
+        "indices": result["indices"],
+    }

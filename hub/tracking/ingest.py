@@ -53,8 +53,9 @@ def decode_binary(body: bytes, *, max_key: int = MAX_KEY) -> Batch:
     try:
         keys, ki, step, t, v = wire.decode(body, max_points=MAX_POINTS)
     except OverflowError as e:
-        raise PayloadTooLarge(f"At most {MAX_POINTS} points per request; split the batch.",
-                              code="batch_too_large") from e
+        raise PayloadTooLarge(
+            f"At most {MAX_POINTS} points per request; split the batch.", code="batch_too_large"
+        ) from e
     except ValueError as e:
         raise InvalidInput(f"Malformed binary batch: {e}", code="invalid_batch") from None
     return validate(Batch(keys, ki, step, t, v), max_key=max_key)
@@ -69,14 +70,25 @@ def decode_json(data, *, max_key: int = MAX_KEY) -> Batch:
         raise InvalidInput("'step' and 'value' must be lists.", code="invalid_batch")
     n = len(steps)
     if n > MAX_POINTS:
-        raise PayloadTooLarge(f"At most {MAX_POINTS} points per request; split the batch.", code="batch_too_large",
-                              details={"max_points": MAX_POINTS, "points": n})
+        raise PayloadTooLarge(
+            f"At most {MAX_POINTS} points per request; split the batch.",
+            code="batch_too_large",
+            details={"max_points": MAX_POINTS, "points": n},
+        )
     keys_col = data.get("key")
     if isinstance(keys_col, str):
         keys_col = [keys_col] * n
     times = data.get("time")
-    if not isinstance(keys_col, list) or len(keys_col) != n or len(values) != n or (times is not None and (not isinstance(times, list) or len(times) != n)):
-        raise InvalidInput("Columns 'key', 'step', 'value' (and 'time') must have equal lengths.", code="invalid_batch")
+    if (
+        not isinstance(keys_col, list)
+        or len(keys_col) != n
+        or len(values) != n
+        or (times is not None and (not isinstance(times, list) or len(times) != n))
+    ):
+        raise InvalidInput(
+            "Columns 'key', 'step', 'value' (and 'time') must have equal lengths.",
+            code="invalid_batch",
+        )
     if not all(isinstance(k, str) for k in keys_col):
         raise InvalidInput("Every key must be a string.", code="invalid_key")
     distinct = list(dict.fromkeys(keys_col))
@@ -86,7 +98,9 @@ def decode_json(data, *, max_key: int = MAX_KEY) -> Batch:
             raise InvalidInput("Steps must be integers.", code="invalid_step")
         step = np.array(steps, dtype=np.int64)
         if any(isinstance(x, bool) or not isinstance(x, int | float) for x in values):
-            raise InvalidInput("Values must be numbers (NaN and Infinity are refused).", code="non_finite_value")
+            raise InvalidInput(
+                "Values must be numbers (NaN and Infinity are refused).", code="non_finite_value"
+            )
         value = np.array(values, dtype=np.float64)
         t = np.array(times, dtype=np.float64) if times is not None else np.full(n, time.time())
     except (OverflowError, TypeError, ValueError) as e:
@@ -100,29 +114,53 @@ def validate(b: Batch, *, max_key: int = MAX_KEY) -> Batch:
     if n == 0:
         raise InvalidInput("Empty batch.", code="empty_batch")
     if n > MAX_POINTS:
-        raise PayloadTooLarge(f"At most {MAX_POINTS} points per request; split the batch.", code="batch_too_large",
-                              details={"max_points": MAX_POINTS, "points": n})
+        raise PayloadTooLarge(
+            f"At most {MAX_POINTS} points per request; split the batch.",
+            code="batch_too_large",
+            details={"max_points": MAX_POINTS, "points": n},
+        )
     long = [k[:60] for k in b.keys if len(k) > max_key]
     if long:
-        raise InvalidInput(f"Metric keys are at most {max_key} characters.", code="key_too_long",
-                           details={"limit": max_key, "keys": long[:20]})
+        raise InvalidInput(
+            f"Metric keys are at most {max_key} characters.",
+            code="key_too_long",
+            details={"limit": max_key, "keys": long[:20]},
+        )
     bad = [k for k in b.keys if not KEY_RE.match(k)]
     if bad:
-        raise InvalidInput(f"Invalid metric key(s): use 1-{max_key} of A-Z a-z 0-9 _ . - / :", code="invalid_key",
-                           details={"keys": bad[:20]})
+        raise InvalidInput(
+            f"Invalid metric key(s): use 1-{max_key} of A-Z a-z 0-9 _ . - / :",
+            code="invalid_key",
+            details={"keys": bad[:20]},
+        )
     if b.key_index.size and int(b.key_index.max()) >= len(b.keys):
         raise InvalidInput("Key index out of range.", code="invalid_batch")
     neg = np.flatnonzero((b.step < 0) | (b.step >= 2**53))
     if neg.size:
-        raise InvalidInput("Steps must be in [0, 2^53).", code="invalid_step",
-                           details={"points": [{"key": b.keys[b.key_index[i]], "step": int(b.step[i])} for i in neg[:20]]})
+        raise InvalidInput(
+            "Steps must be in [0, 2^53).",
+            code="invalid_step",
+            details={
+                "points": [
+                    {"key": b.keys[b.key_index[i]], "step": int(b.step[i])} for i in neg[:20]
+                ]
+            },
+        )
     nonfinite = np.flatnonzero(~np.isfinite(b.value))
     if nonfinite.size:
         raise InvalidInput(
             f"{nonfinite.size} value(s) are NaN or infinite; they are refused (see the NaN policy).",
             code="non_finite_value",
-            details={"points": [{"key": b.keys[b.key_index[i]], "step": int(b.step[i]), "value": str(b.value[i])}
-                                for i in nonfinite[:20]]},
+            details={
+                "points": [
+                    {
+                        "key": b.keys[b.key_index[i]],
+                        "step": int(b.step[i]),
+                        "value": str(b.value[i]),
+                    }
+                    for i in nonfinite[:20]
+                ]
+            },
         )
     if not np.all(np.isfinite(b.time)):
         raise InvalidInput("Times must be finite Unix seconds.", code="invalid_time")
@@ -146,9 +184,12 @@ def summarize(b: Batch) -> dict[str, dict]:
         last_i = seg[np.flatnonzero(steps == hi)[-1]]
         mn, mx = int(np.argmin(values)), int(np.argmax(values))
         out[b.keys[int(b.key_index[seg[0]])]] = {
-            "last": float(b.value[last_i]), "last_step": hi,
-            "min": float(values[mn]), "min_step": int(steps[mn]),
-            "max": float(values[mx]), "max_step": int(steps[mx]),
+            "last": float(b.value[last_i]),
+            "last_step": hi,
+            "min": float(values[mn]),
+            "min_step": int(steps[mn]),
+            "max": float(values[mx]),
+            "max_step": int(steps[mx]),
         }
     return out
 

@@ -492,7 +492,9 @@ def _term_dsl(term: Term) -> dict[str, Any]:
         if op == "eq":
             assert value is not None
             if _is_number(value):
-                return _bool(should=[{"term": {keyword: value}}, numeric_term(number, float(value))])
+                return _bool(
+                    should=[{"term": {keyword: value}}, numeric_term(number, float(value))]
+                )
             return {"term": {keyword: value}}
         return _numeric_range(number, term)
     if term.kind == "summary":

@@ -20,8 +20,13 @@ from hub.tracking.query import QuerySyntaxError, compile_query
 
 log = logging.getLogger(__name__)
 
+
 def project_for(request, *, namespace: str, name: str, role: str = Role.READ) -> Project:
-    project = Project.objects.select_related("namespace").filter(namespace__name=namespace, name=name).first()
+    project = (
+        Project.objects.select_related("namespace")
+        .filter(namespace__name=namespace, name=name)
+        .first()
+    )
     if project is None:
         raise NotFound(f"Project {namespace}/{name} not found.", code="project_not_found")
     _check_access(request, project, role)
@@ -34,7 +39,9 @@ def _check_access(request, project: Project, role: str) -> None:
         try:
             accounts.require_role(request, namespace=project.namespace, role=Role.READ, hide=True)
         except NotFound:
-            raise NotFound(f"Project {project.full_name} not found.", code="project_not_found") from None
+            raise NotFound(
+                f"Project {project.full_name} not found.", code="project_not_found"
+            ) from None
     if role != Role.READ:
         accounts.require_role(request, namespace=project.namespace, role=role)
 
@@ -66,8 +73,15 @@ def _bound(value: float | None, name: str) -> float | None:
     return value
 
 
-def series(*, runs: list[Run], keys: list[str], x: str = "step", buckets: int | None = None,
-           x_min: float | None = None, x_max: float | None = None) -> list[dict]:
+def series(
+    *,
+    runs: list[Run],
+    keys: list[str],
+    x: str = "step",
+    buckets: int | None = None,
+    x_min: float | None = None,
+    x_max: float | None = None,
+) -> list[dict]:
     """Inputs are checked here, so a store error is either the store being down (503, from
     the one exception handler) or the store refusing a query built from them (400
     ``invalid_series_query``), never a 500."""
@@ -82,11 +96,15 @@ def series(*, runs: list[Run], keys: list[str], x: str = "step", buckets: int | 
         raise InvalidInput("min must not be greater than max.", code="invalid_range")
     store = get_metrics_store()
     try:
-        data = store.series([r.pk for r in runs], keys, x=x, buckets=buckets, x_min=x_min, x_max=x_max)
+        data = store.series(
+            [r.pk for r in runs], keys, x=x, buckets=buckets, x_min=x_min, x_max=x_max
+        )
     except MetricsStoreUnavailable:
         raise
     except MetricsStoreError as e:  # a refused query, not an outage: the client's input
-        raise InvalidInput(f"The metrics store refused the query: {e}", code="invalid_series_query") from e
+        raise InvalidInput(
+            f"The metrics store refused the query: {e}", code="invalid_series_query"
+        ) from e
     return [s.to_dict() for s in data.values()]
 
 
@@ -120,36 +138,66 @@ def export_batches(*, run: Run, keys: list[str] | None = None):
     return iter(()) if first is None else itertools.chain([first], it)
 
 
-def run_search(*, project: Project | None, q: str = "", sort: list[str] | None = None, page_size: int = 50,
-               offset: int = 0, search_after: list | None = None, facets: list[str] | None = None) -> dict:
+def run_search(
+    *,
+    project: Project | None,
+    q: str = "",
+    sort: list[str] | None = None,
+    page_size: int = 50,
+    offset: int = 0,
+    search_after: list | None = None,
+    facets: list[str] | None = None,
+) -> dict:
     """Search runs in Elasticsearch with the query syntax of ``hub.tracking.query``.
 
     The plain listing of a project (no query, no facets, newest or oldest first) is answered
     from the database instead: it is the canonical store, indexed on (project, started_at),
     and the page most users open first should not wait on the search engine."""
     order = list(sort or ["-created_at"])
-    plain = project is not None and not (q or "").strip() and not facets and order in (["-created_at"], ["created_at"])
+    plain = (
+        project is not None
+        and not (q or "").strip()
+        and not facets
+        and order in (["-created_at"], ["created_at"])
+    )
     db_cursor = _check_paging(offset, search_after, plain=plain)
     if plain and (search_after is None or db_cursor is not None):
-        return _run_list_db(project=project, newest_first=order == ["-created_at"], page_size=page_size,
-                            offset=offset if db_cursor is None else db_cursor)
+        return _run_list_db(
+            project=project,
+            newest_first=order == ["-created_at"],
+            page_size=page_size,
+            offset=offset if db_cursor is None else db_cursor,
+        )
     try:
         dsl = compile_query(q or "")
     except QuerySyntaxError as e:
-        raise InvalidInput(f"Query syntax error at position {e.position}: {e.message}", code="invalid_query",
-                           details={"position": e.position, "query": q}) from e
+        raise InvalidInput(
+            f"Query syntax error at position {e.position}: {e.message}",
+            code="invalid_query",
+            details={"position": e.position, "query": q},
+        ) from e
     filters = [dsl] if dsl else []
     if project is not None:
         filters.append({"term": {"project": project.full_name}})
     query = {"bool": {"filter": filters}} if filters else None
     idx = search_index()
     if idx is None:
-        raise ServiceUnavailable("Search is not configured (HUB_ELASTICSEARCH_URL).", code="search_unavailable")
+        raise ServiceUnavailable(
+            "Search is not configured (HUB_ELASTICSEARCH_URL).", code="search_unavailable"
+        )
     try:
-        res = idx.search_runs(query, sort=sort or ["-created_at"], page_size=page_size, offset=offset,
-                              search_after=search_after, facets=facets or [])
+        res = idx.search_runs(
+            query,
+            sort=sort or ["-created_at"],
+            page_size=page_size,
+            offset=offset,
+            search_after=search_after,
+            facets=facets or [],
+        )
     except SearchUnavailable as e:
-        raise ServiceUnavailable("The search engine is unreachable.", code="search_unavailable") from e
+        raise ServiceUnavailable(
+            "The search engine is unreachable.", code="search_unavailable"
+        ) from e
     except SearchError as e:
         raise InvalidInput(str(e), code="invalid_search") from e
     return {
@@ -170,13 +218,19 @@ def _check_paging(offset, search_after, *, plain: bool) -> int | None:
     is the ``next`` of a previous page: ``["db", offset]`` for the plain listing (answered
     from the database; its offset is returned), or the search engine's sort values (a list
     of numbers, strings, booleans or nulls)."""
-    bad_cursor = InvalidInput("Bad cursor: pass the 'next' of the previous page unchanged.", code="invalid_cursor")
+    bad_cursor = InvalidInput(
+        "Bad cursor: pass the 'next' of the previous page unchanged.", code="invalid_cursor"
+    )
     if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
         raise InvalidInput(f"offset must be an integer in 0..{MAX_OFFSET}.", code="invalid_offset")
     if search_after is None:
         return None
-    if not isinstance(search_after, list) or not search_after or len(search_after) > 32 or not all(
-            v is None or isinstance(v, str | int | float | bool) for v in search_after):
+    if (
+        not isinstance(search_after, list)
+        or not search_after
+        or len(search_after) > 32
+        or not all(v is None or isinstance(v, str | int | float | bool) for v in search_after)
+    ):
         raise bad_cursor
     if any(isinstance(v, float) and not math.isfinite(v) for v in search_after):
         raise bad_cursor
@@ -223,15 +277,26 @@ def runs_for_commits(request, *, commits: list[str]) -> dict[str, Run]:
     for ref in commits:
         repo, _, sha = ref.partition("@")
         sha = sha.lower()
-        if repo.count("/") != 1 or not 7 <= len(sha) <= 40 or not all(c in "0123456789abcdef" for c in sha):
-            raise InvalidInput(f"Bad commit {ref!r}: use ns/repo@sha (at least 7 hex digits).", code="invalid_commits")
+        if (
+            repo.count("/") != 1
+            or not 7 <= len(sha) <= 40
+            or not all(c in "0123456789abcdef" for c in sha)
+        ):
+            raise InvalidInput(
+                f"Bad commit {ref!r}: use ns/repo@sha (at least 7 hex digits).",
+                code="invalid_commits",
+            )
         wanted[ref] = (repo, sha) if len(sha) == 40 else _expand_commit(request, repo=repo, sha=sha)
     pairs = {pair for pair in wanted.values() if pair is not None}
     match = Q(pk__in=[])
     for repo, sha in pairs:
         match |= Q(commit_repo=repo, commit_sha=sha)
     by_commit: dict[tuple[str, str], list[Run]] = {}
-    for run in Run.objects.select_related("project__namespace", "user").filter(match).order_by("-started_at", "-pk"):
+    for run in (
+        Run.objects.select_related("project__namespace", "user")
+        .filter(match)
+        .order_by("-started_at", "-pk")
+    ):
         by_commit.setdefault((run.commit_repo, run.commit_sha), []).append(run)
     visible: dict[int, bool] = {}  # project id -> may this request read it (checked once each)
 
@@ -247,15 +312,20 @@ def runs_for_commits(request, *, commits: list[str]) -> dict[str, Run]:
     out: dict[str, Run] = {}
     missing = []
     for ref, pair in wanted.items():
-        candidates = sorted(by_commit.get(pair, []) if pair else [], key=lambda r: r.status != Run.Status.FINISHED)
+        candidates = sorted(
+            by_commit.get(pair, []) if pair else [], key=lambda r: r.status != Run.Status.FINISHED
+        )
         chosen = next((r for r in candidates if can_see(r)), None)
         if chosen is None:
             missing.append(ref)
         else:
             out[ref] = chosen
     if missing:
-        raise NotFound(f"No run you can see is linked to {', '.join(missing)}.", code="commit_has_no_runs",
-                       details={"commits": missing})
+        raise NotFound(
+            f"No run you can see is linked to {', '.join(missing)}.",
+            code="commit_has_no_runs",
+            details={"commits": missing},
+        )
     return out
 
 
@@ -272,14 +342,31 @@ def _expand_commit(request, *, repo: str, sha: str) -> tuple[str, str] | None:
         return None
 
 
-def compare(*, runs: list[Run], target: str | None, baseline: str | None, goal: str | None,
-            metrics: list[str] | None = None, labels: dict[str, str] | None = None) -> dict:
+def compare(
+    *,
+    runs: list[Run],
+    target: str | None,
+    baseline: str | None,
+    goal: str | None,
+    metrics: list[str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> dict:
     if len(runs) < 2:
         raise InvalidInput("Compare at least two runs.", code="invalid_runs")
     if goal not in (None, "min", "max"):
         raise InvalidInput("goal must be min or max.", code="invalid_goal")
-    data = [{"id": r.pk, "name": (labels or {}).get(r.pk, r.name), "status": r.status, "params": r.params,
-             "summary": r.summary} for r in runs]
+    data = [
+        {
+            "id": r.pk,
+            "name": (labels or {}).get(r.pk, r.name),
+            "status": r.status,
+            "params": r.params,
+            "summary": r.summary,
+        }
+        for r in runs
+    ]
     if baseline and baseline not in {r.pk for r in runs}:
-        raise InvalidInput("The baseline must be one of the compared runs.", code="invalid_baseline")
+        raise InvalidInput(
+            "The baseline must be one of the compared runs.", code="invalid_baseline"
+        )
     return report.compare(data, target=target, baseline=baseline, goal=goal, metrics=metrics)

@@ -24,14 +24,18 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @transaction.atomic
-def project_get_or_create(*, namespace, name: str, private: bool = False, description: str = "") -> Project:
+def project_get_or_create(
+    *, namespace, name: str, private: bool = False, description: str = ""
+) -> Project:
     validate_slug(name, what="project name")
     project = Project.objects.filter(namespace=namespace, name=name).first()
     if project:
         return project
     try:
         with transaction.atomic():
-            return Project.objects.create(namespace=namespace, name=name, private=private, description=description)
+            return Project.objects.create(
+                namespace=namespace, name=name, private=private, description=description
+            )
     except IntegrityError:
         return Project.objects.get(namespace=namespace, name=name)
 
@@ -46,19 +50,27 @@ def _clean_tags(tags) -> list[str]:
     max_chars, max_tags = limit("HUB_MAX_TAG_CHARS"), limit("HUB_MAX_TAGS_PER_RUN")
     long = [t[:60] for t in tags if len(t) > max_chars]
     if long:
-        raise InvalidInput(f"Tags are at most {max_chars} characters.", code="tag_too_long",
-                           details={"limit": max_chars, "tags": long[:20]})
+        raise InvalidInput(
+            f"Tags are at most {max_chars} characters.",
+            code="tag_too_long",
+            details={"limit": max_chars, "tags": long[:20]},
+        )
     tags = list(dict.fromkeys(tags))
     if len(tags) > max_tags:
-        raise InvalidInput(f"A run has at most {max_tags} tags; this would make {len(tags)}.",
-                           code="too_many_tags", details={"limit": max_tags, "tags": len(tags)})
+        raise InvalidInput(
+            f"A run has at most {max_tags} tags; this would make {len(tags)}.",
+            code="too_many_tags",
+            details={"limit": max_tags, "tags": len(tags)},
+        )
     return tags
 
 
 def _param_value_chars(value) -> int:
     if isinstance(value, list):
         return sum(len(keyword_text(v)) + 1 for v in value)
-    return len(keyword_text(value)) if isinstance(value, str | int | float | bool) else len(str(value))
+    return (
+        len(keyword_text(value)) if isinstance(value, str | int | float | bool) else len(str(value))
+    )
 
 
 def _flat_params(params) -> dict:
@@ -68,26 +80,39 @@ def _flat_params(params) -> dict:
     if params is None:
         return {}
     if not isinstance(params, dict):
-        raise InvalidInput("Params must be a JSON object (nested objects are flattened with dots).",
-                           code="invalid_params")
+        raise InvalidInput(
+            "Params must be a JSON object (nested objects are flattened with dots).",
+            code="invalid_params",
+        )
     max_depth = limit("HUB_MAX_PARAMS_DEPTH")
     depth = nesting_depth(params)
     if depth > max_depth:
-        raise InvalidInput(f"Params nest at most {max_depth} levels deep; these nest {depth}.",
-                           code="params_too_deep", details={"limit": max_depth, "depth": depth})
+        raise InvalidInput(
+            f"Params nest at most {max_depth} levels deep; these nest {depth}.",
+            code="params_too_deep",
+            details={"limit": max_depth, "depth": depth},
+        )
     flat = flatten_params(params)
     max_key, max_value = limit("HUB_MAX_KEY_CHARS"), limit("HUB_MAX_PARAM_VALUE_CHARS")
     for k, v in flat.items():
         if not k or _CONTROL.search(k):
-            raise InvalidInput(f"Param keys must be non-empty, without control characters: {k[:60]!r}",
-                               code="invalid_params")
+            raise InvalidInput(
+                f"Param keys must be non-empty, without control characters: {k[:60]!r}",
+                code="invalid_params",
+            )
         if len(k) > max_key:
-            raise InvalidInput(f"Keys are at most {max_key} characters (dotted, after flattening): {k[:60]!r}...",
-                               code="key_too_long", details={"limit": max_key, "length": len(k)})
+            raise InvalidInput(
+                f"Keys are at most {max_key} characters (dotted, after flattening): {k[:60]!r}...",
+                code="key_too_long",
+                details={"limit": max_key, "length": len(k)},
+            )
         if _param_value_chars(v) > max_value:
-            raise InvalidInput(f"Param values are at most {max_value} characters; {k[:60]!r} is larger "
-                               "(log large values as artifacts).",
-                               code="param_value_too_large", details={"limit": max_value, "key": k[:250]})
+            raise InvalidInput(
+                f"Param values are at most {max_value} characters; {k[:60]!r} is larger "
+                "(log large values as artifacts).",
+                code="param_value_too_large",
+                details={"limit": max_value, "key": k[:250]},
+            )
     _check_param_count(len(flat))
     return flat
 
@@ -95,29 +120,51 @@ def _flat_params(params) -> dict:
 def _check_param_count(count: int) -> None:
     max_params = limit("HUB_MAX_PARAMS_PER_RUN")
     if count > max_params:
-        raise InvalidInput(f"A run has at most {max_params} params; this would make {count}.",
-                           code="too_many_params", details={"limit": max_params, "params": count})
+        raise InvalidInput(
+            f"A run has at most {max_params} params; this would make {count}.",
+            code="too_many_params",
+            details={"limit": max_params, "params": count},
+        )
 
 
 def _param_conflicts(logged: dict, new: dict) -> dict:
-    return {k: {"logged": logged[k], "new": v} for k, v in new.items() if k in logged and logged[k] != v}
+    return {
+        k: {"logged": logged[k], "new": v} for k, v in new.items() if k in logged and logged[k] != v
+    }
 
 
 def _raise_param_conflicts(conflicts: dict) -> None:
     if conflicts:
-        raise Conflict(f"{len(conflicts)} param(s) already logged with another value; params are write-once.",
-                       code="param_conflict", details=conflicts)
+        raise Conflict(
+            f"{len(conflicts)} param(s) already logged with another value; params are write-once.",
+            code="param_conflict",
+            details=conflicts,
+        )
 
 
-def run_create(*, project: Project, user, name: str | None = None, group: str = "", params: dict | None = None,
-               tags: list | None = None, notes: str = "", run_id: str | None = None, commit_repo: str = "",
-               commit_sha: str = "", job_id: str = "", started_at: datetime | None = None) -> tuple[Run, bool]:
+def run_create(
+    *,
+    project: Project,
+    user,
+    name: str | None = None,
+    group: str = "",
+    params: dict | None = None,
+    tags: list | None = None,
+    notes: str = "",
+    run_id: str | None = None,
+    commit_repo: str = "",
+    commit_sha: str = "",
+    job_id: str = "",
+    started_at: datetime | None = None,
+) -> tuple[Run, bool]:
     """Create a run. A client-chosen ``run_id`` makes creation idempotent: a retry (or a
     resumed process) gets the existing run back, with created=False. Resuming follows the
     same rules as logging params: a param logged with another value is 409
     ``param_conflict`` (nothing changes), new param keys are added, new tags are merged."""
     if run_id is not None and not RUN_ID.match(run_id):
-        raise InvalidInput("run_id must be 8-32 lowercase letters or digits.", code="invalid_run_id")
+        raise InvalidInput(
+            "run_id must be 8-32 lowercase letters or digits.", code="invalid_run_id"
+        )
     flat = _flat_params(params)
     tags = _clean_tags(tags)
     if name is not None and (not isinstance(name, str) or len(name) > 200):
@@ -130,9 +177,18 @@ def run_create(*, project: Project, user, name: str | None = None, group: str = 
         try:
             with transaction.atomic():
                 run = Run.objects.create(
-                    id=run_id, project=project, user=user, name=name or run_id, group=group or "", params=flat,
-                    tags=tags, notes=notes or "", commit_repo=commit_repo or "", commit_sha=commit_sha or "",
-                    job_id=job_id or "", started_at=started_at or timezone.now(),
+                    id=run_id,
+                    project=project,
+                    user=user,
+                    name=name or run_id,
+                    group=group or "",
+                    params=flat,
+                    tags=tags,
+                    notes=notes or "",
+                    commit_repo=commit_repo or "",
+                    commit_sha=commit_sha or "",
+                    job_id=job_id or "",
+                    started_at=started_at or timezone.now(),
                 )
                 indexing.schedule_run(run.pk)
             return run, True
@@ -145,7 +201,11 @@ def _run_resume(run: Run, *, project: Project, params: dict, tags: list[str]) ->
     if run.project_id != project.pk:
         raise Conflict(f"Run {run.pk} belongs to another project.", code="run_exists")
     with transaction.atomic():
-        run = Run.objects.select_for_update().select_related("project__namespace", "user").get(pk=run.pk)
+        run = (
+            Run.objects.select_for_update()
+            .select_related("project__namespace", "user")
+            .get(pk=run.pk)
+        )
         _raise_param_conflicts(_param_conflicts(run.params, params))
         fields = ["updated_at"]
         _check_param_count(len(run.params.keys() | params.keys()))
@@ -176,31 +236,55 @@ def run_log_params(*, run: Run, params: dict) -> Run:
     return run
 
 
-def run_update(*, run: Run, status: str | None = None, name: str | None = None, group: str | None = None,
-               notes: str | None = None, add_tags: list | None = None, remove_tags: list | None = None,
-               commit_repo: str | None = None, commit_sha: str | None = None, job_id: str | None = None) -> Run:
+def run_update(
+    *,
+    run: Run,
+    status: str | None = None,
+    name: str | None = None,
+    group: str | None = None,
+    notes: str | None = None,
+    add_tags: list | None = None,
+    remove_tags: list | None = None,
+    commit_repo: str | None = None,
+    commit_sha: str | None = None,
+    job_id: str | None = None,
+) -> Run:
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run.pk)
         fields = ["updated_at"]
         if status is not None:
             if status not in Run.Status.values:
-                raise InvalidInput(f"Unknown status {status!r}; use {', '.join(Run.Status.values)}.", code="invalid_status")
+                raise InvalidInput(
+                    f"Unknown status {status!r}; use {', '.join(Run.Status.values)}.",
+                    code="invalid_status",
+                )
             run.status = status
             fields.append("status")
             if status != Run.Status.RUNNING and run.ended_at is None:
                 run.ended_at = timezone.now()
                 fields.append("ended_at")
-        for attr, value, limit in (("name", name, 200), ("group", group, 200), ("notes", notes, 100_000)):
+        for attr, value, limit in (
+            ("name", name, 200),
+            ("group", group, 200),
+            ("notes", notes, 100_000),
+        ):
             if value is not None:
                 if not isinstance(value, str) or len(value) > limit:
-                    raise InvalidInput(f"{attr} must be a string of at most {limit} characters.", code=f"invalid_{attr}")
+                    raise InvalidInput(
+                        f"{attr} must be a string of at most {limit} characters.",
+                        code=f"invalid_{attr}",
+                    )
                 setattr(run, attr, value)
                 fields.append(attr)
         if add_tags or remove_tags:
             tags = [t for t in run.tags if t not in set(_clean_tags(remove_tags or []))]
             run.tags = _clean_tags(tags + [t for t in _clean_tags(add_tags or []) if t not in tags])
             fields.append("tags")
-        for attr, value in (("commit_repo", commit_repo), ("commit_sha", commit_sha), ("job_id", job_id)):
+        for attr, value in (
+            ("commit_repo", commit_repo),
+            ("commit_sha", commit_sha),
+            ("job_id", job_id),
+        ):
             if value is not None:
                 setattr(run, attr, value)
                 fields.append(attr)
@@ -215,8 +299,10 @@ def _check_metric_keys(summary: dict, keys: list[str]) -> None:
     if new and len(summary) + len(new) > max_keys:
         raise InvalidInput(
             f"A run has at most {max_keys} distinct metric keys; it has {len(summary)} and this batch "
-            f"adds {len(new)}.", code="too_many_metric_keys",
-            details={"limit": max_keys, "keys_in_run": len(summary), "new_keys": len(new)})
+            f"adds {len(new)}.",
+            code="too_many_metric_keys",
+            details={"limit": max_keys, "keys_in_run": len(summary), "new_keys": len(new)},
+        )
 
 
 def metrics_ingest(*, run: Run, batch: Batch) -> dict:
@@ -233,8 +319,13 @@ def metrics_ingest(*, run: Run, batch: Batch) -> dict:
     the run's keys without a lock, so concurrent batches of one run may overshoot the limit
     by at most their own new keys."""
     _check_metric_keys(Run.objects.only("summary").get(pk=run.pk).summary, batch.keys)
-    get_metrics_store().insert_columns(run_id=run.pk, key=batch.key_column(), step=batch.step, wall_time=batch.time,
-                                       value=batch.value)
+    get_metrics_store().insert_columns(
+        run_id=run.pk,
+        key=batch.key_column(),
+        step=batch.step,
+        wall_time=batch.time,
+        value=batch.value,
+    )
     batch_summary = summarize(batch)
     with transaction.atomic():
         locked = Run.objects.select_for_update().only("summary").get(pk=run.pk)

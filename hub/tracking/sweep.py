@@ -42,8 +42,11 @@ class IndexSweep:
                 return 0
             now = timezone.now()
             since = self.since or now - FIRST_LOOKBACK
-            runs = Run.objects.select_related("project__namespace", "user").filter(
-                updated_at__gte=since - SLACK).order_by("updated_at")[:MAX_RUNS_PER_PASS]
+            runs = (
+                Run.objects.select_related("project__namespace", "user")
+                .filter(updated_at__gte=since - SLACK)
+                .order_by("updated_at")[:MAX_RUNS_PER_PASS]
+            )
             docs = [run_doc(r) for r in runs]
             if docs:
                 idx.bulk_index_runs(docs)

@@ -45,11 +45,17 @@ def ensure_venv(venv: Path, spec: str = "mlflow", log=print) -> tuple[Path, str]
     if r.returncode != 0:
         # The machine's pip config carries a constraints file (a torch cap); MLflow does not
         # need torch, but if the resolver trips over it, retry without the config.
-        log("pip install failed with the machine's pip config; retrying --isolated without constraints")
+        log(
+            "pip install failed with the machine's pip config; retrying --isolated without constraints"
+        )
         env = dict(os.environ, PIP_CONSTRAINT="")
-        r = subprocess.run([*pip[:3], "install", "--isolated", *pip[4:]], capture_output=True, text=True, env=env)
+        r = subprocess.run(
+            [*pip[:3], "install", "--isolated", *pip[4:]], capture_output=True, text=True, env=env
+        )
         if r.returncode != 0:
-            raise RuntimeError(f"pip install {spec} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+            raise RuntimeError(
+                f"pip install {spec} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+            )
     version = _version(py)
     if not version:
         raise RuntimeError("mlflow was installed but cannot be imported")
@@ -58,7 +64,9 @@ def ensure_venv(venv: Path, spec: str = "mlflow", log=print) -> tuple[Path, str]
 
 
 def _version(py: Path) -> str | None:
-    r = subprocess.run([str(py), "-c", "import mlflow; print(mlflow.__version__)"], capture_output=True, text=True)
+    r = subprocess.run(
+        [str(py), "-c", "import mlflow; print(mlflow.__version__)"], capture_output=True, text=True
+    )
     return r.stdout.strip() if r.returncode == 0 else None
 
 
@@ -70,11 +78,28 @@ def start_server(py: Path, work: Path, port: int, workers: int) -> subprocess.Po
     # Job execution (GenAI jobs) starts ~7 huey consumer processes that compete for this
     # machine's 2 cores and have nothing to do with tracking; switching it off favours MLflow.
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    argv = [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}",
-            "--default-artifact-root", str(work / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(workers)]
-    return subprocess.Popen(argv, env=env, cwd=work, start_new_session=True,
-                            stdout=open(work / "server.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    argv = [
+        str(mlflow_bin),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{work / 'mlflow.db'}",
+        "--default-artifact-root",
+        str(work / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    return subprocess.Popen(
+        argv,
+        env=env,
+        cwd=work,
+        start_new_session=True,
+        stdout=open(work / "server.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )  # noqa: SIM115
 
 
 def wait_ready(url: str, timeout: float) -> bool:
@@ -146,13 +171,19 @@ def run_workload(py: Path, url: str, work: Path, cfg: dict, log=print) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HUB_"))}
     env["MLFLOW_TRACKING_URI"] = url
     env["PYTHONUNBUFFERED"] = "1"
-    proc = subprocess.Popen([str(py), str(script), json.dumps(cfg)], env=env, cwd=work,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(py), str(script), json.dumps(cfg)],
+        env=env,
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     result = None
     for line in proc.stdout:
         line = line.rstrip("\n")
         if line.startswith("RESULT "):
-            result = json.loads(line[len("RESULT "):])
+            result = json.loads(line[len("RESULT ") :])
         elif line:
             log(f"  [mlflow] {line}")
     err = proc.stderr.read()
@@ -163,7 +194,7 @@ def run_workload(py: Path, url: str, work: Path, cfg: dict, log=print) -> dict:
 
 
 # The MLflow workload, run by the MLflow virtualenv's interpreter with MLflow's own client.
-WORKLOAD = r'''
+WORKLOAD = r"""
 import json, statistics, sys, time
 import numpy as np
 import mlflow
@@ -267,7 +298,7 @@ for max_results in (cfg["page_size"], 1000):
 out["search"] = results
 out["search_filter"] = flt
 print("RESULT " + json.dumps(out), flush=True)
-'''
+"""
 
 
 if __name__ == "__main__":  # pragma: no cover - a manual helper

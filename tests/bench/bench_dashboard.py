@@ -344,7 +344,8 @@ def main() -> int:
             context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=url)
             csrf = context.request.get("/api/v1/auth/csrf").json()["csrf_token"]
             r = context.request.post(
-                "/api/v1/auth/login", data={"username": USER, "password": PASSWORD},
+                "/api/v1/auth/login",
+                data={"username": USER, "password": PASSWORD},
                 headers={"X-CSRFToken": csrf},
             )
             assert r.ok, r.text()

@@ -50,7 +50,10 @@ def make_model(path: Path, mb: int, tensors: int = 64, seed: int = 0) -> dict[st
     per = mb * 1024 * 1024 // tensors // 4
     cols = 1024
     rows = max(1, per // cols)
-    t = {f"layers.{i // 8}.experts.{i % 8}.w": rng.standard_normal((rows, cols), dtype=np.float32) for i in range(tensors)}
+    t = {
+        f"layers.{i // 8}.experts.{i % 8}.w": rng.standard_normal((rows, cols), dtype=np.float32)
+        for i in range(tensors)
+    }
     save_file(t, str(path))
     return t
 
@@ -84,7 +87,9 @@ for i in range({n} - 1):
                            operations=[{{"op": "add", "path": "log.txt", "chunks": [[chunk_hash(data), len(data)]]}}])
 print(time.perf_counter() - t)
 """
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -116,9 +121,26 @@ def transport_ceiling(size: int, chunk: int = 8 << 20, workers: int = 4) -> tupl
     d = Path(tempfile.mkdtemp(prefix="hub-bench-sink-"))
     (d / "sink.py").write_text(_SINK_APP)
     port = free_port()
-    srv = subprocess.Popen([sys.executable, "-m", "gunicorn", "--chdir", str(d), "sink:app", "--bind",
-                            f"127.0.0.1:{port}", "--workers", "1", "--worker-class", "gthread",
-                            "--threads", "16"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--chdir",
+            str(d),
+            "sink:app",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "16",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"http://127.0.0.1:{port}/"
         assert wait_http(url + "?0", 30), "the no-op web server did not start"
@@ -161,13 +183,24 @@ def main() -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update(HUB_DATA_DIR=str(data_dir), HUB_CONFIG_DIR=str(work / "cfg"))
-    server = subprocess.Popen([sys.executable, "-m", "hub.client.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
-                              stdout=open(work / "serve.log", "wb"), stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hub.client.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=open(work / "serve.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         assert wait_http(url + "/api/v1/health", 120), (work / "serve.log").read_text()
-        token = subprocess.run([sys.executable, "manage.py", "hub_admin", "create-token", "--user", "bench"],
-                               env=env, cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+        token = subprocess.run(
+            [sys.executable, "manage.py", "hub_admin", "create-token", "--user", "bench"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         c = Client(url=url, token=token, workers=4)
         c.create_repo("bench/model")
         src = work / "src"
@@ -238,25 +271,51 @@ def main() -> None:
 
         mbps = lambda s: size / s / 1e6  # noqa: E731
         print()
-        print(f"Registry benchmark — model {size / 1e6:.0f} MB, 64 tensors; blob fsync on (the default)")
+        print(
+            f"Registry benchmark — model {size / 1e6:.0f} MB, 64 tensors; blob fsync on (the default)"
+        )
         print(f"{'measure':<44}{'hub':>14}{'reference':>16}{'ratio':>9}  goal")
-        print(f"{'dedupe: bytes stored for 1 changed tensor':<44}{stored_v2 / 1e6:>11.2f} MB{tensor_bytes / 1e6:>13.2f} MB"
-              f"{stored_v2 / tensor_bytes:>9.3f}  ≤ 1.05")
-        print(f"{'  (first push stored)':<44}{stored_v1 / 1e6:>11.1f} MB{size / 1e6:>13.1f} MB{stored_v1 / size:>9.3f}")
-        print(f"{'push throughput vs cp':<44}{mbps(push_s):>9.0f} MB/s{mbps(cp_s):>11.0f} MB/s{cp_s / push_s:>9.2f}  ≥ 0.5")
-        print(f"{'push vs cp, both until synced to disk':<44}{mbps(push_sync_s):>9.0f} MB/s{mbps(cp_sync_s):>11.0f} MB/s"
-              f"{cp_sync_s / push_sync_s:>9.2f}")
-        print(f"{'pull throughput vs cp':<44}{mbps(pull_s):>9.0f} MB/s{mbps(cp_s):>11.0f} MB/s{cp_s / pull_s:>9.2f}  ≥ 0.7")
-        print(f"{'pull vs cp, both until synced to disk':<44}{mbps(pull_sync_s):>9.0f} MB/s{mbps(cp_sync_s):>11.0f} MB/s"
-              f"{cp_sync_s / pull_sync_s:>9.2f}")
-        print(f"{'HTTP alone (no-op app): PUT / GET':<44}{mbps(put_raw_s):>9.0f} MB/s{mbps(get_raw_s):>11.0f} MB/s"
-              "   the ceiling for push / pull through HTTP here")
-        print(f"{'push / pull vs HTTP alone':<44}{put_raw_s / push_s:>12.2f}  {get_raw_s / pull_s:>12.2f}")
-        print(f"{'second push (1 tensor changed), seconds':<44}{push2_s:>12.2f} s   uploaded {r2.uploaded_chunks} of {r2.chunks} chunks")
-        print(f"{'branch create p50 / p95 (' + str(n_commits) + ' commits)':<44}{pct(branch_ms, 50):>9.1f} ms{pct(branch_ms, 95):>13.1f} ms")
-        print(f"{'small commit (push) p50 / p95':<44}{pct(commit_ms, 50):>9.1f} ms{pct(commit_ms, 95):>13.1f} ms")
-        print(f"(seeded {args.commits} commits in {seed_s:.1f} s through the services; first push uploaded "
-              f"{r1.uploaded_chunks} chunks; mean small commit {statistics.mean(commit_ms):.1f} ms)")
+        print(
+            f"{'dedupe: bytes stored for 1 changed tensor':<44}{stored_v2 / 1e6:>11.2f} MB{tensor_bytes / 1e6:>13.2f} MB"
+            f"{stored_v2 / tensor_bytes:>9.3f}  ≤ 1.05"
+        )
+        print(
+            f"{'  (first push stored)':<44}{stored_v1 / 1e6:>11.1f} MB{size / 1e6:>13.1f} MB{stored_v1 / size:>9.3f}"
+        )
+        print(
+            f"{'push throughput vs cp':<44}{mbps(push_s):>9.0f} MB/s{mbps(cp_s):>11.0f} MB/s{cp_s / push_s:>9.2f}  ≥ 0.5"
+        )
+        print(
+            f"{'push vs cp, both until synced to disk':<44}{mbps(push_sync_s):>9.0f} MB/s{mbps(cp_sync_s):>11.0f} MB/s"
+            f"{cp_sync_s / push_sync_s:>9.2f}"
+        )
+        print(
+            f"{'pull throughput vs cp':<44}{mbps(pull_s):>9.0f} MB/s{mbps(cp_s):>11.0f} MB/s{cp_s / pull_s:>9.2f}  ≥ 0.7"
+        )
+        print(
+            f"{'pull vs cp, both until synced to disk':<44}{mbps(pull_sync_s):>9.0f} MB/s{mbps(cp_sync_s):>11.0f} MB/s"
+            f"{cp_sync_s / pull_sync_s:>9.2f}"
+        )
+        print(
+            f"{'HTTP alone (no-op app): PUT / GET':<44}{mbps(put_raw_s):>9.0f} MB/s{mbps(get_raw_s):>11.0f} MB/s"
+            "   the ceiling for push / pull through HTTP here"
+        )
+        print(
+            f"{'push / pull vs HTTP alone':<44}{put_raw_s / push_s:>12.2f}  {get_raw_s / pull_s:>12.2f}"
+        )
+        print(
+            f"{'second push (1 tensor changed), seconds':<44}{push2_s:>12.2f} s   uploaded {r2.uploaded_chunks} of {r2.chunks} chunks"
+        )
+        print(
+            f"{'branch create p50 / p95 (' + str(n_commits) + ' commits)':<44}{pct(branch_ms, 50):>9.1f} ms{pct(branch_ms, 95):>13.1f} ms"
+        )
+        print(
+            f"{'small commit (push) p50 / p95':<44}{pct(commit_ms, 50):>9.1f} ms{pct(commit_ms, 95):>13.1f} ms"
+        )
+        print(
+            f"(seeded {args.commits} commits in {seed_s:.1f} s through the services; first push uploaded "
+            f"{r1.uploaded_chunks} chunks; mean small commit {statistics.mean(commit_ms):.1f} ms)"
+        )
     finally:
         server.terminate()
         server.wait(60)

@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from workers.sandbox import PYTHON, Sandbox, SandboxSpec, probe  # noqa: E402
 
-TRIVIAL = "import os; os.write(3, b'{\"type\": \"log\"}\\n')"
-TORCH_FIRST = "import os, torch; os.write(3, b'{\"type\": \"log\"}\\n')"
+TRIVIAL = 'import os; os.write(3, b\'{"type": "log"}\\n\')'
+TORCH_FIRST = 'import os, torch; os.write(3, b\'{"type": "log"}\\n\')'
 LOOP = """
 import json, os, time, torch
 torch.set_num_threads({threads})
@@ -77,8 +77,11 @@ def plain(code: str) -> tuple[float, bytes]:
     r, w = os.pipe()
     t0 = time.perf_counter()
     # dup the write end to 3 in the child via a tiny shell redirection: same fd contract.
-    proc = subprocess.Popen(["/bin/sh", "-c", f'exec "$@" 3>&{w}', "sh", PYTHON, "-c", code],
-                            pass_fds=[w], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", f'exec "$@" 3>&{w}', "sh", PYTHON, "-c", code],
+        pass_fds=[w],
+        stdout=subprocess.DEVNULL,
+    )
     os.close(w)
     buf = b""
     while b"\n" not in buf:
@@ -103,15 +106,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--torch-launches", type=int, default=3)
     p.add_argument("--seconds", type=float, default=6.0, help="length of each loop run")
     p.add_argument("--pairs", type=int, default=4, help="sandboxed/plain loop pairs")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads in the loop (1: least sensitive to a busy machine)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads in the loop (1: least sensitive to a busy machine)",
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
 
     r = probe()
     if not r["ok"]:
-        print(f"skipped: the sandbox is not available here (missing {r['missing']}, "
-              f"degraded {r['degraded']}; needs root and bubblewrap)")
+        print(
+            f"skipped: the sandbox is not available here (missing {r['missing']}, "
+            f"degraded {r['degraded']}; needs root and bubblewrap)"
+        )
         return 0
     load = os.getloadavg()
     print(f"host: {os.cpu_count()} CPUs, load average {load[0]:.1f} (a shared machine is noisy)")
@@ -129,30 +138,41 @@ def main(argv: list[str] | None = None) -> int:
         out["launch_sandboxed_s"] = summary(sb)
         out["launch_plain_s"] = summary(pl)
         print(f"launch -> first event, trivial job ({args.launches} launches):")
-        print(f"  sandboxed  p50 {out['launch_sandboxed_s']['p50'] * 1000:7.1f} ms   "
-              f"p95 {out['launch_sandboxed_s']['p95'] * 1000:7.1f} ms   (goal p50 < 1500 ms)")
-        print(f"  plain      p50 {out['launch_plain_s']['p50'] * 1000:7.1f} ms   "
-              f"p95 {out['launch_plain_s']['p95'] * 1000:7.1f} ms")
+        print(
+            f"  sandboxed  p50 {out['launch_sandboxed_s']['p50'] * 1000:7.1f} ms   "
+            f"p95 {out['launch_sandboxed_s']['p95'] * 1000:7.1f} ms   (goal p50 < 1500 ms)"
+        )
+        print(
+            f"  plain      p50 {out['launch_plain_s']['p50'] * 1000:7.1f} ms   "
+            f"p95 {out['launch_plain_s']['p95'] * 1000:7.1f} ms"
+        )
 
         if args.torch_launches:
             st, pt = [], []
             for i in range(args.torch_launches):
-                st.append(sandboxed(TORCH_FIRST, tmp / f"t{i}", memory_bytes=4 << 30,
-                                    cpus=2.0)[0])
+                st.append(sandboxed(TORCH_FIRST, tmp / f"t{i}", memory_bytes=4 << 30, cpus=2.0)[0])
                 pt.append(plain(TORCH_FIRST)[0])
             out["launch_torch_sandboxed_s"] = summary(st)
             out["launch_torch_plain_s"] = summary(pt)
             print(f"launch -> first event, job importing torch ({args.torch_launches}):")
-            print(f"  sandboxed  p50 {statistics.median(st) * 1000:7.1f} ms   "
-                  f"plain p50 {statistics.median(pt) * 1000:7.1f} ms")
+            print(
+                f"  sandboxed  p50 {statistics.median(st) * 1000:7.1f} ms   "
+                f"plain p50 {statistics.median(pt) * 1000:7.1f} ms"
+            )
 
         code = LOOP.format(seconds=args.seconds, threads=args.threads)
         s_rates, p_rates, s_cpu, p_cpu = [], [], [], []
         for i in range(args.pairs):
-            for which in (("s", "p") if i % 2 == 0 else ("p", "s")):
+            for which in ("s", "p") if i % 2 == 0 else ("p", "s"):
                 if which == "s":
-                    _, ev = sandboxed(code, tmp / f"loop{i}", memory_bytes=4 << 30, cpus=2.0,
-                                      pids=256, wall_time_s=600)
+                    _, ev = sandboxed(
+                        code,
+                        tmp / f"loop{i}",
+                        memory_bytes=4 << 30,
+                        cpus=2.0,
+                        pids=256,
+                        wall_time_s=600,
+                    )
                     s_rates.append(json.loads(ev)["it_per_s"])
                     s_cpu.append(json.loads(ev)["it_per_cpu_s"])
                 else:
@@ -163,14 +183,21 @@ def main(argv: list[str] | None = None) -> int:
         cpu_ratio = statistics.median(s_cpu) / statistics.median(p_cpu)
         out["loop_it_per_s"] = {"sandboxed": s_rates, "plain": p_rates, "ratio": ratio}
         out["loop_it_per_cpu_s"] = {"sandboxed": s_cpu, "plain": p_cpu, "ratio": cpu_ratio}
-        print(f"torch matmul loop, {args.threads} thread(s), {args.seconds:g} s x {args.pairs} "
-              "pairs:")
-        for label, s_, p_ in (("iterations/s", s_rates, p_rates),
-                              ("iterations/CPU-s", s_cpu, p_cpu)):
-            print(f"  {label:17s} sandboxed {', '.join(f'{x:.0f}' for x in s_)}"
-                  f"   plain {', '.join(f'{x:.0f}' for x in p_)}")
-        print(f"  ratio of medians sandboxed/plain: {ratio:.3f} per wall second, "
-              f"{cpu_ratio:.3f} per CPU second   (goal >= 0.95)")
+        print(
+            f"torch matmul loop, {args.threads} thread(s), {args.seconds:g} s x {args.pairs} pairs:"
+        )
+        for label, s_, p_ in (
+            ("iterations/s", s_rates, p_rates),
+            ("iterations/CPU-s", s_cpu, p_cpu),
+        ):
+            print(
+                f"  {label:17s} sandboxed {', '.join(f'{x:.0f}' for x in s_)}"
+                f"   plain {', '.join(f'{x:.0f}' for x in p_)}"
+            )
+        print(
+            f"  ratio of medians sandboxed/plain: {ratio:.3f} per wall second, "
+            f"{cpu_ratio:.3f} per CPU second   (goal >= 0.95)"
+        )
     finally:
         subprocess.run(["rm", "-rf", str(tmp)], check=False)
     if args.json:

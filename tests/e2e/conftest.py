@@ -26,21 +26,38 @@ class LiveHub:
     data_dir: Path
     log: Path
 
-    def cli(self, *args: str, token: str | None = None, check: bool = False, input: str | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess:
+    def cli(
+        self,
+        *args: str,
+        token: str | None = None,
+        check: bool = False,
+        input: str | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess:
         env = dict(self.env)
         if token:
             env["HUB_TOKEN"] = token
-        r = subprocess.run([*HUB, *args], env=env, cwd=ROOT, capture_output=True, text=True, input=input,
-                           timeout=timeout)
+        r = subprocess.run(
+            [*HUB, *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=timeout,
+        )
         if check and r.returncode != 0:
-            raise AssertionError(f"hub {' '.join(args)} exited {r.returncode}\n{r.stdout}\n{r.stderr}")
+            raise AssertionError(
+                f"hub {' '.join(args)} exited {r.returncode}\n{r.stdout}\n{r.stderr}"
+            )
         return r
 
     def make_user(self, name: str, *, admin: bool = False, scope: str = "write") -> str:
         args = ["admin", "create-user", "--user", name] + (["--site-admin"] if admin else [])
         self.cli(*args, check=True)
-        return self.cli("admin", "create-token", "--user", name, "--scope", scope, check=True).stdout.strip()
+        return self.cli(
+            "admin", "create-token", "--user", name, "--scope", scope, check=True
+        ).stdout.strip()
 
 
 @pytest.fixture(scope="session")
@@ -48,14 +65,26 @@ def live_hub(tmp_path_factory, request) -> LiveHub:
     data = tmp_path_factory.mktemp("live-hub")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update(HUB_DATA_DIR=str(data / "data"), HUB_CONFIG_DIR=str(data / "config"), HUB_URL=f"http://127.0.0.1:{port}",
-               HUB_BLOB_FSYNC="0", PYTHONUNBUFFERED="1", HUB_JOB_LOST_AFTER_S="10")
+    env.update(
+        HUB_DATA_DIR=str(data / "data"),
+        HUB_CONFIG_DIR=str(data / "config"),
+        HUB_URL=f"http://127.0.0.1:{port}",
+        HUB_BLOB_FSYNC="0",
+        PYTHONUNBUFFERED="1",
+        HUB_JOB_LOST_AFTER_S="10",
+    )
     for key in ("HUB_DATABASE_URL",):
         if os.environ.get(key):
             env[key] = os.environ[key]
     log = data / "serve.log"
-    proc = subprocess.Popen([*HUB, "serve", "--port", str(port)], env=env, cwd=ROOT, stdout=open(log, "wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [*HUB, "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     if not wait_http(f"http://127.0.0.1:{port}/api/v1/health", 90):
         proc.kill()
         raise RuntimeError(f"hub serve did not start:\n{log.read_text()}")

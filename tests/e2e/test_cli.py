@@ -37,18 +37,37 @@ def test_login_push_branch_diff_merge_pull(live_hub, alice, tmp_path):
     h.cli("repo", "create", "alice/cli-demo", check=True)
     base = model(seed=11, n=6, shape=(64, 64))
     _write_model(tmp_path / "v1", base)
-    r = h.cli("push", str(tmp_path / "v1"), "--repo", "alice/cli-demo", "-m", "base", "-q", check=True)
+    r = h.cli(
+        "push", str(tmp_path / "v1"), "--repo", "alice/cli-demo", "-m", "base", "-q", check=True
+    )
     assert "uploaded 8 of 8 chunk(s)" in r.stdout  # header + 6 tensors, and config.json
-    r = h.cli("push", str(tmp_path / "v1"), "--repo", "alice/cli-demo", "-m", "again", "-q", check=True)
+    r = h.cli(
+        "push", str(tmp_path / "v1"), "--repo", "alice/cli-demo", "-m", "again", "-q", check=True
+    )
     assert "Nothing to commit" in r.stdout
     h.cli("branch", "create", "alice/cli-demo", "ft", check=True)
     ft = dict(base)
     ft["layers.2.w"] = base["layers.2.w"] * 1.1
     _write_model(tmp_path / "v2", ft)
-    r = h.cli("push", str(tmp_path / "v2"), "--repo", "alice/cli-demo", "-b", "ft", "-m", "tune layer 2", "-q", check=True)
+    r = h.cli(
+        "push",
+        str(tmp_path / "v2"),
+        "--repo",
+        "alice/cli-demo",
+        "-b",
+        "ft",
+        "-m",
+        "tune layer 2",
+        "-q",
+        check=True,
+    )
     assert "uploaded 1 of" in r.stdout  # only the changed tensor travels
     r = h.cli("diff", "main", "ft", "--repo", "alice/cli-demo", check=True)
-    assert "layers.2.w" in r.stdout and "rel=10.000%" in r.stdout and "5 tensor(s) unchanged" in r.stdout
+    assert (
+        "layers.2.w" in r.stdout
+        and "rel=10.000%" in r.stdout
+        and "5 tensor(s) unchanged" in r.stdout
+    )
     r = h.cli("merge", "ft", "--into", "main", "--repo", "alice/cli-demo", check=True)
     assert "Fast-forward" in r.stdout
     h.cli("tag", "create", "alice/cli-demo", "v1", "main", "-m", "first release", check=True)
@@ -75,13 +94,35 @@ def test_exit_codes(live_hub, alice, tmp_path):
     import json
 
     main_head = json.loads(head.stdout)[0]["commit"]
-    h.cli("push", str(tmp_path / "f.txt"), "--repo", "alice/codes", "-m", "1", "-q", token=alice, check=True)
+    h.cli(
+        "push",
+        str(tmp_path / "f.txt"),
+        "--repo",
+        "alice/codes",
+        "-m",
+        "1",
+        "-q",
+        token=alice,
+        check=True,
+    )
     (tmp_path / "f.txt").write_text("y")
-    stale = h.cli("push", str(tmp_path / "f.txt"), "--repo", "alice/codes", "-m", "2", "-q", "--expected-head", main_head,
-                  token=alice)
+    stale = h.cli(
+        "push",
+        str(tmp_path / "f.txt"),
+        "--repo",
+        "alice/codes",
+        "-m",
+        "2",
+        "-q",
+        "--expected-head",
+        main_head,
+        token=alice,
+    )
     assert stale.returncode == 4 and "branch_conflict" in stale.stderr
     env = dict(h.env, HUB_URL="http://127.0.0.1:9", HUB_TOKEN=alice)
-    r = subprocess.run([*HUB, "repo", "list"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [*HUB, "repo", "list"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 6 and "cannot reach" in r.stderr
     assert "Traceback" not in r.stderr + stale.stderr
 
@@ -101,12 +142,26 @@ def test_merge_conflict_is_reported_with_both_sides(live_hub, alice, tmp_path):
     r = live_hub.cli("merge", "other", "--into", "main", "--repo", "alice/conflict", token=alice)
     assert r.returncode == 4
     assert "CONFLICT model.safetensors:layers.0.w" in r.stderr and "rel change 100.000%" in r.stderr
-    r = live_hub.cli("merge", "other", "--into", "main", "--repo", "alice/conflict", "--strategy", "average",
-                     "--weight", "0.5", token=alice, check=True)
+    r = live_hub.cli(
+        "merge",
+        "other",
+        "--into",
+        "main",
+        "--repo",
+        "alice/conflict",
+        "--strategy",
+        "average",
+        "--weight",
+        "0.5",
+        token=alice,
+        check=True,
+    )
     assert "resolved by average" in r.stdout
     out = tmp_path / "pulled"
     c.pull("alice/conflict@main", out)
-    assert np.allclose(load_file(str(out / "model.safetensors"))["layers.0.w"], base["layers.0.w"] * 2.5, rtol=1e-6)
+    assert np.allclose(
+        load_file(str(out / "model.safetensors"))["layers.0.w"], base["layers.0.w"] * 2.5, rtol=1e-6
+    )
 
 
 def test_interrupted_push_resumes_with_only_the_missing_chunks(live_hub, alice, tmp_path):
@@ -128,7 +183,9 @@ def test_interrupted_push_resumes_with_only_the_missing_chunks(live_hub, alice, 
         c.push(tmp_path / "m", repo="alice/resume", message="weights")
     c.upload_chunk = real
     res = c.push(tmp_path / "m", repo="alice/resume", message="weights")
-    total = len(chunk_file(tmp_path / "m" / "model.safetensors", name="model.safetensors").chunks) + 1
+    total = (
+        len(chunk_file(tmp_path / "m" / "model.safetensors", name="model.safetensors").chunks) + 1
+    )
     assert res.chunks == total and res.uploaded_chunks == total - 4
 
 
@@ -179,12 +236,26 @@ def test_serve_stops_every_child_on_sigterm(tmp_path):
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update(HUB_DATA_DIR=str(tmp_path / "d"), HUB_CONFIG_DIR=str(tmp_path / "c"), HUB_REDIS_URL="redis://127.0.0.1:1/0")
-    proc = subprocess.Popen([*HUB, "serve", "--port", str(port)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    env.update(
+        HUB_DATA_DIR=str(tmp_path / "d"),
+        HUB_CONFIG_DIR=str(tmp_path / "c"),
+        HUB_REDIS_URL="redis://127.0.0.1:1/0",
+    )
+    proc = subprocess.Popen(
+        [*HUB, "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert wait_http(f"http://127.0.0.1:{port}/api/v1/health", 90)
-    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    assert len(children) >= 3  # elasticsearch-compatible server, a private redis (no Redis on port 1), web
+    children = subprocess.run(
+        ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+    ).stdout.split()
+    assert (
+        len(children) >= 3
+    )  # elasticsearch-compatible server, a private redis (no Redis on port 1), web
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
@@ -222,12 +293,20 @@ def test_corrupt_chunk_is_a_clean_error_up_front_and_a_short_body_later(live_hub
     dest = tmp_path / "dl" / "model.safetensors"
     with pytest.raises(HubClientError) as e:
         c.download_file("alice/corrupt", "model.safetensors", dest)
-    assert e.value.status == 503 and e.value.code == "corrupt_chunk" and e.value.details["chunk"] == bad.hash
+    assert (
+        e.value.status == 503
+        and e.value.code == "corrupt_chunk"
+        and e.value.details["chunk"] == bad.hash
+    )
     assert not dest.exists()
     # A bad first chunk: a clean JSON error before any byte, and `hub pull` exits 1 saying why.
     corrupt(chunks[0])
     r = httpx.get(url, headers=auth, timeout=30)
-    assert r.status_code == 503 and r.json()["error"]["code"] == "corrupt_chunk" and r.headers["Retry-After"]
+    assert (
+        r.status_code == 503
+        and r.json()["error"]["code"] == "corrupt_chunk"
+        and r.headers["Retry-After"]
+    )
     p = live_hub.cli("pull", "alice/corrupt@main", str(tmp_path / "out"), "--quiet", token=alice)
     assert p.returncode == 1 and "corrupt_chunk" in p.stderr, (p.stdout, p.stderr)
     assert not (tmp_path / "out" / "model.safetensors").exists()
@@ -242,8 +321,13 @@ def test_runs_compare_takes_model_commits_and_refuses_a_mix(live_hub, alice, tmp
     for i, (top_k, final) in enumerate(((2, 2.0), (4, 1.5))):
         (tmp_path / "w.txt").write_text(f"weights {i}")
         sha = c.push(tmp_path / "w.txt", repo="alice/cmp", message=f"top-{top_k}").commit["sha"]
-        with c.init_run("alice/cmp-exp", name=f"top{top_k}", params={"moe": {"top_k": top_k}},
-                        commit=f"alice/cmp@{sha}", system_metrics=False) as run:
+        with c.init_run(
+            "alice/cmp-exp",
+            name=f"top{top_k}",
+            params={"moe": {"top_k": top_k}},
+            commit=f"alice/cmp@{sha}",
+            system_metrics=False,
+        ) as run:
             run.log({"val_loss": 3.0}, step=0)
             run.log({"val_loss": final}, step=100)
         shas.append(sha)

@@ -113,8 +113,11 @@ def console(page: Page) -> Console:
 def sign_in(context: BrowserContext) -> None:
     # As the dashboard does: the sign-in is CSRF-protected like every session write.
     csrf = context.request.get("/api/v1/auth/csrf").json()["csrf_token"]
-    r = context.request.post("/api/v1/auth/login", data={"username": USER, "password": PASSWORD},
-                             headers={"X-CSRFToken": csrf})
+    r = context.request.post(
+        "/api/v1/auth/login",
+        data={"username": USER, "password": PASSWORD},
+        headers={"X-CSRFToken": csrf},
+    )
     assert r.ok, r.text()
 
 

@@ -30,13 +30,28 @@ from hub.client import Client  # noqa: E402
 pytestmark = pytest.mark.e2e
 
 USER, PASSWORD = "jobsuser", "correct horse battery staple"
-MODEL = {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_experts": 4, "expert_hidden": 32, "top_k": 2, "block_size": 64}
+MODEL = {
+    "n_layer": 2,
+    "n_embd": 32,
+    "n_head": 2,
+    "n_experts": 4,
+    "expert_hidden": 32,
+    "top_k": 2,
+    "block_size": 64,
+}
 DATA = {"max_bytes": 200_000}
 TINY = {
     "model": MODEL,
     "data": DATA,
-    "train": {"steps": 2000, "batch_size": 4, "warmup_steps": 2, "checkpoint_every": 500, "eval_every": 500,
-              "log_every": 5, "eval_tokens": 4096},
+    "train": {
+        "steps": 2000,
+        "batch_size": 4,
+        "warmup_steps": 2,
+        "checkpoint_every": 500,
+        "eval_every": 500,
+        "log_every": 5,
+        "eval_tokens": 4096,
+    },
 }
 RES = {"cpus": 1, "memory_mb": 3072, "time_limit_s": 300}
 TERMINAL = ("succeeded", "failed", "cancelled", "lost")
@@ -49,8 +64,12 @@ def browser_type_launch_args(browser_type_launch_args):
 
 @pytest.fixture
 def browser_context_args(browser_context_args, live_hub):
-    return {**browser_context_args, "viewport": {"width": 1280, "height": 900}, "base_url": live_hub.url,
-            "accept_downloads": True}
+    return {
+        **browser_context_args,
+        "viewport": {"width": 1280, "height": 900},
+        "base_url": live_hub.url,
+        "accept_downloads": True,
+    }
 
 
 @pytest.fixture
@@ -63,12 +82,26 @@ def seeded(live_hub: LiveHub) -> dict:
     """A user with a password, and a short training job into USER/moe, launched now so that it
     runs while the form flow is tested."""
     live_hub.cli("admin", "create-user", "--user", USER, "--password", PASSWORD, check=True)
-    token = live_hub.cli("admin", "create-token", "--user", USER, "--scope", "write", check=True).stdout.strip()
+    token = live_hub.cli(
+        "admin", "create-token", "--user", USER, "--scope", "write", check=True
+    ).stdout.strip()
     c = Client(url=live_hub.url, token=token)
     c.create_repo(f"{USER}/moe")
-    cfg = {**TINY, "train": {**TINY["train"], "steps": 20, "checkpoint_every": 20, "eval_every": 20}}
-    train = c._json("POST", "/jobs", json={"project": f"{USER}/seed", "kind": "train", "config": cfg,
-                                           "target": f"{USER}/moe@main", "resources": RES})
+    cfg = {
+        **TINY,
+        "train": {**TINY["train"], "steps": 20, "checkpoint_every": 20, "eval_every": 20},
+    }
+    train = c._json(
+        "POST",
+        "/jobs",
+        json={
+            "project": f"{USER}/seed",
+            "kind": "train",
+            "config": cfg,
+            "target": f"{USER}/moe@main",
+            "resources": RES,
+        },
+    )
     return {"client": c, "train": train["id"]}
 
 
@@ -84,13 +117,17 @@ def wait(c: Client, job_id: str, until=TERMINAL, timeout: float = 180) -> dict:
 def sign_in(context: BrowserContext) -> None:
     # As the dashboard does: the sign-in is CSRF-protected like every session write.
     csrf = context.request.get("/api/v1/auth/csrf").json()["csrf_token"]
-    r = context.request.post("/api/v1/auth/login", data={"username": USER, "password": PASSWORD},
-                             headers={"X-CSRFToken": csrf})
+    r = context.request.post(
+        "/api/v1/auth/login",
+        data={"username": USER, "password": PASSWORD},
+        headers={"X-CSRFToken": csrf},
+    )
     assert r.ok, r.text()
 
 
-def test_launch_form_validates_then_launches_follows_logs_and_cancels(page: Page, context: BrowserContext,
-                                                                       console: Console, seeded):
+def test_launch_form_validates_then_launches_follows_logs_and_cancels(
+    page: Page, context: BrowserContext, console: Console, seeded
+):
     c: Client = seeded["client"]
     sign_in(context)
     page.goto(f"/jobs/new?project={USER}/ui")
@@ -113,7 +150,9 @@ def test_launch_form_validates_then_launches_follows_logs_and_cancels(page: Page
     expect(errors).to_contain_text("model.top_k: must be ≤ n_experts (4)")
     expect(launch).to_be_disabled()
     shot(page, "70-job-launch-invalid")
-    assert not [j for j in c._json("GET", "/jobs")["results"] if j["project"] == f"{USER}/ui"], "something launched"
+    assert not [j for j in c._json("GET", "/jobs")["results"] if j["project"] == f"{USER}/ui"], (
+        "something launched"
+    )
     # The hub's 400 invalid_config answer to /jobs/validate is the only console error so far.
     console.check(r"status of 400")
 
@@ -150,13 +189,23 @@ def test_launch_form_validates_then_launches_follows_logs_and_cancels(page: Page
     console.check()
 
 
-def test_profile_page_renders_and_compares(page: Page, context: BrowserContext, console: Console, seeded):
+def test_profile_page_renders_and_compares(
+    page: Page, context: BrowserContext, console: Console, seeded
+):
     c: Client = seeded["client"]
     train = wait(c, seeded["train"])
     assert train["status"] == "succeeded", train["reason"]
-    prof = c._json("POST", "/jobs", json={"project": f"{USER}/seed", "kind": "profile",
-                                          "config": {"data": DATA, "profile": {"steps": 2, "warmup": 1, "batch_size": 4}},
-                                          "base": f"{USER}/moe@main", "resources": RES})
+    prof = c._json(
+        "POST",
+        "/jobs",
+        json={
+            "project": f"{USER}/seed",
+            "kind": "profile",
+            "config": {"data": DATA, "profile": {"steps": 2, "warmup": 1, "batch_size": 4}},
+            "base": f"{USER}/moe@main",
+            "resources": RES,
+        },
+    )
     prof = wait(c, prof["id"])
     assert prof["status"] == "succeeded", prof["reason"]
     assert prof["base"]["commit"] == train["result"]["commit"]
@@ -164,14 +213,21 @@ def test_profile_page_renders_and_compares(page: Page, context: BrowserContext, 
     sign_in(context)
     page.goto(f"/jobs/{train['id']}")
     expect(page.get_by_test_id("result-commit")).to_have_attribute(
-        "href", f"/models/{USER}/moe/commit/{train['result']['commit']}")
-    expect(page.get_by_role("link", name=train["run_id"])).to_have_attribute("href", f"/runs/{train['run_id']}")
+        "href", f"/models/{USER}/moe/commit/{train['result']['commit']}"
+    )
+    expect(page.get_by_role("link", name=train["run_id"])).to_have_attribute(
+        "href", f"/runs/{train['run_id']}"
+    )
 
     # The commit the job wrote links back to both its run and its job.
     page.get_by_test_id("result-commit").click()
     lineage = page.get_by_role("region", name="Lineage")
-    expect(lineage.get_by_role("link", name=train["run_id"], exact=True)).to_have_attribute("href", f"/runs/{train['run_id']}")
-    expect(lineage.get_by_role("link", name=train["id"], exact=True)).to_have_attribute("href", f"/jobs/{train['id']}")
+    expect(lineage.get_by_role("link", name=train["run_id"], exact=True)).to_have_attribute(
+        "href", f"/runs/{train['run_id']}"
+    )
+    expect(lineage.get_by_role("link", name=train["id"], exact=True)).to_have_attribute(
+        "href", f"/jobs/{train['id']}"
+    )
     shot(page, "77-commit-lineage")
 
     # The run's Logs tab tails the log of the job that produced it.
@@ -205,13 +261,17 @@ def test_profile_page_renders_and_compares(page: Page, context: BrowserContext, 
     assert painted > 0.05, f"flame graph looks empty ({painted:.3f} painted)"
     expect(page.get_by_test_id("memory-chart").locator("canvas")).to_be_visible()
     expect(page.get_by_role("link", name=re.compile(r"Download Chrome trace"))).to_have_attribute(
-        "href", f"/api/v1/jobs/{prof['id']}/artifacts/profile/trace.json")
+        "href", f"/api/v1/jobs/{prof['id']}/artifacts/profile/trace.json"
+    )
     # Deep dives: the folded stacks in the hub's own copy of speedscope (built into
     # dist/speedscope/ from the npm package), which fetches the artifact same-origin.
     speedscope = page.get_by_role("link", name="Open in speedscope")
     href = speedscope.get_attribute("href")
     assert href.startswith("/speedscope/index.html#profileURL="), href
-    assert f"profileURL=%2Fapi%2Fv1%2Fjobs%2F{prof['id']}%2Fartifacts%2Fprofile%2Fstacks.folded&title=" in href, href
+    assert (
+        f"profileURL=%2Fapi%2Fv1%2Fjobs%2F{prof['id']}%2Fartifacts%2Fprofile%2Fstacks.folded&title="
+        in href
+    ), href
     assert page.request.get("/speedscope/index.html").status == 200
     with context.expect_page() as opened:
         speedscope.click()
@@ -228,7 +288,9 @@ def test_profile_page_renders_and_compares(page: Page, context: BrowserContext, 
     # Sorting by calls reorders the table (URL state).
     page.get_by_role("button", name="Calls").click()
     expect(page).to_have_url(re.compile(r"sort=calls"))
-    calls = [int(t.replace(",", "")) for t in ops.locator("tbody tr td:nth-child(2)").all_inner_texts()]
+    calls = [
+        int(t.replace(",", "")) for t in ops.locator("tbody tr td:nth-child(2)").all_inner_texts()
+    ]
     assert calls == sorted(calls, reverse=True)
 
     # Hover and zoom on the flame graph.

@@ -13,15 +13,33 @@ from hub.client import Client, HubClientError
 
 pytestmark = pytest.mark.e2e
 
-MODEL = {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_experts": 4, "expert_hidden": 32, "top_k": 2, "block_size": 64}
+MODEL = {
+    "n_layer": 2,
+    "n_embd": 32,
+    "n_head": 2,
+    "n_experts": 4,
+    "expert_hidden": 32,
+    "top_k": 2,
+    "block_size": 64,
+}
 DATA = {"max_bytes": 200_000}
 RES = {"cpus": 1, "memory_mb": 3072, "time_limit_s": 300}
 
 
 def train_config(steps: int = 20, **model) -> dict:
-    return {"model": {**MODEL, **model}, "data": DATA,
-            "train": {"steps": steps, "batch_size": 4, "warmup_steps": 2, "checkpoint_every": min(steps, 100),
-                      "eval_every": min(steps, 100), "log_every": 5, "eval_tokens": 4096}}
+    return {
+        "model": {**MODEL, **model},
+        "data": DATA,
+        "train": {
+            "steps": steps,
+            "batch_size": 4,
+            "warmup_steps": 2,
+            "checkpoint_every": min(steps, 100),
+            "eval_every": min(steps, 100),
+            "log_every": 5,
+            "eval_tokens": 4096,
+        },
+    }
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +54,13 @@ def launch(c: Client, **body) -> dict:
     return c._json("POST", "/jobs", json={"project": "jane/exp", "resources": RES, **body})
 
 
-def wait(c: Client, job_id: str, *, until=("succeeded", "failed", "cancelled", "lost"), timeout: float = 240) -> dict:
+def wait(
+    c: Client,
+    job_id: str,
+    *,
+    until=("succeeded", "failed", "cancelled", "lost"),
+    timeout: float = 240,
+) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
         j = c._json("GET", f"/jobs/{job_id}")
@@ -61,13 +85,23 @@ def test_train_evaluate_profile_with_lineage(hub):
     assert "moe/layer1/load/expert0" in run["summary"] and run["summary"]["loss"]["last_step"] == 20
     assert j["summary"]["events"]["rejected"] == 0
 
-    ev = launch(c, kind="evaluate", config={"eval": {"max_tokens": 4096}, "data": DATA}, base=f"jane/moe@{sha}")
+    ev = launch(
+        c,
+        kind="evaluate",
+        config={"eval": {"max_tokens": 4096}, "data": DATA},
+        base=f"jane/moe@{sha}",
+    )
     pr = launch(c, kind="profile", config={"data": DATA}, base="jane/moe@main")
     ev, pr = wait(c, ev["id"]), wait(c, pr["id"])
     assert ev["status"] == "succeeded" and 0 < ev["summary"]["eval"]["val_bpb"] < 8.5
     assert pr["status"] == "succeeded" and pr["base"]["commit"] == sha
     paths = {a["path"] for a in pr["artifacts"]}
-    assert {"profile/ops.json", "profile/stacks.folded", "profile/trace.json", "profile/memory.json"} <= paths
+    assert {
+        "profile/ops.json",
+        "profile/stacks.folded",
+        "profile/trace.json",
+        "profile/memory.json",
+    } <= paths
     ops = c._json("GET", f"/jobs/{pr['id']}/profile")["ops"]
     assert ops and ops[0]["self_us"] > 0
     folded = c.request("GET", f"/jobs/{pr['id']}/artifacts/profile/stacks.folded").text
@@ -87,7 +121,10 @@ def test_result_goes_to_a_side_branch_when_the_target_moved(hub, tmp_path):
     c.push(tmp_path / "notes.txt", repo="jane/race", message="concurrent change")
     j = wait(c, job["id"])
     assert j["status"] == "succeeded", j["reason"]
-    assert j["result"]["branch"] == f"main/job-{job['id']}" and "moved while the job ran" in j["summary"]["note"]
+    assert (
+        j["result"]["branch"] == f"main/job-{job['id']}"
+        and "moved while the job ran" in j["summary"]["note"]
+    )
     assert c.branch_info("jane/race", f"main/job-{job['id']}")["commit"] == j["result"]["commit"]
 
 
@@ -111,7 +148,9 @@ def test_cancel_mid_run(hub):
 
 
 def _worker_pids(serve_pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", "celery -A hub.celery_app worker"], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["pgrep", "-f", "celery -A hub.celery_app worker"], capture_output=True, text=True
+    ).stdout
     pids = [int(p) for p in out.split()]
     mine = []
     for p in pids:
@@ -141,14 +180,29 @@ def test_cli_launch_validates_then_follows_logs(hub, live_hub, tmp_path):
     token = hub.token
     bad = tmp_path / "bad.json"
     bad.write_text('{"model": {"top_k": 1, "experts": 3}}')
-    r = live_hub.cli("jobs", "launch", "train", "--project", "jane/exp", "--config", str(bad), token=token)
+    r = live_hub.cli(
+        "jobs", "launch", "train", "--project", "jane/exp", "--config", str(bad), token=token
+    )
     assert r.returncode == 2 and "model.top_k" in r.stderr and "model.experts" in r.stderr
     good = tmp_path / "good.json"
     import json
 
     good.write_text(json.dumps(train_config(steps=10)))
-    r = live_hub.cli("jobs", "launch", "train", "--project", "jane/exp", "--config", str(good), "--cpus", "1",
-                     "--memory-mb", "3072", token=token, check=True)
+    r = live_hub.cli(
+        "jobs",
+        "launch",
+        "train",
+        "--project",
+        "jane/exp",
+        "--config",
+        str(good),
+        "--cpus",
+        "1",
+        "--memory-mb",
+        "3072",
+        token=token,
+        check=True,
+    )
     job_id = r.stdout.split()[3]
     r = live_hub.cli("jobs", "logs", "-f", job_id, token=token, check=True, timeout=240)
     assert "job succeeded" in r.stdout and "-- job succeeded" in r.stdout

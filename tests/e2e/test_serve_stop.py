@@ -44,7 +44,9 @@ def process_tree(root: int) -> set[int]:
 
 def alive(pid: int) -> bool:
     st = _stat(pid)
-    return st is not None and st[0] != "Z"  # a zombie has exited; only its parent's bookkeeping is left
+    return (
+        st is not None and st[0] != "Z"
+    )  # a zombie has exited; only its parent's bookkeeping is left
 
 
 def cmdline(pid: int) -> str:
@@ -57,10 +59,20 @@ def cmdline(pid: int) -> str:
 def test_no_process_of_hub_serve_outlives_it_even_a_search_server_ignoring_sigterm(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update(HUB_DATA_DIR=str(tmp_path / "d"), HUB_CONFIG_DIR=str(tmp_path / "c"),
-               HUB_REDIS_URL="redis://127.0.0.1:1/0", HUB_SERVE_STOP_GRACE_S=str(GRACE_S))
-    proc = subprocess.Popen([sys.executable, "-m", "hub.client.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env.update(
+        HUB_DATA_DIR=str(tmp_path / "d"),
+        HUB_CONFIG_DIR=str(tmp_path / "c"),
+        HUB_REDIS_URL="redis://127.0.0.1:1/0",
+        HUB_SERVE_STOP_GRACE_S=str(GRACE_S),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub.client.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     tree: set[int] = set()
     try:
         assert wait_http(f"http://127.0.0.1:{port}/api/v1/health", 120)

@@ -26,26 +26,50 @@ def test_tokens_are_hashed_at_rest_shown_once_and_revocable(api):
 def test_read_token_cannot_create_tokens_or_repos(make_user, blob_dir):
     _, ro = make_user("ro", scope="read")
     c = client_for(ro)
-    assert c.post("/api/v1/tokens", {"name": "x"}, format="json").json()["error"]["code"] == "token_read_only"
-    assert c.post("/api/v1/repos", {"name": "r"}, format="json").json()["error"]["code"] == "token_read_only"
+    assert (
+        c.post("/api/v1/tokens", {"name": "x"}, format="json").json()["error"]["code"]
+        == "token_read_only"
+    )
+    assert (
+        c.post("/api/v1/repos", {"name": "r"}, format="json").json()["error"]["code"]
+        == "token_read_only"
+    )
 
 
 def test_orgs_and_roles(api, make_user):
     client, _ = api
     assert client.post("/api/v1/orgs", {"name": "lab"}, format="json").status_code == 201
-    assert client.post("/api/v1/orgs", {"name": "lab"}, format="json").json()["error"]["code"] == "name_taken"
+    assert (
+        client.post("/api/v1/orgs", {"name": "lab"}, format="json").json()["error"]["code"]
+        == "name_taken"
+    )
     _, bob = make_user("bob")
     b = client_for(bob)
-    assert b.post("/api/v1/repos", {"namespace": "lab", "name": "m"}, format="json").status_code == 403
+    assert (
+        b.post("/api/v1/repos", {"namespace": "lab", "name": "m"}, format="json").status_code == 403
+    )
     client.put("/api/v1/namespaces/lab/members/bob", {"role": "read"}, format="json")
-    assert b.post("/api/v1/repos", {"namespace": "lab", "name": "m"}, format="json").status_code == 403
+    assert (
+        b.post("/api/v1/repos", {"namespace": "lab", "name": "m"}, format="json").status_code == 403
+    )
     client.put("/api/v1/namespaces/lab/members/bob", {"role": "write"}, format="json")
-    assert b.post("/api/v1/repos", {"namespace": "lab", "name": "m", "private": True}, format="json").status_code == 201
+    assert (
+        b.post(
+            "/api/v1/repos", {"namespace": "lab", "name": "m", "private": True}, format="json"
+        ).status_code
+        == 201
+    )
     # bob (write) cannot change roles; alice (admin) can remove him, after which the private repo vanishes for him
-    assert b.put("/api/v1/namespaces/lab/members/bob", {"role": "admin"}, format="json").status_code == 403
+    assert (
+        b.put("/api/v1/namespaces/lab/members/bob", {"role": "admin"}, format="json").status_code
+        == 403
+    )
     assert client.delete("/api/v1/namespaces/lab/members/bob").status_code == 204
     assert b.get("/api/v1/repos/lab/m").status_code == 404
-    assert client.delete("/api/v1/namespaces/lab/members/alice").json()["error"]["code"] == "last_admin"
+    assert (
+        client.delete("/api/v1/namespaces/lab/members/alice").json()["error"]["code"]
+        == "last_admin"
+    )
     bad = client.put("/api/v1/namespaces/lab/members/bob", {"role": "owner"}, format="json")
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "validation_error"
 

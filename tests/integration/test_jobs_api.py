@@ -15,9 +15,24 @@ from tests.helpers import model, push, st_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.pg]
 
-TINY = {"model": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_experts": 4, "expert_hidden": 32, "top_k": 2},
-        "train": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2, "eval_every": 2,
-                  "log_every": 1}}
+TINY = {
+    "model": {
+        "n_layer": 2,
+        "n_embd": 32,
+        "n_head": 2,
+        "n_experts": 4,
+        "expert_hidden": 32,
+        "top_k": 2,
+    },
+    "train": {
+        "steps": 2,
+        "batch_size": 2,
+        "warmup_steps": 1,
+        "checkpoint_every": 2,
+        "eval_every": 2,
+        "log_every": 1,
+    },
+}
 
 
 class Worker:
@@ -77,10 +92,16 @@ def test_gpu_job_without_a_gpu_worker_says_so(setup):
 def test_launch_pins_the_base_commit_and_records_transitions(setup):
     client, _ = setup
     head = client.get("/api/v1/repos/alice/moe/branches/main").json()["commit"]
-    r = launch(client, kind="evaluate", base="alice/moe@main", config={"eval": {"max_tokens": 1024}})
+    r = launch(
+        client, kind="evaluate", base="alice/moe@main", config={"eval": {"max_tokens": 1024}}
+    )
     assert r.status_code == 201, r.content
     job = r.json()
-    assert job["status"] == "queued" and job["base"] == {"repo": "alice/moe", "ref": "main", "commit": head}
+    assert job["status"] == "queued" and job["base"] == {
+        "repo": "alice/moe",
+        "ref": "main",
+        "commit": head,
+    }
     push(client, "alice/moe", {"other.txt": b"x"}, message="main moves on")
     assert client.get(f"/api/v1/jobs/{job['id']}").json()["base"]["commit"] == head
     assert [t["to"] for t in job["transitions"]] == ["queued"]
@@ -91,23 +112,38 @@ def test_launch_pins_the_base_commit_and_records_transitions(setup):
 def test_worker_lifecycle_and_cancellation(setup):
     client, worker = setup
     job = launch(client, target="alice/moe@main").json()
-    assert client.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json").status_code == 403
+    assert (
+        client.post(
+            f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json"
+        ).status_code
+        == 403
+    )
     started = worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json")
     assert started.status_code == 200 and started.json()["status"] == "running"
     again = worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w2"}, format="json")
     assert again.status_code == 409 and again.json()["error"]["code"] == "job_state_conflict"
-    hb = worker.post(f"/api/v1/jobs/{job['id']}/worker/heartbeat", {"progress": {"step": 1, "total": 2, "eta_s": 3}},
-                     format="json")
+    hb = worker.post(
+        f"/api/v1/jobs/{job['id']}/worker/heartbeat",
+        {"progress": {"step": 1, "total": 2, "eta_s": 3}},
+        format="json",
+    )
     assert hb.json() == {"status": "running", "cancel_requested": False}
     assert client.post(f"/api/v1/jobs/{job['id']}/cancel").json()["cancel_requested"] is True
-    assert worker.post(f"/api/v1/jobs/{job['id']}/worker/heartbeat", {}, format="json").json()["cancel_requested"]
-    done = worker.post(f"/api/v1/jobs/{job['id']}/worker/finish", {"status": "cancelled", "reason": "cancelled by the user"},
-                       format="json")
+    assert worker.post(f"/api/v1/jobs/{job['id']}/worker/heartbeat", {}, format="json").json()[
+        "cancel_requested"
+    ]
+    done = worker.post(
+        f"/api/v1/jobs/{job['id']}/worker/finish",
+        {"status": "cancelled", "reason": "cancelled by the user"},
+        format="json",
+    )
     assert done.json()["status"] == "cancelled"
     detail = client.get(f"/api/v1/jobs/{job['id']}").json()
     assert [t["to"] for t in detail["transitions"]] == ["queued", "running", "cancelled"]
     assert all(t["at"] for t in detail["transitions"]) and detail["progress"]["step"] == 1
-    twice = worker.post(f"/api/v1/jobs/{job['id']}/worker/finish", {"status": "succeeded"}, format="json")
+    twice = worker.post(
+        f"/api/v1/jobs/{job['id']}/worker/finish", {"status": "succeeded"}, format="json"
+    )
     # The attempt's credential died with it: nothing more is taken for this job.
     assert twice.status_code == 401 and twice.json()["error"]["code"] == "job_credential_revoked"
     assert client.post(f"/api/v1/jobs/{job['id']}/cancel").json()["error"]["code"] == "job_finished"
@@ -117,7 +153,9 @@ def test_cancelling_a_running_job_only_flags_it_for_the_heartbeat(setup, monkeyp
     import redis
 
     published = []
-    monkeypatch.setattr(redis.Redis, "publish", lambda self, channel, msg: published.append(channel))
+    monkeypatch.setattr(
+        redis.Redis, "publish", lambda self, channel, msg: published.append(channel)
+    )
     client, worker = setup
     job = launch(client).json()
     worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json")
@@ -173,17 +211,35 @@ def test_worker_logs_and_profile_rows(setup, metrics_store, monkeypatch):
     job = launch(client).json()
     worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json")
     lines = [[i, 1.7e9 + i, "info", f"line {i}"] for i in range(5)]
-    assert worker.post(f"/api/v1/jobs/{job['id']}/worker/logs", {"lines": lines}, format="json").json()["accepted"] == 5
-    worker.post(f"/api/v1/jobs/{job['id']}/worker/logs", {"lines": lines[3:]}, format="json")  # a retry
+    assert (
+        worker.post(
+            f"/api/v1/jobs/{job['id']}/worker/logs", {"lines": lines}, format="json"
+        ).json()["accepted"]
+        == 5
+    )
+    worker.post(
+        f"/api/v1/jobs/{job['id']}/worker/logs", {"lines": lines[3:]}, format="json"
+    )  # a retry
     got = client.get(f"/api/v1/jobs/{job['id']}/logs").json()["lines"]
     assert [x["line"] for x in got] == [f"line {i}" for i in range(5)]
-    assert [x["line"] for x in client.get(f"/api/v1/jobs/{job['id']}/logs?after_seq=2").json()["lines"]] == ["line 3", "line 4"]
-    assert [x["line"] for x in client.get(f"/api/v1/jobs/{job['id']}/logs?tail=2").json()["lines"]] == ["line 3", "line 4"]
+    assert [
+        x["line"] for x in client.get(f"/api/v1/jobs/{job['id']}/logs?after_seq=2").json()["lines"]
+    ] == ["line 3", "line 4"]
+    assert [
+        x["line"] for x in client.get(f"/api/v1/jobs/{job['id']}/logs?tail=2").json()["lines"]
+    ] == ["line 3", "line 4"]
     bad = worker.post(f"/api/v1/jobs/{job['id']}/worker/logs", {"lines": [["x"]]}, format="json")
     assert bad.status_code == 400
-    ops = [{"op": "aten::mm", "calls": 10, "self_us": 500.0, "total_us": 600.0, "flops": 1e9},
-           {"op": "aten::add", "calls": 5, "self_us": 50.0, "total_us": 50.0}]
-    assert worker.post(f"/api/v1/jobs/{job['id']}/worker/profile", {"ops": ops}, format="json").json()["accepted"] == 2
+    ops = [
+        {"op": "aten::mm", "calls": 10, "self_us": 500.0, "total_us": 600.0, "flops": 1e9},
+        {"op": "aten::add", "calls": 5, "self_us": 50.0, "total_us": 50.0},
+    ]
+    assert (
+        worker.post(f"/api/v1/jobs/{job['id']}/worker/profile", {"ops": ops}, format="json").json()[
+            "accepted"
+        ]
+        == 2
+    )
     prof = client.get(f"/api/v1/jobs/{job['id']}/profile").json()
     assert [o["op"] for o in prof["ops"]] == ["aten::mm", "aten::add"]
     assert sel and svc  # imported for their get_metrics_store lookups
@@ -220,9 +276,15 @@ def test_the_final_event_counts_are_kept(setup):
     client, worker = setup
     job = launch(client).json()
     worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json")
-    worker.post(f"/api/v1/jobs/{job['id']}/worker/finish",
-                {"status": "succeeded", "summary": {"events": {"received": 12, "rejected": 3}}}, format="json")
-    assert client.get(f"/api/v1/jobs/{job['id']}").json()["events"] == {"received": 12, "rejected": 3}
+    worker.post(
+        f"/api/v1/jobs/{job['id']}/worker/finish",
+        {"status": "succeeded", "summary": {"events": {"received": 12, "rejected": 3}}},
+        format="json",
+    )
+    assert client.get(f"/api/v1/jobs/{job['id']}").json()["events"] == {
+        "received": 12,
+        "rejected": 3,
+    }
 
 
 def test_lost_jobs_are_reaped_on_a_timer_without_anybody_reading(setup, settings):
@@ -244,13 +306,16 @@ def test_lost_jobs_are_reaped_on_a_timer_without_anybody_reading(setup, settings
     call_command("jobs_reaper", "--once", stdout=out)
     assert Job.objects.get(pk=job["id"]).status == "running" and out.getvalue() == ""
     Job.objects.filter(pk=job["id"]).update(
-        heartbeat_at=timezone.now() - timedelta(seconds=hub_settings.HUB_JOB_LOST_AFTER_S + 1))
+        heartbeat_at=timezone.now() - timedelta(seconds=hub_settings.HUB_JOB_LOST_AFTER_S + 1)
+    )
     call_command("jobs_reaper", "--once", stdout=out)
     j = Job.objects.get(pk=job["id"])
     assert j.status == "lost" and "no heartbeat" in j.status_reason and job["id"] in out.getvalue()
 
 
-def test_a_launched_job_is_sent_to_its_queue_by_the_tasks_name(setup, monkeypatch, django_capture_on_commit_callbacks):
+def test_a_launched_job_is_sent_to_its_queue_by_the_tasks_name(
+    setup, monkeypatch, django_capture_on_commit_callbacks
+):
     """The hub and the workers meet at the broker: the hub names the task, it never imports the
     workers' code; a broker that refuses the message fails the job with the reason."""
     from hub.celery_app import app as celery_app
@@ -260,7 +325,9 @@ def test_a_launched_job_is_sent_to_its_queue_by_the_tasks_name(setup, monkeypatc
     monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append((name, kw)))
     with django_capture_on_commit_callbacks(execute=True):
         job = launch(client).json()
-    assert sent == [("workers.tasks.run_job", {"args": [job["id"]], "queue": "cpu", "retry": False})]
+    assert sent == [
+        ("workers.tasks.run_job", {"args": [job["id"]], "queue": "cpu", "retry": False})
+    ]
 
     def broker_down(name, **kw):
         raise ConnectionError("broker unreachable")
@@ -292,11 +359,16 @@ def test_a_worker_that_cannot_reach_the_api_leaves_the_job_to_the_reaper(setup):
         def finish(self, job_id, **report):
             raise HubUnreachable("connection refused")
 
-    _give_up(job["id"], Down(), "infrastructure failure, gave up after 4 attempts: the hub is unreachable",
-             attempt_client=Down())
+    _give_up(
+        job["id"],
+        Down(),
+        "infrastructure failure, gave up after 4 attempts: the hub is unreachable",
+        attempt_client=Down(),
+    )
     assert Job.objects.get(pk=job["id"]).status == Job.Status.RUNNING
     Job.objects.filter(pk=job["id"]).update(
-        heartbeat_at=timezone.now() - timedelta(seconds=hub_settings.HUB_JOB_LOST_AFTER_S + 1))
+        heartbeat_at=timezone.now() - timedelta(seconds=hub_settings.HUB_JOB_LOST_AFTER_S + 1)
+    )
     call_command("jobs_reaper", "--once", stdout=StringIO())
     assert client.get(f"/api/v1/jobs/{job['id']}").json()["status"] == "lost"
     assert client.post(f"/api/v1/jobs/{job['id']}/relaunch").status_code == 201
@@ -311,7 +383,12 @@ def test_logs_filter_by_stream_and_time(setup, metrics_store, monkeypatch):
     worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json")
     streams = ["stdout", "stderr", "supervisor"]
     lines = [[i, 1.7e9 + i, streams[i % 3], f"line {i}"] for i in range(9)]
-    assert worker.post(f"/api/v1/jobs/{job['id']}/worker/logs", {"lines": lines}, format="json").json()["accepted"] == 9
+    assert (
+        worker.post(
+            f"/api/v1/jobs/{job['id']}/worker/logs", {"lines": lines}, format="json"
+        ).json()["accepted"]
+        == 9
+    )
     url = f"/api/v1/jobs/{job['id']}/logs"
 
     def got(query):
@@ -331,12 +408,23 @@ def test_logs_filter_by_stream_and_time(setup, metrics_store, monkeypatch):
     assert got("stream=stdout&tail=2") == [3, 6]
     assert got("stream=stdout&after_seq=0&limit=1") == [3]
     assert got("stream=nothing") == []
-    for bad in ("stream=", "stream=a%20b", "since=yesterday", "until=nan", f"since={1.7e9 + 5}&until={1.7e9}"):
+    for bad in (
+        "stream=",
+        "stream=a%20b",
+        "since=yesterday",
+        "until=nan",
+        f"since={1.7e9 + 5}&until={1.7e9}",
+    ):
         r = client.get(f"{url}?{bad}")
-        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_log_filter", (bad, r.content)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_log_filter", (
+            bad,
+            r.content,
+        )
 
 
-def test_log_stream_resumes_after_last_event_id_and_refuses_a_bad_one(setup, metrics_store, monkeypatch):
+def test_log_stream_resumes_after_last_event_id_and_refuses_a_bad_one(
+    setup, metrics_store, monkeypatch
+):
     import hub.stores.metrics as m
 
     monkeypatch.setattr(m, "get_metrics_store", lambda: metrics_store)
@@ -359,13 +447,19 @@ def test_log_stream_resumes_after_last_event_id_and_refuses_a_bad_one(setup, met
 
 def test_a_config_that_needs_cuda_is_refused_for_a_job_without_gpus(setup):
     client, _ = setup
-    for runtime, path in (({"device": "auto", "dtype": "fp16"}, "runtime.dtype"),
-                          ({"device": "cuda"}, "runtime.device")):
+    for runtime, path in (
+        ({"device": "auto", "dtype": "fp16"}, "runtime.dtype"),
+        ({"device": "cuda"}, "runtime.device"),
+    ):
         r = launch(client, config={**TINY, "runtime": runtime})
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_config", r.content
         assert [e["path"] for e in r.json()["error"]["details"]["errors"]] == [path]
-    assert "fp16 needs CUDA" in launch(client, config={**TINY, "runtime": {"dtype": "fp16"}}).json()["error"][
-        "details"]["errors"][0]["message"]
+    assert (
+        "fp16 needs CUDA"
+        in launch(client, config={**TINY, "runtime": {"dtype": "fp16"}}).json()["error"]["details"][
+            "errors"
+        ][0]["message"]
+    )
     assert Job.objects.count() == 0
     assert launch(client, config={**TINY, "runtime": {"dtype": "bf16"}}).status_code == 201
 

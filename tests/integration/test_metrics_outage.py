@@ -10,9 +10,24 @@ from tests.fixtures_services import unique_name
 
 pytestmark = [pytest.mark.integration]
 
-TINY = {"model": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_experts": 4, "expert_hidden": 32, "top_k": 2},
-        "train": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2, "eval_every": 2,
-                  "log_every": 1}}
+TINY = {
+    "model": {
+        "n_layer": 2,
+        "n_embd": 32,
+        "n_head": 2,
+        "n_experts": 4,
+        "expert_hidden": 32,
+        "top_k": 2,
+    },
+    "train": {
+        "steps": 2,
+        "batch_size": 2,
+        "warmup_steps": 1,
+        "checkpoint_every": 2,
+        "eval_every": 2,
+        "log_every": 1,
+    },
+}
 
 
 @pytest.fixture
@@ -45,12 +60,20 @@ def _is_503(r):
 def test_every_metrics_endpoint_is_503_while_clickhouse_is_down(hub_on_a_server):
     client, server = hub_on_a_server
     run = client.post("/api/v1/projects/alice/exp/runs", {"name": "r"}, format="json").json()["id"]
-    job = client.post("/api/v1/jobs", {"project": "alice/exp", "kind": "train", "config": TINY},
-                      format="json").json()["id"]
-    other = client.post("/api/v1/jobs", {"project": "alice/exp", "kind": "train", "config": TINY},
-                        format="json").json()["id"]
-    assert client.post(f"/api/v1/runs/{run}/metrics", {"key": "loss", "step": [0, 1], "value": [2.0, 1.0]},
-                       format="json").status_code == 200
+    job = client.post(
+        "/api/v1/jobs", {"project": "alice/exp", "kind": "train", "config": TINY}, format="json"
+    ).json()["id"]
+    other = client.post(
+        "/api/v1/jobs", {"project": "alice/exp", "kind": "train", "config": TINY}, format="json"
+    ).json()["id"]
+    assert (
+        client.post(
+            f"/api/v1/runs/{run}/metrics",
+            {"key": "loss", "step": [0, 1], "value": [2.0, 1.0]},
+            format="json",
+        ).status_code
+        == 200
+    )
     reads = [
         f"/api/v1/metrics/series?runs={run}&keys=loss",
         f"/api/v1/runs/{run}/metrics",
@@ -67,8 +90,13 @@ def test_every_metrics_endpoint_is_503_while_clickhouse_is_down(hub_on_a_server)
     server.stop()
     for url in reads:
         _is_503(client.get(url))
-    _is_503(client.post(f"/api/v1/runs/{run}/metrics", {"key": "loss", "step": [2], "value": [0.5]},
-                        format="json"))
+    _is_503(
+        client.post(
+            f"/api/v1/runs/{run}/metrics",
+            {"key": "loss", "step": [2], "value": [0.5]},
+            format="json",
+        )
+    )
     _is_503(client.delete(f"/api/v1/runs/{run}"))
     page = client.get(f"/api/v1/runs/{run}")
     assert page.status_code == 200 and "count" not in page.json()["summary"]["loss"]

@@ -44,13 +44,25 @@ def test_presence_keys_keep_the_format_workers_write(store):
 
 def test_pending_ids_are_taken_once_and_the_window_is_claimed_once(store):
     s, raw = store
-    assert s.pending_add("index:pending:run", ["b", "a"], window="index:drain:run", window_ms=60_000) is True
-    assert s.pending_add("index:pending:run", ["c"], window="index:drain:run", window_ms=60_000) is False
+    assert (
+        s.pending_add("index:pending:run", ["b", "a"], window="index:drain:run", window_ms=60_000)
+        is True
+    )
+    assert (
+        s.pending_add("index:pending:run", ["c"], window="index:drain:run", window_ms=60_000)
+        is False
+    )
     assert raw.scard(f"{s.prefix}index:pending:run") == 3
     first = s.pending_take("index:pending:run", 2)
-    assert len(first) == 2 and sorted(first + s.pending_take("index:pending:run", 2)) == ["a", "b", "c"]
+    assert len(first) == 2 and sorted(first + s.pending_take("index:pending:run", 2)) == [
+        "a",
+        "b",
+        "c",
+    ]
     assert s.pending_take("index:pending:run", 2) == []
-    assert s.claim_window("index:commit:1", window_ms=60_000) and not s.claim_window("index:commit:1", window_ms=60_000)
+    assert s.claim_window("index:commit:1", window_ms=60_000) and not s.claim_window(
+        "index:commit:1", window_ms=60_000
+    )
 
 
 def test_a_redis_that_is_not_there_is_redis_unavailable():
@@ -71,7 +83,12 @@ def test_a_workers_announcement_is_what_the_hub_reads(settings):
 
     settings.HUB_REDIS_PREFIX = f"test:{uuid.uuid4().hex}:"
     key = f"{settings.HUB_REDIS_PREFIX}workers:gpu:gpu-host-1"
-    announce(redis_url=settings.HUB_REDIS_URL, prefix=settings.HUB_REDIS_PREFIX, queue="gpu", hostname="gpu-host-1")
+    announce(
+        redis_url=settings.HUB_REDIS_URL,
+        prefix=settings.HUB_REDIS_PREFIX,
+        queue="gpu",
+        hostname="gpu-host-1",
+    )
     try:
         assert workers_online("gpu") == ["gpu-host-1"] and workers_online("cpu") == []
         assert 0 < redis.Redis.from_url(settings.HUB_REDIS_URL).ttl(key) <= PRESENCE_TTL_S

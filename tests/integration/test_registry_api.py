@@ -37,7 +37,9 @@ def test_new_repo_has_an_initial_commit_on_main(api, repo):
 def test_push_then_download_round_trips(api, repo):
     client, _ = api
     data = st_bytes(model())
-    r = push(client, repo, {"model.safetensors": data, "config.json": b'{"top_k": 2}'}, message="first")
+    r = push(
+        client, repo, {"model.safetensors": data, "config.json": b'{"top_k": 2}'}, message="first"
+    )
     assert r.status_code == 201, r.content
     status, body, resp = download(client, repo, "model.safetensors")
     assert status == 200 and body == data
@@ -68,17 +70,28 @@ def test_negotiation_reports_only_missing_chunks(api, repo):
     changed = dict(base)
     changed["layers.5.w"] = changed["layers.5.w"] * 2
     m = chunk_bytes(st_bytes(changed), name="m.safetensors")
-    missing = client.post(f"/api/v1/repos/{repo}/chunks/missing", {"chunks": [c.hash for c in m.chunks]},
-                          format="json").json()["missing"]
+    missing = client.post(
+        f"/api/v1/repos/{repo}/chunks/missing",
+        {"chunks": [c.hash for c in m.chunks]},
+        format="json",
+    ).json()["missing"]
     assert len(missing) == 1  # only that tensor (the header is unchanged: same shapes)
-    assert missing[0] == next(c.hash for c in m.chunks if c.size == changed["layers.5.w"].nbytes
-                              and c.hash not in {x.hash for x in chunk_bytes(st_bytes(base), name="m.safetensors").chunks})
+    assert missing[0] == next(
+        c.hash
+        for c in m.chunks
+        if c.size == changed["layers.5.w"].nbytes
+        and c.hash not in {x.hash for x in chunk_bytes(st_bytes(base), name="m.safetensors").chunks}
+    )
 
 
 def test_lying_hash_is_rejected_and_nothing_is_stored(api, repo):
     client, _ = api
     before = store_state()
-    r = client.put(f"/api/v1/repos/{repo}/chunks/{chunk_hash(b'truth')}", b"lies", content_type="application/octet-stream")
+    r = client.put(
+        f"/api/v1/repos/{repo}/chunks/{chunk_hash(b'truth')}",
+        b"lies",
+        content_type="application/octet-stream",
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "chunk_hash_mismatch"
     assert store_state() == before
     assert not Chunk.objects.filter(hash=chunk_hash(b"truth")).exists()
@@ -87,36 +100,58 @@ def test_lying_hash_is_rejected_and_nothing_is_stored(api, repo):
 def test_commit_referencing_unknown_chunks_is_refused(api, repo):
     client, _ = api
     before = store_state()
-    r = client.post(f"/api/v1/repos/{repo}/commits", {"branch": "main", "message": "x", "operations": [
-        {"op": "add", "path": "a.bin", "chunks": [[chunk_hash(b"never sent"), 10]]}]}, format="json")
+    r = client.post(
+        f"/api/v1/repos/{repo}/commits",
+        {
+            "branch": "main",
+            "message": "x",
+            "operations": [
+                {"op": "add", "path": "a.bin", "chunks": [[chunk_hash(b"never sent"), 10]]}
+            ],
+        },
+        format="json",
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "missing_chunks"
     assert store_state() == before
 
 
-@pytest.mark.parametrize("header", [
-    b"\x08\x00\x00\x00\x00\x00\x00\x00not json",
-    struct.pack("<Q", 200 * 1024 * 1024) + b"{}",
-    struct.pack("<Q", 2) + b"[]",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"\x08\x00\x00\x00\x00\x00\x00\x00not json",
+        struct.pack("<Q", 200 * 1024 * 1024) + b"{}",
+        struct.pack("<Q", 2) + b"[]",
+    ],
+)
 def test_malformed_or_oversized_safetensors_is_refused(api, repo, header):
     client, _ = api
     before = store_state()
     ops = upload(client, repo, {"bad.bin": header})
     ops[0]["path"] = "bad.safetensors"
     after_upload = store_state()
-    r = client.post(f"/api/v1/repos/{repo}/commits", {"branch": "main", "message": "x", "operations": ops}, format="json")
+    r = client.post(
+        f"/api/v1/repos/{repo}/commits",
+        {"branch": "main", "message": "x", "operations": ops},
+        format="json",
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_safetensors"
     assert store_state() == after_upload  # no commit, no file, no tree
     assert store_state()[0] == before[0]
 
 
-@pytest.mark.parametrize("path", ["../escape", "/etc/passwd", "a/../../b", "a\x00b", "a//b", "x" * 2000])
+@pytest.mark.parametrize(
+    "path", ["../escape", "/etc/passwd", "a/../../b", "a\x00b", "a//b", "x" * 2000]
+)
 def test_path_traversal_names_are_refused(api, repo, path):
     client, _ = api
     before = store_state()
     ops = upload(client, repo, {"ok.bin": b"data"})
     ops[0]["path"] = path
-    r = client.post(f"/api/v1/repos/{repo}/commits", {"branch": "main", "message": "x", "operations": ops}, format="json")
+    r = client.post(
+        f"/api/v1/repos/{repo}/commits",
+        {"branch": "main", "message": "x", "operations": ops},
+        format="json",
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_path"
     assert store_state()[0] == before[0]
 
@@ -137,8 +172,13 @@ def test_stale_parent_gets_branch_conflict_with_current_head(api, repo):
 def test_retried_commit_is_idempotent(api, repo):
     client, _ = api
     ops = upload(client, repo, {"a.txt": b"hello"})
-    body = {"branch": "main", "message": "m", "operations": ops, "expected_head": head(client, repo),
-            "created_at": "2026-01-01T00:00:00.123456+00:00"}
+    body = {
+        "branch": "main",
+        "message": "m",
+        "operations": ops,
+        "expected_head": head(client, repo),
+        "created_at": "2026-01-01T00:00:00.123456+00:00",
+    }
     first = client.post(f"/api/v1/repos/{repo}/commits", body, format="json")
     again = client.post(f"/api/v1/repos/{repo}/commits", body, format="json")
     assert first.status_code == 201 and again.status_code == 200
@@ -149,16 +189,33 @@ def test_retried_commit_is_idempotent(api, repo):
 def test_branches_tags_and_protection(api, repo, make_user):
     client, _ = api
     push(client, repo, {"a.txt": b"1"})
-    assert client.post(f"/api/v1/repos/{repo}/branches", {"name": "exp/one"}, format="json").status_code == 201
+    assert (
+        client.post(
+            f"/api/v1/repos/{repo}/branches", {"name": "exp/one"}, format="json"
+        ).status_code
+        == 201
+    )
     dup = client.post(f"/api/v1/repos/{repo}/branches", {"name": "exp/one"}, format="json")
     assert dup.status_code == 409 and dup.json()["error"]["code"] == "ref_exists"
     bad = client.post(f"/api/v1/repos/{repo}/branches", {"name": "bad..name"}, format="json")
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_ref_name"
-    assert client.post(f"/api/v1/repos/{repo}/tags", {"name": "v1", "ref": "main"}, format="json").status_code == 201
-    again = client.post(f"/api/v1/repos/{repo}/tags", {"name": "v1", "ref": "exp/one"}, format="json")
+    assert (
+        client.post(
+            f"/api/v1/repos/{repo}/tags", {"name": "v1", "ref": "main"}, format="json"
+        ).status_code
+        == 201
+    )
+    again = client.post(
+        f"/api/v1/repos/{repo}/tags", {"name": "v1", "ref": "exp/one"}, format="json"
+    )
     assert again.status_code == 409
     # protect main: a direct push is refused and changes nothing
-    assert client.patch(f"/api/v1/repos/{repo}/branches/main", {"protected": True}, format="json").status_code == 200
+    assert (
+        client.patch(
+            f"/api/v1/repos/{repo}/branches/main", {"protected": True}, format="json"
+        ).status_code
+        == 200
+    )
     before = store_state()
     r = push(client, repo, {"a.txt": b"2"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "branch_protected"
@@ -168,11 +225,18 @@ def test_branches_tags_and_protection(api, repo, make_user):
     client.put("/api/v1/namespaces/alice/members/bob", {"role": "write"}, format="json")
     bob = client_for(bob_token)
     push(bob, repo, {"b.txt": b"b"}, branch="exp/one")
-    r = bob.post(f"/api/v1/repos/{repo}/merge", {"source": "exp/one", "target": "main"}, format="json")
+    r = bob.post(
+        f"/api/v1/repos/{repo}/merge", {"source": "exp/one", "target": "main"}, format="json"
+    )
     assert r.status_code == 403 and r.json()["error"]["code"] == "branch_protected"
-    r = client.post(f"/api/v1/repos/{repo}/merge", {"source": "exp/one", "target": "main"}, format="json")
+    r = client.post(
+        f"/api/v1/repos/{repo}/merge", {"source": "exp/one", "target": "main"}, format="json"
+    )
     assert r.status_code == 200 and r.json()["result"] == "fast_forward"
-    assert client.delete(f"/api/v1/repos/{repo}/branches/main").json()["error"]["code"] in {"default_branch", "branch_protected"}
+    assert client.delete(f"/api/v1/repos/{repo}/branches/main").json()["error"]["code"] in {
+        "default_branch",
+        "branch_protected",
+    }
 
 
 def test_log_first_parent_and_pagination(api, repo):
@@ -190,11 +254,20 @@ def test_download_range_etag_and_archive(api, repo):
     data = st_bytes(model(seed=2))
     push(client, repo, {"w/model.safetensors": data, "README.md": b"# hi\n"})
     status, body, resp = download(client, repo, "w/model.safetensors", HTTP_RANGE="bytes=100-299")
-    assert status == 206 and body == data[100:300] and resp["Content-Range"] == f"bytes 100-299/{len(data)}"
+    assert (
+        status == 206
+        and body == data[100:300]
+        and resp["Content-Range"] == f"bytes 100-299/{len(data)}"
+    )
     status, body, _ = download(client, repo, "w/model.safetensors", HTTP_RANGE="bytes=-10")
     assert status == 206 and body == data[-10:]
     etag = resp["ETag"]
-    assert client.get(f"/api/v1/repos/{repo}/files/w/model.safetensors?ref=main", HTTP_IF_NONE_MATCH=etag).status_code == 304
+    assert (
+        client.get(
+            f"/api/v1/repos/{repo}/files/w/model.safetensors?ref=main", HTTP_IF_NONE_MATCH=etag
+        ).status_code
+        == 304
+    )
     assert download(client, repo, "w/model.safetensors", HTTP_RANGE=f"bytes={len(data)}-")[0] == 416
     r = client.get(f"/api/v1/repos/{repo}/archive?ref=main")
     tar = tarfile.open(fileobj=io.BytesIO(b"".join(r.streaming_content)))
@@ -240,7 +313,9 @@ def test_corruption_after_the_first_chunk_aborts_the_stream(api, repo, blob_dir)
     bad = chunks[3]
     _corrupt(blob_dir, bad.hash)
     r = client.get(f"/api/v1/repos/{repo}/files/m.safetensors?ref=main")
-    assert r.status_code == 200 and r["Content-Length"] == str(len(data))  # the first chunk was fine
+    assert r.status_code == 200 and r["Content-Length"] == str(
+        len(data)
+    )  # the first chunk was fine
     got = bytearray()
     with pytest.raises(Exception, match="hash"):
         for part in r.streaming_content:
@@ -250,7 +325,9 @@ def test_corruption_after_the_first_chunk_aborts_the_stream(api, repo, blob_dir)
     _, _, r = download(client, repo, "m.safetensors", HTTP_RANGE=f"bytes={bad.offset}-")
     assert r.status_code == 503 and r.json()["error"]["code"] == "corrupt_chunk"
     # and one that starts after it is served
-    status, body, _ = download(client, repo, "m.safetensors", HTTP_RANGE=f"bytes={chunks[4].offset}-")
+    status, body, _ = download(
+        client, repo, "m.safetensors", HTTP_RANGE=f"bytes={chunks[4].offset}-"
+    )
     assert status == 206 and body == data[chunks[4].offset :]
 
 
@@ -283,7 +360,10 @@ def test_diff_reports_tensor_stats(api, repo):
 def _branches(client, repo, base):
     push(client, repo, {"m.safetensors": st_bytes(base), "config.json": b"{}"})
     for b in ("a", "b"):
-        assert client.post(f"/api/v1/repos/{repo}/branches", {"name": b}, format="json").status_code == 201
+        assert (
+            client.post(f"/api/v1/repos/{repo}/branches", {"name": b}, format="json").status_code
+            == 201
+        )
 
 
 def test_fast_forward_then_three_way_merge_at_tensor_level(api, repo):
@@ -305,11 +385,17 @@ def test_fast_forward_then_three_way_merge_at_tensor_level(api, repo):
     new = Chunk.objects.exclude(hash__in=before_chunks)
     assert sum(c.size for c in new) < 1024  # at most a new header: every tensor's chunks are reused
     out = load(download(client, repo, "m.safetensors")[1])
-    assert np.array_equal(out["layers.0.w"], a["layers.0.w"]) and np.array_equal(out["layers.4.w"], b["layers.4.w"])
+    assert np.array_equal(out["layers.0.w"], a["layers.0.w"]) and np.array_equal(
+        out["layers.4.w"], b["layers.4.w"]
+    )
     assert np.array_equal(out["layers.2.w"], base["layers.2.w"])
-    again = client.post(f"/api/v1/repos/{repo}/merge", {"source": "b", "target": "main"}, format="json")
+    again = client.post(
+        f"/api/v1/repos/{repo}/merge", {"source": "b", "target": "main"}, format="json"
+    )
     assert again.json()["result"] == "up_to_date"
-    itself = client.post(f"/api/v1/repos/{repo}/merge", {"source": "main", "target": "main"}, format="json")
+    itself = client.post(
+        f"/api/v1/repos/{repo}/merge", {"source": "main", "target": "main"}, format="json"
+    )
     assert itself.json()["result"] == "up_to_date"
 
 
@@ -334,9 +420,16 @@ def test_conflict_reports_both_sides_and_strategies_resolve_it(api, repo):
     assert store_state()[0] == before[0] and store_state()[4] == before[4]
 
     def merged(strategy, **kw):
-        client.post(f"/api/v1/repos/{repo}/branches", {"name": f"t-{strategy}", "from_ref": "a"}, format="json")
-        r = client.post(f"/api/v1/repos/{repo}/merge", {"source": "b", "target": f"t-{strategy}", "strategy": strategy, **kw},
-                        format="json")
+        client.post(
+            f"/api/v1/repos/{repo}/branches",
+            {"name": f"t-{strategy}", "from_ref": "a"},
+            format="json",
+        )
+        r = client.post(
+            f"/api/v1/repos/{repo}/merge",
+            {"source": "b", "target": f"t-{strategy}", "strategy": strategy, **kw},
+            format="json",
+        )
         assert r.status_code == 201, r.content
         return load(download(client, repo, "m.safetensors", ref=f"t-{strategy}")[1])["layers.1.w"]
 
@@ -375,7 +468,12 @@ def test_cross_namespace_write_is_forbidden_and_private_repos_are_invisible(api,
     assert client_for(None).get("/api/v1/repos/alice/open").status_code == 200
     r = m.post("/api/v1/repos/alice/open/branches", {"name": "evil"}, format="json")
     assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_role"
-    assert m.post("/api/v1/repos", {"namespace": "alice", "name": "planted"}, format="json").status_code == 403
+    assert (
+        m.post(
+            "/api/v1/repos", {"namespace": "alice", "name": "planted"}, format="json"
+        ).status_code
+        == 403
+    )
     assert [x["id"] for x in m.get("/api/v1/repos").json()["results"]] == ["alice/open"]
     assert store_state() == before
 
@@ -408,7 +506,11 @@ def test_gc_keeps_chunks_uploaded_for_a_push_in_flight(api, repo):
     from hub.registry import gc
 
     assert gc.gc(dry_run=False)["chunks"] == 0  # default grace period protects them
-    r = client.post(f"/api/v1/repos/{repo}/commits", {"branch": "main", "message": "late", "operations": ops}, format="json")
+    r = client.post(
+        f"/api/v1/repos/{repo}/commits",
+        {"branch": "main", "message": "late", "operations": ops},
+        format="json",
+    )
     assert r.status_code == 201
 
 
@@ -419,8 +521,14 @@ def test_errors_have_one_shape(api, repo):
         client.post(f"/api/v1/repos/{repo}/commits", "{not json", content_type="application/json"),
         client.post(f"/api/v1/repos/{repo}/commits", {"branch": "main"}, format="json"),
         client.get(f"/api/v1/repos/{repo}/diff?a=main&b=nope"),
-        client.post(f"/api/v1/repos/{repo}/merge", {"source": "main", "target": "main", "strategy": "blend"}, format="json"),
-        client.put(f"/api/v1/repos/{repo}/chunks/not-a-hash", b"x", content_type="application/octet-stream"),
+        client.post(
+            f"/api/v1/repos/{repo}/merge",
+            {"source": "main", "target": "main", "strategy": "blend"},
+            format="json",
+        ),
+        client.put(
+            f"/api/v1/repos/{repo}/chunks/not-a-hash", b"x", content_type="application/octet-stream"
+        ),
     ):
         assert 400 <= r.status_code < 500, r.content
         body = json.loads(r.content)

@@ -31,8 +31,14 @@ def test_16_concurrent_committers_on_one_parent_exactly_one_wins(blob_dir):
             services.chunk_upload(digest=chunk_hash(data), parts=[data])
             barrier.wait()
             c, _ = services.commit_create(
-                repo=repo, branch="main", user=user, message=f"writer {i}", expected_head=parent,
-                operations=[{"op": "add", "path": f"w{i}.txt", "chunks": [[chunk_hash(data), len(data)]]}],
+                repo=repo,
+                branch="main",
+                user=user,
+                message=f"writer {i}",
+                expected_head=parent,
+                operations=[
+                    {"op": "add", "path": f"w{i}.txt", "chunks": [[chunk_hash(data), len(data)]]}
+                ],
             )
             outcome = ("ok", c.sha)
         except Conflict as e:
@@ -85,12 +91,21 @@ def test_concurrent_branch_creation_of_one_name_creates_one_branch(blob_dir):
     assert sorted(codes) == ["ok"] + ["ref_exists"] * 7
 
 
-OPS = st.lists(st.tuples(st.sampled_from(["commit", "merge"]), st.sampled_from(["main", "x", "y"]),
-                         st.sampled_from(["main", "x", "y"])), min_size=1, max_size=10)
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["commit", "merge"]),
+        st.sampled_from(["main", "x", "y"]),
+        st.sampled_from(["main", "x", "y"]),
+    ),
+    min_size=1,
+    max_size=10,
+)
 
 
 @pytest.mark.django_db
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(OPS)
 def test_merge_outcome_follows_ancestry(blob_dir, ops):
     """Fast-forward iff the target is an ancestor of the source; up to date iff the source is
@@ -109,8 +124,15 @@ def test_merge_outcome_follows_ancestry(blob_dir, ops):
             n += 1
             data = f"{a}-{n}".encode()
             services.chunk_upload(digest=chunk_hash(data), parts=[data])
-            services.commit_create(repo=repo, branch=a, user=user, message=f"c{n}",
-                                   operations=[{"op": "add", "path": f"{a}.txt", "chunks": [[chunk_hash(data), len(data)]]}])
+            services.commit_create(
+                repo=repo,
+                branch=a,
+                user=user,
+                message=f"c{n}",
+                operations=[
+                    {"op": "add", "path": f"{a}.txt", "chunks": [[chunk_hash(data), len(data)]]}
+                ],
+            )
             continue
         src = selectors.resolve(repo=repo, ref=a).sha
         dst = selectors.resolve(repo=repo, ref=b).sha

@@ -37,7 +37,9 @@ def _branch(client, name, at="main"):
 
 
 def _merge(client, source, target, **kw):
-    return client.post(f"/api/v1/repos/{R}/merge", {"source": source, "target": target, **kw}, format="json")
+    return client.post(
+        f"/api/v1/repos/{R}/merge", {"source": source, "target": target, **kw}, format="json"
+    )
 
 
 def test_criss_cross_merge_keeps_a_revert_made_on_the_source(api, repo):
@@ -92,7 +94,12 @@ def test_criss_cross_merge_keeps_a_tensor_revert_made_on_the_source(api, repo):
     b1_t["layers.1.w"] = base["layers.1.w"] * 3
     a1, b1 = _criss_cross_tensors(client, a1_t, b1_t)
     reverted = {"layers.0.w": base["layers.0.w"], "layers.1.w": b1_t["layers.1.w"]}
-    assert push(client, R, {"m.safetensors": st_bytes(reverted)}, branch="b", message="revert").status_code == 201
+    assert (
+        push(
+            client, R, {"m.safetensors": st_bytes(reverted)}, branch="b", message="revert"
+        ).status_code
+        == 201
+    )
     r = _merge(client, "b", "a")
     assert r.status_code == 201, r.content
     out = load(download(client, R, "m.safetensors", ref="a")[1])
@@ -115,7 +122,9 @@ def test_a_tensor_the_merge_bases_disagree_on_refuses_the_merge(api, repo):
     r = _merge(client, "b", "a", strategy="theirs")
     assert r.status_code == 409, r.content
     err = r.json()["error"]
-    assert err["code"] == "multiple_merge_bases" and sorted(err["details"]["bases"]) == sorted([a1, b1])
+    assert err["code"] == "multiple_merge_bases" and sorted(err["details"]["bases"]) == sorted(
+        [a1, b1]
+    )
     assert "m.safetensors" in err["message"]
     assert store_state()[4] == before[4]  # no ref moved
 
@@ -129,7 +138,9 @@ TOKENS = ("A", "B", "C")
 BRANCHES = ("b1", "b2", "b3")  # all start at main; main itself is never touched
 
 op = st.one_of(
-    st.tuples(st.just("set"), st.sampled_from(BRANCHES), st.sampled_from(FILES), st.sampled_from(TOKENS)),
+    st.tuples(
+        st.just("set"), st.sampled_from(BRANCHES), st.sampled_from(FILES), st.sampled_from(TOKENS)
+    ),
     st.tuples(st.just("del"), st.sampled_from(BRANCHES), st.sampled_from(FILES)),
     st.tuples(st.just("merge"), st.sampled_from(BRANCHES), st.sampled_from(BRANCHES)),
     st.tuples(st.just("merge"), st.sampled_from(BRANCHES), st.sampled_from(BRANCHES)),
@@ -139,9 +150,18 @@ op = st.one_of(
 
 
 def _git(cwd, *args, check=True):
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=check)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=check
+    )
 
 
 class Twin:
@@ -169,11 +189,16 @@ class Twin:
             else:
                 m = chunk_bytes(data, name=path)
                 for c in m.chunks:
-                    services.chunk_upload(digest=c.hash, parts=[data[c.offset: c.offset + c.size]])
+                    services.chunk_upload(digest=c.hash, parts=[data[c.offset : c.offset + c.size]])
                 operations.append(m.as_operation())
         self.n += 1
-        services.commit_create(repo=self.repo, branch=branch, operations=operations, message=f"c{self.n}",
-                               user=self.user)
+        services.commit_create(
+            repo=self.repo,
+            branch=branch,
+            operations=operations,
+            message=f"c{self.n}",
+            user=self.user,
+        )
 
     def set(self, branch, path, token):
         if self.files[branch].get(path) == token:
@@ -207,8 +232,19 @@ class Twin:
         from hub.common.errors import HubError
 
         _git(self.dir, "checkout", "-q", target)
-        g = _git(self.dir, "merge", "-q", "--no-ff", "--no-edit", "-s", "recursive", "-X", "no-renames", source,
-                 check=False)
+        g = _git(
+            self.dir,
+            "merge",
+            "-q",
+            "--no-ff",
+            "--no-edit",
+            "-s",
+            "recursive",
+            "-X",
+            "no-renames",
+            source,
+            check=False,
+        )
         if g.returncode == 0:
             git_out = ("clean", self._git_files())
         else:
@@ -217,7 +253,13 @@ class Twin:
             git_out = ("conflict", sorted(unmerged))
             _git(self.dir, "merge", "--abort")
         try:
-            merge.merge(repo=self.repo, source=source, target=target, user=self.user, allow_fast_forward=False)
+            merge.merge(
+                repo=self.repo,
+                source=source,
+                target=target,
+                user=self.user,
+                allow_fast_forward=False,
+            )
         except HubError as e:
             if e.code == "multiple_merge_bases":
                 hub_out = "refused"
@@ -233,7 +275,10 @@ class Twin:
         return hub_out, git_out
 
     def up_to_date(self, source, target) -> bool:
-        return _git(self.dir, "merge-base", "--is-ancestor", source, target, check=False).returncode == 0
+        return (
+            _git(self.dir, "merge-base", "--is-ancestor", source, target, check=False).returncode
+            == 0
+        )
 
     def _git_files(self):
         out = {}
@@ -260,27 +305,51 @@ _COUNTER = iter(range(10**9))
 # b3 keeps b1's old head; b1 and b2 then merge each other's old heads: a criss-cross, whose
 # two merge bases disagree whenever the random edits before it touched the same files.
 CRISS_CROSS = [("copy", "b1", "b3"), ("merge", "b2", "b1"), ("merge", "b3", "b2")]
-history = st.builds(lambda a, b, c: a + CRISS_CROSS + b + c,
-                    st.lists(op, max_size=8), st.lists(op, max_size=6),
-                    st.lists(st.tuples(st.just("merge"), st.sampled_from(BRANCHES), st.sampled_from(BRANCHES)),
-                             min_size=1, max_size=3))
+history = st.builds(
+    lambda a, b, c: a + CRISS_CROSS + b + c,
+    st.lists(op, max_size=8),
+    st.lists(op, max_size=6),
+    st.lists(
+        st.tuples(st.just("merge"), st.sampled_from(BRANCHES), st.sampled_from(BRANCHES)),
+        min_size=1,
+        max_size=3,
+    ),
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(history)
 # Found by this test before the fix: b2 keeps p, b1 deletes it after the criss-cross; the
 # newest merge base still had p, so the hub kept it where git deletes it.
-@example(ops=[("set", "b1", "p", "A"), ("del", "b1", "p"), ("set", "b2", "p", "A"), *CRISS_CROSS,
-              ("del", "b1", "p"), ("merge", "b1", "b2")])
+@example(
+    ops=[
+        ("set", "b1", "p", "A"),
+        ("del", "b1", "p"),
+        ("set", "b2", "p", "A"),
+        *CRISS_CROSS,
+        ("del", "b1", "p"),
+        ("merge", "b1", "b2"),
+    ]
+)
 # The finding itself: a revert on the source after a criss-cross.
-@example(ops=[("set", "b1", "p", "A"), ("copy", "b1", "b2"), ("set", "b1", "p", "B"), ("set", "b2", "q", "C"),
-              *CRISS_CROSS, ("set", "b2", "p", "A"), ("merge", "b2", "b1")])
+@example(
+    ops=[
+        ("set", "b1", "p", "A"),
+        ("copy", "b1", "b2"),
+        ("set", "b1", "p", "B"),
+        ("set", "b2", "q", "C"),
+        *CRISS_CROSS,
+        ("set", "b2", "p", "A"),
+        ("merge", "b2", "b1"),
+    ]
+)
 def test_merges_agree_with_git_on_random_criss_cross_histories(api, ops):
     _, user = api
     from hub.accounts.models import Namespace
 
-    repo = services.repo_create(namespace=Namespace.objects.get(name=user.username), name=f"prop{next(_COUNTER)}",
-                                user=user)
+    repo = services.repo_create(
+        namespace=Namespace.objects.get(name=user.username), name=f"prop{next(_COUNTER)}", user=user
+    )
     work = Path(tempfile.mkdtemp(prefix="merge-prop-"))
     try:
         twin = Twin(repo, user, work)

@@ -25,7 +25,10 @@ def test_average_merge_stores_each_piece_before_computing_the_next(api, repo, mo
     base = model(seed=11, n=3, shape=(64, 64))  # 16 KiB per tensor
     push(client, repo, {"m.safetensors": st_bytes(base)})
     for b in ("a", "b"):
-        assert client.post(f"/api/v1/repos/{repo}/branches", {"name": b}, format="json").status_code == 201
+        assert (
+            client.post(f"/api/v1/repos/{repo}/branches", {"name": b}, format="json").status_code
+            == 201
+        )
     a, b = dict(base), dict(base)
     a["layers.1.w"] = base["layers.1.w"] * 2
     b["layers.1.w"] = base["layers.1.w"] * 4
@@ -51,14 +54,21 @@ def test_average_merge_stores_each_piece_before_computing_the_next(api, repo, mo
 
     monkeypatch.setattr(tensorops, "chunk_hash", made)
     monkeypatch.setattr(merge, "chunk_upload", stored)  # the name the merge stores pieces by
-    r = client.post(f"/api/v1/repos/{repo}/merge",
-                    {"source": "b", "target": "a", "strategy": "average", "weight": 0.25}, format="json")
+    r = client.post(
+        f"/api/v1/repos/{repo}/merge",
+        {"source": "b", "target": "a", "strategy": "average", "weight": 0.25},
+        format="json",
+    )
     assert r.status_code == 201, r.content
-    assert outstanding["max"] == 1, outstanding  # one piece in memory at a time, never a tensor's worth
+    assert outstanding["max"] == 1, (
+        outstanding
+    )  # one piece in memory at a time, never a tensor's worth
 
     monkeypatch.undo()
     out = load(download(client, repo, "m.safetensors", ref="a")[1])
     for name in ("layers.1.w", "layers.2.w"):
-        want = (0.75 * a[name].astype(np.float64) + 0.25 * b[name].astype(np.float64)).astype(np.float32)
+        want = (0.75 * a[name].astype(np.float64) + 0.25 * b[name].astype(np.float64)).astype(
+            np.float32
+        )
         assert np.array_equal(out[name], want), name  # float64 math per block, stored as float32
     assert np.array_equal(out["layers.0.w"], base["layers.0.w"])

@@ -28,20 +28,27 @@ def repo(api):
 def _legacy_branch(name: str, *, at: str) -> None:
     """A branch written before the naming rules existed (the API now refuses such a name)."""
     repo = Repo.objects.get(namespace__name="alice", name="reg")
-    Ref.objects.create(repo=repo, name=name, kind=Ref.Kind.BRANCH, commit=Commit.objects.get(repo=repo, sha=at))
+    Ref.objects.create(
+        repo=repo, name=name, kind=Ref.Kind.BRANCH, commit=Commit.objects.get(repo=repo, sha=at)
+    )
 
 
 def _swap_head(client) -> tuple[str, str]:
     """(pinned commit, a later commit with other content on branch 'evil')."""
     pinned = head(client, R)
-    assert client.post(f"/api/v1/repos/{R}/branches", {"name": "evil"}, format="json").status_code == 201
+    assert (
+        client.post(f"/api/v1/repos/{R}/branches", {"name": "evil"}, format="json").status_code
+        == 201
+    )
     assert push(client, R, {"w.bin": b"swapped"}, branch="evil").status_code == 201
     return pinned, head(client, R, "evil")
 
 
 def _create(client, kind: str, name: str, at: str = "main"):
     if kind == "branch":
-        return client.post(f"/api/v1/repos/{R}/branches", {"name": name, "from_ref": at}, format="json")
+        return client.post(
+            f"/api/v1/repos/{R}/branches", {"name": name, "from_ref": at}, format="json"
+        )
     return client.post(f"/api/v1/repos/{R}/tags", {"name": name, "ref": at}, format="json")
 
 
@@ -75,7 +82,9 @@ def test_a_branch_may_not_take_a_tag_name_nor_a_tag_a_branch_name(api, repo):
     r = _create(client, "tag", "main")
     assert r.status_code == 409 and r.json()["error"]["code"] == "ref_name_taken"
     assert sorted(Ref.objects.filter(name__in=["v1", "main"]).values_list("kind", "name")) == [
-        ("branch", "main"), ("tag", "v1")]
+        ("branch", "main"),
+        ("tag", "v1"),
+    ]
 
 
 def test_a_repo_default_branch_follows_the_same_rules(api):
@@ -108,7 +117,9 @@ def test_a_legacy_branch_shadows_a_legacy_tag_and_explicit_forms_reach_both(api,
     client, _ = api
     pinned, swapped = _swap_head(client)
     repo_row = Repo.objects.get(namespace__name="alice", name="reg")
-    Ref.objects.create(repo=repo_row, name="release", kind=Ref.Kind.TAG, commit=Commit.objects.get(sha=pinned))
+    Ref.objects.create(
+        repo=repo_row, name="release", kind=Ref.Kind.TAG, commit=Commit.objects.get(sha=pinned)
+    )
     _legacy_branch("release", at=swapped)
     ref_of = lambda ref: client.get(f"/api/v1/repos/{R}/tree?ref={ref}").json()["commit"]  # noqa: E731
     assert ref_of("release") == swapped
@@ -126,8 +137,16 @@ def test_an_ambiguous_commit_prefix_is_a_400_listing_the_candidates(api, repo):
     base = Commit.objects.get(sha=head(client, R))
     twins = []
     for sha in ("abcdef1" + "0" * 33, "abcdef1" + "1" * 33):
-        c = Commit.objects.create(repo=repo_row, sha=sha, tree=base.tree, parents=[base.sha], author_name="x",
-                                  message="twin", created_at=base.created_at, generation=base.generation + 1)
+        c = Commit.objects.create(
+            repo=repo_row,
+            sha=sha,
+            tree=base.tree,
+            parents=[base.sha],
+            author_name="x",
+            message="twin",
+            created_at=base.created_at,
+            generation=base.generation + 1,
+        )
         twins.append(c.sha)
     for url in (f"/api/v1/repos/{R}/tree?ref=abcdef1", f"/api/v1/repos/{R}/commits/abcdef1"):
         r = client.get(url)
@@ -138,8 +157,9 @@ def test_an_ambiguous_commit_prefix_is_a_400_listing_the_candidates(api, repo):
     assert client.get(f"/api/v1/repos/{R}/tree?ref={twins[1]}").json()["commit"] == twins[1]
 
 
-def test_sdk_pull_of_a_commit_id_gets_that_commit_even_with_a_legacy_branch_named_like_it(transactional_db, api, repo,
-                                                                                          tmp_path):
+def test_sdk_pull_of_a_commit_id_gets_that_commit_even_with_a_legacy_branch_named_like_it(
+    transactional_db, api, repo, tmp_path
+):
     """The SDK against the real hub (in process, over WSGI): its download threads need
     committed rows, hence a transactional test."""
     from django.core.wsgi import get_wsgi_application
@@ -153,8 +173,11 @@ def test_sdk_pull_of_a_commit_id_gets_that_commit_even_with_a_legacy_branch_name
     _, token = accounts.token_create(user=user, name="sdk", scope="read")
     sdk = Client(url="http://testserver", token=token, retries=0)
     sdk._http.close()
-    sdk._http = httpx.Client(base_url="http://testserver/api/v1", headers={"Authorization": f"Bearer {token}"},
-                             transport=httpx.WSGITransport(app=get_wsgi_application()))
+    sdk._http = httpx.Client(
+        base_url="http://testserver/api/v1",
+        headers={"Authorization": f"Bearer {token}"},
+        transport=httpx.WSGITransport(app=get_wsgi_application()),
+    )
     res = sdk.pull(f"{R}@{pinned}", tmp_path / "out")
     assert res["commit"] == pinned and (tmp_path / "out" / "w.bin").read_bytes() == b"pinned"
 

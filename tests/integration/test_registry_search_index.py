@@ -28,7 +28,10 @@ def indexed(api, settings, elasticsearch_url):
 def _docs(repo: str = "alice/m") -> dict[str, dict]:
     idx = indexing.search_index()
     idx.refresh()
-    return {h.source["sha"]: h.source for h in idx.search_commits({"term": {"repo": repo}}, page_size=1000).hits}
+    return {
+        h.source["sha"]: h.source
+        for h in idx.search_commits({"term": {"repo": repo}}, page_size=1000).hits
+    }
 
 
 @pytest.mark.django_db(transaction=True)
@@ -36,8 +39,16 @@ def test_deleting_a_branch_or_tag_reindexes_its_commit(indexed):
     client = indexed
     push(client, "alice/m", {"a.bin": b"a" * 100}, message="base")
     sha = head(client, "alice/m")
-    assert client.post("/api/v1/repos/alice/m/branches", {"name": "exp"}, format="json").status_code == 201
-    assert client.post("/api/v1/repos/alice/m/tags", {"name": "v1", "ref": "main"}, format="json").status_code == 201
+    assert (
+        client.post("/api/v1/repos/alice/m/branches", {"name": "exp"}, format="json").status_code
+        == 201
+    )
+    assert (
+        client.post(
+            "/api/v1/repos/alice/m/tags", {"name": "v1", "ref": "main"}, format="json"
+        ).status_code
+        == 201
+    )
     doc = _docs()[sha]
     assert sorted(doc["branches"]) == ["exp", "main"] and doc["tags"] == ["v1"]
 
@@ -53,7 +64,13 @@ def test_gc_removes_the_documents_of_the_commits_it_deletes(indexed):
     push(client, "alice/m", {"a.bin": b"a" * 100}, message="kept")
     kept = head(client, "alice/m")
     client.post("/api/v1/repos/alice/m/branches", {"name": "scratch"}, format="json")
-    push(client, "alice/m", {"s.safetensors": st_bytes(model(seed=3, n=1))}, branch="scratch", message="scratch work")
+    push(
+        client,
+        "alice/m",
+        {"s.safetensors": st_bytes(model(seed=3, n=1))},
+        branch="scratch",
+        message="scratch work",
+    )
     dropped = head(client, "alice/m", "scratch")
     assert {kept, dropped} <= set(_docs())
     client.delete("/api/v1/repos/alice/m/branches/scratch")
@@ -112,14 +129,18 @@ def _deletes(calls: list[list]) -> list[list[str]]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_deleting_a_repo_deletes_all_its_documents_in_one_bulk_request(indexed, bulk_calls, monkeypatch):
+def test_deleting_a_repo_deletes_all_its_documents_in_one_bulk_request(
+    indexed, bulk_calls, monkeypatch
+):
     client = indexed
     for n in range(4):
         push(client, "alice/m", {f"{n}.bin": bytes([n]) * 100}, message=f"push {n}")
     shas = set(_docs())
     assert len(shas) == 5
     idx = indexing.search_index()
-    monkeypatch.setattr(idx, "delete_commit", lambda *a, **kw: pytest.fail("one request per commit"))
+    monkeypatch.setattr(
+        idx, "delete_commit", lambda *a, **kw: pytest.fail("one request per commit")
+    )
     bulk_calls.clear()
     assert client.delete("/api/v1/repos/alice/m").status_code == 204
     deletes = _deletes(bulk_calls)
@@ -132,7 +153,13 @@ def test_gc_deletes_the_documents_in_one_bulk_request(indexed, bulk_calls):
     client = indexed
     client.post("/api/v1/repos/alice/m/branches", {"name": "scratch"}, format="json")
     for n in range(3):
-        push(client, "alice/m", {f"{n}.bin": bytes([n]) * 100}, branch="scratch", message=f"scratch {n}")
+        push(
+            client,
+            "alice/m",
+            {f"{n}.bin": bytes([n]) * 100},
+            branch="scratch",
+            message=f"scratch {n}",
+        )
     dropped = set(_docs()) - {head(client, "alice/m")}
     assert len(dropped) == 3
     client.delete("/api/v1/repos/alice/m/branches/scratch")
@@ -144,7 +171,9 @@ def test_gc_deletes_the_documents_in_one_bulk_request(indexed, bulk_calls):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_deletes_go_to_tasks_in_batches_and_inline_when_the_broker_is_down(indexed, settings, monkeypatch):
+def test_deletes_go_to_tasks_in_batches_and_inline_when_the_broker_is_down(
+    indexed, settings, monkeypatch
+):
     from hub.celery_app import app as celery_app
     from hub.tracking import tasks
 

@@ -240,7 +240,9 @@ def test_rebuild_serves_the_old_generation_until_an_atomic_swap(runs_index):
             assert find(runs_index, "status:killed").total == 0
             yield doc
 
-    commits = ({"id": f"c{i}", "message": "m", "created_at": "2024-02-01T00:00:00Z"} for i in range(3))
+    commits = (
+        {"id": f"c{i}", "message": "m", "created_at": "2024-02-01T00:00:00Z"} for i in range(3)
+    )
     result = runs_index.rebuild(runs_while_searching(), commits, generation="20240101000000000001")
     assert result["runs"] == 4 and result["commits"] == 3
     assert seen == [["r1", "r2", "r3", "r4"]] * 4
@@ -284,6 +286,7 @@ def test_a_failed_rebuild_leaves_the_old_generation_serving(runs_index):
     bad = [*_rebuilt(RUNS, status="killed"), {"id": "bad", "created_at": "not a date"}]
     with pytest.raises(SearchError, match="failed to index"):
         runs_index.rebuild(bad, [])
+
     # the source failing midway (a DB error while streaming)
     def broken():
         yield from _rebuilt(RUNS[:2], status="killed")
@@ -306,7 +309,9 @@ def test_rebuild_migrates_plain_indices_from_before_the_aliases(search_index):
     es = search_index._es
     es.indices.create(index=search_index.runs_index, mappings=RUN_MAPPINGS)
     es.indices.create(index=search_index.commits_index, mappings=COMMIT_MAPPINGS)
-    es.index(index=search_index.runs_index, id="old", document=run_document({"id": "old"}), refresh=True)
+    es.index(
+        index=search_index.runs_index, id="old", document=run_document({"id": "old"}), refresh=True
+    )
     search_index.ensure_indices()  # leaves the plain indices serving
     assert search_index.describe() == {
         search_index.runs_index: [search_index.runs_index],
@@ -347,12 +352,19 @@ def test_unreachable_server_raises_unavailable():
 
 
 def _commit(i: int) -> dict:
-    return {"id": f"m/r@{i}", "repo": "m/r", "message": f"c{i}", "created_at": "2024-02-01T00:00:00Z"}
+    return {
+        "id": f"m/r@{i}",
+        "repo": "m/r",
+        "message": f"c{i}",
+        "created_at": "2024-02-01T00:00:00Z",
+    }
 
 
 def test_bulk_delete_commits_removes_them_and_ignores_missing_ones(search_index):
     assert search_index.bulk_index_commits([_commit(i) for i in range(5)], refresh=True) == 5
-    deleted = search_index.bulk_delete_commits(["m/r@0", "m/r@2", "m/r@gone", "m/r@4"], refresh=True)
+    deleted = search_index.bulk_delete_commits(
+        ["m/r@0", "m/r@2", "m/r@gone", "m/r@4"], refresh=True
+    )
     assert deleted == 3
     assert sorted(h.id for h in search_index.search_commits(None).hits) == ["m/r@1", "m/r@3"]
     # all already gone: not an error, nothing deleted; chunks smaller than the list work too

@@ -26,7 +26,9 @@ def browser() -> tuple[APIClient, str]:
 
 def sign_in(c: APIClient, token: str | None, username: str, password: str, **extra):
     headers = {"HTTP_X_CSRFTOKEN": token} if token else {}
-    return c.post(LOGIN, {"username": username, "password": password}, format="json", **headers, **extra)
+    return c.post(
+        LOGIN, {"username": username, "password": password}, format="json", **headers, **extra
+    )
 
 
 def test_sign_in_without_a_csrf_token_is_refused(carol):
@@ -61,7 +63,10 @@ def test_wrong_passwords_for_one_account_are_throttled(carol):
     assert sign_in(c, token, "carol", "right-horse-battery").status_code == 429
     # Another address is throttled for this account as well (the account is the target).
     other, t2 = browser()
-    assert sign_in(other, t2, "carol", "right-horse-battery", REMOTE_ADDR="10.9.9.9").status_code == 429
+    assert (
+        sign_in(other, t2, "carol", "right-horse-battery", REMOTE_ADDR="10.9.9.9").status_code
+        == 429
+    )
 
 
 def test_one_address_guessing_many_accounts_is_throttled(db):

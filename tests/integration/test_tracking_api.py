@@ -37,22 +37,48 @@ def ingest(client, run_id, **cols):
 
 
 def test_run_lifecycle_and_params_are_write_once(tracker):
-    run = new_run(tracker, name="baseline", params={"moe": {"top_k": 2, "experts": 16}, "lr": 3e-4}, tags=["base"])
+    run = new_run(
+        tracker,
+        name="baseline",
+        params={"moe": {"top_k": 2, "experts": 16}, "lr": 3e-4},
+        tags=["base"],
+    )
     assert run["params"] == {"moe.top_k": 2, "moe.experts": 16, "lr": 3e-4}
-    ok = tracker.post(f"/api/v1/runs/{run['id']}/params", {"params": {"lr": 3e-4, "seed": 1}}, format="json")
+    ok = tracker.post(
+        f"/api/v1/runs/{run['id']}/params", {"params": {"lr": 3e-4, "seed": 1}}, format="json"
+    )
     assert ok.status_code == 200 and ok.json()["params"]["seed"] == 1
-    bad = tracker.post(f"/api/v1/runs/{run['id']}/params", {"params": {"moe": {"top_k": 4}}}, format="json")
+    bad = tracker.post(
+        f"/api/v1/runs/{run['id']}/params", {"params": {"moe": {"top_k": 4}}}, format="json"
+    )
     assert bad.status_code == 409
     err = bad.json()["error"]
-    assert err["code"] == "param_conflict" and err["details"]["moe.top_k"] == {"logged": 2, "new": 4}
+    assert err["code"] == "param_conflict" and err["details"]["moe.top_k"] == {
+        "logged": 2,
+        "new": 4,
+    }
     assert Run.objects.get(pk=run["id"]).params["moe.top_k"] == 2
-    done = tracker.patch(f"/api/v1/runs/{run['id']}", {"status": "finished", "add_tags": ["good"]}, format="json")
-    assert done.json()["status"] == "finished" and done.json()["ended_at"] and done.json()["tags"] == ["base", "good"]
+    done = tracker.patch(
+        f"/api/v1/runs/{run['id']}", {"status": "finished", "add_tags": ["good"]}, format="json"
+    )
+    assert (
+        done.json()["status"] == "finished"
+        and done.json()["ended_at"]
+        and done.json()["tags"] == ["base", "good"]
+    )
 
 
 def test_client_chosen_run_id_makes_creation_idempotent(tracker):
-    a = tracker.post("/api/v1/projects/alice/exp/runs", {"run_id": "abcdef0123456789", "name": "x"}, format="json")
-    b = tracker.post("/api/v1/projects/alice/exp/runs", {"run_id": "abcdef0123456789", "name": "x"}, format="json")
+    a = tracker.post(
+        "/api/v1/projects/alice/exp/runs",
+        {"run_id": "abcdef0123456789", "name": "x"},
+        format="json",
+    )
+    b = tracker.post(
+        "/api/v1/projects/alice/exp/runs",
+        {"run_id": "abcdef0123456789", "name": "x"},
+        format="json",
+    )
     assert (a.status_code, b.status_code) == (201, 200) and Run.objects.count() == 1
 
 
@@ -75,12 +101,26 @@ def test_ingest_read_and_retry_does_not_double_count(tracker, metrics_store):
 
 def test_late_out_of_order_steps_and_binary_encoding(tracker):
     run = new_run(tracker)
-    body = wire.encode(["a", "system/cpu"], [0, 1, 0, 1], [5, 5, 1, 1], [1.0, 1.0, 2.0, 2.0], [0.5, 10.0, 0.9, 20.0])
+    body = wire.encode(
+        ["a", "system/cpu"],
+        [0, 1, 0, 1],
+        [5, 5, 1, 1],
+        [1.0, 1.0, 2.0, 2.0],
+        [0.5, 10.0, 0.9, 20.0],
+    )
     r = tracker.post(f"/api/v1/runs/{run['id']}/metrics", body, content_type=wire.CONTENT_TYPE)
     assert r.status_code == 200, r.content
-    r = tracker.post(f"/api/v1/runs/{run['id']}/metrics", wire.encode(["a"], [0], [3], [3.0], [0.7]),
-                     content_type=wire.CONTENT_TYPE)
-    s = {x["key"]: x for x in tracker.get(f"/api/v1/metrics/series?runs={run['id']}&keys=a,system/cpu").json()["series"]}
+    r = tracker.post(
+        f"/api/v1/runs/{run['id']}/metrics",
+        wire.encode(["a"], [0], [3], [3.0], [0.7]),
+        content_type=wire.CONTENT_TYPE,
+    )
+    s = {
+        x["key"]: x
+        for x in tracker.get(f"/api/v1/metrics/series?runs={run['id']}&keys=a,system/cpu").json()[
+            "series"
+        ]
+    }
     assert s["a"]["step"] == [1, 3, 5] and s["a"]["value"] == [0.9, 0.7, 0.5]
     assert tracker.get(f"/api/v1/runs/{run['id']}").json()["summary"]["a"]["last"] == 0.5
 
@@ -90,33 +130,52 @@ def test_downsampling_keeps_a_spike(tracker):
     n = 100_000
     values = [1.0] * n
     values[54_321] = 1000.0
-    assert ingest(tracker, run["id"], key="loss", step=list(range(n)), value=values).status_code == 200
-    s = tracker.get(f"/api/v1/metrics/series?runs={run['id']}&keys=loss&buckets=200").json()["series"][0]
+    assert (
+        ingest(tracker, run["id"], key="loss", step=list(range(n)), value=values).status_code == 200
+    )
+    s = tracker.get(f"/api/v1/metrics/series?runs={run['id']}&keys=loss&buckets=200").json()[
+        "series"
+    ][0]
     assert s["downsampled"] and len(s["step"]) <= 200 and max(s["max"]) == 1000.0
-    zoom = tracker.get(f"/api/v1/metrics/series?runs={run['id']}&keys=loss&buckets=200&min=54300&max=54400").json()
+    zoom = tracker.get(
+        f"/api/v1/metrics/series?runs={run['id']}&keys=loss&buckets=200&min=54300&max=54400"
+    ).json()
     z = zoom["series"][0]
     assert not z["downsampled"] and len(z["step"]) == 101 and 1000.0 in z["value"]
 
 
-@pytest.mark.parametrize("cols, code", [
-    ({"key": "loss", "step": [1], "value": [float("nan")]}, "non_finite_value"),
-    ({"key": "loss", "step": [1], "value": [float("inf")]}, "non_finite_value"),
-    ({"key": "loss", "step": [-1], "value": [1.0]}, "invalid_step"),
-    ({"key": "bad key!", "step": [1], "value": [1.0]}, "invalid_key"),
-    ({"key": "x" * 251, "step": [1], "value": [1.0]}, "key_too_long"),
-    ({"key": "loss", "step": [1, 2], "value": [1.0]}, "invalid_batch"),
-    ({"key": "loss", "step": [1.5], "value": [1.0]}, "invalid_step"),
-    ({"key": "loss", "step": [1], "value": ["1"]}, "non_finite_value"),
-    ({"key": "loss", "step": [], "value": []}, "empty_batch"),
-])
+@pytest.mark.parametrize(
+    "cols, code",
+    [
+        ({"key": "loss", "step": [1], "value": [float("nan")]}, "non_finite_value"),
+        ({"key": "loss", "step": [1], "value": [float("inf")]}, "non_finite_value"),
+        ({"key": "loss", "step": [-1], "value": [1.0]}, "invalid_step"),
+        ({"key": "bad key!", "step": [1], "value": [1.0]}, "invalid_key"),
+        ({"key": "x" * 251, "step": [1], "value": [1.0]}, "key_too_long"),
+        ({"key": "loss", "step": [1, 2], "value": [1.0]}, "invalid_batch"),
+        ({"key": "loss", "step": [1.5], "value": [1.0]}, "invalid_step"),
+        ({"key": "loss", "step": [1], "value": ["1"]}, "non_finite_value"),
+        ({"key": "loss", "step": [], "value": []}, "empty_batch"),
+    ],
+)
 def test_bad_batches_are_refused_whole(tracker, cols, code):
     run = new_run(tracker)
-    if cols["value"] and isinstance(cols["value"][0], float) and cols["value"][0] != cols["value"][0]:
-        r = tracker.post(f"/api/v1/runs/{run['id']}/metrics", '{"key": "loss", "step": [1], "value": [NaN]}',
-                         content_type="application/json")
+    if (
+        cols["value"]
+        and isinstance(cols["value"][0], float)
+        and cols["value"][0] != cols["value"][0]
+    ):
+        r = tracker.post(
+            f"/api/v1/runs/{run['id']}/metrics",
+            '{"key": "loss", "step": [1], "value": [NaN]}',
+            content_type="application/json",
+        )
     elif cols["value"] and cols["value"][0] == float("inf"):
-        r = tracker.post(f"/api/v1/runs/{run['id']}/metrics", wire.encode(["loss"], [0], [1], [1.0], [float("inf")]),
-                         content_type=wire.CONTENT_TYPE)
+        r = tracker.post(
+            f"/api/v1/runs/{run['id']}/metrics",
+            wire.encode(["loss"], [0], [1], [1.0], [float("inf")]),
+            content_type=wire.CONTENT_TYPE,
+        )
     else:
         r = ingest(tracker, run["id"], **cols)
     assert r.status_code == 400 and r.json()["error"]["code"] == code, r.content
@@ -126,10 +185,18 @@ def test_bad_batches_are_refused_whole(tracker, cols, code):
 def test_oversized_batch_is_413(tracker):
     run = new_run(tracker)
     n = 200_001
-    r = tracker.post(f"/api/v1/runs/{run['id']}/metrics", wire.encode(["k"], np.zeros(n), np.arange(n), np.zeros(n),
-                                                                        np.zeros(n)), content_type=wire.CONTENT_TYPE)
+    r = tracker.post(
+        f"/api/v1/runs/{run['id']}/metrics",
+        wire.encode(["k"], np.zeros(n), np.arange(n), np.zeros(n), np.zeros(n)),
+        content_type=wire.CONTENT_TYPE,
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "batch_too_large"
-    assert tracker.post(f"/api/v1/runs/{run['id']}/metrics", b"garbage", content_type=wire.CONTENT_TYPE).status_code == 400
+    assert (
+        tracker.post(
+            f"/api/v1/runs/{run['id']}/metrics", b"garbage", content_type=wire.CONTENT_TYPE
+        ).status_code
+        == 400
+    )
 
 
 def test_metrics_store_down_is_503_with_retry_after(tracker, monkeypatch):
@@ -166,17 +233,30 @@ def test_private_project_runs_are_invisible(tracker, make_user):
     _, tok = make_user("eve")
     eve = client_for(tok)
     assert eve.get(f"/api/v1/runs/{r.json()['id']}").status_code == 404
-    assert eve.post(f"/api/v1/runs/{r.json()['id']}/metrics", {"key": "a", "step": [1], "value": [1.0]},
-                    format="json").status_code == 404
+    assert (
+        eve.post(
+            f"/api/v1/runs/{r.json()['id']}/metrics",
+            {"key": "a", "step": [1], "value": [1.0]},
+            format="json",
+        ).status_code
+        == 404
+    )
     public = new_run(tracker)
-    assert eve.post(f"/api/v1/runs/{public['id']}/metrics", {"key": "a", "step": [1], "value": [1.0]},
-                    format="json").status_code == 403
+    assert (
+        eve.post(
+            f"/api/v1/runs/{public['id']}/metrics",
+            {"key": "a", "step": [1], "value": [1.0]},
+            format="json",
+        ).status_code
+        == 403
+    )
 
 
 def test_comparison_report(tracker):
     ids = []
-    for i, (top_k, lr, loss) in enumerate([(2, 3e-4, 2.0), (4, 1e-3, 1.76), (8, 1e-3, 1.9), (2, 1e-4, 2.3),
-                                           (4, 3e-4, 1.8)]):
+    for i, (top_k, lr, loss) in enumerate(
+        [(2, 3e-4, 2.0), (4, 1e-3, 1.76), (8, 1e-3, 1.9), (2, 1e-4, 2.3), (4, 3e-4, 1.8)]
+    ):
         run = new_run(tracker, name=f"r{i}", params={"moe": {"top_k": top_k}, "lr": lr, "seed": 0})
         ingest(tracker, run["id"], key="val_loss", step=[0, 100], value=[loss + 1, loss])
         ids.append(run["id"])
@@ -189,7 +269,11 @@ def test_comparison_report(tracker):
     assert "moe.top_k 2→4" in rep["summary"][0] and "lr 3.000e-04→0.001" in rep["summary"][0]
     assert {c["param"] for c in rep["correlations"]} == {"moe.top_k", "lr"}
     md = tracker.get(f"/api/v1/runs/compare?runs={','.join(ids)}&render=markdown")
-    assert md["Content-Type"].startswith("text/markdown") and b"| `moe.top_k` |" in md.content and "★".encode() in md.content
+    assert (
+        md["Content-Type"].startswith("text/markdown")
+        and b"| `moe.top_k` |" in md.content
+        and "★".encode() in md.content
+    )
     html = tracker.get(f"/api/v1/runs/compare?runs={ids[0]},{ids[1]}&render=html").content.decode()
     assert "<table>" in html and "class='best'" in html
     one = tracker.get(f"/api/v1/runs/compare?runs={ids[0]}")
@@ -224,7 +308,9 @@ def _is_503(r):
     assert r["Retry-After"].isdigit() and r.json()["error"]["code"] == "metrics_store_unavailable"
 
 
-def test_store_that_cannot_be_created_is_503_for_ingest_and_delete(tracker, store_cannot_be_created):
+def test_store_that_cannot_be_created_is_503_for_ingest_and_delete(
+    tracker, store_cannot_be_created
+):
     run = new_run(tracker)
     _is_503(ingest(tracker, run["id"], key="loss", step=[1], value=[1.0]))
     assert Run.objects.get(pk=run["id"]).summary == {}
@@ -261,13 +347,23 @@ def test_export_answers_503_when_the_first_query_fails(tracker, monkeypatch):
 def test_export_of_an_empty_run_is_just_the_header(tracker):
     run = new_run(tracker)
     r = tracker.get(f"/api/v1/runs/{run['id']}/metrics/export")
-    assert r.status_code == 200 and b"".join(r.streaming_content).decode().strip() == "key,step,wall_time,value"
+    assert (
+        r.status_code == 200
+        and b"".join(r.streaming_content).decode().strip() == "key,step,wall_time,value"
+    )
 
 
-@pytest.mark.parametrize("query, code", [
-    ("min=nan", "invalid_min"), ("max=inf", "invalid_max"), ("min=-Infinity", "invalid_min"),
-    ("max=1e999", "invalid_max"), ("min=abc", "invalid_min"), ("min=10&max=5", "invalid_range"),
-])
+@pytest.mark.parametrize(
+    "query, code",
+    [
+        ("min=nan", "invalid_min"),
+        ("max=inf", "invalid_max"),
+        ("min=-Infinity", "invalid_min"),
+        ("max=1e999", "invalid_max"),
+        ("min=abc", "invalid_min"),
+        ("min=10&max=5", "invalid_range"),
+    ],
+)
 def test_series_bounds_must_be_finite(tracker, query, code):
     run = new_run(tracker)
     ingest(tracker, run["id"], key="loss", step=[0, 1], value=[1.0, 2.0])
@@ -301,19 +397,33 @@ def test_resuming_a_run_id_applies_the_write_once_rule(tracker):
     """The SDK resumes a run by posting the same run_id again: params follow the same rule as
     POST /runs/{id}/params, tags are merged."""
     url = "/api/v1/projects/alice/exp/runs"
-    first = {"run_id": "resume0123456789", "params": {"moe": {"top_k": 2}, "lr": 3e-4}, "tags": ["a"]}
+    first = {
+        "run_id": "resume0123456789",
+        "params": {"moe": {"top_k": 2}, "lr": 3e-4},
+        "tags": ["a"],
+    }
     assert tracker.post(url, first, format="json").status_code == 201
-    changed = tracker.post(url, {**first, "params": {"moe": {"top_k": 4}, "lr": 3e-4, "seed": 1}}, format="json")
+    changed = tracker.post(
+        url, {**first, "params": {"moe": {"top_k": 4}, "lr": 3e-4, "seed": 1}}, format="json"
+    )
     assert changed.status_code == 409, changed.content
     err = changed.json()["error"]
-    assert err["code"] == "param_conflict" and err["details"] == {"moe.top_k": {"logged": 2, "new": 4}}
+    assert err["code"] == "param_conflict" and err["details"] == {
+        "moe.top_k": {"logged": 2, "new": 4}
+    }
     run = Run.objects.get(pk="resume0123456789")
     assert run.params == {"moe.top_k": 2, "lr": 3e-4} and run.tags == ["a"]  # nothing half-applied
-    more = tracker.post(url, {**first, "params": {"lr": 3e-4, "seed": 1}, "tags": ["b", "a"]}, format="json")
+    more = tracker.post(
+        url, {**first, "params": {"lr": 3e-4, "seed": 1}, "tags": ["b", "a"]}, format="json"
+    )
     assert more.status_code == 200, more.content
-    assert more.json()["params"] == {"moe.top_k": 2, "lr": 3e-4, "seed": 1} and more.json()["tags"] == ["a", "b"]
+    assert more.json()["params"] == {"moe.top_k": 2, "lr": 3e-4, "seed": 1} and more.json()[
+        "tags"
+    ] == ["a", "b"]
     same = tracker.post(url, first, format="json")
-    assert same.status_code == 200 and same.json()["params"]["seed"] == 1  # omitting a key removes nothing
+    assert (
+        same.status_code == 200 and same.json()["params"]["seed"] == 1
+    )  # omitting a key removes nothing
 
 
 def test_report_downloads_are_attachments(tracker):
@@ -324,17 +434,31 @@ def test_report_downloads_are_attachments(tracker):
         ids.append(run["id"])
     for render, ext in (("markdown", "md"), ("html", "html")):
         r = tracker.get(f"/api/v1/runs/compare?runs={','.join(ids)}&render={render}")
-        assert r.status_code == 200 and r["Content-Disposition"] == f'attachment; filename="comparison.{ext}"'
+        assert (
+            r.status_code == 200
+            and r["Content-Disposition"] == f'attachment; filename="comparison.{ext}"'
+        )
     page = tracker.get(f"/api/v1/runs/compare?runs={','.join(ids)}&render=html").content.decode()
     assert "(-10.0%)" in page
 
 
-@pytest.mark.parametrize("query, code", [
-    ('cursor=["db","x"]', "invalid_cursor"), ('cursor=["db",-5]', "invalid_cursor"), ('cursor=["db"]', "invalid_cursor"),
-    ('cursor=["db",1.5]', "invalid_cursor"), ('cursor={"a":1}', "invalid_cursor"), ("cursor=NaN", "invalid_cursor"),
-    ("cursor=[]", "invalid_cursor"), ('cursor=[{"a":1}]&q=x', "invalid_cursor"), ("cursor=[NaN]&q=x", "invalid_cursor"),
-    ("offset=-1", "invalid_offset"), ("offset=x", "invalid_offset"), ("offset=10000000000", "invalid_offset"),
-])
+@pytest.mark.parametrize(
+    "query, code",
+    [
+        ('cursor=["db","x"]', "invalid_cursor"),
+        ('cursor=["db",-5]', "invalid_cursor"),
+        ('cursor=["db"]', "invalid_cursor"),
+        ('cursor=["db",1.5]', "invalid_cursor"),
+        ('cursor={"a":1}', "invalid_cursor"),
+        ("cursor=NaN", "invalid_cursor"),
+        ("cursor=[]", "invalid_cursor"),
+        ('cursor=[{"a":1}]&q=x', "invalid_cursor"),
+        ("cursor=[NaN]&q=x", "invalid_cursor"),
+        ("offset=-1", "invalid_offset"),
+        ("offset=x", "invalid_offset"),
+        ("offset=10000000000", "invalid_offset"),
+    ],
+)
 def test_bad_paging_input_is_400(tracker, query, code):
     for i in range(3):
         new_run(tracker, name=f"r{i}")
@@ -347,7 +471,9 @@ def test_the_database_cursor_still_pages(tracker):
     first = tracker.get("/api/v1/projects/alice/exp/runs?page_size=2").json()
     import json
 
-    rest = tracker.get(f"/api/v1/projects/alice/exp/runs?page_size=2&cursor={json.dumps(first['next'])}").json()
+    rest = tracker.get(
+        f"/api/v1/projects/alice/exp/runs?page_size=2&cursor={json.dumps(first['next'])}"
+    ).json()
     assert {r["id"] for r in first["results"] + rest["results"]} == ids and rest["next"] is None
 
 
@@ -360,25 +486,34 @@ def test_compare_model_commits_through_their_linked_runs(tracker):
     ingest(tracker, ra["id"], key="val_loss", step=[0, 100], value=[3.0, 2.0])
     rb = new_run(tracker, name="run-b", commit=f"alice/moe@{b}", params={"lr": 3e-3})
     ingest(tracker, rb["id"], key="val_loss", step=[0, 100], value=[3.0, 1.8])
-    tracker.patch(f"/api/v1/runs/{old['id']}", {"status": "failed"}, format="json")  # not the finished one
-    r = tracker.get(f"/api/v1/runs/compare?commits=alice/moe@{a},alice/moe@{b}&baseline=alice/moe@{a}")
+    tracker.patch(
+        f"/api/v1/runs/{old['id']}", {"status": "failed"}, format="json"
+    )  # not the finished one
+    r = tracker.get(
+        f"/api/v1/runs/compare?commits=alice/moe@{a},alice/moe@{b}&baseline=alice/moe@{a}"
+    )
     assert r.status_code == 200, r.content
     rep = r.json()
     assert [x["id"] for x in rep["runs"]] == [ra["id"], rb["id"]] and rep["baseline"] == ra["id"]
     assert rep["commits"] == {f"alice/moe@{a}": ra["id"], f"alice/moe@{b}": rb["id"]}
-    assert rep["summary"][0].startswith(f"moe@{b[:8]} reaches 10.0% lower final val_loss than moe@{a[:8]}")
+    assert rep["summary"][0].startswith(
+        f"moe@{b[:8]} reaches 10.0% lower final val_loss than moe@{a[:8]}"
+    )
     md = tracker.get(f"/api/v1/runs/compare?commits=alice/moe@{a},alice/moe@{b}&render=markdown")
     assert md.status_code == 200 and f"moe@{b[:8]}".encode() in md.content
 
 
-@pytest.mark.parametrize("query, status, code", [
-    ("commits=alice/moe@" + "c" * 40 + ",alice/moe@" + "a" * 40, 404, "commit_has_no_runs"),
-    ("commits=alice/moe@zzzzzzz,alice/moe@" + "a" * 40, 400, "invalid_commits"),
-    ("commits=moe@" + "a" * 40 + ",alice/moe@" + "a" * 40, 400, "invalid_commits"),
-    ("commits=alice/moe@" + "a" * 40, 400, "invalid_commits"),
-    ("commits=alice/moe@" + "a" * 40 + ",alice/moe@" + "a" * 40, 400, "invalid_commits"),
-    ("runs=x&commits=alice/moe@" + "a" * 40 + ",alice/moe@" + "b" * 40, 400, "invalid_runs"),
-])
+@pytest.mark.parametrize(
+    "query, status, code",
+    [
+        ("commits=alice/moe@" + "c" * 40 + ",alice/moe@" + "a" * 40, 404, "commit_has_no_runs"),
+        ("commits=alice/moe@zzzzzzz,alice/moe@" + "a" * 40, 400, "invalid_commits"),
+        ("commits=moe@" + "a" * 40 + ",alice/moe@" + "a" * 40, 400, "invalid_commits"),
+        ("commits=alice/moe@" + "a" * 40, 400, "invalid_commits"),
+        ("commits=alice/moe@" + "a" * 40 + ",alice/moe@" + "a" * 40, 400, "invalid_commits"),
+        ("runs=x&commits=alice/moe@" + "a" * 40 + ",alice/moe@" + "b" * 40, 400, "invalid_runs"),
+    ],
+)
 def test_compare_commits_errors(tracker, query, status, code):
     new_run(tracker, commit="alice/moe@" + "a" * 40)
     new_run(tracker, commit="alice/moe@" + "b" * 40)
@@ -393,7 +528,9 @@ def test_compare_commits_matches_commit_ids_exactly_not_by_prefix(tracker):
     new_run(tracker, commit=f"alice/moe@{a}")
     new_run(tracker, commit=f"alice/moe@{b}")
     r = tracker.get(f"/api/v1/runs/compare?commits=alice/moe@{a},alice/moe@{b[:7]}")
-    assert r.status_code == 404 and r.json()["error"]["details"] == {"commits": [f"alice/moe@{b[:7]}"]}, r.content
+    assert r.status_code == 404 and r.json()["error"]["details"] == {
+        "commits": [f"alice/moe@{b[:7]}"]
+    }, r.content
 
 
 def test_compare_commits_expands_an_abbreviation_through_the_registry(tracker):
@@ -406,7 +543,10 @@ def test_compare_commits_expands_an_abbreviation_through_the_registry(tracker):
     rb = new_run(tracker, commit=f"alice/moe@{second}")
     r = tracker.get(f"/api/v1/runs/compare?commits=alice/moe@{first},alice/moe@{second[:10]}")
     assert r.status_code == 200, r.content
-    assert r.json()["commits"] == {f"alice/moe@{first}": ra["id"], f"alice/moe@{second[:10]}": rb["id"]}
+    assert r.json()["commits"] == {
+        f"alice/moe@{first}": ra["id"],
+        f"alice/moe@{second[:10]}": rb["id"],
+    }
 
 
 def test_export_parquet_streams_every_point(tracker):
@@ -422,7 +562,14 @@ def test_export_parquet_streams_every_point(tracker):
     assert r["Content-Disposition"].endswith('.parquet"')
     table = pq.read_table(_io.BytesIO(b"".join(r.streaming_content)))
     assert table.column_names == ["key", "step", "wall_time", "value"] and table.num_rows == 11
-    rows = sorted(zip(table["key"].to_pylist(), table["step"].to_pylist(), table["value"].to_pylist(), strict=True))
+    rows = sorted(
+        zip(
+            table["key"].to_pylist(),
+            table["step"].to_pylist(),
+            table["value"].to_pylist(),
+            strict=True,
+        )
+    )
     assert rows[-1] == ("b", 0, 42.0) and rows[:10] == [("a", i, float(i)) for i in range(10)]
     bad = tracker.get(f"/api/v1/runs/{run['id']}/metrics/export?as=xlsx")
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_format"
@@ -435,7 +582,9 @@ def test_run_page_counts_points_exactly_even_after_a_retried_batch(tracker, monk
     assert ingest(tracker, run["id"], **batch).status_code == 200  # a retry: collapses in the store
     ingest(tracker, run["id"], key="b", step=[0], value=[42.0])
     summary = tracker.get(f"/api/v1/runs/{run['id']}").json()["summary"]
-    assert summary["a"]["count"] == 10 and summary["b"]["count"] == 1 and summary["a"]["last"] == 9.0
+    assert (
+        summary["a"]["count"] == 10 and summary["b"]["count"] == 1 and summary["a"]["last"] == 9.0
+    )
 
     import hub.tracking.selectors as sel
     from hub.stores.metrics import MetricsStoreUnavailable

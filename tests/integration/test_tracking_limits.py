@@ -50,7 +50,9 @@ def _binary(keys: list[str], steps_per_key: int = 1) -> bytes:
 
 
 def _post_points(client, run_id: str, keys: list[str]):
-    return client.post(f"/api/v1/runs/{run_id}/metrics", data=_binary(keys), content_type=wire.CONTENT_TYPE)
+    return client.post(
+        f"/api/v1/runs/{run_id}/metrics", data=_binary(keys), content_type=wire.CONTENT_TYPE
+    )
 
 
 def _error(response, status: int, code: str) -> dict:
@@ -95,7 +97,8 @@ def _run(client, **body) -> dict:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_run_with_100000_metric_keys_keeps_the_mapping_bounded_and_search_answering(
-        make_user, tracked, settings):
+    make_user, tracked, settings
+):
     settings.HUB_MAX_METRIC_KEYS_PER_RUN = 200_000
     settings.HUB_MAX_PARAMS_PER_RUN = 20_000
     fields_before = _mapping_field_count(_runs_mapping())
@@ -130,7 +133,9 @@ def test_too_many_metric_keys_in_a_run_is_refused_and_nothing_is_stored(tracked,
     run = _run(tracked)
     assert _post_points(tracked, run["id"], [f"a{i}" for i in range(8)]).status_code == 200
     before = _index_state()
-    error = _error(_post_points(tracked, run["id"], ["a0", "b1", "b2", "b3"]), 400, "too_many_metric_keys")
+    error = _error(
+        _post_points(tracked, run["id"], ["a0", "b1", "b2", "b3"]), 400, "too_many_metric_keys"
+    )
     assert error["details"]["limit"] == 10
     keys = {k["key"] for k in tracked.get(f"/api/v1/runs/{run['id']}/metrics").json()["keys"]}
     assert keys == {f"a{i}" for i in range(8)}
@@ -138,37 +143,56 @@ def test_too_many_metric_keys_in_a_run_is_refused_and_nothing_is_stored(tracked,
     assert _index_state() == before
     # keys the run already has are always accepted; the JSON columns count the same way
     assert _post_points(tracked, run["id"], ["a1", "a2"]).status_code == 200
-    r = tracked.post(f"/api/v1/runs/{run['id']}/metrics",
-                     {"key": ["c1", "c2", "c3"], "step": [0, 0, 0], "value": [1, 2, 3]}, format="json")
+    r = tracked.post(
+        f"/api/v1/runs/{run['id']}/metrics",
+        {"key": ["c1", "c2", "c3"], "step": [0, 0, 0], "value": [1, 2, 3]},
+        format="json",
+    )
     _error(r, 400, "too_many_metric_keys")
 
 
 @pytest.mark.django_db(transaction=True)
 def test_too_many_params_is_refused_on_create_and_on_log(tracked, settings):
     settings.HUB_MAX_PARAMS_PER_RUN = 5
-    _error(tracked.post(RUNS_URL, {"params": {f"p{i}": i for i in range(6)}}, format="json"),
-           400, "too_many_params")
+    _error(
+        tracked.post(RUNS_URL, {"params": {f"p{i}": i for i in range(6)}}, format="json"),
+        400,
+        "too_many_params",
+    )
     assert tracked.get(RUNS_URL).json()["results"] == []
     run = _run(tracked, params={"a": 1, "b": {"c": 2, "d": 3}})
     before = _index_state()
-    r = tracked.post(f"/api/v1/runs/{run['id']}/params", {"params": {"e": 1, "f": 2, "g": 3}}, format="json")
+    r = tracked.post(
+        f"/api/v1/runs/{run['id']}/params", {"params": {"e": 1, "f": 2, "g": 3}}, format="json"
+    )
     _error(r, 400, "too_many_params")
     assert tracked.get(f"/api/v1/runs/{run['id']}").json()["params"] == {"a": 1, "b.c": 2, "b.d": 3}
     assert _index_state() == before
     # a run resumed through its client id counts its logged params too
-    r = tracked.post(RUNS_URL, {"run_id": "resumed01", "params": {"a": 1, "b": 2, "c": 3}}, format="json")
+    r = tracked.post(
+        RUNS_URL, {"run_id": "resumed01", "params": {"a": 1, "b": 2, "c": 3}}, format="json"
+    )
     assert r.status_code == 201
-    r = tracked.post(RUNS_URL, {"run_id": "resumed01", "params": {"x": 1, "y": 2, "z": 3}}, format="json")
+    r = tracked.post(
+        RUNS_URL, {"run_id": "resumed01", "params": {"x": 1, "y": 2, "z": 3}}, format="json"
+    )
     _error(r, 400, "too_many_params")
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("size", [6_001, 1_000_000, 10_000_000])
 def test_large_param_values_are_refused(tracked, size):
-    _error(tracked.post(RUNS_URL, {"params": {"blob": "x" * size}}, format="json"), 400, "param_value_too_large")
+    _error(
+        tracked.post(RUNS_URL, {"params": {"blob": "x" * size}}, format="json"),
+        400,
+        "param_value_too_large",
+    )
     run = _run(tracked, params={"ok": "x" * 6_000, "nested": [[1, 2], [3]]})
-    r = tracked.post(f"/api/v1/runs/{run['id']}/params", {"params": {"big": ["y" * 100] * (size // 100)}},
-                     format="json")
+    r = tracked.post(
+        f"/api/v1/runs/{run['id']}/params",
+        {"params": {"big": ["y" * 100] * (size // 100)}},
+        format="json",
+    )
     _error(r, 400, "param_value_too_large")
     assert set(tracked.get(f"/api/v1/runs/{run['id']}").json()["params"]) == {"ok", "nested"}
 
@@ -177,11 +201,18 @@ def test_large_param_values_are_refused(tracked, size):
 def test_long_keys_are_refused_for_params_and_metrics(tracked):
     long_key = "k" * 251
     _error(tracked.post(RUNS_URL, {"params": {long_key: 1}}, format="json"), 400, "key_too_long")
-    _error(tracked.post(RUNS_URL, {"params": {"a" * 200: {"b" * 60: 1}}}, format="json"), 400, "key_too_long")
+    _error(
+        tracked.post(RUNS_URL, {"params": {"a" * 200: {"b" * 60: 1}}}, format="json"),
+        400,
+        "key_too_long",
+    )
     run = _run(tracked, params={"k" * 250: 1})
     _error(_post_points(tracked, run["id"], ["ok", long_key]), 400, "key_too_long")
-    r = tracked.post(f"/api/v1/runs/{run['id']}/metrics", {"key": long_key, "step": [0], "value": [1.0]},
-                     format="json")
+    r = tracked.post(
+        f"/api/v1/runs/{run['id']}/metrics",
+        {"key": long_key, "step": [0], "value": [1.0]},
+        format="json",
+    )
     _error(r, 400, "key_too_long")
     assert tracked.get(f"/api/v1/runs/{run['id']}/metrics").json()["keys"] == []
 
@@ -189,7 +220,9 @@ def test_long_keys_are_refused_for_params_and_metrics(tracked):
 @pytest.mark.django_db(transaction=True)
 def test_too_many_tags_is_refused(tracked, settings):
     settings.HUB_MAX_TAGS_PER_RUN = 3
-    _error(tracked.post(RUNS_URL, {"tags": ["a", "b", "c", "d"]}, format="json"), 400, "too_many_tags")
+    _error(
+        tracked.post(RUNS_URL, {"tags": ["a", "b", "c", "d"]}, format="json"), 400, "too_many_tags"
+    )
     run = _run(tracked, tags=["a", "b"])
     r = tracked.patch(f"/api/v1/runs/{run['id']}", {"add_tags": ["c", "d"]}, format="json")
     _error(r, 400, "too_many_tags")
@@ -208,10 +241,17 @@ def _nested(depth: int) -> dict:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("depth", [21, 5_000, 100_000])
 def test_params_nested_too_deep_are_refused(tracked, depth):
-    _error(tracked.post(RUNS_URL, {"params": _nested(depth)}, format="json") if depth < 900 else
-           tracked.post(RUNS_URL, data='{"params": ' + '{"a": ' * depth + "1" + "}" * depth + "}",
-                        content_type="application/json"),
-           400, "params_too_deep")
+    _error(
+        tracked.post(RUNS_URL, {"params": _nested(depth)}, format="json")
+        if depth < 900
+        else tracked.post(
+            RUNS_URL,
+            data='{"params": ' + '{"a": ' * depth + "1" + "}" * depth + "}",
+            content_type="application/json",
+        ),
+        400,
+        "params_too_deep",
+    )
     assert tracked.get(RUNS_URL).json()["results"] == []
 
 
@@ -228,7 +268,9 @@ def test_request_bodies_over_the_limit_are_refused(tracked, settings):
     assert tracked.get(RUNS_URL).json()["results"] == []
     run = _run(tracked)
     settings.HUB_MAX_METRICS_REQUEST_BYTES = 10_000
-    _error(_post_points(tracked, run["id"], [f"m{i}" for i in range(1_000)]), 413, "request_too_large")
+    _error(
+        _post_points(tracked, run["id"], [f"m{i}" for i in range(1_000)]), 413, "request_too_large"
+    )
     assert tracked.get(f"/api/v1/runs/{run['id']}/metrics").json()["keys"] == []
 
 
@@ -242,19 +284,39 @@ def test_search_init_moves_an_index_with_the_old_layout_to_the_fixed_mapping(tra
     idx = indexing.search_index()
     idx.drop_all()
     # The layout before version 2: one mapped field per param, no version in _meta.
-    old = {"dynamic_templates": [{"p": {"path_match": "params.*", "match_mapping_type": "string",
-                                        "mapping": {"type": "keyword"}}}],
-           "properties": {"id": {"type": "keyword"}, "project": {"type": "keyword"},
-                          "params": {"type": "object", "subobjects": False}}}
+    old = {
+        "dynamic_templates": [
+            {
+                "p": {
+                    "path_match": "params.*",
+                    "match_mapping_type": "string",
+                    "mapping": {"type": "keyword"},
+                }
+            }
+        ],
+        "properties": {
+            "id": {"type": "keyword"},
+            "project": {"type": "keyword"},
+            "params": {"type": "object", "subobjects": False},
+        },
+    }
     for alias in (idx.runs_index, idx.commits_index):
         idx._es.indices.create(index=f"{alias}-1", aliases={alias: {}}, mappings=old)
-    idx._es.index(index=idx.runs_index, id=run["id"], document={
-        "id": run["id"], "project": "alice/exp", "params": {"optimizer": "adamw"}}, refresh=True)
+    idx._es.index(
+        index=idx.runs_index,
+        id=run["id"],
+        document={"id": run["id"], "project": "alice/exp", "params": {"optimizer": "adamw"}},
+        refresh=True,
+    )
     assert idx.layout_version(idx.runs_index) is None
 
     call_command("search_init")
 
-    assert idx.layout_version(idx.runs_index) == idx.layout_version(idx.commits_index) == LAYOUT_VERSION
+    assert (
+        idx.layout_version(idx.runs_index)
+        == idx.layout_version(idx.commits_index)
+        == LAYOUT_VERSION
+    )
     assert idx.describe()[idx.runs_index] != [f"{idx.runs_index}-1"]
     assert _runs_mapping()["properties"]["params"]["type"] == "flattened"
     r = tracked.get(RUNS_URL, {"q": "params.optimizer:adam* AND params.lr:<0.1"})

@@ -36,17 +36,29 @@ def searchable(api, settings, elasticsearch_url, chdb_path, monkeypatch):
 
 def _runs(client):
     made = []
-    for i, (top_k, opt, loss, tags, status) in enumerate([
-        (2, "adamw", 2.4, ["baseline"], "finished"),
-        (4, "adamw", 2.0, ["baseline", "moe"], "finished"),
-        (8, "sgd", 1.9, ["moe"], "failed"),
-        (4, "sgd", 2.2, [], "running"),
-    ]):
-        r = client.post("/api/v1/projects/alice/exp/runs", {
-            "name": f"top{top_k}-{opt}-{i}", "params": {"moe": {"top_k": top_k}, "optimizer": opt},
-            "tags": tags, "notes": "router warmup experiment" if i == 1 else ""}, format="json").json()
-        client.post(f"/api/v1/runs/{r['id']}/metrics", {"key": "val_loss", "step": [0, 10], "value": [5.0, loss]},
-                    format="json")
+    for i, (top_k, opt, loss, tags, status) in enumerate(
+        [
+            (2, "adamw", 2.4, ["baseline"], "finished"),
+            (4, "adamw", 2.0, ["baseline", "moe"], "finished"),
+            (8, "sgd", 1.9, ["moe"], "failed"),
+            (4, "sgd", 2.2, [], "running"),
+        ]
+    ):
+        r = client.post(
+            "/api/v1/projects/alice/exp/runs",
+            {
+                "name": f"top{top_k}-{opt}-{i}",
+                "params": {"moe": {"top_k": top_k}, "optimizer": opt},
+                "tags": tags,
+                "notes": "router warmup experiment" if i == 1 else "",
+            },
+            format="json",
+        ).json()
+        client.post(
+            f"/api/v1/runs/{r['id']}/metrics",
+            {"key": "val_loss", "step": [0, 10], "value": [5.0, loss]},
+            format="json",
+        )
         if status != "running":
             client.patch(f"/api/v1/runs/{r['id']}", {"status": status}, format="json")
         made.append(r["id"])
@@ -63,22 +75,41 @@ def search(client, **params):
 @pytest.mark.django_db(transaction=True)
 def test_query_language_filters_sorts_and_facets(searchable):
     ids = _runs(searchable)
-    res = search(searchable, q="params.moe.top_k:4 AND summary.val_loss:<2.1 AND tags:baseline AND status:finished")
+    res = search(
+        searchable,
+        q="params.moe.top_k:4 AND summary.val_loss:<2.1 AND tags:baseline AND status:finished",
+    )
     assert [r["id"] for r in res["results"]] == [ids[1]]
     res = search(searchable, q="params.moe.top_k:>=4", sort="summary.val_loss")
     assert [r["id"] for r in res["results"]] == [ids[2], ids[1], ids[3]]
-    res = search(searchable, q="", sort="-summary.val_loss.last", facets="tags,status,params.optimizer")
+    res = search(
+        searchable, q="", sort="-summary.val_loss.last", facets="tags,status,params.optimizer"
+    )
     assert res["total"] == 4 and res["results"][0]["id"] == ids[0]
-    assert {b["value"]: b["count"] for b in res["facets"]["params.optimizer"]} == {"adamw": 2, "sgd": 2}
-    assert {b["value"]: b["count"] for b in res["facets"]["status"]} == {"finished": 2, "failed": 1, "running": 1}
+    assert {b["value"]: b["count"] for b in res["facets"]["params.optimizer"]} == {
+        "adamw": 2,
+        "sgd": 2,
+    }
+    assert {b["value"]: b["count"] for b in res["facets"]["status"]} == {
+        "finished": 2,
+        "failed": 1,
+        "running": 1,
+    }
     assert "took_ms" in res and "engine_elapsed_ms" in res
     fuzzy = search(searchable, q="ruoter")  # a typo still finds the notes
     assert [r["id"] for r in fuzzy["results"]] == [ids[1]]
     page1 = search(searchable, sort="summary.val_loss", page_size=2)
     import json
 
-    page2 = search(searchable, sort="summary.val_loss", page_size=2, cursor=json.dumps(page1["next"]))
-    assert [r["id"] for r in page1["results"] + page2["results"]] == [ids[2], ids[1], ids[3], ids[0]]
+    page2 = search(
+        searchable, sort="summary.val_loss", page_size=2, cursor=json.dumps(page1["next"])
+    )
+    assert [r["id"] for r in page1["results"] + page2["results"]] == [
+        ids[2],
+        ids[1],
+        ids[3],
+        ids[0],
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -96,12 +127,17 @@ def test_reindex_from_db_reproduces_the_index(searchable):
     counts = indexing.reindex_all()
     assert counts["runs"] == 4
     after = search(searchable, sort="summary.val_loss", q="params.optimizer:sgd OR tags:baseline")
-    assert after["results"] == before["results"] and len(after["results"]) == 4 and set(ids) == {
-        r["id"] for r in after["results"]}
+    assert (
+        after["results"] == before["results"]
+        and len(after["results"]) == 4
+        and set(ids) == {r["id"] for r in after["results"]}
+    )
 
 
 @pytest.mark.django_db(transaction=True)
-def test_reindex_answers_searches_throughout_and_keeps_writes_made_meanwhile(searchable, monkeypatch):
+def test_reindex_answers_searches_throughout_and_keeps_writes_made_meanwhile(
+    searchable, monkeypatch
+):
     ids = _runs(searchable)
     q = {"q": "params.optimizer:sgd OR tags:baseline"}
     before = search(searchable, **q)
@@ -168,7 +204,10 @@ def test_search_reindex_command_reproduces_runs_and_commits(searchable, blob_dir
     out = StringIO()
     call_command("search_reindex", "--batch", "3", stdout=out)
     assert f"reindexed 4 run(s) and {n_commits} commit(s)" in out.getvalue()
-    assert (idx.search_runs(None).total, idx.search_commits(None).total) == (runs_before, commits_before)
+    assert (idx.search_runs(None).total, idx.search_commits(None).total) == (
+        runs_before,
+        commits_before,
+    )
     [hit] = idx.search_commits({"match": {"message": "baseline"}}).hits
     assert hit.source["branches"] == ["main"] and hit.source["config_num"]["moe.top_k"] == 4.0
     assert all(len(v) == 1 and not v[0].endswith("-1") for v in idx.describe().values())
@@ -178,8 +217,12 @@ def test_search_reindex_command_reproduces_runs_and_commits(searchable, blob_dir
 def test_commits_are_indexed_with_their_branches(searchable, blob_dir):
     client = searchable
     client.post("/api/v1/repos", {"name": "m"}, format="json")
-    push(client, "alice/m", {"model.safetensors": st_bytes(model()), "config.json": b'{"moe": {"top_k": 4}}'},
-         message="top-4 baseline")
+    push(
+        client,
+        "alice/m",
+        {"model.safetensors": st_bytes(model()), "config.json": b'{"moe": {"top_k": 4}}'},
+        message="top-4 baseline",
+    )
     idx = indexing.search_index()
     idx.refresh()
     res = idx.search_commits({"match": {"message": "baseline"}})
@@ -198,12 +241,16 @@ def test_plain_listing_comes_from_the_database_in_pages(searchable):
 
     page2 = search(searchable, page_size=3, cursor=json.dumps(page1["next"]))
     assert [r["id"] for r in page2["results"]] == [ids[0]] and page2["next"] is None
-    assert page1["results"][0]["params"]["moe.top_k"] == 4 and "val_loss" in page1["results"][0]["summary"]
+    assert (
+        page1["results"][0]["params"]["moe.top_k"] == 4
+        and "val_loss" in page1["results"][0]["summary"]
+    )
     assert search(searchable, q="tags:moe").get("source") != "database"
 
 
-def test_run_changes_are_drained_in_bulk_by_one_task(searchable, settings, monkeypatch,
-                                                     django_capture_on_commit_callbacks):
+def test_run_changes_are_drained_in_bulk_by_one_task(
+    searchable, settings, monkeypatch, django_capture_on_commit_callbacks
+):
     """Through the queue (not eager): a burst of run changes schedules one drain task; the
     drain indexes them all in bulk; a drain that fails gives its ids back."""
     from hub.celery_app import app as celery_app
@@ -212,10 +259,16 @@ def test_run_changes_are_drained_in_bulk_by_one_task(searchable, settings, monke
     settings.CELERY_TASK_ALWAYS_EAGER = False
     settings.HUB_REDIS_PREFIX = f"{unique_name('t')}:"
     scheduled = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: scheduled.append({"task": name, **kw}))
+    monkeypatch.setattr(
+        celery_app, "send_task", lambda name, **kw: scheduled.append({"task": name, **kw})
+    )
     with django_capture_on_commit_callbacks(execute=True):
-        ids = [searchable.post("/api/v1/projects/alice/exp/runs", {"name": f"burst-{i}"}, format="json").json()["id"]
-               for i in range(5)]
+        ids = [
+            searchable.post(
+                "/api/v1/projects/alice/exp/runs", {"name": f"burst-{i}"}, format="json"
+            ).json()["id"]
+            for i in range(5)
+        ]
     assert [s["task"] for s in scheduled] == ["hub.tracking.tasks.index_pending_runs"]
     assert scheduled[0]["countdown"] > indexing.DEBOUNCE_MS / 1000
     import redis
@@ -260,8 +313,9 @@ def test_run_changes_are_drained_in_bulk_by_one_task(searchable, settings, monke
     assert {x["id"] for x in found["results"]} == set(ids)
 
 
-def test_a_run_whose_index_task_was_lost_is_indexed_by_the_jobs_reapers_sweep(searchable, settings, monkeypatch,
-                                                                             django_capture_on_commit_callbacks):
+def test_a_run_whose_index_task_was_lost_is_indexed_by_the_jobs_reapers_sweep(
+    searchable, settings, monkeypatch, django_capture_on_commit_callbacks
+):
     """The search index's safety net runs on the hub's side, in the jobs reaper's pass (the
     workers have no database): a run whose index task never ran is indexed by the next pass."""
     from io import StringIO
@@ -274,7 +328,9 @@ def test_a_run_whose_index_task_was_lost_is_indexed_by_the_jobs_reapers_sweep(se
     settings.HUB_REDIS_PREFIX = f"{unique_name('t')}:"
     monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: None)  # queued, then lost
     with django_capture_on_commit_callbacks(execute=True):
-        run_id = searchable.post("/api/v1/projects/alice/exp/runs", {"name": "orphan"}, format="json").json()["id"]
+        run_id = searchable.post(
+            "/api/v1/projects/alice/exp/runs", {"name": "orphan"}, format="json"
+        ).json()["id"]
     idx = indexing.search_index()
 
     def indexed() -> list[str]:

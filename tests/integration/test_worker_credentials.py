@@ -16,13 +16,33 @@ from tests.conftest import client_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.pg]
 
-TINY = {"model": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_experts": 4, "expert_hidden": 32, "top_k": 2},
-        "train": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2, "eval_every": 2,
-                  "log_every": 1}}
-WORKER_CALLS = [("post", "heartbeat", {}), ("post", "logs", {"lines": [[0, 1.7e9, "stdout", "injected"]]}),
-                ("post", "chunks/missing", {"chunks": []}), ("post", "artifacts", {"path": "x", "chunks": []}),
-                ("post", "profile", {"ops": []}), ("post", "finish", {"status": "failed", "reason": "x"}),
-                ("post", "requeue", {"reason": "x"})]
+TINY = {
+    "model": {
+        "n_layer": 2,
+        "n_embd": 32,
+        "n_head": 2,
+        "n_experts": 4,
+        "expert_hidden": 32,
+        "top_k": 2,
+    },
+    "train": {
+        "steps": 2,
+        "batch_size": 2,
+        "warmup_steps": 1,
+        "checkpoint_every": 2,
+        "eval_every": 2,
+        "log_every": 1,
+    },
+}
+WORKER_CALLS = [
+    ("post", "heartbeat", {}),
+    ("post", "logs", {"lines": [[0, 1.7e9, "stdout", "injected"]]}),
+    ("post", "chunks/missing", {"chunks": []}),
+    ("post", "artifacts", {"path": "x", "chunks": []}),
+    ("post", "profile", {"ops": []}),
+    ("post", "finish", {"status": "failed", "reason": "x"}),
+    ("post", "requeue", {"reason": "x"}),
+]
 
 
 @pytest.fixture
@@ -33,7 +53,9 @@ def hub(api, make_user):
 
 
 def launch(client) -> dict:
-    r = client.post("/api/v1/jobs", {"project": "alice/exp", "kind": "train", "config": TINY}, format="json")
+    r = client.post(
+        "/api/v1/jobs", {"project": "alice/exp", "kind": "train", "config": TINY}, format="json"
+    )
     assert r.status_code == 201, r.content
     return r.json()
 
@@ -46,7 +68,11 @@ def start(service, job_id: str) -> str:
 
 def call(c, job_id, method, path, body):
     if path == "chunks/x":
-        return c.put(f"/api/v1/jobs/{job_id}/worker/chunks/{'0' * 64}", b"x", content_type="application/octet-stream")
+        return c.put(
+            f"/api/v1/jobs/{job_id}/worker/chunks/{'0' * 64}",
+            b"x",
+            content_type="application/octet-stream",
+        )
     return getattr(c, method)(f"/api/v1/jobs/{job_id}/worker/{path}", body, format="json")
 
 
@@ -58,10 +84,15 @@ def test_no_user_token_works_on_any_worker_endpoint(hub, make_user):
     start(service, job["id"])
     for token in (admin_read, admin_write):
         c = client_for(token)
-        assert c.post(f"/api/v1/jobs/{job['id']}/worker/start", {}, format="json").status_code == 403
+        assert (
+            c.post(f"/api/v1/jobs/{job['id']}/worker/start", {}, format="json").status_code == 403
+        )
         for method, path, body in [*WORKER_CALLS, ("put", "chunks/x", None)]:
             r = call(c, job["id"], method, path, body)
-            assert r.status_code == 403 and r.json()["error"]["code"] == "not_a_worker", (path, r.content)
+            assert r.status_code == 403 and r.json()["error"]["code"] == "not_a_worker", (
+                path,
+                r.content,
+            )
     assert Job.objects.get(pk=job["id"]).status == "running"
 
 
@@ -80,10 +111,19 @@ def test_start_returns_a_credential_stored_only_as_its_hash_and_bound_to_the_att
     row = WorkerCredential.objects.get(digest=token_digest(secret))
     assert row.kind == "attempt" and row.job_id == job["id"] and row.attempt == 1
     assert not WorkerCredential.objects.filter(digest=secret).exists() and secret not in row.prefix
-    assert row.expires_at > timezone.now() + timedelta(seconds=3600)  # the job's time limit, plus a margin
+    assert row.expires_at > timezone.now() + timedelta(
+        seconds=3600
+    )  # the job's time limit, plus a margin
     attempt = client_for(secret)
-    assert attempt.post(f"/api/v1/jobs/{job['id']}/worker/heartbeat", {}, format="json").json()["status"] == "running"
-    done = attempt.post(f"/api/v1/jobs/{job['id']}/worker/finish", {"status": "succeeded"}, format="json")
+    assert (
+        attempt.post(f"/api/v1/jobs/{job['id']}/worker/heartbeat", {}, format="json").json()[
+            "status"
+        ]
+        == "running"
+    )
+    done = attempt.post(
+        f"/api/v1/jobs/{job['id']}/worker/finish", {"status": "succeeded"}, format="json"
+    )
     assert done.status_code == 200 and done.json()["status"] == "succeeded"
 
 
@@ -93,7 +133,10 @@ def test_the_service_credential_only_claims_jobs(hub):
     start(service, job["id"])
     for method, path, body in WORKER_CALLS:
         r = call(service, job["id"], method, path, body)
-        assert r.status_code == 403 and r.json()["error"]["code"] == "not_a_worker", (path, r.content)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "not_a_worker", (
+            path,
+            r.content,
+        )
     # Not a user either: it reads nothing else.
     assert service.get("/api/v1/whoami").status_code in (401, 403)
     assert service.get("/api/v1/repos/alice/moe").status_code in (401, 403)
@@ -102,10 +145,15 @@ def test_the_service_credential_only_claims_jobs(hub):
 def test_the_service_credential_may_fail_a_job_it_could_not_start_and_nothing_more(hub):
     client, service = hub
     job = launch(client)
-    bad = service.post(f"/api/v1/jobs/{job['id']}/worker/finish", {"status": "succeeded"}, format="json")
+    bad = service.post(
+        f"/api/v1/jobs/{job['id']}/worker/finish", {"status": "succeeded"}, format="json"
+    )
     assert bad.status_code == 403
-    r = service.post(f"/api/v1/jobs/{job['id']}/worker/finish", {"status": "failed", "reason": "no sandbox"},
-                     format="json")
+    r = service.post(
+        f"/api/v1/jobs/{job['id']}/worker/finish",
+        {"status": "failed", "reason": "no sandbox"},
+        format="json",
+    )
     assert r.status_code == 200 and r.json()["status"] == "failed"
 
 
@@ -116,8 +164,9 @@ def test_a_credential_works_only_for_its_own_job(hub):
     start(service, b["id"])
     r = client_for(secret_a).post(f"/api/v1/jobs/{b['id']}/worker/heartbeat", {}, format="json")
     assert r.status_code == 403
-    r = client_for(secret_a).post(f"/api/v1/jobs/{b['id']}/worker/logs",
-                                  {"lines": [[0, 1.7e9, "stdout", "x"]]}, format="json")
+    r = client_for(secret_a).post(
+        f"/api/v1/jobs/{b['id']}/worker/logs", {"lines": [[0, 1.7e9, "stdout", "x"]]}, format="json"
+    )
     assert r.status_code == 403
 
 
@@ -128,7 +177,11 @@ def test_the_credential_is_revoked_when_the_attempt_ends(hub, end):
     secret = start(service, job["id"])
     attempt = client_for(secret)
     if end == "finish":
-        attempt.post(f"/api/v1/jobs/{job['id']}/worker/finish", {"status": "failed", "reason": "x"}, format="json")
+        attempt.post(
+            f"/api/v1/jobs/{job['id']}/worker/finish",
+            {"status": "failed", "reason": "x"},
+            format="json",
+        )
     elif end == "requeue":
         attempt.post(f"/api/v1/jobs/{job['id']}/worker/requeue", {"reason": "x"}, format="json")
     elif end == "lost":
@@ -139,22 +192,42 @@ def test_the_credential_is_revoked_when_the_attempt_ends(hub, end):
         assert client.get(f"/api/v1/jobs/{job['id']}").json()["status"] == "lost"
     else:
         client.post(f"/api/v1/jobs/{job['id']}/cancel")
-        attempt.post(f"/api/v1/jobs/{job['id']}/worker/finish", {"status": "cancelled", "reason": "x"}, format="json")
+        attempt.post(
+            f"/api/v1/jobs/{job['id']}/worker/finish",
+            {"status": "cancelled", "reason": "x"},
+            format="json",
+        )
     assert WorkerCredential.objects.get(digest=token_digest(secret)).revoked_at is not None
-    r = attempt.post(f"/api/v1/jobs/{job['id']}/worker/logs", {"lines": [[0, 1.7e9, "stdout", "x"]]}, format="json")
+    r = attempt.post(
+        f"/api/v1/jobs/{job['id']}/worker/logs",
+        {"lines": [[0, 1.7e9, "stdout", "x"]]},
+        format="json",
+    )
     assert r.status_code == 401 and r.json()["error"]["code"] == "job_credential_revoked", r.content
     if end == "requeue":  # the next attempt gets a new credential; the old one stays dead
         again = start(service, job["id"])
         assert again != secret
-        assert client_for(again).post(f"/api/v1/jobs/{job['id']}/worker/heartbeat", {}, format="json").status_code == 200
-        assert attempt.post(f"/api/v1/jobs/{job['id']}/worker/heartbeat", {}, format="json").status_code == 401
+        assert (
+            client_for(again)
+            .post(f"/api/v1/jobs/{job['id']}/worker/heartbeat", {}, format="json")
+            .status_code
+            == 200
+        )
+        assert (
+            attempt.post(
+                f"/api/v1/jobs/{job['id']}/worker/heartbeat", {}, format="json"
+            ).status_code
+            == 401
+        )
 
 
 def test_an_expired_credential_is_refused(hub):
     client, service = hub
     job = launch(client)
     secret = start(service, job["id"])
-    WorkerCredential.objects.filter(digest=token_digest(secret)).update(expires_at=timezone.now() - timedelta(seconds=1))
+    WorkerCredential.objects.filter(digest=token_digest(secret)).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
     r = client_for(secret).post(f"/api/v1/jobs/{job['id']}/worker/heartbeat", {}, format="json")
     assert r.status_code == 401
 
@@ -164,8 +237,11 @@ def test_the_attempt_credential_reaches_only_what_the_job_needs(hub, make_user):
     client, service = hub
     client.post("/api/v1/repos", {"name": "moe"}, format="json")
     client.post("/api/v1/repos", {"name": "secret", "private": True}, format="json")
-    r = client.post("/api/v1/jobs", {"project": "alice/exp", "kind": "train", "config": TINY,
-                                     "target": "alice/moe@main"}, format="json")
+    r = client.post(
+        "/api/v1/jobs",
+        {"project": "alice/exp", "kind": "train", "config": TINY, "target": "alice/moe@main"},
+        format="json",
+    )
     job = r.json()
     attempt = client_for(start(service, job["id"]))
     assert attempt.get("/api/v1/repos/alice/moe/branches/main").status_code == 200
@@ -198,16 +274,20 @@ def test_a_job_cannot_learn_that_someone_elses_private_repo_exists(hub, make_use
     b.post("/api/v1/repos", {"name": "open"}, format="json")
 
     def launch_as_alice(**extra):
-        return client.post("/api/v1/jobs", {"project": "alice/exp", "kind": "train", "config": TINY, **extra},
-                           format="json")
+        return client.post(
+            "/api/v1/jobs",
+            {"project": "alice/exp", "kind": "train", "config": TINY, **extra},
+            format="json",
+        )
 
     for field in ("target", "base"):
         hidden = launch_as_alice(**{field: "bob/hidden@main"})
         missing = launch_as_alice(**{field: "bob/nothing-here@main"})
         assert hidden.status_code == missing.status_code == 404, (field, hidden.content)
         assert hidden.json()["error"]["code"] == missing.json()["error"]["code"] == "repo_not_found"
-        assert hidden.json()["error"]["message"].replace("hidden", "X") == \
-            missing.json()["error"]["message"].replace("nothing-here", "X")
+        assert hidden.json()["error"]["message"].replace("hidden", "X") == missing.json()["error"][
+            "message"
+        ].replace("nothing-here", "X")
     readable = launch_as_alice(target="bob/open@main")
     assert readable.status_code == 403 and readable.json()["error"]["code"] == "target_forbidden"
     assert Job.objects.count() == 0
@@ -238,5 +318,10 @@ def test_hub_serve_retires_an_old_worker_token_file_once(tmp_path, monkeypatch):
     (tmp_path / "worker-token").write_text("hub_legacy")
     serve._retire_legacy_worker_account({}, tmp_path)
     serve._retire_legacy_worker_account({}, tmp_path)
-    assert len(calls) == 1 and calls[0][-4:] == ["deactivate-user", "--user", "hub-worker", "--missing-ok"]
+    assert len(calls) == 1 and calls[0][-4:] == [
+        "deactivate-user",
+        "--user",
+        "hub-worker",
+        "--missing-ok",
+    ]
     assert not (tmp_path / "worker-token").exists()

@@ -144,21 +144,33 @@ def test_fp16_needs_cuda_only_where_cuda_is_ruled_out():
     auto = RuntimeConfig(device="auto", dtype="fp16")
     assert fp16_needs_cuda(auto) is None  # the config alone: auto may find CUDA
     msg = fp16_needs_cuda(auto, no_cuda="the job asks for no GPU")
-    assert msg is not None and msg.startswith("fp16 needs CUDA and the job asks for no GPU") and "bf16" in msg
+    assert (
+        msg is not None
+        and msg.startswith("fp16 needs CUDA and the job asks for no GPU")
+        and "bf16" in msg
+    )
     cpu = RuntimeConfig(device="cpu", dtype="fp16")
-    assert fp16_needs_cuda(cpu) == fp16_needs_cuda(cpu, no_cuda="x") == "fp16 needs CUDA: set device=cuda, or use bf16"
+    assert (
+        fp16_needs_cuda(cpu)
+        == fp16_needs_cuda(cpu, no_cuda="x")
+        == "fp16 needs CUDA: set device=cuda, or use bf16"
+    )
     for dtype in ("fp32", "bf16"):
         assert fp16_needs_cuda(RuntimeConfig(device="cpu", dtype=dtype), no_cuda="no GPU") is None
-
 
 
 def test_the_job_schema_imports_without_torch_or_django():
     """The hub validates every job config with this module: loading it must not pull in torch
     (or Django, which the workload never needs)."""
-    code = ("import sys, workers.moe.config; "
-            "print(sorted(m for m in ('torch', 'django') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    code = (
+        "import sys, workers.moe.config; "
+        "print(sorted(m for m in ('torch', 'django') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "[]"
+
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_json_schema_accepts_the_defaults_and_rejects_unknown_keys(kind):

@@ -94,9 +94,24 @@ def test_the_launcher_and_the_entry_point_share_one_seq_sequence(tmp_path):
     root = Path(__file__).resolve().parents[2]
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"model": {"top_k": 99}}))  # invalid: the entry point stops at once
-    proc = subprocess.run([sys.executable, "-m", "workers.launch", "train", "--config", str(cfg),
-                           "--out", str(tmp_path / "o"), "--event-fd", "1"],
-                          cwd=root, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workers.launch",
+            "train",
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "o"),
+            "--event-fd",
+            "1",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     events = parse_events(proc.stdout)  # checks seq 0, 1, 2, ... with no repeat or gap
     assert [e["type"] for e in events] == ["log", "error"]

@@ -176,7 +176,9 @@ def test_bad_config_is_an_error_event_and_exit_2(tmp_path):
     assert "traceback" not in json.dumps(err)
 
 
-def test_fp16_with_device_auto_and_no_cuda_is_an_error_event_before_any_work(tmp_path, cache, monkeypatch):
+def test_fp16_with_device_auto_and_no_cuda_is_an_error_event_before_any_work(
+    tmp_path, cache, monkeypatch
+):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     cfg = tiny_config(cache, runtime={"device": "auto", "dtype": "fp16"})
     code, events = run_entry("train", train.run, tmp_path, cfg, tmp_path / "o")
@@ -252,7 +254,9 @@ def test_optimizer_step_says_whether_the_scaler_skipped():
 
 
 @pytest.mark.parametrize("overflow", [True, False])
-def test_the_router_bias_moves_only_when_the_optimizer_steps(tmp_path, cache, monkeypatch, overflow):
+def test_the_router_bias_moves_only_when_the_optimizer_steps(
+    tmp_path, cache, monkeypatch, overflow
+):
     """With fp16 the GradScaler skips a step whose gradients overflowed; the balancing bias
     must skip it too. Faked on CPU: a scaler whose scaled loss is infinite on every step."""
     real = torch.amp.GradScaler
@@ -268,11 +272,15 @@ def test_the_router_bias_moves_only_when_the_optimizer_steps(tmp_path, cache, mo
     cfg = tiny_config(cache, train={"steps": 3, "warmup_steps": 1, "log_every": 1})
     code, events = run_entry("train", train.run, tmp_path, cfg, tmp_path / "o")
     assert code == 0, by_type(events, "error")
-    scales = [e["values"]["loss_scale"] for e in by_type(events, "metric") if "loss_scale" in e["values"]]
+    scales = [
+        e["values"]["loss_scale"] for e in by_type(events, "metric") if "loss_scale" in e["values"]
+    ]
     state = load_file(str(tmp_path / "o" / "model.safetensors"))
     moved = sum(float(v.abs().sum()) for k, v in state.items() if k.endswith("balance_bias"))
     if overflow:
-        assert scales == sorted(scales, reverse=True) and scales[-1] < scales[0]  # every step skipped
+        assert (
+            scales == sorted(scales, reverse=True) and scales[-1] < scales[0]
+        )  # every step skipped
         assert moved == 0
     else:
         assert moved > 0

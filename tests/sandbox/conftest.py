@@ -51,15 +51,22 @@ def make_spec(tmp_path: Path, code: str, *, name: str = "job", **kw) -> SandboxS
     kw.setdefault("memory_bytes", 512 * MiB)
     kw.setdefault("pids", 64)
     kw.setdefault("kill_grace_s", 1.0)
-    return SandboxSpec(argv=[PYTHON, "-c", textwrap.dedent(code)], job_dir=tmp_path / name,
-                       **kw)
+    return SandboxSpec(argv=[PYTHON, "-c", textwrap.dedent(code)], job_dir=tmp_path / name, **kw)
 
 
-def run_job(tmp_path: Path, code: str, *, config: SandboxConfig | None = None,
-            allow_degraded: bool = False, name: str = "job", **kw) -> Run:
+def run_job(
+    tmp_path: Path,
+    code: str,
+    *,
+    config: SandboxConfig | None = None,
+    allow_degraded: bool = False,
+    name: str = "job",
+    **kw,
+) -> Run:
     """Run ``code`` (``python -c``) in a sandbox; wait for the end; return everything."""
-    sb = Sandbox(make_spec(tmp_path, code, name=name, **kw), config=config,
-                 allow_degraded=allow_degraded)
+    sb = Sandbox(
+        make_spec(tmp_path, code, name=name, **kw), config=config, allow_degraded=allow_degraded
+    )
     with sb:
         sb.start()
         events = list(sb.events())

@@ -197,7 +197,9 @@ class _FakeRedis:
 
 @needs_sandbox
 def test_sandbox_exposes_only_the_reserved_devices(tmp_path, fake_dev):
-    run = run_job(tmp_path, """
+    run = run_job(
+        tmp_path,
+        """
         import os
         nodes = sorted(n for n in os.listdir("/dev") if n.startswith("nvidia"))
         print(" ".join(nodes))
@@ -205,15 +207,21 @@ def test_sandbox_exposes_only_the_reserved_devices(tmp_path, fake_dev):
             with open("/dev/" + n, "w") as f:   # read/write/ioctl are allowed on these
                 f.write("x")
         open("/dev/nvidia0", "rb")
-    """, gpus=[1, 3], config=SandboxConfig(dev_root=fake_dev))
+    """,
+        gpus=[1, 3],
+        config=SandboxConfig(dev_root=fake_dev),
+    )
     assert run.stdout.split() == ["nvidia-uvm", "nvidia1", "nvidia3", "nvidiactl"], run.stderr
     assert "FileNotFoundError" in run.result.message and "/dev/nvidia0" in run.result.message
 
 
 @needs_sandbox
 def test_no_gpu_nodes_without_a_reservation(tmp_path, fake_dev):
-    run = run_job(tmp_path, "import os; print([n for n in os.listdir('/dev') if 'nvidia' in n])",
-                  config=SandboxConfig(dev_root=fake_dev))
+    run = run_job(
+        tmp_path,
+        "import os; print([n for n in os.listdir('/dev') if 'nvidia' in n])",
+        config=SandboxConfig(dev_root=fake_dev),
+    )
     assert run.result.ok and run.stdout.strip() == "[]"
 
 
@@ -257,8 +265,13 @@ def test_the_supervisor_holds_its_gpus_for_the_whole_job_and_releases_them(prefi
             seen["other"] = str(e)
 
     for outcome in (FakeOutcome(), FakeOutcome("exited", 1, "the job failed with exit code 1")):
-        sup, client = supervise(tmp_path, client=FakeClient(resources={"gpus": 2}), gpu_slots=s, during=running,
-                                outcome=outcome)
+        sup, client = supervise(
+            tmp_path,
+            client=FakeClient(resources={"gpus": 2}),
+            gpu_slots=s,
+            during=running,
+            outcome=outcome,
+        )
         sup.gpu_lease_ttl_s = 0.3
         sup.run()
         assert seen["holders"] == {0: "j1", 1: "j1"}
@@ -281,7 +294,9 @@ def test_a_job_whose_gpu_lease_is_lost_is_stopped_and_requeued(prefix, tmp_path)
         while not sb.cancelled and time.time() < deadline:
             time.sleep(0.02)
 
-    sup, client = supervise(tmp_path, client=FakeClient(resources={"gpus": 1}), gpu_slots=s, during=running)
+    sup, client = supervise(
+        tmp_path, client=FakeClient(resources={"gpus": 1}), gpu_slots=s, during=running
+    )
     sup.gpu_lease_ttl_s = 0.3
     with pytest.raises(InfrastructureError, match="GPU reservation was lost"):
         sup.run()

@@ -70,17 +70,22 @@ def supervise_for_real(tmp_path, code: str, *, resources=None, target=True):
     from hub.client.worker import WorkerClient
     from workers.supervisor import JobSupervisor
 
-    client = RecordingClient(resources={"memory_mb": 512, "time_limit_s": 60, **(resources or {})},
-                             target={"repo": "alice/moe", "branch": "main"} if target else None)
+    client = RecordingClient(
+        resources={"memory_mb": 512, "time_limit_s": 60, **(resources or {})},
+        target={"repo": "alice/moe", "branch": "main"} if target else None,
+    )
     client.branches[("alice/moe", "main")] = "b" * 40
     argv = [PYTHON, "-c", EMIT + textwrap.dedent(code)]
-    sup = JobSupervisor("j1", client=WorkerClient(sdk=client), work_root=tmp_path / "work", hostname="w1",
-                        sandbox_factory=lambda spec: Sandbox(dataclasses.replace(spec, argv=argv)))
+    sup = JobSupervisor(
+        "j1",
+        client=WorkerClient(sdk=client),
+        work_root=tmp_path / "work",
+        hostname="w1",
+        sandbox_factory=lambda spec: Sandbox(dataclasses.replace(spec, argv=argv)),
+    )
     (tmp_path / "work").mkdir()
     status = sup.run()
     return status, client
-
-
 
 
 def _assert_nothing_of_the_host_left(client, *secrets: bytes) -> None:
@@ -104,31 +109,39 @@ def hub_db(tmp_path):
 def test_an_output_folder_linked_to_the_root_publishes_no_host_file(tmp_path, hub_db):
     """The attack as it was run: /job/out becomes a link to /, then /etc/shadow and the hub's
     database are named as an eval artifact and as weights (a commit)."""
-    status, client = supervise_for_real(tmp_path, f"""
+    status, client = supervise_for_real(
+        tmp_path,
+        f"""
         import shutil
         shutil.rmtree("/job/out", ignore_errors=True)
         os.symlink("/", "/job/out")
         artifact("etc/shadow", "eval")
         artifact("etc/passwd", "samples")
         artifact({str(hub_db).lstrip("/")!r}, "weights")
-    """)
+    """,
+    )
     assert status == "succeeded", client.log_lines()
     _assert_nothing_of_the_host_left(client, hub_db.read_bytes(), *([SHADOW] if SHADOW else []))
     assert client.pushed == {} and "artifacts" not in client.paths()
     assert sum("ignored artifact" in line for line in client.log_lines()) == 3
 
 
-def test_an_output_folder_swapped_for_a_link_after_it_was_used_publishes_no_host_file(tmp_path, hub_db):
+def test_an_output_folder_swapped_for_a_link_after_it_was_used_publishes_no_host_file(
+    tmp_path, hub_db
+):
     """A real output folder while the job writes, renamed away and replaced by a link at the
     end: the supervisor resolves ``out`` when it reads, not when the job started."""
-    status, client = supervise_for_real(tmp_path, f"""
+    status, client = supervise_for_real(
+        tmp_path,
+        f"""
         os.makedirs("/job/out", exist_ok=True)
         open("/job/out/eval.json", "w").write("{{}}")
         artifact("eval.json", "eval")
         artifact({str(hub_db).lstrip("/")!r}, "weights")
         os.rename("/job/out", "/job/old")
         os.symlink("/", "/job/out")
-    """)
+    """,
+    )
     assert status == "succeeded", client.log_lines()
     _assert_nothing_of_the_host_left(client, hub_db.read_bytes())
     assert client.pushed == {}
@@ -137,7 +150,9 @@ def test_an_output_folder_swapped_for_a_link_after_it_was_used_publishes_no_host
 def test_the_job_cannot_swap_its_own_folder(tmp_path):
     """/job is a mount point inside the sandbox (and on the host, its own filesystem under a
     root-owned parent the job cannot see): it cannot be renamed or replaced."""
-    run = run_job(tmp_path, """
+    run = run_job(
+        tmp_path,
+        """
         import os
         for op in (lambda: os.rename("/job", "/job2"), lambda: os.rmdir("/job")):
             try:
@@ -145,20 +160,24 @@ def test_the_job_cannot_swap_its_own_folder(tmp_path):
                 print("swapped")
             except OSError as e:
                 print(type(e).__name__)
-    """)
+    """,
+    )
     assert run.result.ok, run.stderr
     assert "swapped" not in run.stdout
     assert (tmp_path / "job").is_dir() and not (tmp_path / "job").is_symlink()
 
 
 def test_an_artifact_named_through_a_parent_link_is_refused(tmp_path, hub_db):
-    status, client = supervise_for_real(tmp_path, f"""
+    status, client = supervise_for_real(
+        tmp_path,
+        f"""
         os.makedirs("/job/out/deep", exist_ok=True)
         os.symlink("/etc", "/job/out/etc")
         os.symlink({str(hub_db.parent)!r}, "/job/out/deep/data")
         artifact("etc/shadow", "eval")
         artifact("deep/data/db.sqlite3", "weights")
-    """)
+    """,
+    )
     assert status == "succeeded", client.log_lines()
     _assert_nothing_of_the_host_left(client, hub_db.read_bytes(), *([SHADOW] if SHADOW else []))
     assert client.pushed == {}
@@ -167,26 +186,32 @@ def test_an_artifact_named_through_a_parent_link_is_refused(tmp_path, hub_db):
 def test_a_fifo_artifact_is_refused_without_waiting(tmp_path):
     """A FIFO would block a reader forever (and a device could do anything): only regular
     files are read, and the check opens without waiting."""
-    status, client = supervise_for_real(tmp_path, """
+    status, client = supervise_for_real(
+        tmp_path,
+        """
         os.makedirs("/job/out", exist_ok=True)
         os.mkfifo("/job/out/eval.json")
         artifact("eval.json", "eval")
         os.mkfifo("/job/out/model.safetensors")
         artifact("model.safetensors", "weights")
-    """)
+    """,
+    )
     assert status == "succeeded", client.log_lines()
     assert client.pushed == {} and client.sent == []
     assert sum("ignored artifact" in line for line in client.log_lines()) == 2
 
 
 def test_real_outputs_still_reach_the_hub(tmp_path):
-    status, client = supervise_for_real(tmp_path, """
+    status, client = supervise_for_real(
+        tmp_path,
+        """
         os.makedirs("/job/out/sub", exist_ok=True)
         open("/job/out/sub/eval.json", "w").write('{"acc": 0.5}')
         artifact("sub/eval.json", "eval")
         open("/job/out/model.safetensors", "wb").write(b"not really weights")
         artifact("model.safetensors", "config")
-    """)
+    """,
+    )
     assert status == "succeeded", client.log_lines()
     assert client.finished()["summary"]["eval"] == {"acc": 0.5}
     assert client.pushed == {"model.safetensors": b"not really weights"}
@@ -278,7 +303,9 @@ def test_a_disk_bomb_ends_with_disk_quota_exceeded_and_leaves_the_host_space(tmp
     """15 x 100 MB into the job folder with a 32 MB quota: the job ends with the reason, the
     host's filesystem lost no more than the quota, and nothing is left once it is cleaned."""
     free_before = _host_free(tmp_path)
-    status, client = supervise_for_real(tmp_path, """
+    status, client = supervise_for_real(
+        tmp_path,
+        """
         import os
         os.makedirs("/job/out", exist_ok=True)
         block = b"x" * (1 << 20)
@@ -286,7 +313,10 @@ def test_a_disk_bomb_ends_with_disk_quota_exceeded_and_leaves_the_host_space(tmp
             with open(f"/job/out/part{i}", "wb") as f:
                 for _ in range(100):
                     f.write(block)
-    """, resources={"disk_mb": 32}, target=False)
+    """,
+        resources={"disk_mb": 32},
+        target=False,
+    )
     assert status == "failed"
     reason = client.finished()["reason"]
     assert reason.startswith("disk quota exceeded: the job wrote more than 32 MiB"), reason
@@ -299,12 +329,16 @@ def test_a_job_folder_image_never_takes_more_than_its_quota(tmp_path):
     from workers.sandbox.jobfs import JobFolder
 
     with JobFolder.create(tmp_path / "job", size_bytes=16 * MiB) as folder:
-        run = run_job(tmp_path, """
+        run = run_job(
+            tmp_path,
+            """
             block = b"y" * (1 << 20)
             with open("/job/big", "wb") as f:
                 for _ in range(200):
                     f.write(block)
-        """, disk_bytes=16 * MiB)
+        """,
+            disk_bytes=16 * MiB,
+        )
         assert_failed(run, "disk quota exceeded")
         assert "disk" in run.result.limits_hit
         st = os.stat(folder.image)
@@ -320,12 +354,17 @@ def test_tmp_and_dev_shm_are_size_limited(tmp_path, where):
     from workers.sandbox.jobfs import JobFolder
 
     with JobFolder.create(tmp_path / "job", size_bytes=16 * MiB):
-        run = run_job(tmp_path, f"""
+        run = run_job(
+            tmp_path,
+            f"""
             block = b"z" * (1 << 20)
             with open("{where}/big", "wb") as f:
                 for _ in range(64):
                     f.write(block)
-        """, disk_bytes=16 * MiB, memory_bytes=512 * MiB)
+        """,
+            disk_bytes=16 * MiB,
+            memory_bytes=512 * MiB,
+        )
     assert_failed(run, "disk quota exceeded")
 
 

@@ -30,11 +30,17 @@ pytestmark = [pytest.mark.integration, needs_sandbox]
 
 
 def test_cgroup_holds_the_job_with_its_limits_and_is_removed_after(tmp_path):
-    spec = make_spec(tmp_path, """
+    spec = make_spec(
+        tmp_path,
+        """
         import os, time
         os.write(3, b"up\\n")
         time.sleep(1.5)
-    """, memory_bytes=300 * MiB, pids=40, cpus=0.5)
+    """,
+        memory_bytes=300 * MiB,
+        pids=40,
+        cpus=0.5,
+    )
     with Sandbox(spec) as sb:
         sb.start()
         assert sb.read_events(timeout=20) == [b"up"]
@@ -58,12 +64,16 @@ def test_cgroup_holds_the_job_with_its_limits_and_is_removed_after(tmp_path):
 
 def test_cgroup_cpu_quota_caps_cpu_use(tmp_path):
     # 0.2 CPU for ~1.5 s of wall time: a busy loop cannot get much more than 0.3 s of CPU.
-    run = run_job(tmp_path, """
+    run = run_job(
+        tmp_path,
+        """
         import time
         t = time.time()
         while time.time() - t < 1.5:
             pass
-    """, cpus=0.2)
+    """,
+        cpus=0.2,
+    )
     assert run.result.ok, run.result
     assert run.result.cpu_time <= 0.2 * run.result.wall_time + 0.25, run.result
 
@@ -72,11 +82,18 @@ def test_cgroup_cpu_quota_caps_cpu_use(tmp_path):
 
 
 def test_rlimits_are_set_inside(tmp_path):
-    run = run_job(tmp_path, """
+    run = run_job(
+        tmp_path,
+        """
         import json, resource as r
         names = ["RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CORE", "RLIMIT_NPROC"]
         print(json.dumps({n: r.getrlimit(getattr(r, n)) for n in names}))
-    """, cpu_time_s=100, file_size_bytes=5 * MiB, open_files=200, pids=50)
+    """,
+        cpu_time_s=100,
+        file_size_bytes=5 * MiB,
+        open_files=200,
+        pids=50,
+    )
     assert run.result.ok, run.result
     lim = json.loads(run.stdout)
     assert lim["RLIMIT_CPU"] == [100, 105]
@@ -87,20 +104,29 @@ def test_rlimits_are_set_inside(tmp_path):
 
 
 def test_file_size_limit_stops_a_big_write(tmp_path):
-    run = run_job(tmp_path, """
+    run = run_job(
+        tmp_path,
+        """
         with open("/job/big", "wb") as f:
             f.write(b"x" * (3 << 20))
-    """, file_size_bytes=1 * MiB)
+    """,
+        file_size_bytes=1 * MiB,
+    )
     assert_failed(run, "File too large")
     assert "file_size" in run.result.limits_hit
     assert (tmp_path / "job" / "big").stat().st_size <= 1 * MiB
 
 
 def test_cpu_time_limit_kills_a_spinning_job(tmp_path):
-    run = run_job(tmp_path, """
+    run = run_job(
+        tmp_path,
+        """
         while True:
             pass
-    """, cpu_time_s=1, wall_time_s=40)
+    """,
+        cpu_time_s=1,
+        wall_time_s=40,
+    )
     assert run.result.reason == "killed", run.result
     assert_failed(run, "CPU-time limit of 1 s")
     assert "cpu_time" in run.result.limits_hit
@@ -110,7 +136,9 @@ def test_cpu_time_limit_kills_a_spinning_job(tmp_path):
 
 
 def test_job_runs_as_its_own_unprivileged_uid_and_owns_its_dir(tmp_path):
-    spec = make_spec(tmp_path, """
+    spec = make_spec(
+        tmp_path,
+        """
         import json, os, time
         status = dict(line.split(":", 1) for line in open("/proc/self/status"))
         print(json.dumps({"uid": os.getresuid(), "gid": os.getresgid(),
@@ -118,7 +146,8 @@ def test_job_runs_as_its_own_unprivileged_uid_and_owns_its_dir(tmp_path):
                           "bnd": status["CapBnd"].strip(), "nnp": status["NoNewPrivs"].strip()}))
         os.write(3, b"up\\n")
         time.sleep(0.5)
-    """)
+    """,
+    )
     with Sandbox(spec) as sb:
         sb.start()
         assert sb.read_events(timeout=20) == [b"up"]
@@ -138,8 +167,10 @@ def test_job_runs_as_its_own_unprivileged_uid_and_owns_its_dir(tmp_path):
 
 
 def test_concurrent_jobs_get_different_uids(tmp_path):
-    specs = [make_spec(tmp_path, "import os, time; os.write(3, b'x\\n'); time.sleep(1)",
-                       name=f"j{i}") for i in range(3)]
+    specs = [
+        make_spec(tmp_path, "import os, time; os.write(3, b'x\\n'); time.sleep(1)", name=f"j{i}")
+        for i in range(3)
+    ]
     boxes = [Sandbox(s) for s in specs]
     for sb in boxes:
         sb.start()
@@ -155,9 +186,13 @@ def test_concurrent_jobs_get_different_uids(tmp_path):
 
 
 def test_namespaces_view_and_environment(tmp_path):
-    host_ns = {n: os.readlink(f"/proc/self/ns/{n}") for n in
-               ("net", "pid", "mnt", "uts", "ipc", "user", "cgroup")}
-    run = run_job(tmp_path, """
+    host_ns = {
+        n: os.readlink(f"/proc/self/ns/{n}")
+        for n in ("net", "pid", "mnt", "uts", "ipc", "user", "cgroup")
+    }
+    run = run_job(
+        tmp_path,
+        """
         import json, os, socket
         ns = {n: os.readlink(f"/proc/self/ns/{n}") for n in
               ("net", "pid", "mnt", "uts", "ipc", "user", "cgroup")}
@@ -166,7 +201,9 @@ def test_namespaces_view_and_environment(tmp_path):
                           "ifaces": ifaces, "root": sorted(os.listdir("/")),
                           "env": dict(os.environ), "cwd": os.getcwd(),
                           "procs": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}))
-    """, env={"JOB_NAME": "demo"})
+    """,
+        env={"JOB_NAME": "demo"},
+    )
     assert run.result.ok, run.result
     got = json.loads(run.stdout)
     for n, v in host_ns.items():
@@ -176,20 +213,48 @@ def test_namespaces_view_and_environment(tmp_path):
     assert got["pid"] < 10 and max(got["procs"]) < 10  # a fresh PID namespace
     # The system dirs, the job's own, and the top-level parents of what is bound at its host
     # path (the interpreter, the venv, the checkout: /root, /work, /check, ... by machine).
-    bound_at_host_path = {Path(os.path.realpath(p)).parts[1]
-                          for p in (*PythonRuntime.current().prefixes, PROJECT_ROOT)}
-    assert set(got["root"]) <= {"bin", "dev", "etc", "job", "lib", "lib32", "lib64", "libx32",
-                                "proc", "sbin", "tmp", "usr", ".hub-sandbox",
-                                *bound_at_host_path}
+    bound_at_host_path = {
+        Path(os.path.realpath(p)).parts[1]
+        for p in (*PythonRuntime.current().prefixes, PROJECT_ROOT)
+    }
+    assert set(got["root"]) <= {
+        "bin",
+        "dev",
+        "etc",
+        "job",
+        "lib",
+        "lib32",
+        "lib64",
+        "libx32",
+        "proc",
+        "sbin",
+        "tmp",
+        "usr",
+        ".hub-sandbox",
+        *bound_at_host_path,
+    }
     assert got["cwd"] == "/job"
     assert got["env"]["JOB_NAME"] == "demo" and got["env"]["HOME"] == "/job"
-    assert set(got["env"]) <= {"JOB_NAME", "PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR",
-                               "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "OMP_NUM_THREADS",
-                               "MKL_NUM_THREADS", "PWD"}
+    assert set(got["env"]) <= {
+        "JOB_NAME",
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "TMPDIR",
+        "PYTHONUNBUFFERED",
+        "PYTHONDONTWRITEBYTECODE",
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "PWD",
+    }
 
 
 def test_system_and_runtime_are_read_only(tmp_path):
-    run = run_job(tmp_path, f"""
+    run = run_job(
+        tmp_path,
+        f"""
         import errno
         for path in ("/usr/evil", "{PROJECT_ROOT}/workers/evil", "{sys.base_prefix}/evil"):
             try:
@@ -200,7 +265,8 @@ def test_system_and_runtime_are_read_only(tmp_path):
                 raise SystemExit(f"wrote {{path}}")
         open("/job/fine", "w").write("ok")
         open("/tmp/fine", "w").write("ok")
-    """)
+    """,
+    )
     assert run.result.ok, (run.result, run.stderr)
 
 
@@ -258,11 +324,14 @@ def test_seccomp_denies_dangerous_calls_with_eperm(tmp_path):
 
 def test_landlock_blocks_writes_the_mount_view_would_allow(tmp_path):
     # bwrap's /dev is a tmpfs owned by the job's uid: only Landlock stops a write there.
-    run = run_job(tmp_path, """
+    run = run_job(
+        tmp_path,
+        """
         import os
         assert os.stat("/dev").st_uid == os.getuid()
         open("/dev/planted", "w")
-    """)
+    """,
+    )
     assert_failed(run, "PermissionError", "/dev/planted")
 
 
@@ -293,13 +362,38 @@ for attempt in ("write", "tcp"):
         print(attempt, "ALLOWED")
 """
     st_r, st_w = os.pipe()
-    cfg = {"status_fd": st_w, "event_fd": None,
-           "landlock": {"required": True, "ro": ["/"], "rw": [str(rw)], "dev": ["/dev/null"],
-                        "net": True, "scope": True}}
+    cfg = {
+        "status_fd": st_w,
+        "event_fd": None,
+        "landlock": {
+            "required": True,
+            "ro": ["/"],
+            "rw": [str(rw)],
+            "dev": ["/dev/null"],
+            "net": True,
+            "scope": True,
+        },
+    }
     out = subprocess.run(
-        [tool("setpriv"), "--no-new-privs", "--", sys.executable, "-I", "-S", _shim.__file__,
-         json.dumps(cfg), sys.executable, "-c", code],
-        pass_fds=[st_w], capture_output=True, text=True, timeout=60, env={"PATH": SYSTEM_PATH})
+        [
+            tool("setpriv"),
+            "--no-new-privs",
+            "--",
+            sys.executable,
+            "-I",
+            "-S",
+            _shim.__file__,
+            json.dumps(cfg),
+            sys.executable,
+            "-c",
+            code,
+        ],
+        pass_fds=[st_w],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": SYSTEM_PATH},
+    )
     os.close(st_w)
     status = os.read(st_r, 4096)
     os.close(st_r)
@@ -316,7 +410,9 @@ for attempt in ("write", "tcp"):
 
 
 def test_timeout_kills_the_whole_tree_and_leaves_no_process(tmp_path):
-    run = run_job(tmp_path, """
+    run = run_job(
+        tmp_path,
+        """
         import os, signal, subprocess, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         subprocess.Popen(["sleep", "1000"])              # a child
@@ -329,7 +425,10 @@ def test_timeout_kills_the_whole_tree_and_leaves_no_process(tmp_path):
             os._exit(0)
         os.write(3, b"spawned\\n")
         time.sleep(1000)
-    """, wall_time_s=4, kill_grace_s=0.5)
+    """,
+        wall_time_s=4,
+        kill_grace_s=0.5,
+    )
     res = run.result
     assert res.reason == "timeout", res
     assert_failed(run, "exceeded the wall-clock limit of 4 s")
@@ -340,11 +439,14 @@ def test_timeout_kills_the_whole_tree_and_leaves_no_process(tmp_path):
 
 
 def test_cancel_from_another_thread(tmp_path):
-    spec = make_spec(tmp_path, """
+    spec = make_spec(
+        tmp_path,
+        """
         import os, time
         os.write(3, b"up\\n")
         time.sleep(1000)
-    """)
+    """,
+    )
     with Sandbox(spec) as sb:
         sb.start()
         assert sb.read_events(timeout=20) == [b"up"]
@@ -357,14 +459,17 @@ def test_cancel_from_another_thread(tmp_path):
 
 
 def test_job_dir_outputs_are_readable_by_the_supervisor(tmp_path):
-    run = run_job(tmp_path, """
+    run = run_job(
+        tmp_path,
+        """
         import os
         os.makedirs("/job/out/sub")
         with open("/job/out/sub/result.txt", "w") as f:
             f.write("42")
         os.chmod("/job/out/sub/result.txt", 0o600)
         os.symlink("/etc/passwd", "/job/out/link")
-    """)
+    """,
+    )
     assert run.result.ok, run.result
     out = tmp_path / "job" / "out"
     assert (out / "sub" / "result.txt").read_text() == "42"
@@ -385,7 +490,8 @@ def test_stale_cgroups_of_a_dead_supervisor_are_reaped():
     cg = JobCgroup(detect_layout(), cfg.cgroup_parent, f"job-{uid}-stale")
     cg.create(CgroupLimits(64 * MiB, 8, None))
     script = "; ".join(f"echo $$ > {p}" for p in cg.procs_files()) + (
-        f"; exec {tool('setpriv')} --reuid={uid} --regid={uid} --clear-groups -- sleep 300")
+        f"; exec {tool('setpriv')} --reuid={uid} --regid={uid} --clear-groups -- sleep 300"
+    )
     proc = subprocess.Popen(["/bin/sh", "-c", script])
     try:
         deadline = time.monotonic() + 10

@@ -36,8 +36,9 @@ def _fake_v2(tmp_path: Path) -> CgroupLayout:
 
 def test_cgroup_v2_is_preferred_and_written(tmp_path):
     layout = _fake_v2(tmp_path)
-    layout = CgroupLayout(layout.v2_root, layout.v2_controllers,
-                          {"memory": tmp_path, "pids": tmp_path})
+    layout = CgroupLayout(
+        layout.v2_root, layout.v2_controllers, {"memory": tmp_path, "pids": tmp_path}
+    )
     assert layout.version == "v2" and layout.controllers() == ("memory", "pids", "cpu")
     cg = JobCgroup(layout, "hub-jobs", "job-60001-x")
     cg.create(CgroupLimits(memory_bytes=1 << 30, pids=100, cpus=1.5))
@@ -76,10 +77,13 @@ def test_detect_layout_parses_mountinfo(tmp_path):
         "32 30 0:28 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
         "33 30 0:29 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n"
         "34 30 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
-        "35 30 0:27 /docker/abc /mnt/x rw - cgroup cgroup rw,memory\n")
+        "35 30 0:27 /docker/abc /mnt/x rw - cgroup cgroup rw,memory\n"
+    )
     layout = detect_layout(str(mi))
     assert layout.v1_roots["memory"] == Path("/sys/fs/cgroup/memory")
-    assert layout.v1_roots["cpu"] == layout.v1_roots["cpuacct"] == Path("/sys/fs/cgroup/cpu,cpuacct")
+    assert (
+        layout.v1_roots["cpu"] == layout.v1_roots["cpuacct"] == Path("/sys/fs/cgroup/cpu,cpuacct")
+    )
     assert layout.v2_root == Path("/sys/fs/cgroup/unified")
 
 
@@ -109,9 +113,14 @@ def test_plan_hides_secret_paths_inside_binds(tmp_path, monkeypatch):
     data.mkdir(parents=True)
     (tmp_path / "srv" / "token").write_text("t")
     monkeypatch.setenv("HUB_DATA_DIR", str(data))
-    sb = Sandbox(SandboxSpec(argv=["x"], job_dir=tmp_path / "job",
-                             ro_binds={tmp_path / "srv": "/srv"},
-                             hide=[tmp_path / "srv" / "token", tmp_path / "elsewhere"]))
+    sb = Sandbox(
+        SandboxSpec(
+            argv=["x"],
+            job_dir=tmp_path / "job",
+            ro_binds={tmp_path / "srv": "/srv"},
+            hide=[tmp_path / "srv" / "token", tmp_path / "elsewhere"],
+        )
+    )
     report = {"landlock": {"net": True, "scope": True}}
     plan = sb._plan(report, 60001)
     assert ("/srv/data", True) in plan.hides

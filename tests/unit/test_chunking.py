@@ -20,10 +20,15 @@ def test_cdc_chunks_reassemble_to_the_file(data):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 300), st.integers(1, 40)), min_size=1, max_size=8), st.integers(0, 2**32 - 1))
+@given(
+    st.lists(st.tuples(st.integers(0, 300), st.integers(1, 40)), min_size=1, max_size=8),
+    st.integers(0, 2**32 - 1),
+)
 def test_safetensors_chunks_reassemble_and_follow_tensors(shapes, seed):
     rng = np.random.default_rng(seed)
-    tensors = {f"t{i}": rng.standard_normal((a, b)).astype(np.float32) for i, (a, b) in enumerate(shapes)}
+    tensors = {
+        f"t{i}": rng.standard_normal((a, b)).astype(np.float32) for i, (a, b) in enumerate(shapes)
+    }
     data = st_bytes(tensors)
     m = chunk_bytes(data, name="model.safetensors")
     assert b"".join(data[c.offset : c.offset + c.size] for c in m.chunks) == data
@@ -51,7 +56,10 @@ def test_chunk_file_and_chunk_bytes_agree(tmp_path):
     data = st_bytes(model(seed=3))
     p = tmp_path / "model.safetensors"
     p.write_bytes(data)
-    assert chunk_file(p, name="model.safetensors").oid == chunk_bytes(data, name="model.safetensors").oid
+    assert (
+        chunk_file(p, name="model.safetensors").oid
+        == chunk_bytes(data, name="model.safetensors").oid
+    )
     q = tmp_path / "x.bin"
     q.write_bytes(data * 5)
     assert chunk_file(q, name="x.bin").oid == chunk_bytes(data * 5, name="x.bin").oid

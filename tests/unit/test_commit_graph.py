@@ -46,7 +46,17 @@ def test_walks():
 #   r - x1 - x2
 #     \    X
 #       y1 - y2
-CC = graph({"r": [], "x1": ["r"], "y1": ["r"], "x2": ["x1", "y1"], "y2": ["y1", "x1"], "x3": ["x2"], "y3": ["y2"]})
+CC = graph(
+    {
+        "r": [],
+        "x1": ["r"],
+        "y1": ["r"],
+        "x2": ["x1", "y1"],
+        "y2": ["y1", "x1"],
+        "x3": ["x2"],
+        "y3": ["y2"],
+    }
+)
 
 
 def test_merge_bases_lists_every_best_common_ancestor():

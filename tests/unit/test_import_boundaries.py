@@ -31,7 +31,9 @@ def _module_name(path: Path) -> str:
 def _imports(path: Path) -> set[str]:
     """Every module an import statement in ``path`` names, at any depth; ``from a import b``
     names ``a`` and ``a.b`` (b may be a module)."""
-    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    package = (
+        _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    )
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
@@ -49,8 +51,12 @@ def _imports(path: Path) -> set[str]:
 
 
 def _sources() -> dict[str, Path]:
-    return {_module_name(p): p for top in ("hub", "workers") for p in sorted((ROOT / top).rglob("*.py"))
-            if "migrations" not in p.parts}
+    return {
+        _module_name(p): p
+        for top in ("hub", "workers")
+        for p in sorted((ROOT / top).rglob("*.py"))
+        if "migrations" not in p.parts
+    }
 
 
 def _graph() -> dict[str, set[str]]:
@@ -63,7 +69,10 @@ def _graph() -> dict[str, set[str]]:
             name = name.rpartition(".")[0]
         return name or None
 
-    return {mod: {m for m in map(resolve, _imports(path)) if m and m != mod} for mod, path in sources.items()}
+    return {
+        mod: {m for m in map(resolve, _imports(path)) if m and m != mod}
+        for mod, path in sources.items()
+    }
 
 
 def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
@@ -92,7 +101,9 @@ def test_the_jobs_services_and_the_workers_import_each_other_in_no_cycle():
 def test_search_indexing_and_its_tasks_import_each_other_in_no_cycle():
     graph = _graph()
     assert "hub.tracking.indexing" in _reachable(graph, "hub.tracking.tasks")  # the tasks call it
-    assert "hub.tracking.tasks" not in _reachable(graph, "hub.tracking.indexing")  # it sends them by name
+    assert "hub.tracking.tasks" not in _reachable(
+        graph, "hub.tracking.indexing"
+    )  # it sends them by name
 
 
 def test_the_workers_code_imports_only_the_sdk_and_shared_code_of_the_hub():
@@ -100,11 +111,18 @@ def test_the_workers_code_imports_only_the_sdk_and_shared_code_of_the_hub():
     for mod, path in _sources().items():
         if not mod.startswith("workers"):
             continue
-        bad = sorted(name for name in _imports(path)
-                     if (name.split(".")[0] == "hub" and name != "hub"
-                         and not name.startswith(tuple(p + suffix for p in WORKERS_MAY_IMPORT_FROM_HUB
-                                                       for suffix in ("", "."))))
-                     or name.split(".")[0] in NEVER_IN_WORKERS)
+        bad = sorted(
+            name
+            for name in _imports(path)
+            if (
+                name.split(".")[0] == "hub"
+                and name != "hub"
+                and not name.startswith(
+                    tuple(p + suffix for p in WORKERS_MAY_IMPORT_FROM_HUB for suffix in ("", "."))
+                )
+            )
+            or name.split(".")[0] in NEVER_IN_WORKERS
+        )
         if bad:
             offending[mod] = bad
     assert offending == {}
@@ -114,11 +132,16 @@ def test_the_import_walk_sees_lazy_and_relative_imports(tmp_path, monkeypatch):
     pkg = tmp_path / "workers"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "lazy.py").write_text("def f():\n    from hub.jobs.services import job_transition\n"
-                                 "    from . import other\n")
+    (pkg / "lazy.py").write_text(
+        "def f():\n    from hub.jobs.services import job_transition\n    from . import other\n"
+    )
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
-    assert _imports(pkg / "lazy.py") == {"hub.jobs.services", "hub.jobs.services.job_transition",
-                                         "workers", "workers.other"}
+    assert _imports(pkg / "lazy.py") == {
+        "hub.jobs.services",
+        "hub.jobs.services.job_transition",
+        "workers",
+        "workers.other",
+    }
 
 
 def test_the_worker_side_imports_with_django_unimportable():
@@ -133,6 +156,8 @@ def test_the_worker_side_imports_with_django_unimportable():
         "                                                       'hub.registry', 'hub.settings', 'hub.celery_app')))\n"
         "print(loaded)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"

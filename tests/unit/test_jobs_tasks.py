@@ -95,13 +95,21 @@ def test_every_attempt_through_eager_celery_ends_failed_not_queued(hub, monkeypa
     assert [f["status"] for f in hub.finished] == ["failed"]
 
 
-def test_too_few_free_gpus_waits_in_the_queue_without_using_the_retry_budget(hub, monkeypatch, retries):
+def test_too_few_free_gpus_waits_in_the_queue_without_using_the_retry_budget(
+    hub, monkeypatch, retries
+):
     monkeypatch.setenv("HUB_JOB_GPU_RETRY_S", "30")
-    supervisor_raising(monkeypatch, GpusBusy("waiting for GPUs: 2 GPUs requested, 0 free on host-a"))
+    supervisor_raising(
+        monkeypatch, GpusBusy("waiting for GPUs: 2 GPUs requested, 0 free on host-a")
+    )
     with pytest.raises(Retry):
         tasks.run_job.run("j1", infra_failures=2)
     [r] = retries
-    assert r["countdown"] == 30 and r["kwargs"]["infra_failures"] == 2 and r["kwargs"]["gpu_wait_since"]
+    assert (
+        r["countdown"] == 30
+        and r["kwargs"]["infra_failures"] == 2
+        and r["kwargs"]["gpu_wait_since"]
+    )
     assert hub.finished == []
     # The job is still queued (the supervisor reserves GPUs before taking it): one log line
     # says why when the wait begins, not one per try.
@@ -113,7 +121,10 @@ def test_too_few_free_gpus_waits_in_the_queue_without_using_the_retry_budget(hub
     # ... but not forever.
     monkeypatch.setenv("HUB_JOB_GPU_MAX_WAIT_S", "3600")
     assert tasks.run_job.run("j1", gpu_wait_since=time.time() - 7200) == "failed"
-    assert "no worker had the GPUs" in hub.finished[-1]["reason"] and "0 free" in hub.finished[-1]["reason"]
+    assert (
+        "no worker had the GPUs" in hub.finished[-1]["reason"]
+        and "0 free" in hub.finished[-1]["reason"]
+    )
 
 
 def test_a_retry_the_broker_refuses_fails_the_job(hub, monkeypatch):
@@ -128,10 +139,15 @@ def test_a_retry_the_broker_refuses_fails_the_job(hub, monkeypatch):
     assert "could not be queued again" in hub.finished[-1]["reason"]
 
 
-def test_a_worker_with_a_broken_sandbox_fails_the_job_at_once_with_the_reason(hub, monkeypatch, retries):
+def test_a_worker_with_a_broken_sandbox_fails_the_job_at_once_with_the_reason(
+    hub, monkeypatch, retries
+):
     made = supervisor_raising(monkeypatch, AssertionError("must not run"))
-    monkeypatch.setattr(tasks, "_sandbox_problem",
-                        lambda: "refusing to run jobs: mandatory sandbox layers are missing: bwrap")
+    monkeypatch.setattr(
+        tasks,
+        "_sandbox_problem",
+        lambda: "refusing to run jobs: mandatory sandbox layers are missing: bwrap",
+    )
     assert tasks.run_job.run("j1") == "failed"
     assert made == [] and retries == []
     [done] = hub.finished
@@ -140,8 +156,11 @@ def test_a_worker_with_a_broken_sandbox_fails_the_job_at_once_with_the_reason(hu
 
 def test_a_bug_fails_the_job_even_when_the_client_cannot_be_made(monkeypatch):
     reported = []
-    monkeypatch.setattr(tasks, "_give_up",
-                        lambda job_id, client, reason: reported.append((job_id, client, reason)) or True)
+    monkeypatch.setattr(
+        tasks,
+        "_give_up",
+        lambda job_id, client, reason: reported.append((job_id, client, reason)) or True,
+    )
 
     def no_client():
         raise RuntimeError("bad HUB_WORKER_API_URL")
@@ -158,18 +177,31 @@ def test_a_bug_fails_the_job_even_when_the_client_cannot_be_made(monkeypatch):
 def test_the_worker_reads_its_settings_from_the_environment_in_one_place():
     from workers.settings import load
 
-    s = load({"HUB_URL": "http://hub:8000", "HUB_WORKER_TOKEN": "hubw_x", "HUB_WORKER_QUEUES": "cpu, gpu,",
-              "HUB_DATA_DIR": "/srv/hub", "HUB_KEEP_JOB_DIRS": "1", "HUB_JOB_GPU_RETRY_S": "5"})
+    s = load(
+        {
+            "HUB_URL": "http://hub:8000",
+            "HUB_WORKER_TOKEN": "hubw_x",
+            "HUB_WORKER_QUEUES": "cpu, gpu,",
+            "HUB_DATA_DIR": "/srv/hub",
+            "HUB_KEEP_JOB_DIRS": "1",
+            "HUB_JOB_GPU_RETRY_S": "5",
+        }
+    )
     assert (s.api_url, s.token, s.queues) == ("http://hub:8000", "hubw_x", ("cpu", "gpu"))
     assert s.jobs_dir.as_posix() == "/srv/hub/jobs" and s.keep_job_dirs and s.gpus is None
     assert (s.max_infra_retries, s.gpu_retry_s, s.gpu_max_wait_s) == (3, 5, 24 * 3600)
-    assert load({"HUB_WORKER_API_URL": "http://web:8000", "HUB_URL": "http://hub:8000"}).api_url == "http://web:8000"
+    assert (
+        load({"HUB_WORKER_API_URL": "http://web:8000", "HUB_URL": "http://hub:8000"}).api_url
+        == "http://web:8000"
+    )
     with pytest.raises(ValueError, match="HUB_JOB_MAX_INFRA_RETRIES"):
         load({"HUB_JOB_MAX_INFRA_RETRIES": "three"})
 
 
-@pytest.mark.parametrize(("raw", "gpus"), [(None, None), ("", None), ("all", None), ("ALL", None), ("0,1", (0, 1)),
-                                           ("3, 1", (1, 3))])
+@pytest.mark.parametrize(
+    ("raw", "gpus"),
+    [(None, None), ("", None), ("all", None), ("ALL", None), ("0,1", (0, 1)), ("3, 1", (1, 3))],
+)
 def test_hub_worker_gpus_names_all_gpus_or_the_indices_a_worker_may_hand_out(raw, gpus):
     from workers.settings import parse_gpus
 
@@ -187,11 +219,15 @@ def test_a_malformed_hub_worker_gpus_is_refused_with_its_name(raw):
 def test_a_gpu_worker_hands_jobs_only_the_gpus_hub_worker_gpus_names(monkeypatch):
     from workers.settings import load
 
-    slots = tasks._gpu_slots(load({"HUB_WORKER_GPUS": "1,3", "HUB_REDIS_PREFIX": "t:"}))  # no Redis call yet
+    slots = tasks._gpu_slots(
+        load({"HUB_WORKER_GPUS": "1,3", "HUB_REDIS_PREFIX": "t:"})
+    )  # no Redis call yet
     assert slots.devices == [1, 3] and slots.owners_key.startswith("t:gpu:")
 
 
-def test_the_jobs_folder_and_keeping_failed_ones_come_from_the_workers_settings(hub, monkeypatch, tmp_path):
+def test_the_jobs_folder_and_keeping_failed_ones_come_from_the_workers_settings(
+    hub, monkeypatch, tmp_path
+):
     made = []
 
     class Sup:

@@ -23,21 +23,51 @@ NFC_CAFE = unicodedata.normalize("NFC", "café")
 NFD_CAFE = unicodedata.normalize("NFD", "café")
 
 
-@pytest.mark.parametrize("path", [
-    "model.safetensors", "a/b/c.json", "weights/layer.0.bin", "ü/名前.txt", NFC_CAFE, ".gitignore",
-    ".gitattributes", "git/config", "my.git/x", ".github/workflows/ci.yml", "a/.hidden", "..dots..x",
-    "weird name:with colon", " leading space", "emoji\u200d👩\u200d💻.txt",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "model.safetensors",
+        "a/b/c.json",
+        "weights/layer.0.bin",
+        "ü/名前.txt",
+        NFC_CAFE,
+        ".gitignore",
+        ".gitattributes",
+        "git/config",
+        "my.git/x",
+        ".github/workflows/ci.yml",
+        "a/.hidden",
+        "..dots..x",
+        "weird name:with colon",
+        " leading space",
+        "emoji\u200d👩\u200d💻.txt",
+    ],
+)
 def test_ordinary_paths_are_accepted(path):
     assert path_problems(path) == []
     assert check_path(path) == path
 
 
-@pytest.mark.parametrize("path", [
-    ".git/config", ".GIT/config", ".Git/hooks/pre-commit", "a/.git/config", ".git", "sub/.git",
-    ".git./config", ".git /config", ".git. . /config", "GIT~1/config", "git~1/config",
-    ".g\u200cit/config", "\ufeff.git/config", ".git\u200d/config", ".git::$INDEX_ALLOCATION/config",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".git/config",
+        ".GIT/config",
+        ".Git/hooks/pre-commit",
+        "a/.git/config",
+        ".git",
+        "sub/.git",
+        ".git./config",
+        ".git /config",
+        ".git. . /config",
+        "GIT~1/config",
+        "git~1/config",
+        ".g\u200cit/config",
+        "\ufeff.git/config",
+        ".git\u200d/config",
+        ".git::$INDEX_ALLOCATION/config",
+    ],
+)
 def test_a_git_directory_component_is_refused_in_any_spelling(path):
     with pytest.raises(PathRefused) as e:
         check_path(path)
@@ -45,19 +75,44 @@ def test_a_git_directory_component_is_refused_in_any_spelling(path):
     assert ".git" in e.value.message
 
 
-@pytest.mark.parametrize("char", [
-    "\x00", "\x01", "\x1b", "\x1f", "\x7f", "\x80", "\x85", "\x9f", "\u2028", "\u2029",
-])
+@pytest.mark.parametrize(
+    "char",
+    [
+        "\x00",
+        "\x01",
+        "\x1b",
+        "\x1f",
+        "\x7f",
+        "\x80",
+        "\x85",
+        "\x9f",
+        "\u2028",
+        "\u2029",
+    ],
+)
 def test_control_characters_are_refused(char):
     with pytest.raises(PathRefused) as e:
         check_path(f"a{char}b.txt")
     assert e.value.code == "invalid_path" and "control" in e.value.message
 
 
-@pytest.mark.parametrize("char", [
-    "\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069", "\u200e", "\u200f",
-    "\u061c",
-])
+@pytest.mark.parametrize(
+    "char",
+    [
+        "\u202a",
+        "\u202b",
+        "\u202c",
+        "\u202d",
+        "\u202e",
+        "\u2066",
+        "\u2067",
+        "\u2068",
+        "\u2069",
+        "\u200e",
+        "\u200f",
+        "\u061c",
+    ],
+)
 def test_bidirectional_override_characters_are_refused(char):
     with pytest.raises(PathRefused) as e:
         check_path(f"invoice{char}fdp.exe")
@@ -65,7 +120,9 @@ def test_bidirectional_override_characters_are_refused(char):
     assert char not in e.value.message  # the message shows the name escaped, never reordered
 
 
-@pytest.mark.parametrize("path", [" ", "a/ /b", "\t", "a/\u3000/b", "a/b.", "a./b", "a/b ", "dir /f", "x\u00a0"])
+@pytest.mark.parametrize(
+    "path", [" ", "a/ /b", "\t", "a/\u3000/b", "a/b.", "a./b", "a/b ", "dir /f", "x\u00a0"]
+)
 def test_whitespace_only_and_trailing_dot_or_space_components_are_refused(path):
     with pytest.raises(PathRefused) as e:
         check_path(path)
@@ -79,10 +136,24 @@ def test_a_name_not_in_nfc_is_refused_with_a_clear_message():
     assert e.value.code == "invalid_path" and "NFC" in e.value.message
 
 
-@pytest.mark.parametrize("path", [
-    "", "/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "a/", "a\\b", "x" * 1025, "a/" + "b" * 256, "..", ".",
-    "a\ud800b",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "",
+        "/etc/passwd",
+        "../x",
+        "a/../../x",
+        "a/./b",
+        "a//b",
+        "a/",
+        "a\\b",
+        "x" * 1025,
+        "a/" + "b" * 256,
+        "..",
+        ".",
+        "a\ud800b",
+    ],
+)
 def test_traversal_empty_and_oversized_paths_are_refused(path):
     with pytest.raises(PathRefused) as e:
         check_path(path)
@@ -97,18 +168,25 @@ def test_a_path_that_is_not_a_string_is_refused(path):
 
 
 def test_path_key_folds_case_and_normalisation():
-    assert path_key("Dir/CAFÉ.txt") == path_key(f"dir/{NFC_CAFE}.txt") == path_key(f"DIR/{NFD_CAFE}.TXT")
+    assert (
+        path_key("Dir/CAFÉ.txt")
+        == path_key(f"dir/{NFC_CAFE}.txt")
+        == path_key(f"DIR/{NFD_CAFE}.TXT")
+    )
     assert path_key("Straße") == path_key("STRASSE")
 
 
-@pytest.mark.parametrize("paths", [
-    ["README.md", "readme.md"],
-    [f"{NFC_CAFE}.txt", f"{NFD_CAFE}.txt"],
-    ["a/b", "A/b/c"],
-    ["a/b/c", "A/B"],
-    ["Models/x.bin", "models/y.bin"],
-    ["straße.txt", "STRASSE.txt"],
-])
+@pytest.mark.parametrize(
+    "paths",
+    [
+        ["README.md", "readme.md"],
+        [f"{NFC_CAFE}.txt", f"{NFD_CAFE}.txt"],
+        ["a/b", "A/b/c"],
+        ["a/b/c", "A/B"],
+        ["Models/x.bin", "models/y.bin"],
+        ["straße.txt", "STRASSE.txt"],
+    ],
+)
 def test_paths_equal_after_case_folding_and_nfc_collide(paths):
     assert tree_collisions(paths)
     with pytest.raises(PathRefused) as e:
@@ -124,12 +202,16 @@ def test_a_file_and_a_directory_of_the_same_name_collide():
 
 
 def test_distinct_paths_do_not_collide():
-    check_tree(["a/b", "a/c", "A.txt", "b/a.txt", "b/c/d", "models/x", "models/y", "x.bin", "x.bin.json"])
+    check_tree(
+        ["a/b", "a/c", "A.txt", "b/a.txt", "b/c/d", "models/x", "models/y", "x.bin", "x.bin.json"]
+    )
 
 
 def test_only_collisions_touching_new_paths_are_reported():
     legacy = ["A.txt", "a.txt", "kept.bin"]
-    check_tree(legacy + ["new.bin"], new={"new.bin"})  # an old collision does not block an unrelated commit
+    check_tree(
+        legacy + ["new.bin"], new={"new.bin"}
+    )  # an old collision does not block an unrelated commit
     with pytest.raises(PathRefused) as e:
         check_tree(legacy + ["KEPT.bin"], new={"KEPT.bin"})
     assert sorted(e.value.details["paths"]) == ["KEPT.bin", "kept.bin"]

@@ -124,11 +124,15 @@ def test_summary_stat_suffix_selects_the_statistic():
 
 
 def test_summary_key_with_dots_keeps_last_by_default():
-    assert compile_query("summary.moe.aux_loss:>0") == numeric_range("summary.moe.aux_loss.last", gt=0.0)
+    assert compile_query("summary.moe.aux_loss:>0") == numeric_range(
+        "summary.moe.aux_loss.last", gt=0.0
+    )
 
 
 def test_inclusive_and_exclusive_ranges():
-    assert compile_query("params.lr:[0.001 TO 0.01}") == numeric_range("params_num.lr", gte=0.001, lt=0.01)
+    assert compile_query("params.lr:[0.001 TO 0.01}") == numeric_range(
+        "params_num.lr", gte=0.001, lt=0.01
+    )
 
 
 def test_open_range_bound():
@@ -193,7 +197,9 @@ def test_name_wildcard_uses_the_raw_keyword():
 
 
 def test_negative_number_value():
-    assert compile_query("params.shift:-1")["bool"]["should"][1] == numeric_term("params_num.shift", -1.0)
+    assert compile_query("params.shift:-1")["bool"]["should"][1] == numeric_term(
+        "params_num.shift", -1.0
+    )
 
 
 @pytest.mark.parametrize(

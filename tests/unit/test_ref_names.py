@@ -30,6 +30,8 @@ def test_names_with_an_at_sign_are_refused(name):
     assert e.value.code == "invalid_ref_name" and "@" in e.value.message
 
 
-@pytest.mark.parametrize("name", ["abcdef", "a" * 41, "v1234567", "cafe/1234567", "feature-abcdef12", "heads"])
+@pytest.mark.parametrize(
+    "name", ["abcdef", "a" * 41, "v1234567", "cafe/1234567", "feature-abcdef12", "heads"]
+)
 def test_names_near_the_rules_are_fine(name):
     assert validate_ref_name(name) == name

@@ -25,17 +25,25 @@ def fake_hub(files: dict[str, bytes], seen: list[str]):
         path = unquote(request.url.path)
         seen.append(path)
         prefix = "/api/v1/repos/alice/m/"
-        rest = path[len(prefix):]
+        rest = path[len(prefix) :]
         if rest == "tree":
             listing = [{"path": p, "size": len(d), "oid": "0" * 64} for p, d in files.items()]
             return httpx.Response(200, json={"commit": SHA, "files": listing})
         if rest.startswith("info/"):
-            data = files[rest[len("info/"):]]
-            return httpx.Response(200, json={"commit": SHA, "size": len(data),
-                                             "chunks": [[blake3.blake3(data).hexdigest(), len(data)]]})
+            data = files[rest[len("info/") :]]
+            return httpx.Response(
+                200,
+                json={
+                    "commit": SHA,
+                    "size": len(data),
+                    "chunks": [[blake3.blake3(data).hexdigest(), len(data)]],
+                },
+            )
         if rest.startswith("files/"):
-            return httpx.Response(200, content=files[rest[len("files/"):]])
-        return httpx.Response(404, json={"error": {"code": "not_found", "message": path, "details": None}})
+            return httpx.Response(200, content=files[rest[len("files/") :]])
+        return httpx.Response(
+            404, json={"error": {"code": "not_found", "message": path, "details": None}}
+        )
 
     return handler
 
@@ -43,7 +51,9 @@ def fake_hub(files: dict[str, bytes], seen: list[str]):
 def client_for(files: dict[str, bytes], seen: list[str]) -> Client:
     c = Client(url="http://hub.test", token="t", retries=0)
     c._http.close()
-    c._http = httpx.Client(base_url="http://hub.test/api/v1", transport=httpx.MockTransport(fake_hub(files, seen)))
+    c._http = httpx.Client(
+        base_url="http://hub.test/api/v1", transport=httpx.MockTransport(fake_hub(files, seen))
+    )
     return c
 
 
@@ -55,16 +65,19 @@ def test_pull_writes_safe_paths(tmp_path):
     assert (tmp_path / "out" / "weights" / "model.bin").read_bytes() == b"w" * 100
 
 
-@pytest.mark.parametrize("evil", [
-    "../escape.txt",
-    "a/../../escape.txt",
-    "/tmp/escape.txt",
-    "a/./b.txt",
-    "a//b.txt",
-    "..\\escape.txt",
-    "nul\x00byte",
-    "",
-])
+@pytest.mark.parametrize(
+    "evil",
+    [
+        "../escape.txt",
+        "a/../../escape.txt",
+        "/tmp/escape.txt",
+        "a/./b.txt",
+        "a//b.txt",
+        "..\\escape.txt",
+        "nul\x00byte",
+        "",
+    ],
+)
 def test_pull_refuses_a_path_outside_dest_and_writes_nothing(tmp_path, evil):
     seen: list[str] = []
     files = {"ok.txt": b"fine", evil: b"pwned"}
@@ -92,7 +105,14 @@ def test_pull_refuses_a_path_that_resolves_outside_through_a_symlink(tmp_path):
 
 
 def test_safe_target_accepts_ordinary_names(tmp_path):
-    for p in ("a.txt", "dir/sub/file.safetensors", "weird name:with colon", "..dots..x", ".hidden", ".gitignore"):
+    for p in (
+        "a.txt",
+        "dir/sub/file.safetensors",
+        "weird name:with colon",
+        "..dots..x",
+        ".hidden",
+        ".gitignore",
+    ):
         assert safe_target(tmp_path, p) == tmp_path / p
     with pytest.raises(HubClientError):
         safe_target(tmp_path, None)  # not a string
@@ -103,10 +123,25 @@ def test_safe_target_accepts_ordinary_names(tmp_path):
 NFD_CAFE = unicodedata.normalize("NFD", "café")
 
 
-@pytest.mark.parametrize("evil", [
-    ".git/config", ".GIT/config", "sub/.Git/hooks/post-checkout", ".git./config", ".git /config", "GIT~1/config",
-    ".g\u200cit/config", "a\u202egnp.exe", "a\x85b", "a\x7fb", " ", "name.", "dir /f", f"{NFD_CAFE}.txt",
-])
+@pytest.mark.parametrize(
+    "evil",
+    [
+        ".git/config",
+        ".GIT/config",
+        "sub/.Git/hooks/post-checkout",
+        ".git./config",
+        ".git /config",
+        "GIT~1/config",
+        ".g\u200cit/config",
+        "a\u202egnp.exe",
+        "a\x85b",
+        "a\x7fb",
+        " ",
+        "name.",
+        "dir /f",
+        f"{NFD_CAFE}.txt",
+    ],
+)
 def test_pull_refuses_a_tree_with_a_path_the_rule_forbids_and_writes_nothing(tmp_path, evil):
     seen: list[str] = []
     files = {"a-first.txt": b"fine", evil: b"[core]\n\tfsmonitor = touch /tmp/pwned\n"}
@@ -122,18 +157,24 @@ def test_pull_refuses_a_tree_with_a_path_the_rule_forbids_and_writes_nothing(tmp
 def test_pull_refuses_a_bad_path_even_when_include_leaves_it_out(tmp_path):
     seen: list[str] = []
     with pytest.raises(HubClientError) as e:
-        client_for({"weights/a.bin": b"w", ".git/config": b"x"}, seen).pull("alice/m@main", tmp_path / "out",
-                                                                              include=["weights/"])
+        client_for({"weights/a.bin": b"w", ".git/config": b"x"}, seen).pull(
+            "alice/m@main", tmp_path / "out", include=["weights/"]
+        )
     assert e.value.code == "unsafe_path"
     assert not any("/files/" in s for s in seen)
 
 
-@pytest.mark.parametrize("paths", [
-    ["README.md", "readme.md"],
-    ["a/b", "A/b/c"],
-    ["Models/x.bin", "models/y.bin"],
-])
-def test_pull_refuses_paths_that_collide_on_a_case_insensitive_disk_and_writes_nothing(tmp_path, paths):
+@pytest.mark.parametrize(
+    "paths",
+    [
+        ["README.md", "readme.md"],
+        ["a/b", "A/b/c"],
+        ["Models/x.bin", "models/y.bin"],
+    ],
+)
+def test_pull_refuses_paths_that_collide_on_a_case_insensitive_disk_and_writes_nothing(
+    tmp_path, paths
+):
     seen: list[str] = []
     dest = tmp_path / "out"
     with pytest.raises(HubClientError) as e:
@@ -153,7 +194,9 @@ def test_pull_never_writes_through_a_symlinked_partial_file(tmp_path):
     seen: list[str] = []
     client_for({"model.bin": b"new weights"}, seen).pull("alice/m@main", dest)
     assert victim.read_bytes() == b"precious"
-    assert (dest / "model.bin").read_bytes() == b"new weights" and not (dest / "model.bin").is_symlink()
+    assert (dest / "model.bin").read_bytes() == b"new weights" and not (
+        dest / "model.bin"
+    ).is_symlink()
 
 
 def test_download_refuses_a_parent_that_leaves_the_root(tmp_path):
@@ -166,7 +209,9 @@ def test_download_refuses_a_parent_that_leaves_the_root(tmp_path):
     c = client_for({"sub/f.bin": b"x"}, seen)
     manifest = {"commit": SHA, "size": 1, "chunks": [[blake3.blake3(b"x").hexdigest(), 1]]}
     with pytest.raises(HubClientError) as e:
-        c.download_file("alice/m", "sub/f.bin", root / "sub" / "f.bin", manifest=manifest, root=root)
+        c.download_file(
+            "alice/m", "sub/f.bin", root / "sub" / "f.bin", manifest=manifest, root=root
+        )
     assert e.value.code == "unsafe_path"
     assert list(outside.iterdir()) == []
 
@@ -187,7 +232,9 @@ def fake_push_hub(commits: list[dict]):
         if path == "/api/v1/repos/alice/m/commits":
             commits.append(json.loads(request.content))
             return httpx.Response(201, json={"sha": "b" * 40})
-        return httpx.Response(404, json={"error": {"code": "not_found", "message": path, "details": None}})
+        return httpx.Response(
+            404, json={"error": {"code": "not_found", "message": path, "details": None}}
+        )
 
     return handler
 
@@ -195,7 +242,9 @@ def fake_push_hub(commits: list[dict]):
 def push_client(commits: list[dict]) -> Client:
     c = Client(url="http://hub.test", token="t", retries=0)
     c._http.close()
-    c._http = httpx.Client(base_url="http://hub.test/api/v1", transport=httpx.MockTransport(fake_push_hub(commits)))
+    c._http = httpx.Client(
+        base_url="http://hub.test/api/v1", transport=httpx.MockTransport(fake_push_hub(commits))
+    )
     return c
 
 

@@ -33,12 +33,18 @@ def reference(records):
 
 def decoded(body):
     keys, ki, step, wall, value = decode(body, max_points=10**7)
-    return [(keys[i], int(s), float(t), float(v)) for i, s, t, v in zip(ki, step, wall, value, strict=True)]
+    return [
+        (keys[i], int(s), float(t), float(v))
+        for i, s, t, v in zip(ki, step, wall, value, strict=True)
+    ]
 
 
 def test_a_steady_loop_is_encoded_exactly():
     rng = np.random.default_rng(0)
-    records = [(s, 1.7e9 + s, {"loss": float(rng.random()), "lr": 1e-3, "acc": int(s % 3)}) for s in range(2000)]
+    records = [
+        (s, 1.7e9 + s, {"loss": float(rng.random()), "lr": 1e-3, "acc": int(s % 3)})
+        for s in range(2000)
+    ]
     body, n, dropped = _encode(records)
     ref, ref_dropped = reference(records)
     assert decoded(body) == ref and n == len(ref) == 6000 and dropped == ref_dropped == {}

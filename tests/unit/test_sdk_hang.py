@@ -49,7 +49,13 @@ def _points_in(spool):
 
 def test_a_hung_post_counts_as_pending_and_is_spooled_by_finish(hung_hub, tmp_path):
     client = Client(hung_hub, "token", timeout=60)  # the POST would hang for a minute
-    run = Run(client, {"id": "hung0123456789ab"}, spool_dir=tmp_path, flush_interval=0.05, batch_points=100)
+    run = Run(
+        client,
+        {"id": "hung0123456789ab"},
+        spool_dir=tmp_path,
+        flush_interval=0.05,
+        batch_points=100,
+    )
     for step in range(250):
         run.log({"loss": 1.0, "lr": 0.1}, step=step)  # 500 points: 5 batches, the first one hangs
     deadline = time.monotonic() + 5
@@ -60,7 +66,9 @@ def test_a_hung_post_counts_as_pending_and_is_spooled_by_finish(hung_hub, tmp_pa
     with pytest.warns(UserWarning):
         report = run.finish(timeout=1.0)
     elapsed = time.monotonic() - started
-    assert elapsed < 1.0 + 5.0 + 1.0, elapsed  # flush budget + the short status call, not 60 s × retries
+    assert elapsed < 1.0 + 5.0 + 1.0, (
+        elapsed
+    )  # flush budget + the short status call, not 60 s × retries
     spool = tmp_path / "hung0123456789ab"
     assert report["pending"] == 500 == _points_in(spool) and not report["status_sent"]
     assert json.loads((spool / STATUS_FILE).read_text()) == {"status": "finished"}
@@ -85,7 +93,9 @@ def test_the_status_call_is_short_and_not_retried(tmp_path):
     [(method, kw)] = calls
     assert method == "PATCH" and kw["retries"] == 0 and kw["timeout"] <= 5.0
     assert report["status_sent"] is False and report["pending"] == 0
-    assert json.loads((tmp_path / "stat0123456789ab" / STATUS_FILE).read_text()) == {"status": "failed"}
+    assert json.loads((tmp_path / "stat0123456789ab" / STATUS_FILE).read_text()) == {
+        "status": "failed"
+    }
 
 
 def test_sync_sends_the_spooled_points_then_the_status(tmp_path):
@@ -101,10 +111,13 @@ def test_sync_sends_the_spooled_points_then_the_status(tmp_path):
 
     spool = tmp_path / "sync0123456789ab"
     spool.mkdir()
-    (spool / "00000000000000000001000001-3.bin").write_bytes(wire.encode(["a"], [0, 0, 0], [0, 1, 2], [1.0] * 3,
-                                                                          [1.0] * 3))
+    (spool / "00000000000000000001000001-3.bin").write_bytes(
+        wire.encode(["a"], [0, 0, 0], [0, 1, 2], [1.0] * 3, [1.0] * 3)
+    )
     (spool / STATUS_FILE).write_text(json.dumps({"status": "finished"}))
     assert sync_spool(Hub(), tmp_path) == {"sent_points": 3, "runs_left": 0}
-    assert sent == [("POST", "/runs/sync0123456789ab/metrics", 3),
-                    ("PATCH", "/runs/sync0123456789ab", {"status": "finished"})]
+    assert sent == [
+        ("POST", "/runs/sync0123456789ab/metrics", 3),
+        ("PATCH", "/runs/sync0123456789ab", {"status": "finished"}),
+    ]
     assert not spool.exists()

@@ -18,8 +18,14 @@ class Offline:
 
 
 def test_spill_writes_hub_sized_batches_and_loses_nothing(tmp_path):
-    run = Run(Offline(), {"id": "abcdef0123456789"}, spool_dir=tmp_path, batch_points=1000, max_pending=5000,
-              flush_interval=3600)
+    run = Run(
+        Offline(),
+        {"id": "abcdef0123456789"},
+        spool_dir=tmp_path,
+        batch_points=1000,
+        max_pending=5000,
+        flush_interval=3600,
+    )
     for step in range(6000):
         run.log({"a": float(step), "b": 1.0}, step=step)  # 12,000 points: spills past 5,000 pending
     report = run.finish(timeout=0.5)

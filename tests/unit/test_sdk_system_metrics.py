@@ -22,10 +22,16 @@ def test_cpu_and_memory_on_this_machine():
     sampler = SystemSampler(nvidia_smi="")
     _busy(0.3)
     s = sampler.sample()
-    assert set(s) == {"system/cpu_percent", "system/process_cpu_percent", "system/memory_rss_mb",
-                      "system/memory_percent"}
+    assert set(s) == {
+        "system/cpu_percent",
+        "system/process_cpu_percent",
+        "system/memory_rss_mb",
+        "system/memory_percent",
+    }
     assert 0 <= s["system/cpu_percent"] <= 100 and 0 < s["system/memory_percent"] <= 100
-    assert s["system/process_cpu_percent"] > 0  # it was spinning (on shared cores: by how much varies)
+    assert (
+        s["system/process_cpu_percent"] > 0
+    )  # it was spinning (on shared cores: by how much varies)
     assert s["system/memory_rss_mb"] > 10  # this interpreter, with NumPy loaded
 
 
@@ -75,8 +81,13 @@ def test_a_run_samples_in_the_background_without_touching_the_training_step(tmp_
     from hub.shared import wire
 
     hub = Recorder()
-    run = Run(hub, {"id": "sys0123456789abc", "started_at": "2020-01-01T00:00:00Z"}, spool_dir=tmp_path,
-              flush_interval=0.05, system_interval=0.05)
+    run = Run(
+        hub,
+        {"id": "sys0123456789abc", "started_at": "2020-01-01T00:00:00Z"},
+        spool_dir=tmp_path,
+        flush_interval=0.05,
+        system_interval=0.05,
+    )
     run.log({"loss": 1.0})
     time.sleep(0.4)
     run.log({"loss": 0.5})
@@ -89,14 +100,18 @@ def test_a_run_samples_in_the_background_without_touching_the_training_step(tmp_
     assert points["loss"] == [0, 1]
     rss = points["system/memory_rss_mb"]
     assert len(rss) >= 3 and len(set(rss)) == len(rss)  # one step per sample, none overwritten
-    assert abs(max(rss) - (time.time() - 1577836800) * 1000) < 10_000  # milliseconds since the run started
+    assert (
+        abs(max(rss) - (time.time() - 1577836800) * 1000) < 10_000
+    )  # milliseconds since the run started
 
 
 def test_system_metrics_can_be_turned_off(tmp_path):
     run = Run(Recorder(), {"id": "off0123456789abc"}, spool_dir=tmp_path, system_metrics=False)
     assert run._sampler is None
     run.finish(timeout=1)
-    assert not any(t.name.endswith("-system") and t.is_alive() for t in __import__("threading").enumerate())
+    assert not any(
+        t.name.endswith("-system") and t.is_alive() for t in __import__("threading").enumerate()
+    )
 
 
 def test_default_interval_is_ten_seconds():

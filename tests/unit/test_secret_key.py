@@ -44,9 +44,13 @@ def test_the_key_file_is_never_readable_by_others_even_for_a_moment(tmp_path, mo
 
 def _settings_key(env: dict) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    return subprocess.run([sys.executable, "-c", "from django.conf import settings; print(settings.SECRET_KEY)"],
-                          env={**base, "DJANGO_SETTINGS_MODULE": "hub.settings", **env}, cwd=ROOT,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.SECRET_KEY)"],
+        env={**base, "DJANGO_SETTINGS_MODULE": "hub.settings", **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_production_settings_refuse_to_start_without_a_key(tmp_path):
@@ -57,5 +61,8 @@ def test_production_settings_refuse_to_start_without_a_key(tmp_path):
 def test_settings_use_the_data_dirs_key_and_hub_secret_key_overrides_it(tmp_path):
     key = secret_key_for(tmp_path)
     assert _settings_key({"HUB_DATA_DIR": str(tmp_path)}).stdout.strip() == key
-    assert _settings_key({"HUB_DATA_DIR": str(tmp_path), "HUB_SECRET_KEY": "from-env"}).stdout.strip() == "from-env"
+    assert (
+        _settings_key({"HUB_DATA_DIR": str(tmp_path), "HUB_SECRET_KEY": "from-env"}).stdout.strip()
+        == "from-env"
+    )
     assert Path(tmp_path / "secret-key").read_text().strip() == key

@@ -17,8 +17,12 @@ pytestmark = pytest.mark.unit
 def test_a_signal_while_a_child_is_starting_stops_it_and_is_not_an_error():
     sup = Supervisor()
     # A child that never becomes ready: without the shutdown, add() would wait 60 s.
-    child = Child("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], {},
-                  ready_url=f"http://127.0.0.1:{free_port()}/health")
+    child = Child(
+        "sleeper",
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        {},
+        ready_url=f"http://127.0.0.1:{free_port()}/health",
+    )
     threading.Timer(0.5, sup.stop_all).start()  # what the SIGTERM handler does
     t = time.monotonic()
     with pytest.raises(ShutdownRequested):

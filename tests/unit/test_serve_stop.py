@@ -38,7 +38,9 @@ def test_a_grandchild_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_
             time.sleep(1)
     """)
     # Like noida-db's launcher: a wrapper that runs the real server as its child and dies on SIGTERM.
-    wrapper = f"import subprocess, sys; sys.exit(subprocess.call([sys.executable, '-c', {stubborn!r}]))"
+    wrapper = (
+        f"import subprocess, sys; sys.exit(subprocess.call([sys.executable, '-c', {stubborn!r}]))"
+    )
     child = Child("search", [sys.executable, "-c", wrapper], dict(os.environ))
     child.start()
     deadline = time.monotonic() + 20

@@ -33,7 +33,10 @@ def _imported_roots(source: str) -> set[str]:
 def test_no_shared_module_imports_django_drf_celery_or_torch():
     modules = sorted(SHARED.rglob("*.py"))
     assert len(modules) >= 6  # __init__, paths, tensors, chunking, wire, spool, resources
-    offending = {str(p.relative_to(ROOT)): sorted(_imported_roots(p.read_text()) & FORBIDDEN) for p in modules}
+    offending = {
+        str(p.relative_to(ROOT)): sorted(_imported_roots(p.read_text()) & FORBIDDEN)
+        for p in modules
+    }
     assert {p: names for p, names in offending.items() if names} == {}
 
 
@@ -52,6 +55,8 @@ def test_shared_and_the_sdk_import_with_django_and_torch_unimportable():
         "from hub.client import Client, HubClientError, HubUnreachable, PushResult\n"
         "print('ok')\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"

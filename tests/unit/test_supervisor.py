@@ -13,11 +13,19 @@ pytestmark = pytest.mark.unit
 
 def test_malformed_and_oversized_events_are_counted_not_trusted():
     c = EventCounters()
-    good = json.dumps({"type": "metric", "seq": 0, "time": 1.0, "step": 1, "values": {"loss": 1.0}}).encode()
+    good = json.dumps(
+        {"type": "metric", "seq": 0, "time": 1.0, "step": 1, "values": {"loss": 1.0}}
+    ).encode()
     assert validate_event(good, c)["values"] == {"loss": 1.0}
-    for raw in (b"not json", b'{"type": "metric"}', b'{"type": "rm -rf", "seq": 1, "time": 1}',
-                json.dumps({"type": "log", "seq": 1, "time": 1.0, "level": "info", "message": "x" * 70_000}).encode(),
-                b"[1, 2, 3]"):
+    for raw in (
+        b"not json",
+        b'{"type": "metric"}',
+        b'{"type": "rm -rf", "seq": 1, "time": 1}',
+        json.dumps(
+            {"type": "log", "seq": 1, "time": 1.0, "level": "info", "message": "x" * 70_000}
+        ).encode(),
+        b"[1, 2, 3]",
+    ):
         assert validate_event(raw, c) is None
     assert c.received == 6 and c.rejected == 5
     assert set(c.reasons) >= {"not JSON", "oversized"}
@@ -40,19 +48,34 @@ def test_artifacts_must_be_regular_files_inside_the_output_dir(tmp_path):
             assert f.read() == b"x"
         with safe_output(folder, "sub/a.json") as f:
             assert f.read() == b"{}"
-        for bad in ("link.json", "dirlink/secret", "../secret", "/etc/passwd", "sub", "missing", "a\x00b", "",
-                    "sub/../model.safetensors", "./model.safetensors", "sub//a.json"):
+        for bad in (
+            "link.json",
+            "dirlink/secret",
+            "../secret",
+            "/etc/passwd",
+            "sub",
+            "missing",
+            "a\x00b",
+            "",
+            "sub/../model.safetensors",
+            "./model.safetensors",
+            "sub//a.json",
+        ):
             assert safe_output(folder, bad) is None, bad
 
 
-def test_a_file_swapped_for_a_link_after_the_supervisor_checked_it_is_not_read(tmp_path, monkeypatch):
+def test_a_file_swapped_for_a_link_after_the_supervisor_checked_it_is_not_read(
+    tmp_path, monkeypatch
+):
     """The check and the open are one step: swapping the file for a link to a host file right
     after the supervisor looked at it changes nothing in what it uploads."""
     import workers.supervisor as supervisor
 
     secret = tmp_path / "host-secret"
     secret.write_bytes(b"host secret")
-    art = json.dumps({"type": "artifact", "seq": 0, "time": 1.0, "path": "eval.json", "kind": "eval"}).encode()
+    art = json.dumps(
+        {"type": "artifact", "seq": 0, "time": 1.0, "path": "eval.json", "kind": "eval"}
+    ).encode()
 
     def write_eval(sandbox):
         out = sandbox.spec.job_dir / "out"
@@ -119,8 +142,16 @@ class FakeClient:
     """The hub behind ``hub.client.worker.WorkerClient``: the SDK's ``request`` (answered by
     ``_json``, chunk bodies recorded by ``upload``) and the SDK calls the supervisor makes."""
 
-    def __init__(self, *, resources=None, target=None, base=None, heartbeat_status="running", status="queued",
-                 start_error=None):
+    def __init__(
+        self,
+        *,
+        resources=None,
+        target=None,
+        base=None,
+        heartbeat_status="running",
+        status="queued",
+        start_error=None,
+    ):
         from hub.client import HubClientError
 
         self.HubClientError = HubClientError
@@ -129,9 +160,23 @@ class FakeClient:
         self.status, self.start_error = status, start_error
         self.branches: dict[tuple[str, str], str] = {}
         self.run = FakeRun()
-        self.job = {"id": "j1", "kind": "train", "config": {"train": {"steps": 1}}, "project": "alice/exp",
-                    "attempt": 1, "created_by": "alice", "base": base, "target": target,
-                    "resources": {"gpus": 0, "cpus": 2, "memory_mb": 512, "time_limit_s": 100, **(resources or {})}}
+        self.job = {
+            "id": "j1",
+            "kind": "train",
+            "config": {"train": {"steps": 1}},
+            "project": "alice/exp",
+            "attempt": 1,
+            "created_by": "alice",
+            "base": base,
+            "target": target,
+            "resources": {
+                "gpus": 0,
+                "cpus": 2,
+                "memory_mb": 512,
+                "time_limit_s": 100,
+                **(resources or {}),
+            },
+        }
 
     def _json(self, method, path, json=None, idempotent=False, params=None):
         self.calls.append((method, path, json))
@@ -148,13 +193,26 @@ class FakeClient:
     def upload(self, method, path, content):
         self.calls.append((method, path, bytes(content)))
 
-    def request(self, method, path, *, json=None, params=None, content=None, headers=None, idempotent=None,
-                retries=None):
+    def request(
+        self,
+        method,
+        path,
+        *,
+        json=None,
+        params=None,
+        content=None,
+        headers=None,
+        idempotent=None,
+        retries=None,
+    ):
         import httpx
 
         if content is not None:
             return httpx.Response(200, json=self.upload(method, path, content))
-        return httpx.Response(200, json=self._json(method, path, json=json, idempotent=bool(idempotent), params=params))
+        return httpx.Response(
+            200,
+            json=self._json(method, path, json=json, idempotent=bool(idempotent), params=params),
+        )
 
     def paths(self):
         return [p.rsplit("/worker/", 1)[-1] for _, p, _ in self.calls if "/worker/" in p]
@@ -163,7 +221,9 @@ class FakeClient:
         return next(j for _, p, j in self.calls if p.endswith("/worker/finish"))
 
     def log_lines(self):
-        return [line[3] for _, p, j in self.calls if p.endswith("/worker/logs") for line in j["lines"]]
+        return [
+            line[3] for _, p, j in self.calls if p.endswith("/worker/logs") for line in j["lines"]
+        ]
 
     def branch_info(self, repo, branch):
         if (repo, branch) not in self.branches:
@@ -242,8 +302,15 @@ def supervise(tmp_path, client=None, gpu_slots=None, **sandbox):
         sb.folder_size = sizes[-1] if sizes else None
         return sb
 
-    sup = JobSupervisor("j1", client=WorkerClient(sdk=client), work_root=tmp_path, hostname="w1", gpu_slots=gpu_slots,
-                        sandbox_factory=sandbox_factory, job_folder_factory=plain_folder)
+    sup = JobSupervisor(
+        "j1",
+        client=WorkerClient(sdk=client),
+        work_root=tmp_path,
+        hostname="w1",
+        gpu_slots=gpu_slots,
+        sandbox_factory=sandbox_factory,
+        job_folder_factory=plain_folder,
+    )
     return sup, client
 
 
@@ -261,8 +328,12 @@ def test_the_job_gets_a_cpu_time_limit_from_its_wall_clock_and_cpus(tmp_path):
 
 
 def test_event_lines_the_reader_dropped_count_as_rejected_and_are_logged(tmp_path):
-    good = json.dumps({"type": "progress", "seq": 0, "time": 1.0, "step": 1, "total": 2, "eta_s": None}).encode()
-    sup, client = supervise(tmp_path, events=[good, b"not json"], outcome=FakeOutcome(dropped_event_lines=3))
+    good = json.dumps(
+        {"type": "progress", "seq": 0, "time": 1.0, "step": 1, "total": 2, "eta_s": None}
+    ).encode()
+    sup, client = supervise(
+        tmp_path, events=[good, b"not json"], outcome=FakeOutcome(dropped_event_lines=3)
+    )
     assert sup.run() == "succeeded"
     events = client.finished()["summary"]["events"]
     assert events["received"] == 5 and events["rejected"] == 4
@@ -292,7 +363,9 @@ class _BusySlots:
 def test_no_free_gpu_leaves_the_job_queued_without_starting_or_requeueing_it(tmp_path):
     from workers.supervisor import GpusBusy
 
-    sup, client = supervise(tmp_path, client=FakeClient(resources={"gpus": 2}), gpu_slots=_BusySlots())
+    sup, client = supervise(
+        tmp_path, client=FakeClient(resources={"gpus": 2}), gpu_slots=_BusySlots()
+    )
     with pytest.raises(GpusBusy, match="waiting for GPUs: 2 GPUs requested, 0 free"):
         sup.run()
     # Only the job was read: no start (no attempt, no transition), no requeue, no finish, no
@@ -336,7 +409,10 @@ def test_gpus_are_reserved_before_the_job_starts_and_named_in_the_start(tmp_path
     sup, _ = supervise(tmp_path, client=client, gpu_slots=slots)
     assert sup.run() == "succeeded"
     assert start_seen == [["take 2"]]  # held when the hub was told the job runs
-    assert next(j for _, p, j in client.calls if p.endswith("/worker/start")) == {"worker": "w1", "gpus": [0, 1]}
+    assert next(j for _, p, j in client.calls if p.endswith("/worker/start")) == {
+        "worker": "w1",
+        "gpus": [0, 1],
+    }
     assert slots.events == ["take 2", "release"]
     assert FakeSandbox.instances[-1].spec.gpus == [0, 1]
 
@@ -345,17 +421,22 @@ def test_a_lease_taken_before_the_start_is_released_when_the_start_is_refused(tm
     from hub.client import HubClientError, HubUnreachable
     from workers.supervisor import InfrastructureError
 
-    refused = HubClientError(409, "job_state_conflict", "Job j1 is cancelled, not queued.", {"status": "cancelled"})
+    refused = HubClientError(
+        409, "job_state_conflict", "Job j1 is cancelled, not queued.", {"status": "cancelled"}
+    )
     slots = _RecordingSlots()
-    sup, client = supervise(tmp_path, client=FakeClient(resources={"gpus": 1}, start_error=refused), gpu_slots=slots)
+    sup, client = supervise(
+        tmp_path, client=FakeClient(resources={"gpus": 1}, start_error=refused), gpu_slots=slots
+    )
     assert sup.run() == "skipped"
     assert slots.events == ["take 1", "release"]
     assert client.paths() == ["start"]  # no requeue, no finish
 
     slots = _RecordingSlots()
     unreachable = HubUnreachable("connection refused")
-    sup, client = supervise(tmp_path, client=FakeClient(resources={"gpus": 1}, start_error=unreachable),
-                            gpu_slots=slots)
+    sup, client = supervise(
+        tmp_path, client=FakeClient(resources={"gpus": 1}, start_error=unreachable), gpu_slots=slots
+    )
     with pytest.raises(InfrastructureError, match="unreachable"):
         sup.run()
     assert slots.events == ["take 1", "release"]
@@ -363,7 +444,9 @@ def test_a_lease_taken_before_the_start_is_released_when_the_start_is_refused(tm
 
     slots = _RecordingSlots()
     other = HubClientError(500, "internal_error", "boom")
-    sup, client = supervise(tmp_path, client=FakeClient(resources={"gpus": 1}, start_error=other), gpu_slots=slots)
+    sup, client = supervise(
+        tmp_path, client=FakeClient(resources={"gpus": 1}, start_error=other), gpu_slots=slots
+    )
     with pytest.raises(HubClientError):
         sup.run()
     assert slots.events == ["take 1", "release"]
@@ -371,7 +454,9 @@ def test_a_lease_taken_before_the_start_is_released_when_the_start_is_refused(tm
 
 def test_a_job_that_is_not_queued_any_more_is_skipped_without_reserving_gpus(tmp_path):
     slots = _RecordingSlots()
-    sup, client = supervise(tmp_path, client=FakeClient(resources={"gpus": 1}, status="cancelled"), gpu_slots=slots)
+    sup, client = supervise(
+        tmp_path, client=FakeClient(resources={"gpus": 1}, status="cancelled"), gpu_slots=slots
+    )
     assert sup.run() == "skipped"
     assert slots.events == [] and client.paths() == []
 
@@ -412,9 +497,14 @@ def test_a_missing_target_branch_is_created_at_the_base_commit(tmp_path):
     sup.job = client.job
     sup.target_head = None
     assert client.paths() == []
-    sup.client.sdk.push = lambda *a, **kw: (_ for _ in ()).throw(AssertionError("stop after the branch"))
+    sup.client.sdk.push = lambda *a, **kw: (_ for _ in ()).throw(
+        AssertionError("stop after the branch")
+    )
     (tmp_path / "w.safetensors").write_bytes(b"x")
-    with open(tmp_path / "w.safetensors", "rb") as f, pytest.raises(AssertionError, match="stop after the branch"):
+    with (
+        open(tmp_path / "w.safetensors", "rb") as f,
+        pytest.raises(AssertionError, match="stop after the branch"),
+    ):
         sup._commit_weights(client.job, [("w.safetensors", f)], FakeRun())
     assert client.branches[("alice/moe", "exp")] == "a" * 40
 
@@ -427,14 +517,42 @@ def test_profile_rows_reach_the_hub_with_their_input_shapes(tmp_path):
                 return {"missing": []}
             return super()._json(method, path, json, idempotent, params)
 
-    row = {"calls": 2, "self_cpu_us": 10.0, "cpu_total_us": 12.0, "self_device_us": 0.0, "device_total_us": 0.0,
-           "flops": 100, "self_cpu_memory_bytes": 0, "self_device_memory_bytes": 0}
-    table = {"steps": 1,
-             "ops": [{"name": "aten::mm", **row, "calls": 4, "self_cpu_us": 20.0, "cpu_total_us": 24.0, "flops": 200}],
-             "ops_by_shape": [{"name": "aten::mm", "shapes": "[[4,8],[8,8]]", **row},
-                              {"name": "aten::mm", "shapes": "[[4,8],[8,2]]", **row}]}
-    art = json.dumps({"type": "artifact", "seq": 0, "time": 1.0, "path": "profile/ops.json",
-                      "kind": "profile_ops"}).encode()
+    row = {
+        "calls": 2,
+        "self_cpu_us": 10.0,
+        "cpu_total_us": 12.0,
+        "self_device_us": 0.0,
+        "device_total_us": 0.0,
+        "flops": 100,
+        "self_cpu_memory_bytes": 0,
+        "self_device_memory_bytes": 0,
+    }
+    table = {
+        "steps": 1,
+        "ops": [
+            {
+                "name": "aten::mm",
+                **row,
+                "calls": 4,
+                "self_cpu_us": 20.0,
+                "cpu_total_us": 24.0,
+                "flops": 200,
+            }
+        ],
+        "ops_by_shape": [
+            {"name": "aten::mm", "shapes": "[[4,8],[8,8]]", **row},
+            {"name": "aten::mm", "shapes": "[[4,8],[8,2]]", **row},
+        ],
+    }
+    art = json.dumps(
+        {
+            "type": "artifact",
+            "seq": 0,
+            "time": 1.0,
+            "path": "profile/ops.json",
+            "kind": "profile_ops",
+        }
+    ).encode()
 
     def write_table(sandbox):
         out = sandbox.spec.job_dir / "out" / "profile"
@@ -445,15 +563,30 @@ def test_profile_rows_reach_the_hub_with_their_input_shapes(tmp_path):
     assert sup.run() == "succeeded"
     sent = next(j for _, p, j in client.calls if p.endswith("/worker/profile"))["ops"]
     assert [(r["op"], r["shapes"], r["calls"], r["self_us"]) for r in sent] == [
-        ("aten::mm", "[[4,8],[8,8]]", 2, 10.0), ("aten::mm", "[[4,8],[8,2]]", 2, 10.0)]
+        ("aten::mm", "[[4,8],[8,8]]", 2, 10.0),
+        ("aten::mm", "[[4,8],[8,2]]", 2, 10.0),
+    ]
 
 
 def test_a_profile_table_without_shapes_is_still_sent_per_op():
     from workers.supervisor import profile_rows
 
-    old = {"ops": [{"name": "aten::add", "calls": 3, "self_cpu_us": 5.0, "cpu_total_us": 6.0, "flops": 0}]}
-    assert profile_rows(old) == [{"op": "aten::add", "shapes": "", "calls": 3, "self_us": 5.0, "total_us": 6.0,
-                                  "flops": 0, "self_memory_bytes": 0}]
+    old = {
+        "ops": [
+            {"name": "aten::add", "calls": 3, "self_cpu_us": 5.0, "cpu_total_us": 6.0, "flops": 0}
+        ]
+    }
+    assert profile_rows(old) == [
+        {
+            "op": "aten::add",
+            "shapes": "",
+            "calls": 3,
+            "self_us": 5.0,
+            "total_us": 6.0,
+            "flops": 0,
+            "self_memory_bytes": 0,
+        }
+    ]
 
 
 def test_a_cancel_reaches_the_sandbox_with_the_next_heartbeat(tmp_path):
@@ -484,7 +617,10 @@ def test_a_cancel_reaches_the_sandbox_with_the_next_heartbeat(tmp_path):
     sup, _ = supervise(tmp_path, client=client, during=running)
     assert sup.run() == "cancelled"
     assert took[0] < supervisor.HEARTBEAT_S + 1.0
-    assert client.finished()["status"] == "cancelled" and client.finished()["reason"] == "cancelled by the user"
+    assert (
+        client.finished()["status"] == "cancelled"
+        and client.finished()["reason"] == "cancelled by the user"
+    )
 
 
 def test_the_jobs_run_does_not_sample_the_supervisors_own_cpu_and_memory(tmp_path):

@@ -19,7 +19,9 @@ class Client(FakeClient):
 
 
 def run_with_artifact(tmp_path, name: str):
-    art = json.dumps({"type": "artifact", "seq": 0, "time": 1.0, "path": name, "kind": "eval"}).encode()
+    art = json.dumps(
+        {"type": "artifact", "seq": 0, "time": 1.0, "path": name, "kind": "eval"}
+    ).encode()
 
     def write(sandbox):
         target = sandbox.spec.job_dir / "out" / name
@@ -36,8 +38,17 @@ def test_an_artifact_with_an_ordinary_name_is_uploaded(tmp_path):
     assert "artifacts" in client.paths()
 
 
-@pytest.mark.parametrize("name", [".git/config", "sub/.GIT/hooks/post-checkout", "eval\u202enosj.txt", "a\x85b.json",
-                                  "results.", "dir /x.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        ".git/config",
+        "sub/.GIT/hooks/post-checkout",
+        "eval\u202enosj.txt",
+        "a\x85b.json",
+        "results.",
+        "dir /x.json",
+    ],
+)
 def test_an_artifact_whose_name_breaks_the_path_rule_is_ignored_and_said_so(tmp_path, name):
     client = run_with_artifact(tmp_path, name)
     assert "artifacts" not in client.paths()

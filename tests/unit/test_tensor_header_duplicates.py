@@ -34,8 +34,10 @@ def test_a_field_named_twice_in_one_entry_is_refused():
 
 
 def test_metadata_twice_or_a_metadata_key_twice_is_refused():
-    for raw in (b'{"__metadata__":{"a":"1"},"__metadata__":{"a":"2"},"w":' + W + b"}",
-                b'{"__metadata__":{"a":"1","a":"2"},"w":' + W + b"}"):
+    for raw in (
+        b'{"__metadata__":{"a":"1"},"__metadata__":{"a":"2"},"w":' + W + b"}",
+        b'{"__metadata__":{"a":"1","a":"2"},"w":' + W + b"}",
+    ):
         data = _file(raw)
         with pytest.raises(HeaderError):
             parse_header(data, file_size=len(data))

@@ -22,7 +22,9 @@ def test_parse_real_safetensors_header():
     assert set(h.tensors) == {"a", "b"}
     assert h.metadata == {"k": "v"}
     a = h.tensors["a"]
-    assert np.array_equal(np.frombuffer(data[a.begin : a.end], np.float32).reshape(2, 3), np.zeros((2, 3)))
+    assert np.array_equal(
+        np.frombuffer(data[a.begin : a.end], np.float32).reshape(2, 3), np.zeros((2, 3))
+    )
 
 
 @pytest.mark.parametrize(
@@ -33,8 +35,13 @@ def test_parse_real_safetensors_header():
         ({"t": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, "non-negative"),
         ({"t": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}, "data_offsets"),
         ({"t": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, "not contiguous"),
-        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
-          "b": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, "not contiguous"),
+        (
+            {
+                "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                "b": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+            },
+            "not contiguous",
+        ),
         ({"__metadata__": {"k": 1}}, "__metadata__"),
         ({"t": "nope"}, "not an object"),
     ],
@@ -62,9 +69,14 @@ def test_data_buffer_must_match_the_file_size():
 
 
 def test_build_header_round_trips_through_safetensors():
-    arrays = {"x": np.arange(6, dtype=np.float32).reshape(2, 3), "y": np.arange(3, dtype=np.float64)}
-    header, spans = build_header([(k, "F32" if v.dtype == np.float32 else "F64", v.shape) for k, v in arrays.items()],
-                                 {"m": "1"})
+    arrays = {
+        "x": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "y": np.arange(3, dtype=np.float64),
+    }
+    header, spans = build_header(
+        [(k, "F32" if v.dtype == np.float32 else "F64", v.shape) for k, v in arrays.items()],
+        {"m": "1"},
+    )
     data = header + b"".join(v.tobytes() for v in arrays.values())
     loaded = load(data)
     assert all(np.array_equal(loaded[k], v) for k, v in arrays.items())

@@ -32,16 +32,30 @@ class StandInHub(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         size = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(size) if size else b""
-        body = raw if self.headers.get("Content-Type") == "application/octet-stream" else json.loads(raw or b"null")
+        body = (
+            raw
+            if self.headers.get("Content-Type") == "application/octet-stream"
+            else json.loads(raw or b"null")
+        )
         token = self.headers.get("Authorization", "").removeprefix("Bearer ")
         self.seen.append((self.command, self.path, token, body))
         if self.path.endswith("/worker/start"):
             if token != SERVICE:
-                return self._answer(403, {"error": {"code": "not_a_worker", "message": "service only"}})
+                return self._answer(
+                    403, {"error": {"code": "not_a_worker", "message": "service only"}}
+                )
             return self._answer(200, {"id": "j1", "status": "running", "credential": ATTEMPT})
         if self.path.endswith("/worker/finish") and token == SERVICE:
-            return self._answer(409, {"error": {"code": "job_state_conflict", "message": "running",
-                                                "details": {"status": "running"}}})
+            return self._answer(
+                409,
+                {
+                    "error": {
+                        "code": "job_state_conflict",
+                        "message": "running",
+                        "details": {"status": "running"},
+                    }
+                },
+            )
         if self.path.endswith("/worker/chunks/missing"):
             return self._answer(200, {"missing": body["chunks"][:1]})
         if self.path.endswith("/worker/heartbeat"):
@@ -90,14 +104,22 @@ def test_start_claims_with_the_service_credential_and_the_rest_uses_the_attempts
     ]
     bodies = [b for *_, b in StandInHub.seen]
     assert bodies[0] == {"worker": "w1", "gpus": [0]} and bodies[4] == b"bytes"
-    assert bodies[6] == {"status": "succeeded", "reason": "completed", "summary": {}, "run_id": "r1"}
+    assert bodies[6] == {
+        "status": "succeeded",
+        "reason": "completed",
+        "summary": {},
+        "run_id": "r1",
+    }
 
 
 def test_the_hubs_error_codes_reach_the_worker(hub_url):
     with pytest.raises(HubClientError) as e:
         WorkerClient(hub_url, SERVICE).finish("j1", status="failed", reason="gave up")
     assert e.value.code == "job_state_conflict" and e.value.details == {"status": "running"}
-    assert StandInHub.seen[-1][3] == {"status": "failed", "reason": "gave up"}  # nothing it was not given
+    assert StandInHub.seen[-1][3] == {
+        "status": "failed",
+        "reason": "gave up",
+    }  # nothing it was not given
 
 
 def test_a_hub_out_of_reach_is_hub_unreachable_after_the_retries():

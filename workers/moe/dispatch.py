@@ -40,8 +40,11 @@ def grouped_swiglu(
         lowp = x.dtype in (torch.bfloat16, torch.float16)
         granule = CPU_LOWP_ROW_GRANULE if lowp else 1
         longest = -(-max(counts) // granule) * granule
-        uniform = (len(set(sizes)) == 1 and len(counts) > 1
-                   and longest * len(counts) <= CPU_BATCHED_MAX_PADDING * sum(counts))
+        uniform = (
+            len(set(sizes)) == 1
+            and len(counts) > 1
+            and longest * len(counts) <= CPU_BATCHED_MAX_PADDING * sum(counts)
+        )
         if lowp or uniform:
             tokens, gates, counts = pad_slices(tokens, gates, counts, granule, uniform)
     return GroupedSwiGLU.apply(x, gates, w13, w2, tokens, counts, sizes)
@@ -134,8 +137,9 @@ class GroupedSwiGLU(torch.autograd.Function):
         with scope("experts"):
             if batched:  # every slice n rows, every expert h wide: one bmm per projection
                 E, n, h = len(counts), counts[0], sizes[0]
-                torch.bmm(xs.view(E, n, C), w13.view(E, 2 * h, C).transpose(1, 2),
-                          out=H.view(E, n, 2 * h))
+                torch.bmm(
+                    xs.view(E, n, C), w13.view(E, 2 * h, C).transpose(1, 2), out=H.view(E, n, 2 * h)
+                )
             row = off = 0
             for e, (n, h) in enumerate(zip(counts, sizes, strict=True)):
                 if n and not batched:
@@ -249,7 +253,10 @@ CPU_BATCHED_MAX_PADDING = 1.5
 
 
 def pad_slices(
-    tokens: torch.Tensor, gates: torch.Tensor, counts: list[int], granule: int,
+    tokens: torch.Tensor,
+    gates: torch.Tensor,
+    counts: list[int],
+    granule: int,
     uniform: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Round every expert slice up to a multiple of ``granule`` rows (``uniform``: all of them

@@ -123,8 +123,16 @@ def folded_stacks(events: list[FunctionEvent]) -> list[str]:
     return [f"{stack} {us}" for stack, us in sorted(weights.items())]
 
 
-_OP_SUMS = ("calls", "self_cpu_us", "cpu_total_us", "self_device_us", "device_total_us", "flops",
-            "self_cpu_memory_bytes", "self_device_memory_bytes")
+_OP_SUMS = (
+    "calls",
+    "self_cpu_us",
+    "cpu_total_us",
+    "self_device_us",
+    "device_total_us",
+    "flops",
+    "self_cpu_memory_bytes",
+    "self_device_memory_bytes",
+)
 #: The hub keeps at most this many characters of a shapes string, and its rows collapse on
 #: (op, shapes): a longer one is cut shorter and given a digest so that two stay distinct.
 MAX_SHAPES_CHARS = 2000
@@ -276,8 +284,10 @@ def run(cfg: Config, out: Path, events: EventWriter, weights: Path | None) -> di
     pdir.mkdir(parents=True, exist_ok=True)
     by_shape = op_table_by_shape(prof)
     table = op_table(by_shape)
-    atomic_write_text(pdir / "ops.json", json.dumps({"steps": p.steps, "ops": table, "ops_by_shape": by_shape},
-                                                    indent=1))
+    atomic_write_text(
+        pdir / "ops.json",
+        json.dumps({"steps": p.steps, "ops": table, "ops_by_shape": by_shape}, indent=1),
+    )
     sort_key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     atomic_write_text(pdir / "ops.txt", prof.key_averages().table(sort_by=sort_key, row_limit=60))
     atomic_write_text(pdir / "stacks.folded", "\n".join(folded_stacks(evs)) + "\n")

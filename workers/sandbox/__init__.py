@@ -1,15 +1,15 @@
 """The job sandbox and GPU slot allocation (pure Python; no Django). See README.md.
 
-    from workers.sandbox import PYTHON, Sandbox, SandboxSpec, probe
+from workers.sandbox import PYTHON, Sandbox, SandboxSpec, probe
 
-    spec = SandboxSpec(argv=[PYTHON, "-m", "workers.moe.train", "--config", "/job/config.json",
-                             "--out", "/job/out", "--event-fd", "3"],
-                       job_dir=Path("/srv/hub/jobs/42"), memory_bytes=8 << 30, wall_time_s=3600)
-    with Sandbox(spec) as sb:
-        sb.start()
-        for line in sb.events():      # raw JSON lines from inside, max 64 KiB each
-            ...
-        result = sb.wait()            # result.reason, result.message, ...
+spec = SandboxSpec(argv=[PYTHON, "-m", "workers.moe.train", "--config", "/job/config.json",
+                         "--out", "/job/out", "--event-fd", "3"],
+                   job_dir=Path("/srv/hub/jobs/42"), memory_bytes=8 << 30, wall_time_s=3600)
+with Sandbox(spec) as sb:
+    sb.start()
+    for line in sb.events():      # raw JSON lines from inside, max 64 KiB each
+        ...
+    result = sb.wait()            # result.reason, result.message, ...
 """
 
 from workers.sandbox.gpu import GpuSlots, NoGpuAvailable, discover_gpus

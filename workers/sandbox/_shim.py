@@ -95,8 +95,12 @@ def _libc() -> ctypes.CDLL:
 def landlock_abi() -> int:
     """The kernel's Landlock ABI version, 0 when Landlock is absent or disabled."""
     try:
-        r = _libc().syscall(SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0),
-                            ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+        r = _libc().syscall(
+            SYS_LANDLOCK_CREATE_RULESET,
+            None,
+            ctypes.c_size_t(0),
+            ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION),
+        )
     except (OSError, AttributeError):
         return 0
     return int(r) if r > 0 else 0
@@ -114,8 +118,9 @@ def handled_fs(abi: int) -> int:
     return rights
 
 
-def apply_landlock(ro: list[str], rw: list[str], dev: list[str], *, net: bool = True,
-                   scope: bool = True) -> int:
+def apply_landlock(
+    ro: list[str], rw: list[str], dev: list[str], *, net: bool = True, scope: bool = True
+) -> int:
     """Restrict this process (and everything it execs or forks) for good. Returns the ABI used.
 
     ``ro`` directories get read/list/execute, ``rw`` directories get every right, ``dev`` files
@@ -134,8 +139,9 @@ def apply_landlock(ro: list[str], rw: list[str], dev: list[str], *, net: bool = 
         attr.handled_access_net = NET_BIND_TCP | NET_CONNECT_TCP  # no rule: no TCP at all
     if abi >= 6 and scope:
         attr.scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
-    ruleset = libc.syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr),
-                           ctypes.c_size_t(size), ctypes.c_uint32(0))
+    ruleset = libc.syscall(
+        SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)
+    )
     if ruleset < 0:
         err = ctypes.get_errno()
         raise LandlockError(err, f"landlock_create_ruleset: {os.strerror(err)}")
@@ -151,15 +157,21 @@ def apply_landlock(ro: list[str], rw: list[str], dev: list[str], *, net: bool = 
                     if not os.path.isdir(path):
                         allowed &= _FILE_RIGHTS
                     rule = _PathBeneathAttr(allowed, fd)
-                    if libc.syscall(SYS_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset),
-                                    ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
-                                    ctypes.byref(rule), ctypes.c_uint32(0)) != 0:
+                    if (
+                        libc.syscall(
+                            SYS_LANDLOCK_ADD_RULE,
+                            ctypes.c_int(ruleset),
+                            ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
+                            ctypes.byref(rule),
+                            ctypes.c_uint32(0),
+                        )
+                        != 0
+                    ):
                         err = ctypes.get_errno()
                         raise LandlockError(err, f"landlock_add_rule({path}): {os.strerror(err)}")
                 finally:
                     os.close(fd)
-        if libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset),
-                        ctypes.c_uint32(0)) != 0:
+        if libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
             err = ctypes.get_errno()
             raise LandlockError(err, f"landlock_restrict_self: {os.strerror(err)}")
     finally:
@@ -214,8 +226,13 @@ def main(argv: list[str]) -> int:
     ll = cfg.get("landlock") or {}
     if ll:
         try:
-            apply_landlock(ll.get("ro", []), ll.get("rw", []), ll.get("dev", []),
-                           net=bool(ll.get("net", True)), scope=bool(ll.get("scope", True)))
+            apply_landlock(
+                ll.get("ro", []),
+                ll.get("rw", []),
+                ll.get("dev", []),
+                net=bool(ll.get("net", True)),
+                scope=bool(ll.get("scope", True)),
+            )
         except OSError as e:
             if ll.get("required", True):
                 return fail(126, f"Landlock could not be applied: {e}")

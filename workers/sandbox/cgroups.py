@@ -39,7 +39,7 @@ class CgroupLayout:
 
     @property
     def version(self) -> str | None:
-        """"v2" when v2 has memory and pids, else "v1" when v1 has both, else None."""
+        """ "v2" when v2 has memory and pids, else "v1" when v1 has both, else None."""
         if self.v2_root is not None and {"memory", "pids"} <= set(self.v2_controllers):
             return "v2"
         if {"memory", "pids"} <= set(self.v1_roots):

@@ -95,7 +95,9 @@ end
 
 # KEYS: owners, leases. ARGV: job, n, ttl_ms, device...
 # Returns {1, idx...} reserved; {2, idx...} this job already held these; {0, free_count}.
-_RESERVE = _PURGE + """
+_RESERVE = (
+    _PURGE
+    + """
 local job, n, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
 purge(KEYS[1], KEYS[2], now)
@@ -118,18 +120,24 @@ end
 redis.call('ZADD', KEYS[2], now + ttl, job)
 return out
 """
+)
 
 # KEYS: owners, leases. ARGV: job. Returns the released indices.
-_RELEASE = _PURGE + """
+_RELEASE = (
+    _PURGE
+    + """
 local held = held_by(KEYS[1], ARGV[1])
 for _, idx in ipairs(held) do redis.call('HDEL', KEYS[1], tostring(idx)) end
 redis.call('ZREM', KEYS[2], ARGV[1])
 return held
 """
+)
 
 # KEYS: owners, leases. ARGV: job, ttl_ms. Returns 1 if the lease was alive and is extended,
 # 0 if it was lost (expired and reclaimed, or released).
-_REFRESH = _PURGE + """
+_REFRESH = (
+    _PURGE
+    + """
 local now = now_ms()
 purge(KEYS[1], KEYS[2], now)
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) == false then return 0 end
@@ -140,6 +148,7 @@ end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
 return 1
 """
+)
 
 
 class GpuSlots:
@@ -150,17 +159,25 @@ class GpuSlots:
     ``redis_url``.
     """
 
-    def __init__(self, redis_url: str, host_id: str, devices: Sequence[int] | None = None, *,
-                 key_prefix: str = "moehub:gpu", dev_root: Path | str = "/dev",
-                 client: Any = None) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        host_id: str,
+        devices: Sequence[int] | None = None,
+        *,
+        key_prefix: str = "moehub:gpu",
+        dev_root: Path | str = "/dev",
+        client: Any = None,
+    ) -> None:
         if client is None:
             import redis  # a project dependency; imported lazily so the sandbox does not need it
 
             client = redis.Redis.from_url(redis_url)
         self.redis = client
         self.host_id = host_id
-        self.devices = sorted(int(d) for d in (discover_gpus(dev_root) if devices is None
-                                               else devices))
+        self.devices = sorted(
+            int(d) for d in (discover_gpus(dev_root) if devices is None else devices)
+        )
         base = f"{key_prefix}:{{{host_id}}}"
         self.owners_key = f"{base}:owners"
         self.leases_key = f"{base}:leases"
@@ -180,8 +197,10 @@ class GpuSlots:
             return []
         if n > len(self.devices):
             raise NoGpuAvailable(f"{n} GPUs requested, this worker has {len(self.devices)}")
-        r = self._reserve(keys=[self.owners_key, self.leases_key],
-                          args=[job_id, n, int(ttl * 1000), *self.devices])
+        r = self._reserve(
+            keys=[self.owners_key, self.leases_key],
+            args=[job_id, n, int(ttl * 1000), *self.devices],
+        )
         code, rest = int(r[0]), [int(x) for x in r[1:]]
         if code == 0:
             raise NoGpuAvailable(f"{n} GPUs requested, {rest[0]} free on {self.host_id}")
@@ -194,8 +213,7 @@ class GpuSlots:
 
     def refresh(self, job_id: str, ttl: float = 60.0) -> bool:
         """Extend the lease. False means it was lost: the job must stop using the GPUs."""
-        r = self._refresh(keys=[self.owners_key, self.leases_key],
-                          args=[job_id, int(ttl * 1000)])
+        r = self._refresh(keys=[self.owners_key, self.leases_key], args=[job_id, int(ttl * 1000)])
         return bool(int(r))
 
     def holders(self) -> dict[int, str]:
@@ -204,8 +222,15 @@ class GpuSlots:
         return {int(k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()}
 
     @contextlib.contextmanager
-    def lease(self, n: int, job_id: str, ttl: float = 60.0, *, heartbeat: bool = True,
-              on_lost: Callable[[], None] | None = None) -> Iterator[list[int]]:
+    def lease(
+        self,
+        n: int,
+        job_id: str,
+        ttl: float = 60.0,
+        *,
+        heartbeat: bool = True,
+        on_lost: Callable[[], None] | None = None,
+    ) -> Iterator[list[int]]:
         """Reserve, keep the lease alive from a background thread (a refresh every ``ttl/3``
         s), and release on every way out of the ``with`` block (return, exception,
         cancellation).
@@ -218,6 +243,7 @@ class GpuSlots:
         stop = threading.Event()
         thread = None
         if heartbeat and n > 0:
+
             def beat() -> None:
                 while not stop.wait(ttl / 3):
                     try:

@@ -68,8 +68,15 @@ RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
 _RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV
 #: openat2's number (the same on every architecture that has it: it came after the unified table).
-_SYS_OPENAT2 = {"x86_64": 437, "amd64": 437, "aarch64": 437, "arm64": 437, "riscv64": 437,
-                "ppc64le": 437, "s390x": 437}
+_SYS_OPENAT2 = {
+    "x86_64": 437,
+    "amd64": 437,
+    "aarch64": 437,
+    "arm64": 437,
+    "riscv64": 437,
+    "ppc64le": 437,
+    "s390x": 437,
+}
 
 
 class UnsafeJobFile(ValueError):
@@ -93,8 +100,13 @@ def _openat2(dirfd: int, path: str, flags: int, resolve: int) -> int | None:
     if nr is None or _openat2_ok is False:
         return None
     how = _OpenHow(flags, 0, resolve)
-    fd = _libc.syscall(ctypes.c_long(nr), ctypes.c_int(dirfd), ctypes.c_char_p(os.fsencode(path)),
-                       ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+    fd = _libc.syscall(
+        ctypes.c_long(nr),
+        ctypes.c_int(dirfd),
+        ctypes.c_char_p(os.fsencode(path)),
+        ctypes.byref(how),
+        ctypes.c_size_t(ctypes.sizeof(how)),
+    )
     if fd >= 0:
         _openat2_ok = True
         return int(fd)
@@ -119,9 +131,13 @@ def relative_parts(rel: str) -> list[str]:
 
 
 def _refusal(e: OSError, rel: str) -> UnsafeJobFile:
-    why = {errno.ELOOP: "it goes through a link", errno.EXDEV: "it leaves the job's folder",
-           errno.ENOTDIR: "a component is not a directory", errno.ENOENT: "it does not exist",
-           errno.EACCES: "permission denied"}.get(e.errno or 0, os.strerror(e.errno or 0))
+    why = {
+        errno.ELOOP: "it goes through a link",
+        errno.EXDEV: "it leaves the job's folder",
+        errno.ENOTDIR: "a component is not a directory",
+        errno.ENOENT: "it does not exist",
+        errno.EACCES: "permission denied",
+    }.get(e.errno or 0, os.strerror(e.errno or 0))
     return UnsafeJobFile(f"{rel!r}: {why}")
 
 
@@ -144,7 +160,11 @@ def open_beneath(dirfd: int, rel: str, flags: int = os.O_RDONLY) -> int:
     try:
         for i, name in enumerate(parts):
             last = i == len(parts) - 1
-            f = flags if last else os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+            f = (
+                flags
+                if last
+                else os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+            )
             try:
                 nxt = os.open(name, f, dir_fd=cur)
             except OSError as e:
@@ -230,15 +250,35 @@ class JobFolder:
         mkfs, mount = tool("mkfs.ext4"), tool("mount")
         if mkfs is None or mount is None:
             raise OSError("a job's disk quota needs mkfs.ext4 (e2fsprogs) and mount (util-linux)")
-        fd = os.open(self.image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(
+            self.image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
         try:
             os.ftruncate(fd, self._image_bytes())  # sparse: the host pays only for what is written
         finally:
             os.close(fd)
         env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}
-        _run([mkfs, "-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "nodiscard,root_owner=0:0",
-              "-L", "hub-job", str(self.image)], env)
-        _run([mount, "-n", "-t", "ext4", "-o", "loop,nosuid,nodev", str(self.image), str(self.path)], env)
+        _run(
+            [
+                mkfs,
+                "-q",
+                "-F",
+                "-m",
+                "0",
+                "-O",
+                "^has_journal",
+                "-E",
+                "nodiscard,root_owner=0:0",
+                "-L",
+                "hub-job",
+                str(self.image),
+            ],
+            env,
+        )
+        _run(
+            [mount, "-n", "-t", "ext4", "-o", "loop,nosuid,nodev", str(self.image), str(self.path)],
+            env,
+        )
         self.mounted = True
         with contextlib.suppress(OSError):
             os.rmdir(self.path / "lost+found")
@@ -277,15 +317,22 @@ class JobFolder:
         relative_parts(name)
         if "/" in name:
             raise UnsafeJobFile(f"{name!r}: only a name directly in the folder")
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
-                     dir_fd=self.fd)
+        fd = os.open(
+            name,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o644,
+            dir_fd=self.fd,
+        )
         with os.fdopen(fd, "w") as f:
             f.write(text)
 
     def usage(self) -> DiskUsage:
         s = os.fstatvfs(self.fd)
-        return DiskUsage(total=s.f_blocks * s.f_frsize, available=s.f_bavail * s.f_frsize,
-                         files_available=s.f_favail)
+        return DiskUsage(
+            total=s.f_blocks * s.f_frsize,
+            available=s.f_bavail * s.f_frsize,
+            files_available=s.f_favail,
+        )
 
     # --- the end ------------------------------------------------------------------------------
 
@@ -310,6 +357,10 @@ class JobFolder:
 
 
 def _run(argv: list[str], env: dict[str, str]) -> None:
-    r = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120
+    )
     if r.returncode != 0:
-        raise OSError(f"{os.path.basename(argv[0])} failed ({r.returncode}): {(r.stderr or r.stdout).strip()[:500]}")
+        raise OSError(
+            f"{os.path.basename(argv[0])} failed ({r.returncode}): {(r.stderr or r.stdout).strip()[:500]}"
+        )

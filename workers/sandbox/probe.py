@@ -56,8 +56,13 @@ def system_binds() -> list[str]:
 
 def _bwrap_version(bwrap: str) -> str | None:
     try:
-        out = subprocess.run([bwrap, "--version"], capture_output=True, text=True, timeout=10,
-                             env={"PATH": SYSTEM_PATH})
+        out = subprocess.run(
+            [bwrap, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env={"PATH": SYSTEM_PATH},
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip().split()[-1] if out.returncode == 0 and out.stdout else None
@@ -65,16 +70,35 @@ def _bwrap_version(bwrap: str) -> str | None:
 
 def _userns_check(bwrap: str, setpriv: str | None) -> str | None:
     """Run a trivial unprivileged bwrap the way jobs run. None when it works, else why not."""
-    cmd = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
-           *system_binds(), "--proc", "/proc", "--dev", "/dev", "true"]
+    cmd = [
+        bwrap,
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        *system_binds(),
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "true",
+    ]
     if os.geteuid() == 0:
         if setpriv is None:
             return "setpriv is missing"
-        cmd = [setpriv, f"--reuid={PROBE_UID}", f"--regid={PROBE_UID}", "--clear-groups",
-               "--no-new-privs", "--", *cmd]
+        cmd = [
+            setpriv,
+            f"--reuid={PROBE_UID}",
+            f"--regid={PROBE_UID}",
+            "--clear-groups",
+            "--no-new-privs",
+            "--",
+            *cmd,
+        ]
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20,
-                             env={"PATH": SYSTEM_PATH}, cwd="/")
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=20, env={"PATH": SYSTEM_PATH}, cwd="/"
+        )
     except (OSError, subprocess.SubprocessError) as e:
         return str(e)
     if out.returncode != 0:
@@ -98,8 +122,11 @@ def _probe() -> dict[str, Any]:
             seccomp.build_filter()
         except seccomp.SeccompUnavailable as e:
             seccomp_err = str(e)
-    r["seccomp"] = {"libseccomp": version, "ok": version is not None and seccomp_err is None,
-                    "error": seccomp_err}
+    r["seccomp"] = {
+        "libseccomp": version,
+        "ok": version is not None and seccomp_err is None,
+        "error": seccomp_err,
+    }
     abi = landlock_abi()
     r["landlock"] = {"abi": abi, "fs": abi >= 1, "net": abi >= 4, "scope": abi >= 6}
     layout = detect_layout()
@@ -155,10 +182,13 @@ def require(*, allow_degraded: bool = False) -> dict[str, Any]:
                 details.append("root (cgroups and per-job uids need it)")
             else:
                 details.append(k)
-        raise SandboxUnavailable("refusing to run jobs: mandatory sandbox layers are missing: "
-                                 + "; ".join(details))
+        raise SandboxUnavailable(
+            "refusing to run jobs: mandatory sandbox layers are missing: " + "; ".join(details)
+        )
     if r["degraded"] and not allow_degraded:
         raise SandboxUnavailable(
-            "refusing to run jobs: sandbox layers missing: " + ", ".join(r["degraded"])
-            + " (install them, or set allow_degraded to run with weaker isolation)")
+            "refusing to run jobs: sandbox layers missing: "
+            + ", ".join(r["degraded"])
+            + " (install them, or set allow_degraded to run with weaker isolation)"
+        )
     return r

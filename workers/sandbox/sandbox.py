@@ -116,8 +116,10 @@ def _refuse_sockets(root: str, limit: int = 100_000) -> None:
             path = os.path.join(dirpath, name)
             with contextlib.suppress(OSError):
                 if stat.S_ISSOCK(os.lstat(path).st_mode):
-                    raise ValueError(f"refusing to bind {root}: it contains a Unix socket "
-                                     f"({path}) that the job could connect to")
+                    raise ValueError(
+                        f"refusing to bind {root}: it contains a Unix socket "
+                        f"({path}) that the job could connect to"
+                    )
         if seen > limit:
             raise ValueError(f"refusing to bind {root}: more than {limit} entries to check")
 
@@ -163,8 +165,13 @@ class Sandbox:
     """One job in a sandbox. ``start()`` once, then ``events()`` / ``read_events()``, then
     ``wait()``; ``cancel()`` from any thread. Also a context manager (cancels on exit)."""
 
-    def __init__(self, spec: SandboxSpec, *, config: SandboxConfig | None = None,
-                 allow_degraded: bool = False) -> None:
+    def __init__(
+        self,
+        spec: SandboxSpec,
+        *,
+        config: SandboxConfig | None = None,
+        allow_degraded: bool = False,
+    ) -> None:
         spec.validate()
         self.spec = spec
         self.config = config or SandboxConfig()
@@ -221,8 +228,9 @@ class Sandbox:
             raise
         _become_subreaper()
         self.degraded = tuple(report["degraded"])
-        self._thread = threading.Thread(target=self._watchdog, args=(report,), daemon=True,
-                                        name=f"sandbox-{self.job_id}")
+        self._thread = threading.Thread(
+            target=self._watchdog, args=(report,), daemon=True, name=f"sandbox-{self.job_id}"
+        )
         self._thread.start()
         self._started.wait()
         if self._start_error is not None:
@@ -313,8 +321,10 @@ class Sandbox:
         if self.spec.disk_bytes is not None:
             d = self.spec.job_dir
             if d.is_symlink() or not os.path.ismount(d):
-                raise ValueError(f"a disk quota needs job_dir {d} on its own filesystem "
-                                 "(create it with workers.sandbox.jobfs.JobFolder)")
+                raise ValueError(
+                    f"a disk quota needs job_dir {d} on its own filesystem "
+                    "(create it with workers.sandbox.jobfs.JobFolder)"
+                )
 
     def _prepare_job_dir(self, uid: int, gid: int) -> None:
         d = self.spec.job_dir
@@ -404,20 +414,29 @@ class Sandbox:
             }
         return _Plan(binds=binds, hides=hides, env=env, landlock=landlock)
 
-    def _bwrap_args(self, plan: _Plan, uid: int, runtime: PythonRuntime, status_w: int,
-                    event_w: int | None) -> tuple[list[str], list[str]]:
+    def _bwrap_args(
+        self, plan: _Plan, uid: int, runtime: PythonRuntime, status_w: int, event_w: int | None
+    ) -> tuple[list[str], list[str]]:
         """(options for the --args memfd, the command)."""
         spec = self.spec
-        a = ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
-             "--new-session", "--clearenv", "--hostname", "sandbox"]
+        a = [
+            "--unshare-all",
+            "--unshare-user",
+            "--disable-userns",
+            "--die-with-parent",
+            "--new-session",
+            "--clearenv",
+            "--hostname",
+            "sandbox",
+        ]
         a += system_binds()
         for f in ("/etc/ld.so.cache", "/etc/localtime"):
             if os.path.exists(f):
                 a += ["--ro-bind", f, f]
         files = {
             "/etc/passwd": f"root:x:0:0::/:/usr/sbin/nologin\n"
-                           f"hubjob:x:{uid}:{uid}:hub job:{JOB_MOUNT}:/usr/sbin/nologin\n"
-                           f"nobody:x:65534:65534::/:/usr/sbin/nologin\n",
+            f"hubjob:x:{uid}:{uid}:hub job:{JOB_MOUNT}:/usr/sbin/nologin\n"
+            f"nobody:x:65534:65534::/:/usr/sbin/nologin\n",
             "/etc/group": f"root:x:0:\nhubjob:x:{uid}:\nnogroup:x:65534:\n",
             "/etc/hosts": "127.0.0.1 localhost sandbox\n::1 localhost sandbox\n",
             "/etc/nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
@@ -461,8 +480,9 @@ class Sandbox:
         command = [runtime.executable, "-I", "-S", SHIM_PATH, json.dumps(shim_cfg), *spec.argv]
         return a, command
 
-    def _launcher(self, plan: _Plan, uid: int, gid: int, args_fd: int,
-                  command: list[str]) -> list[str]:
+    def _launcher(
+        self, plan: _Plan, uid: int, gid: int, args_fd: int, command: list[str]
+    ) -> list[str]:
         """The root part of the chain as an argv: [unshare] sh -c SCRIPT."""
         spec = self.spec
         q = shlex.quote
@@ -472,8 +492,9 @@ class Sandbox:
         staged = [b for b in plan.binds if b.staged]
         stage_root = str(self.config.state_dir / "stage")
         if staged:
-            lines.append(f"mount -n -t tmpfs -o mode=0711,size=64k,nosuid,nodev hub-stage "
-                         f"{q(stage_root)}")
+            lines.append(
+                f"mount -n -t tmpfs -o mode=0711,size=64k,nosuid,nodev hub-stage {q(stage_root)}"
+            )
             for b in staged:
                 assert b.staged is not None
                 if os.path.isdir(b.src):
@@ -492,10 +513,24 @@ class Sandbox:
             # cgroups are unavailable. It binds because the job's uid is not root.
             limits.append(f"--nproc={spec.pids + 16}")
         limits += [f"--nofile={spec.open_files}", "--core=0"]
-        chain = [tool("prlimit"), *limits, "--",
-                 tool("setpriv"), f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
-                 "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--",
-                 tool("bwrap"), "--args", str(args_fd), "--", *command]
+        chain = [
+            tool("prlimit"),
+            *limits,
+            "--",
+            tool("setpriv"),
+            f"--reuid={uid}",
+            f"--regid={gid}",
+            "--clear-groups",
+            "--no-new-privs",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+            tool("bwrap"),
+            "--args",
+            str(args_fd),
+            "--",
+            *command,
+        ]
         lines.append("exec " + " ".join(q(str(x)) for x in chain))
         argv = ["/bin/sh", "-c", "\n".join(lines)]
         if staged:
@@ -534,11 +569,20 @@ class Sandbox:
             with contextlib.suppress(Exception):
                 problems = self._cleanup_host()
             result = SandboxResult(
-                reason="error", message=f"the sandbox supervisor failed: {e!r}"
+                reason="error",
+                message=f"the sandbox supervisor failed: {e!r}"
                 + (f"; cleanup problems: {'; '.join(problems)}" if problems else ""),
-                returncode=None, signal=None, wall_time=time.monotonic() - t0, cpu_time=0.0,
-                max_rss=None, stderr_tail=_tail(stderr_path), stdout_path=stdout_path,
-                stderr_path=stderr_path, uid=self.uid, degraded=self.degraded)
+                returncode=None,
+                signal=None,
+                wall_time=time.monotonic() - t0,
+                cpu_time=0.0,
+                max_rss=None,
+                stderr_tail=_tail(stderr_path),
+                stdout_path=stdout_path,
+                stderr_path=stderr_path,
+                uid=self.uid,
+                degraded=self.degraded,
+            )
         finally:
             for fd in [pidfd, ev_r, st_r, *log_files]:
                 if fd >= 0:
@@ -576,8 +620,9 @@ class Sandbox:
             stdout_path, stderr_path = self.log_dir / "stdout.log", self.log_dir / "stderr.log"
             log_files = []
             for p in (stdout_path, stderr_path):
-                fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-                             | os.O_NOFOLLOW, 0o600)
+                fd = os.open(
+                    p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+                )
                 opened.append(fd)
                 log_files.append(fd)
             if "cgroup" not in self.degraded:
@@ -610,8 +655,13 @@ class Sandbox:
             os.write(args_fd, b"".join(x.encode() + b"\0" for x in bw_args))
             os.lseek(args_fd, 0, os.SEEK_SET)
             proc = subprocess.Popen(
-                launcher, stdin=subprocess.DEVNULL, stdout=log_files[0], stderr=log_files[1],
-                pass_fds=passed, env={"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}, cwd="/",
+                launcher,
+                stdin=subprocess.DEVNULL,
+                stdout=log_files[0],
+                stderr=log_files[1],
+                pass_fds=passed,
+                env={"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"},
+                cwd="/",
                 start_new_session=True,
             )
             self.pid = proc.pid
@@ -632,11 +682,17 @@ class Sandbox:
                     os.close(fd)
         return proc, pidfd, ev_r, st_r, log_files, stdout_path, stderr_path
 
-    def _supervise(self, proc: subprocess.Popen, pidfd: int, ev_r: int, st_r: int,
-                   t0: float) -> dict:
+    def _supervise(
+        self, proc: subprocess.Popen, pidfd: int, ev_r: int, st_r: int, t0: float
+    ) -> dict:
         spec = self.spec
-        out: dict = {"timed_out": False, "cancelled": False, "escalated": False,
-                     "status": [], "started_at": None}
+        out: dict = {
+            "timed_out": False,
+            "cancelled": False,
+            "escalated": False,
+            "status": [],
+            "started_at": None,
+        }
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
@@ -836,7 +892,12 @@ class Sandbox:
             problems += self.cgroup.remove()
         # Not while a process of the job lives: it could swap a folder for a link during the
         # walk (chown's follow_symlinks=False guards only the last component).
-        if self.config.reclaim_job_dir and self.uid is not None and not survivors and self.spec.job_dir.is_dir():
+        if (
+            self.config.reclaim_job_dir
+            and self.uid is not None
+            and not survivors
+            and self.spec.job_dir.is_dir()
+        ):
             try:
                 _chown_tree(self.spec.job_dir, os.geteuid(), os.getegid())
             except OSError as e:
@@ -851,8 +912,9 @@ class Sandbox:
 
     # ------------------------------------------------------------------ the result
 
-    def _finish(self, out: dict, t0: float, stdout_path: Path | None,
-                stderr_path: Path | None) -> SandboxResult:
+    def _finish(
+        self, out: dict, t0: float, stdout_path: Path | None, stderr_path: Path | None
+    ) -> SandboxResult:
         spec = self.spec
         wall = time.monotonic() - t0
         stats = self.cgroup.stats() if self.cgroup is not None else {}
@@ -860,8 +922,7 @@ class Sandbox:
         usage = out.get("rusage")
         cpu = stats.get("cpu_usage_s")
         if cpu is None:  # no cgroup accounting: what the reaped processes reported
-            cpu = out.get("orphan_cpu", 0.0) + (
-                (usage.ru_utime + usage.ru_stime) if usage else 0.0)
+            cpu = out.get("orphan_cpu", 0.0) + ((usage.ru_utime + usage.ru_stime) if usage else 0.0)
         status = out.get("wait_status", 0)
         sig: int | None = None
         code: int | None = None
@@ -884,7 +945,8 @@ class Sandbox:
         if out["timed_out"]:
             limits.append("wall_time")
         cpu_hit = sig == signal.SIGXCPU or (
-            sig == signal.SIGKILL and spec.cpu_time_s is not None and cpu >= spec.cpu_time_s)
+            sig == signal.SIGKILL and spec.cpu_time_s is not None and cpu >= spec.cpu_time_s
+        )
         if cpu_hit:
             limits.append("cpu_time")
         if sig == signal.SIGXFSZ or "File too large" in tail:
@@ -892,7 +954,7 @@ class Sandbox:
         disk = self._disk_quota_hit(tail) and not (code == 0 and sig is None)
         if disk:
             limits.append("disk")
-        errors = [s[len("error: "):] for s in out["status"] if s.startswith("error: ")]
+        errors = [s[len("error: ") :] for s in out["status"] if s.startswith("error: ")]
         if errors:
             reason, msg = "error", f"the sandbox could not run the job: {errors[0]}"
         elif out["started_at"] is None and not out["cancelled"]:
@@ -904,16 +966,21 @@ class Sandbox:
             reason = "timeout"
             msg = f"the job exceeded the wall-clock limit of {spec.wall_time_s:g} s and was stopped"
             if out["escalated"]:
-                msg += (f" (it was still running {spec.kill_grace_s:g} s after SIGTERM and "
-                        "was killed)")
+                msg += (
+                    f" (it was still running {spec.kill_grace_s:g} s after SIGTERM and was killed)"
+                )
         elif oom:
             reason = "oom"
-            msg = (f"the job ran out of memory: it exceeded its memory limit of "
-                   f"{fmt_bytes(spec.memory_bytes or 0)} and the kernel's OOM killer stopped it")
+            msg = (
+                f"the job ran out of memory: it exceeded its memory limit of "
+                f"{fmt_bytes(spec.memory_bytes or 0)} and the kernel's OOM killer stopped it"
+            )
         elif disk:
             reason = "disk"
-            msg = (f"disk quota exceeded: the job wrote more than {fmt_bytes(spec.disk_bytes or 0)} "
-                   "(its limit for /job, /tmp and /dev/shm each)")
+            msg = (
+                f"disk quota exceeded: the job wrote more than {fmt_bytes(spec.disk_bytes or 0)} "
+                "(its limit for /job, /tmp and /dev/shm each)"
+            )
             if last_line:
                 msg += f": {last_line[:300]}"
         elif sig is not None:
@@ -922,8 +989,10 @@ class Sandbox:
             if cpu_hit:
                 msg = f"the job exceeded its CPU-time limit of {spec.cpu_time_s} s ({name})"
             elif sig == signal.SIGXFSZ:
-                msg = (f"the job exceeded its file-size limit of "
-                       f"{fmt_bytes(spec.file_size_bytes or 0)} ({name})")
+                msg = (
+                    f"the job exceeded its file-size limit of "
+                    f"{fmt_bytes(spec.file_size_bytes or 0)} ({name})"
+                )
             else:
                 msg = f"the job was killed by {name}"
         else:
@@ -944,13 +1013,22 @@ class Sandbox:
         if peak is None and usage is not None:
             peak = usage.ru_maxrss * 1024
         return SandboxResult(
-            reason=reason, message=msg, returncode=code, signal=sig, wall_time=wall,
-            cpu_time=cpu, max_rss=peak, stderr_tail=tail, stdout_path=stdout_path,
-            stderr_path=stderr_path, uid=self.uid, limits_hit=tuple(limits),
-            dropped_event_lines=self._dropped, degraded=self.degraded,
+            reason=reason,
+            message=msg,
+            returncode=code,
+            signal=sig,
+            wall_time=wall,
+            cpu_time=cpu,
+            max_rss=peak,
+            stderr_tail=tail,
+            stdout_path=stdout_path,
+            stderr_path=stderr_path,
+            uid=self.uid,
+            limits_hit=tuple(limits),
+            dropped_event_lines=self._dropped,
+            degraded=self.degraded,
             startup_s=out["started_at"],
         )
-
 
     def _disk_quota_hit(self, tail: str) -> bool:
         """Did the job run into its disk quota? The kernel refused a write (ENOSPC, EDQUOT in
@@ -1053,8 +1131,11 @@ def reap_stale(config: SandboxConfig | None = None) -> list[str]:
     cfg = config or SandboxConfig()
     layout = detect_layout()
     removed = []
-    roots = ([layout.v2_root] if layout.version == "v2"
-             else [layout.v1_roots[c] for c in layout.controllers()])
+    roots = (
+        [layout.v2_root]
+        if layout.version == "v2"
+        else [layout.v1_roots[c] for c in layout.controllers()]
+    )
     names: set[str] = set()
     for root in roots:
         if root is None:
@@ -1075,5 +1156,3 @@ def reap_stale(config: SandboxConfig | None = None) -> list[str]:
         if not cg.remove():
             removed.append(name)
     return removed
-
-

@@ -62,29 +62,78 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-NAMESPACE_FLAGS = (CLONE_NEWTIME, CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
-                   CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET)
+NAMESPACE_FLAGS = (
+    CLONE_NEWTIME,
+    CLONE_NEWNS,
+    CLONE_NEWCGROUP,
+    CLONE_NEWUTS,
+    CLONE_NEWIPC,
+    CLONE_NEWUSER,
+    CLONE_NEWPID,
+    CLONE_NEWNET,
+)
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
 
 DENIED_SYSCALLS = (
     # other processes
-    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_getfd",
+    "kcmp",
     # namespaces
     "setns",
     # kernel attack surface
-    "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "io_uring_setup",
+    "io_uring_enter",
     "io_uring_register",
     # the filesystem view
-    "mount", "umount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen",
-    "fsconfig", "fsmount", "fspick", "mount_setattr",
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
     # keyrings
-    "keyctl", "add_key", "request_key",
+    "keyctl",
+    "add_key",
+    "request_key",
     # administration
-    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot",
-    "swapon", "swapoff", "syslog", "acct", "quotactl", "quotactl_fd", "settimeofday",
-    "clock_settime", "clock_adjtime", "adjtimex", "iopl", "ioperm", "open_by_handle_at",
-    "name_to_handle_at", "lookup_dcookie", "vhangup", "uselib", "nfsservctl", "_sysctl",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "kexec_load",
+    "kexec_file_load",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "syslog",
+    "acct",
+    "quotactl",
+    "quotactl_fd",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "iopl",
+    "ioperm",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "lookup_dcookie",
+    "vhangup",
+    "uselib",
+    "nfsservctl",
+    "_sysctl",
     "fanotify_init",
 )
 
@@ -118,8 +167,13 @@ def _lib() -> ctypes.CDLL:
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
-    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
-                                           ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
+    lib.seccomp_rule_add_array.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.POINTER(_ArgCmp),
+    ]
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
     lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.seccomp_version.restype = ctypes.POINTER(_Version)
@@ -127,7 +181,7 @@ def _lib() -> ctypes.CDLL:
 
 
 def libseccomp_version() -> str | None:
-    """"2.5.4", or None when libseccomp is missing."""
+    """ "2.5.4", or None when libseccomp is missing."""
     try:
         v = _lib().seccomp_version().contents
     except (SeccompUnavailable, AttributeError):
@@ -135,8 +189,9 @@ def libseccomp_version() -> str | None:
     return f"{v.major}.{v.minor}.{v.micro}"
 
 
-def _add(lib: ctypes.CDLL, ctx: int, action: int, name: str,
-         conds: list[tuple[int, int, int, int]] = ()) -> bool:
+def _add(
+    lib: ctypes.CDLL, ctx: int, action: int, name: str, conds: list[tuple[int, int, int, int]] = ()
+) -> bool:
     nr = lib.seccomp_syscall_resolve_name(name.encode())
     if nr < 0:
         return False  # not a syscall on this architecture (umount, _sysctl...): nothing to deny

@@ -68,8 +68,13 @@ def default_hidden_paths(project_root: Path = PROJECT_ROOT) -> list[Path]:
     local env files, the hub's and the CLI's config directories (tokens), and any directory
     named by ``HUB_DATA_DIR`` / ``HUB_BLOB_DIR`` in the supervisor's environment.
     """
-    out = [project_root / ".hub-data", project_root / ".git", project_root / ".env",
-           Path.home() / ".config" / "moe-hub", Path("/root/.config/moe-hub")]
+    out = [
+        project_root / ".hub-data",
+        project_root / ".git",
+        project_root / ".env",
+        Path.home() / ".config" / "moe-hub",
+        Path("/root/.config/moe-hub"),
+    ]
     for var in ("HUB_DATA_DIR", "HUB_BLOB_DIR"):
         if os.environ.get(var):
             out.append(Path(os.environ[var]))
@@ -132,8 +137,9 @@ class SandboxSpec:
             if not _ENV_NAME.match(k) or "\0" in str(v):
                 raise ValueError(f"bad environment variable name or value: {k!r}")
             if k.upper().startswith("HUB_"):
-                raise ValueError(f"{k}: HUB_* variables (hub settings and secrets) never enter "
-                                 "a sandbox")
+                raise ValueError(
+                    f"{k}: HUB_* variables (hub settings and secrets) never enter a sandbox"
+                )
         for host, inside in self.ro_binds.items():
             if not os.path.isabs(str(host)) or not os.path.isabs(inside):
                 raise ValueError(f"ro_binds needs absolute paths: {host} -> {inside}")
@@ -144,12 +150,19 @@ class SandboxSpec:
         if self.log_dir is not None:
             jd, ld = os.path.realpath(self.job_dir), os.path.realpath(self.log_dir)
             if ld == jd or ld.startswith(jd.rstrip("/") + "/"):
-                raise ValueError("log_dir must be outside job_dir (the job must not edit its "
-                                 "own logs)")
+                raise ValueError(
+                    "log_dir must be outside job_dir (the job must not edit its own logs)"
+                )
         if self.event_fd is not None and not 3 <= self.event_fd < 1024:
             raise ValueError("event_fd must be in 3..1023 (0-2 are stdio)")
-        for name in ("memory_bytes", "pids", "cpu_time_s", "file_size_bytes", "tmp_size_bytes",
-                     "disk_bytes"):
+        for name in (
+            "memory_bytes",
+            "pids",
+            "cpu_time_s",
+            "file_size_bytes",
+            "tmp_size_bytes",
+            "disk_bytes",
+        ):
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise ValueError(f"{name} must be positive")

@@ -60,8 +60,9 @@ def _taken_by_account(uid: int) -> bool:
         return False
 
 
-def allocate_uid(state_dir: Path, job_id: str,
-                 uid_range: tuple[int, int] = DEFAULT_UID_RANGE) -> UidLease:
+def allocate_uid(
+    state_dir: Path, job_id: str, uid_range: tuple[int, int] = DEFAULT_UID_RANGE
+) -> UidLease:
     start, stop = uid_range
     if not 0 < start < stop:
         raise ValueError(f"bad uid range {uid_range}")

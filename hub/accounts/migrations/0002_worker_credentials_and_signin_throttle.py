@@ -6,36 +6,64 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SignInFailures',
+            name="SignInFailures",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=200, unique=True)),
-                ('failures', models.PositiveIntegerField(default=0)),
-                ('window_started_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=200, unique=True)),
+                ("failures", models.PositiveIntegerField(default=0)),
+                ("window_started_at", models.DateTimeField()),
             ],
         ),
         migrations.CreateModel(
-            name='WorkerCredential',
+            name="WorkerCredential",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('service', 'Service'), ('attempt', 'Attempt')], max_length=8)),
-                ('name', models.CharField(blank=True, default='', max_length=100)),
-                ('prefix', models.CharField(help_text='first characters, to recognise a credential', max_length=16)),
-                ('digest', models.CharField(max_length=64, unique=True)),
-                ('job_id', models.CharField(blank=True, db_index=True, default='', max_length=32)),
-                ('attempt', models.PositiveIntegerField(default=0)),
-                ('rules', models.JSONField(default=list)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('acts_as', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("service", "Service"), ("attempt", "Attempt")], max_length=8
+                    ),
+                ),
+                ("name", models.CharField(blank=True, default="", max_length=100)),
+                (
+                    "prefix",
+                    models.CharField(
+                        help_text="first characters, to recognise a credential", max_length=16
+                    ),
+                ),
+                ("digest", models.CharField(max_length=64, unique=True)),
+                ("job_id", models.CharField(blank=True, db_index=True, default="", max_length=32)),
+                ("attempt", models.PositiveIntegerField(default=0)),
+                ("rules", models.JSONField(default=list)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "acts_as",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
     ]

@@ -6,82 +6,155 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('registry', '0001_initial'),
-        ('tracking', '0001_initial'),
+        ("registry", "0001_initial"),
+        ("tracking", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.CharField(max_length=32, primary_key=True, serialize=False)),
-                ('kind', models.CharField(choices=[('train', 'Train'), ('evaluate', 'Evaluate'), ('profile', 'Profile'), ('finetune', 'Finetune')], max_length=16)),
-                ('config', models.JSONField()),
-                ('base_repo', models.CharField(blank=True, default='', max_length=140)),
-                ('base_ref', models.CharField(blank=True, default='', max_length=255)),
-                ('base_commit', models.CharField(blank=True, default='', max_length=40)),
-                ('target_repo', models.CharField(blank=True, default='', max_length=140)),
-                ('target_branch', models.CharField(blank=True, default='', max_length=255)),
-                ('resources', models.JSONField(default=dict)),
-                ('queue', models.CharField(default='cpu', max_length=16)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('lost', 'Lost')], db_index=True, default='queued', max_length=16)),
-                ('status_reason', models.TextField(blank=True, default='')),
-                ('cancel_requested', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('worker', models.CharField(blank=True, default='', max_length=200)),
-                ('gpus', models.JSONField(default=list)),
-                ('attempt', models.PositiveIntegerField(default=0)),
-                ('progress', models.JSONField(default=dict)),
-                ('run_id', models.CharField(blank=True, default='', max_length=32)),
-                ('result_commit', models.CharField(blank=True, default='', max_length=40)),
-                ('result_branch', models.CharField(blank=True, default='', max_length=255)),
-                ('summary', models.JSONField(default=dict)),
-                ('events_received', models.PositiveIntegerField(default=0)),
-                ('events_rejected', models.PositiveIntegerField(default=0)),
-                ('relaunched_from', models.CharField(blank=True, default='', max_length=32)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to='tracking.project')),
+                ("id", models.CharField(max_length=32, primary_key=True, serialize=False)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("train", "Train"),
+                            ("evaluate", "Evaluate"),
+                            ("profile", "Profile"),
+                            ("finetune", "Finetune"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("config", models.JSONField()),
+                ("base_repo", models.CharField(blank=True, default="", max_length=140)),
+                ("base_ref", models.CharField(blank=True, default="", max_length=255)),
+                ("base_commit", models.CharField(blank=True, default="", max_length=40)),
+                ("target_repo", models.CharField(blank=True, default="", max_length=140)),
+                ("target_branch", models.CharField(blank=True, default="", max_length=255)),
+                ("resources", models.JSONField(default=dict)),
+                ("queue", models.CharField(default="cpu", max_length=16)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                            ("lost", "Lost"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("status_reason", models.TextField(blank=True, default="")),
+                ("cancel_requested", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("worker", models.CharField(blank=True, default="", max_length=200)),
+                ("gpus", models.JSONField(default=list)),
+                ("attempt", models.PositiveIntegerField(default=0)),
+                ("progress", models.JSONField(default=dict)),
+                ("run_id", models.CharField(blank=True, default="", max_length=32)),
+                ("result_commit", models.CharField(blank=True, default="", max_length=40)),
+                ("result_branch", models.CharField(blank=True, default="", max_length=255)),
+                ("summary", models.JSONField(default=dict)),
+                ("events_received", models.PositiveIntegerField(default=0)),
+                ("events_rejected", models.PositiveIntegerField(default=0)),
+                ("relaunched_from", models.CharField(blank=True, default="", max_length=32)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="jobs",
+                        to="tracking.project",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='JobArtifact',
+            name="JobArtifact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('path', models.CharField(max_length=1024)),
-                ('kind', models.CharField(max_length=32)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('file', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='registry.fileobject')),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='artifacts', to='jobs.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("path", models.CharField(max_length=1024)),
+                ("kind", models.CharField(max_length=32)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "file",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="registry.fileobject",
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="artifacts",
+                        to="jobs.job",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='JobTransition',
+            name="JobTransition",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('from_status', models.CharField(blank=True, default='', max_length=16)),
-                ('to_status', models.CharField(max_length=16)),
-                ('at', models.DateTimeField(auto_now_add=True)),
-                ('reason', models.TextField(blank=True, default='')),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='transitions', to='jobs.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("from_status", models.CharField(blank=True, default="", max_length=16)),
+                ("to_status", models.CharField(max_length=16)),
+                ("at", models.DateTimeField(auto_now_add=True)),
+                ("reason", models.TextField(blank=True, default="")),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="transitions",
+                        to="jobs.job",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['at', 'pk'],
+                "ordering": ["at", "pk"],
             },
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['project', '-created_at'], name='jobs_job_project_1cf14b_idx'),
+            model_name="job",
+            index=models.Index(
+                fields=["project", "-created_at"], name="jobs_job_project_1cf14b_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='jobartifact',
-            constraint=models.UniqueConstraint(fields=('job', 'path'), name='uniq_job_artifact'),
+            model_name="jobartifact",
+            constraint=models.UniqueConstraint(fields=("job", "path"), name="uniq_job_artifact"),
         ),
     ]

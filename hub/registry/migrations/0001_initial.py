@@ -6,111 +6,181 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Chunk',
+            name="Chunk",
             fields=[
-                ('hash', models.CharField(max_length=64, primary_key=True, serialize=False)),
-                ('size', models.BigIntegerField()),
-                ('touched_at', models.DateTimeField(db_index=True)),
+                ("hash", models.CharField(max_length=64, primary_key=True, serialize=False)),
+                ("size", models.BigIntegerField()),
+                ("touched_at", models.DateTimeField(db_index=True)),
             ],
         ),
         migrations.CreateModel(
-            name='FileObject',
+            name="FileObject",
             fields=[
-                ('oid', models.CharField(max_length=64, primary_key=True, serialize=False)),
-                ('size', models.BigIntegerField()),
-                ('kind', models.CharField(max_length=16)),
-                ('chunks', models.JSONField()),
-                ('tensors', models.JSONField(null=True)),
-                ('header_metadata', models.JSONField(null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("oid", models.CharField(max_length=64, primary_key=True, serialize=False)),
+                ("size", models.BigIntegerField()),
+                ("kind", models.CharField(max_length=16)),
+                ("chunks", models.JSONField()),
+                ("tensors", models.JSONField(null=True)),
+                ("header_metadata", models.JSONField(null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Tree',
+            name="Tree",
             fields=[
-                ('hash', models.CharField(max_length=64, primary_key=True, serialize=False)),
-                ('entries', models.JSONField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("hash", models.CharField(max_length=64, primary_key=True, serialize=False)),
+                ("entries", models.JSONField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Commit',
+            name="Commit",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sha', models.CharField(max_length=40)),
-                ('parents', models.JSONField(default=list)),
-                ('author_name', models.CharField(max_length=150)),
-                ('message', models.TextField()),
-                ('metadata', models.JSONField(default=dict)),
-                ('created_at', models.DateTimeField()),
-                ('generation', models.PositiveIntegerField()),
-                ('job_id', models.CharField(blank=True, db_index=True, default='', max_length=64)),
-                ('run_id', models.CharField(blank=True, db_index=True, default='', max_length=64)),
-                ('author', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("sha", models.CharField(max_length=40)),
+                ("parents", models.JSONField(default=list)),
+                ("author_name", models.CharField(max_length=150)),
+                ("message", models.TextField()),
+                ("metadata", models.JSONField(default=dict)),
+                ("created_at", models.DateTimeField()),
+                ("generation", models.PositiveIntegerField()),
+                ("job_id", models.CharField(blank=True, db_index=True, default="", max_length=64)),
+                ("run_id", models.CharField(blank=True, db_index=True, default="", max_length=64)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Repo',
+            name="Repo",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64)),
-                ('private', models.BooleanField(default=False)),
-                ('description', models.TextField(blank=True, default='')),
-                ('default_branch', models.CharField(default='main', max_length=255)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('namespace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='repos', to='accounts.namespace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=64)),
+                ("private", models.BooleanField(default=False)),
+                ("description", models.TextField(blank=True, default="")),
+                ("default_branch", models.CharField(default="main", max_length=255)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "namespace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="repos",
+                        to="accounts.namespace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Ref',
+            name="Ref",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=255)),
-                ('kind', models.CharField(choices=[('branch', 'Branch'), ('tag', 'Tag')], max_length=8)),
-                ('protected', models.BooleanField(default=False)),
-                ('message', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('commit', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='registry.commit')),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('repo', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='refs', to='registry.repo')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=255)),
+                (
+                    "kind",
+                    models.CharField(choices=[("branch", "Branch"), ("tag", "Tag")], max_length=8),
+                ),
+                ("protected", models.BooleanField(default=False)),
+                ("message", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "commit",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="registry.commit",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "repo",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="refs",
+                        to="registry.repo",
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='commit',
-            name='repo',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='commits', to='registry.repo'),
+            model_name="commit",
+            name="repo",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="commits",
+                to="registry.repo",
+            ),
         ),
         migrations.AddField(
-            model_name='commit',
-            name='tree',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='registry.tree'),
+            model_name="commit",
+            name="tree",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="registry.tree"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='repo',
-            constraint=models.UniqueConstraint(fields=('namespace', 'name'), name='uniq_repo_name'),
+            model_name="repo",
+            constraint=models.UniqueConstraint(fields=("namespace", "name"), name="uniq_repo_name"),
         ),
         migrations.AddConstraint(
-            model_name='ref',
-            constraint=models.UniqueConstraint(fields=('repo', 'kind', 'name'), name='uniq_ref'),
+            model_name="ref",
+            constraint=models.UniqueConstraint(fields=("repo", "kind", "name"), name="uniq_ref"),
         ),
         migrations.AddIndex(
-            model_name='commit',
-            index=models.Index(fields=['repo', '-generation'], name='registry_co_repo_id_1e4ac1_idx'),
+            model_name="commit",
+            index=models.Index(
+                fields=["repo", "-generation"], name="registry_co_repo_id_1e4ac1_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='commit',
-            constraint=models.UniqueConstraint(fields=('repo', 'sha'), name='uniq_commit_sha'),
+            model_name="commit",
+            constraint=models.UniqueConstraint(fields=("repo", "sha"), name="uniq_commit_sha"),
         ),
     ]

@@ -109,7 +109,6 @@ class LogLine(NamedTuple):
     line: str
 
 
-
 # --- the interface --------------------------------------------------------------------------
 
 
@@ -210,7 +209,9 @@ class MetricsStore(abc.ABC):
         ``total_us``, ``flops``, ``self_memory_bytes`` per row); a re-send collapses."""
 
     @abc.abstractmethod
-    def profile_ops(self, profile_ids: Sequence[str], *, limit: int = 200) -> dict[str, list[dict[str, Any]]]:
+    def profile_ops(
+        self, profile_ids: Sequence[str], *, limit: int = 200
+    ) -> dict[str, list[dict[str, Any]]]:
         """The top ``limit`` operators by self time of each profile, aggregated over shapes."""
 
     @abc.abstractmethod

@@ -143,7 +143,16 @@ MIGRATIONS: tuple[Migration, ...] = (
 
 _POINT_COLUMNS = ("run_id", "key", "step", "wall_time", "value", "version")
 _LOG_COLUMNS = ("job_id", "seq", "time", "stream", "line")
-_OP_COLUMNS = ("profile_id", "op", "shapes", "calls", "self_us", "total_us", "flops", "self_memory_bytes")
+_OP_COLUMNS = (
+    "profile_id",
+    "op",
+    "shapes",
+    "calls",
+    "self_us",
+    "total_us",
+    "flops",
+    "self_memory_bytes",
+)
 
 
 # --- SQL literals ---------------------------------------------------------------------------
@@ -194,7 +203,6 @@ class _VersionClock:
 _VERSIONS = _VersionClock()
 
 
-
 class _Engine(abc.ABC):
     """Run SQL and columnar inserts on one engine; translate its errors into ours."""
 
@@ -209,7 +217,6 @@ class _Engine(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
-
 
 
 # --- the shared SQL implementation --------------------------------------------------------------
@@ -360,7 +367,9 @@ class _SqlMetricsStore(MetricsStore):
         self._engine.insert(f"{self.database}.profile_ops", columns, len(rows))
         return len(rows)
 
-    def profile_ops(self, profile_ids: Sequence[str], *, limit: int = 200) -> dict[str, list[dict[str, Any]]]:
+    def profile_ops(
+        self, profile_ids: Sequence[str], *, limit: int = 200
+    ) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {}
         for pid in profile_ids:
             cols = self._engine.query_columns(
@@ -370,8 +379,14 @@ class _SqlMetricsStore(MetricsStore):
                 6,
             )
             out[pid] = [
-                {"op": op, "calls": int(c), "self_us": float(su), "total_us": float(tu), "flops": float(fl),
-                 "self_memory_bytes": int(mem)}
+                {
+                    "op": op,
+                    "calls": int(c),
+                    "self_us": float(su),
+                    "total_us": float(tu),
+                    "flops": float(fl),
+                    "self_memory_bytes": int(mem),
+                }
                 for op, c, su, tu, fl, mem in zip(*cols, strict=True)
             ]
         return out

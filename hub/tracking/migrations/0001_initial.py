@@ -6,53 +6,99 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Project',
+            name="Project",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64)),
-                ('private', models.BooleanField(default=False)),
-                ('description', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('namespace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='projects', to='accounts.namespace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=64)),
+                ("private", models.BooleanField(default=False)),
+                ("description", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "namespace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="projects",
+                        to="accounts.namespace",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Run',
+            name="Run",
             fields=[
-                ('id', models.CharField(max_length=32, primary_key=True, serialize=False)),
-                ('name', models.CharField(max_length=200)),
-                ('group', models.CharField(blank=True, db_index=True, default='', max_length=200)),
-                ('status', models.CharField(choices=[('running', 'Running'), ('finished', 'Finished'), ('failed', 'Failed'), ('killed', 'Killed')], db_index=True, default='running', max_length=16)),
-                ('started_at', models.DateTimeField(db_index=True)),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('params', models.JSONField(default=dict)),
-                ('tags', models.JSONField(default=list)),
-                ('notes', models.TextField(blank=True, default='')),
-                ('summary', models.JSONField(default=dict)),
-                ('commit_repo', models.CharField(blank=True, default='', max_length=140)),
-                ('commit_sha', models.CharField(blank=True, db_index=True, default='', max_length=40)),
-                ('job_id', models.CharField(blank=True, db_index=True, default='', max_length=64)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='tracking.project')),
-                ('user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.CharField(max_length=32, primary_key=True, serialize=False)),
+                ("name", models.CharField(max_length=200)),
+                ("group", models.CharField(blank=True, db_index=True, default="", max_length=200)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("running", "Running"),
+                            ("finished", "Finished"),
+                            ("failed", "Failed"),
+                            ("killed", "Killed"),
+                        ],
+                        db_index=True,
+                        default="running",
+                        max_length=16,
+                    ),
+                ),
+                ("started_at", models.DateTimeField(db_index=True)),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("params", models.JSONField(default=dict)),
+                ("tags", models.JSONField(default=list)),
+                ("notes", models.TextField(blank=True, default="")),
+                ("summary", models.JSONField(default=dict)),
+                ("commit_repo", models.CharField(blank=True, default="", max_length=140)),
+                (
+                    "commit_sha",
+                    models.CharField(blank=True, db_index=True, default="", max_length=40),
+                ),
+                ("job_id", models.CharField(blank=True, db_index=True, default="", max_length=64)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="runs",
+                        to="tracking.project",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='project',
-            constraint=models.UniqueConstraint(fields=('namespace', 'name'), name='uniq_project_name'),
+            model_name="project",
+            constraint=models.UniqueConstraint(
+                fields=("namespace", "name"), name="uniq_project_name"
+            ),
         ),
         migrations.AddIndex(
-            model_name='run',
-            index=models.Index(fields=['project', '-started_at'], name='tracking_ru_project_4062f7_idx'),
+            model_name="run",
+            index=models.Index(
+                fields=["project", "-started_at"], name="tracking_ru_project_4062f7_idx"
+            ),
         ),
     ]

@@ -25,13 +25,19 @@ class Command(BaseCommand):
         ct.add_argument("--user", required=True)
         ct.add_argument("--scope", choices=["read", "write"], default="write")
         ct.add_argument("--name", default="cli")
-        cw = sub.add_parser("create-worker-credential",
-                            help="print a new service credential for workers (HUB_WORKER_TOKEN): it only claims jobs")
+        cw = sub.add_parser(
+            "create-worker-credential",
+            help="print a new service credential for workers (HUB_WORKER_TOKEN): it only claims jobs",
+        )
         cw.add_argument("--name", default="worker")
-        sp = sub.add_parser("set-password", help="set (or generate and print) a user's dashboard password")
+        sp = sub.add_parser(
+            "set-password", help="set (or generate and print) a user's dashboard password"
+        )
         sp.add_argument("--user", required=True)
         sp.add_argument("--password", default=None)
-        du = sub.add_parser("deactivate-user", help="revoke every API token of a user and disable their sign-in")
+        du = sub.add_parser(
+            "deactivate-user", help="revoke every API token of a user and disable their sign-in"
+        )
         du.add_argument("--user", required=True)
         du.add_argument("--missing-ok", action="store_true")
         sub.add_parser("list-users")
@@ -45,7 +51,10 @@ class Command(BaseCommand):
                     self.stdout.write(f"user {opts['user']} exists")
                     return
                 user = services.user_create(
-                    username=opts["user"], password=opts["password"], email=opts["email"], is_staff=opts["admin"]
+                    username=opts["user"],
+                    password=opts["password"],
+                    email=opts["email"],
+                    is_staff=opts["admin"],
                 )
                 self.stdout.write(f"created user {user.username}")
             elif action == "create-token":
@@ -62,7 +71,9 @@ class Command(BaseCommand):
                 password = opts["password"] or secrets.token_urlsafe(12)
                 user.set_password(password)
                 user.save(update_fields=["password"])
-                self.stdout.write(password if not opts["password"] else f"password set for {user.username}")
+                self.stdout.write(
+                    password if not opts["password"] else f"password set for {user.username}"
+                )
             elif action == "deactivate-user":
                 from hub.accounts.models import User
 

@@ -30,8 +30,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="reap once and exit")
-        parser.add_argument("--every", type=float, default=None,
-                            help="seconds between sweeps (default HUB_JOB_REAP_EVERY_S)")
+        parser.add_argument(
+            "--every",
+            type=float,
+            default=None,
+            help="seconds between sweeps (default HUB_JOB_REAP_EVERY_S)",
+        )
 
     def handle(self, *args, once: bool = False, every: float | None = None, **opts):
         every = float(every or settings.HUB_JOB_REAP_EVERY_S)
@@ -52,7 +56,9 @@ class Command(BaseCommand):
                 if not once:  # a long-lived process: do not hold a connection between sweeps
                     close_old_connections()
             for job_id in lost:
-                self.stdout.write(f"job {job_id}: no heartbeat for over {settings.HUB_JOB_LOST_AFTER_S} s; marked lost")
+                self.stdout.write(
+                    f"job {job_id}: no heartbeat for over {settings.HUB_JOB_LOST_AFTER_S} s; marked lost"
+                )
             self.stdout.flush()
             if once or stop.wait(every):
                 return

@@ -19,9 +19,13 @@ class Command(BaseCommand):
         try:
             stale = idx.ensure_indices()
             if stale:
-                self.stdout.write(f"{', '.join(stale)}: older document layout; rebuilding from the database")
+                self.stdout.write(
+                    f"{', '.join(stale)}: older document layout; rebuilding from the database"
+                )
                 counts = reindex_all(stdout=self.stdout)
-                self.stdout.write(f"reindexed {counts['runs']} run(s) and {counts['commits']} commit(s)")
+                self.stdout.write(
+                    f"reindexed {counts['runs']} run(s) and {counts['commits']} commit(s)"
+                )
             layout = idx.describe()
         except SearchError as e:
             raise CommandError(f"{e} (the previous indices are still serving)") from e

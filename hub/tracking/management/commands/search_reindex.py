@@ -12,7 +12,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--batch", type=int, default=1000, help="rows read from the DB per query")
+        parser.add_argument(
+            "--batch", type=int, default=1000, help="rows read from the DB per query"
+        )
 
     def handle(self, *args, **opts):
         try:
