@@ -61,6 +61,7 @@ run: $(STAMP) ## start the hub on http://127.0.0.1:8000 with embedded stores and
 	$(VENV)/bin/hub serve --demo
 
 test: $(STAMP) system-deps services frontend ## install test dependencies and services, run the whole suite
+	@$(MAKE) -s lint
 	cd frontend && npm test
 	$(PY) -m pytest $(PYTEST_ARGS)
 	@if pg_isready -q -h 127.0.0.1 -p 5432; then \
@@ -74,8 +75,9 @@ test-fast: $(STAMP) ## unit tests only
 bench: $(STAMP) system-deps frontend ## run every benchmark under tests/bench and print the figures
 	@for f in tests/bench/bench_*.py; do m=$${f%.py}; m=$${m//\//.}; echo "== $$m"; $(PY) -m $$m || exit 1; done
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff: lint and formatting (make test runs it first)
 	$(VENV)/bin/ruff check hub workers tests
+	$(VENV)/bin/ruff format --check hub workers tests
 
 fmt: $(STAMP) ## ruff format + fix
 	$(VENV)/bin/ruff check --fix hub workers tests
