@@ -7,6 +7,26 @@ from safetensors.numpy import save
 
 from hub.shared.chunking import chunk_bytes
 
+#: The smallest training config the MoE workload accepts: jobs API tests launch it.
+TINY = {
+    "model": {
+        "n_layer": 2,
+        "n_embd": 32,
+        "n_head": 2,
+        "n_experts": 4,
+        "expert_hidden": 32,
+        "top_k": 2,
+    },
+    "train": {
+        "steps": 2,
+        "batch_size": 2,
+        "warmup_steps": 1,
+        "checkpoint_every": 2,
+        "eval_every": 2,
+        "log_every": 1,
+    },
+}
+
 
 def st_bytes(tensors: dict[str, np.ndarray], metadata: dict | None = None) -> bytes:
     return save(tensors, metadata=metadata)

@@ -11,28 +11,9 @@ from django.utils import timezone
 
 from hub.jobs.models import Job
 from tests.conftest import client_for
-from tests.helpers import model, push, st_bytes
+from tests.helpers import TINY, model, push, st_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.pg]
-
-TINY = {
-    "model": {
-        "n_layer": 2,
-        "n_embd": 32,
-        "n_head": 2,
-        "n_experts": 4,
-        "expert_hidden": 32,
-        "top_k": 2,
-    },
-    "train": {
-        "steps": 2,
-        "batch_size": 2,
-        "warmup_steps": 1,
-        "checkpoint_every": 2,
-        "eval_every": 2,
-        "log_every": 1,
-    },
-}
 
 
 class Worker:

@@ -7,27 +7,9 @@ from __future__ import annotations
 import pytest
 
 from tests.fixtures_services import unique_name
+from tests.helpers import TINY
 
 pytestmark = [pytest.mark.integration]
-
-TINY = {
-    "model": {
-        "n_layer": 2,
-        "n_embd": 32,
-        "n_head": 2,
-        "n_experts": 4,
-        "expert_hidden": 32,
-        "top_k": 2,
-    },
-    "train": {
-        "steps": 2,
-        "batch_size": 2,
-        "warmup_steps": 1,
-        "checkpoint_every": 2,
-        "eval_every": 2,
-        "log_every": 1,
-    },
-}
 
 
 @pytest.fixture

@@ -13,27 +13,10 @@ from hub.accounts.models import WorkerCredential
 from hub.accounts.services import token_digest, worker_service_credential_create
 from hub.jobs.models import Job
 from tests.conftest import client_for
+from tests.helpers import TINY
 
 pytestmark = [pytest.mark.integration, pytest.mark.pg]
 
-TINY = {
-    "model": {
-        "n_layer": 2,
-        "n_embd": 32,
-        "n_head": 2,
-        "n_experts": 4,
-        "expert_hidden": 32,
-        "top_k": 2,
-    },
-    "train": {
-        "steps": 2,
-        "batch_size": 2,
-        "warmup_steps": 1,
-        "checkpoint_every": 2,
-        "eval_every": 2,
-        "log_every": 1,
-    },
-}
 WORKER_CALLS = [
     ("post", "heartbeat", {}),
     ("post", "logs", {"lines": [[0, 1.7e9, "stdout", "injected"]]}),
