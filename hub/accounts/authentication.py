@@ -19,7 +19,7 @@ from hub.accounts.services import (
 )
 from hub.common.errors import Forbidden, NotAuthenticated
 
-# The service credential claims jobs: it reads the job list (which reaps lost jobs) and a job's
+# The service credential claims jobs: it reads the job list and a job's
 # record (to reserve its GPUs), and reaches the worker endpoints, which decide the rest.
 _SERVICE_RULES = [
     (("GET",), "/api/v1/jobs", False),

@@ -110,6 +110,7 @@ def store_error(exc: Exception) -> HubError | None:
     from hub.stores.blobs import BlobError
     from hub.stores.metrics import MetricsStoreError, MetricsStoreUnavailable
     from hub.stores.redis import RedisUnavailable
+    from hub.stores.search import SearchUnavailable
 
     if isinstance(exc, MetricsStoreUnavailable):
         log.warning("metrics store unavailable: %s", exc)
@@ -122,6 +123,11 @@ def store_error(exc: Exception) -> HubError | None:
         log.error("metrics store error: %s", exc)
         return ServiceUnavailable(
             f"The metrics store failed: {exc}; retry later.", code="metrics_store_error"
+        )
+    if isinstance(exc, SearchUnavailable):
+        log.warning("search engine unavailable: %s", exc)
+        return ServiceUnavailable(
+            "The search engine is unreachable; retry later.", code="search_unavailable"
         )
     if isinstance(exc, RedisUnavailable):
         log.warning("redis unavailable: %s", exc)

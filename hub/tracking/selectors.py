@@ -194,11 +194,9 @@ def run_search(
             search_after=search_after,
             facets=facets or [],
         )
-    except SearchUnavailable as e:
-        raise ServiceUnavailable(
-            "The search engine is unreachable.", code="search_unavailable"
-        ) from e
-    except SearchError as e:
+    except SearchUnavailable:
+        raise  # an outage: hub.common.errors.store_error answers 503 search_unavailable
+    except SearchError as e:  # the engine refused the query: the query is at fault
         raise InvalidInput(str(e), code="invalid_search") from e
     return {
         "results": [h.source for h in res.hits],

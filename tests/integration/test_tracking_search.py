@@ -120,6 +120,19 @@ def test_bad_query_is_400_with_position(searchable):
     assert err["code"] == "invalid_query" and isinstance(err["details"]["position"], int)
 
 
+def test_a_search_engine_outage_is_a_503_with_retry_after(searchable, settings):
+    from tests.fixtures_services import free_port
+
+    engine = settings.HUB_ELASTICSEARCH_URL
+    settings.HUB_ELASTICSEARCH_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    try:
+        r = searchable.get("/api/v1/projects/alice/exp/runs", {"q": "params.lr:>0.1"})
+    finally:
+        settings.HUB_ELASTICSEARCH_URL = engine
+    assert r.status_code == 503 and r.json()["error"]["code"] == "search_unavailable"
+    assert int(r["Retry-After"]) > 0
+
+
 @pytest.mark.django_db(transaction=True)
 def test_reindex_from_db_reproduces_the_index(searchable):
     ids = _runs(searchable)
