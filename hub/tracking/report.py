@@ -5,41 +5,113 @@ Output: the params that differ, each metric's final and best value per run with 
 highlighted and deltas against a baseline, a short plain-language summary, and — with five
 runs or more — each numeric param's Spearman rank correlation with the target metric.
 
-"Best" means lowest for metrics whose name says loss, error, perplexity, bits or bpb (and
-``goal="min"``), highest otherwise (or ``goal="max"``). Per metric, ``best_run`` holds the
-best value reached at any step (★ in the tables) and ``best_final_run`` the best final value;
-the summary sentences speak of final values only, worded from the sign of the difference.
+A report claims no difference that is not there:
+
+- **Params.** ``params`` lists only keys every compared run recorded, with different values;
+  a key some runs did not record is no difference: it is listed in ``partial_params`` with the
+  runs that recorded it ("recorded only in ...").
+- **Direction.** Each metric's direction is ``"min"``, ``"max"`` or ``"none"``:
+  :func:`direction` applies the project's ``metric_directions`` overrides first (``{glob:
+  "min"|"max"|"none"}``; an exact key before globs, globs in their order), then
+  :data:`DIRECTION_RULES` (first match wins). A metric with no direction (a learning rate, a
+  step counter, a clock, a diagnostic with no better side) gets no ★ and ranks nobody.
+- **Shared metrics.** ``best_run`` (★: the best value at any step) and ``best_final_run`` are
+  set only for a metric that every compared run logged; the summary ranks runs on the target
+  metric only when every run logged it and it has a direction, and otherwise says why not.
+  Summary sentences speak of final values only, worded from the sign of the difference.
 """
 
 from __future__ import annotations
 
 import html
 import math
+from fnmatch import fnmatchcase
 from typing import Any
 
-LOWER_IS_BETTER = (
-    "loss",
-    "error",
-    "err",
-    "perplexity",
-    "ppl",
-    "bpb",
-    "bits",
-    "cv",
-    "latency",
-    "time",
-    "grad_norm",
-    "dropped",
-    "drop",
-    "entropy_gap",
+DIRECTIONS = ("min", "max", "none")
+
+#: The built-in direction of a metric, by glob over its lower-cased key: first match wins; a key
+#: no rule matches has no direction. Order matters: the "none" rules come first so that
+#: ``loss_scale`` is not a loss and ``step_ms`` is a time while ``step`` is a counter.
+DIRECTION_RULES: tuple[tuple[str, str], ...] = (
+    # No direction: settings and schedules, counters and clocks, diagnostics with no better side.
+    ("*loss_scale", "none"),  # fp16 GradScaler scale
+    ("lr", "none"),
+    ("*/lr", "none"),
+    ("*_lr", "none"),
+    ("*learning_rate*", "none"),
+    ("*step", "none"),
+    ("*steps", "none"),
+    ("*epoch*", "none"),
+    ("time", "none"),
+    ("*/time", "none"),
+    ("*wall_time*", "none"),
+    ("*timestamp*", "none"),
+    ("*tokens_seen*", "none"),
+    ("*samples_seen*", "none"),
+    ("*entropy_gap*", "min"),
+    ("*entropy*", "none"),  # router entropy: uniform is not "better"
+    ("*aux_balance*", "none"),  # 1 = balanced, either side is worse
+    ("*/share/*", "none"),  # profile: where the time went
+    ("*grad_norm*", "none"),
+    ("*flops_per_step*", "none"),
+    ("*flops_per_token*", "none"),
+    ("*temperature*", "none"),
+    ("*/bias/*", "none"),
+    # Higher is better: quality scores and throughput.
+    ("*per_s", "max"),  # tokens_per_s, model_flops_per_s, samples_per_s
+    ("*per_s/*", "max"),
+    ("*per_sec*", "max"),
+    ("*throughput*", "max"),
+    ("*mfu*", "max"),
+    ("*accuracy*", "max"),
+    ("acc", "max"),
+    ("*/acc", "max"),
+    ("*_acc", "max"),
+    ("acc_*", "max"),
+    ("*/acc_*", "max"),
+    ("*f1*", "max"),
+    ("*bleu*", "max"),
+    ("*rouge*", "max"),
+    ("*auc*", "max"),
+    ("*precision*", "max"),
+    ("*recall*", "max"),
+    ("*reward*", "max"),
+    # Lower is better: losses, error rates, time per unit of work, imbalance, lost tokens.
+    ("*loss*", "min"),
+    ("*perplexity*", "min"),
+    ("*ppl*", "min"),
+    ("*bpb*", "min"),
+    ("*bits_per*", "min"),
+    ("*error*", "min"),
+    ("err", "min"),
+    ("*_err", "min"),
+    ("*latency*", "min"),
+    ("*_ms", "min"),
+    ("*_seconds", "min"),
+    ("*_time", "min"),
+    ("*_time_s", "min"),
+    ("*duration*", "min"),
+    ("*load_cv*", "min"),  # expert load imbalance (0 = balanced)
+    ("*dropped*", "min"),  # tokens dropped by expert capacity
+    ("*memory*", "min"),
+    ("*_bytes", "min"),
 )
 
 
-def direction(key: str, goal: str | None = None) -> str:
-    if goal in ("min", "max"):
+def direction(key: str, goal: str | None = None, overrides: dict[str, str] | None = None) -> str:
+    """``"min"``, ``"max"`` or ``"none"`` for a metric: ``goal`` if given, else the project's
+    ``overrides`` (exact key, then globs in order), else :data:`DIRECTION_RULES`."""
+    if goal in DIRECTIONS:
         return goal
+    for pattern, d in (overrides or {}).items():
+        if pattern == key:
+            return d
+    for pattern, d in (overrides or {}).items():
+        if fnmatchcase(key, pattern):
+            return d
     k = key.lower()
-    return "min" if any(w in k for w in LOWER_IS_BETTER) else "max"
+    return next((d for pattern, d in DIRECTION_RULES if fnmatchcase(k, pattern)), "none")
 
 
 def _fmt(v: Any) -> str:
@@ -82,13 +154,18 @@ def compare(
     baseline: str | None = None,
     goal: str | None = None,
     metrics: list[str] | None = None,
+    directions: dict[str, str] | None = None,
 ) -> dict:
+    """The report of ``runs`` (see the module docstring); ``directions`` are the project's
+    ``metric_directions`` overrides, ``goal`` the direction of the target metric."""
     if len(runs) < 2:
         raise ValueError("a comparison needs at least two runs")
     ids = [r["id"] for r in runs]
     base = next((r for r in runs if r["id"] == baseline), runs[0])
     all_params = sorted({k for r in runs for k in r["params"]})
-    differing = [k for k in all_params if len({repr(r["params"].get(k)) for r in runs}) > 1]
+    shared_params = [k for k in all_params if all(k in r["params"] for r in runs)]
+    differing = [k for k in shared_params if len({repr(r["params"][k]) for r in runs}) > 1]
+    partial = [k for k in all_params if k not in set(shared_params)]
     # Per-expert series (moe/layerL/load/expertE...) belong in the MoE view, not in a table.
     keys = metrics or sorted(
         {
@@ -98,28 +175,47 @@ def compare(
             if not k.startswith("system/") and "/expert" not in k
         }
     )
-    target = (
-        target
-        or next((k for k in keys if "val" in k and "loss" in k), None)
-        or next((k for k in keys if "loss" in k), keys[0] if keys else None)
+
+    def shared(key: str) -> bool:
+        return all(r["summary"].get(key) for r in runs)
+
+    def ranked(key: str) -> bool:
+        return shared(key) and direction(key, None, directions) != "none"
+
+    # The default target: a validation loss, else a loss, that every run logged; else one
+    # that some run logged (the summary then says why it ranks nobody).
+    target = target or next(
+        (
+            k
+            for pick in (ranked, lambda k: True)
+            for want in (lambda k: "val" in k and "loss" in k, lambda k: "loss" in k)
+            for k in keys
+            if want(k) and pick(k)
+        ),
+        keys[0] if keys else None,
     )
     metric_rows = []
     for key in keys:
-        d = direction(key, goal if key == target else None)
+        d = direction(key, goal if key == target else None, directions)
         per_run = {}
         for r in runs:
             s = r["summary"].get(key)
             if s:
+                # Without a direction "best" is meaningless: the final value stands in for it.
+                best = s.get(d, s["last"]) if d != "none" else s["last"]
                 per_run[r["id"]] = {
                     "final": s["last"],
                     "final_step": s.get("last_step"),
-                    "best": s[d],
-                    "best_step": s.get(f"{d}_step"),
+                    "best": best,
+                    "best_step": s.get(f"{d}_step") if d != "none" else s.get("last_step"),
                 }
         present = [i for i in ids if i in per_run]
-        pick = min if d == "min" else max
-        best_run = pick(present, key=lambda i: per_run[i]["best"]) if present else None
-        best_final_run = pick(present, key=lambda i: per_run[i]["final"]) if present else None
+        everyone = len(present) == len(ids)
+        best_run = best_final_run = None
+        if everyone and d != "none":
+            pick = min if d == "min" else max
+            best_run = pick(present, key=lambda i: per_run[i]["best"])
+            best_final_run = pick(present, key=lambda i: per_run[i]["final"])
         b = per_run.get(base["id"])
         for i in present:
             if b and i != base["id"]:
@@ -132,20 +228,21 @@ def compare(
             {
                 "key": key,
                 "direction": d,
+                "shared": everyone,
+                "missing": [i for i in ids if i not in per_run],
                 "best_run": best_run,
                 "best_final_run": best_final_run,
                 "runs": per_run,
             }
         )
+    target_row = next((m for m in metric_rows if m["key"] == target), None)
     correlations = []
-    if target and len(runs) >= 5:
+    if target_row and target_row["best_final_run"] and len(runs) >= 5:
         for k in differing:
             pts = [
                 (r["params"][k], r["summary"][target]["last"])
                 for r in runs
-                if isinstance(r["params"].get(k), int | float)
-                and not isinstance(r["params"].get(k), bool)
-                and target in r["summary"]
+                if isinstance(r["params"][k], int | float) and not isinstance(r["params"][k], bool)
             ]
             if len(pts) >= 5:
                 rho = spearman([float(x) for x, _ in pts], [float(y) for _, y in pts])
@@ -157,12 +254,20 @@ def compare(
         "baseline": base["id"],
         "target": target,
         "params": [
-            {"key": k, "values": {r["id"]: r["params"].get(k) for r in runs}} for k in differing
+            {"key": k, "values": {r["id"]: r["params"][k] for r in runs}} for k in differing
         ],
-        "same_params": len(all_params) - len(differing),
+        "same_params": len(shared_params) - len(differing),
+        "partial_params": [
+            {
+                "key": k,
+                "values": {r["id"]: r["params"][k] for r in runs if k in r["params"]},
+                "recorded_in": [r["id"] for r in runs if k in r["params"]],
+            }
+            for k in partial
+        ],
         "metrics": metric_rows,
         "correlations": correlations,
-        "summary": _summary(runs, base, target, metric_rows, differing, correlations),
+        "summary": _summary(runs, base, target_row, differing, partial, correlations),
     }
 
 
@@ -176,26 +281,32 @@ def _pct_text(value: float, base: float) -> str:
     return f"{abs(value - base) / abs(base) * 100:.1f}% {word}"
 
 
-def _summary(runs, base, target, metric_rows, differing, correlations) -> list[str]:
+def _summary(runs, base, row, differing, partial, correlations) -> list[str]:
     """Sentences about final values only (the value a run ended with): the run with the best
     final value against the baseline, worded lower/higher from the sign of the difference.
-    When another run touched a better value at some step, that is said separately."""
+    When another run touched a better value at some step, that is said separately. Runs are
+    ranked on the target only when every run logged it and it has a direction."""
     lines: list[str] = []
     names = {r["id"]: r["name"] for r in runs}
     by_id = {r["id"]: r for r in runs}
-    row = next((m for m in metric_rows if m["key"] == target), None)
-    if row and row["best_final_run"]:
+    if row and row["missing"]:
+        lines.append(
+            f"{row['key']} was not logged by {', '.join(names[i] for i in row['missing'])}: "
+            "no run is ranked on it."
+        )
+    elif row and row["direction"] == "none":
+        lines.append(
+            f"{row['key']} has no better direction: no run is ranked on it (name a goal, or set "
+            "the project's metric_directions)."
+        )
+    elif row and row["best_final_run"]:
+        target = row["key"]
         per_run, best = row["runs"], row["best_final_run"]
         w = per_run[best]
-        b = per_run.get(base["id"])
-        if b is not None and b["final"] == w["final"]:
+        b = per_run[base["id"]]
+        if b["final"] == w["final"]:
             best = base["id"]  # a tie with the baseline: the baseline is (one of) the best
-        if b is None:
-            lines.append(
-                f"{names[best]} has the best final {target} ({_fmt(w['final'])} at step {w['final_step']}); "
-                f"the baseline {names[base['id']]} did not log it."
-            )
-        elif best != base["id"]:
+        if best != base["id"]:
             diffs = _param_diff_text(base, by_id[best], differing)
             lines.append(
                 f"{names[best]} reaches {_pct_text(w['final'], b['final'])} final {target} than "
@@ -223,22 +334,37 @@ def _summary(runs, base, target, metric_rows, differing, correlations) -> list[s
                 f"{p['best_step']}) but ended at {_fmt(p['final'])}."
             )
     if correlations:
-        c = correlations[0]
+        c, target = correlations[0], row["key"]
         trend = "higher" if c["spearman"] > 0 else "lower"
         lines.append(
             f"Across {c['n']} runs, {c['param']} has the strongest rank correlation with final {target} "
             f"(Spearman ρ = {c['spearman']:+.2f}: larger {c['param']}, {trend} {target})."
         )
+    if partial:
+        lines.append(
+            f"{len(partial)} param(s) were recorded by only some of the runs and are not "
+            f"compared: {_names_text(partial)}."
+        )
     if not differing:
-        lines.append("The runs share every param: differences come from seeds or data order.")
+        lines.append(
+            "The runs share every param they all recorded: differences come from seeds or data order."
+            if partial
+            else "The runs share every param: differences come from seeds or data order."
+        )
     return lines
 
 
+def _names_text(keys: list[str], limit: int = 4) -> str:
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
 def _param_diff_text(a: dict, b: dict, differing: list[str], limit: int = 4) -> str:
+    """The params (recorded by every run) in which ``a`` and ``b`` differ."""
     parts = [
-        f"{k} {_fmt(a['params'].get(k))}→{_fmt(b['params'].get(k))}"
+        f"{k} {_fmt(a['params'][k])}→{_fmt(b['params'][k])}"
         for k in differing
-        if a["params"].get(k) != b["params"].get(k)
+        if a["params"][k] != b["params"][k]
     ]
     more = f" and {len(parts) - limit} more" if len(parts) > limit else ""
     return ", ".join(parts[:limit]) + more
@@ -249,7 +375,9 @@ def to_markdown(report: dict) -> str:
     head = "| | " + " | ".join(r["name"] for r in runs) + " |\n|---|" + "---|" * len(runs) + "\n"
     out = [
         f"# Run comparison\n\nBaseline: **{next(r['name'] for r in runs if r['id'] == report['baseline'])}**"
-        f" · target metric: **{report['target']}**\n"
+        f" · target metric: **{report['target']}**"
+        + (f" · compared {report['kind']} runs" if report.get("kind") else "")
+        + "\n"
     ]
     out += ["## Summary\n"] + [f"- {line}" for line in report["summary"]] + [""]
     out.append(
@@ -262,6 +390,23 @@ def to_markdown(report: dict) -> str:
             for p in report["params"]
         )
     )
+    if report.get("partial_params"):
+        out.append(
+            f"\n## Params recorded only in some runs ({len(report['partial_params'])}; "
+            "not compared)\n"
+        )
+        out.append(
+            head
+            + "".join(
+                f"| `{p['key']}` | "
+                + " | ".join(
+                    _fmt(p["values"][r["id"]]) if r["id"] in p["values"] else "not recorded"
+                    for r in runs
+                )
+                + " |\n"
+                for p in report["partial_params"]
+            )
+        )
     out.append("\n## Metrics (final / best; ★ = best)\n")
     rows = []
     for m in report["metrics"]:
@@ -306,7 +451,9 @@ def to_html(report: dict) -> str:
         "<style>body{font:14px system-ui;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
         "padding:4px 8px}td.best{font-weight:bold;background:#e6f4ea}.delta{color:#555}</style>",
         f"<h1>Run comparison</h1><p>Baseline: <b>{e(base_name)}</b> · target metric: "
-        f"<b>{e(str(report['target']))}</b></p><h2>Summary</h2><ul>",
+        f"<b>{e(str(report['target']))}</b>"
+        + (f" · compared {e(report['kind'])} runs" if report.get("kind") else "")
+        + "</p><h2>Summary</h2><ul>",
         *[f"<li>{e(line)}</li>" for line in report["summary"]],
         f"</ul><h2>Params that differ ({len(report['params'])}; {report['same_params']} identical)</h2>"
         f"<table><tr><th></th>{th}</tr>",
@@ -317,6 +464,22 @@ def to_html(report: dict) -> str:
             + "".join(f"<td>{e(_fmt(p['values'].get(r['id'])))}</td>" for r in runs)
             + "</tr>"
         )
+    if report.get("partial_params"):
+        parts.append(
+            f"</table><h2>Params recorded only in some runs ({len(report['partial_params'])}; "
+            f"not compared)</h2><table><tr><th></th>{th}</tr>"
+        )
+        for p in report["partial_params"]:
+            parts.append(
+                f"<tr><td><code>{e(p['key'])}</code></td>"
+                + "".join(
+                    f"<td>{e(_fmt(p['values'][r['id']]))}</td>"
+                    if r["id"] in p["values"]
+                    else "<td>not recorded</td>"
+                    for r in runs
+                )
+                + "</tr>"
+            )
     parts.append(
         "</table><h2>Metrics (final (Δ vs baseline) / best; ★ = best)</h2>"
         f"<table><tr><th></th>{th}</tr>"

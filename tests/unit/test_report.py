@@ -89,12 +89,134 @@ def test_a_zero_baseline_and_a_tie_are_worded_without_a_percentage():
     )
 
 
-def test_baseline_without_the_target_metric():
+def test_a_target_one_run_did_not_log_ranks_nobody():
+    """The old summary said "B has the best final val_loss; the baseline A did not log it":
+    a ranking on a metric the runs do not all share."""
     a = {"id": "A", "name": "A", "params": {}, "summary": {}}
     rep = report.compare([a, _run("B", 1.5, 1.5)], baseline="A", target="val_loss")
-    assert (
-        rep["summary"][0]
-        == "B has the best final val_loss (1.5 at step 10); the baseline A did not log it."
+    assert rep["summary"][0] == "val_loss was not logged by A: no run is ranked on it."
+    [m] = rep["metrics"]
+    assert m["best_run"] is None and m["best_final_run"] is None
+    assert m["shared"] is False and m["missing"] == ["A"]
+    assert "best" not in " ".join(rep["summary"])
+
+
+def test_a_param_missing_in_some_runs_is_not_a_difference():
+    """Four runs, two of which recorded only the keys typed: the old report said they "differ
+    in model.block_size 128→—, model.n_experts 8→— and 9 more"."""
+    full = {"model.block_size": 128, "model.n_experts": 8, "train.lr": 1e-3}
+    runs = [
+        _run("A", 2.0, 2.0, params=dict(full)),
+        _run("B", 1.8, 1.8, params={"train.lr": 3e-3}),
+        _run("C", 1.9, 1.9, params={**full, "train.lr": 3e-3}),
+        _run("D", 2.1, 2.1, params={"train.lr": 1e-3}),
+    ]
+    rep = report.compare(runs, baseline="A")
+    assert [p["key"] for p in rep["params"]] == ["train.lr"]
+    assert {p["key"]: p["recorded_in"] for p in rep["partial_params"]} == {
+        "model.block_size": ["A", "C"],
+        "model.n_experts": ["A", "C"],
+    }
+    assert rep["summary"][0] == (
+        "B reaches 10.0% lower final val_loss than A (1.8 vs 2); they differ in train.lr 0.001→0.003."
+    )
+    assert "—" not in " ".join(rep["summary"])
+    assert any("recorded by only some of the runs" in line for line in rep["summary"])
+    md = report.to_markdown(rep)
+    assert "Params recorded only in some runs (2; not compared)" in md and "not recorded" in md
+    assert "not recorded" in report.to_html(rep)
+
+
+def test_runs_that_share_the_params_they_all_recorded_have_no_difference():
+    runs = [
+        _run("A", 2.0, 2.0, params={"lr": 1e-3, "model.top_k": 2}),
+        _run("B", 1.9, 1.9, params={"lr": 1e-3}),
+    ]
+    rep = report.compare(runs, baseline="A")
+    assert rep["params"] == [] and rep["same_params"] == 1
+    assert rep["summary"][0] == "B reaches 5.0% lower final val_loss than A (1.9 vs 2)."
+
+
+@pytest.mark.parametrize(
+    "key, want",
+    [
+        ("val/loss", "min"),
+        ("val_loss", "min"),
+        ("eval/bpb", "min"),
+        ("perplexity", "min"),
+        ("profile/step_ms", "min"),
+        ("latency_p50", "min"),
+        ("moe/layer0/dropped_frac", "min"),
+        ("moe/load_cv", "min"),
+        ("accuracy", "max"),
+        ("eval/acc", "max"),
+        ("f1", "max"),
+        ("tokens_per_s", "max"),
+        ("eval/tokens_per_s", "max"),
+        ("mfu", "max"),
+        ("lr", "none"),
+        ("train/learning_rate", "none"),
+        ("step", "none"),
+        ("epoch", "none"),
+        ("time", "none"),
+        ("loss_scale", "none"),
+        ("grad_norm", "none"),
+        ("moe/entropy", "none"),
+        ("profile/share/attention", "none"),
+        ("something_unnamed", "none"),
+    ],
+)
+def test_the_direction_of_a_metric_follows_its_name(key, want):
+    assert report.direction(key) == want
+
+
+def _metric(rid, key, final, lo, hi):
+    return {
+        "id": rid,
+        "name": rid,
+        "params": {},
+        "summary": {
+            key: {"last": final, "last_step": 9, "min": lo, "min_step": 3, "max": hi, "max_step": 1}
+        },
+    }
+
+
+def test_a_metric_without_a_direction_gets_no_star_and_ranks_nobody():
+    rep = report.compare(
+        [_metric("A", "lr", 1e-3, 1e-4, 1e-3), _metric("B", "lr", 3e-3, 3e-4, 3e-3)],
+        baseline="A",
+        target="lr",
+    )
+    [m] = rep["metrics"]
+    assert m["direction"] == "none" and m["best_run"] is None and m["best_final_run"] is None
+    assert m["runs"]["B"]["best"] == 3e-3  # no "best" without a direction: the final value
+    assert rep["summary"][0].startswith("lr has no better direction: no run is ranked on it")
+    assert " ★" not in report.to_markdown(rep).split("★ = best")[1]
+    assert "class='best'" not in report.to_html(rep)
+
+
+def test_a_project_override_sets_the_direction_of_a_metric():
+    runs = [_metric("A", "eval/score", 0.5, 0.4, 0.6), _metric("B", "eval/score", 0.7, 0.5, 0.9)]
+    assert report.compare(runs, target="eval/score")["metrics"][0]["best_run"] is None
+    rep = report.compare(runs, target="eval/score", directions={"eval/*": "max"})
+    [m] = rep["metrics"]
+    assert m["direction"] == "max" and m["best_run"] == "B" and m["runs"]["B"]["best"] == 0.9
+    assert rep["summary"][0].startswith("B reaches 40.0% higher final eval/score than A")
+    # An override can also take a direction away, and an exact key wins over a glob.
+    off = report.compare(
+        runs, target="eval/score", directions={"eval/*": "max", "eval/score": "none"}
+    )
+    assert off["metrics"][0]["best_run"] is None
+    assert report.direction("val/loss", overrides={"val/*": "none"}) == "none"
+
+
+def test_the_default_target_is_a_loss_every_run_logged():
+    a = _run("A", 2.0, 2.0, key="loss")
+    a["summary"]["val_loss"] = {"last": 1.0, "last_step": 1, "min": 1.0, "min_step": 1}
+    b = _run("B", 1.5, 1.5, key="loss")
+    rep = report.compare([a, b], baseline="A")
+    assert rep["target"] == "loss" and rep["summary"][0].startswith(
+        "B reaches 25.0% lower final loss"
     )
 
 
