@@ -311,6 +311,8 @@ def cmd_merge(args) -> int:
         print(f"Already up to date: {args.into} contains {args.source}")
     elif res["result"] == "fast_forward":
         print(f"Fast-forward {args.into} to {res['commit']['sha'][:12]}")
+        if res.get("note"):
+            print(f"note: {res['note']}", file=sys.stderr)
     else:
         print(
             f"Merged {args.source} into {args.into}: {res['commit']['sha'][:12]}"
@@ -363,6 +365,72 @@ def cmd_token(args) -> int:
     return 0
 
 
+def _run_cell(r: dict, key: str) -> str:
+    """A run's value for a column: ``params.X`` or ``summary.KEY[.last|.min|.max]``."""
+    if key.startswith("params."):
+        v = r["params"].get(key[7:])
+        return "" if v is None else str(v)
+    metric, stat = _summary_key(key)
+    v = r["summary"].get(metric, {}).get(stat)
+    return "" if v is None else f"{v:.4g}"
+
+
+def _summary_key(key: str) -> tuple[str, str]:
+    metric, _, stat = key.removeprefix("summary.").rpartition(".")
+    if stat not in {"last", "min", "max"}:
+        metric, stat = key.removeprefix("summary."), "last"
+    return metric, stat
+
+
+def _unknown_run_keys(runs: list[dict], columns: list[str], sort: list[str]) -> list[str]:
+    """One message per column or sort key that none of ``runs`` has, naming the key and the
+    closest keys that do exist (nothing to say about an empty page)."""
+    import difflib
+
+    if not runs:
+        return []
+    params = {f"params.{k}" for r in runs for k in r.get("params", {})}
+    metrics = {k for r in runs for k in r.get("summary", {})}
+    known = sorted(params | {f"summary.{m}" for m in metrics})
+    out = []
+    for what, keys in (("column", columns), ("sort key", sort)):
+        for key in dict.fromkeys(keys):
+            if key.startswith("params.") and key in params:
+                continue
+            if key.startswith("summary.") and _summary_key(key)[0] in metrics:
+                continue
+            if not key.startswith(("params.", "summary.")) and what == "sort key":
+                continue  # name, status, started_at, ...: fields every run has
+            close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
+            out.append(
+                f"no run here has the {what} {key!r}"
+                + (f"; did you mean {', '.join(close)}?" if close else "")
+                + (
+                    ""
+                    if key.startswith(("params.", "summary."))
+                    else " (use params.X or summary.KEY)"
+                )
+            )
+    return out
+
+
+def _print_table(
+    header: list[str], rows: list[list[str]], *, right: set[int] = frozenset()
+) -> None:
+    """Columns as wide as their widest cell or header: a header is never cut."""
+    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(header)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    print(line(header))
+    for row in rows:
+        print(line(row))
+
+
 def cmd_runs(args) -> int:
     c = _client(args)
     if args.action in {"list", "search"}:
@@ -376,27 +444,16 @@ def cmd_runs(args) -> int:
         if args.json:
             _print(res, True)
             return 0
-        keys = args.columns.split(",") if args.columns else []
+        keys = [k.strip() for k in args.columns.split(",") if k.strip()] if args.columns else []
+        sort_keys = [k.strip().lstrip("-+") for k in (args.sort or "").split(",") if k.strip()]
+        for problem in _unknown_run_keys(res["results"], keys, sort_keys):
+            print(f"warning: {problem}", file=sys.stderr)
         print(f"{res['total']} run(s)  (engine {res['took_ms']} ms)")
-        header = f"{'id':<17} {'name':<24} {'status':<9} " + " ".join(
-            f"{k[-14:]:>14}" for k in keys
-        )
-        print(header)
-        for r in res["results"]:
-            vals = []
-            for k in keys:
-                if k.startswith("params."):
-                    vals.append(str(r["params"].get(k[7:], "")))
-                else:
-                    metric, _, stat = k.removeprefix("summary.").rpartition(".")
-                    if stat not in {"last", "min", "max"}:
-                        metric, stat = k.removeprefix("summary."), "last"
-                    v = r["summary"].get(metric, {}).get(stat)
-                    vals.append("" if v is None else f"{v:.4g}")
-            print(
-                f"{r['id']:<17} {r.get('name', '')[:24]:<24} {r.get('status', ''):<9} "
-                + " ".join(f"{v[-14:]:>14}" for v in vals)
-            )
+        rows = [
+            [r["id"], r.get("name", ""), r.get("status", "")] + [_run_cell(r, k) for k in keys]
+            for r in res["results"]
+        ]
+        _print_table(["id", "name", "status", *keys], rows, right=set(range(3, 3 + len(keys))))
         for name, buckets in res.get("facets", {}).items():
             print(f"  {name}: " + ", ".join(f"{b['value']} ({b['count']})" for b in buckets))
     elif args.action == "show":
@@ -748,9 +805,12 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "search":
             x.add_argument(
                 "query",
-                help="e.g. 'params.moe.top_k:4 AND summary.val_loss:<2.1 AND tags:baseline'",
+                help="e.g. 'params.model.top_k:4 AND summary.val/loss:<2.1 AND tags:baseline'",
             )
-        x.add_argument("--sort", help="comma list, '-' for descending, e.g. summary.val_loss.min")
+        x.add_argument(
+            "--sort",
+            help="comma list, '-' for descending (--sort=-KEY), e.g. summary.val/loss.min",
+        )
         x.add_argument("--columns", help="comma list of params.X / summary.KEY[.min|.max] to show")
         x.add_argument("--facets", help="comma list, e.g. tags,status")
         x.add_argument("-n", "--limit", type=int, default=50)

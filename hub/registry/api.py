@@ -596,6 +596,7 @@ class MergeApi(APIView):
                 "bases": outcome.bases,
                 "merged_files": outcome.merged_tensors,
                 "resolved": outcome.resolved,
+                "note": outcome.note,
             },
             status=201 if outcome.kind == "merge" else 200,
         )

@@ -56,6 +56,8 @@ class MergeOutcome:
     merged_tensors: int = 0
     resolved: list[dict] = field(default_factory=list)
     bases: list[str] = field(default_factory=list)  # every merge base (several: criss-cross)
+    # Set when the strategy asked for did not shape the result (a fast-forward), saying so.
+    note: str | None = None
 
 
 class _Conflicts(HubError):
@@ -82,12 +84,15 @@ def _merge_safetensors(
     weight: float,
     conflicts: list,
     resolved: list,
+    soup: bool = False,
 ) -> FileObject | None:
     """Three-way merge of one safetensors file at tensor granularity.
 
     Per tensor name, with b/o/t its base/ours/theirs versions (any may be absent):
     o ≡ t → o; o ≡ b → t; t ≡ b → o; otherwise both changed it: a conflict, unless the
-    strategy resolves it (ours, theirs, or average: (1−w)·o + w·t for same-shape floats)."""
+    strategy resolves it (ours, theirs, or average: (1−w)·o + w·t for same-shape floats).
+    ``soup`` (an average merge of a source that descends from the target, ``--no-ff``): every
+    tensor the two sides hold differently is averaged, not only those both changed."""
     blobs = get_blob_store()
     cache: dict = {}
 
@@ -106,8 +111,18 @@ def _merge_safetensors(
     n_conflicts_before = len(conflicts)
     for name in names:
         b, o, t = ref(base, name), ref(ours, name), ref(theirs, name)
+        averageable = (
+            o is not None
+            and t is not None
+            and o.shape == t.shape
+            and o.dtype in FLOAT_DTYPES
+            and t.dtype in FLOAT_DTYPES
+        )
         if same(o, t):
             choice = o
+        elif soup and averageable:
+            choice = ("avg", o, t)
+            resolved.append({"path": path, "tensor": name, "strategy": "average", "weight": weight})
         elif same(o, b):
             choice = t
         elif same(t, b):
@@ -118,14 +133,7 @@ def _merge_safetensors(
         elif strategy == "theirs":
             choice = t
             resolved.append({"path": path, "tensor": name, "strategy": "theirs"})
-        elif (
-            strategy == "average"
-            and o is not None
-            and t is not None
-            and o.shape == t.shape
-            and o.dtype in FLOAT_DTYPES
-            and t.dtype in FLOAT_DTYPES
-        ):
+        elif strategy == "average" and averageable:
             choice = ("avg", o, t)
             resolved.append({"path": path, "tensor": name, "strategy": "average", "weight": weight})
         else:
@@ -276,11 +284,14 @@ def _merge_entries(
     resolved: list,
     bases: list[str],
     virtual: bool = False,
+    soup: bool = False,
 ) -> tuple[dict, int]:
     """Three-way merge of trees ``{path: oid}`` at file granularity, and at tensor granularity
     for safetensors files both sides changed. Returns (merged tree, files merged by tensor);
     unresolved conflicts are appended to ``conflicts``. ``virtual``: merging two merge bases
-    (see :func:`_merge_base_tree`): conflicts become :class:`_VirtualConflict` versions."""
+    (see :func:`_merge_base_tree`): conflicts become :class:`_VirtualConflict` versions.
+    ``soup``: the target is the merge base and the strategy is average: a safetensors file
+    the source changed is averaged with the target's, tensor by tensor."""
     files.need(base, ours, theirs)
     result: dict = {}
     merged = 0
@@ -290,7 +301,7 @@ def _merge_entries(
         st_both = real and files[o].kind == "safetensors" and files[t].kind == "safetensors"
         if o == t:
             pick = o
-        elif o == b:
+        elif o == b and not (soup and st_both):
             pick = t
         elif t == b:
             pick = o
@@ -313,6 +324,7 @@ def _merge_entries(
                 weight,
                 conflicts,
                 resolved,
+                soup=soup,
             )
             if virtual and len(conflicts) > before:
                 del conflicts[before:]
@@ -364,7 +376,13 @@ def merge(
     a fast-forward when target is an ancestor of source; otherwise a three-way merge from the
     merge base, at file granularity and, for safetensors files changed on both sides, at
     tensor granularity. Any unresolved conflict is a 409 ``merge_conflict`` listing each
-    tensor with both sides' stats, and nothing is written."""
+    tensor with both sides' stats, and nothing is written.
+
+    A strategy resolves conflicts, and a fast-forward has none: it is not applied, and the
+    outcome's ``note`` says so (``allow_fast_forward=False``, ``--no-ff``, merges with it).
+    With fast-forward possible, ``allow_fast_forward=False`` and ``strategy="average"``, the
+    merge commit holds ``(1−w)·target + w·source`` for every float tensor the source changed:
+    the soup of a model and its fine-tune (WiSE-FT), not a copy of the source."""
     if strategy not in STRATEGIES:
         raise InvalidInput(
             f"Unknown strategy {strategy!r}: use ours, theirs or average.", code="invalid_strategy"
@@ -385,10 +403,16 @@ def merge(
         graph = selectors.commit_graph(repo=repo)
         if theirs.sha == ours.sha or graph.is_ancestor(theirs.sha, ours.sha):
             return MergeOutcome("up_to_date", ours, theirs.sha, bases=[theirs.sha])
-        if allow_fast_forward and graph.is_ancestor(ours.sha, theirs.sha):
+        can_ff = graph.is_ancestor(ours.sha, theirs.sha)
+        if allow_fast_forward and can_ff:
             _move_branch(ref=ref, expected=ours, new=theirs)
             _reindex(ours, theirs)
-            return MergeOutcome("fast_forward", theirs, ours.sha, bases=[ours.sha])
+            note = (
+                f"fast-forwarded; strategy {strategy!r} not applied (use --no-ff to merge with it)"
+                if strategy
+                else None
+            )
+            return MergeOutcome("fast_forward", theirs, ours.sha, bases=[ours.sha], note=note)
         bases, base_entries = _merge_base_tree(repo=repo, graph=graph, a=ours.sha, b=theirs.sha)
         base_sha = bases[0] if len(bases) == 1 else None
         files = _FileCache()
@@ -404,6 +428,7 @@ def merge(
             conflicts=conflicts,
             resolved=resolved,
             bases=bases,
+            soup=can_ff and strategy == "average",
         )
         if conflicts:
             raise _Conflicts(

@@ -542,3 +542,58 @@ def test_openapi_schema_and_docs(api):
     schema = json.loads(r.content)
     assert "/api/v1/repos/{namespace}/{name}/merge" in schema["paths"]
     assert client.get("/api/docs").status_code == 200
+
+
+def test_fast_forward_with_a_strategy_says_the_strategy_was_not_applied(api, repo):
+    client, _ = api
+    base = model(seed=7)
+    _branches(client, repo, base)
+    a = dict(base)
+    a["layers.2.w"] = base["layers.2.w"] * 3
+    push(client, repo, {"m.safetensors": st_bytes(a)}, branch="a")
+    r = client.post(
+        f"/api/v1/repos/{repo}/merge",
+        {"source": "a", "target": "main", "strategy": "average", "weight": 0.5},
+        format="json",
+    )
+    assert r.status_code == 200, r.content
+    body = r.json()
+    assert body["result"] == "fast_forward"
+    assert body["note"] == (
+        "fast-forwarded; strategy 'average' not applied (use --no-ff to merge with it)"
+    )
+    assert body["commit"]["sha"] == head(client, repo, "a")
+    plain = client.post(
+        f"/api/v1/repos/{repo}/merge", {"source": "main", "target": "b"}, format="json"
+    )
+    assert plain.json()["result"] == "fast_forward" and plain.json()["note"] is None
+
+
+def test_no_ff_average_of_a_descendant_is_the_weighted_soup_of_target_and_source(api, repo):
+    client, _ = api
+    base = model(seed=8)
+    _branches(client, repo, base)
+    a = dict(base)
+    a["layers.0.w"] = base["layers.0.w"] * 3
+    a["layers.5.w"] = base["layers.5.w"] - 2
+    a["extra.w"] = np.ones((4, 4), dtype=np.float32)
+    del a["layers.3.w"]
+    push(client, repo, {"m.safetensors": st_bytes(a), "config.json": b'{"v": 2}'}, branch="a")
+    target_before = head(client, repo, "main")
+    r = client.post(
+        f"/api/v1/repos/{repo}/merge",
+        {"source": "a", "target": "main", "strategy": "average", "weight": 0.25, "no_ff": True},
+        format="json",
+    )
+    assert r.status_code == 201, r.content
+    body = r.json()
+    assert body["result"] == "merge" and body["note"] is None
+    assert body["commit"]["parents"] == [target_before, head(client, repo, "a")]
+    out = load(download(client, repo, "m.safetensors")[1])
+    for name in ("layers.0.w", "layers.5.w"):
+        assert np.allclose(out[name], 0.75 * base[name] + 0.25 * a[name], rtol=1e-6)
+    assert np.array_equal(out["layers.1.w"], base["layers.1.w"])  # unchanged by the source
+    assert np.array_equal(out["extra.w"], a["extra.w"])  # added by the source
+    assert "layers.3.w" not in out  # deleted by the source
+    assert download(client, repo, "config.json")[1] == b'{"v": 2}'
+    assert {t["tensor"] for t in body["resolved"]} == {"layers.0.w", "layers.5.w"}
