@@ -216,3 +216,30 @@ def test_the_package_imports_without_django():
         "assert not any(m == 'django' or m.startswith(('django.', 'hub')) for m in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_default_warmup_longer_than_a_short_run_is_fitted_to_it_and_said_so():
+    cfg, errors = validate_config("train", {"train": {"steps": 20}})
+    assert errors == []
+    assert cfg.train.warmup_steps == 2
+    assert cfg.to_dict()["train"]["warmup_steps"] == 2  # the resolved config says it too
+    [note] = cfg.notes
+    assert "train.warmup_steps" in note and "50" in note and "2 step(s)" in note
+
+
+def test_an_explicit_warmup_longer_than_the_run_is_still_refused():
+    cfg, errors = validate_config("train", {"train": {"steps": 20, "warmup_steps": 30}})
+    assert cfg is None
+    assert {"path": "train.warmup_steps", "message": "must be ≤ steps (20)"} in errors
+
+
+def test_a_config_without_max_bytes_tokenizes_a_bounded_corpus():
+    from workers.moe.config import DEFAULT_MAX_BYTES, config_json_schema
+
+    cfg, _ = validate_config("train", {})
+    assert cfg.data.max_bytes == DEFAULT_MAX_BYTES == 8_000_000
+    assert cfg.notes == []
+    schema = config_json_schema("train")["properties"]["data"]["properties"]["max_bytes"]
+    assert schema["default"] == 8_000_000 and "8 MB" in schema["description"]
+    cfg, _ = validate_config("train", {"data": {"max_bytes": None}})
+    assert cfg.data.max_bytes is None  # null still means the whole corpus, on request

@@ -88,6 +88,8 @@ def run_cli(kind: str, run: RunFn, argv: list[str] | None = None) -> int:
         else:
             cfg, errors = validate_config(kind, {})
             assert cfg is not None, errors
+        for note in cfg.notes:  # defaults validation fitted to this config
+            events.log(note, level="warning")
         if cfg.runtime.threads:
             torch.set_num_threads(cfg.runtime.threads)
         resolve_device(cfg.runtime)  # before any work: no CUDA for a CUDA config is an input error

@@ -52,6 +52,13 @@ class ConfigError(InputError):
 # neither torch nor Django, so the hub validates job configs without loading either.
 
 
+#: data.max_bytes when a config does not set it: enough text for the default small config,
+#: without tokenizing the whole standard library (~30 MB) by surprise.
+DEFAULT_MAX_BYTES = 8_000_000
+#: With train.warmup_steps unset and its default longer than train.steps, warm-up is this
+#: share of the steps (said in the config's notes, which the job logs).
+AUTO_WARMUP_FRACTION = 0.1
+
 # Byte-level vocabulary: 256 byte values + <|endoftext|>, <|bos|>, <|pad|> (see data.py).
 BYTE_VOCAB_SIZE = 259
 
@@ -159,8 +166,9 @@ class DataConfig:
         nullable=True,
     )
     max_bytes: int | None = _f(
-        None,
-        "cap on corpus bytes (documents taken in a fixed pseudo-random order); null = all",
+        DEFAULT_MAX_BYTES,
+        "cap on corpus bytes (documents taken in a fixed pseudo-random order); default "
+        "8 MB (the default corpus is ~30 MB); null = all",
         min=1024,
         max=1 << 40,
         nullable=True,
@@ -203,7 +211,12 @@ class TrainConfig:
     grad_accum: int = _f(1, "micro-batches per optimizer step", min=1, max=4096)
     lr: float = _f(3e-3, "peak learning rate (AdamW)", min=0.0, max=10.0, exclusive_min=True)
     min_lr: float = _f(3e-4, "learning rate at the end of the cosine decay", min=0.0, max=10.0)
-    warmup_steps: int = _f(50, "linear warm-up steps", min=0, max=10_000_000)
+    warmup_steps: int = _f(
+        50,
+        "linear warm-up steps; when unset and longer than steps, a tenth of steps",
+        min=0,
+        max=10_000_000,
+    )
     weight_decay: float = _f(0.1, "AdamW decoupled weight decay (matrices only)", min=0.0, max=10.0)
     beta1: float = _f(0.9, "AdamW β1", min=0.0, max=1.0, exclusive_max=True)
     beta2: float = _f(0.95, "AdamW β2", min=0.0, max=1.0, exclusive_max=True)
@@ -297,6 +310,8 @@ class Config:
     # Model keys the job set explicitly: with --init-weights the architecture comes from the
     # weights and only these may override (non-architectural) fields.
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    # What validation adjusted in a config it accepted (the entry point logs each line).
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The job config as JSON (only this kind's sections, defaults filled in)."""
@@ -591,8 +606,26 @@ def validate_config(kind: str, raw: dict[str, Any]) -> tuple[Config | None, list
         model_overrides=dict(model_raw) if isinstance(model_raw, dict) else {},
         **sections,
     )
+    _adjust(cfg, raw, errors)
     _cross_checks(cfg, errors)
     return (None, errors) if errors else (cfg, [])
+
+
+def _adjust(cfg: Config, raw: dict[str, Any], errors: list[dict[str, str]]) -> None:
+    """Defaults that do not fit the rest of a config are fitted to it, and said so in
+    ``cfg.notes``; values the config sets itself are never changed (they are checked)."""
+    t = cfg.train
+    train_raw = raw.get("train")
+    if t is None or not isinstance(train_raw, dict) or "warmup_steps" in train_raw:
+        return
+    if any(e["path"] == "train.steps" for e in errors) or t.warmup_steps <= t.steps:
+        return
+    default = t.warmup_steps
+    t.warmup_steps = int(t.steps * AUTO_WARMUP_FRACTION)
+    cfg.notes.append(
+        f"train.warmup_steps: the default {default} is longer than train.steps ({t.steps}); "
+        f"warming up for {t.warmup_steps} step(s) ({AUTO_WARMUP_FRACTION:.0%} of steps) instead"
+    )
 
 
 def load_config(kind: str, path: str | Path) -> Config:
@@ -702,6 +735,7 @@ def config_json_schema(kind: str) -> dict[str, Any]:
             "model.top_k ≤ model.n_experts; model.n_dense_layers ≤ model.n_layer",
             "model.expert_hidden lists n_experts sizes (or groups summing to n_experts)",
             "runtime.dtype fp16 needs a CUDA device",
-            "train.min_lr ≤ train.lr; train.warmup_steps ≤ train.steps",
+            "train.min_lr ≤ train.lr; train.warmup_steps ≤ train.steps (when warmup_steps is "
+            "unset and its default exceeds steps, it becomes a tenth of steps)",
         ],
     }
