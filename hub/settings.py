@@ -184,6 +184,9 @@ HUB_MAX_SAFETENSORS_HEADER_BYTES = _env_int("HUB_MAX_SAFETENSORS_HEADER_BYTES", 
 HUB_GC_GRACE_SECONDS = _env_int("HUB_GC_GRACE_SECONDS", 24 * 3600)
 # An ambiguous commit abbreviation is a 400 listing at most this many of the commits it matches.
 HUB_AMBIGUOUS_REF_CANDIDATES = _env_int("HUB_AMBIGUOUS_REF_CANDIDATES", 20)
+# A repo's size figures (GET /repos/{ns}/{name}/stats) are cached per set of ref heads, so a
+# cached value is never stale; this bounds how long one nobody asks for again is kept.
+HUB_REPO_STATS_CACHE_SECONDS = _env_int("HUB_REPO_STATS_CACHE_SECONDS", 24 * 3600)
 # A merge with several merge bases first merges the bases into a virtual one (recursively, as
 # git does); past this many virtual merges it refuses with 409 multiple_merge_bases instead.
 HUB_MERGE_MAX_VIRTUAL_MERGES = _env_int("HUB_MERGE_MAX_VIRTUAL_MERGES", 64)

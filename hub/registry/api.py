@@ -32,6 +32,9 @@ def repo_out(repo: Repo) -> dict:
         "description": repo.description,
         "default_branch": repo.default_branch,
         "created_at": repo.created_at,
+        # The last move of a branch head (selectors._with_updated_at); a repo just created by
+        # this request has not been read back with it and has moved nothing yet.
+        "updated_at": getattr(repo, "updated_at", None) or repo.created_at,
     }
 
 
@@ -67,6 +70,37 @@ class RepoOut(serializers.Serializer):
     description = serializers.CharField()
     default_branch = serializers.CharField()
     created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField(help_text="last time a branch head moved")
+
+
+class CommitStatsOut(serializers.Serializer):
+    files = serializers.IntegerField()
+    bytes = serializers.IntegerField(help_text="sum of the file sizes, path by path")
+    new_bytes = serializers.IntegerField(
+        help_text="bytes of the distinct chunks of this commit that no parent's tree references"
+    )
+    reused_bytes = serializers.IntegerField(
+        help_text="bytes of the distinct chunks of this commit that a parent's tree (any parent "
+        "of a merge) already references; new_bytes + reused_bytes <= bytes, as a chunk repeated "
+        "inside the commit counts once"
+    )
+
+
+class RepoStatsOut(serializers.Serializer):
+    head_bytes = serializers.IntegerField(help_text="size of the default branch head's files")
+    logical_bytes = serializers.IntegerField(
+        help_text="sum of file sizes over every distinct (path, content) of every commit "
+        "reachable from a branch or tag: each version of each file once"
+    )
+    stored_bytes = serializers.IntegerField(
+        help_text="bytes of the distinct chunks those files reference"
+    )
+    dedupe_ratio = serializers.FloatField(
+        allow_null=True,
+        help_text="logical_bytes / stored_bytes (null when nothing is stored); "
+        "dedupe saves 1 - stored/logical",
+    )
+    commits = serializers.IntegerField(help_text="commits reachable from a branch or tag")
 
 
 class CommitOut(serializers.Serializer):
@@ -104,13 +138,23 @@ class RepoListCreateApi(APIView):
     @extend_schema(
         responses=RepoOut(many=True),
         summary="List repos you can see",
-        parameters=[OpenApiParameter("namespace", str), OpenApiParameter("search", str)],
+        parameters=[
+            OpenApiParameter("namespace", str),
+            OpenApiParameter("search", str),
+            OpenApiParameter(
+                "sort",
+                str,
+                enum=list(selectors.REPO_SORTS),
+                description="default: name; -updated_at lists recently updated models first",
+            ),
+        ],
     )
     def get(self, request):
         qs = selectors.repo_list(
             user=request.user,
             namespace=request.query_params.get("namespace"),
             search=request.query_params.get("search"),
+            sort=request.query_params.get("sort"),
         )
         return paginate(self, qs, repo_out)
 
@@ -365,13 +409,29 @@ class CommitListCreateApi(APIView):
 
 
 class CommitDetailApi(APIView):
-    @extend_schema(summary="One commit, with its files")
+    @extend_schema(
+        summary="One commit, with its files and stats: {files, bytes, new_bytes, reused_bytes} "
+        "(new: bytes of chunks no parent's tree references; reused: bytes of chunks a parent's "
+        "tree already references)"
+    )
     def get(self, request, namespace, name, sha):
         repo = selectors.repo_for(request, namespace=namespace, name=name)
         commit = selectors.commit_get(repo=repo, sha=sha)
         out = commit_out(commit)
         out["files"] = selectors.tree_files(commit=commit)
+        out["stats"] = CommitStatsOut(selectors.commit_stats(commit=commit)).data
         return Response(out)
+
+
+class RepoStatsApi(APIView):
+    @extend_schema(
+        responses=RepoStatsOut,
+        summary="What dedupe saves: the head's size, the logical size of all versions, the "
+        "bytes stored, their ratio, and the reachable commits",
+    )
+    def get(self, request, namespace, name):
+        repo = selectors.repo_for(request, namespace=namespace, name=name)
+        return Response(RepoStatsOut(selectors.repo_stats(repo=repo)).data)
 
 
 class TreePagination(Pagination):

@@ -74,6 +74,9 @@ class Commit(models.Model):
     # Lineage: the job and run that produced this commit (apps that own them link back).
     job_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
     run_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    # {files, bytes, new_bytes, reused_bytes} (hub.registry.dedupe): immutable like the commit,
+    # so computed once when it is created. Not part of the hash.
+    stats = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["repo", "sha"], name="uniq_commit_sha")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
 import logging
@@ -9,11 +10,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
+from django.db.models import F, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 
 from hub.accounts import selectors as accounts
 from hub.accounts.models import Role
 from hub.common.errors import InvalidInput, NotFound, ServiceUnavailable
-from hub.registry.models import Commit, FileObject, Ref, Repo
+from hub.registry import dedupe
+from hub.registry.models import Commit, FileObject, Ref, Repo, Tree
 from hub.registry.tensorops import FileReader, TensorRef, comparable, delta_stats, tensors_identical
 from hub.stores.blobs import BlobError, BlobHashMismatch, get_blob_store
 
@@ -24,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def repo_get(*, namespace: str, name: str) -> Repo:
     repo = (
-        Repo.objects.select_related("namespace")
+        _with_updated_at(Repo.objects.select_related("namespace"))
         .filter(namespace__name=namespace, name=name)
         .first()
     )
@@ -47,8 +52,42 @@ def repo_for(request, *, namespace: str, name: str, role: str = Role.READ) -> Re
     return repo
 
 
-def repo_list(*, user, namespace: str | None = None, search: str | None = None):
-    qs = Repo.objects.select_related("namespace").order_by("namespace__name", "name")
+def _with_updated_at(qs):
+    """Annotates ``updated_at``: the last time a branch head of the repo moved (a commit, a
+    merge, a fast-forward, a new branch), read from the branches' ``updated_at``, which only the
+    head's compare-and-swap and branch creation set; the repo's creation time when it has no
+    branch left. A deleted branch leaves no trace."""
+    last_move = (
+        Ref.objects.filter(repo=OuterRef("pk"), kind=Ref.Kind.BRANCH)
+        .order_by("-updated_at")
+        .values("updated_at")[:1]
+    )
+    return qs.annotate(updated_at=Coalesce(Subquery(last_move), F("created_at")))
+
+
+# ``?sort=`` of the repo list: the field, then name as the tie-break.
+REPO_SORTS = {
+    "name": ("namespace__name", "name"),
+    "-name": ("-namespace__name", "-name"),
+    "created_at": ("created_at", "namespace__name", "name"),
+    "-created_at": ("-created_at", "namespace__name", "name"),
+    "updated_at": ("updated_at", "namespace__name", "name"),
+    "-updated_at": ("-updated_at", "namespace__name", "name"),
+}
+
+
+def repo_list(
+    *, user, namespace: str | None = None, search: str | None = None, sort: str | None = None
+):
+    if (sort or "name") not in REPO_SORTS:
+        raise InvalidInput(
+            f"sort must be one of {', '.join(REPO_SORTS)}.",
+            code="invalid_sort",
+            details={"sort": sort, "allowed": list(REPO_SORTS)},
+        )
+    qs = _with_updated_at(Repo.objects.select_related("namespace")).order_by(
+        *REPO_SORTS[sort or "name"]
+    )
     if namespace:
         qs = qs.filter(namespace__name=namespace)
     if search:
@@ -364,6 +403,83 @@ def file_stream(
             },
         ) from e
     return itertools.chain([first], it)
+
+
+# --- what dedupe saves (definitions in hub.registry.dedupe) ---------------------------------------
+
+_IN_BATCH = 500  # values per SQL IN (...): SQLite caps the parameters of one statement
+
+
+def _manifests(oids) -> dict[str, dedupe.Manifest]:
+    """``{oid: (size, chunks)}`` of the files ``oids``."""
+    oids = list(set(oids))
+    out: dict[str, dedupe.Manifest] = {}
+    for i in range(0, len(oids), _IN_BATCH):
+        for oid, size, chunks in FileObject.objects.filter(
+            oid__in=oids[i : i + _IN_BATCH]
+        ).values_list("oid", "size", "chunks"):
+            out[oid] = (size, chunks)
+    return out
+
+
+def commit_stats_compute(*, entries: dict[str, str], parent_entries: list[dict[str, str]]) -> dict:
+    """``{files, bytes, new_bytes, reused_bytes}`` of a tree against its parents' trees: two
+    queries' worth of manifests, no blob read. services._new_commit stores it on the commit."""
+    oids = set(entries.values()).union(*(p.values() for p in parent_entries))
+    return dedupe.commit_stats(
+        entries=entries, parent_entries=parent_entries, manifests=_manifests(oids)
+    )
+
+
+def commit_stats(*, commit: Commit) -> dict:
+    """The commit's stored stats; computed here (not stored: reads never write) only for a
+    commit written without them."""
+    if commit.stats is not None:
+        return commit.stats
+    parents = Commit.objects.select_related("tree").filter(
+        repo_id=commit.repo_id, sha__in=commit.parents
+    )
+    return commit_stats_compute(
+        entries=commit.tree.entries, parent_entries=[p.tree.entries for p in parents]
+    )
+
+
+def repo_stats(*, repo: Repo) -> dict:
+    """``{head_bytes, logical_bytes, stored_bytes, dedupe_ratio, commits}`` over the commits
+    reachable from the repo's branches and tags (dangling commits of deleted branches, which GC
+    will free, are not counted). It reads every reachable tree and manifest once, so the answer
+    is cached under the set of ref heads: commits and manifests never change, so a cached value
+    is right until a ref moves, which changes the key (HUB_REPO_STATS_CACHE_SECONDS bounds how
+    long an unused one is kept)."""
+    refs = list(Ref.objects.filter(repo=repo).values_list("kind", "name", "commit__sha"))
+    heads = sorted({sha for _, _, sha in refs})
+    default = next(
+        (sha for kind, n, sha in refs if kind == Ref.Kind.BRANCH and n == repo.default_branch), ""
+    )
+    key = "registry:repo-stats:{}:{}".format(
+        repo.pk, hashlib.sha256(f"{default}|{','.join(heads)}".encode()).hexdigest()
+    )
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    parents, tree_of = {}, {}
+    for sha, ps, tree in Commit.objects.filter(repo=repo).values_list("sha", "parents", "tree_id"):
+        parents[sha], tree_of[sha] = ps, tree
+    reachable = CommitGraph(parents, {}, {}, {}).ancestors_of(heads)
+    tree_ids = list({tree_of[s] for s in reachable})
+    trees: dict[str, dict] = {}
+    for i in range(0, len(tree_ids), _IN_BATCH):
+        trees.update(
+            Tree.objects.filter(hash__in=tree_ids[i : i + _IN_BATCH]).values_list("hash", "entries")
+        )
+    stats = dedupe.repo_stats(
+        trees=trees.values(),
+        head=trees.get(tree_of.get(default, "")),
+        manifests=_manifests(oid for t in trees.values() for oid in t.values()),
+        commits=len(reachable),
+    )
+    cache.set(key, stats, settings.HUB_REPO_STATS_CACHE_SECONDS)
+    return stats
 
 
 # --- diff ----------------------------------------------------------------------------------------

@@ -141,6 +141,7 @@ def repo_create(
         metadata={},
         created_at=now,
         generation=1,
+        stats={"files": 0, "bytes": 0, "new_bytes": 0, "reused_bytes": 0},
     )
     Ref.objects.create(
         repo=repo, name=default_branch, kind=Ref.Kind.BRANCH, commit=commit, created_by=user
@@ -434,6 +435,9 @@ def _new_commit(
         generation=1 + max((p.generation for p in parents), default=0),
         job_id=job_id or "",
         run_id=run_id or "",
+        stats=selectors.commit_stats_compute(
+            entries=tree.entries, parent_entries=[p.tree.entries for p in parents]
+        ),
     )
 
 
@@ -630,7 +634,7 @@ def branch_delete(*, repo: Repo, name: str) -> None:
 def branch_set_protected(*, repo: Repo, name: str, protected: bool) -> Ref:
     ref = selectors.branch_get(repo=repo, name=name)
     ref.protected = protected
-    ref.save(update_fields=["protected", "updated_at"])
+    ref.save(update_fields=["protected"])  # updated_at tells when the head moved, not this
     return ref
 
 

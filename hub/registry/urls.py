@@ -6,6 +6,7 @@ R = "repos/<str:namespace>/<str:name>"
 urlpatterns = [
     path("repos", api.RepoListCreateApi.as_view()),
     path(R, api.RepoDetailApi.as_view()),
+    path(f"{R}/stats", api.RepoStatsApi.as_view()),
     path(f"{R}/branches", api.BranchListCreateApi.as_view()),
     path(f"{R}/branches/<path:branch>", api.BranchDetailApi.as_view()),
     path(f"{R}/tags", api.TagListCreateApi.as_view()),
