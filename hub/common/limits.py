@@ -20,6 +20,8 @@ HUB_MAX_TAGS_PER_RUN           100          tags on a run               too_many
 HUB_MAX_TAG_CHARS              100          one tag                     tag_too_long (400)
 HUB_MAX_PARAMS_DEPTH           20           nesting of params (objects  params_too_deep (400)
                                             and lists)
+HUB_MAX_METRIC_DIRECTIONS      200          entries in a project's      too_many_metric_directions
+                                            metric_directions           (400)
 HUB_MAX_REQUEST_BYTES          16 MiB       a JSON request body of the  request_too_large
                                             tracking API                (413)
 HUB_MAX_METRICS_REQUEST_BYTES  64 MiB       a metrics ingest body       request_too_large

@@ -37,6 +37,7 @@ def project_out(p: Project) -> dict:
         "name": p.name,
         "private": p.private,
         "description": p.description,
+        "metric_directions": p.metric_directions,
         "created_at": p.created_at,
     }
 
@@ -125,6 +126,32 @@ class ProjectListCreateApi(APIView):
             namespace=ns, name=d["name"], private=d["private"], description=d["description"]
         )
         return Response(project_out(p), status=201)
+
+
+class ProjectDetailApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+        metric_directions = serializers.JSONField(required=False)
+
+    @extend_schema(summary="A project")
+    def get(self, request, namespace, name):
+        return Response(project_out(selectors.project_for(request, namespace=namespace, name=name)))
+
+    @extend_schema(
+        request=InputSerializer,
+        summary="Change a project: description, metric_directions ({key or glob: min|max|none})",
+    )
+    def patch(self, request, namespace, name):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = selectors.project_for(request, namespace=namespace, name=name, role=Role.WRITE)
+        d = data.validated_data
+        project = services.project_update(
+            project=project,
+            description=d.get("description"),
+            metric_directions=d.get("metric_directions"),
+        )
+        return Response(project_out(project))
 
 
 class ProjectRunsApi(APIView):
@@ -418,33 +445,50 @@ def _parquet_stream(batches):
     yield sink.take()
 
 
+def _commit_label(ref: str, run: Run) -> str:
+    """``repo@abcdef12`` for a commit id, ``repo@branch (abcdef12)`` for a branch or tag."""
+    repo, _, name = ref.partition("@")
+    short = run.commit_sha[:8]
+    is_id = short and run.commit_sha.startswith(name.lower())
+    return f"{repo.split('/')[-1]}@{short}" if is_id else f"{repo.split('/')[-1]}@{name} ({short})"
+
+
 class CompareApi(APIView):
     @extend_schema(
         summary="Comparison report of 2..N runs, or of N model commits through their linked runs",
+        description=(
+            "With commits, each commit's run of one kind is compared (``kind``, else the kind "
+            "every commit has a run of); the report's ``kind`` says which, ``commits`` maps each "
+            "ref to its run and ``resolved`` to its commit id. Each metric carries its "
+            "``direction`` (min, max or none: the project's metric_directions, then the names); "
+            "``best_run`` is set only for a metric every run logged that has a direction."
+        ),
         parameters=[
             OpenApiParameter("runs", str),
-            OpenApiParameter("commits", str, description="ns/repo@sha,..."),
+            OpenApiParameter(
+                "commits", str, description="ns/repo@ref,... (commit ids, branches or tags)"
+            ),
+            OpenApiParameter("kind", str, enum=["train", "finetune", "evaluate", "profile", "run"]),
             OpenApiParameter("baseline", str, description="a run id, or one of the commits"),
             OpenApiParameter("target", str),
-            OpenApiParameter("goal", str),
+            OpenApiParameter("goal", str, enum=["min", "max", "none"]),
             OpenApiParameter("metrics", str),
             OpenApiParameter("render", str, enum=["json", "markdown", "html"]),
         ],
     )
     def get(self, request):
         qp = request.query_params
-        baseline, labels = qp.get("baseline"), None
+        baseline, labels, by_commit = qp.get("baseline"), None, None
         if qp.get("commits"):
             if qp.get("runs"):
                 raise InvalidInput("Pass runs or commits, not both.", code="invalid_runs")
-            by_commit = selectors.runs_for_commits(request, commits=_csv(qp.get("commits")))
-            runs = list(dict.fromkeys(by_commit.values()))
-            labels = {
-                r.pk: f"{ref.partition('@')[0].split('/')[-1]}@{ref.partition('@')[2][:8]}"
-                for ref, r in by_commit.items()
-            }
-            if baseline in by_commit:
-                baseline = by_commit[baseline].pk
+            by_commit = selectors.runs_for_commits(
+                request, commits=_csv(qp.get("commits")), kind=qp.get("kind") or None
+            )
+            runs = list(dict.fromkeys(by_commit.runs.values()))
+            labels = {r.pk: _commit_label(ref, r) for ref, r in by_commit.runs.items()}
+            if baseline in by_commit.runs:
+                baseline = by_commit.runs[baseline].pk
         else:
             runs = selectors.runs_for(request, run_ids=_csv(qp.get("runs")))
         rep = selectors.compare(
@@ -455,8 +499,10 @@ class CompareApi(APIView):
             metrics=_csv(qp.get("metrics")) or None,
             labels=labels,
         )
-        if labels:
-            rep["commits"] = {ref: r.pk for ref, r in by_commit.items()}
+        if by_commit is not None:
+            rep["commits"] = {ref: r.pk for ref, r in by_commit.runs.items()}
+            rep["resolved"] = by_commit.shas
+            rep["kind"] = by_commit.kind
         fmt = qp.get("render", "json")  # not "format": DRF reserves it for content negotiation
         if fmt == "markdown":
             resp = HttpResponse(

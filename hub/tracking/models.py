@@ -15,6 +15,9 @@ class Project(models.Model):
     private = models.BooleanField(default=False)
     description = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
+    # {metric key or glob: "min" | "max" | "none"}: how comparisons rank this project's
+    # metrics, before the built-in name table (hub.tracking.report.DIRECTION_RULES).
+    metric_directions = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [

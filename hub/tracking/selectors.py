@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from dataclasses import dataclass
 
 from django.db.models import Q
 
@@ -262,29 +263,54 @@ def _run_list_db(*, project: Project, newest_first: bool, page_size: int, offset
     }
 
 
-def runs_for_commits(request, *, commits: list[str]) -> dict[str, Run]:
-    """The run linked to each model commit (``ns/repo@sha``): the latest finished one, else
-    the latest, among the runs this request may see. Runs match a commit id exactly; an
-    abbreviation (7-39 hex) is first expanded by the registry's one rule
-    (``hub.registry.selectors.commit_get``: unique or a 400 ``ambiguous_ref``) in a repo the
-    request may read. One query for the runs of every commit."""
+#: The kinds of run a comparison by commits sorts runs into: a job's kind (its run carries the
+#: kind as a tag, set by the supervisor), else "run" (a user's own script).
+RUN_KINDS = ("train", "finetune", "evaluate", "profile")
+
+
+def run_kind(run: Run) -> str:
+    """``train``, ``finetune``, ``evaluate`` or ``profile`` for a job's run (the job's kind, as
+    the supervisor tags its run); the first of those tags on another run; else ``run``."""
+    return next((t for t in run.tags if t in RUN_KINDS), "run")
+
+
+@dataclass(frozen=True)
+class CommitRuns:
+    """The run compared for each named commit ref, all of one ``kind``; ``shas`` holds the
+    commit id each ref resolved to."""
+
+    runs: dict[str, Run]
+    kind: str
+    shas: dict[str, str]
+
+
+def runs_for_commits(request, *, commits: list[str], kind: str | None = None) -> CommitRuns:
+    """For each model commit (``ns/repo@ref``: a commit id, an abbreviation, a branch or a
+    tag), its linked run of one kind: ``kind`` if given, else the kind every commit has a run
+    of, the most common one among them if several (ties: in :data:`RUN_KINDS` order, then
+    ``run``) -- a training run is compared with training runs, an evaluation with evaluations.
+    Among a commit's runs of that kind: the latest finished one, else the latest, among the
+    runs this request may see. A full id names its commit as it is; any other ref is resolved
+    by the registry's one resolver (``hub.registry.selectors.resolve``: a branch, a tag or a
+    unique abbreviation; several matches are a 400 ``ambiguous_ref``) in a repo the request
+    may read. Runs match commit ids exactly. One query for the runs of every commit."""
     commits = list(dict.fromkeys(commits))
     if not 2 <= len(commits) <= 200:
-        raise InvalidInput("Name 2..200 distinct commits as ns/repo@sha.", code="invalid_commits")
+        raise InvalidInput("Name 2..200 distinct commits as ns/repo@ref.", code="invalid_commits")
+    if kind is not None and kind not in (*RUN_KINDS, "run"):
+        raise InvalidInput(
+            f"kind must be one of {', '.join((*RUN_KINDS, 'run'))}.", code="invalid_kind"
+        )
     wanted: dict[str, tuple[str, str] | None] = {}  # ref -> (repo, full sha), None: names no commit
-    for ref in commits:
-        repo, _, sha = ref.partition("@")
-        sha = sha.lower()
-        if (
-            repo.count("/") != 1
-            or not 7 <= len(sha) <= 40
-            or not all(c in "0123456789abcdef" for c in sha)
-        ):
+    for spec in commits:
+        repo, _, ref = spec.partition("@")
+        if repo.count("/") != 1 or not ref or any(c.isspace() or c == "," for c in ref):
             raise InvalidInput(
-                f"Bad commit {ref!r}: use ns/repo@sha (at least 7 hex digits).",
+                f"Bad commit {spec!r}: use ns/repo@ref (a commit id, a branch or a tag).",
                 code="invalid_commits",
             )
-        wanted[ref] = (repo, sha) if len(sha) == 40 else _expand_commit(request, repo=repo, sha=sha)
+        full = len(ref) == 40 and all(c in "0123456789abcdef" for c in ref.lower())
+        wanted[spec] = (repo, ref.lower()) if full else _resolve_commit(request, repo=repo, ref=ref)
     pairs = {pair for pair in wanted.values() if pair is not None}
     match = Q(pk__in=[])
     for repo, sha in pairs:
@@ -307,35 +333,56 @@ def runs_for_commits(request, *, commits: list[str]) -> dict[str, Run]:
                 visible[run.project_id] = False
         return visible[run.project_id]
 
-    out: dict[str, Run] = {}
-    missing = []
-    for ref, pair in wanted.items():
-        candidates = sorted(
-            by_commit.get(pair, []) if pair else [], key=lambda r: r.status != Run.Status.FINISHED
+    seen = {  # ref -> the visible runs of its commit, finished ones first, newest first
+        spec: sorted(
+            (r for r in by_commit.get(pair, []) if can_see(r)) if pair else [],
+            key=lambda r: r.status != Run.Status.FINISHED,
         )
-        chosen = next((r for r in candidates if can_see(r)), None)
-        if chosen is None:
-            missing.append(ref)
-        else:
-            out[ref] = chosen
+        for spec, pair in wanted.items()
+    }
+    missing = [spec for spec, runs in seen.items() if not runs]
     if missing:
         raise NotFound(
             f"No run you can see is linked to {', '.join(missing)}.",
             code="commit_has_no_runs",
             details={"commits": missing},
         )
-    return out
+    kinds = {spec: [run_kind(r) for r in runs] for spec, runs in seen.items()}
+    if kind is None:
+        order = (*RUN_KINDS, "run")
+        common = set(order).intersection(*(set(k) for k in kinds.values()))
+        if not common:
+            listed = "; ".join(f"{s}: {', '.join(sorted(set(k)))}" for s, k in kinds.items())
+            raise InvalidInput(
+                f"These commits have no kind of run in common to compare ({listed}).",
+                code="no_common_run_kind",
+                details={"kinds": {s: sorted(set(k)) for s, k in kinds.items()}},
+            )
+        count = {k: sum(ks.count(k) for ks in kinds.values()) for k in common}
+        kind = max(sorted(common, key=order.index), key=lambda k: count[k])
+    without = [spec for spec, ks in kinds.items() if kind not in ks]
+    if without:
+        raise NotFound(
+            f"No {kind} run you can see is linked to {', '.join(without)}.",
+            code="commit_has_no_runs",
+            details={"commits": without, "kind": kind},
+        )
+    return CommitRuns(
+        runs={spec: next(r for r in runs if run_kind(r) == kind) for spec, runs in seen.items()},
+        kind=kind,
+        shas={spec: pair[1] for spec, pair in wanted.items() if pair},
+    )
 
 
-def _expand_commit(request, *, repo: str, sha: str) -> tuple[str, str] | None:
-    """``(repo, full id)`` of the commit an abbreviation names in a repo the request may read;
-    None when there is no such repo or commit."""
+def _resolve_commit(request, *, repo: str, ref: str) -> tuple[str, str] | None:
+    """``(repo, full id)`` of the commit ``ref`` names in a repo the request may read, by the
+    registry's one resolver; None when there is no such repo, ref or commit."""
     from hub.registry import selectors as registry
 
     namespace, _, name = repo.partition("/")
     try:
         found = registry.repo_for(request, namespace=namespace, name=name)
-        return repo, registry.commit_get(repo=found, sha=sha).sha
+        return repo, registry.resolve(repo=found, ref=ref).sha
     except NotFound:
         return None
 
@@ -349,10 +396,13 @@ def compare(
     metrics: list[str] | None = None,
     labels: dict[str, str] | None = None,
 ) -> dict:
+    """The comparison report of ``runs``, each metric ranked by its direction: the projects'
+    ``metric_directions`` (the first compared run's project first, then the others' for keys it
+    does not set), then the built-in name table of ``hub.tracking.report``."""
     if len(runs) < 2:
         raise InvalidInput("Compare at least two runs.", code="invalid_runs")
-    if goal not in (None, "min", "max"):
-        raise InvalidInput("goal must be min or max.", code="invalid_goal")
+    if goal not in (None, *report.DIRECTIONS):
+        raise InvalidInput("goal must be min, max or none.", code="invalid_goal")
     data = [
         {
             "id": r.pk,
@@ -367,4 +417,15 @@ def compare(
         raise InvalidInput(
             "The baseline must be one of the compared runs.", code="invalid_baseline"
         )
-    return report.compare(data, target=target, baseline=baseline, goal=goal, metrics=metrics)
+    directions: dict[str, str] = {}
+    for r in runs:
+        for key, d in (r.project.metric_directions or {}).items():
+            directions.setdefault(key, d)
+    return report.compare(
+        data,
+        target=target,
+        baseline=baseline,
+        goal=goal,
+        metrics=metrics,
+        directions=directions,
+    )

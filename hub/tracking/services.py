@@ -17,6 +17,7 @@ from hub.stores.metrics import get_metrics_store
 from hub.tracking import indexing
 from hub.tracking.ingest import Batch, merge_summary, summarize
 from hub.tracking.models import Project, Run
+from hub.tracking.report import DIRECTIONS
 
 RUN_ID = re.compile(r"^[a-z0-9]{8,32}$")
 # Control characters in a key: never meant, and U+001F separates key and value in the index.
@@ -38,6 +39,58 @@ def project_get_or_create(
             )
     except IntegrityError:
         return Project.objects.get(namespace=namespace, name=name)
+
+
+@transaction.atomic
+def project_update(
+    *,
+    project: Project,
+    description: str | None = None,
+    metric_directions: dict | None = None,
+) -> Project:
+    """Change a project's description and/or its ``metric_directions`` (``{metric key or
+    glob: "min" | "max" | "none"}``, replacing the old ones whole; ``{}`` clears them). At most
+    ``HUB_MAX_METRIC_DIRECTIONS`` entries, each key at most ``HUB_MAX_KEY_CHARS``."""
+    fields = []
+    if description is not None:
+        project.description = description
+        fields.append("description")
+    if metric_directions is not None:
+        project.metric_directions = _clean_metric_directions(metric_directions)
+        fields.append("metric_directions")
+    if fields:
+        project.full_clean()
+        project.save(update_fields=fields)
+    return project
+
+
+def _clean_metric_directions(value) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise InvalidInput(
+            'metric_directions must be an object: {"metric key or glob": "min" | "max" | "none"}.',
+            code="invalid_metric_directions",
+        )
+    most = limit("HUB_MAX_METRIC_DIRECTIONS")
+    if len(value) > most:
+        raise InvalidInput(
+            f"A project has at most {most} metric directions; these are {len(value)}.",
+            code="too_many_metric_directions",
+            details={"limit": most},
+        )
+    max_key = limit("HUB_MAX_KEY_CHARS")
+    bad = {
+        str(k)[:max_key]: v
+        for k, v in value.items()
+        if not k or len(k) > max_key or _CONTROL.search(k) or v not in DIRECTIONS
+    }
+    if bad:
+        raise InvalidInput(
+            f"Each metric direction maps a non-empty key or glob (at most {max_key} characters) "
+            f"to one of {', '.join(DIRECTIONS)}.",
+            code="invalid_metric_directions",
+            details={"invalid": bad},
+        )
+    return dict(value)
 
 
 def _clean_tags(tags) -> list[str]:

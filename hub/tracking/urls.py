@@ -4,6 +4,7 @@ from hub.tracking import api
 
 urlpatterns = [
     path("projects", api.ProjectListCreateApi.as_view()),
+    path("projects/<str:namespace>/<str:name>", api.ProjectDetailApi.as_view()),
     path("projects/<str:namespace>/<str:name>/runs", api.ProjectRunsApi.as_view()),
     path("runs/compare", api.CompareApi.as_view()),
     path("runs/<str:run_id>", api.RunDetailApi.as_view()),

@@ -507,7 +507,13 @@ def test_compare_model_commits_through_their_linked_runs(tracker):
     "query, status, code",
     [
         ("commits=alice/moe@" + "c" * 40 + ",alice/moe@" + "a" * 40, 404, "commit_has_no_runs"),
-        ("commits=alice/moe@zzzzzzz,alice/moe@" + "a" * 40, 400, "invalid_commits"),
+        ("commits=alice/moe@zzzzzzz,alice/moe@" + "a" * 40, 404, "commit_has_no_runs"),
+        ("commits=alice/moe@,alice/moe@" + "a" * 40, 400, "invalid_commits"),
+        (
+            "kind=nonsense&commits=alice/moe@" + "a" * 40 + ",alice/moe@" + "b" * 40,
+            400,
+            "invalid_kind",
+        ),
         ("commits=moe@" + "a" * 40 + ",alice/moe@" + "a" * 40, 400, "invalid_commits"),
         ("commits=alice/moe@" + "a" * 40, 400, "invalid_commits"),
         ("commits=alice/moe@" + "a" * 40 + ",alice/moe@" + "a" * 40, 400, "invalid_commits"),
@@ -547,6 +553,126 @@ def test_compare_commits_expands_an_abbreviation_through_the_registry(tracker):
         f"alice/moe@{first}": ra["id"],
         f"alice/moe@{second[:10]}": rb["id"],
     }
+
+
+def _job_run(client, *, commit, kind, loss=None, status="finished", **metrics):
+    """A run as a job's supervisor makes it: tagged with the job's kind."""
+    run = new_run(client, name=f"{kind} job", commit=commit, tags=[kind, "job"])
+    for key, value in {**({"val/loss": loss} if loss is not None else {}), **metrics}.items():
+        ingest(client, run["id"], key=key, step=[0, 10], value=[value + 1, value])
+    client.patch(f"/api/v1/runs/{run['id']}", {"status": status}, format="json")
+    return run
+
+
+def test_compare_commits_picks_runs_of_one_kind_for_every_commit(tracker):
+    """Each commit has a training run and a newer profile run; one also has an evaluation.
+    The report compares training with training (the kind both share), says so, and ranks on a
+    metric both runs logged -- never an evaluation against a profile."""
+    a, b = "a" * 40, "b" * 40
+    ta = _job_run(tracker, commit=f"alice/moe@{a}", kind="train", loss=2.0)
+    tb = _job_run(tracker, commit=f"alice/moe@{b}", kind="train", loss=1.5)
+    _job_run(tracker, commit=f"alice/moe@{a}", kind="evaluate", **{"eval/loss": 1.0})
+    _job_run(tracker, commit=f"alice/moe@{a}", kind="profile", **{"profile/step_ms": 5.0})
+    pb = _job_run(tracker, commit=f"alice/moe@{b}", kind="profile", **{"profile/step_ms": 4.0})
+    r = tracker.get(f"/api/v1/runs/compare?commits=alice/moe@{a},alice/moe@{b}")
+    assert r.status_code == 200, r.content
+    rep = r.json()
+    assert rep["kind"] == "train"
+    assert rep["commits"] == {f"alice/moe@{a}": ta["id"], f"alice/moe@{b}": tb["id"]}
+    assert rep["target"] == "val/loss" and rep["summary"][0].startswith(
+        f"moe@{b[:8]} reaches 25.0% lower final val/loss than moe@{a[:8]}"
+    )
+    md = tracker.get(f"/api/v1/runs/compare?commits=alice/moe@{a},alice/moe@{b}&render=markdown")
+    assert b"compared train runs" in md.content
+    # Asked for profiles: the profile runs, ranked on what they share, in its direction.
+    rep = tracker.get(
+        f"/api/v1/runs/compare?commits=alice/moe@{a},alice/moe@{b}&kind=profile"
+    ).json()
+    assert rep["kind"] == "profile" and rep["commits"][f"alice/moe@{b}"] == pb["id"]
+    [m] = rep["metrics"]
+    assert m["key"] == "profile/step_ms" and m["direction"] == "min" and m["best_run"] == pb["id"]
+    # Asked for evaluations, which only one commit has: no comparison, and it says why.
+    r = tracker.get(f"/api/v1/runs/compare?commits=alice/moe@{a},alice/moe@{b}&kind=evaluate")
+    assert r.status_code == 404 and r.json()["error"]["details"] == {
+        "commits": [f"alice/moe@{b}"],
+        "kind": "evaluate",
+    }
+
+
+def test_compare_commits_with_no_kind_of_run_in_common_is_refused(tracker):
+    a, b = "a" * 40, "b" * 40
+    _job_run(tracker, commit=f"alice/moe@{a}", kind="evaluate", **{"eval/loss": 1.0})
+    _job_run(tracker, commit=f"alice/moe@{b}", kind="profile", **{"profile/step_ms": 4.0})
+    r = tracker.get(f"/api/v1/runs/compare?commits=alice/moe@{a},alice/moe@{b}")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "no_common_run_kind", r.content
+
+
+def test_compare_commits_by_branch_and_tag(tracker):
+    from tests.helpers import push
+
+    assert tracker.post("/api/v1/repos", {"name": "moe"}, format="json").status_code == 201
+    first = push(tracker, "alice/moe", {"a.txt": b"one"}, message="one").json()["sha"]
+    r = tracker.post(
+        "/api/v1/repos/alice/moe/branches", {"name": "top2", "from_ref": first}, format="json"
+    )
+    assert r.status_code == 201, r.content
+    second = push(tracker, "alice/moe", {"a.txt": b"two"}, message="two").json()["sha"]
+    r = tracker.post("/api/v1/repos/alice/moe/tags", {"name": "v2", "ref": "main"}, format="json")
+    assert r.status_code == 201, r.content
+    ra = _job_run(tracker, commit=f"alice/moe@{first}", kind="train", loss=2.0)
+    rb = _job_run(tracker, commit=f"alice/moe@{second}", kind="train", loss=1.0)
+    r = tracker.get("/api/v1/runs/compare?commits=alice/moe@top2,alice/moe@v2")
+    assert r.status_code == 200, r.content
+    rep = r.json()
+    assert rep["commits"] == {"alice/moe@top2": ra["id"], "alice/moe@v2": rb["id"]}
+    assert rep["resolved"] == {"alice/moe@top2": first, "alice/moe@v2": second}
+    assert [x["name"] for x in rep["runs"]] == [f"moe@top2 ({first[:8]})", f"moe@v2 ({second[:8]})"]
+    r = tracker.get("/api/v1/runs/compare?commits=alice/moe@top2,alice/moe@nosuchbranch")
+    assert r.status_code == 404 and r.json()["error"]["details"]["commits"] == [
+        "alice/moe@nosuchbranch"
+    ]
+
+
+def test_compare_ranks_by_the_projects_metric_directions(tracker):
+    ra = new_run(tracker, name="a")
+    rb = new_run(tracker, name="b")
+    ingest(tracker, ra["id"], key="eval/score", step=[0, 10], value=[0.2, 0.5])
+    ingest(tracker, rb["id"], key="eval/score", step=[0, 10], value=[0.3, 0.7])
+    url = f"/api/v1/runs/compare?runs={ra['id']},{rb['id']}"
+    [m] = tracker.get(url).json()["metrics"]
+    assert m["direction"] == "none" and m["best_run"] is None
+    r = tracker.patch(
+        "/api/v1/projects/alice/exp", {"metric_directions": {"eval/*": "max"}}, format="json"
+    )
+    assert r.status_code == 200 and r.json()["metric_directions"] == {"eval/*": "max"}, r.content
+    assert tracker.get("/api/v1/projects/alice/exp").json()["metric_directions"] == {
+        "eval/*": "max"
+    }
+    [m] = tracker.get(url).json()["metrics"]
+    assert m["direction"] == "max" and m["best_run"] == rb["id"]
+
+
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        ({"metric_directions": {"loss": "lowest"}}, "invalid_metric_directions"),
+        ({"metric_directions": ["loss"]}, "invalid_metric_directions"),
+        ({"metric_directions": {"": "min"}}, "invalid_metric_directions"),
+        ({"metric_directions": {f"k{i}": "min" for i in range(3)}}, "too_many_metric_directions"),
+    ],
+)
+def test_bad_metric_directions_are_400(tracker, settings, body, code):
+    settings.HUB_MAX_METRIC_DIRECTIONS = 2
+    r = tracker.patch("/api/v1/projects/alice/exp", body, format="json")
+    assert r.status_code == 400 and r.json()["error"]["code"] == code, r.content
+
+
+def test_only_writers_set_a_projects_metric_directions(tracker, make_user):
+    other = client_for(make_user("mallory")[1])
+    r = other.patch(
+        "/api/v1/projects/alice/exp", {"metric_directions": {"loss": "max"}}, format="json"
+    )
+    assert r.status_code in (403, 404), r.content
 
 
 def test_export_parquet_streams_every_point(tracker):
