@@ -24,6 +24,7 @@ import type {
   Project,
   Repo,
   RepoDetail,
+  RepoStats,
   Run,
   RunSearch,
   WhoAmI,
@@ -213,6 +214,15 @@ export function compareMarkdownUrl(runs: string[], baseline: string | null): str
 
 export function useRepos() {
   return useQuery({ queryKey: ["repos"], queryFn: ({ signal }) => get<Page<Repo>>("/repos?page_size=500", signal) });
+}
+
+/** The `n` most recently updated models (a branch head moved). */
+export function useRecentRepos(n: number) {
+  return useQuery({ queryKey: ["repos", "recent", n], queryFn: ({ signal }) => get<Page<Repo>>(`/repos${qs({ sort: "-updated_at", page_size: n })}`, signal) });
+}
+
+export function useRepoStats(ns: string, name: string) {
+  return useQuery({ queryKey: ["repo", ns, name, "stats"], queryFn: ({ signal }) => get<RepoStats>(`${repoPath(ns, name)}/stats`, signal) });
 }
 
 export function useRepo(ns: string, name: string) {

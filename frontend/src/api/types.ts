@@ -157,6 +157,25 @@ export interface Repo {
   description: string;
   default_branch: string;
   created_at: string;
+  /** The last time a branch head moved (commit, merge, new branch). */
+  updated_at: string;
+}
+
+/** GET /repos/{ns}/{name}/stats: what dedupe saves (definitions in hub/registry/dedupe.py). */
+export interface RepoStats {
+  head_bytes: number;
+  logical_bytes: number;
+  stored_bytes: number;
+  dedupe_ratio: number | null;
+  commits: number;
+}
+
+/** A commit's size: new bytes are those of chunks no parent references, reused those a parent does. */
+export interface CommitStats {
+  files: number;
+  bytes: number;
+  new_bytes: number;
+  reused_bytes: number;
 }
 
 export interface Ref {
@@ -202,6 +221,7 @@ export interface TreeFile {
 
 export interface CommitDetail extends Commit {
   files: TreeFile[];
+  stats?: CommitStats;
 }
 
 export interface TensorInfo {

@@ -36,4 +36,14 @@ describe("commit page lineage", () => {
     await screen.findByRole("heading", { name: "train: 20 steps" });
     expect(screen.queryByRole("link", { name: /job|run/ })).toBeNull();
   });
+
+  it("shows the bytes the commit added and the bytes it reused from its parent", async () => {
+    mockApi({
+      "GET /api/v1/repos/ada/moe/commits/": () => ({ body: commit({ parents: ["p".repeat(40)], stats: { files: 2, bytes: 1100 * 1024 ** 2, new_bytes: 12.4 * 1024 ** 2, reused_bytes: 1.02 * 1024 ** 3 } }) }),
+      "GET /api/v1/repos/ada/moe": () => ({ body: { refs: [] } }),
+    });
+    renderAt("/models/ada/moe/commit/c0ffee", "/models/:ns/:name/commit/:sha", <CommitPage />);
+    expect((await screen.findByTestId("commit-stats")).textContent).toBe("12.4 MiB new, 1.02 GiB reused");
+    expect(screen.getByText("1.07 GiB in 2 files")).toBeTruthy();
+  });
 });

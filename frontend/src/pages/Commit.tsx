@@ -5,6 +5,7 @@ import { fileDownloadUrl, useCommit, useFileInfo, useRepo } from "../api/hooks";
 import type { TreeFile } from "../api/types";
 import { Empty, ErrorMessage, Loading, QueryView } from "../components/States";
 import { TensorTable } from "../components/TensorTable";
+import { commitStatsLine } from "../lib/dedupe";
 import { fmtBytes, fmtDate, fmtValue, shortSha } from "../lib/format";
 import { useTitle } from "../lib/useTitle";
 
@@ -90,6 +91,17 @@ export default function CommitPage() {
                     {c.parents.length > 1 && <span className="muted"> (merge)</span>}
                   </dd>
                   <dt>Tree</dt><dd className="mono small">{shortSha(c.tree, 16)}</dd>
+                  {c.stats && (
+                    <>
+                      <dt>Size</dt>
+                      <dd>{fmtBytes(c.stats.bytes)} in {c.stats.files} file{c.stats.files === 1 ? "" : "s"}</dd>
+                      <dt>Stored</dt>
+                      <dd data-testid="commit-stats"
+                        title={c.parents.length > 1 ? "New: chunks no parent has. Reused: chunks one of the parents already has." : "New: chunks the parent does not have. Reused: chunks the parent already has."}>
+                        {commitStatsLine(c.stats)}
+                      </dd>
+                    </>
+                  )}
                 </dl>
               </section>
               <section className="panel" aria-labelledby="lineage-h">

@@ -26,7 +26,8 @@ describe("home page", () => {
       "GET /api/v1/projects/zed/b/runs": () => ({ body: { results: [hit("r3", "zed/b", "2026-03-03T00:00:00Z"), hit("r1", "zed/b", "2026-03-01T00:00:00Z")], total: 2, facets: {}, next: null, took_ms: 1, engine_elapsed_ms: 1 } }),
       "GET /api/v1/projects": () => page([project("zed", "b"), project("ada", "a")]),
       "GET /api/v1/jobs": () => page([{ id: "j1", project: "ada/a", kind: "train", status: "running", progress: { step: 5, total: 20 } }]),
-      "GET /api/v1/repos": () => page([{ id: "ada/old", namespace: "ada", name: "old", created_at: "2026-01-01T00:00:00Z" }, { id: "ada/new", namespace: "ada", name: "new", created_at: "2026-02-01T00:00:00Z" }]),
+      // The hub sorts: a model created long ago but pushed to today comes first.
+      "GET /api/v1/repos": () => page([{ id: "ada/old", namespace: "ada", name: "old", created_at: "2026-01-01T00:00:00Z", updated_at: "2026-03-01T00:00:00Z" }, { id: "ada/new", namespace: "ada", name: "new", created_at: "2026-02-01T00:00:00Z", updated_at: "2026-02-01T00:00:00Z" }]),
     });
     renderAt("/", "/", <HomePage />);
     const runs = await screen.findByRole("list", { name: "Recent runs" });
@@ -34,7 +35,10 @@ describe("home page", () => {
     const jobs = await screen.findByRole("list", { name: "Running jobs" });
     expect(within(jobs).getByRole("link").getAttribute("href")).toBe("/jobs/j1");
     const models = await screen.findByRole("list", { name: "Recent models" });
-    expect(within(models).getAllByRole("link").map((a) => a.getAttribute("href"))).toEqual(["/models/ada/new", "/models/ada/old"]);
+    expect(within(models).getAllByRole("link").map((a) => a.getAttribute("href"))).toEqual(["/models/ada/old", "/models/ada/new"]);
+    expect(within(models).getAllByText(/^updated /)).toHaveLength(2);
+    const reposCall = calls.find((c) => c.url.pathname === "/api/v1/repos")!;
+    expect(reposCall.url.searchParams.get("sort")).toBe("-updated_at");
     const jobsCall = calls.find((c) => c.url.pathname === "/api/v1/jobs")!;
     expect(jobsCall.url.searchParams.get("status")).toBe("running,queued");
   });

@@ -1,10 +1,10 @@
 /** The home page: where things stand. Recent runs (from the projects the user works in),
- * running and queued jobs, and the newest models, each linking to its page; every empty list
+ * running and queued jobs, and the recently updated models, each linking to its page; every empty list
  * says how to fill it. Built from the list APIs the other pages use. */
 import { useQueries } from "@tanstack/react-query";
 import { Link } from "react-router";
-import { runSearchQuery, useJobs, useProjects, useRepos, useWhoAmI } from "../api/hooks";
-import type { Project, Repo, RunHit, RunSearch, WhoAmI } from "../api/types";
+import { runSearchQuery, useJobs, useProjects, useRecentRepos, useWhoAmI } from "../api/hooks";
+import type { Project, RunHit, RunSearch, WhoAmI } from "../api/types";
 import { Empty, ErrorMessage, Loading, StatusBadge } from "../components/States";
 import { fmtAgo } from "../lib/format";
 import { writableProjects } from "../lib/projects";
@@ -26,11 +26,6 @@ export function homeProjects(projects: Project[], me: WhoAmI | undefined, n = HO
 /** The newest `n` runs of several projects' pages (each sorted newest first). */
 export function newestRuns(pages: RunHit[][], n = HOME_ROWS): RunHit[] {
   return pages.flat().sort((a, b) => b.created_at.localeCompare(a.created_at)).slice(0, n);
-}
-
-/** Models newest first (the repo list has no update time: creation time stands in). */
-export function newestRepos(repos: Repo[], n = HOME_ROWS): Repo[] {
-  return [...repos].sort((a, b) => b.created_at.localeCompare(a.created_at)).slice(0, n);
 }
 
 function RecentRuns() {
@@ -95,10 +90,10 @@ function ActiveJobs() {
 }
 
 function RecentModels() {
-  const repos = useRepos();
+  const repos = useRecentRepos(HOME_ROWS);
   if (repos.error) return <ErrorMessage error={repos.error} title="Could not list models" />;
   if (!repos.data) return <Loading label="Loading models…" />;
-  const rows = newestRepos(repos.data.results);
+  const rows = repos.data.results;
   if (!rows.length)
     return (
       <Empty>
@@ -110,7 +105,7 @@ function RecentModels() {
       {rows.map((r) => (
         <li key={r.id}>
           <Link to={`/models/${r.namespace}/${r.name}`} className="grow" title={r.description || r.id}>{r.id}</Link>
-          <span className="muted small nowrap">created {fmtAgo(r.created_at)}</span>
+          <span className="muted small nowrap">updated {fmtAgo(r.updated_at)}</span>
         </li>
       ))}
     </ul>

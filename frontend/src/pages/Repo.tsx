@@ -3,11 +3,12 @@ import { useMemo, useState } from "react";
 import { Link, useParams, useSearchParams } from "react-router";
 import { useQuery } from "@tanstack/react-query";
 import { get, qs, repoPath } from "../api/client";
-import { fileDownloadUrl, useGraphCommits, useRepo } from "../api/hooks";
+import { fileDownloadUrl, useGraphCommits, useRepo, useRepoStats } from "../api/hooks";
 import type { RepoDetail, TreeFile } from "../api/types";
 import { CommitGraph } from "../components/CommitGraph";
 import { MergeDialog } from "../components/MergeDialog";
 import { Empty, ErrorMessage, Loading, QueryView } from "../components/States";
+import { repoStatsLine } from "../lib/dedupe";
 import { fmtAgo, fmtBytes, shortSha } from "../lib/format";
 import { useTitle } from "../lib/useTitle";
 
@@ -117,6 +118,20 @@ function Refs({ repo, onMerge, current, setRef }: { repo: RepoDetail; onMerge: (
   );
 }
 
+/** The repo's size: head, all versions, what the store holds for them. */
+export function RepoSize({ ns, name }: { ns: string; name: string }) {
+  const stats = useRepoStats(ns, name);
+  if (stats.error) return <ErrorMessage error={stats.error} title="Could not read the repo's size" />;
+  if (!stats.data) return <p className="muted small">Measuring…</p>;
+  const s = stats.data;
+  return (
+    <p className="small" aria-label="Size" data-testid="repo-size"
+      title="Logical: every version of every file, counted once. Stored: the distinct chunks those files reference (one copy of each).">
+      {repoStatsLine(s)} · head {fmtBytes(s.head_bytes)}
+    </p>
+  );
+}
+
 function Graph({ repo }: { repo: RepoDetail }) {
   const names = useMemo(() => repo.refs.map((r) => r.name).sort(), [repo.refs]);
   const graph = useGraphCommits(repo.namespace, repo.name, names);
@@ -146,7 +161,8 @@ export default function RepoPage() {
               <div className="grow">
                 <div className="crumbs"><Link to="/models">Models</Link> /</div>
                 <h1>{r.id}</h1>
-                <p className="muted">{r.description || "No description."} · {r.commits} commit{r.commits === 1 ? "" : "s"} · {r.private ? "private" : "public"}</p>
+                <p className="muted">{r.description || "No description."} · {r.private ? "private" : "public"} · updated {fmtAgo(r.updated_at)}</p>
+                <RepoSize ns={ns} name={name} />
               </div>
               <Link className="button" to={`${base}/diff?a=${encodeURIComponent(r.default_branch)}&b=${encodeURIComponent(otherBranch)}`}>Compare refs</Link>
               <button type="button" onClick={() => setMergeSource(otherBranch)} disabled={r.refs.filter((x) => x.kind === "branch").length < 2}>Merge…</button>
