@@ -9,8 +9,9 @@ on any host that reaches the hub's API and Redis. For one job it:
 1. reads the job and reserves its GPUs (a lease held until the job is over), then takes it
    (queued → running; a job that is not queued any more is skipped and its GPUs released);
    too few free GPUs leave the job queued and untouched;
-2. creates the job's tracker run (params = the config) and pulls the base model, pinned to
-   its commit id, into a read-only input folder;
+2. creates the job's tracker run (params = the config as typed; the job's ``config`` event
+   adds its full resolved config) and pulls the base model, pinned to its commit id, into a
+   read-only input folder;
 3. starts the sandbox and reads the event stream: every line is size-checked, parsed and
    validated against the event schema (a malformed or oversized event is counted and
    logged, never trusted); metrics go to the run, log lines to the job's logs, progress to
@@ -594,11 +595,26 @@ class JobSupervisor:
             self.progress = {"step": ev["step"], "total": ev["total"], "eta_s": ev.get("eta_s")}
         elif t == "artifact":
             self.artifacts.append((ev["path"], ev["kind"]))
+        elif t == "config":
+            self._record_params(run, ev["params"])
         elif t == "done":
             self.summary = ev.get("summary") or {}
         elif t == "error":
             self.error = str(ev.get("message", "the job reported an error"))[:4000]
             self.logs.add("error", self.error)
+
+    def _record_params(self, run, params: dict) -> None:
+        """The job's full resolved config (its ``config`` event) joins the run's params, which
+        hold the config as typed so far: the same keys with the same values, plus every default
+        and the base model's architecture. Params are write-once, so a value that contradicts
+        the typed one is refused by the hub; that, or the hub being away, is logged, never a
+        reason to fail the job."""
+        try:
+            run.log_params(params)
+        except (HubClientError, HubUnreachable) as e:
+            self.logs.add(
+                "supervisor", f"the job's resolved config was not recorded as params: {e}"
+            )
 
     # --- outputs ---------------------------------------------------------------------------------
 

@@ -2,6 +2,9 @@
 
     python -m workers.moe.<kind> --config FILE --out DIR [--event-fd N] [--init-weights DIR]
 
+Before the work starts every entry point sends a ``config`` event: the full resolved config
+(:func:`resolved_config`), which the supervisor records as the run's params.
+
 Exit codes: 0 done; 1 unexpected failure (an ``error`` event carries the traceback);
 2 bad input: invalid config, unusable corpus or weights (an ``error`` event says what, no
 traceback); 143 terminated by SIGTERM (an ``error`` event says so).
@@ -14,11 +17,13 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
 
+from workers.moe.checkpoint import read_weights_config, resolve_model_config
 from workers.moe.config import (
     Config,
     ConfigError,
@@ -93,6 +98,7 @@ def run_cli(kind: str, run: RunFn, argv: list[str] | None = None) -> int:
         if cfg.runtime.threads:
             torch.set_num_threads(cfg.runtime.threads)
         resolve_device(cfg.runtime)  # before any work: no CUDA for a CUDA config is an input error
+        events.config(resolved_config(cfg, args.weights))
         args.out.mkdir(parents=True, exist_ok=True)
         summary = run(cfg, args.out, events, args.weights)
         events.done(summary)
@@ -109,6 +115,19 @@ def run_cli(kind: str, run: RunFn, argv: list[str] | None = None) -> int:
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
+
+
+def resolved_config(cfg: Config, weights: Path | None) -> dict[str, Any]:
+    """The config the job really runs with, to record as its run's params: every section of
+    its kind with defaults filled in, and with ``weights`` the model the weights describe (the
+    job's own model keys on top, as :func:`workers.moe.checkpoint.load_weights` builds it), not
+    the keys the job happened to type."""
+    out = cfg.to_dict()
+    if weights is not None:
+        out["model"] = asdict(
+            resolve_model_config(read_weights_config(weights), cfg.model_overrides)
+        )
+    return out
 
 
 def resolve_device(rt: RuntimeConfig) -> torch.device:

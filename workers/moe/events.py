@@ -8,6 +8,9 @@ plus the fields of its type:
     log       {"level": "debug"|"info"|"warning"|"error", "message": str}
     progress  {"step": int, "total": int, "eta_s": float | null}
     artifact  {"path": str (relative to --out), "kind": one of ARTIFACT_KINDS}
+    config    {"params": {...}}  the job's full resolved config (defaults applied, the model
+              from the base weights' config.json when there are weights), sent once, before
+              the work starts; the supervisor records it as the run's params
     done      {"summary": {...}}
     error     {"message": str, "details": any}
 
@@ -26,7 +29,7 @@ import threading
 import time
 from typing import Any
 
-EVENT_TYPES = ("metric", "log", "progress", "artifact", "done", "error")
+EVENT_TYPES = ("metric", "log", "progress", "artifact", "config", "done", "error")
 ARTIFACT_KINDS = (
     "weights",
     "config",
@@ -71,7 +74,7 @@ class EventWriter:
         with self._lock:
             _HANDED_OVER[self.fd] = self._seq
 
-    # ---- the six event types ----
+    # ---- the seven event types ----
 
     def metric(self, step: int, values: dict[str, float]) -> None:
         clean = {str(k): _finite(v) for k, v in values.items()}
@@ -104,6 +107,9 @@ class EventWriter:
         if os.path.isabs(path) or ".." in path.split("/"):
             raise ValueError(f"artifact path must be relative to --out: {path!r}")
         self._emit("artifact", {"path": path, "kind": kind})
+
+    def config(self, params: dict[str, Any]) -> None:
+        self._emit("config", {"params": params})
 
     def done(self, summary: dict[str, Any]) -> None:
         self._emit("done", {"summary": summary})
@@ -190,6 +196,8 @@ def validate_event(obj: Any) -> list[str]:
             "a relative path inside --out",
         )
         need("kind", lambda v: v in ARTIFACT_KINDS, f"one of {', '.join(ARTIFACT_KINDS)}")
+    elif t == "config":
+        need("params", lambda v: isinstance(v, dict), "an object")
     elif t == "done":
         need("summary", lambda v: isinstance(v, dict), "an object")
     elif t == "error":
