@@ -509,15 +509,19 @@ class Client:
         baseline: str | None = None,
         target: str | None = None,
         goal: str | None = None,
+        kind: str | None = None,
         format: str = "json",
     ):
-        """A comparison report of runs (ids), or of model commits (``ns/repo@sha``) through
-        the runs linked to them; ``baseline`` is one of either."""
+        """A comparison report of runs (ids), or of model commits (``ns/repo@ref``: a commit
+        id, a branch or a tag, resolved by the hub) through the runs linked to them, one run of
+        one kind per commit (``kind``: train, finetune, evaluate, profile or run; by default
+        the kind all commits have; the report's ``kind`` says which); ``baseline`` is one of
+        the runs or commits."""
         if bool(runs) == bool(commits):
             raise ValueError("pass runs or commits (not both)")
         params = {"runs": ",".join(runs)} if runs else {"commits": ",".join(commits or [])}
         params["render"] = format
-        for k, v in (("baseline", baseline), ("target", target), ("goal", goal)):
+        for k, v in (("baseline", baseline), ("target", target), ("goal", goal), ("kind", kind)):
             if v:
                 params[k] = v
         resp = self.request("GET", "/runs/compare", params=params)

@@ -479,7 +479,7 @@ def cmd_runs(args) -> int:
         commits = [r for r in args.runs if "@" in r]
         if commits and len(commits) != len(args.runs):
             print(
-                "error: compare either run ids or model commits (ns/repo@sha), not a mix",
+                "error: compare either run ids or model commits (ns/repo@ref), not a mix",
                 file=sys.stderr,
             )
             return 2
@@ -489,6 +489,7 @@ def cmd_runs(args) -> int:
             baseline=args.baseline,
             target=args.target,
             goal=args.goal,
+            kind=args.kind,
             format=fmt,
         )
         if args.output:
@@ -819,12 +820,22 @@ def build_parser() -> argparse.ArgumentParser:
     x = us.add_parser(
         "compare",
         parents=[common],
-        help="compare run ids, or model commits (ns/repo@sha) through their linked runs",
+        help="compare run ids, or model commits (ns/repo@ref: a commit id, branch or tag) "
+        "through their linked runs",
     )
     x.add_argument("runs", nargs="+", metavar="RUN_OR_COMMIT")
     x.add_argument("--baseline")
     x.add_argument("--target", help="metric that decides 'best' (default: a val loss)")
-    x.add_argument("--goal", choices=["min", "max"])
+    x.add_argument(
+        "--goal",
+        choices=["min", "max", "none"],
+        help="the target's direction (default: the project's metric_directions, then its name)",
+    )
+    x.add_argument(
+        "--kind",
+        choices=["train", "finetune", "evaluate", "profile", "run"],
+        help="with commits: compare runs of this kind (default: the kind every commit has)",
+    )
     x.add_argument("--format", choices=["markdown", "html", "json"], default="markdown")
     x.add_argument("-o", "--output")
     s.set_defaults(fn=cmd_runs)
