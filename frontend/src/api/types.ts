@@ -142,10 +142,30 @@ export interface CompareReport {
   target: string | null;
   params: { key: string; values: Record<string, ParamValue> }[];
   same_params: number;
-  metrics: { key: string; direction: "min" | "max"; best_run: string | null; runs: Record<string, CompareMetricRun> }[];
+  /** Params some runs did not record: not a difference, listed with the runs that recorded them. */
+  partial_params?: { key: string; values: Record<string, ParamValue>; recorded_in: string[] }[];
+  metrics: CompareMetric[];
   correlations: { param: string; spearman: number; n: number }[];
   summary: string[];
+  /** Comparing commits: the kind of run compared, each ref's run and its commit id. */
+  kind?: string;
+  commits?: Record<string, string>;
+  resolved?: Record<string, string>;
 }
+
+/** A metric of a comparison. The hub decides its direction (the project's metric_directions,
+ * then the name) and sets best_run only for a metric every run logged that has one. */
+export interface CompareMetric {
+  key: string;
+  direction: MetricDirection;
+  shared?: boolean;
+  missing?: string[];
+  best_run: string | null;
+  best_final_run?: string | null;
+  runs: Record<string, CompareMetricRun>;
+}
+
+export type MetricDirection = "min" | "max" | "none";
 
 // --- registry ---------------------------------------------------------------------------------
 

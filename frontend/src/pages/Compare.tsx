@@ -10,6 +10,7 @@ import { MetricChart, type ChartRun } from "../components/MetricChart";
 import { ParallelCoords, type PcAxis } from "../components/ParallelCoords";
 import { Empty, ErrorMessage, Loading } from "../components/States";
 import { columnLabel } from "../lib/columns";
+import { directionLabel, isBest } from "../lib/compare";
 import { fmtNum, fmtPct, fmtValue } from "../lib/format";
 import { isMoeKey } from "../lib/moe";
 import { color } from "../lib/series";
@@ -127,6 +128,7 @@ export default function ComparePage() {
               ))}
             </div>
             {r.target && <p className="muted small">Target metric: <code>{r.target}</code></p>}
+            {r.kind && <p className="muted small" data-testid="compared-kind">Compared {r.kind} runs of each commit.</p>}
           </section>
 
           <section aria-labelledby="curves-h">
@@ -172,11 +174,11 @@ export default function ComparePage() {
                     {targetFirst(r.metrics.filter((m) => !isMoeKey(m.key)), r.target).map((m) => (
                       <tr key={m.key} className={m.key === r.target ? "target" : undefined}>
                         <th scope="row" className="mono" style={{ fontWeight: m.key === r.target ? 600 : 400 }}>
-                          {m.key} <span className="muted small">({m.direction}{m.key === r.target ? ", target" : ""})</span>
+                          {m.key} <span className="muted small" title={m.direction === "none" ? "no star: neither higher nor lower is better (the project's metric_directions can set one)" : undefined}>({directionLabel(m.direction)}{m.key === r.target ? ", target" : ""})</span>
                         </th>
                         {r.runs.map((x) => {
                           const v = m.runs[x.id];
-                          const best = m.best_run === x.id;
+                          const best = isBest(m, x.id);
                           return (
                             <td key={x.id} className={`num${best ? " best" : ""}`}>
                               {v ? (
@@ -204,7 +206,7 @@ export default function ComparePage() {
                 Params that differ ({r.params.length}) <span className="muted small">· {r.same_params} identical</span>
               </h2>
               {r.params.length === 0 ? (
-                <Empty>The runs share every param.</Empty>
+                <Empty>{r.partial_params?.length ? "The runs share every param they all recorded." : "The runs share every param."}</Empty>
               ) : (
                 <div className="table-wrap">
                   <table className="data" data-testid="param-diff">
@@ -228,6 +230,35 @@ export default function ComparePage() {
                 </div>
               )}
             </section>
+            {r.partial_params && r.partial_params.length > 0 && (
+              <section className="panel flush" aria-labelledby="partial-h">
+                <h2 id="partial-h" style={{ padding: "8px 10px", margin: 0 }}>
+                  Params recorded only in some runs ({r.partial_params.length}) <span className="muted small">· not compared</span>
+                </h2>
+                <div className="table-wrap">
+                  <table className="data" data-testid="param-partial">
+                    <thead>
+                      <tr>
+                        <th scope="col">Param</th>
+                        {r.runs.map((x) => <th key={x.id} scope="col">{x.name}</th>)}
+                      </tr>
+                    </thead>
+                    <tbody>
+                      {r.partial_params.map((p) => (
+                        <tr key={p.key}>
+                          <th scope="row" className="mono" style={{ fontWeight: 400 }}>{p.key}</th>
+                          {r.runs.map((x) => (
+                            <td key={x.id} className="mono">
+                              {x.id in p.values ? fmtValue(p.values[x.id]) : <span className="muted">not recorded</span>}
+                            </td>
+                          ))}
+                        </tr>
+                      ))}
+                    </tbody>
+                  </table>
+                </div>
+              </section>
+            )}
           </div>
 
           <section className="panel" aria-labelledby="pc-h">
