@@ -113,6 +113,7 @@ def seed(*, url: str, env: dict) -> None:
             branch="main",
             message="Base model: 2 layers, 8 experts, top-2",
         )
+        c.create_tag(REPO, "v0", "main", "the base model, before the fine-tunes")
         c.create_branch(REPO, "finetune/experts", "main")
         c.create_branch(REPO, "finetune/router", "main")
         a = dict(base)
@@ -137,7 +138,7 @@ def seed(*, url: str, env: dict) -> None:
     c.merge(REPO, "finetune/router", "main")  # three-way, tensor-level
     c.create_tag(REPO, "v1", "main", "both fine-tunes merged")
     print(
-        f"[hub serve] demo repo {REPO}: branches main, finetune/experts, finetune/router; try\n"
+        f"[hub serve] demo repo {REPO}: branches main, finetune/experts, finetune/router, tags v0, v1; try\n"
         f"              hub log {REPO}@main\n              hub diff finetune/experts finetune/router --repo {REPO}",
         flush=True,
     )
@@ -198,7 +199,7 @@ def _jobs_demo(c: Client) -> None:
             )
         print(
             f"[hub serve] demo jobs queued: train top_k=2 ({jobs[2]['id']}) and top_k=4 ({jobs[4]['id']}); "
-            "follow them with `hub jobs list`",
+            "follow them with `hub jobs list --project admin/moe-demo`",
             flush=True,
         )
         done = {k: _wait(c, j["id"]) for k, j in jobs.items()}

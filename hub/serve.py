@@ -70,6 +70,7 @@ class Child:
     proc: subprocess.Popen | None = None
     restarts: list[float] = field(default_factory=list)
     logfile: Path | None = None
+    about: str = ""  # what it serves, for the start-up line
 
     def start(self) -> None:
         out = open(self.logfile, "ab") if self.logfile else None  # noqa: SIM115 (kept open for the child)
@@ -156,12 +157,13 @@ class Supervisor:
         )
         if self.stopping:
             raise ShutdownRequested
+        where = f", {child.about}" if child.about else ""
         if not ready:
             raise RuntimeError(
                 f"{child.name} did not become ready at {child.ready_url}"
                 + (f" (see {child.logfile})" if child.logfile else "")
             )
-        log(f"{child.name} running (pid {child.proc.pid})")
+        log(f"{child.name} running (pid {child.proc.pid}{where})")
 
     def stop_all(self) -> None:
         self.stopping = True
@@ -349,9 +351,10 @@ def serve(
             from hub.demo import seed
 
             seed(url=base, env=env)
-        log(
-            f"MoE Hub is up: {base}  (API docs: {base}/api/docs, logs: {data / 'logs'}); Ctrl-C stops it"
-        )
+        log(f"MoE Hub is up at {base}  (dashboard: {base}/, API docs: {base}/api/docs)")
+        log(f"data in {data}; each process logs to {data / 'logs'}/<name>.log")
+        log(f"try: hub repo list  (or set HUB_URL={base} when the CLI runs elsewhere)")
+        log("Ctrl-C (or SIGTERM) stops the hub and everything it started")
     except ShutdownRequested:
         sup.stop_all()  # again: a child may have started while the first pass ran
         return 0
@@ -465,11 +468,36 @@ def _reaper_child(env: dict, data: Path) -> Child:
     )
 
 
+def _celery(queue: str, concurrency: int, hostname: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "hub.celery_app",
+        "worker",
+        "-Q",
+        queue,
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        "threads",
+        "--loglevel",
+        "INFO",
+        "--hostname",
+        f"{hostname}@{socket.gethostname()}",
+    ]
+
+
 def _worker_children(env: dict, data: Path, base_url: str) -> list[Child]:
-    """The Celery worker: search indexing (queue hub) and jobs (queue cpu). It never opens
-    the embedded chdb database (only the web process does): it reports through the API."""
+    """Two Celery workers: the search indexer (queue ``hub``, 2 threads) and the job worker
+    (queue ``cpu``, 3 threads). Separate, so a run created while every job slot is busy still
+    reaches search at once. Neither opens the embedded chdb database (only the web process
+    does): the job worker reports through the API; the indexer needs the database and the
+    search server only, no sandbox and no worker credential."""
     if "HUB_REDIS_URL" not in env:
         return []
+    tag = hashlib.sha1(str(data).encode()).hexdigest()[:6]
     wenv = dict(
         env,
         HUB_WORKER_TOKEN=_worker_token(env, data),
@@ -478,26 +506,17 @@ def _worker_children(env: dict, data: Path, base_url: str) -> list[Child]:
     )
     return [
         Child(
-            "worker",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "hub.celery_app",
-                "worker",
-                "-Q",
-                "hub,cpu",
-                "--concurrency",
-                "3",
-                "--pool",
-                "threads",
-                "--loglevel",
-                "INFO",
-                "--hostname",
-                f"cpu-{hashlib.sha1(str(data).encode()).hexdigest()[:6]}@{socket.gethostname()}",
-            ],
+            "search indexer",
+            _celery("hub", 2, f"hub-{tag}"),
+            dict(env, HUB_WORKER_QUEUES=""),
+            logfile=data / "logs" / "indexer.log",
+            about="Celery queue hub: keeps search up to date",
+        ),
+        Child(
+            "job worker",
+            _celery("cpu", 3, f"cpu-{tag}"),
             wenv,
             logfile=data / "logs" / "worker.log",
-        )
+            about="Celery queue cpu: runs up to 3 jobs in the sandbox",
+        ),
     ]

@@ -263,6 +263,8 @@ def _announce(sender=None, **kwargs) -> None:
     from workers.presence import PRESENCE_TTL_S, announce
     from workers.sandbox import probe, reap_stale
 
+    if not _settings().queues:
+        return  # serves no job queue (hub serve's search indexer): no sandbox, no presence
     report = probe()
     log.info("sandbox probe: %s", report)
     problem = _sandbox_problem()

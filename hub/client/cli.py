@@ -650,6 +650,16 @@ def cmd_admin(args) -> int:
             argv += ["--password", args.password]
         if args.site_admin:
             argv.append("--admin")
+    if args.action == "set-password":
+        import io
+
+        out = io.StringIO()
+        call_command("hub_admin", *argv, stdout=out)
+        if args.password:
+            print(f"password for {args.user} set")
+        else:
+            print(f"password for {args.user}: {out.getvalue().strip()}")
+        return 0
     call_command("hub_admin", *argv)
     return 0
 

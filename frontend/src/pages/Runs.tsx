@@ -163,7 +163,7 @@ export default function RunsPage() {
             type="search"
             value={draft}
             onChange={(e) => setDraft(e.target.value)}
-            placeholder="params.moe.top_k:4 AND summary.val_loss:<2.1 AND tags:baseline"
+            placeholder="params.model.top_k:4 AND summary.val/loss:<3 AND tags:train"
             aria-invalid={queryError ? true : undefined}
             aria-describedby="run-query-error"
             spellCheck={false}
