@@ -56,7 +56,12 @@ def search_index() -> SearchIndex | None:
             or _index.url != url
             or _index.prefix != settings.HUB_ELASTICSEARCH_INDEX_PREFIX
         ):
-            _index = SearchIndex(url, settings.HUB_ELASTICSEARCH_INDEX_PREFIX)
+            _index = SearchIndex(
+                url,
+                settings.HUB_ELASTICSEARCH_INDEX_PREFIX,
+                shards=settings.HUB_ELASTICSEARCH_SHARDS,
+                replicas=settings.HUB_ELASTICSEARCH_REPLICAS,
+            )
         return _index
 
 
@@ -200,7 +205,9 @@ def index_pending_runs_now(batch: int = 500) -> int:
                     )
                 }
                 if runs:
-                    idx.bulk_index_runs([run_doc(runs[i]) for i in ids if i in runs])
+                    # refresh: a run is searchable when the drain returns, not at the engine's
+                    # next periodic refresh (which noida-db may not do for minutes).
+                    idx.bulk_index_runs([run_doc(runs[i]) for i in ids if i in runs], refresh=True)
                 for gone in (i for i in ids if i not in runs):
                     idx.delete_run(gone)
         except SearchError as e:

@@ -49,7 +49,7 @@ class IndexSweep:
             )
             docs = [run_doc(r) for r in runs]
             if docs:
-                idx.bulk_index_runs(docs)
+                idx.bulk_index_runs(docs, refresh=True)
             self.since = now
             return len(docs)
         except Exception as e:  # the next pass retries from the same point
