@@ -26,10 +26,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create the virtualenv and install the project
 
-system-deps: ## Debian packages: ClickHouse server, bubblewrap (job sandbox), e2fsprogs (job disk quotas), Chromium (browser tests), Node
+system-deps: ## Debian packages: ClickHouse server, ZooKeeper (replicated-table tests), bubblewrap (job sandbox), e2fsprogs (job disk quotas), Chromium (browser tests), Node
 	@missing=""; \
 	command -v clickhouse-server >/dev/null || [ -x /usr/sbin/clickhouse-server ] || missing="$$missing clickhouse-server clickhouse-client"; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	[ -x /usr/share/zookeeper/bin/zkServer.sh ] || missing="$$missing zookeeper"; \
 	command -v setpriv >/dev/null || missing="$$missing util-linux"; \
 	command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ] || missing="$$missing e2fsprogs"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \

@@ -65,8 +65,14 @@ def _database_from_url(url: str, data_dir: Path) -> dict:
             "HOST": parsed.hostname or "",
             "PORT": str(parsed.port or ""),
             "OPTIONS": options,
-            "CONN_MAX_AGE": 60,
+            # Persistent connections, checked before reuse (a restarted PostgreSQL or a pooler
+            # that dropped the link costs one reconnect, not a 500). Behind pgbouncer in
+            # transaction mode set HUB_DATABASE_PGBOUNCER=1: nothing here keeps session state
+            # across transactions (the only advisory lock is pg_advisory_xact_lock, no SET), and
+            # server-side cursors, which need one, are turned off.
+            "CONN_MAX_AGE": _env_int("HUB_DATABASE_CONN_MAX_AGE", 60),
             "CONN_HEALTH_CHECKS": True,
+            "DISABLE_SERVER_SIDE_CURSORS": _env_bool("HUB_DATABASE_PGBOUNCER", False),
         }
     raise ValueError(f"HUB_DATABASE_URL: unsupported scheme {parsed.scheme!r}")
 
@@ -156,6 +162,8 @@ WHITENOISE_ROOT = HUB_FRONTEND_DIST if HUB_FRONTEND_DIST.is_dir() else None
 WHITENOISE_USE_FINDERS = True
 # Vite names assets by content hash: they can be cached forever.
 WHITENOISE_IMMUTABLE_FILE_TEST = r"^.+/assets/.+-[0-9A-Za-z_-]{8,}\.(js|css|woff2?|svg|png)$"
+# Sessions live in the database (shared by every web replica), never in a replica's memory or disk.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
@@ -169,6 +177,15 @@ HUB_CLICKHOUSE_URL = _env("HUB_CLICKHOUSE_URL", f"chdb:///{HUB_DATA_DIR / 'chdb'
 # Empty: `hub serve` starts a local Elasticsearch-compatible server and sets this.
 HUB_ELASTICSEARCH_URL = _env("HUB_ELASTICSEARCH_URL", "")
 HUB_ELASTICSEARCH_INDEX_PREFIX = _env("HUB_ELASTICSEARCH_INDEX_PREFIX", "hub")
+# A cluster: HUB_ELASTICSEARCH_URL may list several nodes, comma-separated (the client spreads
+# requests over them and skips a dead one). Shards and replicas of the indices the hub creates
+# (one node: 1 and 0; a cluster of N data nodes: replicas >= 1 so a node's loss loses nothing).
+HUB_ELASTICSEARCH_SHARDS = _env_int("HUB_ELASTICSEARCH_SHARDS", 1)
+HUB_ELASTICSEARCH_REPLICAS = _env_int("HUB_ELASTICSEARCH_REPLICAS", 0)
+# A ClickHouse cluster (the name in the servers' remote_servers, with a Keeper or ZooKeeper and
+# the {shard} and {replica} macros): tables are created ON CLUSTER as ReplicatedReplacingMergeTree
+# with a Distributed table of the same name over them. Empty: the single-node schema.
+HUB_CLICKHOUSE_CLUSTER = _env("HUB_CLICKHOUSE_CLUSTER", "")
 HUB_REDIS_URL = _env("HUB_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Every Redis key of this hub (Celery queues included) starts with this prefix, so several
 # hubs can share one Redis without taking each other's tasks. `hub serve` derives one from

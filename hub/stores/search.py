@@ -156,8 +156,6 @@ COMMIT_MAPPINGS: dict[str, Any] = {
 }
 
 _SETTINGS = {
-    "number_of_shards": 1,
-    "number_of_replicas": 0,
     # Backstops: the mappings above have about 30 fields and depth 2, and are not dynamic.
     "index.mapping.total_fields.limit": 100,
     "index.mapping.depth.limit": 3,
@@ -270,17 +268,37 @@ class SearchResult:
 class SearchIndex:
     """Runs and commits in one Elasticsearch, under index names starting with ``prefix``."""
 
-    def __init__(self, url: str, prefix: str = "hub", *, request_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str | Sequence[str],
+        prefix: str = "hub",
+        *,
+        request_timeout: float = 10.0,
+        shards: int = 1,
+        replicas: int = 0,
+    ) -> None:
+        """``url``: one node, or several (a sequence, or one string of comma-separated URLs):
+        the client spreads requests over the nodes and leaves a dead one out for a while.
+        ``shards`` and ``replicas`` apply to the indices (and the template) this creates; an
+        existing index keeps its shard count until a rebuild, its replicas until changed."""
         from elasticsearch import Elasticsearch
 
         if not prefix or prefix != prefix.lower() or any(c in prefix for c in ' ,"*\\/<>|?#'):
             raise SearchError(f"invalid index prefix {prefix!r} (lower case, no punctuation)")
-        self.url = url
+        hosts = [u.strip() for u in (url.split(",") if isinstance(url, str) else url)]
+        hosts = [h for h in hosts if h]
+        if not hosts:
+            raise SearchError("no Elasticsearch URL given")
+        if shards < 1 or replicas < 0:
+            raise SearchError(f"shards must be >= 1 and replicas >= 0, got {shards}, {replicas}")
+        self.url = url if isinstance(url, str) else ",".join(hosts)
+        self.hosts = hosts
+        self.settings = {"number_of_shards": shards, "number_of_replicas": replicas, **_SETTINGS}
         self.prefix = prefix
         self.runs_index = f"{prefix}-runs"
         self.commits_index = f"{prefix}-commits"
         # One retry only: callers map unavailability to 503 quickly instead of hanging.
-        self._es = Elasticsearch(url, request_timeout=request_timeout, max_retries=1)
+        self._es = Elasticsearch(hosts, request_timeout=request_timeout, max_retries=1)
 
     # -- plumbing --
 
@@ -319,7 +337,7 @@ class SearchIndex:
             self._es.indices.put_index_template,
             name=f"{alias}-template",
             index_patterns=[f"{alias}*"],
-            template={"settings": _SETTINGS, "mappings": mappings},
+            template={"settings": self.settings, "mappings": mappings},
             # Above the built-in logs-*-* / metrics-*-* templates (100): overlapping
             # patterns at equal priority are an error in Elasticsearch 8.
             priority=500,
@@ -348,7 +366,7 @@ class SearchIndex:
                     index=f"{alias}-{FIRST_GENERATION}",
                     aliases={alias: {}},
                     mappings=mappings,
-                    settings=_SETTINGS,
+                    settings=self.settings,
                 )
             except SearchError as exc:
                 # Another process created it between exists() and create(): same name, same
@@ -456,7 +474,7 @@ class SearchIndex:
                     self._es.indices.create,
                     index=new[alias],
                     mappings=mappings,
-                    settings=_SETTINGS,
+                    settings=self.settings,
                 )
                 created.append(new[alias])
             counts = {

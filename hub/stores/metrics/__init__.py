@@ -48,12 +48,18 @@ __all__ = [
 ]
 
 
-def metrics_store_from_url(url: str) -> MetricsStore:
+def metrics_store_from_url(url: str, *, cluster: str = "") -> MetricsStore:
     """Pick the engine by scheme: ``chdb:///abs/path[?database=x]``, ``chdb://:memory:``
-    (a throw-away temporary path) or ``clickhouse://...``."""
+    (a throw-away temporary path) or ``clickhouse://...``. ``cluster`` (a server only): the
+    replicated schema on that cluster (``HUB_CLICKHOUSE_CLUSTER``)."""
     parsed = urlparse(url)
     if parsed.scheme == "clickhouse":
-        return ClickHouseServerMetricsStore(url)
+        return ClickHouseServerMetricsStore(url, cluster=cluster)
+    if cluster:
+        raise MetricsStoreError(
+            "HUB_CLICKHOUSE_CLUSTER needs a ClickHouse server (clickhouse://...): the embedded "
+            "chdb engine is one process on one machine"
+        )
     if parsed.scheme == "chdb":
         options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         database = options.get("database", DEFAULT_DATABASE)
@@ -85,7 +91,9 @@ def get_metrics_store() -> MetricsStore:
         if _default_store is None or _default_pid != os.getpid():
             from django.conf import settings
 
-            store = metrics_store_from_url(settings.HUB_CLICKHOUSE_URL)
+            store = metrics_store_from_url(
+                settings.HUB_CLICKHOUSE_URL, cluster=settings.HUB_CLICKHOUSE_CLUSTER
+            )
             try:
                 store.ensure_schema()
             except BaseException:

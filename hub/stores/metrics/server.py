@@ -26,6 +26,7 @@ class _ServerEngine(_Engine):
         connect_timeout: float,
         send_receive_timeout: float,
         pool_size: int = 8,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         self._kwargs: dict[str, Any] = {
             "host": host,
@@ -38,6 +39,7 @@ class _ServerEngine(_Engine):
             "connect_timeout": connect_timeout,
             "send_receive_timeout": send_receive_timeout,
             "sync_request_timeout": connect_timeout,
+            "settings": dict(settings or {}),
         }
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue(maxsize=pool_size)
         self.address = f"{host}:{port}"
@@ -112,9 +114,16 @@ class _ServerEngine(_Engine):
 
 
 class ClickHouseServerMetricsStore(_SqlMetricsStore):
-    """A ClickHouse server: ``clickhouse://user:password@host:port/db?connect_timeout=2``."""
+    """A ClickHouse server: ``clickhouse://user:password@host:port/db?connect_timeout=2``.
 
-    def __init__(self, url: str, *, database: str | None = None, pool_size: int = 8) -> None:
+    ``cluster``: the name of a cluster in the servers' ``remote_servers`` (with ZooKeeper or
+    ClickHouse Keeper, and the ``{shard}``/``{replica}`` macros): the schema is created on every
+    node as replicated tables under ``Distributed`` ones (see ``sql``), and an insert returns
+    once every shard has its rows (``insert_distributed_sync``)."""
+
+    def __init__(
+        self, url: str, *, database: str | None = None, pool_size: int = 8, cluster: str = ""
+    ) -> None:
         parsed = urlparse(url)
         if parsed.scheme != "clickhouse":
             raise MetricsStoreError(f"not a clickhouse:// URL: {url!r}")
@@ -127,6 +136,7 @@ class ClickHouseServerMetricsStore(_SqlMetricsStore):
             connect_timeout=float(options.get("connect_timeout", 2)),
             send_receive_timeout=float(options.get("send_receive_timeout", 60)),
             pool_size=pool_size,
+            settings={"insert_distributed_sync": 1} if cluster else None,
         )
         db = database or unquote(parsed.path.strip("/")) or DEFAULT_DATABASE
-        super().__init__(engine, db)
+        super().__init__(engine, db, cluster=cluster)

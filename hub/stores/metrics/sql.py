@@ -36,7 +36,17 @@ way and a tail is a range scan of the sorting key.
 
 Schema changes are a list of :class:`Migration` applied in order by :meth:`ensure_schema` and
 recorded in ``schema_migrations``; every statement is itself idempotent (``IF NOT EXISTS``), so
-two processes racing through ``ensure_schema`` do no harm. Adding the profiler's operator table
+two processes racing through ``ensure_schema`` do no harm. A table is declared once
+(:class:`Table`) and :func:`table_ddl` writes its DDL for one of two layouts:
+
+- single node (the default): ``ReplacingMergeTree`` tables under the names above;
+- a cluster (``HUB_CLICKHOUSE_CLUSTER``): every statement ``ON CLUSTER``; each table becomes
+  ``<name>_local``, a ``ReplicatedReplacingMergeTree`` (ZooKeeper path per ``{shard}``, replica
+  ``{replica}``, macros from the servers' config), and ``<name>`` a ``Distributed`` table over
+  them, sharded by the identity's first column (run, job, profile), so every copy of a row lands
+  on one shard and ``FINAL`` still collapses it. Every read and insert names ``<name>`` and runs
+  unchanged in both layouts; inserts are synchronous (``insert_distributed_sync``), so a read
+  after a write sees it, as on one node. Adding the profiler's operator table
 later is one more entry in :data:`MIGRATIONS`.
 
 Reads and downsampling protocol
@@ -81,12 +91,67 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
+class Table:
+    """A ``ReplacingMergeTree`` table, written out by :func:`table_ddl` for either layout."""
+
+    name: str
+    columns: tuple[str, ...]  # "run_id String", ...
+    order_by: tuple[str, ...]
+    version: str = ""  # ReplacingMergeTree's version column; empty: the last inserted wins
+    # The Distributed table's sharding key: the identity's first column, so duplicates meet.
+    shard_by: str = ""
+
+
+@dataclass(frozen=True)
 class Migration:
-    """One schema step. ``statements`` are formatted with ``db`` and must be idempotent."""
+    """One schema step. Each statement is a :class:`Table` (created for the configured layout) or
+    SQL formatted with ``db``; all must be idempotent."""
 
     id: int
     name: str
-    statements: tuple[str, ...]
+    statements: tuple[Table | str, ...]
+
+
+def table_ddl(table: Table, db: str, cluster: str = "") -> list[str]:
+    """``CREATE TABLE IF NOT EXISTS`` statements for ``table`` in database ``db``: one
+    ``ReplacingMergeTree`` table, or (``cluster`` named) a replicated local table on every node
+    and a ``Distributed`` table of the table's own name over them."""
+    columns = ",\n    ".join(table.columns)
+    order = ", ".join(table.order_by)
+    if not cluster:
+        engine = f"ReplacingMergeTree({table.version})" if table.version else "ReplacingMergeTree"
+        return [
+            f"CREATE TABLE IF NOT EXISTS {db}.{table.name} (\n    {columns}\n) "
+            f"ENGINE = {engine}\nORDER BY ({order})"
+        ]
+    _check_identifier(cluster)
+    local = f"{table.name}_local"
+    version = f", {table.version}" if table.version else ""
+    path = _quote(f"/clickhouse/tables/{{shard}}/{db}/{local}")
+    return [
+        f"CREATE TABLE IF NOT EXISTS {db}.{local} ON CLUSTER {cluster} (\n    {columns}\n) "
+        f"ENGINE = ReplicatedReplacingMergeTree({path}, '{{replica}}'{version})\n"
+        f"ORDER BY ({order})",
+        f"CREATE TABLE IF NOT EXISTS {db}.{table.name} ON CLUSTER {cluster} (\n    {columns}\n) "
+        f"ENGINE = Distributed({cluster}, {db}, {local}, cityHash64({table.shard_by}))",
+    ]
+
+
+def schema_migrations_ddl(db: str, cluster: str = "") -> str:
+    """The bookkeeping table: per node, or (cluster) one replicated table shared by every node
+    (one ZooKeeper path for all shards), so a migration is recorded once for the cluster."""
+    columns = "(id UInt32, name String, applied_at DateTime DEFAULT now())"
+    if not cluster:
+        return (
+            f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations {columns} "
+            "ENGINE = ReplacingMergeTree ORDER BY id"
+        )
+    path = _quote(f"/clickhouse/tables/all/{db}/schema_migrations")
+    return (
+        f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations ON CLUSTER {_check_identifier(cluster)} "
+        f"{columns} ENGINE = ReplicatedReplacingMergeTree({path}, '{{shard}}-{{replica}}') "
+        "ORDER BY id"
+    )
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -94,29 +159,32 @@ MIGRATIONS: tuple[Migration, ...] = (
         1,
         "metric_points",
         (
-            """CREATE TABLE IF NOT EXISTS {db}.metric_points (
-                run_id String,
-                key String,
-                step Int64,
-                wall_time Float64,
-                value Float64,
-                version UInt64
-            ) ENGINE = ReplacingMergeTree(version)
-            ORDER BY (run_id, key, step)""",
+            Table(
+                "metric_points",
+                (
+                    "run_id String",
+                    "key String",
+                    "step Int64",
+                    "wall_time Float64",
+                    "value Float64",
+                    "version UInt64",
+                ),
+                order_by=("run_id", "key", "step"),
+                version="version",
+                shard_by="run_id",
+            ),
         ),
     ),
     Migration(
         2,
         "job_log_lines",
         (
-            """CREATE TABLE IF NOT EXISTS {db}.job_log_lines (
-                job_id String,
-                seq UInt64,
-                time Float64,
-                stream String,
-                line String
-            ) ENGINE = ReplacingMergeTree
-            ORDER BY (job_id, seq)""",
+            Table(
+                "job_log_lines",
+                ("job_id String", "seq UInt64", "time Float64", "stream String", "line String"),
+                order_by=("job_id", "seq"),
+                shard_by="job_id",
+            ),
         ),
     ),
     Migration(
@@ -126,17 +194,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             # One row per operator of a profile (a profiling job's operator table). Keyed by
             # (profile_id, op, shapes) so a re-sent table collapses; profiles of two commits
             # are compared by joining on op.
-            """CREATE TABLE IF NOT EXISTS {db}.profile_ops (
-                profile_id String,
-                op String,
-                shapes String,
-                calls UInt64,
-                self_us Float64,
-                total_us Float64,
-                flops Float64,
-                self_memory_bytes Int64
-            ) ENGINE = ReplacingMergeTree
-            ORDER BY (profile_id, op, shapes)""",
+            Table(
+                "profile_ops",
+                (
+                    "profile_id String",
+                    "op String",
+                    "shapes String",
+                    "calls UInt64",
+                    "self_us Float64",
+                    "total_us Float64",
+                    "flops Float64",
+                    "self_memory_bytes Int64",
+                ),
+                order_by=("profile_id", "op", "shapes"),
+                shard_by="profile_id",
+            ),
         ),
     ),
 )
@@ -233,9 +305,11 @@ def _broadcast(value: str | Sequence[str], n: int, name: str) -> Any:
 class _SqlMetricsStore(MetricsStore):
     """:class:`MetricsStore` in SQL both engines accept; subclasses only build the engine."""
 
-    def __init__(self, engine: _Engine, database: str) -> None:
+    def __init__(self, engine: _Engine, database: str, *, cluster: str = "") -> None:
         self._engine = engine
         self.database = _check_identifier(database)
+        self.cluster = _check_identifier(cluster) if cluster else ""
+        self._on_cluster = f" ON CLUSTER {self.cluster}" if self.cluster else ""
         self._points = f"{self.database}.metric_points"
         self._logs = f"{self.database}.job_log_lines"
         self._schema_ready = False
@@ -248,12 +322,8 @@ class _SqlMetricsStore(MetricsStore):
             if self._schema_ready:
                 return
             db = self.database
-            self._engine.execute(f"CREATE DATABASE IF NOT EXISTS {db}")
-            self._engine.execute(
-                f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
-                "(id UInt32, name String, applied_at DateTime DEFAULT now()) "
-                "ENGINE = ReplacingMergeTree ORDER BY id"
-            )
+            self._engine.execute(f"CREATE DATABASE IF NOT EXISTS {db}{self._on_cluster}")
+            self._engine.execute(schema_migrations_ddl(db, self.cluster))
             (applied,) = self._engine.query_columns(
                 f"SELECT DISTINCT id FROM {db}.schema_migrations", 1
             )
@@ -262,7 +332,11 @@ class _SqlMetricsStore(MetricsStore):
                 if migration.id in done:
                     continue
                 for statement in migration.statements:
-                    self._engine.execute(statement.format(db=db))
+                    if isinstance(statement, Table):
+                        for sql in table_ddl(statement, db, self.cluster):
+                            self._engine.execute(sql)
+                    else:
+                        self._engine.execute(statement.format(db=db))
                 # Through the columnar insert path: clickhouse-driver waits forever on an
                 # INSERT with inline VALUES against 18.x servers.
                 self._engine.insert(
@@ -281,7 +355,7 @@ class _SqlMetricsStore(MetricsStore):
         self._engine.close()
 
     def drop_database(self) -> None:
-        self._engine.execute(f"DROP DATABASE IF EXISTS {self.database}")
+        self._engine.execute(f"DROP DATABASE IF EXISTS {self.database}{self._on_cluster}")
         self._schema_ready = False
 
     # -- writes --
@@ -392,16 +466,23 @@ class _SqlMetricsStore(MetricsStore):
         return out
 
     def _delete_where(self, table: str, condition: str, timeout: float = 60.0) -> None:
-        self._engine.execute(f"ALTER TABLE {self.database}.{table} DELETE WHERE {condition}")
-        # 18.x has no mutations_sync: wait for the mutation like the newer setting would.
+        if self.cluster:  # a mutation runs on the replicated tables, not the Distributed one
+            table = f"{table}_local"
+        mutations = (
+            "SELECT count(), sum(is_done = 0) FROM system.mutations WHERE database = "
+            f"{_quote(self.database)} AND table = {_quote(table)}"
+        )
+        before = self._engine.query_columns(mutations, 2)[0][0] if self.cluster else 0
+        self._engine.execute(
+            f"ALTER TABLE {self.database}.{table}{self._on_cluster} DELETE WHERE {condition}"
+        )
+        # 18.x has no mutations_sync: wait for the mutation like the newer setting would. On a
+        # cluster, a replica learns of the mutation from ZooKeeper a moment after the ALTER
+        # returns: wait until this node has seen one more mutation, and none is pending.
         deadline = time.monotonic() + timeout
         while True:
-            (pending,) = self._engine.query_columns(
-                "SELECT count() FROM system.mutations WHERE database = "
-                f"{_quote(self.database)} AND table = {_quote(table)} AND is_done = 0",
-                1,
-            )
-            if not pending or pending[0] == 0:
+            total, pending = self._engine.query_columns(mutations, 2)
+            if total and total[0] > before and not pending[0]:
                 return
             if time.monotonic() > deadline:
                 raise MetricsStoreError(f"deletion from {table} still running after {timeout}s")
