@@ -103,9 +103,20 @@ class LogForwarder:
         self.seq = 0
         self.buf: list[list] = []
         self.lock = threading.Lock()
+        self.aliases: list[tuple[str, str]] = []
+
+    def alias(self, host_path: Path | str, shown: str) -> None:
+        """Show ``host_path`` as ``shown`` in every later line: a job's log names the paths the
+        job sees (``/job``, ``/input``), never the worker's (an exception message that quotes
+        the host's jobs folder would tell every reader of the log how the worker is laid out)."""
+        with self.lock:
+            self.aliases.append((str(host_path), shown))
+            self.aliases.sort(key=lambda a: -len(a[0]))  # the longest (most specific) first
 
     def add(self, stream: str, text: str) -> None:
         with self.lock:
+            for host, shown in self.aliases:
+                text = text.replace(host, shown)
             for line in text.splitlines() or [""]:
                 self.buf.append([self.seq, time.time(), stream, line[:16384]])
                 self.seq += 1
@@ -208,6 +219,10 @@ class JobSupervisor:
         self.error: str | None = None
         self.artifacts: list[tuple[str, str]] = []
         self.logs = LogForwarder(client, job_id)
+        # The sandbox's names for the job's folders (see _run_sandbox), then the worker's own.
+        self.logs.alias(self.work_root / job_id, "/job")
+        self.logs.alias(self.work_root / f"{job_id}-input", "/input")
+        self.logs.alias(self.work_root, "<jobs>")
         self.cancelled = threading.Event()
         self.sandbox = None
         self.first_event_at: float | None = None

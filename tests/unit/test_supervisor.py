@@ -627,3 +627,19 @@ def test_the_jobs_run_does_not_sample_the_supervisors_own_cpu_and_memory(tmp_pat
     sup, client = supervise(tmp_path)
     assert sup.run() == "succeeded"
     assert client.run_kwargs["system_metrics"] is False
+
+
+def test_the_jobs_log_names_the_sandbox_paths_never_the_workers(tmp_path):
+    """A supervisor line quoting the host's job folders (an exception message, say) reaches
+    the job's log with the paths the job sees."""
+    sup, _ = supervise(tmp_path)
+    sup.logs.add(
+        "supervisor",
+        f"back to the queue: cannot open {tmp_path}/j1/out/model.safetensors "
+        f"or {tmp_path}/j1-input/config.json in {tmp_path}",
+    )
+    [line] = [text for _, _, _, text in sup.logs.buf]
+    assert str(tmp_path) not in line
+    assert line == (
+        "back to the queue: cannot open /job/out/model.safetensors or /input/config.json in <jobs>"
+    )
