@@ -8,7 +8,7 @@ import type { RepoDetail, TreeFile } from "../api/types";
 import { CommitGraph } from "../components/CommitGraph";
 import { MergeDialog } from "../components/MergeDialog";
 import { Empty, ErrorMessage, Loading, QueryView } from "../components/States";
-import { repoStatsLine } from "../lib/dedupe";
+import { repoStatsParts } from "../lib/dedupe";
 import { fmtAgo, fmtBytes, shortSha } from "../lib/format";
 import { useTitle } from "../lib/useTitle";
 
@@ -124,10 +124,11 @@ export function RepoSize({ ns, name }: { ns: string; name: string }) {
   if (stats.error) return <ErrorMessage error={stats.error} title="Could not read the repo's size" />;
   if (!stats.data) return <p className="muted small">Measuring…</p>;
   const s = stats.data;
+  const [lead, saved] = repoStatsParts(s);
   return (
     <p className="small" aria-label="Size" data-testid="repo-size"
       title="Logical: every version of every file, counted once. Stored: the distinct chunks those files reference (one copy of each).">
-      {repoStatsLine(s)} · head {fmtBytes(s.head_bytes)}
+      {lead}{saved && <> — <strong>{saved}</strong></>} · head {fmtBytes(s.head_bytes)}
     </p>
   );
 }
