@@ -209,6 +209,25 @@ HUB_REPO_STATS_CACHE_SECONDS = _env_int("HUB_REPO_STATS_CACHE_SECONDS", 24 * 360
 HUB_MERGE_MAX_VIRTUAL_MERGES = _env_int("HUB_MERGE_MAX_VIRTUAL_MERGES", 64)
 # fsync each chunk before it becomes visible (durability over raw speed).
 HUB_BLOB_FSYNC = _env_bool("HUB_BLOB_FSYNC", True)
+# Where chunks live: empty = the folder HUB_BLOB_DIR; s3://bucket/prefix = an S3-compatible
+# object store (web replicas on several hosts share it). The S3 endpoint, credentials and
+# region default to the usual AWS_* variables; empty credentials = boto3's own chain.
+HUB_BLOB_URL = _env("HUB_BLOB_URL", "")
+HUB_S3_ENDPOINT_URL = _env(
+    "HUB_S3_ENDPOINT_URL", _env("AWS_ENDPOINT_URL_S3", _env("AWS_ENDPOINT_URL", ""))
+)
+HUB_S3_ACCESS_KEY_ID = _env("HUB_S3_ACCESS_KEY_ID", _env("AWS_ACCESS_KEY_ID", ""))
+HUB_S3_SECRET_ACCESS_KEY = _env("HUB_S3_SECRET_ACCESS_KEY", _env("AWS_SECRET_ACCESS_KEY", ""))
+HUB_S3_REGION = _env("HUB_S3_REGION", _env("AWS_REGION", _env("AWS_DEFAULT_REGION", "us-east-1")))
+# path (bucket in the URL path: MinIO, SeaweedFS, and AWS) or virtual (bucket as host name).
+HUB_S3_ADDRESSING_STYLE = _env("HUB_S3_ADDRESSING_STYLE", "path")
+HUB_S3_MAX_CONNECTIONS = _env_int("HUB_S3_MAX_CONNECTIONS", 32)
+# Whole-file downloads of files at least this big answer 302 to a presigned URL of the store
+# (only a file stored as one chunk has one object to point at); 0 = never (the default).
+HUB_S3_PRESIGN_MIN_BYTES = _env_int("HUB_S3_PRESIGN_MIN_BYTES", 0)
+HUB_S3_PRESIGN_SECONDS = _env_int("HUB_S3_PRESIGN_SECONDS", 300)
+# The endpoint as clients reach it, when it differs from the hub's (HUB_S3_ENDPOINT_URL).
+HUB_S3_PRESIGN_ENDPOINT_URL = _env("HUB_S3_PRESIGN_ENDPOINT_URL", "")
 
 # --- tracking limits (documented, with their error codes, in hub/common/limits.py) ---------
 HUB_MAX_METRIC_KEYS_PER_RUN = _env_int("HUB_MAX_METRIC_KEYS_PER_RUN", 10_000)

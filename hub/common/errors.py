@@ -107,7 +107,7 @@ def store_error(exc: Exception) -> HubError | None:
     """The one translation of a store adapter's failure (``hub.stores``) into an API error:
     one status, code and message per error class. Selectors and services let these
     propagate; nothing else catches a store error to answer HTTP."""
-    from hub.stores.blobs import BlobError
+    from hub.stores.blobs import BlobError, BlobStoreUnavailable
     from hub.stores.metrics import MetricsStoreError, MetricsStoreUnavailable
     from hub.stores.redis import RedisUnavailable
     from hub.stores.search import SearchUnavailable
@@ -135,6 +135,11 @@ def store_error(exc: Exception) -> HubError | None:
             "The hub's Redis is unreachable; retry later.",
             code="redis_unavailable",
             retry_after=exc.retry_after,
+        )
+    if isinstance(exc, BlobStoreUnavailable):
+        log.warning("blob store unavailable: %s", exc)
+        return ServiceUnavailable(
+            "The blob store is unreachable; retry later.", code="blob_store_unavailable"
         )
     if isinstance(exc, BlobError):
         log.error("blob store error: %s", exc)

@@ -99,14 +99,16 @@ def gc(*, dry_run: bool = True, grace_seconds: int | None = None) -> dict:
         blobs = get_blob_store()
         freed = _delete_blobs([h for h, _ in dead_chunks], blobs=blobs, cutoff=cutoff)
         # Orphan blob files (a crash between write and row) older than the grace period. The
-        # scan runs unlocked; each candidate is re-checked under the barrier before it goes.
+        # scan runs unlocked; each candidate is re-checked under the barrier before it goes,
+        # and its age is judged there by ``blobs.mtime`` (an object listing's time is only
+        # the store's LastModified; the S3 backend's mtime is the hub's own stamp).
         known = set(Chunk.objects.values_list("hash", flat=True))
-        candidates = [
-            d for d, _s, m in blobs.iter_digests() if d not in known and m < cutoff.timestamp()
-        ]
+        candidates = [d for d, _s, _m in blobs.iter_digests() if d not in known]
         orphans = _delete_blobs(candidates, blobs=blobs, cutoff=cutoff)
         report["freed_bytes"] = sum(freed.values()) + sum(orphans.values())
         report["orphan_blobs"] = len(orphans)
+        # Staged bytes of uploads that crashed before publishing (never visible as chunks).
+        report["staged_swept"] = blobs.sweep_staging(older_than=cutoff.timestamp())
     report["seconds"] = round(time.monotonic() - started, 3)
     return report
 

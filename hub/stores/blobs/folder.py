@@ -1,14 +1,13 @@
-"""Blob store: content-addressed chunks on a filesystem.
+"""The folder backend: chunks under ``<root>/ab/cd/<digest>``.
 
-Layout: ``<root>/ab/cd/<64-hex blake3>``; writes go to ``<root>/tmp`` and are renamed into
-place only after the bytes hashed to the claimed id, so a reader never sees a partial or
-mismatched chunk, and a failed upload leaves nothing behind. The interface is small so an
-S3-compatible backend can implement it later.
+Writes go to ``<root>/tmp`` (fsynced when asked) and are renamed into place only after the
+bytes hashed to the claimed id; the rename is atomic, and ``os.utime`` on publish refreshes
+the mtime GC's grace period looks at.
 """
 
 from __future__ import annotations
 
-import abc
+import contextlib
 import os
 import uuid
 from collections.abc import Iterable, Iterator
@@ -16,44 +15,14 @@ from pathlib import Path
 
 import blake3
 
-
-class BlobError(Exception):
-    pass
-
-
-class BlobHashMismatch(BlobError):
-    def __init__(self, expected: str, actual: str):
-        super().__init__(f"bytes hash to {actual}, not the claimed {expected}")
-        self.expected, self.actual = expected, actual
-
-
-class BlobTooLarge(BlobError):
-    pass
-
-
-class BlobMissing(BlobError):
-    pass
-
-
-class StagedBlob(abc.ABC):
-    """Verified bytes waiting to be published under their digest. ``publish`` is quick (a
-    rename), so callers can run it inside a lock that GC also takes; leaving the ``with``
-    block without publishing discards the bytes."""
-
-    def __init__(self, digest: str, size: int):
-        self.digest, self.size = digest, size
-
-    @abc.abstractmethod
-    def publish(self) -> None: ...
-
-    @abc.abstractmethod
-    def discard(self) -> None: ...
-
-    def __enter__(self) -> StagedBlob:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.discard()
+from hub.stores.blobs.base import (
+    BlobHashMismatch,
+    BlobMissing,
+    BlobStore,
+    BlobTooLarge,
+    StagedBlob,
+    check_digest,
+)
 
 
 class _LocalStaged(StagedBlob):
@@ -70,40 +39,6 @@ class _LocalStaged(StagedBlob):
         self.tmp.unlink(missing_ok=True)
 
 
-class BlobStore(abc.ABC):
-    @abc.abstractmethod
-    def has(self, digest: str) -> bool: ...
-
-    @abc.abstractmethod
-    def stage(self, digest: str, parts: Iterable[bytes], *, max_size: int) -> StagedBlob:
-        """Receive and verify bytes that must hash to ``digest`` without making them visible
-        under that name yet (the slow part of an upload: no lock is held)."""
-
-    def put(self, digest: str, parts: Iterable[bytes], *, max_size: int) -> int:
-        """Store bytes that must hash to ``digest``; returns the size. Idempotent."""
-        with self.stage(digest, parts, max_size=max_size) as staged:
-            staged.publish()
-            return staged.size
-
-    @abc.abstractmethod
-    def get(self, digest: str, *, verify: bool = True) -> bytes: ...
-
-    @abc.abstractmethod
-    def read_range(self, digest: str, offset: int, size: int) -> bytes: ...
-
-    @abc.abstractmethod
-    def mtime(self, digest: str) -> float | None:
-        """When the chunk was last written (epoch seconds), or None if absent."""
-
-    @abc.abstractmethod
-    def delete(self, digest: str) -> int:
-        """Remove a chunk; returns bytes freed (0 if absent)."""
-
-    @abc.abstractmethod
-    def iter_digests(self) -> Iterator[tuple[str, int, float]]:
-        """(digest, size, mtime) of every stored chunk."""
-
-
 class LocalBlobStore(BlobStore):
     def __init__(self, root: str | os.PathLike, *, fsync: bool = True):
         self.root = Path(root)
@@ -112,8 +47,7 @@ class LocalBlobStore(BlobStore):
         self.fsync = fsync
 
     def path(self, digest: str) -> Path:
-        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
-            raise BlobError(f"not a chunk id: {digest!r}")
+        check_digest(digest)
         return self.root / digest[:2] / digest[2:4] / digest
 
     def has(self, digest: str) -> bool:
@@ -185,15 +119,11 @@ class LocalBlobStore(BlobStore):
                     st = f.stat()
                     yield f.name, st.st_size, st.st_mtime
 
-
-_store: BlobStore | None = None
-
-
-def get_blob_store() -> BlobStore:
-    """The configured blob store (one per process)."""
-    global _store
-    from django.conf import settings
-
-    if _store is None or getattr(_store, "root", None) != Path(settings.HUB_BLOB_DIR):
-        _store = LocalBlobStore(settings.HUB_BLOB_DIR, fsync=settings.HUB_BLOB_FSYNC)
-    return _store
+    def sweep_staging(self, *, older_than: float) -> int:
+        n = 0
+        for f in self.tmp.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if f.stat().st_mtime < older_than:
+                    f.unlink()
+                    n += 1
+        return n
