@@ -761,7 +761,11 @@ class Client:
     ) -> None:
         url = f"{self._r(repo)}/files/{quote(path)}"
         params = {"ref": ref} if ref else None
-        with self._http.stream("GET", url, params=params, headers=headers) as resp:
+        # A large file may be answered with a redirect to the blob store's presigned URL;
+        # httpx drops the Authorization header when it follows one to another origin.
+        with self._http.stream(
+            "GET", url, params=params, headers=headers, follow_redirects=True
+        ) as resp:
             if resp.status_code >= 400:
                 resp.read()
                 raise self._error(resp)

@@ -514,6 +514,12 @@ class FileDownloadApi(APIView):
             return HttpResponse(status=304, headers={"ETag": etag})
         start, end, status = 0, f.size, 200
         rng = request.headers.get("Range")
+        if not rng:  # a whole large file may come straight from the object store
+            url = selectors.file_presigned_url(file=f, filename=path.rsplit("/", 1)[-1])
+            if url:
+                return HttpResponse(
+                    status=302, headers={"Location": url, "ETag": etag, "X-Hub-Commit": commit.sha}
+                )
         if rng and (not request.headers.get("If-Range") or request.headers.get("If-Range") == etag):
             m = _RANGE.match(rng.strip())
             if m and (m.group(1) or m.group(2)):

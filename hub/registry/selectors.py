@@ -20,7 +20,12 @@ from hub.common.errors import InvalidInput, NotFound, ServiceUnavailable
 from hub.registry import dedupe
 from hub.registry.models import Commit, FileObject, Ref, Repo, Tree
 from hub.registry.tensorops import FileReader, TensorRef, comparable, delta_stats, tensors_identical
-from hub.stores.blobs import BlobError, BlobHashMismatch, get_blob_store
+from hub.stores.blobs import (
+    BlobError,
+    BlobHashMismatch,
+    BlobStoreUnavailable,
+    get_blob_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -374,6 +379,17 @@ def file_iter(*, file: FileObject, start: int = 0, end: int | None = None) -> It
             break
 
 
+def file_presigned_url(*, file: FileObject, filename: str | None = None) -> str | None:
+    """Where a client may fetch ``file`` straight from the blob store, or None (the hub
+    streams it). Only a file stored as one chunk is one object; the store decides whether it
+    presigns at all (``HUB_S3_PRESIGN_MIN_BYTES``) and from which size."""
+    blobs = get_blob_store()
+    threshold = getattr(blobs, "presign_min_bytes", 0)
+    if threshold <= 0 or file.size < threshold or len(file.chunks) != 1:
+        return None
+    return blobs.presigned_url(file.chunks[0][0], filename=filename)
+
+
 def file_stream(
     *, file: FileObject, start: int = 0, end: int | None = None, path: str = ""
 ) -> Iterator[bytes]:
@@ -387,6 +403,8 @@ def file_stream(
         first = next(it)
     except StopIteration:
         return iter(())
+    except BlobStoreUnavailable:
+        raise  # an outage, not a bad chunk: 503 blob_store_unavailable
     except BlobError as e:
         digest = e.expected if isinstance(e, BlobHashMismatch) else str(e)
         log.error("corrupt or missing chunk %s of file %s (%s): %s", digest, file.oid, path, e)
