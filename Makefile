@@ -69,6 +69,8 @@ test: $(STAMP) system-deps services frontend ## install test dependencies and se
 	  echo "== registry, accounts and jobs again on PostgreSQL =="; \
 	  HUB_DATABASE_URL=$(PG_URL) $(PY) -m pytest -m "pg" $(PYTEST_ARGS); \
 	else echo "PostgreSQL is not running on 127.0.0.1:5432: cannot run the PostgreSQL pass"; exit 1; fi
+	@echo "== the registry again with its blobs on S3 (SeaweedFS) =="
+	HUB_TEST_BLOB_BACKEND=s3 $(PY) -m pytest tests/integration/test_registry_*.py $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## unit tests only
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)

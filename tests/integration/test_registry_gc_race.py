@@ -8,8 +8,6 @@ point where it used to lose its bytes: right after GC's sweep transaction commit
 
 from __future__ import annotations
 
-import os
-import time
 from datetime import timedelta
 
 import pytest
@@ -20,25 +18,24 @@ from django.utils import timezone
 from hub.registry import gc, services
 from hub.registry.models import Chunk
 from hub.shared.chunking import chunk_hash
-from hub.stores.blobs import LocalBlobStore, get_blob_store
+from hub.stores.blobs import get_blob_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.pg]
 
 
-def _aged_chunk(data: bytes) -> str:
+def _aged_chunk(data: bytes, blob_backend) -> str:
     """An unreferenced chunk whose row and file are both older than any grace period."""
     digest = chunk_hash(data)
     services.chunk_upload(digest=digest, parts=[data])
     Chunk.objects.filter(hash=digest).update(touched_at=timezone.now() - timedelta(hours=1))
-    old = time.time() - 3600
-    os.utime(get_blob_store().path(digest), (old, old))
+    blob_backend.age(digest, 3600)
     return digest
 
 
 @pytest.mark.django_db(transaction=True)
-def test_upload_landing_after_gc_sweep_commits_keeps_its_bytes(blob_dir):
+def test_upload_landing_after_gc_sweep_commits_keeps_its_bytes(blob_backend):
     data = b"re-uploaded while GC runs" * 100
-    digest = _aged_chunk(data)
+    digest = _aged_chunk(data, blob_backend)
     fired = []
 
     def upload_again_after_commit(sender, instance, **kwargs):
@@ -62,22 +59,21 @@ def test_upload_landing_after_gc_sweep_commits_keeps_its_bytes(blob_dir):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_upload_of_an_orphan_during_the_scan_keeps_its_bytes(blob_dir, monkeypatch):
+def test_upload_of_an_orphan_during_the_scan_keeps_its_bytes(blob_backend, monkeypatch):
     """A blob file without a row (a crashed upload) is an orphan; if that digest is uploaded
     while GC scans the blob folder, GC must not delete it afterwards."""
     data = b"orphan revived" * 100
     digest = chunk_hash(data)
     blobs = get_blob_store()
     blobs.put(digest, [data], max_size=1 << 20)  # file but no row: a crash between the two
-    old = time.time() - 3600
-    os.utime(blobs.path(digest), (old, old))
-    original = LocalBlobStore.iter_digests
+    blob_backend.age(digest, 3600)
+    original = type(blobs).iter_digests
 
     def scan_then_upload(self):
         yield from original(self)
         services.chunk_upload(digest=digest, parts=[data])  # lands after the scan saw the orphan
 
-    monkeypatch.setattr(LocalBlobStore, "iter_digests", scan_then_upload)
+    monkeypatch.setattr(type(blobs), "iter_digests", scan_then_upload)
     report = gc.gc(dry_run=False, grace_seconds=60)
     assert report["orphan_blobs"] == 0 and report["freed_bytes"] == 0
     assert Chunk.objects.filter(hash=digest).exists()
@@ -85,14 +81,13 @@ def test_upload_of_an_orphan_during_the_scan_keeps_its_bytes(blob_dir, monkeypat
 
 
 @pytest.mark.django_db(transaction=True)
-def test_gc_still_frees_dead_chunks_and_orphans(blob_dir):
-    digest = _aged_chunk(b"dead" * 1000)
+def test_gc_still_frees_dead_chunks_and_orphans(blob_backend):
+    digest = _aged_chunk(b"dead" * 1000, blob_backend)
     blobs = get_blob_store()
     orphan = b"orphan" * 100
     odigest = chunk_hash(orphan)
     blobs.put(odigest, [orphan], max_size=1 << 20)
-    old = time.time() - 3600
-    os.utime(blobs.path(odigest), (old, old))
+    blob_backend.age(odigest, 3600)
     report = gc.gc(dry_run=False, grace_seconds=60)
     assert report["chunks"] == 1 and report["orphan_blobs"] == 1
     assert report["freed_bytes"] == 4000 + len(orphan)
@@ -101,10 +96,10 @@ def test_gc_still_frees_dead_chunks_and_orphans(blob_dir):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_failed_upload_leaves_no_staged_bytes(blob_dir):
+def test_failed_upload_leaves_no_staged_bytes(blob_backend):
     data = b"x" * 100
     with pytest.raises(Exception) as e:
         services.chunk_upload(digest=chunk_hash(b"y" * 100), parts=[data])
     assert getattr(e.value, "code", None) == "chunk_hash_mismatch"
-    assert list(get_blob_store().tmp.iterdir()) == []
+    assert blob_backend.staged() == []
     assert not Chunk.objects.exists()
