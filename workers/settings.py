@@ -16,6 +16,7 @@ Every value is a ``HUB_*`` variable with the same safe local default as the hub'
     HUB_KEEP_JOB_DIRS          1: leave a failed job's files for a person to look at
     HUB_REDIS_URL, HUB_REDIS_PREFIX
                                Redis (GPU leases, presence), as the hub's settings read them
+    HUB_CELERY_BROKER_URL      the broker, when it is not HUB_REDIS_URL (as the hub reads it)
     HUB_JOB_MAX_INFRA_RETRIES  retries of an infrastructure failure before the job fails (3)
     HUB_JOB_GPU_RETRY_S        how often a job waiting for GPUs is tried again (30 s)
     HUB_JOB_GPU_MAX_WAIT_S     how long it may wait before it fails (24 h)
@@ -46,6 +47,7 @@ class WorkerSettings:
     keep_job_dirs: bool
     redis_url: str
     redis_prefix: str
+    broker_url: str
     max_infra_retries: int
     gpu_retry_s: int
     gpu_max_wait_s: int
@@ -91,6 +93,8 @@ def load(env: Mapping[str, str] | None = None) -> WorkerSettings:
         keep_job_dirs=env.get("HUB_KEEP_JOB_DIRS") == "1",
         redis_url=env.get("HUB_REDIS_URL", "redis://127.0.0.1:6379/0"),
         redis_prefix=env.get("HUB_REDIS_PREFIX", "hub:"),
+        broker_url=env.get("HUB_CELERY_BROKER_URL")
+        or env.get("HUB_REDIS_URL", "redis://127.0.0.1:6379/0"),
         max_infra_retries=_int(env, "HUB_JOB_MAX_INFRA_RETRIES", 3),
         gpu_retry_s=_int(env, "HUB_JOB_GPU_RETRY_S", 30),
         gpu_max_wait_s=_int(env, "HUB_JOB_GPU_MAX_WAIT_S", 24 * 3600),
