@@ -60,7 +60,13 @@ HEARTBEAT_S = 2.0
 # A GPU reservation is a lease in Redis, refreshed every GPU_LEASE_TTL_S/3 s while the job
 # runs; a worker that dies stops refreshing and its GPUs come free after this long.
 GPU_LEASE_TTL_S = 60.0
-ENTRY = {"train": "train", "finetune": "finetune", "evaluate": "evaluate", "profile": "profile"}
+ENTRY = {
+    "train": "train",
+    "finetune": "finetune",
+    "evaluate": "evaluate",
+    "profile": "profile",
+    "quantize": "quantize",
+}
 MAX_FILE_BYTES = 16 << 30
 # A JSON output the supervisor parses itself (eval results, profile tables) is read into memory.
 MAX_OUTPUT_JSON_BYTES = 256 << 20
@@ -692,18 +698,28 @@ class JobSupervisor:
                 if kind == "eval":
                     result["summary"]["eval"] = self._read_json(f, rel)
             if weights and job["target"]:
-                committed = self._commit_weights(job, weights, run)
+                # A finetune without save_merged produced adapters only: its commit holds
+                # only them (plus the base commit's id), not the base's weights beside them.
+                adapter_only = all(
+                    kind == "adapter" for _, kind, _ in produced if kind in WEIGHT_KINDS
+                )
+                committed = self._commit_weights(job, weights, run, adapter_only=adapter_only)
                 result["summary"].update(committed.pop("summary"))
                 result.update(committed)
         return result
 
-    def _commit_weights(self, job: dict, weights: list[tuple[str, BinaryIO]], run) -> dict:
+    def _commit_weights(
+        self, job: dict, weights: list[tuple[str, BinaryIO]], run, *, adapter_only: bool = False
+    ) -> dict:
         repo, branch = job["target"]["repo"], job["target"]["branch"]
         staging = self.work_root / f"{self.job_id}-commit"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         for rel, f in weights:  # copied from the open files into the supervisor's own folder
             _copy_open_file(f, staging / Path(rel).name)
+        base_ref = f"{job['base']['repo']}@{job['base']['commit']}" if job["base"] else None
+        if adapter_only and base_ref:
+            self._stamp_adapter_base(staging / "adapter_config.json", job["base"])
         base = job["base"]["commit"] if job["base"] and job["base"]["repo"] == repo else None
         if base and self.target_head is None:
             # The launch accepted a target branch that did not exist because the base is in the
@@ -725,8 +741,25 @@ class JobSupervisor:
             "config": job["config"],
             "launched_by": job["created_by"],
         }
+        if base_ref:
+            meta["base_commit"] = base_ref
         if self.summary:
             meta["summary"] = self.summary
+            if isinstance(q := self.summary.get("quantization"), dict):
+                # Shown on the commit page: what the weights are and what they cost in quality.
+                meta["quantization"] = {
+                    k: q[k]
+                    for k in (
+                        "method",
+                        "bytes_before",
+                        "bytes_after",
+                        "size_ratio",
+                        "val_bpb_before",
+                        "val_bpb_after",
+                        "val_bpb_delta",
+                    )
+                    if k in q
+                }
         message = f"{job['kind']} job {self.job_id}" + (
             f" from {job['base']['commit'][:12]}" if job["base"] else ""
         )
@@ -739,6 +772,7 @@ class JobSupervisor:
                 message=message,
                 expected_head=expected,
                 metadata=meta,
+                delete_missing=adapter_only,
                 job_id=self.job_id,
                 run_id=run.id,
             )
@@ -754,6 +788,7 @@ class JobSupervisor:
                 message=message,
                 expected_head=expected,
                 metadata=meta,
+                delete_missing=adapter_only,
                 job_id=self.job_id,
                 run_id=run.id,
             )
@@ -770,6 +805,21 @@ class JobSupervisor:
         if note:
             out["summary"]["note"] = note
         return out
+
+    def _stamp_adapter_base(self, path: Path, base: dict) -> None:
+        """Write the base commit into the adapter's config (the job, sandboxed, only saw
+        /input): the adapter then names the exact weights it needs to be merged into."""
+        try:
+            if path.stat().st_size > MAX_OUTPUT_JSON_BYTES:
+                raise ValueError("too large")
+            meta = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(meta, dict):
+                raise ValueError("not an object")
+        except (OSError, ValueError) as e:
+            self.logs.add("supervisor", f"adapter_config.json left as the job wrote it: {e}")
+            return
+        meta["base_commit"] = {"repo": base["repo"], "commit": base["commit"]}
+        path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 
 def _copy_open_file(src: BinaryIO, dest: Path) -> None:

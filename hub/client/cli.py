@@ -853,7 +853,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("jobs", parents=[common], help="launch|list|show|logs|cancel|relaunch jobs")
     js = s.add_subparsers(dest="action", required=True)
     x = js.add_parser("launch", parents=[common])
-    x.add_argument("kind", choices=["train", "evaluate", "profile", "finetune"])
+    x.add_argument("kind", choices=["train", "evaluate", "profile", "finetune", "quantize"])
     x.add_argument("--project", required=True, help="namespace/project for the job's run")
     x.add_argument("--config", help="JSON config file (workload defaults when omitted)")
     x.add_argument("--base", help="namespace/repo@ref of the base model (pinned to its commit)")

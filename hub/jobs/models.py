@@ -15,6 +15,7 @@ class Job(models.Model):
         EVALUATE = "evaluate"
         PROFILE = "profile"
         FINETUNE = "finetune"
+        QUANTIZE = "quantize"
 
     class Status(models.TextChoices):
         QUEUED = "queued"

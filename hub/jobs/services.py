@@ -135,10 +135,20 @@ def job_launch(
         if repo.private and accounts.role_in(user=user, namespace=repo.namespace) is None:
             raise NotFound(f"Repo {base_repo} not found.", code="repo_not_found")
         base_commit = registry.resolve(repo=repo, ref=base_ref or repo.default_branch).sha
-    elif kind in (Job.Kind.EVALUATE, Job.Kind.PROFILE, Job.Kind.FINETUNE):
+    elif kind in (Job.Kind.EVALUATE, Job.Kind.PROFILE, Job.Kind.FINETUNE, Job.Kind.QUANTIZE):
         raise InvalidInput(
             f"A {kind} job needs a base model: base='namespace/repo@ref'.", code="base_required"
         )
+    if kind == Job.Kind.QUANTIZE:
+        # The quantized model is a version of the base: a branch of the same repo (default
+        # quantized/<method>), created at the base commit by the worker.
+        target = target or f"{base_repo}@quantized/{cfg.quantize.method}"
+        if target.partition("@")[0] != base_repo:
+            raise InvalidInput(
+                f"A quantize job commits to a branch of its base's repo ({base_repo}).",
+                code="quantize_target_repo",
+                details={"base": base_repo, "target": target.partition("@")[0]},
+            )
     target_repo, _, target_branch = (target or "").partition("@")
     if target_repo:
         from hub.accounts.models import Role

@@ -24,7 +24,7 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-KINDS = ("train", "finetune", "evaluate", "profile")
+KINDS = ("train", "finetune", "evaluate", "profile", "quantize")
 LORA_TARGETS = ("attention", "experts", "shared", "dense")
 
 
@@ -243,6 +243,37 @@ class LoraConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    base_quantization: str = _f(
+        "none",
+        "store the frozen base's projection weights quantized (QLoRA): nf4 = torchao NF4 "
+        "(4 bit), int8 = weight-only per row; the adapters train in full precision on top",
+        choices=["none", "nf4", "int8"],
+    )
+    nf4_block_size: int = _f(64, "NF4: values sharing one absmax scale", min=2, max=4096)
+    double_quant: bool = _f(
+        True, "NF4: quantize the block scales again (int8 per nf4_scaler_block_size blocks)"
+    )
+    nf4_scaler_block_size: int = _f(
+        256, "NF4 double quantization: block scales sharing one int8 factor", min=1, max=65536
+    )
+
+
+@dataclass
+class QuantizeConfig:
+    method: str = _f(
+        "int8",
+        "int8 = weight-only, one scale per output row; float8 = e4m3 per row (CUDA, "
+        "compute capability ≥ 8.9 only)",
+        choices=["int8", "float8"],
+    )
+    eval_tokens: int = _f(
+        65536, "validation tokens scored before and after (the quality delta)", min=1, max=1 << 40
+    )
+    batch_size: int = _f(16, "sequences per validation forward pass", min=1, max=65536)
+
+
+@dataclass
 class EvalConfig:
     max_tokens: int | None = _f(
         262144,
@@ -280,15 +311,18 @@ SECTION_TYPES: dict[str, type] = {
     "runtime": RuntimeConfig,
     "train": TrainConfig,
     "lora": LoraConfig,
+    "finetune": FinetuneConfig,
+    "quantize": QuantizeConfig,
     "eval": EvalConfig,
     "profile": ProfileConfig,
 }
 
 SECTIONS: dict[str, tuple[str, ...]] = {
     "train": ("model", "data", "runtime", "train"),
-    "finetune": ("model", "data", "runtime", "train", "lora"),
+    "finetune": ("model", "data", "runtime", "train", "lora", "finetune"),
     "evaluate": ("model", "data", "runtime", "eval"),
     "profile": ("model", "data", "runtime", "train", "profile"),
+    "quantize": ("model", "data", "runtime", "quantize"),
 }
 
 SEED_MAX = 2**63 - 1
@@ -305,6 +339,8 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     train: TrainConfig | None = None
     lora: LoraConfig | None = None
+    finetune: FinetuneConfig | None = None
+    quantize: QuantizeConfig | None = None
     eval: EvalConfig | None = None
     profile: ProfileConfig | None = None
     # Model keys the job set explicitly: with --init-weights the architecture comes from the

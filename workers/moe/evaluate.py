@@ -5,6 +5,10 @@ loss, bits per byte, throughput, and per MoE layer the expert utilisation (load 
 expert), its coefficient of variation (std / mean; 0 = perfectly even) and the routing entropy.
 Then samples ``eval.max_new_tokens`` tokens for each of ``eval.prompts`` (temperature, top-p).
 
+``--weights`` may be a full-precision or a quantized checkpoint (the output of a ``quantize``
+job: ``config.json`` has a ``quantization`` section); the quantized one is scored with its
+weights kept int8 / float8 and dequantized per use (``workers.moe.quantize.load_any``).
+
 Writes ``eval.json`` (kind ``eval``) and ``samples.json`` (kind ``samples``) and emits the
 figures as one metric event at the weights' training step.
 """
@@ -24,9 +28,9 @@ from workers.moe.config import Config, EvalConfig, InputError
 from workers.moe.data import ByteTokenizer, load_corpus
 from workers.moe.events import EventWriter
 from workers.moe.model import MoETransformer
+from workers.moe.quantize import load_any
 from workers.moe.train import (
     autocast,
-    build_model,
     evaluate_loss,
     moe_metric_values,
     resolve_device,
@@ -81,7 +85,11 @@ def run(cfg: Config, out: Path, events: EventWriter, weights: Path | None) -> di
     assert cfg.eval is not None
     ecfg = cfg.eval
     device = resolve_device(cfg.runtime)
-    model = build_model(cfg, weights, events).to(device)
+    torch.manual_seed(cfg.seed)
+    model, wcfg = load_any(weights, cfg.model_overrides)
+    quantization = (wcfg.get("quantization") or {}).get("method", "none")
+    events.log(f"loaded {weights} (step {wcfg.get('step', '?')}, weights {quantization})")
+    model.to(device)
     step = _weights_step(weights)
     data = load_corpus(cfg.data, out, model.cfg.block_size, log=events.log)
     events.log(f"evaluating on up to {ecfg.max_tokens or data.info.val_tokens:,} validation tokens")
@@ -99,6 +107,7 @@ def run(cfg: Config, out: Path, events: EventWriter, weights: Path | None) -> di
     n = max(len(layers), 1)
     report = {
         "weights": str(weights),
+        "quantization": quantization,
         "step": step,
         "val_loss": res["loss"],
         "val_bpb": res["bpb"],

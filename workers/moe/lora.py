@@ -13,7 +13,19 @@ Adapters are ``torch.nn.utils.parametrize`` parametrizations: the module keeps c
 the weight with ``remove_parametrizations(leave_parametrized=True)``, i.e. it stores exactly
 the tensor the adapted forward pass used, so the merged model computes the same outputs.
 
+QLoRA: on a base whose weights ``workers.moe.quantize`` stored quantized (NF4 / int8), the
+quantized weight is the first parametrization of the tensor and the adapter the second, so the
+adapter sees ``deq(Q(W))`` and trains in full precision; merging such a model in memory gives
+``deq(Q(W)) + (α/r)·B A`` in full precision.
+
+Merging is an explicit step: a finetune commit holds the adapter only (``adapter.safetensors``
++ ``adapter_config.json``, whose ``base_commit`` names the base). To get full weights, pull the
+base commit and the adapter commit, then
+
     python -m workers.moe.lora merge --base DIR --adapter DIR --out DIR
+
+which writes ``W + (α/r)·B A`` over the full-precision base (for an adapter trained on a
+quantized base this differs from the trained forward by the base's quantization error only).
 """
 
 from __future__ import annotations
@@ -188,6 +200,7 @@ def merge_dirs(base_dir: Path, adapter_dir: Path, out_dir: Path) -> dict[str, An
     """base weights + adapter → a merged weights directory (model.safetensors + config.json)."""
     model, wcfg = load_weights(base_dir)
     lcfg = load_adapter(model, adapter_dir)
+    meta = json.loads((Path(adapter_dir) / ADAPTER_CONFIG).read_text())
     n = merge_lora(model)
     extra = {k: v for k, v in wcfg.items() if k not in ("format", "version", "model", "tokenizer")}
     extra["merged_adapter"] = {
@@ -195,6 +208,8 @@ def merge_dirs(base_dir: Path, adapter_dir: Path, out_dir: Path) -> dict[str, An
         "rank": lcfg.rank,
         "alpha": lcfg.alpha,
         "targets": lcfg.targets,
+        "base_commit": meta.get("base_commit"),
+        "base_quantization": meta.get("base_quantization", {"method": "none"}),
     }
     save_weights(model, Path(out_dir), extra)
     return {"merged_tensors": n, "out": str(out_dir)}
