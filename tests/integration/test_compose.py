@@ -30,9 +30,12 @@ DOCKERFILE = COMPOSE_DIR / "Dockerfile"
 ENTRYPOINT = COMPOSE_DIR / "docker-entrypoint.sh"
 
 STORES = {"postgres", "redis", "clickhouse", "elasticsearch"}
-HUB_SERVICES = {"web", "worker-cpu", "worker-gpu", "jobs-reaper"}
+# The hub's own processes (hub settings, database access) and the job workers (neither).
+HUB_SERVICES = {"web", "indexer", "jobs-reaper"}
 WORKERS = {"worker-cpu", "worker-gpu"}
-ALL_SERVICES = STORES | HUB_SERVICES | {"migrate"}
+ALL_SERVICES = STORES | HUB_SERVICES | WORKERS | {"migrate"}
+# The ClickHouse cluster profile (Keeper and a second replica).
+CLUSTER_SERVICES = {"clickhouse-keeper", "clickhouse-2"}
 
 # Where each store keeps its data: it must be a named volume, or data dies with the container.
 DATA_DIRS = {
@@ -144,6 +147,13 @@ def test_gpu_worker_is_opt_in_so_hosts_without_a_gpu_start_cleanly(compose_bin: 
     assert set(default) == ALL_SERVICES - {"worker-gpu"}
 
 
+def test_clickhouse_cluster_profile_adds_keeper_and_a_replica(compose_bin: Path) -> None:
+    cluster = load_config(compose_bin, profiles=("cluster",))["services"]
+    assert set(cluster) == ALL_SERVICES - {"worker-gpu"} | CLUSTER_SERVICES
+    assert cluster["clickhouse-2"]["image"] == cluster["clickhouse"]["image"]
+    assert cluster["clickhouse-keeper"]["image"].startswith("clickhouse/clickhouse-keeper:")
+
+
 def test_gpu_worker_reserves_nvidia_gpus(services: dict) -> None:
     devices = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert len(devices) == 1
@@ -243,11 +253,17 @@ def test_commands(services: dict) -> None:
     web = services["web"]["command"]
     assert web[:2] == ["gunicorn", "hub.wsgi:application"]
     assert "0.0.0.0:8000" in web
+    # Threaded workers: open log streams hold threads, not the site's few processes.
+    assert web[web.index("--worker-class") + 1] == "gthread"
+    assert int(web[web.index("--threads") + 1]) > 1
     cpu = services["worker-cpu"]["command"]
     gpu = services["worker-gpu"]["command"]
-    assert cpu[:4] == ["celery", "-A", "hub.celery_app", "worker"]
-    assert gpu[:4] == ["celery", "-A", "hub.celery_app", "worker"]
-    assert cpu[cpu.index("-Q") + 1].split(",") == ["hub", "cpu"]  # housekeeping + CPU jobs
+    assert cpu[:4] == ["celery", "-A", "workers.celery_app", "worker"]  # no Django
+    assert gpu[:4] == ["celery", "-A", "workers.celery_app", "worker"]
+    assert cpu[cpu.index("-Q") + 1] == "cpu"
+    indexer = services["indexer"]["command"]
+    assert indexer[:4] == ["celery", "-A", "hub.celery_app", "worker"]  # reads the database
+    assert indexer[indexer.index("-Q") + 1] == "hub"
     assert gpu[gpu.index("-Q") + 1] == "gpu"
     assert gpu[gpu.index("--concurrency") + 1] == "1"
     # Lost jobs are detected even when every worker is gone and nobody reads jobs.
@@ -305,14 +321,35 @@ def test_every_store_keeps_its_data_in_a_named_volume(config: dict) -> None:
         assert mounts[target]["source"] in declared
 
 
-def test_hub_data_dir_is_one_volume_shared_by_web_and_workers(config: dict) -> None:
+def test_hub_data_dir_is_one_volume_shared_by_web_and_migrate(config: dict) -> None:
     sources = set()
-    for name in HUB_SERVICES | {"migrate"}:
+    for name in ("web", "migrate"):
         mounts = {m["target"]: m for m in config["services"][name]["volumes"]}
         assert mounts["/data"]["type"] == "volume", name
         sources.add(mounts["/data"]["source"])
     assert len(sources) == 1
     assert sources <= set(config["volumes"])
+
+
+def test_workers_need_only_the_api_their_credential_and_the_broker(config: dict) -> None:
+    for name in WORKERS:
+        service = config["services"][name]
+        mounts = service.get("volumes", [])
+        assert [m["type"] for m in mounts] == ["volume"], name  # an anonymous, local jobs dir
+        assert mounts[0]["target"] == service["environment"]["HUB_JOBS_DIR"], name
+        assert not mounts[0].get("source"), f"{name}: the jobs dir must not be a shared volume"
+        env = service["environment"]
+        for setting in (
+            "HUB_DATABASE_URL",
+            "HUB_SECRET_KEY",
+            "HUB_CLICKHOUSE_URL",
+            "HUB_ELASTICSEARCH_URL",
+            "HUB_DATA_DIR",
+        ):
+            assert setting not in env, f"{name} gets {setting}"
+        assert env["HUB_WORKER_API_URL"] == "http://web:8000"
+        assert {"HUB_WORKER_TOKEN", "HUB_REDIS_URL"} <= set(env)
+        assert set(service["depends_on"]) == {"redis", "web"}, name
 
 
 def test_only_web_publishes_a_port(services: dict) -> None:
@@ -327,7 +364,7 @@ def test_only_web_publishes_a_port(services: dict) -> None:
 def test_stores_and_workers_have_no_route_out(config: dict) -> None:
     internal = {name for name, net in config["networks"].items() if net.get("internal")}
     assert internal
-    for name in STORES | WORKERS | {"migrate"}:
+    for name in STORES | WORKERS | {"migrate", "indexer"}:
         networks = set(config["services"][name]["networks"])
         assert networks <= internal, f"{name} is on a network with a route out: {networks}"
 
