@@ -26,6 +26,9 @@ from typing import Any
 
 KINDS = ("train", "finetune", "evaluate", "profile", "quantize")
 LORA_TARGETS = ("attention", "experts", "shared", "dense")
+# train.activation_checkpointing: which regions recompute their activations in the backward
+# pass instead of storing them (see model.MoETransformer.set_activation_checkpointing).
+ACTIVATION_CHECKPOINTING = ("none", "blocks", "moe", "full")
 
 
 class InputError(Exception):
@@ -230,6 +233,14 @@ class TrainConfig:
     )
     eval_tokens: int = _f(65536, "validation tokens per evaluation", min=1, max=1 << 40)
     log_every: int = _f(10, "metric event every N steps", min=1, max=1_000_000)
+    activation_checkpointing: str = _f(
+        "none",
+        "recompute activations in the backward pass instead of storing them: none; blocks "
+        "(each transformer block); moe (each MoE FFN sub-layer: norm, router, experts); full "
+        "(every block, plus the final norm, output head and cross-entropy). Same loss and "
+        "gradients, less memory, ~1 more forward per step",
+        choices=list(ACTIVATION_CHECKPOINTING),
+    )
 
 
 @dataclass

@@ -18,20 +18,29 @@ Load balancing comes in two flavours, usable together: the auxiliary balance los
 
 The architecture is ``ModelConfig``, which lives in ``config.py`` with the rest of the job
 schema (every field carries its validation rules), so the schema imports without torch.
+
+Activation checkpointing (``MoETransformer.set_activation_checkpointing``) wraps regions in
+``torch.utils.checkpoint`` (non-reentrant): their activations are recomputed in the backward
+pass instead of stored. The recomputation runs the MoE layers' forward a second time, so the
+per-step routing statistics (and through them the balance bias) are recorded only when
+``is_recomputing()`` is false: each token counts once, as without checkpointing.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
-from workers.moe.config import ModelConfig
+from workers.moe.config import ACTIVATION_CHECKPOINTING, ModelConfig
 from workers.moe.dispatch import grouped_swiglu
 from workers.moe.scopes import scope
 
@@ -49,6 +58,44 @@ ARCH_FIELDS = (
     "shared_hidden",
     "tie_embeddings",
 )
+
+
+# --------------------------------------------------------------------------------------------
+# Activation checkpointing
+
+_recompute = threading.local()  # the backward of CUDA tensors runs on the engine's threads
+
+
+@contextmanager
+def _recomputing() -> Iterator[None]:
+    depth = getattr(_recompute, "depth", 0)
+    _recompute.depth = depth + 1
+    try:
+        yield
+    finally:
+        _recompute.depth = depth
+
+
+def is_recomputing() -> bool:
+    """Whether the running code is a checkpointed region being recomputed for the backward
+    pass (in this thread): forward side effects (statistics) must not happen twice."""
+    return getattr(_recompute, "depth", 0) > 0
+
+
+def _checkpoint_contexts() -> tuple[AbstractContextManager[Any], AbstractContextManager[Any]]:
+    return nullcontext(), _recomputing()
+
+
+def checkpointed(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) with its activations recomputed in the backward pass instead of stored
+    (``torch.utils.checkpoint``, non-reentrant, RNG state preserved so dropout repeats). The
+    recomputation runs under ``is_recomputing()``. Without grad mode there is nothing to
+    save, so fn simply runs."""
+    if not torch.is_grad_enabled():
+        return fn(*args)
+    return torch.utils.checkpoint.checkpoint(
+        fn, *args, use_reentrant=False, context_fn=_checkpoint_contexts
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,7 +361,8 @@ class MoE(nn.Module):
         if self.shared is not None:
             with scope("experts"):
                 y = y + self.shared(h)
-        self._record(routing, plan, balance)
+        if not is_recomputing():  # a checkpoint's second forward: these tokens were counted
+            self._record(routing, plan, balance)
         return y.view(B, T, C).to(x.dtype), loss
 
     def _router_losses(
@@ -404,6 +452,7 @@ class Block(nn.Module):
             MoE(cfg) if cfg.is_moe_layer(layer) else SwiGLU(cfg.n_embd, cfg.dense_hidden)
         )
         self.dropout = cfg.dropout
+        self.checkpoint_moe = False  # set by MoETransformer.set_activation_checkpointing
 
     def forward(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -411,11 +460,19 @@ class Block(nn.Module):
         with scope("attention"):
             x = x + self.attn(self.norm1(x), cos, sin)  # (B, T, C)
         if isinstance(self.ffn, MoE):
-            y, router_loss = self.ffn(self.norm2(x))
+            if self.checkpoint_moe:
+                y, router_loss = checkpointed(self._moe, x)
+            else:
+                y, router_loss = self._moe(x)
             return x + F.dropout(y, self.dropout, self.training), router_loss
         with scope("experts"):
             y = self.ffn(self.norm2(x))
         return x + F.dropout(y, self.dropout, self.training), None
+
+    def _moe(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The MoE sub-layer (pre-norm included, so only its input x is kept when it is
+        checkpointed): (y, router loss)."""
+        return self.ffn(self.norm2(x))
 
 
 class MoETransformer(nn.Module):
@@ -431,7 +488,32 @@ class MoETransformer(nn.Module):
         cos, sin = rotary_cache(cfg.block_size, cfg.n_embd // cfg.n_head, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
+        self.activation_checkpointing = "none"
         self.reset_parameters()
+
+    def set_activation_checkpointing(self, mode: str) -> None:
+        """Which regions recompute their activations in the backward pass (saving only their
+        inputs) instead of storing them (``train.activation_checkpointing``):
+
+        none    nothing (the default)
+        blocks  each transformer block (attention + FFN, dense or MoE)
+        moe     each MoE FFN sub-layer (pre-norm, router, dispatch, experts); attention and
+                dense blocks keep their activations
+        full    each block, and the tail: final norm, output head and cross-entropy (whose
+                fp32 log-softmax over the vocabulary is the largest single activation). The
+                embedding lookup stores only the token ids, so it is left alone.
+
+        Loss and gradients are those of ``none`` (tests/moe/test_activation_checkpointing.py);
+        routing statistics count each token once (see ``is_recomputing``). The recomputation
+        reads the balance bias again, so the bias must not move between a forward and its
+        backward (train.py updates it after the optimizer step)."""
+        if mode not in ACTIVATION_CHECKPOINTING:
+            raise ValueError(
+                f"activation checkpointing {mode!r}: one of {ACTIVATION_CHECKPOINTING}"
+            )
+        self.activation_checkpointing = mode
+        for block in self.blocks:
+            block.checkpoint_moe = mode == "moe"
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -457,17 +539,30 @@ class MoETransformer(nn.Module):
         loss = lm + router, where router sums every MoE layer's aux (and z) loss."""
         B, T = idx.shape
         assert T <= self.cfg.block_size, f"sequence of {T} > block_size {self.cfg.block_size}"
+        mode = self.activation_checkpointing
         x = self.wte(idx)  # (B, T, C)
         router_loss = torch.zeros((), device=idx.device)
         for block in self.blocks:
-            x, rl = block(x, self.rope_cos, self.rope_sin)  # (B, T, C)
+            if mode in ("blocks", "full"):
+                x, rl = checkpointed(block, x, self.rope_cos, self.rope_sin)  # (B, T, C)
+            else:
+                x, rl = block(x, self.rope_cos, self.rope_sin)  # (B, T, C)
             if rl is not None:
                 router_loss = router_loss + rl
-        logits = self.lm_head(self.norm_f(x))  # (B, T, V)
         if targets is None:
-            return logits, {}
-        lm = F.cross_entropy(logits.float().view(B * T, -1), targets.reshape(-1))
+            return self.lm_head(self.norm_f(x)), {}
+        if mode == "full":
+            logits, lm = checkpointed(self._head, x, targets)
+        else:
+            logits, lm = self._head(x, targets)
         return logits, {"loss": lm + router_loss, "lm": lm.detach(), "router": router_loss.detach()}
+
+    def _head(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final norm, output head and mean cross-entropy: (logits (B, T, V), lm loss)."""
+        B, T, _ = x.shape
+        logits = self.lm_head(self.norm_f(x))  # (B, T, V)
+        lm = F.cross_entropy(logits.float().view(B * T, -1), targets.reshape(-1))
+        return logits, lm
 
     # ---- balancing and statistics ----
 

@@ -3,8 +3,9 @@
 AdamW with linear warm-up then cosine decay, global-norm gradient clipping, gradient
 accumulation, bf16 autocast (CPU and CUDA) or fp16 autocast with a GradScaler (CUDA).
 After every optimizer step the MoE layers' selection biases move toward balance and their
-routing statistics are emitted as metrics. A checkpoint is written atomically every
-``train.checkpoint_every`` steps; started again with the same ``--out`` the run resumes from
+routing statistics are emitted as metrics. ``train.activation_checkpointing`` trades memory
+for recomputation (``MoETransformer.set_activation_checkpointing``). A checkpoint is written
+atomically every ``train.checkpoint_every`` steps; started again with the same ``--out`` the run resumes from
 the newest checkpoint and, on CPU, reproduces the uninterrupted run's losses exactly (the
 model, optimizer, scaler and RNG states are restored, and each batch is a pure function of
 (seed, step, micro-step)). The final weights are ``model.safetensors`` + ``config.json``.
@@ -43,6 +44,7 @@ RESUMABLE_CHANGES = {
     "checkpoint_every",
     "keep_checkpoints",
     "eval_tokens",
+    "activation_checkpointing",
 }
 
 
@@ -189,6 +191,7 @@ def train_loop(
     device = resolve_device(cfg.runtime)
     model.to(device)
     model.train()
+    model.set_activation_checkpointing(t.activation_checkpointing)
     opt = build_optimizer(model, t, device)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.runtime.dtype == "fp16")
     params = [p for p in model.parameters() if p.requires_grad]
@@ -217,7 +220,8 @@ def train_loop(
     events.log(
         f"model: {n_params / 1e6:.2f}M parameters, {n_active / 1e6:.2f}M active per "
         f"token; {tokens_per_step:,} tokens per step on {device.type} "
-        f"({cfg.runtime.dtype}, {torch.get_num_threads()} threads)"
+        f"({cfg.runtime.dtype}, {torch.get_num_threads()} threads, activation "
+        f"checkpointing: {t.activation_checkpointing})"
     )
 
     last_loss = float("nan")
@@ -234,7 +238,7 @@ def train_loop(
             x, y = data.train_batch(t.batch_size, cfg.seed, step, micro)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast(device, cfg.runtime.dtype):
-                _, losses = model(x, y)
+                losses = model(x, y)[1]  # the logits die here, not after the backward
             scaler.scale(losses["loss"] / t.grad_accum).backward()
             loss_sum += float(losses["loss"].detach())
             lm_sum += float(losses["lm"])
