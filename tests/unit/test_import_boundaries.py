@@ -152,6 +152,8 @@ def test_the_worker_side_imports_with_django_unimportable():
         "    sys.modules[name] = None  # any import of them raises ImportError\n"
         "import workers.settings, workers.presence, workers.supervisor, workers.tasks, workers.launch\n"
         "import hub.client.worker\n"
+        "import workers.celery_app  # the job workers' Celery app: no Django settings either\n"
+        "workers.celery_app.app.loader.import_default_modules()\n"
         "loaded = sorted(m for m in sys.modules if m.startswith(('hub.jobs', 'hub.tracking', 'hub.accounts',\n"
         "                                                       'hub.registry', 'hub.settings', 'hub.celery_app')))\n"
         "print(loaded)\n"
