@@ -1,5 +1,7 @@
-"""The Celery application (``celery -A hub.celery_app worker -Q cpu``). Broker and result
-backend are Redis (``HUB_REDIS_URL``); configuration comes from Django settings.
+"""The hub's Celery application (``celery -A hub.celery_app worker -Q hub``: search indexing,
+which needs the database). Broker and result backend are Redis (``HUB_REDIS_URL``);
+configuration comes from Django settings. Job workers on other hosts run
+``celery -A workers.celery_app worker -Q cpu`` (or ``gpu``): the same queues without Django.
 
 The hub sends tasks by name (``app.send_task("workers.tasks.run_job", ...)``,
 ``"hub.tracking.tasks.*"``) and never imports the workers' code; a worker process imports

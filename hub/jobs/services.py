@@ -190,7 +190,7 @@ def job_launch(
         if not workers_online("gpu"):
             raise ServiceUnavailable(
                 f"This job asks for {res['gpus']} GPU(s) but no GPU worker is online; it would wait forever. "
-                "Start a GPU worker (celery -A hub.celery_app worker -Q gpu) or launch with gpus=0.",
+                "Start a GPU worker (celery -A workers.celery_app worker -Q gpu) or launch with gpus=0.",
                 code="no_gpu_worker",
                 retry_after=30,
             )
