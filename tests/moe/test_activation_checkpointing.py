@@ -92,6 +92,18 @@ def test_each_mode_gives_the_loss_and_gradients_of_the_plain_run(setup, mode):
     assert any("experts.w13" in n for n in nonzero) and any("router" in n for n in nonzero)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_under_bf16_autocast_each_mode_gives_the_plain_runs_loss_and_gradients(mode):
+    """The recomputation runs under the forward's autocast state (the router opts out)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref_losses, ref_grads, ref_stats = _step(_model("top4-capacity", "none"))
+        losses, grads, stats = _step(_model("top4-capacity", mode))
+    torch.testing.assert_close(losses["loss"], ref_losses["loss"], rtol=1e-6, atol=1e-7)
+    for name, g in grads.items():
+        torch.testing.assert_close(g, ref_grads[name], rtol=1e-3, atol=1e-6, msg=name)
+    assert stats == ref_stats
+
+
 @pytest.mark.parametrize("early_stop", [True, False], ids=["early-stop", "full-recompute"])
 @pytest.mark.parametrize("setup", list(SETUPS))
 @pytest.mark.parametrize("mode", MODES)

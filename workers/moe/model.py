@@ -499,9 +499,9 @@ class MoETransformer(nn.Module):
         blocks  each transformer block (attention + FFN, dense or MoE)
         moe     each MoE FFN sub-layer (pre-norm, router, dispatch, experts); attention and
                 dense blocks keep their activations
-        full    each block, and the tail: final norm, output head and cross-entropy (whose
-                fp32 log-softmax over the vocabulary is the largest single activation). The
-                embedding lookup stores only the token ids, so it is left alone.
+        full    each block, and the tail: final norm, output head and cross-entropy (with
+                its fp32 log-softmax over the vocabulary). The embedding lookup stores only
+                the token ids, so it is left alone.
 
         Loss and gradients are those of ``none`` (tests/moe/test_activation_checkpointing.py);
         routing statistics count each token once (see ``is_recomputing``). The recomputation
