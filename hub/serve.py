@@ -468,13 +468,13 @@ def _reaper_child(env: dict, data: Path) -> Child:
     )
 
 
-def _celery(queue: str, concurrency: int, hostname: str) -> list[str]:
+def _celery(app: str, queue: str, concurrency: int, hostname: str) -> list[str]:
     return [
         sys.executable,
         "-m",
         "celery",
         "-A",
-        "hub.celery_app",
+        app,
         "worker",
         "-Q",
         queue,
@@ -507,14 +507,16 @@ def _worker_children(env: dict, data: Path, base_url: str) -> list[Child]:
     return [
         Child(
             "search indexer",
-            _celery("hub", 2, f"hub-{tag}"),
+            _celery("hub.celery_app", "hub", 2, f"hub-{tag}"),
             dict(env, HUB_WORKER_QUEUES=""),
             logfile=data / "logs" / "indexer.log",
             about="Celery queue hub: keeps search up to date",
         ),
         Child(
             "job worker",
-            _celery("cpu", 3, f"cpu-{tag}"),
+            # The Django-free app a job worker on any other host runs: it reaches the hub only
+            # through its API and the broker, here as there.
+            _celery("workers.celery_app", "cpu", 3, f"cpu-{tag}"),
             wenv,
             logfile=data / "logs" / "worker.log",
             about="Celery queue cpu: runs up to 3 jobs in the sandbox",

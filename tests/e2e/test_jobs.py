@@ -149,7 +149,7 @@ def test_cancel_mid_run(hub):
 
 def _worker_pids(serve_pid: int) -> list[int]:
     out = subprocess.run(
-        ["pgrep", "-f", "celery -A hub.celery_app worker"], capture_output=True, text=True
+        ["pgrep", "-f", "celery -A workers.celery_app worker"], capture_output=True, text=True
     ).stdout
     pids = [int(p) for p in out.split()]
     mine = []
