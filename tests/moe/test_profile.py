@@ -127,3 +127,22 @@ def test_the_module_runs_as_workers_moe_profile_without_shadowing_the_stdlib():
         "assert profile.__file__ != p.__file__ and hasattr(profile, 'Profile')"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
+
+
+def test_a_profile_measures_the_recomputation_activation_checkpointing_adds(profiled, tmp_path):
+    """The profiled step is the step training would run: with ``blocks`` checkpointing every
+    block's forward runs again in the backward pass, so the matmuls counted grow."""
+    cfg = {
+        "model": TINY_MODEL,
+        "data": tiny_data(tmp_path / "cache"),
+        "train": {"activation_checkpointing": "blocks"},
+        "profile": {"steps": 2, "warmup": 1, "batch_size": 4},
+    }
+    code, events = run_entry("profile", profile.run, tmp_path, cfg, tmp_path / "o")
+    assert code == 0, by_type(events, "error")
+
+    def mm_calls(pdir):
+        ops = json.loads((pdir / "ops.json").read_text())["ops"]
+        return next(r["calls"] for r in ops if r["name"] == "aten::mm")
+
+    assert mm_calls(tmp_path / "o" / "profile") > mm_calls(profiled[0])

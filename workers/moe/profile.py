@@ -231,6 +231,8 @@ def run(cfg: Config, out: Path, events: EventWriter, weights: Path | None) -> di
     model = build_model(cfg, weights, events).to(device)
     data = load_corpus(cfg.data, out, model.cfg.block_size, log=events.log)
     opt = build_optimizer(model, cfg.train, device)
+    # The profile measures the step training would run, recomputation included.
+    model.set_activation_checkpointing(cfg.train.activation_checkpointing)
     train = p.mode == "train"
     model.train(train)
 
