@@ -107,6 +107,30 @@ def _record(job: Job, from_status: str, to_status: str, reason: str) -> None:
     )
 
 
+def _refuse_adapter_over_a_model(*, repo, branch: str) -> None:
+    """A fine-tune that keeps only its adapter commits a tree of the adapter alone (plus the base
+    commit's id): on a branch that holds a model it would replace the model's files. Refused
+    at launch rather than discovered after the run."""
+    from hub.registry import selectors as registry
+
+    try:
+        head = registry.resolve(repo=repo, ref=f"refs/heads/{branch}")
+    except NotFound:
+        return  # a new branch: created at the base commit, then holds the adapter
+    weights = sorted(
+        p for p in head.tree.entries if p.endswith(".safetensors") and "adapter" not in p
+    )
+    if weights:
+        raise Conflict(
+            f"This fine-tune commits its adapter alone, which would replace {', '.join(weights[:3])} "
+            f"on {repo.namespace.name}/{repo.name}@{branch}. Target a branch of its own "
+            f"(e.g. --target {repo.namespace.name}/{repo.name}@adapters/<name>), or set "
+            "lora.save_merged to commit the merged weights.",
+            code="adapter_would_replace_model",
+            details={"branch": branch, "files": weights},
+        )
+
+
 def job_launch(
     *,
     project,
@@ -183,6 +207,8 @@ def job_launch(
                     code="target_branch_not_found",
                     details={"repo": target_repo, "branch": target_branch},
                 ) from None
+    if kind == Job.Kind.FINETUNE and target_repo and not (cfg.lora and cfg.lora.save_merged):
+        _refuse_adapter_over_a_model(repo=repo, branch=target_branch)
     queue = "gpu" if res["gpus"] > 0 else "cpu"
     if queue == "gpu":
         from hub.jobs.presence import workers_online

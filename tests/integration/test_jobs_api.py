@@ -464,3 +464,28 @@ def test_a_launch_validates_its_config_once_and_passes_the_parsed_config_on(setu
     r = launch(client, config={**TINY, "runtime": {"dtype": "fp16"}})
     assert r.json()["error"]["details"]["errors"][0]["path"] == "runtime.dtype"
     assert calls == ["train", "train"]
+
+
+def test_an_adapter_only_finetune_may_not_replace_a_branchs_model(setup):
+    """A fine-tune that keeps only its adapter commits the adapter alone: onto a branch that
+    holds a model it would replace the model's files, so it is refused at launch."""
+    client, _ = setup
+    r = launch(client, kind="finetune", config={}, base="alice/moe@main", target="alice/moe@main")
+    assert r.status_code == 409
+    err = r.json()["error"]
+    assert err["code"] == "adapter_would_replace_model"
+    assert err["details"] == {"branch": "main", "files": ["model.safetensors"]}
+    assert Job.objects.count() == 0
+    merged = {"lora": {"save_merged": True}}
+    assert (
+        launch(
+            client, kind="finetune", config=merged, base="alice/moe@main", target="alice/moe@main"
+        ).status_code
+        == 201
+    )
+    assert (
+        launch(
+            client, kind="finetune", config={}, base="alice/moe@main", target="alice/moe@adapters/a"
+        ).status_code
+        == 201
+    )
