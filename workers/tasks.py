@@ -255,6 +255,31 @@ def run_job(
         raise
 
 
+_jobs_dir_lock: int | None = None
+
+
+def _sweep_jobs_dir() -> None:
+    """Job folders a worker that died left mounted in this worker's jobs folder. Only the one
+    worker that holds the folder's lock sweeps it (two workers sharing a jobs folder would
+    otherwise clear each other's running jobs); the lock is held for the worker's lifetime."""
+    global _jobs_dir_lock
+    from workers.sandbox.jobfs import claim_jobs_dir, sweep_stale
+
+    jobs_dir = _settings().jobs_dir
+    if _jobs_dir_lock is None:
+        _jobs_dir_lock = claim_jobs_dir(jobs_dir)
+    if _jobs_dir_lock is None:
+        log.warning(
+            "another worker uses the jobs folder %s: leaving its job folders alone", jobs_dir
+        )
+        return
+    cleared = sweep_stale(jobs_dir)
+    if cleared:
+        log.warning(
+            "cleared %d job folder(s) a previous worker left mounted: %s", len(cleared), cleared
+        )
+
+
 @worker_ready.connect
 def _announce(sender=None, **kwargs) -> None:
     """Check the sandbox, clean up after a previous crash, then keep a presence key per
@@ -280,6 +305,7 @@ def _announce(sender=None, **kwargs) -> None:
             log.warning(
                 "removed leftovers of %d job(s) from a previous worker: %s", len(stale), stale
             )
+        _sweep_jobs_dir()
 
     s = _settings()
     hostname = getattr(sender, "hostname", None) or socket.gethostname()

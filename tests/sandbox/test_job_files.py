@@ -373,3 +373,33 @@ def test_a_disk_quota_needs_the_folder_on_its_own_filesystem(tmp_path):
     with pytest.raises(ValueError, match="own filesystem"):
         Sandbox(spec).start()
     assert not (tmp_path / "job").exists()  # refused before anything was prepared
+
+
+def _mounted(path) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == str(path) for line in f)
+
+
+def test_a_worker_start_clears_job_folders_a_dead_worker_left_mounted(tmp_path):
+    """A worker SIGKILLed mid-job leaves its job folder mounted on its image: the next worker
+    on that jobs folder unmounts and removes both, and leaves a kept (unmounted) image alone."""
+    from workers.sandbox.jobfs import JobFolder, claim_jobs_dir, sweep_stale
+
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    left = JobFolder.create(jobs / "abc123", size_bytes=16 * MiB)  # never removed: the crash
+    os.close(left.fd)
+    kept = jobs / "def456.disk"
+    kept.write_bytes(b"a failed job's image kept for a person")
+    assert _mounted(jobs / "abc123")
+
+    lock = claim_jobs_dir(jobs)
+    assert lock is not None
+    assert claim_jobs_dir(jobs) is None  # a second worker on the same folder may not sweep
+    try:
+        assert sweep_stale(jobs) == ["abc123"]
+    finally:
+        os.close(lock)
+    assert not _mounted(jobs / "abc123")
+    assert not (jobs / "abc123").exists() and not left.image.exists()
+    assert kept.exists()

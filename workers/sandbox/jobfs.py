@@ -47,8 +47,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
+import logging
 import os
 import platform
+import re
 import shutil
 import stat
 import subprocess
@@ -57,6 +60,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from workers.sandbox.probe import SYSTEM_PATH, tool
+
+log = logging.getLogger(__name__)
 
 MiB = 1 << 20
 #: The smallest quota an ext4 image can hold usefully.
@@ -364,3 +369,55 @@ def _run(argv: list[str], env: dict[str, str]) -> None:
         raise OSError(
             f"{os.path.basename(argv[0])} failed ({r.returncode}): {(r.stderr or r.stdout).strip()[:500]}"
         )
+
+
+def _mount_points_below(parent: Path) -> list[Path]:
+    """Mount points whose parent folder is ``parent`` (from this process's mount table)."""
+    found = []
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            lines = f.readlines()
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        # mountinfo escapes space, tab, newline and backslash as octal
+        point = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]))
+        if point.parent == parent:
+            found.append(point)
+    return found
+
+
+def claim_jobs_dir(jobs_dir: Path | str) -> int | None:
+    """An exclusive lock on ``jobs_dir`` for this worker's lifetime (the returned descriptor is
+    kept open), or None when another live worker holds it. Only the holder may sweep."""
+    jobs_dir = Path(jobs_dir)
+    jobs_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(jobs_dir / ".worker.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def sweep_stale(jobs_dir: Path | str) -> list[str]:
+    """What a worker that died (SIGKILL, host crash) left in its jobs folder: job folders
+    still mounted on their disk images (unmounted, removed with their images). Call once at
+    worker start, holding
+    ``claim_jobs_dir``: no job of this folder can be running then. Returns the job folders
+    cleared."""
+    jobs_dir = Path(jobs_dir)
+    cleared = []
+    for point in _mount_points_below(jobs_dir):
+        folder = JobFolder(point)
+        folder.mounted = True
+        try:
+            folder._clear()
+            cleared.append(point.name)
+        except OSError as e:  # left for a person; the next start tries again
+            log.warning("could not clear the stale job folder %s: %s", point, e)
+    return cleared  # (an unmounted image is a failed job kept for a person: HUB_KEEP_JOB_DIRS)
