@@ -271,6 +271,16 @@ def compare(
     }
 
 
+#: Final values closer than this (relative) are not worded as one run beating another: a single
+#: run per configuration cannot tell a 0.1 % difference from seed noise, and a summary must not
+#: claim a difference that is not there. The table still shows both values.
+NEGLIGIBLE_REL = 0.01
+
+
+def _negligible(value: float, base: float) -> bool:
+    return value == base or (base != 0 and abs(value - base) / abs(base) < NEGLIGIBLE_REL)
+
+
 def _pct_text(value: float, base: float) -> str:
     """How ``value`` compares with ``base``, worded from the sign of the difference."""
     if value == base:
@@ -306,7 +316,14 @@ def _summary(runs, base, row, differing, partial, correlations) -> list[str]:
         b = per_run[base["id"]]
         if b["final"] == w["final"]:
             best = base["id"]  # a tie with the baseline: the baseline is (one of) the best
-        if best != base["id"]:
+        if best != base["id"] and _negligible(w["final"], b["final"]):
+            diffs = _param_diff_text(base, by_id[best], differing)
+            lines.append(
+                f"{names[best]} and {names[base['id']]} end within {NEGLIGIBLE_REL:.0%} of each "
+                f"other on final {target} ({_fmt(w['final'])} vs {_fmt(b['final'])}): no run is "
+                "ranked on it" + (f"; they differ in {diffs}." if diffs else ".")
+            )
+        elif best != base["id"]:
             diffs = _param_diff_text(base, by_id[best], differing)
             lines.append(
                 f"{names[best]} reaches {_pct_text(w['final'], b['final'])} final {target} than "

@@ -264,3 +264,14 @@ def test_html_has_what_markdown_has():
 
 def html_escaped(page: str) -> bool:
     return "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_a_final_difference_under_one_percent_is_not_worded_as_a_win():
+    """2.822 against 2.823 from one run each is not "B reaches 0.0% lower"."""
+    rep = report.compare(
+        [_run("A", 2.823, 2.8), _run("B", 2.822, 2.8, params={"lr": 3e-3})], baseline="A"
+    )
+    assert rep["summary"][0] == (
+        "B and A end within 1% of each other on final val_loss (2.822 vs 2.823): no run is "
+        "ranked on it; they differ in lr 0.001→0.003."
+    )
