@@ -74,7 +74,7 @@ class ZooKeeper:
         self.port = free_port()
         (base / "data").mkdir(parents=True, exist_ok=True)
         (base / "zoo.cfg").write_text(
-            f"tickTime=500\ndataDir={base / 'data'}\nclientPort={self.port}\n"
+            f"tickTime=2000\ndataDir={base / 'data'}\nclientPort={self.port}\n"
             "clientPortAddress=127.0.0.1\nadmin.enableServer=false\nmaxClientCnxns=0\n"
         )
         self.proc: subprocess.Popen[bytes] | None = None
@@ -115,6 +115,28 @@ class ZooKeeper:
                     return
 
 
+def _wait_for_zookeeper_session(server: ClickHouseServer, timeout: float = 60) -> None:
+    """The 18.x server answers its ping before its ZooKeeper session is up, and an ``ON
+    CLUSTER`` statement in that window crashes it (a null session in ``createImpl``): wait until
+    it can read ZooKeeper itself."""
+    from clickhouse_driver import Client
+
+    client = Client(host="127.0.0.1", port=server.tcp_port, connect_timeout=2)
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    try:
+        while time.monotonic() < deadline:
+            try:
+                client.execute("SELECT count() FROM system.zookeeper WHERE path = '/'")
+                return
+            except Exception as e:  # not connected to ZooKeeper yet
+                last = e
+                time.sleep(0.5)
+    finally:
+        client.disconnect()
+    raise TimeoutError(f"clickhouse-server never reached ZooKeeper: {last}")
+
+
 @pytest.fixture(scope="module")
 def cluster_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseServer]:
     """The tests' 18.x clickhouse-server as a one-shard, one-replica cluster with ZooKeeper."""
@@ -138,6 +160,7 @@ def cluster_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHo
     )
     _started.append(server)
     server.start()
+    _wait_for_zookeeper_session(server)
     try:
         yield server
     finally:
