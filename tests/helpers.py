@@ -100,3 +100,31 @@ def store_state():
         Chunk.objects.count(),
         sorted(Ref.objects.values_list("repo_id", "kind", "name", "commit_id", "protected")),
     )
+
+
+#: What the browser tests' live jobs use: a 20-step training of a tiny model, its resources,
+#: and the states a job ends in.
+LIVE_TRAIN = {
+    "model": {
+        "n_layer": 2,
+        "n_embd": 32,
+        "n_head": 2,
+        "n_experts": 4,
+        "expert_hidden": 32,
+        "top_k": 2,
+        "n_dense_layers": 0,
+        "block_size": 64,
+    },
+    "data": {"max_bytes": 200_000},
+    "train": {
+        "steps": 20,
+        "batch_size": 4,
+        "warmup_steps": 2,
+        "checkpoint_every": 20,
+        "eval_every": 10,
+        "log_every": 5,
+        "eval_tokens": 4096,
+    },
+}
+LIVE_RES = {"cpus": 1, "memory_mb": 3072, "time_limit_s": 300}
+TERMINAL = ("succeeded", "failed", "cancelled", "lost")

@@ -21,6 +21,8 @@ import pytest
 
 from tests.e2e.conftest import LiveHub
 from tests.e2e.test_dashboard import ARGS, CHROMIUM, Console, shot  # noqa: F401  (skips when not built)
+from tests.helpers import LIVE_RES as RES
+from tests.helpers import TERMINAL
 
 pytest.importorskip("playwright")
 from playwright.sync_api import BrowserContext, Page, expect  # noqa: E402
@@ -53,8 +55,6 @@ TINY = {
         "eval_tokens": 4096,
     },
 }
-RES = {"cpus": 1, "memory_mb": 3072, "time_limit_s": 300}
-TERMINAL = ("succeeded", "failed", "cancelled", "lost")
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,9 @@ import pytest
 
 from tests.e2e.conftest import LiveHub
 from tests.e2e.test_dashboard import ARGS, CHROMIUM, Console, shot  # noqa: F401  (skips when not built)
+from tests.helpers import LIVE_RES as RES
+from tests.helpers import LIVE_TRAIN as TRAIN
+from tests.helpers import TERMINAL
 
 pytest.importorskip("playwright")
 from playwright.sync_api import BrowserContext, Page, expect  # noqa: E402
@@ -34,30 +37,6 @@ pytestmark = pytest.mark.e2e
 
 USER, PASSWORD = "pagesuser", "correct horse battery staple"
 PROJECT = f"{USER}/moe"
-TRAIN = {
-    "model": {
-        "n_layer": 2,
-        "n_embd": 32,
-        "n_head": 2,
-        "n_experts": 4,
-        "expert_hidden": 32,
-        "top_k": 2,
-        "n_dense_layers": 0,
-        "block_size": 64,
-    },
-    "data": {"max_bytes": 200_000},
-    "train": {
-        "steps": 20,
-        "batch_size": 4,
-        "warmup_steps": 2,
-        "checkpoint_every": 20,
-        "eval_every": 10,
-        "log_every": 5,
-        "eval_tokens": 4096,
-    },
-}
-RES = {"cpus": 1, "memory_mb": 3072, "time_limit_s": 300}
-TERMINAL = ("succeeded", "failed", "cancelled", "lost")
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,9 @@ import pytest
 
 from tests.e2e.conftest import LiveHub
 from tests.e2e.test_dashboard import ARGS, CHROMIUM, SHOTS, Console, shot  # noqa: F401  (skips when not built)
+from tests.helpers import LIVE_RES as RES
+from tests.helpers import LIVE_TRAIN as TRAIN
+from tests.helpers import TERMINAL
 
 pytest.importorskip("playwright")
 from playwright.sync_api import Page, expect  # noqa: E402
@@ -33,31 +36,7 @@ USER, PASSWORD = "newbie", "correct horse battery staple"
 PROJECT = f"{USER}/first-steps"
 MODEL_REPO = f"{USER}/moe-ckpt"  # seeded with branches, a fast-forward and a merge
 JOB_REPO = f"{USER}/moe-small"  # the training job commits here; the profile job reads it
-TRAIN = {
-    "model": {
-        "n_layer": 2,
-        "n_embd": 32,
-        "n_head": 2,
-        "n_experts": 4,
-        "expert_hidden": 32,
-        "top_k": 2,
-        "n_dense_layers": 0,
-        "block_size": 64,
-    },
-    "data": {"max_bytes": 200_000},
-    "train": {
-        "steps": 20,
-        "batch_size": 4,
-        "warmup_steps": 2,
-        "checkpoint_every": 20,
-        "eval_every": 10,
-        "log_every": 5,
-        "eval_tokens": 4096,
-    },
-}
 PROFILE = {"data": {"max_bytes": 200_000}, "profile": {"steps": 2, "warmup": 1, "batch_size": 4}}
-RES = {"cpus": 1, "memory_mb": 3072, "time_limit_s": 300}
-TERMINAL = ("succeeded", "failed", "cancelled", "lost")
 
 
 @pytest.fixture(scope="session")
