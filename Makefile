@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch==2.13.0 is pinned in pyproject: pip takes the CPU build from the local wheel dir.
-	$(PY) -m pip install -q -e ".[test]"
+	# The base package is only the client; the hub runs with its server, worker and dev extras.
+	$(PY) -m pip install -q -e ".[server,worker,dev,test]"
 	touch $(STAMP)
 
 venv: $(STAMP) ## create the virtualenv and install the project
