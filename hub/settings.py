@@ -121,6 +121,7 @@ INSTALLED_APPS = [
     "hub.registry",
     "hub.tracking",
     "hub.jobs",
+    "hub.provenance",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,1 @@
+"""Provenance of generated text: per-repo watermark keys and settings, and the verify API."""
