@@ -136,15 +136,22 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: Any = None
+    ) -> torch.Tensor:
+        """``kv``: a layer's key/value cache for incremental decoding (``generate.LayerCache``:
+        it rotates q and k at the cached positions, appends k and v, and runs the same SDPA)."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, C) each
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, hd)
-        q, k = apply_rotary(q, cos[:T], sin[:T]), apply_rotary(k, cos[:T], sin[:T])
         drop = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        if kv is not None:
+            y = kv.attend(q, k, v, cos, sin)  # (B, H, T, hd)
+        else:
+            q, k = apply_rotary(q, cos[:T], sin[:T]), apply_rotary(k, cos[:T], sin[:T])
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return F.dropout(self.proj(y), drop, self.training)
 
@@ -455,10 +462,10 @@ class Block(nn.Module):
         self.checkpoint_moe = False  # set by MoETransformer.set_activation_checkpointing
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: Any = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         with scope("attention"):
-            x = x + self.attn(self.norm1(x), cos, sin)  # (B, T, C)
+            x = x + self.attn(self.norm1(x), cos, sin, kv)  # (B, T, C)
         if isinstance(self.ffn, MoE):
             if self.checkpoint_moe:
                 y, router_loss = checkpointed(self._moe, x)
@@ -532,11 +539,19 @@ class MoETransformer(nn.Module):
         return {i: b.ffn for i, b in enumerate(self.blocks) if isinstance(b.ffn, MoE)}
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: Any = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """idx (B, T) → logits (B, T, V) and, with targets, losses {loss, lm, router}.
 
-        loss = lm + router, where router sums every MoE layer's aux (and z) loss."""
+        loss = lm + router, where router sums every MoE layer's aux (and z) loss. ``cache``
+        (``generate.KVCache``, inference only): idx continues the cached sequence; each block
+        attends over its cached keys and values and the cache then advances by T."""
+        if cache is not None:
+            x = self.wte(idx)  # (B, T, C)
+            for block, kv in zip(self.blocks, cache.layers, strict=True):
+                x, _ = block(x, self.rope_cos, self.rope_sin, kv)
+            cache.advance(idx.shape[1])
+            return self.lm_head(self.norm_f(x)), {}
         B, T = idx.shape
         assert T <= self.cfg.block_size, f"sequence of {T} > block_size {self.cfg.block_size}"
         mode = self.activation_checkpointing
