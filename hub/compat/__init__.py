@@ -1,0 +1,1 @@
+"""Compatibility layers: the hub answering other tools' protocols (MLflow's tracking API)."""
