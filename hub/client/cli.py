@@ -2,7 +2,13 @@
 
 Exit codes a script can rely on: 0 success; 1 any other error; 2 bad usage or invalid
 input (4xx validation); 3 not found; 4 conflict (branch moved, merge conflict, exists);
-5 authentication or permission; 6 the hub is unreachable.
+5 authentication or permission; 6 the hub is unreachable; 141 the reader of standard output
+went away (``hub runs list | head -1``: the command stops quietly, as a shell tool killed by
+SIGPIPE would). With ``--json`` an error is one JSON object on standard error,
+``{"error": {"code": ..., "message": ...}}`` (plus ``details`` when the hub gave some).
+
+``hub serve`` and ``hub admin`` run the server itself and need ``pip install 'moe-hub[server]'``;
+every other command needs only the client (``pip install moe-hub``).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -24,6 +31,36 @@ EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_AUTH, EXIT_UNREACHAB
     5,
     6,
 )
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool its pipe reader left
+
+# What `hub serve` and `hub admin` import (the [server] extra); the client needs none of them.
+SERVER_MODULES = ("django", "rest_framework", "drf_spectacular", "celery", "redis", "gunicorn")
+
+
+class MissingExtra(RuntimeError):
+    """A command that needs an optional part of the package (``moe-hub[server]``)."""
+
+
+def _require_server(command: str) -> None:
+    from importlib.util import find_spec
+
+    missing = [m for m in SERVER_MODULES if find_spec(m) is None]
+    if missing:
+        raise MissingExtra(
+            f"{command} runs the hub itself, which this installation lacks (missing: "
+            f"{', '.join(missing)}): install it with  pip install 'moe-hub[server]'"
+        )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("moe-hub")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        from hub import __version__
+
+        return __version__
 
 
 def _client(args):
@@ -53,14 +90,41 @@ def _human(n: float) -> str:
 
 
 def cmd_login(args) -> int:
+    """Saves the URL and token only once the hub has accepted the token (its whoami): an
+    empty, malformed or refused token leaves the saved login as it was."""
     from hub.client.api import Client
 
-    token = args.token_value or os.environ.get("HUB_TOKEN") or _read_secret("Token: ")
+    token = args.token_value if args.token_value is not None else args.token
+    if token is None:
+        token = os.environ.get("HUB_TOKEN") or _read_secret("Token: ")
+    token = (token or "").strip()
+    if not token:
+        raise ValueError("no token given (the saved login is unchanged)")
+    if not _TOKEN_CHARS.fullmatch(token):
+        raise ValueError(
+            "that is not an API token: a token is printable ASCII without spaces, at most "
+            "4096 characters (the saved login is unchanged)"
+        )
     url = (args.url or config.resolve()[0]).rstrip("/")
-    me = Client(url=url, token=token).whoami()
+    try:
+        me = Client(url=url, token=token).whoami()
+    except HubUnreachable:
+        raise
+    except HubClientError as e:
+        if e.status in {401, 403}:
+            raise HubClientError(
+                e.status,
+                e.code,
+                f"{url} refused this token: {e.message} (the saved login is unchanged)",
+                e.details,
+            ) from None
+        raise
     path = config.save(url=url, token=token)
     print(f"Logged in to {url} as {me['username']} (token saved to {path})")
     return 0
+
+
+_TOKEN_CHARS = re.compile(r"[!-~]{1,4096}")
 
 
 def _read_secret(prompt: str) -> str:
@@ -478,11 +542,7 @@ def cmd_runs(args) -> int:
         fmt = "json" if args.json else ("markdown" if args.format == "markdown" else args.format)
         commits = [r for r in args.runs if "@" in r]
         if commits and len(commits) != len(args.runs):
-            print(
-                "error: compare either run ids or model commits (ns/repo@ref), not a mix",
-                file=sys.stderr,
-            )
-            return 2
+            raise ValueError("compare either run ids or model commits (ns/repo@ref), not a mix")
         out = c.compare_runs(
             None if commits else args.runs,
             commits=commits or None,
@@ -631,6 +691,7 @@ def cmd_sync(args) -> int:
 
 def cmd_admin(args) -> int:
     """Runs on the hub's machine, against its database (needs the server's settings)."""
+    _require_server("hub admin")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
     import django
     from django.core.management import call_command
@@ -665,12 +726,99 @@ def cmd_admin(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    _require_server("hub serve")
     from hub.serve import serve
 
     return serve(host=args.host, port=args.port, data_dir=args.data_dir, demo=args.demo)
 
 
 # --- parser -----------------------------------------------------------------------------------
+
+
+class _UsageError(Exception):
+    def __init__(self, parser: argparse.ArgumentParser, message: str):
+        super().__init__(message)
+        self.parser, self.message = parser, message
+
+
+class _Parser(argparse.ArgumentParser):
+    """Raises usage errors to :func:`main` (which answers them as text, or as JSON with
+    ``--json``) instead of printing and exiting here. Subcommand parsers are this class too."""
+
+    def error(self, message: str):
+        raise _UsageError(self, message)
+
+
+# One example per command, shown at the end of its `-h` (`hub repo -h` lists its subcommands').
+# tests/unit/test_cli_help.py checks that every command has one and every option a help text.
+_EXAMPLES = {
+    "login": 'echo "$TOKEN" | hub login --url https://hub.example.com',
+    "whoami": "hub whoami --json",
+    "repo create": 'hub repo create alice/moe-small --private --description "8-expert MoE"',
+    "repo list": "hub repo list --namespace alice",
+    "repo info": "hub repo info alice/moe-small",
+    "repo delete": "hub repo delete alice/old-experiment",
+    "push": 'hub push out/ --repo alice/moe-small -b main -m "weights at step 2000"',
+    "pull": "hub pull alice/moe-small@v1 ./moe-small",
+    "branch create": "hub branch create alice/moe-small finetune --from main",
+    "branch list": "hub branch list alice/moe-small",
+    "branch delete": "hub branch delete alice/moe-small finetune",
+    "branch protect": "hub branch protect alice/moe-small main",
+    "branch unprotect": "hub branch unprotect alice/moe-small main",
+    "tag create": 'hub tag create alice/moe-small v1 main -m "first release"',
+    "tag list": "hub tag list alice/moe-small",
+    "tag delete": "hub tag delete alice/moe-small v1",
+    "log": "hub log alice/moe-small@main -n 5 --first-parent",
+    "show": "hub show alice/moe-small@v1",
+    "ls": "hub ls alice/moe-small@main --prefix experts/",
+    "diff": "hub diff main finetune --repo alice/moe-small --filter experts",
+    "merge": "hub merge finetune --into main --repo alice/moe-small --strategy average --weight 0.3",
+    "gc": "hub gc --execute --grace-seconds 3600",
+    "token create": "hub token create ci --scope read",
+    "token list": "hub token list",
+    "token revoke": "hub token revoke 12",
+    "runs list": "hub runs list alice/moe --sort=-summary.val/loss.min "
+    "--columns params.model.top_k,summary.val/loss.min -n 10",
+    "runs search": "hub runs search alice/moe 'params.model.top_k:4 AND tags:baseline'",
+    "runs show": "hub runs show 3f9c2a71d04e8b65",
+    "runs compare": "hub runs compare alice/moe-small@top2 alice/moe-small@top4 -o report.md",
+    "jobs launch": "hub jobs launch train --project alice/moe --config train.json "
+    "--target alice/moe-small@top2 --gpus 1 --time-limit 3600",
+    "jobs list": "hub jobs list --project alice/moe --status running",
+    "jobs show": "hub jobs show 5d2e91c0a7f3",
+    "jobs cancel": "hub jobs cancel 5d2e91c0a7f3",
+    "jobs relaunch": "hub jobs relaunch 5d2e91c0a7f3",
+    "jobs logs": "hub jobs logs -f 5d2e91c0a7f3 --tail 20",
+    "sync": "hub sync",
+    "admin create-user": "hub admin create-user --user alice --site-admin",
+    "admin create-token": "hub admin create-token --user alice --scope write --name laptop",
+    "admin set-password": "hub admin set-password --user alice",
+    "admin create-worker-credential": "hub admin create-worker-credential --name gpu-box-1",
+    "admin deactivate-user": "hub admin deactivate-user --user mallory",
+    "admin list-users": "hub admin list-users",
+    "serve": "hub serve --port 8000 --data-dir /srv/moe-hub --demo",
+}
+
+
+def _add_examples(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
+    """Gives each command without an epilog its example from ``_EXAMPLES`` (a command with
+    subcommands: theirs), kept as written (RawDescriptionHelpFormatter). Returns the
+    examples of ``parser`` and below."""
+    found: list[str] = []
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for name, child in action.choices.items():
+            path = f"{prefix} {name}".strip()
+            below = _add_examples(child, path)
+            mine = [_EXAMPLES[path]] if path in _EXAMPLES else below
+            if child.epilog is None and mine:
+                child.epilog = ("examples:\n  " if len(mine) > 1 else "example:\n  ") + (
+                    "\n  ".join(mine)
+                )
+            child.formatter_class = argparse.RawDescriptionHelpFormatter
+            found += mine
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -683,39 +831,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = argparse.ArgumentParser(
-        prog="hub", description="MoE Hub: model registry and experiment tracker."
+    p = _Parser(
+        prog="hub",
+        description="MoE Hub: model registry and experiment tracker.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  hub login --url http://127.0.0.1:8000\n"
+        '  hub push out/ --repo alice/moe-small -m "first weights"\n'
+        "  hub runs list alice/moe | head -5\n\n"
+        "`hub COMMAND -h` shows a command's options and an example. Exit codes: 0 ok, 1 error,\n"
+        "2 bad usage or input, 3 not found, 4 conflict, 5 auth, 6 hub unreachable.",
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("login", parents=[common], help="save the hub URL and a token")
-    s.add_argument("token_value", nargs="?", help="token (prompted for if omitted)")
+    s = sub.add_parser(
+        "login", parents=[common], help="check a token against the hub and save it with the URL"
+    )
+    s.add_argument(
+        "token_value",
+        nargs="?",
+        metavar="TOKEN",
+        help="API token (default: --token, $HUB_TOKEN, else read from the prompt or stdin)",
+    )
     s.set_defaults(fn=cmd_login)
     sub.add_parser("whoami", parents=[common], help="who the token belongs to").set_defaults(
         fn=cmd_whoami
     )
 
     s = sub.add_parser("repo", parents=[common], help="create, list, inspect or delete repos")
-    rs = s.add_subparsers(dest="action", required=True)
-    x = rs.add_parser("create", parents=[common])
+    rs = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    x = rs.add_parser("create", parents=[common], help="create a repo")
     x.add_argument("repo", help="namespace/name")
-    x.add_argument("--private", action="store_true")
-    x.add_argument("--description")
-    x.add_argument("--exist-ok", action="store_true")
-    x = rs.add_parser("list", parents=[common])
-    x.add_argument("--namespace")
-    x = rs.add_parser("info", parents=[common])
-    x.add_argument("repo")
-    x = rs.add_parser("delete", parents=[common])
-    x.add_argument("repo")
+    x.add_argument("--private", action="store_true", help="only its namespace's members see it")
+    x.add_argument("--description", help="one line shown in listings")
+    x.add_argument("--exist-ok", action="store_true", help="succeed if the repo already exists")
+    x = rs.add_parser("list", parents=[common], help="list the repos you can see")
+    x.add_argument("--namespace", help="only this user's or organisation's repos")
+    x = rs.add_parser("info", parents=[common], help="a repo's visibility, commits and refs")
+    x.add_argument("repo", help="namespace/name")
+    x = rs.add_parser("delete", parents=[common], help="delete a repo and its refs")
+    x.add_argument("repo", help="namespace/name")
     s.set_defaults(fn=cmd_repo)
 
     s = sub.add_parser("push", parents=[common], help="commit a file or directory")
-    s.add_argument("path")
-    s.add_argument("--repo", required=True)
-    s.add_argument("--branch", "-b")
-    s.add_argument("-m", "--message", required=True)
-    s.add_argument("--path-in-repo", default="")
+    s.add_argument("path", help="the file or directory to commit")
+    s.add_argument("--repo", required=True, help="namespace/name")
+    s.add_argument("--branch", "-b", help="the branch to commit to (default: the repo's default)")
+    s.add_argument("-m", "--message", required=True, help="the commit message")
+    s.add_argument(
+        "--path-in-repo", default="", help="where PATH goes in the repo (default: its root)"
+    )
     s.add_argument(
         "--expected-head", help="fail with a conflict unless the branch is still at this commit"
     )
@@ -727,91 +894,108 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_push)
 
     s = sub.add_parser("pull", parents=[common], help="download a ref: hub pull ns/name@ref DEST")
-    s.add_argument("spec")
-    s.add_argument("dest", nargs="?")
-    s.add_argument("--quiet", "-q", action="store_true")
+    s.add_argument("spec", help="namespace/name[@ref]: a branch, tag or commit (default branch)")
+    s.add_argument("dest", nargs="?", help="the directory to write (default: ./NAME)")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_pull)
 
     s = sub.add_parser("branch", parents=[common], help="create|list|delete|protect|unprotect")
-    bs = s.add_subparsers(dest="action", required=True)
-    x = bs.add_parser("create", parents=[common])
-    x.add_argument("repo")
-    x.add_argument("name")
-    x.add_argument("--from", dest="from_ref")
-    x = bs.add_parser("list", parents=[common])
-    x.add_argument("repo")
-    for action in ("delete", "protect", "unprotect"):
-        x = bs.add_parser(action, parents=[common])
-        x.add_argument("repo")
-        x.add_argument("name")
+    bs = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    x = bs.add_parser("create", parents=[common], help="create a branch")
+    x.add_argument("repo", help="namespace/name")
+    x.add_argument("name", help="the new branch")
+    x.add_argument("--from", dest="from_ref", help="branch, tag or commit (default: default)")
+    x = bs.add_parser("list", parents=[common], help="list a repo's branches")
+    x.add_argument("repo", help="namespace/name")
+    for action, what in (
+        ("delete", "delete a branch (its commits stay until gc)"),
+        ("protect", "refuse pushes that rewrite or delete the branch"),
+        ("unprotect", "lift a branch's protection"),
+    ):
+        x = bs.add_parser(action, parents=[common], help=what)
+        x.add_argument("repo", help="namespace/name")
+        x.add_argument("name", help="the branch")
     s.set_defaults(fn=cmd_branch)
 
     s = sub.add_parser("tag", parents=[common], help="create|list|delete tags")
-    ts = s.add_subparsers(dest="action", required=True)
-    x = ts.add_parser("create", parents=[common])
-    x.add_argument("repo")
-    x.add_argument("name")
-    x.add_argument("ref")
-    x.add_argument("-m", "--message")
-    x = ts.add_parser("list", parents=[common])
-    x.add_argument("repo")
-    x = ts.add_parser("delete", parents=[common])
-    x.add_argument("repo")
-    x.add_argument("name")
+    ts = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    x = ts.add_parser("create", parents=[common], help="tag a commit")
+    x.add_argument("repo", help="namespace/name")
+    x.add_argument("name", help="the new tag")
+    x.add_argument("ref", help="the branch, tag or commit to tag")
+    x.add_argument("-m", "--message", help="the tag's message")
+    x = ts.add_parser("list", parents=[common], help="list a repo's tags")
+    x.add_argument("repo", help="namespace/name")
+    x = ts.add_parser("delete", parents=[common], help="delete a tag")
+    x.add_argument("repo", help="namespace/name")
+    x.add_argument("name", help="the tag")
     s.set_defaults(fn=cmd_tag)
 
     s = sub.add_parser("log", parents=[common], help="history: hub log ns/name[@ref]")
-    s.add_argument("spec")
-    s.add_argument("--first-parent", action="store_true")
-    s.add_argument("-n", "--limit", type=int, default=20)
+    s.add_argument("spec", help="namespace/name[@ref] (default: the default branch)")
+    s.add_argument("--first-parent", action="store_true", help="follow only first parents")
+    s.add_argument("-n", "--limit", type=int, default=20, help="at most this many commits")
     s.set_defaults(fn=cmd_log)
 
     s = sub.add_parser("show", parents=[common], help="a commit: hub show ns/name@ref")
-    s.add_argument("spec")
+    s.add_argument("spec", help="namespace/name[@ref]: a branch, tag or commit")
     s.set_defaults(fn=cmd_show)
 
     s = sub.add_parser("ls", parents=[common], help="files: hub ls ns/name[@ref]")
-    s.add_argument("spec")
-    s.add_argument("--prefix")
+    s.add_argument("spec", help="namespace/name[@ref]: a branch, tag or commit")
+    s.add_argument("--prefix", help="only paths that start with this")
     s.set_defaults(fn=cmd_ls)
 
     s = sub.add_parser("diff", parents=[common], help="hub diff A B --repo ns/name")
-    s.add_argument("a")
-    s.add_argument("b")
-    s.add_argument("--repo", required=True)
-    s.add_argument("--files-only", action="store_true")
+    s.add_argument("a", help="the old side: a branch, tag or commit")
+    s.add_argument("b", help="the new side: a branch, tag or commit")
+    s.add_argument("--repo", required=True, help="namespace/name")
+    s.add_argument("--files-only", action="store_true", help="files only, no tensor statistics")
     s.add_argument("--filter", help="only tensors whose name contains this")
     s.set_defaults(fn=cmd_diff)
 
     s = sub.add_parser("merge", parents=[common], help="hub merge SRC --into DST --repo ns/name")
-    s.add_argument("source")
-    s.add_argument("--into", required=True)
-    s.add_argument("--repo", required=True)
-    s.add_argument("--strategy", choices=["ours", "theirs", "average"])
+    s.add_argument("source", help="the branch, tag or commit to merge")
+    s.add_argument("--into", required=True, help="the branch that receives the merge")
+    s.add_argument("--repo", required=True, help="namespace/name")
+    s.add_argument(
+        "--strategy",
+        choices=["ours", "theirs", "average"],
+        help="how to resolve tensors both sides changed (default: stop at a conflict)",
+    )
     s.add_argument("--weight", type=float, default=0.5, help="average: weight of SRC (0..1)")
-    s.add_argument("-m", "--message")
-    s.add_argument("--no-ff", action="store_true")
+    s.add_argument("-m", "--message", help="the merge commit's message")
+    s.add_argument(
+        "--no-ff", action="store_true", help="make a merge commit even where a fast-forward does"
+    )
     s.set_defaults(fn=cmd_merge)
 
     s = sub.add_parser("gc", parents=[common], help="garbage-collect (dry run unless --execute)")
-    s.add_argument("--execute", action="store_true")
-    s.add_argument("--grace-seconds", type=int)
+    s.add_argument("--execute", action="store_true", help="delete (default: only report)")
+    s.add_argument(
+        "--grace-seconds", type=int, help="spare what is younger than this (default: the hub's)"
+    )
     s.set_defaults(fn=cmd_gc)
 
     s = sub.add_parser("token", parents=[common], help="create|list|revoke your tokens")
-    ks = s.add_subparsers(dest="action", required=True)
-    x = ks.add_parser("create", parents=[common])
-    x.add_argument("name")
-    x.add_argument("--scope", choices=["read", "write"], default="write")
-    ks.add_parser("list", parents=[common])
-    x = ks.add_parser("revoke", parents=[common])
-    x.add_argument("id", type=int)
+    ks = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    x = ks.add_parser("create", parents=[common], help="create a token and print it (once)")
+    x.add_argument("name", help="a name to recognise it by")
+    x.add_argument(
+        "--scope", choices=["read", "write"], default="write", help="what it may do (write)"
+    )
+    ks.add_parser("list", parents=[common], help="list your tokens (never their secret)")
+    x = ks.add_parser("revoke", parents=[common], help="revoke a token")
+    x.add_argument("id", type=int, help="the token's id (hub token list)")
     s.set_defaults(fn=cmd_token)
 
     s = sub.add_parser("runs", parents=[common], help="list|search|show|compare tracked runs")
-    us = s.add_subparsers(dest="action", required=True)
-    for action in ("list", "search"):
-        x = us.add_parser(action, parents=[common])
+    us = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, what in (
+        ("list", "a project's runs as a table"),
+        ("search", "a project's runs that match a query"),
+    ):
+        x = us.add_parser(action, parents=[common], help=what)
         x.add_argument("project", help="namespace/project")
         if action == "search":
             x.add_argument(
@@ -824,17 +1008,19 @@ def build_parser() -> argparse.ArgumentParser:
         )
         x.add_argument("--columns", help="comma list of params.X / summary.KEY[.min|.max] to show")
         x.add_argument("--facets", help="comma list, e.g. tags,status")
-        x.add_argument("-n", "--limit", type=int, default=50)
-    x = us.add_parser("show", parents=[common])
-    x.add_argument("run")
+        x.add_argument("-n", "--limit", type=int, default=50, help="at most this many runs")
+    x = us.add_parser("show", parents=[common], help="a run's params, tags and metric summary")
+    x.add_argument("run", help="the run id")
     x = us.add_parser(
         "compare",
         parents=[common],
         help="compare run ids, or model commits (ns/repo@ref: a commit id, branch or tag) "
         "through their linked runs",
     )
-    x.add_argument("runs", nargs="+", metavar="RUN_OR_COMMIT")
-    x.add_argument("--baseline")
+    x.add_argument(
+        "runs", nargs="+", metavar="RUN_OR_COMMIT", help="run ids, or ns/repo@ref model commits"
+    )
+    x.add_argument("--baseline", help="the run (or commit) the others are compared to")
     x.add_argument("--target", help="metric that decides 'best' (default: a val loss)")
     x.add_argument(
         "--goal",
@@ -846,108 +1032,180 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["train", "finetune", "evaluate", "profile", "run"],
         help="with commits: compare runs of this kind (default: the kind every commit has)",
     )
-    x.add_argument("--format", choices=["markdown", "html", "json"], default="markdown")
-    x.add_argument("-o", "--output")
+    x.add_argument(
+        "--format",
+        choices=["markdown", "html", "json"],
+        default="markdown",
+        help="the report's format (markdown)",
+    )
+    x.add_argument("-o", "--output", help="write the report to this file (default: stdout)")
     s.set_defaults(fn=cmd_runs)
 
     s = sub.add_parser("jobs", parents=[common], help="launch|list|show|logs|cancel|relaunch jobs")
-    js = s.add_subparsers(dest="action", required=True)
-    x = js.add_parser("launch", parents=[common])
-    x.add_argument("kind", choices=["train", "evaluate", "profile", "finetune", "quantize"])
+    js = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    x = js.add_parser("launch", parents=[common], help="queue a job on the hub's workers")
+    x.add_argument(
+        "kind",
+        choices=["train", "evaluate", "profile", "finetune", "quantize"],
+        help="what the job does",
+    )
     x.add_argument("--project", required=True, help="namespace/project for the job's run")
     x.add_argument("--config", help="JSON config file (workload defaults when omitted)")
     x.add_argument("--base", help="namespace/repo@ref of the base model (pinned to its commit)")
     x.add_argument("--target", help="namespace/repo@branch that receives the weights")
-    x.add_argument("--gpus", type=int)
-    x.add_argument("--cpus", type=float)
-    x.add_argument("--memory-mb", type=int)
+    x.add_argument("--gpus", type=int, help="GPUs to reserve (default: the hub's)")
+    x.add_argument("--cpus", type=float, help="CPU cores to reserve (default: the hub's)")
+    x.add_argument("--memory-mb", type=int, help="memory limit in MiB (default: the hub's)")
     x.add_argument(
         "--disk-mb", type=int, help="disk quota for the job's folder, /tmp and /dev/shm (each)"
     )
     x.add_argument("--time-limit", type=int, help="seconds")
-    x = js.add_parser("list", parents=[common])
-    x.add_argument("--project")
-    x.add_argument("--status")
-    x.add_argument("-n", "--limit", type=int, default=50)
-    for action in ("show", "cancel", "relaunch"):
-        x = js.add_parser(action, parents=[common])
-        x.add_argument("job")
-    x = js.add_parser("logs", parents=[common])
-    x.add_argument("job")
-    x.add_argument("-f", "--follow", action="store_true")
-    x.add_argument("--tail", type=int, default=100)
+    x = js.add_parser("list", parents=[common], help="list jobs, newest first")
+    x.add_argument("--project", help="only this namespace/project's jobs")
+    x.add_argument("--status", help="only jobs in this state (queued, running, succeeded, ...)")
+    x.add_argument("-n", "--limit", type=int, default=50, help="at most this many jobs")
+    for action, what in (
+        ("show", "a job's state history, run, commit and artifacts"),
+        ("cancel", "stop a queued or running job"),
+        ("relaunch", "launch a job again with the same inputs"),
+    ):
+        x = js.add_parser(action, parents=[common], help=what)
+        x.add_argument("job", help="the job id")
+    x = js.add_parser("logs", parents=[common], help="a job's output")
+    x.add_argument("job", help="the job id")
+    x.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    x.add_argument("--tail", type=int, default=100, help="start with the last N lines")
     s.set_defaults(fn=cmd_jobs)
 
     sub.add_parser(
         "sync", parents=[common], help="send metrics spooled while the hub was unreachable"
     ).set_defaults(fn=cmd_sync)
 
-    s = sub.add_parser("admin", help="server-side administration (runs against the hub's DB)")
-    a = s.add_subparsers(dest="action", required=True)
-    x = a.add_parser("create-user")
-    x.add_argument("--user", required=True)
-    x.add_argument("--password")
-    x.add_argument("--site-admin", action="store_true")
-    x = a.add_parser("create-token")
-    x.add_argument("--user", required=True)
-    x.add_argument("--scope", choices=["read", "write"], default="write")
-    x.add_argument("--name", default="cli")
+    s = sub.add_parser(
+        "admin", help="server-side administration (runs against the hub's DB; moe-hub[server])"
+    )
+    a = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    x = a.add_parser("create-user", help="create a user (and their namespace)")
+    x.add_argument("--user", required=True, help="the username")
+    x.add_argument("--password", help="a dashboard password (default: none, tokens only)")
+    x.add_argument("--site-admin", action="store_true", help="make the user a site admin")
+    x = a.add_parser("create-token", help="print a new API token for a user")
+    x.add_argument("--user", required=True, help="the username")
+    x.add_argument(
+        "--scope", choices=["read", "write"], default="write", help="what it may do (write)"
+    )
+    x.add_argument("--name", default="cli", help="a name to recognise it by (cli)")
     x = a.add_parser(
         "set-password", help="set a dashboard password (generated and printed if omitted)"
     )
-    x.add_argument("--user", required=True)
-    x.add_argument("--password")
+    x.add_argument("--user", required=True, help="the username")
+    x.add_argument("--password", help="the new password (default: generate and print one)")
     x = a.add_parser(
         "create-worker-credential",
         help="print a service credential for workers (HUB_WORKER_TOKEN): it only claims jobs",
     )
-    x.add_argument("--name", default="worker")
+    x.add_argument("--name", default="worker", help="a name to recognise it by (worker)")
     x = a.add_parser(
         "deactivate-user", help="revoke every API token of a user and disable their sign-in"
     )
-    x.add_argument("--user", required=True)
-    a.add_parser("list-users")
+    x.add_argument("--user", required=True, help="the username")
+    a.add_parser("list-users", help="list users, their roles and whether they are active")
     s.set_defaults(fn=cmd_admin)
 
-    s = sub.add_parser("serve", help="run the hub and its services in the foreground")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--data-dir", default=None)
+    s = sub.add_parser(
+        "serve", help="run the hub and its services in the foreground (moe-hub[server])"
+    )
+    s.add_argument("--host", default="127.0.0.1", help="the address to listen on (127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="the port to listen on (8000)")
+    s.add_argument(
+        "--data-dir",
+        default=None,
+        help="where the hub keeps its data (default: $HUB_DATA_DIR, else .hub-data)",
+    )
     s.add_argument(
         "--demo",
         action="store_true",
         help="create an admin, a token and a demo repo on first start",
     )
     s.set_defaults(fn=cmd_serve)
+    _add_examples(p)
     return p
 
 
+def _fail(
+    as_json: bool, exit_code: int, code: str, message: str, details: Any = None, *, tag=False
+) -> int:
+    """Reports an error on stderr: one JSON object with ``--json``, else ``error: MESSAGE``
+    (with ``[code]`` when ``tag``: the hub's error code)."""
+    if as_json:
+        err: dict[str, Any] = {"code": code, "message": message}
+        if details:
+            err["details"] = details
+        print(json.dumps({"error": err}, default=str), file=sys.stderr)
+    else:
+        print(f"error: {message}" + (f" [{code}]" if tag else ""), file=sys.stderr)
+        if details and code not in {"merge_conflict"}:
+            print(json.dumps(details, indent=2, default=str)[:4000], file=sys.stderr)
+    return exit_code
+
+
+def _closed_pipe() -> int:
+    """Standard output's reader went away (``hub runs list | head -1``): stop quietly. Python
+    ignores SIGPIPE, so a write raises BrokenPipeError, and the interpreter would complain
+    again when it flushes stdout at exit; pointing stdout at /dev/null silences that (the
+    pattern of https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_CLOSED_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return args.fn(args)
-    except HubUnreachable as e:
-        print(f"error: {e.message}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    except HubClientError as e:
-        print(f"error: {e.message} [{e.code}]", file=sys.stderr)
-        if e.details and e.code not in {"merge_conflict"}:
-            print(json.dumps(e.details, indent=2, default=str)[:4000], file=sys.stderr)
-        if e.status == 404:
-            return EXIT_NOT_FOUND
-        if e.status == 409:
-            return EXIT_CONFLICT
-        if e.status in {401, 403}:
-            return EXIT_AUTH
-        if 400 <= e.status < 500:
-            return EXIT_USAGE
-        return EXIT_ERROR
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        args = build_parser().parse_args(argv)
+    except _UsageError as e:
+        if "--json" in argv:
+            return _fail(True, EXIT_USAGE, "usage", e.message)
+        e.parser.print_usage(sys.stderr)
+        print(f"{e.parser.prog}: error: {e.message}", file=sys.stderr)
         return EXIT_USAGE
+    as_json = bool(getattr(args, "json", False))
+    try:
+        code = args.fn(args)
+        sys.stdout.flush()  # a closed pipe shows here when the output fit in the buffer
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
+    except HubUnreachable as e:
+        return _fail(as_json, EXIT_UNREACHABLE, e.code, e.message)
+    except HubClientError as e:
+        if e.status == 404:
+            exit_code = EXIT_NOT_FOUND
+        elif e.status == 409:
+            exit_code = EXIT_CONFLICT
+        elif e.status in {401, 403}:
+            exit_code = EXIT_AUTH
+        elif 400 <= e.status < 500:
+            exit_code = EXIT_USAGE
+        else:
+            exit_code = EXIT_ERROR
+        return _fail(as_json, exit_code, e.code, e.message, e.details, tag=True)
+    except MissingExtra as e:
+        return _fail(as_json, EXIT_ERROR, "missing_extra", str(e))
+    except FileNotFoundError as e:
+        return _fail(as_json, EXIT_USAGE, "not_found", str(e))
+    except ValueError as e:
+        return _fail(as_json, EXIT_USAGE, "invalid_input", str(e))
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        if not as_json:
+            print("interrupted", file=sys.stderr)
+            return 130
+        return _fail(True, 130, "interrupted", "interrupted")
+    except Exception as e:  # a bug: a traceback for a person, still JSON for a script
+        if not as_json:
+            raise
+        return _fail(True, EXIT_ERROR, "internal_error", f"{type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":
