@@ -27,5 +27,5 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     task_default_queue="cpu",
-    imports=("workers.tasks",),
+    imports=("workers.tasks", "workers.inference.tasks"),
 )

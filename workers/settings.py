@@ -20,6 +20,11 @@ Every value is a ``HUB_*`` variable with the same safe local default as the hub'
     HUB_JOB_MAX_INFRA_RETRIES  retries of an infrastructure failure before the job fails (3)
     HUB_JOB_GPU_RETRY_S        how often a job waiting for GPUs is tried again (30 s)
     HUB_JOB_GPU_MAX_WAIT_S     how long it may wait before it fails (24 h)
+    HUB_INFER_CACHE_BYTES      the inference engine's loaded models, least recently used
+                               dropped first (2 GiB); HUB_INFER_DISK_BYTES their weights on
+                               disk (8 GiB); HUB_INFER_MEMORY_BYTES the engine's memory limit
+                               (4 GiB); HUB_INFER_CPUS its CPUs (2); HUB_INFER_GPUS GPUs it
+                               reserves (0); HUB_INFER_DIR its folder ($HUB_DATA_DIR/inference)
 
 The sandbox's scrub of a job's environment (``workers.sandbox``) is not a setting: it looks at
 the environment only to keep every ``HUB_*`` value and the hub's folders out of the job.
@@ -51,6 +56,12 @@ class WorkerSettings:
     max_infra_retries: int
     gpu_retry_s: int
     gpu_max_wait_s: int
+    infer_dir: Path | None = None
+    infer_cache_bytes: int = 2 << 30
+    infer_disk_bytes: int = 8 << 30
+    infer_memory_bytes: int = 4 << 30
+    infer_cpus: float = 2.0
+    infer_gpus: int = 0
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -98,4 +109,10 @@ def load(env: Mapping[str, str] | None = None) -> WorkerSettings:
         max_infra_retries=_int(env, "HUB_JOB_MAX_INFRA_RETRIES", 3),
         gpu_retry_s=_int(env, "HUB_JOB_GPU_RETRY_S", 30),
         gpu_max_wait_s=_int(env, "HUB_JOB_GPU_MAX_WAIT_S", 24 * 3600),
+        infer_dir=Path(env.get("HUB_INFER_DIR") or data_dir / "inference"),
+        infer_cache_bytes=_int(env, "HUB_INFER_CACHE_BYTES", 2 << 30),
+        infer_disk_bytes=_int(env, "HUB_INFER_DISK_BYTES", 8 << 30),
+        infer_memory_bytes=_int(env, "HUB_INFER_MEMORY_BYTES", 4 << 30),
+        infer_cpus=float(env.get("HUB_INFER_CPUS") or 2),
+        infer_gpus=_int(env, "HUB_INFER_GPUS", 0),
     )
