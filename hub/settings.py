@@ -241,6 +241,10 @@ HUB_MAX_PARAMS_DEPTH = _env_int("HUB_MAX_PARAMS_DEPTH", 20)
 HUB_MAX_METRIC_DIRECTIONS = _env_int("HUB_MAX_METRIC_DIRECTIONS", 200)
 HUB_MAX_REQUEST_BYTES = _env_int("HUB_MAX_REQUEST_BYTES", 16 * 1024 * 1024)
 HUB_MAX_METRICS_REQUEST_BYTES = _env_int("HUB_MAX_METRICS_REQUEST_BYTES", 64 * 1024 * 1024)
+# The Hugging Face upload API (hub/compat/hf): a file sent inline (base64) in a commit, and a
+# whole commit body. Bigger files go through `hub push`.
+HUB_HF_MAX_INLINE_FILE_BYTES = _env_int("HUB_HF_MAX_INLINE_FILE_BYTES", 64 * 1024 * 1024)
+HUB_HF_MAX_COMMIT_BYTES = _env_int("HUB_HF_MAX_COMMIT_BYTES", 1024 * 1024 * 1024)
 
 # --- jobs ----------------------------------------------------------------------------------
 # A running job whose worker has not sent a heartbeat for this long is marked lost. Workers

@@ -17,5 +17,7 @@ urlpatterns = [
     path("api/v1/", include("hub.jobs.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # The Hugging Face Hub API (/api/models/…, /{ns}/{name}/resolve/…): before the catch-all.
+    path("", include("hub.compat.hf.urls")),
     re_path(r"^(?!api/|static/).*$", web.dashboard),
 ]

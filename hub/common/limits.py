@@ -26,6 +26,13 @@ HUB_MAX_REQUEST_BYTES          16 MiB       a JSON request body of the  request_
                                             tracking API                (413)
 HUB_MAX_METRICS_REQUEST_BYTES  64 MiB       a metrics ingest body       request_too_large
                                             (JSON or binary)            (413)
+HUB_HF_MAX_INLINE_FILE_BYTES   64 MiB       one file uploaded through   file_too_large (413)
+                                            the Hugging Face API
+                                            (inline, base64)
+HUB_HF_MAX_COMMIT_BYTES        1 GiB        a Hugging Face commit body  request_too_large
+                                            (NDJSON); also the bytes a  (413)
+                                            preupload reads to spot
+                                            unchanged files
 =============================  ===========  ==========================  =====================
 
 Not settings: at most 200,000 points per ingest request (``batch_too_large``, 413) and a
