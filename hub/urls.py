@@ -1,6 +1,6 @@
 from django.http import JsonResponse
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from hub import web
 
@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("hub.jobs.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     # The Hugging Face Hub API (/api/models/…, /{ns}/{name}/resolve/…): before the catch-all.
     path("", include("hub.compat.hf.urls")),
     re_path(r"^(?!api/|static/).*$", web.dashboard),

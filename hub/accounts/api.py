@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from hub.accounts import selectors, services
 from hub.accounts.models import ApiToken, Role
 from hub.common.errors import Forbidden, NotAuthenticated
+from hub.common.openapi import errors, page_of
 from hub.common.pagination import paginate
 
 
@@ -23,10 +24,49 @@ class TokenOut(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     prefix = serializers.CharField()
-    scope = serializers.CharField()
+    scope = serializers.ChoiceField(choices=ApiToken.Scope.choices)
     created_at = serializers.DateTimeField()
     last_used_at = serializers.DateTimeField(allow_null=True)
     revoked_at = serializers.DateTimeField(allow_null=True)
+
+
+class TokenCreatedOut(TokenOut):
+    token = serializers.CharField(help_text="the secret: shown once, never stored in clear")
+
+
+class NamespaceRoleOut(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class NamespaceOut(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+
+
+class MemberOut(serializers.Serializer):
+    username = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class NamespaceDetailOut(NamespaceOut):
+    created_at = serializers.DateTimeField()
+    members = MemberOut(many=True, required=False, help_text="shown to members only")
+
+
+class MembershipOut(serializers.Serializer):
+    namespace = serializers.CharField()
+    username = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class CsrfOut(serializers.Serializer):
+    csrf_token = serializers.CharField()
+
+
+class SignedInOut(CsrfOut):
+    username = serializers.CharField()
 
 
 def _token_out(t: ApiToken) -> dict:
@@ -37,10 +77,10 @@ class WhoAmIApi(APIView):
     class OutputSerializer(serializers.Serializer):
         username = serializers.CharField()
         is_admin = serializers.BooleanField()
-        namespaces = serializers.ListField(child=serializers.DictField())
-        token_scope = serializers.CharField(allow_null=True)
+        namespaces = NamespaceRoleOut(many=True)
+        token_scope = serializers.ChoiceField(choices=ApiToken.Scope.choices, allow_null=True)
 
-    @extend_schema(responses=OutputSerializer, summary="Who the caller is")
+    @extend_schema(operation_id="whoami", responses=OutputSerializer, summary="Who the caller is")
     def get(self, request):
         user = _require_user(request)
         memberships = user.memberships.select_related("namespace").order_by("namespace__name")
@@ -60,14 +100,23 @@ class WhoAmIApi(APIView):
 class TokenListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100)
-        scope = serializers.ChoiceField(choices=ApiToken.Scope.values, default=ApiToken.Scope.WRITE)
+        scope = serializers.ChoiceField(
+            choices=ApiToken.Scope.choices, default=ApiToken.Scope.WRITE
+        )
 
-    @extend_schema(responses=TokenOut(many=True), summary="List your tokens")
+    @extend_schema(
+        operation_id="tokens_list", responses=page_of(TokenOut), summary="List your tokens"
+    )
     def get(self, request):
         user = _require_user(request)
         return paginate(self, selectors.token_list(user=user), _token_out)
 
-    @extend_schema(request=InputSerializer, summary="Create a token (the secret is shown once)")
+    @extend_schema(
+        operation_id="tokens_create",
+        request=InputSerializer,
+        responses={201: TokenCreatedOut},
+        summary="Create a token (the secret is shown once)",
+    )
     def post(self, request):
         user = _require_user(request)
         if selectors.token_scope(request) == ApiToken.Scope.READ:
@@ -79,7 +128,12 @@ class TokenListCreateApi(APIView):
 
 
 class TokenRevokeApi(APIView):
-    @extend_schema(responses=TokenOut, summary="Revoke a token")
+    @extend_schema(
+        operation_id="tokens_revoke",
+        request=None,
+        responses={200: TokenOut},
+        summary="Revoke a token",
+    )
     def delete(self, request, token_id: int):
         user = _require_user(request)
         return Response(_token_out(services.token_revoke(user=user, token_id=token_id)))
@@ -89,7 +143,12 @@ class OrgCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=64)
 
-    @extend_schema(request=InputSerializer, summary="Create an organisation namespace")
+    @extend_schema(
+        operation_id="orgs_create",
+        request=InputSerializer,
+        responses={201: NamespaceOut, **errors(409)},
+        summary="Create an organisation namespace",
+    )
     def post(self, request):
         user = _require_user(request)
         if selectors.token_scope(request) == ApiToken.Scope.READ:
@@ -101,7 +160,11 @@ class OrgCreateApi(APIView):
 
 
 class NamespaceDetailApi(APIView):
-    @extend_schema(summary="A namespace and (for members) its members")
+    @extend_schema(
+        operation_id="namespaces_get",
+        responses=NamespaceDetailOut,
+        summary="A namespace and (for members) its members",
+    )
     def get(self, request, namespace: str):
         ns = selectors.namespace_get(name=namespace)
         out = {"name": ns.name, "kind": ns.kind, "created_at": ns.created_at}
@@ -115,9 +178,14 @@ class NamespaceDetailApi(APIView):
 
 class MemberApi(APIView):
     class InputSerializer(serializers.Serializer):
-        role = serializers.ChoiceField(choices=Role.values)
+        role = serializers.ChoiceField(choices=Role.choices)
 
-    @extend_schema(request=InputSerializer, summary="Add a member or change their role (admins)")
+    @extend_schema(
+        operation_id="namespaces_members_set",
+        request=InputSerializer,
+        responses={200: MembershipOut, **errors(409)},
+        summary="Add a member or change their role (admins)",
+    )
     def put(self, request, namespace: str, username: str):
         ns = selectors.namespace_get(name=namespace)
         selectors.require_role(request, namespace=ns, role=Role.ADMIN)
@@ -130,7 +198,12 @@ class MemberApi(APIView):
         )
         return Response({"namespace": ns.name, "username": username, "role": m.role})
 
-    @extend_schema(summary="Remove a member (admins)")
+    @extend_schema(
+        operation_id="namespaces_members_remove",
+        request=None,
+        responses={204: None, **errors(400, 409)},
+        summary="Remove a member (admins)",
+    )
     def delete(self, request, namespace: str, username: str):
         ns = selectors.namespace_get(name=namespace)
         selectors.require_role(request, namespace=ns, role=Role.ADMIN)
@@ -167,7 +240,10 @@ class SessionLoginApi(APIView):
         password = serializers.CharField(max_length=1000)
 
     @extend_schema(
-        request=InputSerializer, summary="Sign in with a password (sets a session cookie)"
+        operation_id="auth_login",
+        request=InputSerializer,
+        responses={200: SignedInOut, **errors(429)},
+        summary="Sign in with a password (sets a session cookie)",
     )
     def post(self, request):
         from django.contrib.auth import authenticate, login
@@ -195,7 +271,12 @@ class SessionLoginApi(APIView):
 
 
 class SessionLogoutApi(APIView):
-    @extend_schema(summary="Sign out (ends the session)")
+    @extend_schema(
+        operation_id="auth_logout",
+        request=None,
+        responses={204: None},
+        summary="Sign out (ends the session)",
+    )
     def post(self, request):
         from django.contrib.auth import logout
 
@@ -206,7 +287,11 @@ class SessionLogoutApi(APIView):
 class CsrfApi(APIView):
     authentication_classes: list = []
 
-    @extend_schema(summary="A CSRF token for session-authenticated writes (X-CSRFToken header)")
+    @extend_schema(
+        operation_id="auth_csrf",
+        responses=CsrfOut,
+        summary="A CSRF token for session-authenticated writes (X-CSRFToken header)",
+    )
     def get(self, request):
         from django.middleware.csrf import get_token
 

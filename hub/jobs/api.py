@@ -11,7 +11,13 @@ from datetime import UTC, datetime
 
 from django.http import StreamingHttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
@@ -20,10 +26,12 @@ from rest_framework.views import APIView
 from hub.accounts import selectors as accounts
 from hub.accounts.models import Role
 from hub.common.errors import Forbidden, InvalidInput, NotAuthenticated
+from hub.common.openapi import errors, page_of
 from hub.common.pagination import paginate
 from hub.jobs import selectors, services
 from hub.jobs.models import Job
 from hub.registry import services as registry
+from hub.registry.api import ChunkOut, ChunksMissingOut
 from hub.tracking import selectors as tracking
 
 
@@ -76,8 +84,162 @@ def job_out(j: Job, *, detail: bool = False) -> dict:
     return out
 
 
+_ANY = serializers.JSONField
+
+
+class JobBaseOut(serializers.Serializer):
+    repo = serializers.CharField()
+    ref = serializers.CharField()
+    commit = serializers.CharField()
+
+
+class JobTargetOut(serializers.Serializer):
+    repo = serializers.CharField()
+    branch = serializers.CharField()
+
+
+class JobResultOut(serializers.Serializer):
+    commit = serializers.CharField()
+    branch = serializers.CharField(allow_blank=True)
+
+
+class JobOut(serializers.Serializer):
+    id = serializers.CharField()
+    project = serializers.CharField()
+    kind = serializers.ChoiceField(choices=Job.Kind.choices)
+    status = serializers.ChoiceField(choices=Job.Status.choices)
+    reason = serializers.CharField(allow_blank=True)
+    base = JobBaseOut(allow_null=True)
+    target = JobTargetOut(allow_null=True)
+    resources = serializers.DictField(child=_ANY())
+    queue = serializers.CharField(allow_blank=True)
+    created_by = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+    duration_s = serializers.FloatField(allow_null=True)
+    progress = serializers.DictField(child=_ANY(), allow_null=True)
+    run_id = serializers.CharField(allow_null=True)
+    result = JobResultOut(allow_null=True)
+    cancel_requested = serializers.BooleanField()
+    attempt = serializers.IntegerField()
+    relaunched_from = serializers.CharField(allow_null=True)
+
+
+class JobEventsOut(serializers.Serializer):
+    received = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+
+
+class JobTransitionOut(serializers.Serializer):
+    from_ = serializers.CharField(allow_null=True)
+    to = serializers.CharField()
+    at = serializers.DateTimeField()
+    reason = serializers.CharField(allow_blank=True)
+
+    def get_fields(self):  # "from" is a Python keyword
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
+
+
+class JobArtifactOut(serializers.Serializer):
+    path = serializers.CharField()
+    kind = serializers.CharField(allow_blank=True)
+    size = serializers.IntegerField()
+    oid = serializers.CharField()
+
+
+class JobDetailOut(JobOut):
+    config = serializers.DictField(child=_ANY())
+    summary = serializers.DictField(child=_ANY())
+    worker = serializers.CharField(allow_blank=True)
+    gpus = serializers.ListField(child=serializers.IntegerField())
+    heartbeat_at = serializers.DateTimeField(allow_null=True)
+    events = JobEventsOut()
+    transitions = JobTransitionOut(many=True)
+    artifacts = JobArtifactOut(many=True)
+
+
+class JobStartedOut(JobDetailOut):
+    credential = serializers.CharField(help_text="this attempt's own credential, shown once")
+
+
+class JobSchemaOut(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=Job.Kind.choices)
+    schema = serializers.DictField(child=_ANY(), help_text="a JSON Schema")
+    defaults = serializers.DictField(child=_ANY())
+
+
+class ValidOut(serializers.Serializer):
+    valid = serializers.BooleanField()
+
+
+class LogLineOut(serializers.Serializer):
+    seq = serializers.IntegerField()
+    time = serializers.FloatField(help_text="epoch seconds")
+    stream = serializers.CharField()
+    line = serializers.CharField(allow_blank=True)
+
+
+class JobLogsOut(serializers.Serializer):
+    lines = LogLineOut(many=True)
+    status = serializers.ChoiceField(choices=Job.Status.choices)
+
+
+class ProfileOpOut(serializers.Serializer):
+    op = serializers.CharField()
+    calls = serializers.IntegerField()
+    self_us = serializers.FloatField()
+    total_us = serializers.FloatField()
+    flops = serializers.FloatField()
+    self_memory_bytes = serializers.FloatField()
+
+
+class ProfileOut(serializers.Serializer):
+    job = serializers.CharField()
+    commit = serializers.CharField(allow_blank=True)
+    ops = ProfileOpOut(many=True)
+
+
+class ProfileSideOut(serializers.Serializer):
+    job = serializers.CharField()
+    commit = serializers.CharField(allow_blank=True)
+    total_self_us = serializers.FloatField()
+
+
+class ProfileCompareRowOut(serializers.Serializer):
+    op = serializers.CharField()
+    a = ProfileOpOut(allow_null=True)
+    b = ProfileOpOut(allow_null=True)
+    self_us_ratio = serializers.FloatField(allow_null=True)
+
+
+class ProfileCompareOut(serializers.Serializer):
+    a = ProfileSideOut()
+    b = ProfileSideOut()
+    ops = ProfileCompareRowOut(many=True)
+
+
+class HeartbeatOut(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Job.Status.choices)
+    cancel_requested = serializers.BooleanField()
+
+
+class AcceptedOut(serializers.Serializer):
+    accepted = serializers.IntegerField()
+
+
+class WorkerArtifactOut(serializers.Serializer):
+    path = serializers.CharField()
+    oid = serializers.CharField()
+    size = serializers.IntegerField()
+
+
 class SchemaApi(APIView):
     @extend_schema(
+        operation_id="jobs_schema",
+        responses=JobSchemaOut,
         summary="The workload's config JSON Schema and defaults for a job kind",
         parameters=[OpenApiParameter("kind", str, enum=Job.Kind.values)],
     )
@@ -93,17 +255,27 @@ class SchemaApi(APIView):
 
 
 class ValidateApi(APIView):
-    @extend_schema(summary="Validate a job config without launching (every problem listed)")
+    class InputSerializer(serializers.Serializer):
+        kind = serializers.CharField(help_text=f"one of {', '.join(Job.Kind.values)}")
+        config = serializers.JSONField(help_text="the workload config (a JSON object)")
+
+    @extend_schema(
+        operation_id="jobs_validate",
+        request=InputSerializer,
+        responses=ValidOut,
+        summary="Validate a job config without launching (every problem listed)",
+    )
     def post(self, request):
-        kind = request.data.get("kind")
-        services.validate_job_config(kind, request.data.get("config"))
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.validate_job_config(data.validated_data["kind"], data.validated_data["config"])
         return Response({"valid": True})
 
 
 class JobListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         project = serializers.CharField(help_text="namespace/project for the job's run")
-        kind = serializers.ChoiceField(choices=Job.Kind.values)
+        kind = serializers.ChoiceField(choices=Job.Kind.choices)
         config = serializers.JSONField()
         base = serializers.CharField(
             required=False, allow_blank=True, default="", help_text="namespace/repo@ref"
@@ -114,6 +286,8 @@ class JobListCreateApi(APIView):
         resources = serializers.JSONField(required=False, default=dict)
 
     @extend_schema(
+        operation_id="jobs_list",
+        responses={200: page_of(JobOut), **errors(404)},
         summary="List jobs",
         parameters=[
             OpenApiParameter("project", str),
@@ -138,7 +312,9 @@ class JobListCreateApi(APIView):
         return paginate(self, qs, job_out)
 
     @extend_schema(
+        operation_id="jobs_launch",
         request=InputSerializer,
+        responses={201: JobDetailOut, **errors(404, 409, 503)},
         summary="Launch a job (the config is validated before anything is queued)",
     )
     def post(self, request):
@@ -166,20 +342,34 @@ class JobListCreateApi(APIView):
 
 
 class JobDetailApi(APIView):
-    @extend_schema(summary="A job: status, transitions, progress, lineage, artifacts")
+    @extend_schema(
+        operation_id="jobs_get",
+        responses=JobDetailOut,
+        summary="A job: status, transitions, progress, lineage, artifacts",
+    )
     def get(self, request, job_id):
         return Response(job_out(selectors.job_for(request, job_id=job_id), detail=True))
 
 
 class JobCancelApi(APIView):
-    @extend_schema(summary="Cancel a job (queued: at once; running: the worker kills its sandbox)")
+    @extend_schema(
+        operation_id="jobs_cancel",
+        request=None,
+        responses={200: JobDetailOut, **errors(409)},
+        summary="Cancel a job (queued: at once; running: the worker kills its sandbox)",
+    )
     def post(self, request, job_id):
         job = selectors.job_for(request, job_id=job_id, role=Role.WRITE)
         return Response(job_out(services.job_cancel(job=job), detail=True))
 
 
 class JobRelaunchApi(APIView):
-    @extend_schema(summary="Launch a finished job again with the same config and pinned inputs")
+    @extend_schema(
+        operation_id="jobs_relaunch",
+        request=None,
+        responses={201: JobDetailOut, **errors(400, 409, 503)},
+        summary="Launch a finished job again with the same config and pinned inputs",
+    )
     def post(self, request, job_id):
         job = selectors.job_for(request, job_id=job_id, role=Role.WRITE)
         return Response(
@@ -244,6 +434,8 @@ _LOG_FILTER_PARAMS = [
 
 class JobLogsApi(APIView):
     @extend_schema(
+        operation_id="jobs_logs",
+        responses={200: JobLogsOut, **errors(503)},
         summary="Log lines (after_seq for paging, tail=N for the last N; stream, since, until filter)",
         parameters=[
             OpenApiParameter("after_seq", int),
@@ -279,10 +471,29 @@ class _EventStreamRenderer(BaseRenderer):
         return json.dumps(data).encode() if data is not None else b""
 
 
+_LOG_EVENT = inline_serializer(
+    "LogStreamEvent",
+    fields={
+        "event": serializers.ChoiceField(choices=["line", "end"]),
+        "data": serializers.CharField(help_text="JSON: a log line, or {status} for end"),
+        "id": serializers.CharField(required=False, help_text="the line's seq"),
+    },
+)
+
+
 class JobLogStreamApi(APIView):
     renderer_classes = [JSONRenderer, _EventStreamRenderer]
 
     @extend_schema(
+        operation_id="jobs_logs_stream",
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                _LOG_EVENT,
+                description="events `line` (data: a log line as JSON, id: its seq) and a last "
+                "`end` (data: {status}); a comment every 15 s keeps the connection alive",
+            ),
+            **errors(503),
+        },
         summary="Follow the logs as Server-Sent Events (ends when the job ends)",
         parameters=[OpenApiParameter("after_seq", int), *_LOG_FILTER_PARAMS],
     )
@@ -334,7 +545,9 @@ class JobLogStreamApi(APIView):
 
 class JobArtifactDownloadApi(APIView):
     @extend_schema(
-        summary="Download a job artifact (profile trace, folded stacks, eval results...)"
+        operation_id="jobs_artifacts_download",
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **errors(503)},
+        summary="Download a job artifact (profile trace, folded stacks, eval results...)",
     )
     def get(self, request, job_id, path):
         from hub.registry.selectors import file_iter
@@ -355,13 +568,19 @@ class JobArtifactDownloadApi(APIView):
 
 
 class ProfileApi(APIView):
-    @extend_schema(summary="A profile job's operator table (top ops by self time)")
+    @extend_schema(
+        operation_id="jobs_profile",
+        responses={200: ProfileOut, **errors(503)},
+        summary="A profile job's operator table (top ops by self time)",
+    )
     def get(self, request, job_id):
         return Response(selectors.profile_ops(job=selectors.job_for(request, job_id=job_id)))
 
 
 class ProfileCompareApi(APIView):
     @extend_schema(
+        operation_id="jobs_profile_compare",
+        responses={200: ProfileCompareOut, **errors(404, 503)},
         summary="Compare two profiles (e.g. of two commits) operator by operator",
         parameters=[
             OpenApiParameter("a", str, required=True),
@@ -379,12 +598,63 @@ class ProfileCompareApi(APIView):
 # or, to claim a job or fail one it could not start, the workers' service credential.
 
 
+class WorkerStartIn(serializers.Serializer):
+    worker = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    gpus = serializers.ListField(child=serializers.IntegerField(min_value=0), required=False)
+
+
+class WorkerHeartbeatIn(serializers.Serializer):
+    progress = serializers.DictField(child=_ANY(), required=False, allow_null=True)
+    counters = serializers.DictField(child=_ANY(), required=False, allow_null=True)
+
+
+class WorkerLogsIn(serializers.Serializer):
+    lines = serializers.ListField(
+        child=serializers.ListField(child=_ANY()),
+        max_length=50_000,
+        help_text="[seq, time, stream, text] each",
+    )
+
+
+class WorkerChunksIn(serializers.Serializer):
+    chunks = serializers.ListField(child=serializers.CharField(), max_length=200_000)
+
+
+class WorkerArtifactIn(serializers.Serializer):
+    path = serializers.CharField()
+    kind = serializers.CharField(required=False, allow_blank=True, max_length=32)
+    chunks = serializers.ListField(child=serializers.CharField())
+
+
+class WorkerProfileIn(serializers.Serializer):
+    ops = serializers.ListField(child=serializers.DictField(child=_ANY()))
+
+
+class WorkerFinishIn(serializers.Serializer):
+    status = serializers.ChoiceField(choices=[s for s in Job.Status.values if s in Job.TERMINAL])
+    reason = serializers.CharField(required=False, allow_blank=True)
+    summary = serializers.DictField(child=_ANY(), required=False, allow_null=True)
+    result_commit = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    result_branch = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    run_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+
+
+class WorkerRequeueIn(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True)
+
+
 def _attempt(request) -> bool:
     return getattr(request.auth, "kind", None) == "attempt"
 
 
 class WorkerStartApi(APIView):
-    @extend_schema(summary="(worker) Take a queued job: queued → running")
+    @extend_schema(
+        operation_id="worker_start",
+        request=WorkerStartIn,
+        responses={200: JobStartedOut, **errors(409)},
+        tags=["worker"],
+        summary="(worker) Take a queued job: queued → running",
+    )
     def post(self, request, job_id):
         job = selectors.job_for_worker(request, job_id=job_id, action="claim")
         job, credential = services.job_start(
@@ -397,7 +667,13 @@ class WorkerStartApi(APIView):
 
 
 class WorkerHeartbeatApi(APIView):
-    @extend_schema(summary="(worker) Heartbeat with progress; answers whether to cancel")
+    @extend_schema(
+        operation_id="worker_heartbeat",
+        request=WorkerHeartbeatIn,
+        responses={200: HeartbeatOut, **errors(409)},
+        tags=["worker"],
+        summary="(worker) Heartbeat with progress; answers whether to cancel",
+    )
     def post(self, request, job_id):
         job = selectors.job_for_worker(request, job_id=job_id)
         job = services.job_heartbeat(
@@ -407,7 +683,13 @@ class WorkerHeartbeatApi(APIView):
 
 
 class WorkerLogsApi(APIView):
-    @extend_schema(summary="(worker) Append log lines [seq, time, stream, text]")
+    @extend_schema(
+        operation_id="worker_logs",
+        request=WorkerLogsIn,
+        responses={200: AcceptedOut, **errors(409, 503)},
+        tags=["worker"],
+        summary="(worker) Append log lines [seq, time, stream, text]",
+    )
     def post(self, request, job_id):
         job = selectors.job_for_worker(
             request, job_id=job_id, action="report" if _attempt(request) else "unstarted"
@@ -421,7 +703,13 @@ class WorkerLogsApi(APIView):
 
 
 class WorkerChunksMissingApi(APIView):
-    @extend_schema(summary="(worker) Which artifact chunks must be uploaded")
+    @extend_schema(
+        operation_id="worker_chunks_missing",
+        request=WorkerChunksIn,
+        responses=ChunksMissingOut,
+        tags=["worker"],
+        summary="(worker) Which artifact chunks must be uploaded",
+    )
     def post(self, request, job_id):
         selectors.job_for_worker(request, job_id=job_id)
         return Response(
@@ -434,7 +722,13 @@ class WorkerChunkUploadApi(APIView):
 
     parser_classes = [_RawParser]
 
-    @extend_schema(summary="(worker) Upload one artifact chunk")
+    @extend_schema(
+        operation_id="worker_chunks_upload",
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        responses={200: ChunkOut, 201: ChunkOut},
+        tags=["worker"],
+        summary="(worker) Upload one artifact chunk",
+    )
     def put(self, request, job_id, digest):
         from hub.registry.api import _body_parts
 
@@ -446,7 +740,13 @@ class WorkerChunkUploadApi(APIView):
 
 
 class WorkerArtifactApi(APIView):
-    @extend_schema(summary="(worker) Register an artifact file from uploaded chunks")
+    @extend_schema(
+        operation_id="worker_artifacts_add",
+        request=WorkerArtifactIn,
+        responses={201: WorkerArtifactOut, **errors(409)},
+        tags=["worker"],
+        summary="(worker) Register an artifact file from uploaded chunks",
+    )
     def post(self, request, job_id):
         job = selectors.job_for_worker(request, job_id=job_id)
         art = services.job_artifact_add(
@@ -459,7 +759,13 @@ class WorkerArtifactApi(APIView):
 
 
 class WorkerProfileApi(APIView):
-    @extend_schema(summary="(worker) Store a profile's operator rows in ClickHouse")
+    @extend_schema(
+        operation_id="worker_profile",
+        request=WorkerProfileIn,
+        responses={200: AcceptedOut, **errors(409, 503)},
+        tags=["worker"],
+        summary="(worker) Store a profile's operator rows in ClickHouse",
+    )
     def post(self, request, job_id):
         job = selectors.job_for_worker(request, job_id=job_id)
         return Response(
@@ -469,7 +775,11 @@ class WorkerProfileApi(APIView):
 
 class WorkerFinishApi(APIView):
     @extend_schema(
-        summary="(worker) running → succeeded | failed | cancelled, with results and lineage"
+        operation_id="worker_finish",
+        request=WorkerFinishIn,
+        responses={200: JobDetailOut, **errors(409)},
+        tags=["worker"],
+        summary="(worker) running → succeeded | failed | cancelled, with results and lineage",
     )
     def post(self, request, job_id):
         d = request.data
@@ -496,7 +806,13 @@ class WorkerFinishApi(APIView):
 
 
 class WorkerRequeueApi(APIView):
-    @extend_schema(summary="(worker) running → queued after an infrastructure failure (retried)")
+    @extend_schema(
+        operation_id="worker_requeue",
+        request=WorkerRequeueIn,
+        responses={200: JobOut, **errors(409)},
+        tags=["worker"],
+        summary="(worker) running → queued after an infrastructure failure (retried)",
+    )
     def post(self, request, job_id):
         job = selectors.job_for_worker(request, job_id=job_id)
         job = services.job_transition(

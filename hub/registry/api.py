@@ -7,7 +7,7 @@ import tarfile
 
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
@@ -15,7 +15,8 @@ from rest_framework.views import APIView
 
 from hub.accounts import selectors as accounts
 from hub.accounts.models import Role
-from hub.common.errors import Forbidden, InvalidInput, NotAuthenticated
+from hub.common.errors import Forbidden, InvalidInput, NotAuthenticated, error_body
+from hub.common.openapi import errors, page_of
 from hub.common.pagination import Pagination, paginate
 from hub.registry import gc, merge, selectors, services
 from hub.registry.models import Commit, Ref, Repo
@@ -116,6 +117,152 @@ class CommitOut(serializers.Serializer):
     run_id = serializers.CharField(allow_null=True)
 
 
+class RefOut(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=Ref.Kind.choices)
+    commit = serializers.CharField()
+    updated_at = serializers.DateTimeField()
+    protected = serializers.BooleanField(required=False, help_text="branches only")
+    message = serializers.CharField(required=False, allow_blank=True, help_text="tags only")
+
+
+class RepoDetailOut(RepoOut):
+    refs = RefOut(many=True)
+    commits = serializers.IntegerField(help_text="commits of the repo")
+
+
+class TreeFileOut(serializers.Serializer):
+    path = serializers.CharField()
+    oid = serializers.CharField()
+    size = serializers.IntegerField()
+    kind = serializers.CharField()
+
+
+class CommitDetailOut(CommitOut):
+    files = TreeFileOut(many=True)
+    stats = CommitStatsOut()
+
+
+class CommitLogOut(serializers.Serializer):
+    results = CommitOut(many=True)
+    page = serializers.IntegerField()
+    has_more = serializers.BooleanField()
+    next = serializers.IntegerField(allow_null=True)
+
+
+class TreeOut(serializers.Serializer):
+    commit = serializers.CharField()
+    files = TreeFileOut(many=True)
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+
+
+class TensorInfoOut(serializers.Serializer):
+    dtype = serializers.CharField()
+    shape = serializers.ListField(child=serializers.IntegerField())
+    begin = serializers.IntegerField()
+    end = serializers.IntegerField()
+
+
+class FileInfoOut(serializers.Serializer):
+    path = serializers.CharField()
+    commit = serializers.CharField()
+    oid = serializers.CharField()
+    size = serializers.IntegerField()
+    kind = serializers.CharField()
+    chunks = serializers.ListField(child=serializers.JSONField())
+    tensors = serializers.DictField(child=TensorInfoOut(), allow_null=True)
+    metadata = serializers.DictField(child=serializers.CharField(), allow_null=True)
+
+
+class ChunksMissingOut(serializers.Serializer):
+    missing = serializers.ListField(child=serializers.CharField())
+
+
+class ChunkOut(serializers.Serializer):
+    hash = serializers.CharField()
+    size = serializers.IntegerField()
+    created = serializers.BooleanField(help_text="false: the hub already had it")
+
+
+class DiffSideOut(serializers.Serializer):
+    ref = serializers.CharField()
+    commit = serializers.CharField()
+
+
+class TensorSideOut(serializers.Serializer):
+    dtype = serializers.CharField()
+    shape = serializers.ListField(child=serializers.IntegerField())
+    bytes = serializers.IntegerField()
+
+
+_DIFF_STATUS = ["added", "removed", "changed"]
+
+
+class TensorDiffOut(serializers.Serializer):
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=_DIFF_STATUS)
+    a = TensorSideOut(required=False)
+    b = TensorSideOut(required=False)
+    shape_changed = serializers.BooleanField(required=False)
+    dtype_changed = serializers.BooleanField(required=False)
+    l2_delta = serializers.FloatField(required=False, allow_null=True)
+    max_abs_delta = serializers.FloatField(required=False, allow_null=True)
+    rel_change = serializers.FloatField(required=False, allow_null=True)
+    cosine = serializers.FloatField(required=False, allow_null=True)
+    norm_a = serializers.FloatField(required=False, allow_null=True)
+    norm_b = serializers.FloatField(required=False, allow_null=True)
+
+
+class FileDiffOut(serializers.Serializer):
+    path = serializers.CharField()
+    status = serializers.ChoiceField(choices=_DIFF_STATUS)
+    size_a = serializers.IntegerField(required=False)
+    size_b = serializers.IntegerField(required=False)
+    oid_a = serializers.CharField(required=False)
+    oid_b = serializers.CharField(required=False)
+    tensors = TensorDiffOut(many=True, required=False)
+    unchanged_tensors = serializers.IntegerField(required=False)
+
+
+class DiffOut(serializers.Serializer):
+    a = DiffSideOut()
+    b = DiffSideOut()
+    files = FileDiffOut(many=True)
+
+
+class MergeResolvedOut(serializers.Serializer):
+    path = serializers.CharField()
+    tensor = serializers.CharField(required=False, allow_null=True)
+    strategy = serializers.ChoiceField(choices=["ours", "theirs", "average"])
+    weight = serializers.FloatField(required=False)
+
+
+class MergeOut(serializers.Serializer):
+    result = serializers.ChoiceField(choices=["up_to_date", "fast_forward", "merge"])
+    commit = CommitOut()
+    base = serializers.CharField(allow_null=True)
+    bases = serializers.ListField(child=serializers.CharField())
+    merged_files = serializers.IntegerField()
+    resolved = MergeResolvedOut(many=True)
+    note = serializers.CharField(allow_null=True)
+
+
+class GcOut(serializers.Serializer):
+    dry_run = serializers.BooleanField()
+    grace_seconds = serializers.IntegerField()
+    commits = serializers.IntegerField()
+    trees = serializers.IntegerField()
+    files = serializers.IntegerField()
+    chunks = serializers.IntegerField()
+    reclaimable_bytes = serializers.IntegerField()
+    freed_bytes = serializers.IntegerField(required=False, help_text="not on a dry run")
+    orphan_blobs = serializers.IntegerField(required=False, help_text="not on a dry run")
+    staged_swept = serializers.IntegerField(required=False, help_text="not on a dry run")
+    seconds = serializers.FloatField()
+
+
 def _bool(value, default=False) -> bool:
     if value is None:
         return default
@@ -136,7 +283,8 @@ class RepoListCreateApi(APIView):
         default_branch = serializers.CharField(default="main", max_length=255)
 
     @extend_schema(
-        responses=RepoOut(many=True),
+        operation_id="repos_list",
+        responses=page_of(RepoOut),
         summary="List repos you can see",
         parameters=[
             OpenApiParameter("namespace", str),
@@ -158,7 +306,12 @@ class RepoListCreateApi(APIView):
         )
         return paginate(self, qs, repo_out)
 
-    @extend_schema(request=InputSerializer, responses={201: RepoOut}, summary="Create a repo")
+    @extend_schema(
+        operation_id="repos_create",
+        request=InputSerializer,
+        responses={201: RepoOut, **errors(404, 409)},
+        summary="Create a repo",
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -183,7 +336,11 @@ class RepoDetailApi(APIView):
         private = serializers.BooleanField(required=False)
         description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
 
-    @extend_schema(responses=RepoOut, summary="A repo, with its branches and tags")
+    @extend_schema(
+        operation_id="repos_get",
+        responses=RepoDetailOut,
+        summary="A repo, with its branches and tags",
+    )
     def get(self, request, namespace, name):
         repo = selectors.repo_for(request, namespace=namespace, name=name)
         out = repo_out(repo)
@@ -192,6 +349,7 @@ class RepoDetailApi(APIView):
         return Response(out)
 
     @extend_schema(
+        operation_id="repos_update",
         request=PatchSerializer,
         responses=RepoOut,
         summary="Change visibility or description (admins)",
@@ -202,7 +360,12 @@ class RepoDetailApi(APIView):
         data.is_valid(raise_exception=True)
         return Response(repo_out(services.repo_update(repo=repo, **data.validated_data)))
 
-    @extend_schema(summary="Delete a repo (admins); run GC to free its bytes")
+    @extend_schema(
+        operation_id="repos_delete",
+        request=None,
+        responses={204: None},
+        summary="Delete a repo (admins); run GC to free its bytes",
+    )
     def delete(self, request, namespace, name):
         repo = selectors.repo_for(request, namespace=namespace, name=name, role=Role.ADMIN)
         services.repo_delete(repo=repo)
@@ -221,12 +384,19 @@ class BranchListCreateApi(APIView):
             help_text="branch, tag or commit; default branch if omitted",
         )
 
-    @extend_schema(summary="List branches")
+    @extend_schema(
+        operation_id="repos_branches_list", responses=page_of(RefOut), summary="List branches"
+    )
     def get(self, request, namespace, name):
         repo = selectors.repo_for(request, namespace=namespace, name=name)
         return paginate(self, selectors.refs_list(repo=repo, kind=Ref.Kind.BRANCH), ref_out)
 
-    @extend_schema(request=InputSerializer, summary="Create a branch from any ref (O(1))")
+    @extend_schema(
+        operation_id="repos_branches_create",
+        request=InputSerializer,
+        responses={201: RefOut, **errors(409)},
+        summary="Create a branch from any ref (O(1))",
+    )
     def post(self, request, namespace, name):
         repo = selectors.repo_for(request, namespace=namespace, name=name, role=Role.WRITE)
         data = self.InputSerializer(data=request.data)
@@ -244,12 +414,17 @@ class BranchDetailApi(APIView):
     class PatchSerializer(serializers.Serializer):
         protected = serializers.BooleanField()
 
-    @extend_schema(summary="A branch")
+    @extend_schema(operation_id="repos_branches_get", responses=RefOut, summary="A branch")
     def get(self, request, namespace, name, branch):
         repo = selectors.repo_for(request, namespace=namespace, name=name)
         return Response(ref_out(selectors.branch_get(repo=repo, name=branch)))
 
-    @extend_schema(request=PatchSerializer, summary="Protect or unprotect a branch (admins)")
+    @extend_schema(
+        operation_id="repos_branches_update",
+        request=PatchSerializer,
+        responses=RefOut,
+        summary="Protect or unprotect a branch (admins)",
+    )
     def patch(self, request, namespace, name, branch):
         repo = selectors.repo_for(request, namespace=namespace, name=name, role=Role.ADMIN)
         data = self.PatchSerializer(data=request.data)
@@ -258,7 +433,12 @@ class BranchDetailApi(APIView):
             ref_out(services.branch_set_protected(repo=repo, name=branch, **data.validated_data))
         )
 
-    @extend_schema(summary="Delete a branch")
+    @extend_schema(
+        operation_id="repos_branches_delete",
+        request=None,
+        responses={204: None, **errors(409)},
+        summary="Delete a branch",
+    )
     def delete(self, request, namespace, name, branch):
         repo = selectors.repo_for(request, namespace=namespace, name=name, role=Role.WRITE)
         services.branch_delete(repo=repo, name=branch)
@@ -271,12 +451,17 @@ class TagListCreateApi(APIView):
         ref = serializers.CharField()
         message = serializers.CharField(default="", allow_blank=True, max_length=10_000)
 
-    @extend_schema(summary="List tags")
+    @extend_schema(operation_id="repos_tags_list", responses=page_of(RefOut), summary="List tags")
     def get(self, request, namespace, name):
         repo = selectors.repo_for(request, namespace=namespace, name=name)
         return paginate(self, selectors.refs_list(repo=repo, kind=Ref.Kind.TAG), ref_out)
 
-    @extend_schema(request=InputSerializer, summary="Create an immutable tag")
+    @extend_schema(
+        operation_id="repos_tags_create",
+        request=InputSerializer,
+        responses={201: RefOut, **errors(409)},
+        summary="Create an immutable tag",
+    )
     def post(self, request, namespace, name):
         repo = selectors.repo_for(request, namespace=namespace, name=name, role=Role.WRITE)
         data = self.InputSerializer(data=request.data)
@@ -286,7 +471,12 @@ class TagListCreateApi(APIView):
 
 
 class TagDetailApi(APIView):
-    @extend_schema(summary="Delete a tag (admins)")
+    @extend_schema(
+        operation_id="repos_tags_delete",
+        request=None,
+        responses={204: None},
+        summary="Delete a tag (admins)",
+    )
     def delete(self, request, namespace, name, tag):
         repo = selectors.repo_for(request, namespace=namespace, name=name, role=Role.ADMIN)
         services.tag_delete(repo=repo, name=tag)
@@ -301,7 +491,10 @@ class ChunksMissingApi(APIView):
         chunks = serializers.ListField(child=serializers.CharField(), max_length=200_000)
 
     @extend_schema(
-        request=InputSerializer, summary="Upload negotiation: which chunks must be sent?"
+        operation_id="repos_chunks_missing",
+        request=InputSerializer,
+        responses=ChunksMissingOut,
+        summary="Upload negotiation: which chunks must be sent?",
     )
     def post(self, request, namespace, name):
         selectors.repo_for(request, namespace=namespace, name=name, role=Role.WRITE)
@@ -331,7 +524,9 @@ class ChunkUploadApi(APIView):
     parser_classes = [_RawParser]
 
     @extend_schema(
+        operation_id="repos_chunks_upload",
         request={"application/octet-stream": OpenApiTypes.BINARY},
+        responses={200: ChunkOut, 201: ChunkOut},
         summary="Upload one chunk; its bytes must hash (BLAKE3) to the id in the URL",
     )
     def put(self, request, namespace, name, digest):
@@ -365,7 +560,8 @@ class CommitListCreateApi(APIView):
         run_id = serializers.CharField(required=False, default="", allow_blank=True, max_length=64)
 
     @extend_schema(
-        responses=CommitOut(many=True),
+        operation_id="repos_commits_list",
+        responses=CommitLogOut,
         summary="History (newest first)",
         parameters=[
             OpenApiParameter("ref", str),
@@ -397,7 +593,12 @@ class CommitListCreateApi(APIView):
             }
         )
 
-    @extend_schema(request=InputSerializer, responses={201: CommitOut}, summary="Create a commit")
+    @extend_schema(
+        operation_id="repos_commits_create",
+        request=InputSerializer,
+        responses={200: CommitOut, 201: CommitOut, **errors(409)},
+        summary="Create a commit (200: an identical retry of one already made)",
+    )
     def post(self, request, namespace, name):
         repo = selectors.repo_for(request, namespace=namespace, name=name, role=Role.WRITE)
         data = self.InputSerializer(data=request.data)
@@ -410,9 +611,11 @@ class CommitListCreateApi(APIView):
 
 class CommitDetailApi(APIView):
     @extend_schema(
+        operation_id="repos_commits_get",
+        responses=CommitDetailOut,
         summary="One commit, with its files and stats: {files, bytes, new_bytes, reused_bytes} "
         "(new: bytes of chunks no parent's tree references; reused: bytes of chunks a parent's "
-        "tree already references)"
+        "tree already references)",
     )
     def get(self, request, namespace, name, sha):
         repo = selectors.repo_for(request, namespace=namespace, name=name)
@@ -425,6 +628,7 @@ class CommitDetailApi(APIView):
 
 class RepoStatsApi(APIView):
     @extend_schema(
+        operation_id="repos_stats",
         responses=RepoStatsOut,
         summary="What dedupe saves: the head's size, the logical size of all versions, the "
         "bytes stored, their ratio, and the reachable commits",
@@ -441,6 +645,8 @@ class TreePagination(Pagination):
 
 class TreeApi(APIView):
     @extend_schema(
+        operation_id="repos_tree",
+        responses=TreeOut,
         summary="Files of a ref, sorted by path, paginated (page_size up to 1000, the default); "
         "fetch later pages with ref=<commit> so that every page is of one commit",
         parameters=[
@@ -471,6 +677,8 @@ class TreeApi(APIView):
 
 class FileInfoApi(APIView):
     @extend_schema(
+        operation_id="repos_files_info",
+        responses=FileInfoOut,
         summary="A file's manifest: size, chunks, and for safetensors its tensors",
         parameters=[OpenApiParameter("ref", str)],
     )
@@ -499,7 +707,14 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 class FileDownloadApi(APIView):
     @extend_schema(
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        operation_id="repos_files_download",
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            (206, "application/octet-stream"): OpenApiTypes.BINARY,
+            302: OpenApiResponse(description="a presigned object-store URL (Location)"),
+            304: OpenApiResponse(description="If-None-Match matched the ETag"),
+            **errors(416, 503),
+        },
         summary="Download a file of any ref (HTTP Range, ETag = content id)",
         parameters=[OpenApiParameter("ref", str)],
     )
@@ -529,7 +744,14 @@ class FileDownloadApi(APIView):
                 else:
                     start = max(0, f.size - int(m.group(2)))
                 if start >= f.size or start >= end:
-                    return HttpResponse(status=416, headers={"Content-Range": f"bytes */{f.size}"})
+                    return Response(
+                        error_body(
+                            "range_not_satisfiable",
+                            f"The range {rng.strip()[:80]!r} is outside the file's {f.size} bytes.",
+                        ),
+                        status=416,
+                        headers={"Content-Range": f"bytes */{f.size}"},
+                    )
                 status = 206
         body = selectors.file_stream(
             file=f, start=start, end=end, path=path
@@ -547,7 +769,8 @@ class FileDownloadApi(APIView):
 
 class ArchiveApi(APIView):
     @extend_schema(
-        responses={(200, "application/x-tar"): OpenApiTypes.BINARY},
+        operation_id="repos_archive",
+        responses={(200, "application/x-tar"): OpenApiTypes.BINARY, **errors(503)},
         summary="Download a whole ref as a tar stream",
         parameters=[OpenApiParameter("ref", str)],
     )
@@ -590,6 +813,8 @@ class ArchiveApi(APIView):
 
 class DiffApi(APIView):
     @extend_schema(
+        operation_id="repos_diff",
+        responses={200: DiffOut, **errors(503)},
         summary="Diff two refs (files, and tensors of safetensors files)",
         parameters=[
             OpenApiParameter("a", str, required=True),
@@ -630,7 +855,12 @@ class MergeApi(APIView):
         message = serializers.CharField(required=False, allow_null=True, max_length=65_536)
         no_ff = serializers.BooleanField(default=False)
 
-    @extend_schema(request=InputSerializer, summary="Merge a ref into a branch")
+    @extend_schema(
+        operation_id="repos_merge",
+        request=InputSerializer,
+        responses={200: MergeOut, 201: MergeOut, **errors(409, 503)},
+        summary="Merge a ref into a branch (201: a merge commit; 200: up to date or fast-forward)",
+    )
     def post(self, request, namespace, name):
         repo = selectors.repo_for(request, namespace=namespace, name=name, role=Role.WRITE)
         data = self.InputSerializer(data=request.data)
@@ -674,7 +904,10 @@ class GcApi(APIView):
         grace_seconds = serializers.IntegerField(required=False, min_value=0)
 
     @extend_schema(
-        request=InputSerializer, summary="Garbage-collect unreferenced data (site admins)"
+        operation_id="admin_gc",
+        request=InputSerializer,
+        responses={200: GcOut, **errors(503)},
+        summary="Garbage-collect unreferenced data (site admins)",
     )
     def post(self, request):
         if not request.user.is_authenticated:

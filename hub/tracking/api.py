@@ -9,7 +9,7 @@ import math
 
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
@@ -19,6 +19,7 @@ from hub.accounts import selectors as accounts
 from hub.accounts.models import Role
 from hub.common.errors import InvalidInput, NotAuthenticated
 from hub.common.limits import BoundedJSONParser, limit, loads, read_body, request_too_large
+from hub.common.openapi import errors, page_of
 from hub.common.renderers import FastJSONRenderer
 from hub.tracking import ingest, report, selectors, services
 from hub.tracking.models import Project, Run
@@ -62,6 +63,180 @@ def run_out(r: Run) -> dict:
     }
 
 
+class ProjectOut(serializers.Serializer):
+    id = serializers.CharField(help_text="namespace/name")
+    namespace = serializers.CharField()
+    name = serializers.CharField()
+    private = serializers.BooleanField()
+    description = serializers.CharField(allow_blank=True)
+    metric_directions = serializers.DictField(
+        child=serializers.ChoiceField(choices=["min", "max", "none"]),
+        help_text="{metric key or glob: min | max | none}",
+    )
+    created_at = serializers.DateTimeField()
+
+
+class RunCommitOut(serializers.Serializer):
+    repo = serializers.CharField()
+    sha = serializers.CharField()
+
+
+class RunOut(serializers.Serializer):
+    id = serializers.CharField()
+    project = serializers.CharField()
+    name = serializers.CharField()
+    group = serializers.CharField(allow_blank=True)
+    status = serializers.ChoiceField(choices=Run.Status.choices)
+    user = serializers.CharField(allow_null=True)
+    started_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
+    updated_at = serializers.DateTimeField()
+    params = serializers.DictField(child=serializers.JSONField(), help_text="dotted keys")
+    tags = serializers.ListField(child=serializers.CharField())
+    notes = serializers.CharField(allow_blank=True)
+    summary = serializers.DictField(
+        child=serializers.DictField(child=serializers.JSONField()),
+        help_text="{key: {last, min, max, last_step, ...}}",
+    )
+    commit = RunCommitOut(allow_null=True)
+    job_id = serializers.CharField(allow_null=True)
+
+
+class RunHitOut(serializers.Serializer):
+    id = serializers.CharField()
+    project = serializers.CharField()
+    name = serializers.CharField()
+    group = serializers.CharField(allow_blank=True)
+    user = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=Run.Status.choices)
+    tags = serializers.ListField(child=serializers.CharField())
+    notes = serializers.CharField(allow_blank=True)
+    commit = serializers.CharField(allow_null=True, help_text="ns/repo@sha")
+    job = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
+    params = serializers.DictField(child=serializers.JSONField())
+    summary = serializers.DictField(child=serializers.DictField(child=serializers.JSONField()))
+
+
+class FacetValueOut(serializers.Serializer):
+    value = serializers.JSONField()
+    count = serializers.IntegerField()
+
+
+class RunSearchOut(serializers.Serializer):
+    results = RunHitOut(many=True)
+    total = serializers.IntegerField()
+    facets = serializers.DictField(child=FacetValueOut(many=True))
+    next = serializers.ListField(
+        child=serializers.JSONField(),
+        allow_null=True,
+        help_text="pass as ?cursor= (JSON) for the next page",
+    )
+    took_ms = serializers.FloatField()
+    engine_elapsed_ms = serializers.FloatField()
+    source = serializers.CharField(required=False, help_text="'database' when not from the index")
+
+
+class MetricKeyOut(serializers.Serializer):
+    key = serializers.CharField()
+    count = serializers.IntegerField()
+    first_step = serializers.IntegerField()
+    last_step = serializers.IntegerField()
+    last_value = serializers.FloatField()
+    min_value = serializers.FloatField()
+    max_value = serializers.FloatField()
+    last_wall_time = serializers.FloatField()
+
+
+class MetricKeysOut(serializers.Serializer):
+    keys = MetricKeyOut(many=True)
+
+
+class IngestOut(serializers.Serializer):
+    accepted = serializers.IntegerField(help_text="points written")
+    keys = serializers.IntegerField(help_text="distinct keys in the batch")
+
+
+class SeriesItemOut(serializers.Serializer):
+    run_id = serializers.CharField()
+    key = serializers.CharField()
+    x_axis = serializers.ChoiceField(choices=["step", "time"])
+    downsampled = serializers.BooleanField()
+    points = serializers.IntegerField(help_text="points stored (before downsampling)")
+    step = serializers.ListField(child=serializers.IntegerField())
+    wall_time = serializers.ListField(child=serializers.FloatField())
+    value = serializers.ListField(child=serializers.FloatField())
+    min = serializers.ListField(child=serializers.FloatField(), required=False)
+    max = serializers.ListField(child=serializers.FloatField(), required=False)
+    count = serializers.ListField(child=serializers.IntegerField(), required=False)
+
+
+class SeriesOut(serializers.Serializer):
+    series = SeriesItemOut(many=True)
+
+
+class CompareRunOut(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=Run.Status.choices)
+
+
+class CompareParamOut(serializers.Serializer):
+    key = serializers.CharField()
+    values = serializers.DictField(child=serializers.JSONField(), help_text="{run id: value}")
+    recorded_in = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class CompareMetricOut(serializers.Serializer):
+    key = serializers.CharField()
+    direction = serializers.ChoiceField(choices=["min", "max", "none"])
+    shared = serializers.BooleanField(required=False)
+    missing = serializers.ListField(child=serializers.CharField(), required=False)
+    best_run = serializers.CharField(allow_null=True)
+    best_final_run = serializers.CharField(allow_null=True, required=False)
+    runs = serializers.DictField(
+        child=serializers.DictField(child=serializers.JSONField()),
+        help_text="{run id: {final, final_step, best, best_step, delta_final, ...}}",
+    )
+
+
+class CorrelationOut(serializers.Serializer):
+    param = serializers.CharField()
+    spearman = serializers.FloatField()
+    n = serializers.IntegerField()
+
+
+class CompareReportOut(serializers.Serializer):
+    runs = CompareRunOut(many=True)
+    baseline = serializers.CharField()
+    target = serializers.CharField(allow_null=True)
+    params = CompareParamOut(many=True)
+    same_params = serializers.IntegerField()
+    partial_params = CompareParamOut(many=True, required=False)
+    metrics = CompareMetricOut(many=True)
+    correlations = CorrelationOut(many=True)
+    summary = serializers.ListField(child=serializers.CharField())
+    kind = serializers.CharField(required=False, help_text="comparing commits: the run kind")
+    commits = serializers.DictField(child=serializers.CharField(), required=False)
+    resolved = serializers.DictField(child=serializers.CharField(), required=False)
+
+
+_METRICS_BATCH = inline_serializer(
+    "MetricsBatch",
+    fields={
+        "key": serializers.JSONField(
+            help_text="one key for every point, or a list (one per point)"
+        ),
+        "step": serializers.ListField(child=serializers.IntegerField()),
+        "value": serializers.ListField(child=serializers.FloatField()),
+        "time": serializers.ListField(
+            child=serializers.FloatField(), required=False, allow_null=True
+        ),
+    },
+)
+
+
 def _csv(value: str | None) -> list[str]:
     return [v for v in (value or "").split(",") if v]
 
@@ -96,7 +271,10 @@ class ProjectListCreateApi(APIView):
         description = serializers.CharField(default="", allow_blank=True, max_length=10_000)
 
     @extend_schema(
-        summary="List projects you can see", parameters=[OpenApiParameter("namespace", str)]
+        operation_id="projects_list",
+        responses=page_of(ProjectOut),
+        summary="List projects you can see",
+        parameters=[OpenApiParameter("namespace", str)],
     )
     def get(self, request):
         from django.db.models import Q
@@ -113,7 +291,12 @@ class ProjectListCreateApi(APIView):
             qs = qs.filter(visible).distinct()
         return paginate(self, qs, project_out)
 
-    @extend_schema(request=InputSerializer, summary="Create a project (or get it if it exists)")
+    @extend_schema(
+        operation_id="projects_create",
+        request=InputSerializer,
+        responses={201: ProjectOut, **errors(404)},
+        summary="Create a project (or get it if it exists)",
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -133,12 +316,14 @@ class ProjectDetailApi(APIView):
         description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
         metric_directions = serializers.JSONField(required=False)
 
-    @extend_schema(summary="A project")
+    @extend_schema(operation_id="projects_get", responses=ProjectOut, summary="A project")
     def get(self, request, namespace, name):
         return Response(project_out(selectors.project_for(request, namespace=namespace, name=name)))
 
     @extend_schema(
+        operation_id="projects_update",
         request=InputSerializer,
+        responses=ProjectOut,
         summary="Change a project: description, metric_directions ({key or glob: min|max|none})",
     )
     def patch(self, request, namespace, name):
@@ -174,6 +359,8 @@ class ProjectRunsApi(APIView):
         job_id = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
 
     @extend_schema(
+        operation_id="projects_runs_search",
+        responses={200: RunSearchOut, **errors(503)},
         summary="Search a project's runs (query syntax: params.moe.top_k:4 AND summary.val_loss:<2.1 ...)",
         parameters=[
             OpenApiParameter("q", str),
@@ -206,7 +393,12 @@ class ProjectRunsApi(APIView):
             )
         )
 
-    @extend_schema(request=InputSerializer, summary="Start a run")
+    @extend_schema(
+        operation_id="projects_runs_create",
+        request=InputSerializer,
+        responses={200: RunOut, 201: RunOut, **errors(409)},
+        summary="Start a run (200: the run of a client-chosen run_id that exists)",
+    )
     def post(self, request, namespace, name):
         project = selectors.project_for(request, namespace=namespace, name=name, role=Role.WRITE)
         data = self.InputSerializer(data=request.data)
@@ -223,7 +415,7 @@ class RunDetailApi(APIView):
     parser_classes = [_RunJSONParser]
 
     class PatchSerializer(serializers.Serializer):
-        status = serializers.ChoiceField(choices=Run.Status.values, required=False)
+        status = serializers.ChoiceField(choices=Run.Status.choices, required=False)
         name = serializers.CharField(required=False, max_length=200)
         group = serializers.CharField(required=False, allow_blank=True, max_length=200)
         notes = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
@@ -234,12 +426,21 @@ class RunDetailApi(APIView):
         )
         job_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
 
-    @extend_schema(summary="A run (its summary carries each key's exact point count)")
+    @extend_schema(
+        operation_id="runs_get",
+        responses=RunOut,
+        summary="A run (its summary carries each key's exact point count)",
+    )
     def get(self, request, run_id):
         run = selectors.run_for(request, run_id=run_id)
         return Response({**run_out(run), "summary": selectors.summary_with_counts(run=run)})
 
-    @extend_schema(request=PatchSerializer, summary="Finish a run, rename it, edit notes or tags")
+    @extend_schema(
+        operation_id="runs_update",
+        request=PatchSerializer,
+        responses={200: RunOut, **errors(409)},
+        summary="Finish a run, rename it, edit notes or tags",
+    )
     def patch(self, request, run_id):
         run = selectors.run_for(request, run_id=run_id, role=Role.WRITE)
         data = self.PatchSerializer(data=request.data)
@@ -249,7 +450,12 @@ class RunDetailApi(APIView):
             d["commit_repo"], _, d["commit_sha"] = d.pop("commit").partition("@")
         return Response(run_out(services.run_update(run=run, **d)))
 
-    @extend_schema(summary="Delete a run and its metrics")
+    @extend_schema(
+        operation_id="runs_delete",
+        request=None,
+        responses={204: None, **errors(503)},
+        summary="Delete a run and its metrics",
+    )
     def delete(self, request, run_id):
         services.run_delete(run=selectors.run_for(request, run_id=run_id, role=Role.WRITE))
         return Response(status=204)
@@ -261,7 +467,12 @@ class RunParamsApi(APIView):
     class InputSerializer(serializers.Serializer):
         params = serializers.JSONField()
 
-    @extend_schema(request=InputSerializer, summary="Log params (write-once per key)")
+    @extend_schema(
+        operation_id="runs_params_log",
+        request=InputSerializer,
+        responses={200: RunOut, **errors(409)},
+        summary="Log params (write-once per key)",
+    )
     def post(self, request, run_id):
         run = selectors.run_for(request, run_id=run_id, role=Role.WRITE)
         data = self.InputSerializer(data=request.data)
@@ -290,17 +501,23 @@ class _BinaryOrJsonParser(JSONParser):
 class RunMetricsApi(APIView):
     parser_classes = [_BinaryOrJsonParser]
 
-    @extend_schema(summary="Metric keys a run logged, with counts and last/min/max")
+    @extend_schema(
+        operation_id="runs_metrics_keys",
+        responses={200: MetricKeysOut, **errors(503)},
+        summary="Metric keys a run logged, with counts and last/min/max",
+    )
     def get(self, request, run_id):
         return Response(
             {"keys": selectors.metric_keys(run=selectors.run_for(request, run_id=run_id))}
         )
 
     @extend_schema(
+        operation_id="runs_metrics_ingest",
         request={
-            "application/json": OpenApiTypes.OBJECT,
+            "application/json": _METRICS_BATCH,
             ingest.BINARY_CONTENT_TYPE: OpenApiTypes.BINARY,
         },
+        responses={200: IngestOut, **errors(409, 503)},
         summary="Ingest a batch of points: JSON columns {key, step, value, time} or the binary encoding",
     )
     def post(self, request, run_id):
@@ -323,6 +540,8 @@ class SeriesApi(APIView):
     renderer_classes = [FastJSONRenderer]
 
     @extend_schema(
+        operation_id="metrics_series",
+        responses={200: SeriesOut, **errors(404, 503)},
         summary="Series for many runs × keys, downsampled server-side to `buckets` (min/max/last per bucket)",
         parameters=[
             OpenApiParameter("runs", str, required=True),
@@ -362,9 +581,11 @@ class ExportApi(APIView):
                 description="the file format (`format` is DRF's own)",
             ),
         ],
+        operation_id="runs_metrics_export",
         responses={
             (200, "text/csv"): OpenApiTypes.STR,
             (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
+            **errors(503),
         },
     )
     def get(self, request, run_id):
@@ -455,6 +676,13 @@ def _commit_label(ref: str, run: Run) -> str:
 
 class CompareApi(APIView):
     @extend_schema(
+        operation_id="runs_compare",
+        responses={
+            (200, "application/json"): CompareReportOut,
+            (200, "text/markdown"): OpenApiTypes.STR,
+            (200, "text/html"): OpenApiTypes.STR,
+            **errors(404, 503),
+        },
         summary="Comparison report of 2..N runs, or of N model commits through their linked runs",
         description=(
             "With commits, each commit's run of one kind is compared (``kind``, else the kind "
@@ -468,7 +696,7 @@ class CompareApi(APIView):
             OpenApiParameter(
                 "commits", str, description="ns/repo@ref,... (commit ids, branches or tags)"
             ),
-            OpenApiParameter("kind", str, enum=["train", "finetune", "evaluate", "profile", "run"]),
+            OpenApiParameter("kind", str, enum=[*selectors.RUN_KINDS, "run"]),
             OpenApiParameter("baseline", str, description="a run id, or one of the commits"),
             OpenApiParameter("target", str),
             OpenApiParameter("goal", str, enum=["min", "max", "none"]),
