@@ -490,9 +490,10 @@ def _celery(app: str, queue: str, concurrency: int, hostname: str) -> list[str]:
 
 
 def _worker_children(env: dict, data: Path, base_url: str) -> list[Child]:
-    """Two Celery workers: the search indexer (queue ``hub``, 2 threads) and the job worker
-    (queue ``cpu``, 3 threads). Separate, so a run created while every job slot is busy still
-    reaches search at once. Neither opens the embedded chdb database (only the web process
+    """Three Celery workers: the search indexer (queue ``hub``, 2 threads), the job worker
+    (queue ``cpu``, 3 threads) and the inference worker (queue ``infer``, 1 thread).
+    Separate, so a run created while every job slot is busy still reaches search at once and
+    a prompt never waits behind a job. None opens the embedded chdb database (only the web process
     does): the job worker reports through the API; the indexer needs the database and the
     search server only, no sandbox and no worker credential."""
     if "HUB_REDIS_URL" not in env:
@@ -520,5 +521,14 @@ def _worker_children(env: dict, data: Path, base_url: str) -> list[Child]:
             wenv,
             logfile=data / "logs" / "worker.log",
             about="Celery queue cpu: runs up to 3 jobs in the sandbox",
+        ),
+        Child(
+            "inference worker",
+            # One request at a time into one long-lived sandboxed engine that keeps recently
+            # used commits loaded (workers/inference); its own queue, so jobs never delay it.
+            _celery("workers.celery_app", "infer", 1, f"infer-{tag}"),
+            dict(wenv, HUB_WORKER_QUEUES="infer"),
+            logfile=data / "logs" / "inference.log",
+            about="Celery queue infer: the playground's sandboxed generations",
         ),
     ]

@@ -35,6 +35,25 @@ HUB_HF_MAX_COMMIT_BYTES        1 GiB        a Hugging Face commit body  request_
                                             unchanged files
 =============================  ===========  ==========================  =====================
 
+The inference playground (``POST /api/v1/repos/{ns}/{name}/generate``, ``hub/inference``):
+
+=============================  ===========  ==========================  =====================
+HUB_INFER_MAX_NEW_TOKENS       512          tokens one request may ask  too_many_tokens (400)
+                                            for (max_new_tokens)
+HUB_INFER_MAX_PROMPT_BYTES     8,192        the prompt, UTF-8 bytes     prompt_too_large (413)
+HUB_INFER_MAX_WALL_S           60           a generation's wall time;   finish_reason time
+                                            it ends with what it has    (200)
+HUB_INFER_RATE_LIMIT           30           requests per user (or       throttled (429,
+                                            anonymous address) and      Retry-After)
+                                            window
+HUB_INFER_RATE_WINDOW_S        60           that window, seconds
+HUB_INFER_MAX_STREAMS          4            generations streaming at    inference_busy (503)
+                                            once per web process (each
+                                            holds a gunicorn thread)
+HUB_INFER_START_TIMEOUT_S      120          waiting for a worker to     inference_timeout
+                                            pick a request up and load  (503)
+=============================  ===========  ==========================  =====================
+
 Not settings: at most 200,000 points per ingest request (``batch_too_large``, 413) and a
 search document's mapping, which is fixed whatever the input (``hub/stores/_search_layout.py``).
 """
