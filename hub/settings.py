@@ -123,6 +123,7 @@ INSTALLED_APPS = [
     "hub.tracking",
     "hub.jobs",
     "hub.provenance",
+    "hub.inference",
 ]
 
 MIDDLEWARE = [
@@ -265,6 +266,15 @@ HUB_JOB_MAX_DISK_MB = _env_int("HUB_JOB_MAX_DISK_MB", 1024 * 1024)
 # A job attempt's credential (handed out by /worker/start, revoked when the attempt ends) also
 # expires this long after the job's time limit: time to pull the base, upload and commit.
 HUB_JOB_CREDENTIAL_MARGIN_S = _env_int("HUB_JOB_CREDENTIAL_MARGIN_S", 3600)
+
+# --- inference playground (hub/inference; documented in hub/common/limits.py) ----------------
+HUB_INFER_MAX_NEW_TOKENS = _env_int("HUB_INFER_MAX_NEW_TOKENS", 512)
+HUB_INFER_MAX_PROMPT_BYTES = _env_int("HUB_INFER_MAX_PROMPT_BYTES", 8192)
+HUB_INFER_MAX_WALL_S = _env_int("HUB_INFER_MAX_WALL_S", 60)
+HUB_INFER_RATE_LIMIT = _env_int("HUB_INFER_RATE_LIMIT", 30)
+HUB_INFER_RATE_WINDOW_S = _env_int("HUB_INFER_RATE_WINDOW_S", 60)
+HUB_INFER_MAX_STREAMS = _env_int("HUB_INFER_MAX_STREAMS", 4)
+HUB_INFER_START_TIMEOUT_S = _env_int("HUB_INFER_START_TIMEOUT_S", 120)
 
 # --- sign-in -------------------------------------------------------------------------------
 # Failed password sign-ins allowed per account and per client address in a window of

@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/v1/", include("hub.registry.urls")),
     path("api/v1/", include("hub.tracking.urls")),
     path("api/v1/", include("hub.jobs.urls")),
+    path("api/v1/", include("hub.inference.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
