@@ -210,6 +210,10 @@ HUB_REPO_STATS_CACHE_SECONDS = _env_int("HUB_REPO_STATS_CACHE_SECONDS", 24 * 360
 # A merge with several merge bases first merges the bases into a virtual one (recursively, as
 # git does); past this many virtual merges it refuses with 409 multiple_merge_bases instead.
 HUB_MERGE_MAX_VIRTUAL_MERGES = _env_int("HUB_MERGE_MAX_VIRTUAL_MERGES", 64)
+# Model cards (hub/registry/cards.py): a README.md is read and rendered up to this many bytes
+# (the rest is cut, with a note), its YAML front matter parsed up to this many.
+HUB_MAX_CARD_BYTES = _env_int("HUB_MAX_CARD_BYTES", 512 * 1024)
+HUB_MAX_CARD_METADATA_BYTES = _env_int("HUB_MAX_CARD_METADATA_BYTES", 64 * 1024)
 # fsync each chunk before it becomes visible (durability over raw speed).
 HUB_BLOB_FSYNC = _env_bool("HUB_BLOB_FSYNC", True)
 # Where chunks live: empty = the folder HUB_BLOB_DIR; s3://bucket/prefix = an S3-compatible

@@ -15,7 +15,7 @@ import random
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -258,6 +258,37 @@ class Client:
     def list_repos(self, namespace: str | None = None) -> list[dict]:
         return self._paged("/repos", {"namespace": namespace} if namespace else None)
 
+    def search_models(
+        self,
+        q: str = "",
+        *,
+        tag: str | list[str] | None = None,
+        license: str | list[str] | None = None,
+        base_model: str | list[str] | None = None,
+        metric: str | list[str] | None = None,
+        page_size: int = 20,
+        offset: int = 0,
+    ) -> dict:
+        """Models (default-branch heads) matching ``q`` and the filters: ``{results, total,
+        facets}``. ``q`` takes words, ``tag:``, ``license:``, ``base_model:``, ``dataset:``
+        and ``metric:val_loss<2.0`` terms; each filter may be given several times (all must
+        hold). Only models the token may read come back."""
+        params: dict[str, Any] = {"q": q, "page_size": page_size, "offset": offset}
+        for key, value in (
+            ("tag", tag),
+            ("license", license),
+            ("base_model", base_model),
+            ("metric", metric),
+        ):
+            if value:
+                params[key] = [value] if isinstance(value, str) else list(value)
+        return self._json("GET", "/models/search", params=params)
+
+    def model_card(self, repo: str, ref: str | None = None) -> dict:
+        """A ref's model card: its README.md rendered (``html``) with its front matter, or
+        one generated from the lineage (``source: "generated"``, Markdown in ``markdown``)."""
+        return self._json("GET", f"{self._r(repo)}/card", params={"ref": ref} if ref else None)
+
     def delete_repo(self, repo: str) -> None:
         self.request("DELETE", self._r(repo))
 
@@ -375,6 +406,55 @@ class Client:
             },
             idempotent=False,
         )
+
+    def generate(
+        self,
+        spec: str,
+        prompt: str,
+        *,
+        ref: str | None = None,
+        max_new_tokens: int = 64,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: list[str] | None = None,
+        watermark: bool | None = None,
+    ) -> Iterator[dict]:
+        """Prompt ``repo@ref`` in the hub's inference sandbox; yields its events as they
+        stream: ``{"type": "start", "commit", "cold", ...}``, one ``{"type": "token", "id",
+        "text", "routing": [{"layer", "experts", "weights"}]}`` per token, then ``{"type":
+        "done", "text", "tokens", "tokens_per_s", "time_to_first_token_s", ...}`` (or
+        ``{"type": "error", "code", "message"}``). A refusal before the first token (404,
+        429 rate limit, 503 no worker) raises :class:`HubClientError`."""
+        repo, spec_ref = split_repo_ref(spec)
+        body = {
+            "ref": ref or spec_ref or "HEAD",
+            "prompt": prompt,
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_k": top_k,
+            "top_p": top_p,
+            "seed": seed,
+            "stop": list(stop or []),
+            "watermark": watermark,
+            "stream": True,
+        }
+        timeout = httpx.Timeout(self._http.timeout.connect, read=None)
+        with self._http.stream(
+            "POST", f"{self._r(repo)}/generate", json=body, timeout=timeout
+        ) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                raise self._error(resp)
+            kind = None
+            for line in resp.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: ") and kind:
+                    yield {"type": kind, **_loads(line[6:].encode())}
+                    if kind in ("done", "error"):
+                        return
 
     def gc(self, *, dry_run: bool = True, grace_seconds: int | None = None) -> dict:
         body: dict[str, Any] = {"dry_run": dry_run}

@@ -681,6 +681,26 @@ def _job_logs(c, args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    """Models matching a query and filters, best match first (``--json``: the API's page)."""
+    res = _client(args).search_models(
+        " ".join(args.query),
+        tag=args.tag,
+        license=args.license,
+        base_model=args.base_model,
+        metric=args.metric,
+        page_size=args.limit,
+    )
+    if args.json:
+        _print(res, True)
+        return 0
+    for m in res["results"]:
+        tags = ",".join(m["tags"][:5])
+        print(f"{m['id']:<40} {m['license'] or '-':<14} {tags:<30} {m['description'][:40]}")
+    print(f"{len(res['results'])} of {res['total']} model(s)", file=sys.stderr)
+    return 0
+
+
 def cmd_sync(args) -> int:
     res = _client(args).sync()
     print(
@@ -780,6 +800,7 @@ _EXAMPLES = {
     "runs list": "hub runs list alice/moe --sort=-summary.val/loss.min "
     "--columns params.model.top_k,summary.val/loss.min -n 10",
     "runs search": "hub runs search alice/moe 'params.model.top_k:4 AND tags:baseline'",
+    "search": "hub search router --tag moe --license apache-2.0 --metric 'val_loss<2.0'",
     "runs show": "hub runs show 3f9c2a71d04e8b65",
     "runs compare": "hub runs compare alice/moe-small@top2 alice/moe-small@top4 -o report.md",
     "jobs launch": "hub jobs launch train --project alice/moe --config train.json "
@@ -1080,6 +1101,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "sync", parents=[common], help="send metrics spooled while the hub was unreachable"
     ).set_defaults(fn=cmd_sync)
+
+    s = sub.add_parser(
+        "search", parents=[common], help="find models by name, card fields, text and metrics"
+    )
+    s.add_argument(
+        "query",
+        nargs="*",
+        help="words and terms: tag:, license:, base_model:, dataset:, metric:val_loss<2.0",
+    )
+    s.add_argument("--tag", action="append", help="card tag (repeat: all must match)")
+    s.add_argument("--license", action="append", help="card license, e.g. apache-2.0")
+    s.add_argument("--base-model", action="append", help="card base_model, e.g. alice/base")
+    s.add_argument(
+        "--metric", action="append", help="a producing run's metric: 'val_loss<2.0', 'acc.max>0.9'"
+    )
+    s.add_argument("-n", "--limit", type=int, default=20, help="at most this many (1-100)")
+    s.set_defaults(fn=cmd_search)
 
     s = sub.add_parser(
         "admin", help="server-side administration (runs against the hub's DB; moe-hub[server])"

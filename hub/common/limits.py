@@ -54,6 +54,17 @@ HUB_INFER_START_TIMEOUT_S      120          waiting for a worker to     inferenc
                                             pick a request up and load  (503)
 =============================  ===========  ==========================  =====================
 
+Model cards (``hub/registry/cards.py``) are never refused: what is over a limit is cut or
+left out, with a note on the card (``truncated``, ``metadata_error``):
+
+=============================  ===========  ==========================  =====================
+HUB_MAX_CARD_BYTES             512 KiB      a README.md read and        truncated: true (200)
+                                            rendered
+HUB_MAX_CARD_METADATA_BYTES    64 KiB       its YAML front matter       metadata_error (200)
+                                            (then 10,000 values once
+                                            aliases are expanded)
+=============================  ===========  ==========================  =====================
+
 Not settings: at most 200,000 points per ingest request (``batch_too_large``, 413) and a
 search document's mapping, which is fixed whatever the input (``hub/stores/_search_layout.py``).
 """

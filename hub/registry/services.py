@@ -157,6 +157,8 @@ def repo_update(*, repo: Repo, private: bool | None = None, description: str | N
     if description is not None:
         repo.description = description
     repo.save(update_fields=["private", "description"])
+    # Model search reads visibility and description from the heads' search documents.
+    _reindex(*Commit.objects.filter(pk__in=Ref.objects.filter(repo=repo).values("commit_id")))
     return repo
 
 

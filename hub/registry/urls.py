@@ -1,12 +1,13 @@
 from django.urls import path
 
-from hub.registry import api
+from hub.registry import api, cards_api
 
 R = "repos/<str:namespace>/<str:name>"
 urlpatterns = [
     path("repos", api.RepoListCreateApi.as_view()),
     path(R, api.RepoDetailApi.as_view()),
     path(f"{R}/stats", api.RepoStatsApi.as_view()),
+    path(f"{R}/card", cards_api.CardApi.as_view()),
     path(f"{R}/branches", api.BranchListCreateApi.as_view()),
     path(f"{R}/branches/<path:branch>", api.BranchDetailApi.as_view()),
     path(f"{R}/tags", api.TagListCreateApi.as_view()),
@@ -22,4 +23,5 @@ urlpatterns = [
     path(f"{R}/diff", api.DiffApi.as_view()),
     path(f"{R}/merge", api.MergeApi.as_view()),
     path("admin/gc", api.GcApi.as_view()),
+    path("models/search", cards_api.ModelSearchApi.as_view()),
 ]

@@ -26,7 +26,11 @@ ignores a nested sort. Elasticsearch needs both bounds of a range on a flattened
 open ranges use the encodings of -inf and +inf.
 
 Commits follow the same pattern: ``config`` / ``config_num`` / ``config_pairs`` like params,
-``eval`` (``"<suite>.<metric>"``) like summary.
+``eval`` (``"<suite>.<metric>"``) like summary. A commit document also carries its model
+(layout 3): the repo's name, namespace, visibility and description, ``default_head``, the
+model card's fields as ``card_<name>`` keywords and its text, and ``metrics`` --
+``"<metric key>.<stat>"`` -> a list of encoded numbers, one per run that produced a commit of
+the repo (a range matches when any run's value is in it).
 
 :data:`LAYOUT_VERSION` is stored in each index's mapping ``_meta``; change it whenever the
 layout changes, so that ``manage.py search_init`` (run at every ``hub serve`` start) sees
@@ -44,7 +48,7 @@ from typing import Any
 Scalar = str | int | float | bool
 
 #: Bump when the document layout or the mappings change (see the module docstring).
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 
 PARAMS = "params"
 PARAMS_NUM = "params_num"
@@ -53,6 +57,18 @@ SUMMARY = "summary"
 #: Separates a key from its value in ``param_pairs``; refused in keys (control character).
 PAIR_SEPARATOR = "\x1f"
 SUMMARY_STATS = ("last", "min", "max", "last_step")
+#: Model card fields a commit document holds as keywords, each as ``card_<name>``
+#: (hub/registry/cards.py normalises them from the README's front matter).
+CARD_KEYWORD_FIELDS = (
+    "license",
+    "tags",
+    "base_model",
+    "datasets",
+    "metrics",
+    "language",
+    "pipeline_tag",
+    "library_name",
+)
 
 #: Run fields a user may filter on exactly (keyword-mapped).
 RUN_KEYWORD_FIELDS = frozenset(

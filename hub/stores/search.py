@@ -57,11 +57,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hub.stores._search_layout import (
+    CARD_KEYWORD_FIELDS,
     LAYOUT_VERSION,
     PARAM_PAIRS,
     PARAMS,
     PARAMS_NUM,
     SUMMARY,
+    SUMMARY_STATS,
     decode_number,
     decode_numbers,
     encode_number,
@@ -152,6 +154,18 @@ COMMIT_MAPPINGS: dict[str, Any] = {
         "config_num": _FLATTENED,
         "config_pairs": _PAIRS,
         "eval": _FLATTENED,  # "<suite>.<metric>" -> encode_number(value)
+        # The model the commit belongs to (hub.registry.cards.search_fields): model search
+        # asks for the heads of default branches that the caller may read.
+        "namespace": _KEYWORD,
+        "repo_name": {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 512}}},
+        "private": {"type": "boolean"},
+        "default_head": {"type": "boolean"},
+        "description": {"type": "text"},
+        "card": _KEYWORD,  # readme | invalid | none
+        "card_text": {"type": "text"},
+        **{f"card_{name}": _KEYWORD for name in CARD_KEYWORD_FIELDS},
+        # "<metric key>.<stat>" -> encode_number(value), one value per producing run
+        "metrics": _FLATTENED,
     },
 }
 
@@ -195,8 +209,14 @@ def commit_document(doc: Mapping[str, Any]) -> dict[str, Any]:
     ``{suite: {metric: value}}``)."""
     if not doc.get("id"):
         raise SearchError("a commit document needs an id")
-    out = {k: v for k, v in doc.items() if k not in ("config", "eval")}
+    out = {k: v for k, v in doc.items() if k not in ("config", "eval", "metrics")}
     out["id"] = str(doc["id"])
+    out["metrics"] = {
+        f"{key}.{stat}": [encode_number(s[stat]) for s in runs if is_number(s.get(stat))]
+        for key, runs in (doc.get("metrics") or {}).items()
+        for stat in SUMMARY_STATS
+        if any(is_number(s.get(stat)) for s in runs)
+    }
     out["config"], out["config_num"], out["config_pairs"] = split_params(
         flatten_params(doc.get("config") or {})
     )
@@ -212,9 +232,15 @@ def commit_document(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 def _commit_source(source: Mapping[str, Any]) -> dict[str, Any]:
     """Indexed commit -> what callers see: numbers decoded, the pairs left out."""
-    out = {k: v for k, v in source.items() if k not in ("config_num", "config_pairs", "eval")}
+    drop = ("config_num", "config_pairs", "eval", "metrics")
+    out = {k: v for k, v in source.items() if k not in drop}
     out["config_num"] = {k: decode_numbers(v) for k, v in (source.get("config_num") or {}).items()}
     out["eval"] = {k: decode_number(v) for k, v in (source.get("eval") or {}).items()}
+    metrics: dict[str, dict[str, Any]] = {}
+    for path, value in (source.get("metrics") or {}).items():
+        key, _, stat = path.rpartition(".")
+        metrics.setdefault(key, {})[stat] = decode_numbers(value)
+    out["metrics"] = metrics
     return out
 
 
@@ -715,6 +741,56 @@ class SearchIndex:
             ],
             total=int(total["value"]),
             total_relation=total.get("relation", "eq"),
+            took_ms=int(response.get("took", 0)),
+            elapsed_ms=elapsed_ms,
+        )
+
+    def search_models(
+        self,
+        query: Mapping[str, Any],
+        *,
+        page_size: int = 20,
+        offset: int = 0,
+        facets: Mapping[str, str] | None = None,
+        facet_size: int = 20,
+    ) -> SearchResult:
+        """Commit documents that stand for models (``query`` selects them: the model search
+        filters on ``default_head``), best score first, then by repo. ``facets`` maps a
+        facet name to a keyword field (``{"tags": "card_tags"}``), counted over all matches."""
+        kwargs: dict[str, Any] = {
+            "index": self.commits_index,
+            "query": dict(query),
+            "sort": [{"_score": {"order": "desc"}}, {"repo": {"order": "asc"}}, {"id": "asc"}],
+            "size": page_size,
+            "from_": offset,
+            "track_total_hits": True,
+        }
+        if facets:
+            kwargs["aggs"] = {
+                name: {"terms": {"field": target, "size": facet_size}}
+                for name, target in facets.items()
+            }
+        started = time.perf_counter()
+        response = self._call(self._es.search, **kwargs)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        total = response["hits"]["total"]
+        aggregations = response.get("aggregations") or {}
+        return SearchResult(
+            hits=[
+                SearchHit(
+                    h["_id"], h.get("_score"), h.get("sort"), _commit_source(h.get("_source") or {})
+                )
+                for h in response["hits"]["hits"]
+            ],
+            total=int(total["value"]),
+            total_relation=total.get("relation", "eq"),
+            facets={
+                name: [
+                    {"value": b["key"], "count": b["doc_count"]}
+                    for b in aggregations.get(name, {}).get("buckets", [])
+                ]
+                for name in (facets or {})
+            },
             took_ms=int(response.get("took", 0)),
             elapsed_ms=elapsed_ms,
         )

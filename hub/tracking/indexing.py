@@ -134,6 +134,7 @@ def run_doc(run) -> dict:
 
 
 def commit_doc(commit) -> dict:
+    from hub.registry.cards import search_fields
     from hub.registry.models import FileObject, Ref
 
     refs = list(
@@ -168,6 +169,8 @@ def commit_doc(commit) -> dict:
         "eval": commit.metadata.get("eval")
         if isinstance(commit.metadata.get("eval"), dict)
         else {},
+        # The model: repo, visibility, card fields and text, producing runs' metrics.
+        **search_fields(commit=commit),
     }
 
 

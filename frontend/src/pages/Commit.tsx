@@ -2,6 +2,7 @@
  * files with downloads and each safetensors file's tensor table. */
 import { Link, useParams, useSearchParams } from "react-router";
 import { fileDownloadUrl, useCommit, useFileInfo, useRepo } from "../api/hooks";
+import { ModelCard } from "../components/ModelCard";
 import type { TreeFile } from "../api/types";
 import { Empty, ErrorMessage, Loading, QueryView } from "../components/States";
 import { TensorTable } from "../components/TensorTable";
@@ -123,6 +124,9 @@ export default function CommitPage() {
                 <h3>Metadata</h3>
                 <Meta data={otherMeta} />
               </section>
+            </div>
+            <div style={{ marginBottom: 12 }}>
+              <ModelCard ns={ns} name={name} refName={c.sha} />
             </div>
             <section className="panel flush" aria-labelledby="files-h">
               <h2 id="files-h" style={{ padding: "8px 10px", margin: 0 }}>Files ({c.files.length})</h2>

@@ -7,6 +7,7 @@ import { fileDownloadUrl, useGraphCommits, useRepo, useRepoStats } from "../api/
 import type { RepoDetail, TreeFile } from "../api/types";
 import { CommitGraph } from "../components/CommitGraph";
 import { MergeDialog } from "../components/MergeDialog";
+import { ModelCard } from "../components/ModelCard";
 import { Empty, ErrorMessage, Loading, QueryView } from "../components/States";
 import { repoStatsParts } from "../lib/dedupe";
 import { fmtAgo, fmtBytes, shortSha } from "../lib/format";
@@ -156,6 +157,7 @@ export default function RepoPage() {
         const setRef = (ref: string) => setParams(ref === r.default_branch ? {} : { ref }, { replace: true });
         const otherBranch = r.refs.find((x) => x.kind === "branch" && x.name !== r.default_branch)?.name ?? r.default_branch;
         const base = `/models/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`;
+        const branchRef = r.refs.find((x) => x.kind === "branch" && x.name === current);
         return (
           <>
             <div className="page-head">
@@ -168,6 +170,9 @@ export default function RepoPage() {
               <Link className="button" to={`${base}/diff?a=${encodeURIComponent(r.default_branch)}&b=${encodeURIComponent(otherBranch)}`}>Compare refs</Link>
               <button type="button" onClick={() => setMergeSource(otherBranch)} disabled={r.refs.filter((x) => x.kind === "branch").length < 2}>Merge…</button>
               <a className="button" href={`/api/v1${repoPath(ns, name)}/archive${qs({ ref: current })}`} download>Download {current} (.tar)</a>
+            </div>
+            <div style={{ marginBottom: 12 }}>
+              <ModelCard ns={ns} name={name} refName={current} branch={branchRef?.name} head={branchRef?.commit} />
             </div>
             <div className="side-layout" style={{ gridTemplateColumns: "minmax(0, 470px) minmax(0, 1fr)" }}>
               <div className="stack">

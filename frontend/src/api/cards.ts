@@ -1,0 +1,95 @@
+/** Model cards and model search (GET /repos/{ns}/{name}/card, GET /models/search). */
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { get, post, qs, repoPath } from "./client";
+
+export interface ModelCard {
+  commit: string;
+  source: "readme" | "generated";
+  path: string;
+  metadata: Record<string, unknown>;
+  fields: Partial<Record<"tags" | "base_model" | "datasets" | "metrics" | "language", string[]>> &
+    Partial<Record<"license" | "pipeline_tag" | "library_name", string>>;
+  metadata_error: string | null;
+  warnings: string[];
+  truncated: boolean;
+  /** Rendered and sanitised by the hub (markdown-it-py + nh3): safe to insert as HTML. */
+  html: string;
+  /** The generated README.md (source "generated" only). */
+  markdown: string | null;
+}
+
+export interface ModelHit {
+  id: string;
+  namespace: string;
+  name: string;
+  private: boolean;
+  description: string;
+  default_branch: string;
+  commit: string;
+  message: string;
+  updated_at: string;
+  card: "readme" | "invalid" | "generated";
+  license: string | null;
+  tags: string[];
+  base_model: string[];
+  datasets: string[];
+  pipeline_tag: string | null;
+  metrics: Record<string, Record<string, number[]>>;
+  score: number | null;
+}
+
+export interface FacetCount {
+  value: string;
+  count: number;
+}
+
+export interface ModelSearchPage {
+  results: ModelHit[];
+  total: number;
+  facets: { tags: FacetCount[]; license: FacetCount[]; base_model: FacetCount[] };
+  took_ms: number;
+}
+
+export interface ModelFilters {
+  q: string;
+  tag: string[];
+  license: string[];
+  base_model: string[];
+}
+
+export function useModelCard(ns: string, name: string, ref: string) {
+  return useQuery({
+    queryKey: ["card", ns, name, ref],
+    queryFn: ({ signal }) => get<ModelCard>(`${repoPath(ns, name)}/card${qs({ ref })}`, signal),
+  });
+}
+
+export function modelSearchPath(f: ModelFilters, pageSize = 50): string {
+  const parts = [qs({ q: f.q, page_size: pageSize }).replace(/^\?/, "")];
+  for (const key of ["tag", "license", "base_model"] as const) {
+    for (const v of f[key]) parts.push(`${key}=${encodeURIComponent(v)}`);
+  }
+  return `/models/search?${parts.filter(Boolean).join("&")}`;
+}
+
+export function useModelSearch(f: ModelFilters) {
+  return useQuery({
+    queryKey: ["models", "search", f],
+    queryFn: ({ signal }) => get<ModelSearchPage>(modelSearchPath(f), signal),
+    placeholderData: (prev) => prev,
+  });
+}
+
+/** The "add this card" action: commits the generated card as README.md on a branch. */
+export function useAddCard(ns: string, name: string) {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: (body: { branch: string; expected_head: string }) =>
+      post<{ commit: string; branch: string }>(`${repoPath(ns, name)}/card`, body),
+    onSuccess: () => {
+      void client.invalidateQueries({ queryKey: ["card", ns, name] });
+      void client.invalidateQueries({ queryKey: ["repo", ns, name] });
+      void client.invalidateQueries({ queryKey: ["tree", ns, name] });
+    },
+  });
+}
