@@ -87,11 +87,19 @@ def hub(live_server, make_user, blob_dir, tmp_path, monkeypatch):
 
 @pytest.fixture
 def sent(monkeypatch):
-    """Every request the Hugging Face client sends: (method, path, Range header)."""
-    seen: list[tuple[str, str, str | None]] = []
+    """Every request the Hugging Face client sends: (method, path, Range, host:port, auth)."""
+    seen: list[tuple[str, str, str | None, str, str | None]] = []
 
     def record(req):
-        seen.append((req.method, req.url.path, req.headers.get("range")))
+        seen.append(
+            (
+                req.method,
+                req.url.path,
+                req.headers.get("range"),
+                f"{req.url.host}:{req.url.port}",
+                req.headers.get("authorization"),
+            )
+        )
 
     def factory():
         return httpx2.Client(
@@ -166,7 +174,7 @@ def test_a_second_download_is_served_from_the_cache(hub, sent):
     sent.clear()
     again = _download(hub, "model.safetensors", "main")
     # a branch is re-checked with one HEAD (it may have moved); the bytes are not fetched again
-    assert [m for m, path, _ in sent] == ["HEAD"]
+    assert [s[0] for s in sent] == ["HEAD"]
     assert Path(again).read_bytes() == hub["files"]["main"]["model.safetensors"]
     sent.clear()
     by_commit = _download(hub, "model.safetensors", hub["sha"]["main"])
@@ -180,6 +188,29 @@ def test_a_second_download_is_served_from_the_cache(hub, sent):
     )
     assert not [s for s in sent if s[0] == "GET" and "/resolve/" in s[1]]
     assert Path(snap).name == hub["sha"]["main"]
+
+
+def test_a_file_the_store_presigns_is_fetched_from_it_without_the_token(
+    live_server, make_user, s3_blob_store, settings, sent, tmp_path
+):
+    _, alice = make_user("alice")
+    data = os.urandom(300_000)  # one chunk: one object the store can presign
+    with Client(url=live_server.url, token=alice, retries=0) as sdk:
+        sdk.create_repo(REPO)
+        sdk.push(_write(tmp_path / "w", {"w.bin": data}), repo=REPO, message="w")
+        assert len(sdk.file_info(REPO, "w.bin")["chunks"]) == 1
+    settings.HUB_S3_PRESIGN_MIN_BYTES = 100_000
+    path = hf.hf_hub_download(
+        REPO, "w.bin", endpoint=live_server.url, token=alice, cache_dir=tmp_path / "c"
+    )
+    assert Path(path).read_bytes() == data
+    hub_host = f"{httpx.URL(live_server.url).host}:{httpx.URL(live_server.url).port}"
+    store = httpx.URL(settings.HUB_S3_ENDPOINT_URL)
+    assert [(s[0], s[3] == hub_host, s[4]) for s in sent] == [
+        ("HEAD", True, f"Bearer {alice}"),  # 302 to the store, with the cache headers
+        ("GET", False, None),  # straight from the store, no hub token sent along
+    ]
+    assert sent[1][3] == f"{store.host}:{store.port}"
 
 
 class _CuttingProxy(ThreadingHTTPServer):
