@@ -1,0 +1,376 @@
+"""The unmodified ``mlflow`` client (mlflow-skinny, pinned in the test extra) against a live hub.
+
+A script that imports only ``mlflow`` runs in a subprocess whose environment holds nothing but
+``MLFLOW_*`` variables (the hub's URL and a hub token); the test then reads what it logged
+through the hub's own API: one data set, whichever API wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import httpx
+import pytest
+
+from tests.fixtures_services import unique_name
+
+pytestmark = [pytest.mark.integration, pytest.mark.pg, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def hub(make_user, blob_dir, settings, live_server, chdb_path, monkeypatch):
+    """(hub URL, alice's token); the tracker on a fresh chdb database, search off (the MLflow
+    API searches the database)."""
+    import hub.tracking.selectors as sel
+    import hub.tracking.services as svc
+    from hub.stores.metrics import ChdbMetricsStore
+
+    store = ChdbMetricsStore(chdb_path, database=unique_name())
+    store.ensure_schema()
+    monkeypatch.setattr(svc, "get_metrics_store", lambda: store)
+    monkeypatch.setattr(sel, "get_metrics_store", lambda: store)
+    settings.HUB_ELASTICSEARCH_URL = ""
+    _, token = make_user("alice")
+    yield live_server.url, token
+    store.drop_database()
+    store.close()
+
+
+def run_mlflow(url: str, token: str | None, script: str, tmp_path) -> dict:
+    """Run ``script`` with only MLflow's variables set; it prints one JSON line last."""
+    path = tmp_path / "mlflow_script.py"
+    path.write_text(textwrap.dedent(script))
+    env = {"MLFLOW_TRACKING_URI": url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    if token:
+        env["MLFLOW_TRACKING_TOKEN"] = token
+    r = subprocess.run(
+        [sys.executable, str(path)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+SCRIPT = """
+import json, os, pathlib, tempfile
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
+from mlflow.exceptions import MlflowException
+
+out = {}
+mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+work = pathlib.Path(tempfile.mkdtemp())
+
+# --- the fluent API --------------------------------------------------------------------------
+exp = mlflow.set_experiment("MoE sweep #1")
+out["experiment_id"] = exp.experiment_id
+with mlflow.start_run(run_name="baseline") as run:
+    mlflow.log_param("lr", "0.1")
+    mlflow.log_params({"top_k": 2, "optimizer": "adamw"})
+    mlflow.log_metric("loss", 2.5, step=0)
+    mlflow.log_metric("loss", 1.5, step=1)
+    mlflow.log_metrics({"acc": 0.75, "loss": 1.0}, step=2)
+    mlflow.set_tag("stage", "baseline")
+    (work / "notes.txt").write_text("routing looks balanced")
+    (work / "curve.csv").write_text("step,loss\\n0,2.5\\n")
+    mlflow.log_artifact(str(work / "notes.txt"))
+    mlflow.log_artifact(str(work / "curve.csv"), artifact_path="plots")
+out["baseline"] = run.info.run_id
+
+# a plain training loop
+with mlflow.start_run(run_name="loop") as run:
+    mlflow.log_params({"lr": "0.01", "top_k": 4})
+    for step in range(40):
+        mlflow.log_metrics({"train/loss": 3.0 / (step + 1), "loss": 2.0 - step / 40}, step=step)
+    mlflow.set_tag("stage", "sweep")
+out["loop"] = run.info.run_id
+
+# Default experiment ("0") without set_experiment
+mlflow.set_experiment(experiment_id="0")
+with mlflow.start_run() as run:
+    mlflow.log_metric("x", 1.0)
+out["default_run"] = run.info.run_id
+out["default_run_experiment"] = run.info.experiment_id
+
+# --- MlflowClient ----------------------------------------------------------------------------
+c = MlflowClient()
+eid = c.create_experiment("client-exp", tags={"team": "moe"})
+out["client_exp"] = eid
+out["found_experiments"] = [
+    e.name for e in c.search_experiments(filter_string="name = 'client-exp'")
+]
+out["all_experiments"] = sorted(e.name for e in c.search_experiments())
+try:
+    c.create_experiment("client-exp")
+except MlflowException as e:
+    out["duplicate_experiment"] = e.error_code
+r = c.create_run(eid, run_name="client-run", tags={"k": "v"})
+c.log_batch(
+    r.info.run_id,
+    metrics=[mlflow.entities.Metric("m", float(i), 1_700_000_000_000 + i, i) for i in range(5)],
+    params=[mlflow.entities.Param("p", "1")],
+    tags=[mlflow.entities.RunTag("t", "x")],
+)
+c.set_terminated(r.info.run_id, status="FAILED")
+got = c.get_run(r.info.run_id)
+out["client_run"] = {
+    "status": got.info.status,
+    "metrics": got.data.metrics,
+    "params": got.data.params,
+    "tags": {k: v for k, v in got.data.tags.items() if not k.startswith("mlflow.source")},
+    "name": got.info.run_name,
+}
+
+runs = c.search_runs(
+    [out["experiment_id"]],
+    filter_string="metrics.loss < 1.2 and params.lr = '0.1'",
+    order_by=["metrics.loss ASC"],
+)
+out["search_filter"] = [x.info.run_id for x in runs]
+runs = c.search_runs([out["experiment_id"]], order_by=["metrics.loss DESC"])
+out["search_order"] = [(x.info.run_name, x.data.metrics["loss"]) for x in runs]
+runs = c.search_runs(
+    [out["experiment_id"]], filter_string="tags.stage = 'sweep' and attributes.status = 'FINISHED'"
+)
+out["search_tag"] = [x.info.run_name for x in runs]
+runs = c.search_runs([out["experiment_id"]], filter_string="run_name LIKE 'base%'")
+out["search_like"] = [x.info.run_name for x in runs]
+runs = c.search_runs([out["experiment_id"]], max_results=1, order_by=["start_time ASC"])
+out["page"] = [x.info.run_name for x in runs]
+
+hist = c.get_metric_history(out["baseline"], "loss")
+out["history"] = [(m.step, m.value) for m in hist]
+out["history_long"] = len(c.get_metric_history(out["loop"], "train/loss"))
+
+c.delete_run(out["loop"])
+out["after_delete"] = sorted(x.info.run_name for x in c.search_runs([out["experiment_id"]]))
+out["deleted_only"] = [
+    x.info.run_name
+    for x in c.search_runs([out["experiment_id"]], run_view_type=ViewType.DELETED_ONLY)
+]
+c.restore_run(out["loop"])
+out["after_restore"] = sorted(x.info.run_name for x in c.search_runs([out["experiment_id"]]))
+
+dest = pathlib.Path(mlflow.artifacts.download_artifacts(run_id=out["baseline"], dst_path=str(work / "dl")))
+out["downloaded"] = sorted(
+    str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()
+)
+out["downloaded_notes"] = (dest / "notes.txt").read_text()
+out["listed"] = sorted(f.path for f in c.list_artifacts(out["baseline"]))
+
+# --- bad input -------------------------------------------------------------------------------
+for name, call in [
+    ("unknown_run", lambda: c.get_run("0" * 32)),
+    ("bad_filter", lambda: c.search_runs([out["experiment_id"]], filter_string="metrics.loss >> 1")),
+    ("or_filter", lambda: c.search_runs([out["experiment_id"]], filter_string="metrics.a < 1 OR metrics.b < 1")),
+    ("param_overwrite", lambda: c.log_param(out["baseline"], "lr", "0.5")),
+    ("unknown_experiment", lambda: c.get_experiment("99999999")),
+]:
+    try:
+        call()
+        out[name] = None
+    except MlflowException as e:
+        out[name] = [e.error_code, e.get_http_status_code()]
+del os.environ["MLFLOW_TRACKING_TOKEN"]
+try:
+    MlflowClient().get_experiment("0")
+    out["no_token"] = None
+except MlflowException as e:
+    out["no_token"] = [e.error_code, e.get_http_status_code()]
+print(json.dumps(out))
+"""
+
+
+def test_mlflow_client_logs_an_ordinary_hub_run(hub, tmp_path):
+    from hub.compat.mlflow.models import Artifact
+    from hub.registry.selectors import file_iter
+    from tests.conftest import client_for
+
+    url, token = hub
+    out = run_mlflow(url, token, SCRIPT, tmp_path)
+    api = client_for(token)
+
+    # the experiment is a hub project, the runs are hub runs with their params and metrics
+    baseline = api.get(f"/api/v1/runs/{out['baseline']}").json()
+    assert baseline["project"] == "alice/moe-sweep-1"
+    assert baseline["name"] == "baseline" and baseline["status"] == "finished"
+    assert baseline["params"] == {"lr": "0.1", "top_k": "2", "optimizer": "adamw"}
+    assert baseline["summary"]["loss"]["last"] == 1.0 and baseline["summary"]["loss"]["count"] == 3
+    assert baseline["summary"]["acc"]["last"] == 0.75
+    assert "stage=baseline" in baseline["tags"]
+    listing = api.get("/api/v1/projects/alice/moe-sweep-1/runs").json()
+    assert {r["id"] for r in listing["results"]} == {out["baseline"], out["loop"]}
+    series = api.get(f"/api/v1/runs/{out['loop']}/metrics/export?keys=train/loss")
+    rows = b"".join(series.streaming_content).decode().splitlines()[1:]
+    assert len(rows) == 40 and rows[0].startswith("train/loss,0,")
+    assert out["history_long"] == 40
+    report = api.get(f"/api/v1/runs/compare?runs={out['baseline']},{out['loop']}")
+    assert report.status_code == 200, report.content
+
+    # artifacts: registry files of the run, with the bytes the client sent
+    arts = {a.path: a for a in Artifact.objects.filter(run_id=out["baseline"])}
+    assert set(arts) == {"notes.txt", "plots/curve.csv"}
+    assert b"".join(file_iter(file=arts["notes.txt"].file)) == b"routing looks balanced"
+    assert out["downloaded"] == ["notes.txt", "plots/curve.csv"]
+    assert out["downloaded_notes"] == "routing looks balanced"
+    assert out["listed"] == ["notes.txt", "plots"]
+
+    # experiment "0" is alice's default project
+    default_run = api.get(f"/api/v1/runs/{out['default_run']}").json()
+    assert default_run["project"] == "alice/default"
+    assert "Default" in out["all_experiments"] and "MoE sweep #1" in out["all_experiments"]
+
+    # MlflowClient: experiments, runs, batches, search, history, delete/restore
+    assert out["found_experiments"] == ["client-exp"]
+    assert out["duplicate_experiment"] == "RESOURCE_ALREADY_EXISTS"
+    cr = out["client_run"]
+    assert cr["status"] == "FAILED" and cr["name"] == "client-run"
+    assert cr["metrics"] == {"m": 4.0} and cr["params"] == {"p": "1"}
+    assert cr["tags"]["k"] == "v" and cr["tags"]["t"] == "x"
+    assert cr["tags"]["mlflow.runName"] == "client-run"
+    assert out["search_filter"] == [out["baseline"]]
+    assert out["search_order"] == [["loop", 1.025], ["baseline", 1.0]]
+    assert out["search_tag"] == ["loop"]
+    assert out["search_like"] == ["baseline"]
+    assert out["page"] == ["baseline"]
+    assert out["history"] == [[0, 2.5], [1, 1.5], [2, 1.0]]
+    assert out["after_delete"] == ["baseline"] and out["deleted_only"] == ["loop"]
+    assert out["after_restore"] == ["baseline", "loop"]
+
+    # bad input: MLflow's codes and statuses, never a 5xx
+    assert out["unknown_run"] == ["RESOURCE_DOES_NOT_EXIST", 404]
+    assert out["bad_filter"] == ["INVALID_PARAMETER_VALUE", 400]
+    assert out["or_filter"] == ["INVALID_PARAMETER_VALUE", 400]
+    assert out["param_overwrite"] == ["INVALID_PARAMETER_VALUE", 400]
+    assert out["unknown_experiment"] == ["RESOURCE_DOES_NOT_EXIST", 404]
+    assert out["no_token"] == ["UNAUTHENTICATED", 401]
+
+
+def _post(url, token, endpoint, body):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.post(f"{url}/api/2.0/mlflow/{endpoint}", json=body, headers=headers)
+
+
+def test_private_projects_are_hidden_and_writes_need_the_role(hub, make_user):
+    """The MLflow API asks the hub's permission questions: bob's private project does not
+    exist for alice, his public one she may read but not write, and a read-only token
+    writes nothing."""
+    from tests.conftest import client_for
+
+    url, alice = hub
+    _, bob = make_user("bob")
+    bob_api = client_for(bob)
+    secret = bob_api.post("/api/v1/projects", {"name": "secret", "private": True}, format="json")
+    open_ = bob_api.post("/api/v1/projects", {"name": "open"}, format="json")
+    secret_id, open_id = str(secret.json()["id"]), str(open_.json()["id"])
+    from hub.tracking.models import Project
+
+    secret_id = str(Project.objects.get(name="secret").pk)
+    open_id = str(Project.objects.get(name="open").pk)
+    run = _post(url, bob, "runs/create", {"experiment_id": secret_id}).json()["run"]
+
+    def get(endpoint, token, **params):
+        return httpx.get(
+            f"{url}/api/2.0/mlflow/{endpoint}",
+            params=params,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    for r in (
+        get("experiments/get", alice, experiment_id=secret_id),
+        get("experiments/get-by-name", alice, experiment_name="bob/secret"),
+        get("runs/get", alice, run_id=run["info"]["run_id"]),
+        _post(
+            url,
+            alice,
+            "runs/log-metric",
+            {"run_id": run["info"]["run_id"], "key": "x", "value": 1, "timestamp": 0, "step": 0},
+        ),
+    ):
+        assert r.status_code == 404 and r.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST", r.text
+    assert (
+        get("experiments/get", alice, experiment_id=open_id).json()["experiment"]["name"]
+        == "bob/open"
+    )
+    denied = _post(url, alice, "runs/create", {"experiment_id": open_id})
+    assert denied.status_code == 403 and denied.json()["error_code"] == "PERMISSION_DENIED"
+    from hub.accounts import services as accounts
+    from hub.accounts.models import User
+
+    _, read_only = accounts.token_create(
+        user=User.objects.get(username="bob"), name="ro", scope="read"
+    )
+    ro = _post(url, read_only, "runs/create", {"experiment_id": open_id})
+    assert ro.status_code == 403 and ro.json()["error_code"] == "PERMISSION_DENIED"
+    found = _post(url, alice, "runs/search", {"experiment_ids": [open_id, secret_id]})
+    assert found.status_code == 404
+    nobody = _post(url, None, "runs/search", {"experiment_ids": [open_id]})
+    assert nobody.status_code == 401 and nobody.json()["error_code"] == "UNAUTHENTICATED"
+    bad = httpx.post(
+        f"{url}/api/2.0/mlflow/runs/search",
+        content=b"{not json",
+        headers={"Authorization": f"Bearer {alice}", "Content-Type": "application/json"},
+    )
+    assert bad.status_code == 400 and bad.json()["error_code"] == "BAD_REQUEST"
+    unknown = get("no/such/endpoint", alice)
+    assert unknown.status_code == 404 and unknown.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+    schema = client_for(alice).get("/api/schema?format=json").json()
+    assert not [p for p in schema["paths"] if "mlflow" in p]
+
+
+def test_log_batch_limits_and_nan_values(hub):
+    """MLflow's batch limits are enforced (nothing written on refusal); NaN and infinite
+    values, which the hub's metrics store does not keep, are dropped and counted on the run
+    instead of failing the training loop."""
+    from hub.compat.mlflow.models import RunState
+    from hub.tracking.models import Run
+
+    url, alice = hub
+    run_id = _post(url, alice, "runs/create", {"experiment_id": "0"}).json()["run"]["info"][
+        "run_id"
+    ]
+    too_many = [{"key": f"p{i}", "value": "1"} for i in range(101)]
+    r = _post(url, alice, "runs/log-batch", {"run_id": run_id, "params": too_many})
+    assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert Run.objects.get(pk=run_id).params == {}
+    points = [
+        {"key": "loss", "value": v, "timestamp": 1_700_000_000_000, "step": i}
+        for i, v in enumerate([1.5, "NaN", "Infinity", 0.5])
+    ]
+    ok = _post(url, alice, "runs/log-batch", {"run_id": run_id, "metrics": points})
+    assert ok.status_code == 200, ok.text
+    assert Run.objects.get(pk=run_id).summary["loss"]["last"] == 0.5
+    assert RunState.objects.get(run_id=run_id).dropped_non_finite == {"loss": 2}
+    bad_key = _post(
+        url,
+        alice,
+        "runs/log-metric",
+        {"run_id": run_id, "key": "../x", "value": 1, "timestamp": 0, "step": 0},
+    )
+    assert bad_key.status_code == 400 and bad_key.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_registry_gc_keeps_the_files_mlflow_clients_logged(hub):
+    """An MLflow artifact is a registry file no commit references: GC must count it live."""
+    from hub.registry.gc import gc
+
+    url, alice = hub
+    info = _post(url, alice, "runs/create", {"experiment_id": "0"}).json()["run"]["info"]
+    where = f"{url}/api/2.0/mlflow-artifacts/artifacts/{info['experiment_id']}/{info['run_id']}"
+    auth = {"Authorization": f"Bearer {alice}"}
+    body = b"expert load table\n" * 1000
+    assert httpx.put(f"{where}/artifacts/load.txt", content=body, headers=auth).status_code == 200
+    gc(dry_run=False, grace_seconds=0)
+    again = httpx.get(f"{where}/artifacts/load.txt", headers=auth)
+    assert again.status_code == 200 and again.content == body
+    escape = httpx.put(f"{where}/artifacts/a/%2E%2E/%2E%2E/x", content=b"x", headers=auth)
+    assert escape.status_code in (400, 404) and "error_code" in escape.json()
