@@ -123,6 +123,7 @@ INSTALLED_APPS = [
     "hub.tracking",
     "hub.jobs",
     "hub.provenance",
+    "hub.compat.mlflow",  # the MLflow tracking API (/api/2.0/mlflow/...)
     "hub.inference",
 ]
 
@@ -247,6 +248,8 @@ HUB_MAX_PARAMS_DEPTH = _env_int("HUB_MAX_PARAMS_DEPTH", 20)
 HUB_MAX_METRIC_DIRECTIONS = _env_int("HUB_MAX_METRIC_DIRECTIONS", 200)
 HUB_MAX_REQUEST_BYTES = _env_int("HUB_MAX_REQUEST_BYTES", 16 * 1024 * 1024)
 HUB_MAX_METRICS_REQUEST_BYTES = _env_int("HUB_MAX_METRICS_REQUEST_BYTES", 64 * 1024 * 1024)
+# The MLflow tracking API (hub/compat/mlflow): one artifact file an MLflow client uploads.
+HUB_MLFLOW_MAX_ARTIFACT_BYTES = _env_int("HUB_MLFLOW_MAX_ARTIFACT_BYTES", 1024 * 1024 * 1024)
 # The Hugging Face upload API (hub/compat/hf): a file sent inline (base64) in a commit, and a
 # whole commit body. Bigger files go through `hub push`.
 HUB_HF_MAX_INLINE_FILE_BYTES = _env_int("HUB_HF_MAX_INLINE_FILE_BYTES", 64 * 1024 * 1024)

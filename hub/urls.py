@@ -19,6 +19,8 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    # The MLflow tracking API (/api/2.0/mlflow/…, /ajax-api/…, artifacts): before the catch-all.
+    path("", include("hub.compat.mlflow.urls")),
     # The Hugging Face Hub API (/api/models/…, /{ns}/{name}/resolve/…): before the catch-all.
     path("", include("hub.compat.hf.urls")),
     re_path(r"^(?!api/|static/).*$", web.dashboard),
