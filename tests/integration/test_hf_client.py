@@ -503,6 +503,37 @@ def test_writes_need_the_write_role_a_write_token_a_branch_and_a_valid_path(hub)
     assert hub["api"].model_info(REPO).sha == hub["sha"]["main"]
 
 
+def test_create_repo_branch_and_tag_and_whoami_through_the_client(hub, tmp_path):
+    api = hub["api"]
+    me = api.whoami()
+    assert me["name"] == "alice" and me["auth"]["accessToken"]["role"] == "write"
+    url = api.create_repo("alice/fresh", private=True)
+    assert url.repo_id == "alice/fresh"
+    api.create_repo("alice/fresh", exist_ok=True)  # 409, accepted
+    with pytest.raises(hf_errors.HfHubHTTPError) as e:
+        api.create_repo("alice/fresh")
+    assert e.value.response.status_code == 409
+    with Client(url=hub["url"], token=hub["alice"], retries=0) as sdk:
+        info = sdk.repo_info("alice/fresh")
+        assert info["private"] is True
+    with pytest.raises(hf_errors.HfHubHTTPError) as e:  # bob may not create in alice's namespace
+        hf.HfApi(endpoint=hub["url"], token=hub["bob"]).create_repo("alice/bobs")
+    assert e.value.response.status_code == 403
+    api.create_branch(REPO, branch="exp", revision="dev")
+    api.create_branch(REPO, branch="exp", exist_ok=True)
+    api.create_tag(REPO, tag="v2", revision="dev", tag_message="second")
+    refs = api.list_repo_refs(REPO)
+    assert {r.name: r.target_commit for r in refs.branches}["exp"] == hub["sha"]["dev"]
+    assert {r.name: r.target_commit for r in refs.tags}["v2"] == hub["sha"]["dev"]
+    with pytest.raises(hf_errors.HfHubHTTPError) as e:  # tags never move
+        api.create_tag(REPO, tag="v2", revision="main")
+    assert e.value.response.status_code == 409
+    api.delete_branch(REPO, branch="exp")
+    api.delete_tag(REPO, tag="v2")
+    refs = api.list_repo_refs(REPO)
+    assert "exp" not in {r.name for r in refs.branches} and "v2" not in {r.name for r in refs.tags}
+
+
 def _commit_raw(hub, lines: list[dict] | bytes, branch: str = "main") -> httpx.Response:
     body = (
         lines

@@ -15,11 +15,19 @@ from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from rest_framework.parsers import BaseParser
 from rest_framework.views import APIView
 
+from hub.accounts import selectors as accounts
 from hub.accounts.models import Role
-from hub.common.errors import InvalidInput, NotFound, PayloadTooLarge
+from hub.common.errors import (
+    Conflict,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PayloadTooLarge,
+)
 from hub.common.limits import limit
 from hub.compat.hf import protocol, selectors, services
 from hub.registry import selectors as registry
+from hub.registry import services as registry_services
 
 TREE_PAGE = 1000  # entries per tree page (the Hub's own page size without expand)
 COMMITS_PAGE = 100  # commits per history page
@@ -292,6 +300,100 @@ class CommitApi(HfApi):
                 "commitUrl": f"{base}/{repo.full_name}/commit/{commit.sha}",
                 "commitOid": commit.sha,
                 "pullRequestUrl": None,
+            }
+        )
+
+
+# --- repos, branches, tags, whoami ------------------------------------------------------------
+
+
+class CreateRepoApi(HfApi):
+    """``POST /api/repos/create`` ``{"name", "organization"?, "type"?, "visibility"?|"private"?}``
+    (``create_repo``): a model repo in the caller's namespace or ``organization``, with the
+    hub's own rule (the write role there); 409 when it exists (``exist_ok=True`` accepts it)."""
+
+    def post(self, request):
+        d = request.data if isinstance(request.data, dict) else {}
+        if d.get("type") not in (None, "model"):
+            raise InvalidInput("This hub holds model repos only.", code="model_repos_only")
+        if not request.user.is_authenticated:
+            raise NotAuthenticated("Authentication required: pass 'Authorization: Bearer <token>'.")
+        ns = accounts.namespace_get(name=d.get("organization") or request.user.username)
+        accounts.require_role(request, namespace=ns, role=Role.WRITE)
+        private = d.get("visibility") == "private" or d.get("private") is True
+        name = str(d.get("name") or "")
+        url = f"{request.build_absolute_uri('/').rstrip('/')}/{ns.name}/{name}"
+        try:
+            repo = registry_services.repo_create(
+                namespace=ns, name=name, user=request.user, private=private
+            )
+        except Conflict as e:
+            if e.code != "repo_exists":
+                raise
+            # The client's exist_ok reads the repo's URL from the 409 (the caller may write here).
+            return protocol.error_response(409, e.message, body={"url": url})
+        return JsonResponse({"url": url, "name": repo.full_name})
+
+
+class BranchApi(HfApi):
+    """``POST /api/models/{repo}/branch/{branch}`` ``{"startingPoint"?}`` (``create_branch``,
+    409 when it exists) and ``DELETE`` (``delete_branch``): the write role, as in the hub."""
+
+    def post(self, request, namespace, name, branch):
+        repo = registry.repo_for(request, namespace=namespace, name=name, role=Role.WRITE)
+        start = request.data.get("startingPoint") if isinstance(request.data, dict) else None
+        registry_services.branch_create(repo=repo, name=branch, from_ref=start, user=request.user)
+        return JsonResponse({})
+
+    def delete(self, request, namespace, name, branch):
+        repo = registry.repo_for(request, namespace=namespace, name=name, role=Role.WRITE)
+        registry_services.branch_delete(repo=repo, name=branch)
+        return JsonResponse({})
+
+
+class TagApi(HfApi):
+    """``POST /api/models/{repo}/tag/{revision}`` ``{"tag", "message"?}`` (``create_tag``: the
+    write role; tags never move, so an existing one is 409) and ``DELETE …/tag/{tag}``
+    (``delete_tag``: the admin role, as in the hub)."""
+
+    def post(self, request, namespace, name, ref):
+        repo = registry.repo_for(request, namespace=namespace, name=name, role=Role.WRITE)
+        d = request.data if isinstance(request.data, dict) else {}
+        registry_services.tag_create(
+            repo=repo,
+            name=str(d.get("tag") or ""),
+            ref=ref,
+            user=request.user,
+            message=str(d.get("message") or ""),
+        )
+        return JsonResponse({})
+
+    def delete(self, request, namespace, name, ref):
+        repo = registry.repo_for(request, namespace=namespace, name=name, role=Role.ADMIN)
+        registry_services.tag_delete(repo=repo, name=ref)
+        return JsonResponse({})
+
+
+class WhoamiApi(HfApi):
+    """``GET /api/whoami-v2``: the token's user, its namespaces as ``orgs``, and the token's
+    scope as its role (``read`` or ``write``)."""
+
+    def get(self, request):
+        if not request.user.is_authenticated:
+            raise NotAuthenticated("Authentication required: pass 'Authorization: Bearer <token>'.")
+        scope = accounts.token_scope(request) or "write"
+        return JsonResponse(
+            {
+                "type": "user",
+                "id": str(request.user.pk),
+                "name": request.user.username,
+                "fullname": request.user.get_full_name() or request.user.username,
+                "orgs": [
+                    {"type": "org", "name": ns.name}
+                    for ns in accounts.namespaces_for(user=request.user)
+                    if ns.name != request.user.username
+                ],
+                "auth": {"type": "access_token", "accessToken": {"role": scope}},
             }
         )
 

@@ -69,8 +69,10 @@ def _header_text(message: str) -> str:
     return text[:500]
 
 
-def error_response(status: int, message: str, *, hf_code: str | None = None, headers=None):
-    resp = JsonResponse({"error": message}, status=status)
+def error_response(
+    status: int, message: str, *, hf_code: str | None = None, headers=None, body=None
+):
+    resp = JsonResponse({"error": message, **(body or {})}, status=status)
     if hf_code:
         resp["X-Error-Code"] = hf_code
     resp["X-Error-Message"] = _header_text(message)

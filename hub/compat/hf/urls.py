@@ -9,6 +9,8 @@ from hub.compat.hf import api
 M = "api/models/<str:namespace>/<str:name>"
 urlpatterns = [
     path("api/validate-yaml", api.ValidateYamlApi.as_view()),
+    path("api/repos/create", api.CreateRepoApi.as_view()),
+    path("api/whoami-v2", api.WhoamiApi.as_view()),
     path(M, api.ModelInfoApi.as_view()),
     path(f"{M}/revision/<path:rev>", api.ModelInfoApi.as_view()),
     path(f"{M}/tree/<path:rest>", api.TreeApi.as_view()),
@@ -16,6 +18,8 @@ urlpatterns = [
     path(f"{M}/commits/<path:rev>", api.CommitsApi.as_view()),
     path(f"{M}/preupload/<path:rev>", api.PreuploadApi.as_view()),
     path(f"{M}/commit/<path:rev>", api.CommitApi.as_view()),
+    path(f"{M}/branch/<path:branch>", api.BranchApi.as_view()),
+    path(f"{M}/tag/<path:ref>", api.TagApi.as_view()),
     re_path(r"^api/(?:datasets|spaces)/", api.NotAModelRepoApi.as_view()),
     path("<str:namespace>/<str:name>/resolve/<path:rest>", api.ResolveApi.as_view()),
 ]
