@@ -376,6 +376,10 @@ def test_model_info_files_refs_and_commits_equal_the_hubs(hub):
         (f["path"], f["size"], f["oid"]) for f in dev_files
     }
     assert api.model_info(REPO).sha == hub["sha"]["main"]
+    assert api.file_exists(REPO, "sub/notes.txt", revision="dev")
+    assert not api.file_exists(REPO, "sub/notes.txt", revision="main")
+    assert api.repo_exists(REPO) and not api.repo_exists("alice/nope")
+    assert api.revision_exists(REPO, "v1") and not api.revision_exists(REPO, "v9")
     assert sorted(api.list_repo_files(REPO, revision="dev")) == sorted(f["path"] for f in dev_files)
     assert sorted(api.list_repo_files(REPO, revision="v1")) == sorted(hub["files"]["main"])
     refs = api.list_repo_refs(REPO)
