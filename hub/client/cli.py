@@ -120,7 +120,10 @@ def cmd_login(args) -> int:
             ) from None
         raise
     path = config.save(url=url, token=token)
-    print(f"Logged in to {url} as {me['username']} (token saved to {path})")
+    if args.json:
+        _print({"url": url, "username": me["username"], "config": str(path)}, True)
+    else:
+        print(f"Logged in to {url} as {me['username']} (token saved to {path})")
     return 0
 
 
@@ -155,6 +158,9 @@ def cmd_repo(args) -> int:
             description=args.description or "",
             exist_ok=args.exist_ok,
         )
+        if args.json:
+            _print(r, True)
+            return 0
         print(
             f"Created {r['id']} ({'private' if r['private'] else 'public'}), default branch {r['default_branch']}"
         )
@@ -179,7 +185,7 @@ def cmd_repo(args) -> int:
                 print(f"  {r['kind']:<6} {r['name']:<32} {r['commit'][:12]}{flag}")
     elif args.action == "delete":
         c.delete_repo(args.repo)
-        print(f"Deleted {args.repo}")
+        _print({"deleted": args.repo}, True) if args.json else print(f"Deleted {args.repo}")
     return 0
 
 
@@ -230,6 +236,9 @@ def cmd_branch(args) -> int:
     c = _client(args)
     if args.action == "create":
         b = c.create_branch(args.repo, args.name, args.from_ref)
+        if args.json:
+            _print(b, True)
+            return 0
         print(f"Created branch {b['name']} at {b['commit'][:12]}")
     elif args.action == "list":
         branches = c.list_branches(args.repo)
@@ -239,9 +248,12 @@ def cmd_branch(args) -> int:
             print(f"{b['name']:<40} {b['commit'][:12]}{'  [protected]' if b['protected'] else ''}")
     elif args.action == "delete":
         c.delete_branch(args.repo, args.name)
-        print(f"Deleted branch {args.name}")
+        _print({"deleted": args.name}, True) if args.json else print(f"Deleted branch {args.name}")
     elif args.action in {"protect", "unprotect"}:
         c.protect_branch(args.repo, args.name, args.action == "protect")
+        if args.json:
+            _print({"branch": args.name, "protected": args.action == "protect"}, True)
+            return 0
         print(
             f"Branch {args.name} is {'now' if args.action == 'protect' else 'no longer'} protected"
         )
@@ -252,6 +264,9 @@ def cmd_tag(args) -> int:
     c = _client(args)
     if args.action == "create":
         t = c.create_tag(args.repo, args.name, args.ref, args.message or "")
+        if args.json:
+            _print(t, True)
+            return 0
         print(f"Tagged {t['commit'][:12]} as {t['name']}")
     elif args.action == "list":
         tags = c.list_tags(args.repo)
@@ -261,7 +276,7 @@ def cmd_tag(args) -> int:
             print(f"{t['name']:<40} {t['commit'][:12]} {t.get('message', '')[:50]}")
     elif args.action == "delete":
         c.delete_tag(args.repo, args.name)
-        print(f"Deleted tag {args.name}")
+        _print({"deleted": args.name}, True) if args.json else print(f"Deleted tag {args.name}")
     return 0
 
 
@@ -418,14 +433,18 @@ def cmd_token(args) -> int:
     c = _client(args)
     if args.action == "create":
         t = c.create_token(args.name, args.scope)
-        print(t["token"])
+        _print(t, True) if args.json else print(t["token"])
     elif args.action == "list":
-        for t in c.list_tokens():
+        tokens = c.list_tokens()
+        if args.json:
+            _print(tokens, True)
+            return 0
+        for t in tokens:
             state = "revoked" if t["revoked_at"] else "active"
             print(f"{t['id']:>5} {t['prefix']}…  {t['scope']:<5} {state:<8} {t['name']}")
     elif args.action == "revoke":
         c.revoke_token(args.id)
-        print(f"Revoked token {args.id}")
+        _print({"revoked": args.id}, True) if args.json else print(f"Revoked token {args.id}")
     return 0
 
 
@@ -647,12 +666,15 @@ def cmd_jobs(args) -> int:
         return _job_logs(c, args)
     elif args.action == "cancel":
         j = c._json("POST", f"/jobs/{args.job}/cancel")
+        if args.json:
+            _print(j, True)
+            return 0
         print(
             f"Job {j['id']}: {j['status']}" + (" (cancelling)" if j["status"] == "running" else "")
         )
     elif args.action == "relaunch":
         j = c._json("POST", f"/jobs/{args.job}/relaunch")
-        print(f"Relaunched as {j['id']}")
+        _print(j, True) if args.json else print(f"Relaunched as {j['id']}")
     return 0
 
 
@@ -703,9 +725,12 @@ def cmd_search(args) -> int:
 
 def cmd_sync(args) -> int:
     res = _client(args).sync()
-    print(
-        f"Sent {res['sent_points']} spooled point(s); {res['runs_left']} run(s) still waiting for the hub"
-    )
+    if args.json:
+        _print(res, True)
+    else:
+        print(
+            f"Sent {res['sent_points']} spooled point(s); {res['runs_left']} run(s) still waiting for the hub"
+        )
     return 0 if not res["runs_left"] else EXIT_UNREACHABLE
 
 
