@@ -163,3 +163,43 @@ def test_a_pipe_read_to_the_end_changes_nothing(live_hub, shell_user, big_run, t
     )  # fmt: skip
     assert r.returncode == 0 and r.stderr == ""
     assert r.stdout.splitlines()[0].startswith("2 run(s)") and big_run in r.stdout
+
+
+def test_with_json_every_result_is_json(live_hub, shell_user, tmp_path):
+    """A script can parse what each command prints with --json, writes included."""
+    env = _env(live_hub, tmp_path, shell_user)
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "notes.txt").write_text("hello\n")
+    steps = [
+        ["login", shell_user],
+        ["whoami"],
+        ["repo", "create", "shelly/json-out"],
+        ["push", str(tmp_path / "w"), "--repo", "shelly/json-out", "-m", "notes", "-q"],
+        ["branch", "create", "shelly/json-out", "exp"],
+        ["branch", "protect", "shelly/json-out", "exp"],
+        ["branch", "unprotect", "shelly/json-out", "exp"],
+        ["tag", "create", "shelly/json-out", "v1", "main"],
+        ["tag", "list", "shelly/json-out"],
+        ["tag", "delete", "shelly/json-out", "v1"],
+        ["branch", "delete", "shelly/json-out", "exp"],
+        ["token", "create", "json-spare", "--scope", "read"],
+        ["token", "list"],
+        ["sync"],
+        ["repo", "delete", "shelly/json-out"],
+    ]
+    out = {}
+    for args in steps:
+        r = _hub(env, *args, "--json", input="")
+        assert r.returncode == 0, (args, r.stderr)
+        out[" ".join(args[:2])] = json.loads(r.stdout)
+    assert out[f"login {shell_user}"]["username"] == "shelly"
+    assert out["repo create"]["id"] == "shelly/json-out"
+    assert out["branch create"]["name"] == "exp"
+    assert out["branch protect"] == {"branch": "exp", "protected": True}
+    assert out["tag create"]["name"] == "v1" and out["tag delete"] == {"deleted": "v1"}
+    spare = out["token create"]
+    assert spare["token"] and any(t["name"] == "json-spare" for t in out["token list"])
+    [row] = [t for t in out["token list"] if t["name"] == "json-spare"]
+    r = _hub(env, "token", "revoke", str(row["id"]), "--json")
+    assert json.loads(r.stdout) == {"revoked": row["id"]}
+    assert out["sync"]["runs_left"] == 0 and out["repo delete"] == {"deleted": "shelly/json-out"}
