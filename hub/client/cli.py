@@ -723,6 +723,61 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    """Stream a commit's generated text to stdout as it arrives (stats on stderr); ``--json``:
+    one object at the end with the text, every token with its routing, and the stats."""
+    c = _client(args)
+    events = c.generate(
+        args.spec,
+        args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        stop=args.stop,
+        watermark=False if args.no_watermark else None,
+    )
+    start: dict = {}
+    tokens: list[dict] = []
+    for ev in events:
+        kind = ev["type"]
+        if kind == "start":
+            start = ev
+        elif kind in ("token", "text"):
+            if kind == "token":
+                tokens.append({k: ev[k] for k in ("index", "id", "text", "routing")})
+            if not args.json and ev.get("text"):
+                sys.stdout.write(ev["text"])
+                sys.stdout.flush()
+        elif kind == "error":
+            if not args.json:
+                print(file=sys.stdout)
+            raise HubClientError(502, ev.get("code", "inference_failed"), ev.get("message", ""))
+        elif kind == "done":
+            if args.json:
+                done = {k: v for k, v in ev.items() if k not in ("type", "tokens")}
+                _print(
+                    {"start": start, **done, "token_count": ev["tokens"], "tokens": tokens}, True
+                )
+                return 0
+            print()
+            rate = ev.get("tokens_per_s")
+            ttft = ev.get("time_to_first_token_s")
+            print(
+                f"[{start.get('repo', '')}@{str(start.get('commit', ''))[:12]}: {ev['tokens']} "
+                f"token(s), {ev['finish_reason']}; first token after "
+                f"{'-' if ttft is None else f'{ttft * 1000:.0f} ms'}"
+                f" ({'warm' if not start.get('cold') else 'cold'}), "
+                f"{'-' if rate is None else f'{rate:.1f}'} tokens/s"
+                + (", watermarked" if ev.get("watermark") else "")
+                + "]",
+                file=sys.stderr,
+            )
+            return 0
+    return EXIT_ERROR
+
+
 def cmd_sync(args) -> int:
     res = _client(args).sync()
     if args.json:
@@ -1122,6 +1177,22 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
     x.add_argument("--tail", type=int, default=100, help="start with the last N lines")
     s.set_defaults(fn=cmd_jobs)
+
+    s = sub.add_parser(
+        "generate",
+        parents=[common],
+        help='prompt a commit in the inference sandbox: hub generate ns/name@ref "prompt"',
+    )
+    s.add_argument("spec", help="ns/name[@ref] (default: the default branch's head)")
+    s.add_argument("prompt")
+    s.add_argument("--max-new-tokens", type=int, default=64)
+    s.add_argument("--temperature", type=float, default=1.0, help="0: greedy")
+    s.add_argument("--top-k", type=int, default=0, help="0: off")
+    s.add_argument("--top-p", type=float, default=1.0, help="1: off")
+    s.add_argument("--seed", type=int, default=None, help="same seed, same text")
+    s.add_argument("--stop", action="append", help="stop string (repeat for several)")
+    s.add_argument("--no-watermark", action="store_true", help="turn the repo's text watermark off")
+    s.set_defaults(fn=cmd_generate)
 
     sub.add_parser(
         "sync", parents=[common], help="send metrics spooled while the hub was unreachable"
