@@ -456,55 +456,6 @@ class Client:
                     if kind in ("done", "error"):
                         return
 
-    def generate(
-        self,
-        spec: str,
-        prompt: str,
-        *,
-        ref: str | None = None,
-        max_new_tokens: int = 64,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop: list[str] | None = None,
-        watermark: bool | None = None,
-    ) -> Iterator[dict]:
-        """Prompt ``repo@ref`` in the hub's inference sandbox; yields its events as they
-        stream: ``{"type": "start", "commit", "cold", ...}``, one ``{"type": "token", "id",
-        "text", "routing": [{"layer", "experts", "weights"}]}`` per token, then ``{"type":
-        "done", "text", "tokens", "tokens_per_s", "time_to_first_token_s", ...}`` (or
-        ``{"type": "error", "code", "message"}``). A refusal before the first token (404,
-        429 rate limit, 503 no worker) raises :class:`HubClientError`."""
-        repo, spec_ref = split_repo_ref(spec)
-        body = {
-            "ref": ref or spec_ref or "HEAD",
-            "prompt": prompt,
-            "max_new_tokens": max_new_tokens,
-            "temperature": temperature,
-            "top_k": top_k,
-            "top_p": top_p,
-            "seed": seed,
-            "stop": list(stop or []),
-            "watermark": watermark,
-            "stream": True,
-        }
-        timeout = httpx.Timeout(self._http.timeout.connect, read=None)
-        with self._http.stream(
-            "POST", f"{self._r(repo)}/generate", json=body, timeout=timeout
-        ) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                raise self._error(resp)
-            kind = None
-            for line in resp.iter_lines():
-                if line.startswith("event: "):
-                    kind = line[7:]
-                elif line.startswith("data: ") and kind:
-                    yield {"type": kind, **_loads(line[6:].encode())}
-                    if kind in ("done", "error"):
-                        return
-
     def gc(self, *, dry_run: bool = True, grace_seconds: int | None = None) -> dict:
         body: dict[str, Any] = {"dry_run": dry_run}
         if grace_seconds is not None:
