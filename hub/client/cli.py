@@ -682,7 +682,7 @@ def _job_logs(c, args) -> int:
     lines = c._json("GET", f"/jobs/{args.job}/logs", params={"tail": args.tail})
     last = -1
     for line in lines["lines"]:
-        print(f"[{line['stream']}] {line['line']}")
+        print(json.dumps(line) if args.json else f"[{line['stream']}] {line['line']}")
         last = line["seq"]
     if not args.follow:
         return 0
@@ -697,9 +697,10 @@ def _job_logs(c, args) -> int:
             elif raw.startswith("data: "):
                 data = json.loads(raw[6:])
                 if event == "end":
-                    print(f"-- job {data['status']}")
+                    print(json.dumps({"end": data}) if args.json else f"-- job {data['status']}")
                     return 0
-                print(f"[{data['stream']}] {data['line']}", flush=True)
+                text = json.dumps(data) if args.json else f"[{data['stream']}] {data['line']}"
+                print(text, flush=True)
     return 0
 
 
