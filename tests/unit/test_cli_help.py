@@ -126,3 +126,16 @@ def test_a_bug_is_json_with_json_and_a_traceback_without(monkeypatch, capsys):
     }
     with pytest.raises(KeyError):
         cli.main(["whoami"])
+
+
+def test_a_missing_extra_is_a_json_error_with_json(monkeypatch, capsys):
+    def needs_server(args):
+        cli._require_server("hub whoami")
+
+    monkeypatch.setattr(cli, "_client", needs_server)
+    monkeypatch.setattr(cli, "SERVER_MODULES", ("no_such_module_for_this_test",))
+    assert cli.main(["whoami", "--json"]) == cli.EXIT_ERROR
+    err = json.loads(capsys.readouterr().err)["error"]
+    assert err["code"] == "missing_extra"
+    assert "no_such_module_for_this_test" in err["message"]
+    assert err["message"].endswith("pip install 'moe-hub[server]'")
