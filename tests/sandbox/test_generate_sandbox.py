@@ -101,7 +101,9 @@ def test_the_engines_sandbox_has_no_network_no_secrets_and_read_only_weights(tmp
             except OSError as e:
                 out[path] = type(e).__name__
         out["env"] = sorted(k for k in os.environ if k.startswith("HUB_") or "TOKEN" in k)
-        out["hub"] = os.path.exists({str(Path(__file__).resolve().parents[2] / "hub")!r})
+        root = {str(Path(__file__).resolve().parents[2])!r}
+        out["hub"] = sorted(os.listdir(root + "/hub"))
+        import hub.shared.watermark  # the scheme the watermark processor needs
         out["models"] = os.listdir("/models")
         print(json.dumps(out))
         """
@@ -121,7 +123,8 @@ def test_the_engines_sandbox_has_no_network_no_secrets_and_read_only_weights(tmp
     for path in (f"/models/{COMMIT_A}/config.json", "/models/new", "/ctl/planted.sock"):
         assert out[path] in ("OSError", "PermissionError"), (path, out)
     assert out["env"] == []
-    assert out["hub"] is False  # the hub's code and settings are not in view
+    # Of the hub only the Django-free shared code is in view: no settings, server code, data.
+    assert out["hub"] == ["__init__.py", "shared"]
     assert out["models"] == [COMMIT_A]
     assert (svc.models / COMMIT_A / "config.json").read_text() == "{}"
 
@@ -211,3 +214,26 @@ def test_a_commit_without_a_model_is_refused(tmp_path):
         assert ev[-1]["type"] == "error" and ev[-1]["code"] == "not_a_model"
     finally:
         svc.close()
+
+
+def test_a_watermarked_request_is_detected_and_a_plain_one_is_not(service):
+    """The hub's watermark parameters reach the engine's logits processor inside the sandbox
+    (hub.shared is in its view); the green-list detector finds the mark in the output."""
+    from hub.shared import watermark as wm
+
+    params = wm.WatermarkParams(key=bytes(range(32)), gamma=0.25, delta=4.0)
+    req = _req("w1", max_new_tokens=200, temperature=1.0, seed=11)
+    marked = _run(service, {**req, "watermark": params.to_dict()})
+    plain = _run(service, {**_req("w2", max_new_tokens=200, temperature=1.0, seed=11)})
+    assert marked[-1]["type"] == "done" and plain[-1]["type"] == "done"
+    ids = {
+        n: [e["id"] for e in ev if e["type"] == "token"] for n, ev in (("m", marked), ("p", plain))
+    }
+    assert ids["m"] != ids["p"]
+    prompt = list(b"def f(")
+    z = {
+        n: wm.detect(prompt[-1:] + i, key=params.key, gamma=0.25, context_width=1).z
+        for n, i in ids.items()
+    }
+    assert z["m"] > 4.0, z
+    assert z["p"] < 4.0, z

@@ -101,13 +101,15 @@ class ModelCache:
 
 
 def watermark_processors(params: dict | None) -> list:
-    """The logits processors a request's watermark parameters ask for (none: []).
-    ``workers.moe.watermark`` builds the green-list processor from the dict the hub sent."""
+    """The logits processors a request's watermark parameters ask for (none: []):
+    ``workers.moe.watermark`` builds the green-list processor from the dict the hub sent
+    ({"scheme", "key_hex", "gamma", "delta", "context_width"}; the key stays in memory)."""
     if not params:
         return []
-    from workers.moe import watermark
+    from workers.moe.watermark import processor_from_dict
 
-    return [watermark.logits_processor(params)]
+    proc = processor_from_dict(params)
+    return [proc] if proc is not None else []
 
 
 class Engine:

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workers.settings import ROOT
+
 log = logging.getLogger(__name__)
 
 #: How long past a request's wall time the engine may stay silent before it is restarted.
@@ -184,6 +186,9 @@ class InferenceService:
             wall_time_s=self.config.engine_lifetime_s,
             gpus=gpus or [],
             tmp_size_bytes=256 << 20,
+            # workers/ and the Django-free hub.shared (the watermark scheme): not the hub's
+            # settings, server code or data.
+            project_paths=[ROOT / "workers", ROOT / "hub" / "__init__.py", ROOT / "hub" / "shared"],
         )
 
     def start_engine(self) -> None:
