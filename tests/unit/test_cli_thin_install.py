@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -191,3 +193,22 @@ print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules if sys.modules[m]
     assert out[0].startswith("hub ")
     loaded = set(json.loads(out[-1]))
     assert not loaded & set(SERVER_AND_WORKER_PACKAGES)
+
+
+def test_the_hub_image_installs_the_server_and_worker_extras(tmp_path):
+    """compose/Dockerfile lists its requirements from pyproject.toml: since the base is only
+    the client, it must add the [server] and [worker] extras (the hub would not start)."""
+    dockerfile = (ROOT / "compose" / "Dockerfile").read_text()
+    m = re.search(r'^RUN (python -c "import tomllib.*?") > /tmp/requirements\.txt$', dockerfile,
+                  re.S | re.M)  # fmt: skip
+    assert m, "the Dockerfile's requirements step moved"
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    cmd = (
+        m.group(1).replace("\\\n", "").replace("python -c", f"{shlex.quote(sys.executable)} -c", 1)
+    )
+    r = subprocess.run(["sh", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    listed = {_norm(re.match(r"[A-Za-z0-9_.-]+", ln).group()) for ln in r.stdout.split()}
+    declared = _declared()
+    assert listed == declared["base"] | declared["server"] | declared["worker"]
+    assert {"django", "torch", "celery", "httpx"} <= listed and "noida-db" not in listed
