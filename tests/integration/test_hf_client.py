@@ -470,11 +470,13 @@ def test_upload_folder_and_create_commit_make_hub_commits(hub, tmp_path):
         )
     assert e.value.response.status_code == 409
     assert api.model_info(REPO).sha == c.oid
+    empty = api.upload_file(path_or_fileobj=b"", path_in_repo="empty.txt", repo_id=REPO)
+    assert Path(_download(hub, "empty.txt", empty.oid)).read_bytes() == b""
     # to another branch
     d = api.upload_file(
         path_or_fileobj=b"on dev", path_in_repo="d.txt", repo_id=REPO, revision="dev"
     )
-    assert Path(_download(hub, "d.txt", "dev")).read_bytes() == b"on dev" and d.oid != c.oid
+    assert Path(_download(hub, "d.txt", "dev")).read_bytes() == b"on dev" and d.oid != empty.oid
 
 
 def test_writes_need_the_write_role_a_write_token_a_branch_and_a_valid_path(hub):

@@ -37,7 +37,7 @@ def _flag(value) -> bool:
     return str(value).lower() in {"1", "true", "yes"}
 
 
-class HfApi(APIView):
+class HfView(APIView):
     schema = None  # the Hugging Face contract: not part of the hub's OpenAPI schema
 
     def get_exception_handler(self):
@@ -56,7 +56,7 @@ class _RawParser(BaseParser):
 # --- files ----------------------------------------------------------------------------------
 
 
-class ResolveApi(HfApi):
+class ResolveApi(HfView):
     """``HEAD|GET /{ns}/{name}/resolve/{revision}/{path}``. HEAD gives what the client caches
     by: ``X-Repo-Commit`` (the commit the revision resolved to), the ETag (the file's content
     id) and ``X-Linked-Size``; GET streams the bytes, honouring ``Range`` (206, so an
@@ -135,7 +135,7 @@ class ResolveApi(HfApi):
 # --- repo info, tree, refs, history ---------------------------------------------------------
 
 
-class ModelInfoApi(HfApi):
+class ModelInfoApi(HfView):
     """``GET /api/models/{repo}`` and ``/api/models/{repo}/revision/{rev}``
     (``?blobs=true`` adds each file's size and id)."""
 
@@ -147,7 +147,7 @@ class ModelInfoApi(HfApi):
         )
 
 
-class TreeApi(HfApi):
+class TreeApi(HfView):
     """``GET /api/models/{repo}/tree/{rev}[/{path}]?recursive=&cursor=``, paginated by a
     ``Link: <…>; rel="next"`` header, ``TREE_PAGE`` entries a page. ``expand`` is accepted but
     adds nothing (no ``lastCommit``)."""
@@ -175,7 +175,7 @@ class TreeApi(HfApi):
         return resp
 
 
-class RefsApi(HfApi):
+class RefsApi(HfView):
     """``GET /api/models/{repo}/refs[?include_prs=1]``."""
 
     def get(self, request, namespace, name):
@@ -185,7 +185,7 @@ class RefsApi(HfApi):
         )
 
 
-class CommitsApi(HfApi):
+class CommitsApi(HfView):
     """``GET /api/models/{repo}/commits/{rev}[?p=N]``: history newest first, ``COMMITS_PAGE``
     a page, the next page in a ``Link`` header."""
 
@@ -210,7 +210,7 @@ def _no_pull_requests(request) -> None:
         raise InvalidInput("This hub has no pull requests: commit to a branch.", code="no_prs")
 
 
-class PreuploadApi(HfApi):
+class PreuploadApi(HfView):
     """``POST /api/models/{repo}/preupload/{rev}``: every file is ``regular`` (sent inline in
     the commit, never by LFS or Xet); ``oid`` is the git SHA-1 of the file now at that path
     when it has the same size, so the client drops unchanged files from its commit."""
@@ -267,7 +267,7 @@ def _body_lines(request, *, max_line: int, max_total: int):
         yield line
 
 
-class CommitApi(HfApi):
+class CommitApi(HfView):
     """``POST /api/models/{repo}/commit/{branch}`` with an NDJSON body
     (:func:`hub.compat.hf.services.commit_from_ndjson`), read line by line."""
 
@@ -307,7 +307,7 @@ class CommitApi(HfApi):
 # --- repos, branches, tags, whoami ------------------------------------------------------------
 
 
-class CreateRepoApi(HfApi):
+class CreateRepoApi(HfView):
     """``POST /api/repos/create`` ``{"name", "organization"?, "type"?, "visibility"?|"private"?}``
     (``create_repo``): a model repo in the caller's namespace or ``organization``, with the
     hub's own rule (the write role there); 409 when it exists (``exist_ok=True`` accepts it)."""
@@ -335,7 +335,7 @@ class CreateRepoApi(HfApi):
         return JsonResponse({"url": url, "name": repo.full_name})
 
 
-class BranchApi(HfApi):
+class BranchApi(HfView):
     """``POST /api/models/{repo}/branch/{branch}`` ``{"startingPoint"?}`` (``create_branch``,
     409 when it exists) and ``DELETE`` (``delete_branch``): the write role, as in the hub."""
 
@@ -351,7 +351,7 @@ class BranchApi(HfApi):
         return JsonResponse({})
 
 
-class TagApi(HfApi):
+class TagApi(HfView):
     """``POST /api/models/{repo}/tag/{revision}`` ``{"tag", "message"?}`` (``create_tag``: the
     write role; tags never move, so an existing one is 409) and ``DELETE …/tag/{tag}``
     (``delete_tag``: the admin role, as in the hub)."""
@@ -374,7 +374,7 @@ class TagApi(HfApi):
         return JsonResponse({})
 
 
-class WhoamiApi(HfApi):
+class WhoamiApi(HfView):
     """``GET /api/whoami-v2``: the token's user, its namespaces as ``orgs``, and the token's
     scope as its role (``read`` or ``write``)."""
 
@@ -398,7 +398,7 @@ class WhoamiApi(HfApi):
         )
 
 
-class ValidateYamlApi(HfApi):
+class ValidateYamlApi(HfView):
     """``POST /api/validate-yaml``, which the client calls before committing a README.md.
     The hub does not validate model-card metadata here: no errors, no warnings."""
 
@@ -406,7 +406,7 @@ class ValidateYamlApi(HfApi):
         return JsonResponse({"errors": [], "warnings": []})
 
 
-class NotAModelRepoApi(HfApi):
+class NotAModelRepoApi(HfView):
     """Datasets and Spaces: this hub holds model repos only."""
 
     def _missing(self, request, *args, **kwargs):
