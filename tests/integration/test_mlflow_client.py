@@ -113,6 +113,20 @@ try:
     c.create_experiment("client-exp")
 except MlflowException as e:
     out["duplicate_experiment"] = e.error_code
+c.delete_experiment(eid)
+out["deleted_experiments"] = [
+    e.name for e in c.search_experiments(view_type=ViewType.DELETED_ONLY)
+]
+try:
+    c.create_run(eid)
+except MlflowException as e:
+    out["run_in_deleted_experiment"] = e.error_code
+c.restore_experiment(eid)
+c.set_experiment_tag(eid, "owner", "moe-team")
+out["like_experiments"] = [
+    e.name for e in c.search_experiments(filter_string="name LIKE 'client-%'")
+]
+out["experiment_tags"] = c.get_experiment(eid).tags
 r = c.create_run(eid, run_name="client-run", tags={"k": "v"})
 c.log_batch(
     r.info.run_id,
@@ -232,6 +246,10 @@ def test_mlflow_client_logs_an_ordinary_hub_run(hub, tmp_path):
     # MlflowClient: experiments, runs, batches, search, history, delete/restore
     assert out["found_experiments"] == ["client-exp"]
     assert out["duplicate_experiment"] == "RESOURCE_ALREADY_EXISTS"
+    assert out["deleted_experiments"] == ["client-exp"]
+    assert out["run_in_deleted_experiment"] == "INVALID_PARAMETER_VALUE"
+    assert out["like_experiments"] == ["client-exp"]
+    assert out["experiment_tags"] == {"team": "moe", "owner": "moe-team"}
     cr = out["client_run"]
     assert cr["status"] == "FAILED" and cr["name"] == "client-run"
     assert cr["metrics"] == {"m": 4.0} and cr["params"] == {"p": "1"}
@@ -321,6 +339,14 @@ def test_private_projects_are_hidden_and_writes_need_the_role(hub, make_user):
         headers={"Authorization": f"Bearer {alice}", "Content-Type": "application/json"},
     )
     assert bad.status_code == 400 and bad.json()["error_code"] == "BAD_REQUEST"
+    _, carol_ro = make_user("carol", scope="read")  # read-only, nothing made yet
+    listed = _post(url, carol_ro, "experiments/search", {"max_results": 100})
+    assert listed.status_code == 200 and "bob/open" in [
+        e["name"] for e in listed.json()["experiments"]
+    ]
+    assert "bob/secret" not in [e["name"] for e in listed.json()["experiments"]]
+    zero = get("experiments/get", carol_ro, experiment_id="0")
+    assert zero.status_code == 404 and zero.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
     unknown = get("no/such/endpoint", alice)
     assert unknown.status_code == 404 and unknown.json()["error_code"] == "ENDPOINT_NOT_FOUND"
     schema = client_for(alice).get("/api/schema?format=json").json()

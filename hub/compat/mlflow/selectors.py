@@ -186,7 +186,10 @@ def experiments_search(
 ) -> tuple[list[dict], str | None]:
     """Every experiment the caller may read (their namespaces' projects and public ones),
     filtered by ``name``, ``tags.<key>``, ``creation_time`` and ``last_update_time``."""
-    default_experiment(request)
+    try:
+        default_experiment(request)  # MLflow lists Default first thing; made on first use
+    except NotFound:
+        pass  # a read-only token, before any write made it
     user = request.user
     qs = Project.objects.select_related("namespace", "mlflow").filter(
         _view_q(view_type, "mlflow__deleted")

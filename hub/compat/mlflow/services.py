@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 
 from hub.accounts import selectors as accounts
 from hub.accounts.models import Namespace, Role
+from hub.common.errors import Forbidden, NotFound
 from hub.common.limits import limit
 from hub.common.validation import validate_path
 from hub.compat.mlflow.errors import RESOURCE_ALREADY_EXISTS, MlflowError, invalid
@@ -101,7 +102,13 @@ def default_experiment(request) -> Project:
     ns = own_namespace(request)
     project = Project.objects.filter(namespace=ns, name=DEFAULT_PROJECT).first()
     if project is None:
-        accounts.require_role(request, namespace=ns, role=Role.WRITE)
+        try:
+            accounts.require_role(request, namespace=ns, role=Role.WRITE)
+        except Forbidden:  # a read-only token cannot make it: to that token it does not exist
+            raise NotFound(
+                f"Experiment 0 ({ns.name}/{DEFAULT_PROJECT}) does not exist yet; a write token "
+                "creates it on first use."
+            ) from None
         project = tracking.project_get_or_create(namespace=ns, name=DEFAULT_PROJECT)
     if not Experiment.objects.filter(project=project).exists():
         try:
@@ -341,8 +348,6 @@ def run_delete_tag(*, run: Run, key: str) -> None:
     with transaction.atomic():
         state = _state(run, lock=True)
         if key not in state.tags:
-            from hub.common.errors import NotFound
-
             raise NotFound(f"Run {run.pk} has no tag {key!r}.")
         run = Run.objects.select_for_update().get(pk=run.pk)
         _, remove = _mirror(run, state.tags, {key: None})
