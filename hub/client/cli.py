@@ -891,6 +891,7 @@ _EXAMPLES = {
     "jobs cancel": "hub jobs cancel 5d2e91c0a7f3",
     "jobs relaunch": "hub jobs relaunch 5d2e91c0a7f3",
     "jobs logs": "hub jobs logs -f 5d2e91c0a7f3 --tail 20",
+    "generate": 'hub generate alice/moe-small@v1 "Once upon a time" --max-new-tokens 32 --seed 0',
     "sync": "hub sync",
     "admin create-user": "hub admin create-user --user alice --site-admin",
     "admin create-token": "hub admin create-token --user alice --scope write --name laptop",
@@ -1185,8 +1186,10 @@ def build_parser() -> argparse.ArgumentParser:
         help='prompt a commit in the inference sandbox: hub generate ns/name@ref "prompt"',
     )
     s.add_argument("spec", help="ns/name[@ref] (default: the default branch's head)")
-    s.add_argument("prompt")
-    s.add_argument("--max-new-tokens", type=int, default=64)
+    s.add_argument("prompt", help="the text to continue")
+    s.add_argument(
+        "--max-new-tokens", type=int, default=64, help="stop after this many tokens (64)"
+    )
     s.add_argument("--temperature", type=float, default=1.0, help="0: greedy")
     s.add_argument("--top-k", type=int, default=0, help="0: off")
     s.add_argument("--top-p", type=float, default=1.0, help="1: off")
