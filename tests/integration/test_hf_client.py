@@ -140,6 +140,15 @@ def test_hf_hub_download_reads_a_branch_a_tag_and_a_commit(hub):
             path = Path(_download(hub, name, rev))
             assert path.read_bytes() == files[name], (rev, name)
             assert path.parent.name == hub["sha"][branch]  # snapshots/<commit>/<name>
+    local = hf.hf_hub_download(
+        REPO,
+        "model.safetensors",
+        revision="dev",
+        endpoint=hub["url"],
+        token=hub["alice"],
+        local_dir=hub["cache"].parent / "local",
+    )
+    assert Path(local).read_bytes() == hub["files"]["dev"]["model.safetensors"]
 
 
 def test_snapshot_download_by_branch_tag_and_commit_with_allow_patterns(hub):
@@ -363,7 +372,12 @@ def test_an_invalid_token_is_refused_as_a_bad_credential_not_a_missing_repo(hub)
 # --- repo info, refs, history --------------------------------------------------------------
 
 
-def test_model_info_files_refs_and_commits_equal_the_hubs(hub):
+def test_model_info_files_refs_and_commits_equal_the_hubs(hub, monkeypatch):
+    from hub.compat.hf import api as hf_views
+
+    # small pages, so the client follows the Link headers of trees and histories
+    monkeypatch.setattr(hf_views, "TREE_PAGE", 2)
+    monkeypatch.setattr(hf_views, "COMMITS_PAGE", 1)
     api = hub["api"]
     with Client(url=hub["url"], token=hub["alice"], retries=0) as sdk:
         branches = {b["name"]: b["commit"] for b in sdk.list_branches(REPO)}
