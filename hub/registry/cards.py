@@ -418,6 +418,21 @@ def card_view(*, repo: Repo, commit: Commit, user) -> dict[str, Any]:
 # --- search fields ------------------------------------------------------------------------------
 
 
+def _visible_with_repo(project, repo: Repo) -> bool:
+    """Whether everyone who may read ``repo`` may read ``project``: a public project, or a
+    private repo in the project's own namespace."""
+    return not project.private or (repo.private and project.namespace_id == repo.namespace_id)
+
+
+def _lineage_job(commit: Commit):
+    from hub.jobs.models import Job
+
+    producer = next((c for c in _lineage(commit) if c.job_id), None)
+    if producer is None:
+        return None
+    return Job.objects.select_related("project").filter(pk=producer.job_id).first()
+
+
 def search_fields(*, commit: Commit) -> dict[str, Any]:
     """What a commit's search document holds about its model: the repo's name, visibility and
     description, whether the commit heads the default branch, the card's fields and text, and
@@ -454,6 +469,12 @@ def search_fields(*, commit: Commit) -> dict[str, Any]:
                 out[f"card_{name}"] = card.fields[name]
     else:
         out["card"] = "none"
+    if out["default_head"] and card is None:
+        # The generated card's base model (the job that produced the head, or its nearest
+        # first-parent ancestor): a fine-tune is found by its base without a README.
+        job = _lineage_job(commit)
+        if job is not None and job.base_repo and _visible_with_repo(job.project, repo):
+            out["card_base_model"] = [job.base_repo]
     if out["default_head"]:
         run_ids = set(
             Commit.objects.filter(repo=repo).exclude(run_id="").values_list("run_id", flat=True)
@@ -461,8 +482,7 @@ def search_fields(*, commit: Commit) -> dict[str, Any]:
         metrics: dict[str, list[dict[str, float]]] = {}
         runs = Run.objects.select_related("project").filter(pk__in=run_ids)
         for run in runs:
-            project = run.project
-            if project.private and not (repo.private and project.namespace_id == repo.namespace_id):
+            if not _visible_with_repo(run.project, repo):
                 continue
             for key, stats in (run.summary or {}).items():
                 if isinstance(stats, dict):

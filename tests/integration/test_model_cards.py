@@ -10,7 +10,7 @@ import pytest
 
 from hub.registry.cards import parse_card, render_markdown, sanitize_html
 from tests.conftest import client_for
-from tests.helpers import head, push
+from tests.helpers import head, push, upload
 
 pytestmark = [pytest.mark.integration]
 
@@ -264,7 +264,6 @@ def lineage(repo, settings, chdb_path, monkeypatch):
         "message": "trained 100 steps",
         "run_id": run["id"],
     }
-    from tests.helpers import upload
 
     ops = upload(client, "alice/m", {"config.json": json.dumps(config).encode()})
     r = client.post("/api/v1/repos/alice/m/commits", {**ops_body, "operations": ops}, format="json")
@@ -323,3 +322,43 @@ def test_add_this_card_commits_the_generated_readme_once(lineage, make_user):
     assert card["source"] == "readme" and run_id in card["html"]
     again = client.post("/api/v1/repos/alice/m/card", {}, format="json")
     assert again.status_code == 409 and again.json()["error"]["code"] == "card_exists"
+
+
+def _job(*, base_repo: str, base_commit: str):
+    """A finished fine-tune job record as the jobs service leaves it (its worker's commit is
+    made through the commit API below, with the job's id)."""
+    from hub.jobs.models import Job
+    from hub.tracking.models import Project
+
+    return Job.objects.create(
+        id="5d2e91c0a7f3",
+        project=Project.objects.get(namespace__name="alice", name="exp"),
+        kind=Job.Kind.FINETUNE,
+        config={"train": {"steps": 5, "lr": 0.0003}},
+        base_repo=base_repo,
+        base_ref="main",
+        base_commit=base_commit,
+        target_repo="alice/m",
+        target_branch="main",
+        status=Job.Status.SUCCEEDED,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_generated_card_names_the_job_and_its_base_model(lineage):
+    client, _, base, _ = lineage
+    job = _job(base_repo="alice/base", base_commit=base)
+    ops = upload(client, "alice/m", {"adapter.bin": b"a" * 32})
+    r = client.post(
+        "/api/v1/repos/alice/m/commits",
+        {"branch": "main", "message": "fine-tune", "operations": ops, "job_id": job.pk},
+        format="json",
+    )
+    assert r.status_code == 201, r.content
+    card = client.get("/api/v1/repos/alice/m/card").json()
+    md = card["markdown"]
+    assert f"- Job: `{job.pk}` (finetune, succeeded)" in md
+    assert f"- Base model: `alice/base@{base[:12]}`" in md
+    assert card["fields"]["base_model"] == ["alice/base"]
+    # the commit made by the run is now a parent, listed with the config it carried
+    assert "trained 100 steps" in md and '"n_experts": 8' in md

@@ -204,3 +204,53 @@ def test_search_works_after_a_rebuild_from_the_database(models):
     indexing.reindex_all()
     assert ids(search(alice, q="metric:val_loss<2.0")) == ["alice/tuned"]
     assert ids(search(alice, tag="moe")) == ["alice/moe-small", "alice/secret-moe"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fine_tune_without_card_is_found_by_the_base_model_of_its_job(models):
+    from hub.jobs.models import Job
+    from hub.registry.models import Commit
+    from hub.tracking.models import Project
+
+    alice, bob = models
+    alice.post("/api/v1/repos", {"name": "ft"}, format="json")
+    job = Job.objects.create(
+        id="0a1b2c3d4e5f",
+        project=Project.objects.get(namespace__name="alice", name="exp"),
+        kind=Job.Kind.FINETUNE,
+        config={"train": {"steps": 5}},
+        base_repo="alice/dense-base",
+        base_ref="main",
+        target_repo="alice/ft",
+        target_branch="main",
+        status=Job.Status.SUCCEEDED,
+    )
+    ops = upload(alice, "alice/ft", {"adapter.bin": b"a" * 64})
+    r = alice.post(
+        "/api/v1/repos/alice/ft/commits",
+        {"branch": "main", "message": "fine-tune", "operations": ops, "job_id": job.pk},
+        format="json",
+    )
+    assert r.status_code == 201, r.content
+    indexing.search_index().refresh()
+    assert ids(search(alice, base_model="alice/dense-base")) == ["alice/ft", "alice/moe-small"]
+    # a job of a private project does not tell others what a public model was tuned from
+    Project.objects.filter(pk=job.project_id).update(private=True)
+    sha = r.json()["sha"]
+    indexing.index_commit_now(Commit.objects.get(repo__name="ft", sha=sha).pk)
+    indexing.search_index().refresh()
+    assert ids(search(bob, base_model="alice/dense-base")) == ["alice/moe-small"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_metrics_of_a_private_projects_run_are_not_searchable_through_a_public_model(models):
+    from hub.registry.models import Commit, Ref
+    from hub.tracking.models import Project
+
+    alice, bob = models
+    Project.objects.filter(namespace__name="alice", name="exp").update(private=True)
+    head = Ref.objects.get(repo__name="tuned", name="main").commit_id
+    indexing.index_commit_now(Commit.objects.get(pk=head).pk)
+    indexing.search_index().refresh()
+    for who in (alice, bob):
+        assert ids(search(who, metric="val_loss<2.0")) == []
