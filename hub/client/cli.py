@@ -911,8 +911,11 @@ def _add_examples(parser: argparse.ArgumentParser, prefix: str = "") -> list[str
     for action in parser._actions:
         if not isinstance(action, argparse._SubParsersAction):
             continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
         for name, child in action.choices.items():
             path = f"{prefix} {name}".strip()
+            if child.description is None and helps.get(name):
+                child.description = helps[name][0].upper() + helps[name][1:] + "."
             below = _add_examples(child, path)
             mine = [_EXAMPLES[path]] if path in _EXAMPLES else below
             if child.epilog is None and mine:
