@@ -19,16 +19,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import huggingface_hub as hf  # the [test] extra pins it: a missing install fails, never skips
 import numpy as np
 import pytest
+from huggingface_hub import errors as hf_errors
+from huggingface_hub.utils import _http as hf_http
 
 from hub.client.api import Client
 from tests.helpers import st_bytes
-
-hf = pytest.importorskip("huggingface_hub", reason="pip install -e '.[test]' installs it")
-httpx2 = pytest.importorskip("httpx2", reason="huggingface_hub's HTTP client")
-from huggingface_hub import errors as hf_errors  # noqa: E402
-from huggingface_hub.utils import _http as hf_http  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -102,11 +100,9 @@ def sent(monkeypatch):
         )
 
     def factory():
-        return httpx2.Client(
-            event_hooks={"request": [hf_http.hf_request_event_hook, record]},
-            follow_redirects=True,
-            timeout=None,
-        )
+        client = hf_http.default_client_factory()  # the client's own session, plus a recorder
+        client.event_hooks["request"].append(record)
+        return client
 
     hf.set_client_factory(factory)
     yield seen
