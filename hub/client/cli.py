@@ -999,13 +999,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_push)
 
-    s = sub.add_parser("pull", parents=[common], help="download a ref: hub pull ns/name@ref DEST")
+    s = sub.add_parser("pull", parents=[common], help="download a ref into a directory")
     s.add_argument("spec", help="namespace/name[@ref]: a branch, tag or commit (default branch)")
     s.add_argument("dest", nargs="?", help="the directory to write (default: ./NAME)")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_pull)
 
-    s = sub.add_parser("branch", parents=[common], help="create|list|delete|protect|unprotect")
+    s = sub.add_parser("branch", parents=[common], help="create, list, delete or protect branches")
     bs = s.add_subparsers(dest="action", required=True, metavar="ACTION")
     x = bs.add_parser("create", parents=[common], help="create a branch")
     x.add_argument("repo", help="namespace/name")
@@ -1023,7 +1023,7 @@ def build_parser() -> argparse.ArgumentParser:
         x.add_argument("name", help="the branch")
     s.set_defaults(fn=cmd_branch)
 
-    s = sub.add_parser("tag", parents=[common], help="create|list|delete tags")
+    s = sub.add_parser("tag", parents=[common], help="create, list or delete tags")
     ts = s.add_subparsers(dest="action", required=True, metavar="ACTION")
     x = ts.add_parser("create", parents=[common], help="tag a commit")
     x.add_argument("repo", help="namespace/name")
@@ -1037,22 +1037,24 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("name", help="the tag")
     s.set_defaults(fn=cmd_tag)
 
-    s = sub.add_parser("log", parents=[common], help="history: hub log ns/name[@ref]")
+    s = sub.add_parser("log", parents=[common], help="a ref's history, newest first")
     s.add_argument("spec", help="namespace/name[@ref] (default: the default branch)")
     s.add_argument("--first-parent", action="store_true", help="follow only first parents")
     s.add_argument("-n", "--limit", type=int, default=20, help="at most this many commits")
     s.set_defaults(fn=cmd_log)
 
-    s = sub.add_parser("show", parents=[common], help="a commit: hub show ns/name@ref")
+    s = sub.add_parser("show", parents=[common], help="a commit: message, parents, files")
     s.add_argument("spec", help="namespace/name[@ref]: a branch, tag or commit")
     s.set_defaults(fn=cmd_show)
 
-    s = sub.add_parser("ls", parents=[common], help="files: hub ls ns/name[@ref]")
+    s = sub.add_parser("ls", parents=[common], help="the files at a ref")
     s.add_argument("spec", help="namespace/name[@ref]: a branch, tag or commit")
     s.add_argument("--prefix", help="only paths that start with this")
     s.set_defaults(fn=cmd_ls)
 
-    s = sub.add_parser("diff", parents=[common], help="hub diff A B --repo ns/name")
+    s = sub.add_parser(
+        "diff", parents=[common], help="what changed between two refs, tensor by tensor"
+    )
     s.add_argument("a", help="the old side: a branch, tag or commit")
     s.add_argument("b", help="the new side: a branch, tag or commit")
     s.add_argument("--repo", required=True, help="namespace/name")
@@ -1060,7 +1062,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--filter", help="only tensors whose name contains this")
     s.set_defaults(fn=cmd_diff)
 
-    s = sub.add_parser("merge", parents=[common], help="hub merge SRC --into DST --repo ns/name")
+    s = sub.add_parser(
+        "merge", parents=[common], help="merge a branch, tag or commit into a branch"
+    )
     s.add_argument("source", help="the branch, tag or commit to merge")
     s.add_argument("--into", required=True, help="the branch that receives the merge")
     s.add_argument("--repo", required=True, help="namespace/name")
@@ -1083,7 +1087,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(fn=cmd_gc)
 
-    s = sub.add_parser("token", parents=[common], help="create|list|revoke your tokens")
+    s = sub.add_parser("token", parents=[common], help="create, list or revoke your API tokens")
     ks = s.add_subparsers(dest="action", required=True, metavar="ACTION")
     x = ks.add_parser("create", parents=[common], help="create a token and print it (once)")
     x.add_argument("name", help="a name to recognise it by")
@@ -1095,7 +1099,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("id", type=int, help="the token's id (hub token list)")
     s.set_defaults(fn=cmd_token)
 
-    s = sub.add_parser("runs", parents=[common], help="list|search|show|compare tracked runs")
+    s = sub.add_parser("runs", parents=[common], help="list, search, show or compare tracked runs")
     us = s.add_subparsers(dest="action", required=True, metavar="ACTION")
     for action, what in (
         ("list", "a project's runs as a table"),
@@ -1147,7 +1151,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("-o", "--output", help="write the report to this file (default: stdout)")
     s.set_defaults(fn=cmd_runs)
 
-    s = sub.add_parser("jobs", parents=[common], help="launch|list|show|logs|cancel|relaunch jobs")
+    s = sub.add_parser("jobs", parents=[common], help="launch, list, show, follow or cancel jobs")
     js = s.add_subparsers(dest="action", required=True, metavar="ACTION")
     x = js.add_parser("launch", parents=[common], help="queue a job on the hub's workers")
     x.add_argument(
