@@ -61,6 +61,7 @@ def test_every_option_and_subcommand_has_help(path, parser):
 
 @pytest.mark.parametrize("path,parser", COMMANDS[1:], ids=[p for p, _ in COMMANDS[1:]])
 def test_every_command_ends_its_help_with_an_example(path, parser):
+    assert parser.description, f"{path}: -h does not say what the command does"
     assert parser.epilog and parser.epilog.startswith(("example:", "examples:")), path
     examples = [ln.strip() for ln in parser.epilog.splitlines()[1:] if ln.strip()]
     assert examples and all(ln.startswith(("hub ", "echo ")) for ln in examples), parser.epilog
