@@ -400,3 +400,39 @@ def test_registry_gc_keeps_the_files_mlflow_clients_logged(hub):
     assert again.status_code == 200 and again.content == body
     escape = httpx.put(f"{where}/artifacts/a/%2E%2E/%2E%2E/x", content=b"x", headers=auth)
     assert escape.status_code in (400, 404) and "error_code" in escape.json()
+
+
+FIELDS = (
+    "experiment_id experiment_ids experiment_name name new_name tags filter order_by view_type "
+    "run_view_type max_results page_token key value run_id run_uuid status run_name start_time "
+    "end_time metrics params timestamp step metric_key"
+).split()
+WRONG = ([1], {"a": 1}, True, "../x")
+
+
+def test_no_client_mistake_is_a_server_error(hub):
+    """Every endpoint, every field of MLflow's messages given a value of the wrong type (or an
+    odd one), next to a real run and experiment: a 4xx in MLflow's shape, never a 5xx (which
+    the client would retry for minutes)."""
+    from hub.compat.mlflow.views import ROUTES
+    from tests.conftest import client_for
+
+    url, alice = hub
+    run = _post(url, alice, "runs/create", {"experiment_id": "0"}).json()["run"]["info"]
+    api = client_for(alice)
+    base = {"run_id": run["run_id"], "experiment_id": run["experiment_id"]}
+    seen = set()
+    for (method, endpoint), _ in ROUTES.items():
+        for field in FIELDS:
+            for wrong in WRONG:
+                body = {**base, field: wrong}
+                path = f"/api/2.0/mlflow/{endpoint}"
+                if method == "GET":
+                    r = api.get(path, {k: json.dumps(v) for k, v in body.items()})
+                else:
+                    r = api.generic(method, path, json.dumps(body), "application/json")
+                assert r.status_code < 500, (method, endpoint, body, r.content)
+                if r.status_code >= 400:
+                    assert r.json()["error_code"], r.content
+                seen.add(r.status_code)
+    assert 400 in seen

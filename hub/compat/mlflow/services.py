@@ -267,7 +267,7 @@ def run_create(
     if len(tags) > MAX_BATCH_TAGS:
         raise invalid(f"A run is created with at most {MAX_BATCH_TAGS} tags.")
     name = run_name or tags.get(RUN_NAME_TAG) or _generated_name()
-    if len(name) > 200:
+    if not isinstance(name, str) or len(name) > 200:
         raise invalid("Run names are at most 200 characters.")
     tags[RUN_NAME_TAG] = name
     hub_tags = [t for k, v in tags.items() if (t := _hub_tag(k, v))]
@@ -307,7 +307,7 @@ def _state(run: Run, *, lock: bool = False) -> RunState:
 def run_update(*, run: Run, status: str | None, run_name: str | None) -> Run:
     hub_status = None
     if status is not None:
-        hub_status = STATUS_TO_HUB.get(status)
+        hub_status = STATUS_TO_HUB.get(status) if isinstance(status, str) else None
         if hub_status is None:
             raise invalid(f"Unknown run status {status!r}.")
     if run_name is not None and (not isinstance(run_name, str) or len(run_name) > 200):
@@ -345,6 +345,7 @@ def run_set_tags(*, run: Run, tags: dict[str, str]) -> None:
 
 
 def run_delete_tag(*, run: Run, key: str) -> None:
+    key = check_key(key, "tag")
     with transaction.atomic():
         state = _state(run, lock=True)
         if key not in state.tags:
@@ -403,10 +404,13 @@ def _metrics_batch(metrics: list) -> tuple[ingest.Batch | None, dict[str, int]]:
     hub's metrics store keeps finite values only (see ``hub.tracking.ingest``), and a training
     loop must not fail on a NaN loss, so they are counted on the run instead."""
     keys, steps, values, times, dropped = [], [], [], [], {}
+    checked: set[str] = set()
     for m in metrics:
         if not isinstance(m, dict):
             raise invalid("Each metric is an object {key, value, timestamp, step}.")
-        key = check_key(m.get("key"), "metric")
+        key = m.get("key")
+        if not isinstance(key, str) or key not in checked:  # few keys over many steps
+            checked.add(check_key(key, "metric"))
         value = _number(m.get("value"))
         step = _int(m.get("step"), "step", 0)
         ts = _int(m.get("timestamp"), "timestamp", 0)

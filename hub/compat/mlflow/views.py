@@ -62,18 +62,36 @@ def _kv(items, what: str) -> dict[str, str]:
         return {}
     if not isinstance(items, list) or not all(isinstance(t, dict) for t in items):
         raise errors.invalid(f"'{what}' must be a list of {{key, value}} objects.")
-    return {t.get("key"): t.get("value") for t in items}
+    return {services.check_key(t.get("key"), "tag"): t.get("value") for t in items}
 
 
 def _run_id(data) -> str:
     return data.get("run_id") or data.get("run_uuid")
 
 
+def _text(data, field: str) -> str | None:
+    value = data.get(field)
+    if value is not None and not isinstance(value, str):
+        raise errors.invalid(f"'{field}' must be a string.")
+    return value
+
+
+def _order_by(data) -> list[str] | None:
+    value = data.get("order_by")
+    if isinstance(value, str):
+        return [value]
+    if value is not None and not (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
+    ):
+        raise errors.invalid("'order_by' must be a list of strings.")
+    return value
+
+
 # --- handlers: (request, data) -> answer --------------------------------------------------------
 
 
 def experiments_create(request, data):
-    ns, label, _ = selectors.split_name(request, data.get("name") or "")
+    ns, label, _ = selectors.split_name(request, _text(data, "name") or "")
     project = services.experiment_create(
         request, ns=ns, label=label, tags=_kv(data.get("tags"), "tags")
     )
@@ -91,12 +109,10 @@ def experiments_get_by_name(request, data):
 
 
 def experiments_search(request, data):
-    order_by = data.get("order_by")
-    if isinstance(order_by, str):
-        order_by = [order_by]
+    order_by = _order_by(data)
     found, token = selectors.experiments_search(
         request,
-        filter_string=data.get("filter"),
+        filter_string=_text(data, "filter"),
         order_by=order_by,
         view_type=data.get("view_type"),
         max_results_=data.get("max_results"),
@@ -134,7 +150,7 @@ def runs_create(request, data):
     run = services.run_create(
         request,
         project=project,
-        run_name=data.get("run_name") or None,
+        run_name=_text(data, "run_name") or None,
         start_time=data.get("start_time"),
         tags=_kv(data.get("tags"), "tags"),
     )
@@ -147,7 +163,7 @@ def runs_get(request, data):
 
 def runs_update(request, data):
     run = selectors.run_for(request, _run_id(data), role=Role.WRITE)
-    run = services.run_update(run=run, status=data.get("status"), run_name=data.get("run_name"))
+    run = services.run_update(run=run, status=data.get("status"), run_name=_text(data, "run_name"))
     return {"run_info": selectors.run_info(run)}
 
 
@@ -164,13 +180,11 @@ def runs_restore(request, data):
 
 
 def runs_search(request, data):
-    order_by = data.get("order_by")
-    if isinstance(order_by, str):
-        order_by = [order_by]
+    order_by = _order_by(data)
     runs, token = selectors.runs_search(
         request,
         experiment_ids=data.get("experiment_ids"),
-        filter_string=data.get("filter"),
+        filter_string=_text(data, "filter"),
         run_view_type=data.get("run_view_type"),
         max_results_=data.get("max_results"),
         order_by=order_by,
@@ -207,7 +221,8 @@ def runs_log_batch(request, data):
 
 def runs_set_tag(request, data):
     run = selectors.run_for(request, _run_id(data), role=Role.WRITE)
-    services.run_set_tags(run=run, tags={data.get("key"): data.get("value")})
+    key = services.check_key(data.get("key"), "tag")
+    services.run_set_tags(run=run, tags={key: data.get("value")})
     return {}
 
 
