@@ -385,7 +385,9 @@ def test_model_info_files_refs_and_commits_equal_the_hubs(hub, monkeypatch):
     assert {(s.rfilename, s.size, s.blob_id) for s in info.siblings} == {
         (f["path"], f["size"], f["oid"]) for f in dev_files
     }
-    assert api.model_info(REPO).sha == hub["sha"]["main"]
+    main = api.model_info(REPO)
+    assert main.sha == hub["sha"]["main"]
+    assert main.card_data.license == "apache-2.0" and main.tags == ["moe"]  # README front matter
     assert api.file_exists(REPO, "sub/notes.txt", revision="dev")
     assert not api.file_exists(REPO, "sub/notes.txt", revision="main")
     assert api.repo_exists(REPO) and not api.repo_exists("alice/nope")
@@ -516,6 +518,12 @@ def test_writes_need_the_write_role_a_write_token_a_branch_and_a_valid_path(hub)
             repo_id=REPO,
         )
     assert "NFC" in str(e.value)
+    with pytest.raises(ValueError, match="Invalid metadata in README.md"):  # validate-yaml
+        hub["api"].upload_file(
+            path_or_fileobj=b"---\nlicense: [unclosed\n---\n# x\n",
+            path_in_repo="README.md",
+            repo_id=REPO,
+        )
     assert hub["api"].model_info(REPO).sha == hub["sha"]["main"]
 
 

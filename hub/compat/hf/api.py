@@ -26,6 +26,7 @@ from hub.common.errors import (
 )
 from hub.common.limits import limit
 from hub.compat.hf import protocol, selectors, services
+from hub.registry import cards
 from hub.registry import selectors as registry
 from hub.registry import services as registry_services
 
@@ -399,11 +400,22 @@ class WhoamiApi(HfView):
 
 
 class ValidateYamlApi(HfView):
-    """``POST /api/validate-yaml``, which the client calls before committing a README.md.
-    The hub does not validate model-card metadata here: no errors, no warnings."""
+    """``POST /api/validate-yaml`` ``{"content", "repoType"}``, which the client calls before
+    committing a README.md: its front matter parsed as the hub parses cards
+    (:func:`hub.registry.cards.parse_card`). Unreadable YAML is a 400 with ``errors`` (the
+    client then refuses to commit); what the hub only notes comes back as ``warnings``."""
 
     def post(self, request):
-        return JsonResponse({"errors": [], "warnings": []})
+        content = request.data.get("content") if isinstance(request.data, dict) else None
+        if not isinstance(content, str):
+            raise InvalidInput('Expected {"content": "<README.md text>"}.')
+        card = cards.parse_card(content.encode())
+        warnings = [{"message": w} for w in card.warnings]
+        if card.metadata_error:
+            return JsonResponse(
+                {"errors": [{"message": card.metadata_error}], "warnings": warnings}, status=400
+            )
+        return JsonResponse({"errors": [], "warnings": warnings})
 
 
 class NotAModelRepoApi(HfView):

@@ -16,6 +16,7 @@ from django.core.cache import cache
 
 from hub.common.validation import validate_path
 from hub.compat.hf.protocol import EntryNotFound, hf_date
+from hub.registry import cards
 from hub.registry import selectors as registry
 from hub.registry.models import Commit, FileObject, Repo
 
@@ -60,13 +61,17 @@ def file_at(*, commit: Commit, path: str) -> FileObject:
 
 def model_info(*, repo: Repo, commit: Commit, blobs: bool) -> dict:
     """``GET /api/models/{repo}[/revision/{rev}]``: ``id`` and ``sha`` are what the client
-    requires; counters the hub does not keep (downloads, likes) are 0."""
+    requires; ``cardData``, ``tags``, ``pipeline_tag`` and ``library_name`` come from the
+    README.md front matter at that commit (:mod:`hub.registry.cards`); counters the hub does
+    not keep (downloads, likes) are 0."""
     siblings = []
     for f in registry.tree_files(commit=commit):
         s = {"rfilename": f["path"]}
         if blobs:
             s.update(size=f["size"], blobId=f["oid"])
         siblings.append(s)
+    card = cards.read_card(commit=commit)  # README.md front matter, as the hub parses it
+    fields = card.fields if card is not None else {}
     return {
         "_id": repo.full_name,
         "id": repo.full_name,
@@ -80,7 +85,10 @@ def model_info(*, repo: Repo, commit: Commit, blobs: bool) -> dict:
         "disabled": False,
         "downloads": 0,
         "likes": 0,
-        "tags": [],
+        "tags": list(fields.get("tags") or []),
+        "pipeline_tag": fields.get("pipeline_tag"),
+        "library_name": fields.get("library_name"),
+        "cardData": card.metadata if card is not None and card.metadata else None,
         "siblings": siblings,
     }
 
