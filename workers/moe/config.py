@@ -20,6 +20,7 @@ import json
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,50 @@ class RuntimeConfig:
     )
 
 
+#: train.dp.delta when unset: δ = min(DP_DEFAULT_DELTA, DP_DELTA_PER_EXAMPLES / N) for N
+#: training examples, so δ stays well under 1/N (the usual requirement: δ ≪ 1/N).
+DP_DEFAULT_DELTA = 1e-5
+DP_DELTA_PER_EXAMPLES = 0.1
+
+
+@dataclass
+class DPConfig:
+    """Differential-privacy training (DP-SGD; see workers/moe/dp.py). The unit of privacy is
+    one training example: a disjoint window of block_size + 1 tokens of the training split."""
+
+    epsilon: float = _f(
+        8.0,
+        "privacy budget ε: the job stops before the step that would spend more",
+        min=0.0,
+        max=1000.0,
+        exclusive_min=True,
+    )
+    delta: float | None = _f(
+        None,
+        "δ of (ε, δ)-DP; null = min(1e-5, 0.1 / N) for N training examples",
+        min=0.0,
+        max=0.1,
+        exclusive_min=True,
+        nullable=True,
+    )
+    max_grad_norm: float = _f(
+        1.0,
+        "C: each example's gradient is clipped to this L2 norm before the batch sum",
+        min=0.0,
+        max=1e6,
+        exclusive_min=True,
+    )
+    noise_multiplier: float | None = _f(
+        None,
+        "σ: Gaussian noise std / C; null = the smallest σ (RDP accountant) that spends at most "
+        "ε over train.steps at the sampling rate q = batch_size · grad_accum / N",
+        min=0.0,
+        max=1e6,
+        exclusive_min=True,
+        nullable=True,
+    )
+
+
 @dataclass
 class TrainConfig:
     steps: int = _f(600, "optimizer steps", min=1, max=10_000_000)
@@ -240,6 +285,14 @@ class TrainConfig:
         "(every block, plus the final norm, output head and cross-entropy). Same loss and "
         "gradients, less memory, ~1 more forward per step",
         choices=list(ACTIVATION_CHECKPOINTING),
+    )
+    dp: DPConfig | None = _f(
+        None,
+        "differential-privacy training (DP-SGD with per-example clipping, Gaussian noise, "
+        "Poisson sampling and an RDP accountant); null = off",
+        kind="section",
+        section=DPConfig,
+        nullable=True,
     )
 
 
@@ -427,6 +480,8 @@ def _check_value(f: Field, tp: Any, value: Any, path: str, errors: list[dict[str
         return None
     if meta.get("kind") == "expert_hidden":
         return _check_expert_hidden(value, path, errors)
+    if meta.get("kind") == "section":  # a nested section (train.dp): its own fields' rules
+        return _check_section(meta["section"], value, path, errors)
     if base is bool:
         if not isinstance(value, bool):
             errors.append({"path": path, "message": "must be true or false"})
@@ -617,6 +672,8 @@ def _cross_checks(cfg: Config, errors: list[dict[str, str]]) -> None:
             f"must be ≤ steps ({t.steps})",
             ("train.steps",),
         )
+        if t.dp is not None:
+            _dp_checks(cfg, rule)
     if cfg.lora is not None:
         rule(bool(cfg.lora.targets), "lora.targets", "must name at least one target", ())
         rule(
@@ -625,6 +682,38 @@ def _cross_checks(cfg: Config, errors: list[dict[str, str]]) -> None:
             "must not repeat a target",
             (),
         )
+
+
+def _dp_checks(cfg: Config, rule: Callable[[bool, str, str, tuple[str, ...]], None]) -> None:
+    """What DP-SGD training (workers/moe/dp.py) cannot do: per-example gradients need each
+    example's loss to depend on that example alone, and the noise has no fp16 loss scaling."""
+    rule(
+        cfg.kind == "train",
+        "train.dp",
+        f"differential privacy is for train jobs only (not {cfg.kind})",
+        (),
+    )
+    rule(
+        cfg.model.capacity_factor is None,
+        "train.dp",
+        "needs dropless routing (model.capacity_factor null): with a capacity one example's "
+        "tokens decide which tokens of the others are dropped",
+        ("model.capacity_factor",),
+    )
+    assert cfg.train is not None
+    rule(
+        cfg.train.activation_checkpointing == "none",
+        "train.dp",
+        "needs train.activation_checkpointing none (per-example gradients are computed with "
+        "torch.func.vmap, which torch.utils.checkpoint does not run under)",
+        ("train.activation_checkpointing",),
+    )
+    rule(
+        cfg.runtime.dtype != "fp16",
+        "train.dp",
+        "needs runtime.dtype fp32 or bf16 (fp16 loss scaling is not combined with DP noise)",
+        ("runtime.dtype",),
+    )
 
 
 def validate_config(kind: str, raw: dict[str, Any]) -> tuple[Config | None, list[dict[str, str]]]:
@@ -725,6 +814,14 @@ def _field_schema(f: Field, tp: Any) -> dict[str, Any]:
                 },
             ]
         }
+    elif meta.get("kind") == "section":
+        cls = meta["section"]
+        hints = _hints(cls)
+        s = {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {g.name: _field_schema(g, hints[g.name]) for g in fields(cls)},
+        }
     elif typing.get_origin(base) is list:
         item: dict[str, Any] = {"type": "string"}
         if meta.get("choices"):
@@ -746,6 +843,8 @@ def _field_schema(f: Field, tp: Any) -> dict[str, Any]:
     s["description"] = meta.get("help", "")
     default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
     s["default"] = default
+    if meta.get("kind") == "section":  # what {} (every field at its default) stands for
+        s["x-section-defaults"] = asdict(meta["section"]())
     return s
 
 
@@ -784,5 +883,7 @@ def config_json_schema(kind: str) -> dict[str, Any]:
             "runtime.dtype fp16 needs a CUDA device",
             "train.min_lr ≤ train.lr; train.warmup_steps ≤ train.steps (when warmup_steps is "
             "unset and its default exceeds steps, it becomes a tenth of steps)",
+            "train.dp: train jobs only, with model.capacity_factor null, "
+            "train.activation_checkpointing none and runtime.dtype fp32 or bf16",
         ],
     }

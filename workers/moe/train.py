@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,9 @@ from workers.moe.config import Config, InputError, TrainConfig
 from workers.moe.data import TokenData, load_corpus
 from workers.moe.events import EventWriter
 from workers.moe.model import MoETransformer
+
+if TYPE_CHECKING:
+    from workers.moe.dp import DPPlan
 
 # Config keys that may change between a checkpoint and its resumption (they do not alter
 # what is computed). Anything else differing means the --out belongs to another run.
@@ -183,11 +186,19 @@ def train_loop(
     *,
     save_final: Callable[[torch.nn.Module], list[tuple[str, str]]],
     update_bias: bool = True,
+    dp_plan: DPPlan | None = None,
 ) -> dict[str, Any]:
     """Run cfg.train.steps optimizer steps (resuming from out/checkpoints if present) and
-    return the summary. ``save_final`` writes the final artifacts, returning (path, kind)."""
+    return the summary. ``save_final`` writes the final artifacts, returning (path, kind).
+
+    With ``dp_plan`` (train.dp) each step's gradient is DP-SGD's (workers/moe/dp.py), the
+    router's balance bias stays frozen, and the run ends after ``dp_plan.steps``: before the
+    step that would spend more than the privacy budget when that comes first."""
     t = cfg.train
     assert t is not None
+    end = dp_plan.steps if dp_plan is not None else t.steps
+    if dp_plan is not None:
+        update_bias = False  # the bias would be an un-noised statistic of the private batches
     device = resolve_device(cfg.runtime)
     model.to(device)
     model.train()
@@ -213,6 +224,19 @@ def train_loop(
         start = int(ckpt["step"])
         events.log(f"resumed from {Path(ckpt['path']).name} at step {start}")
 
+    dpsgd = None
+    if dp_plan is not None:
+        from workers.moe.dp import DPSGD
+
+        dpsgd = DPSGD(
+            model,
+            dp_plan,
+            data,
+            t.batch_size,
+            device,
+            autocast=lambda: autocast(device, cfg.runtime.dtype),
+        )
+
     tokens_per_step = t.batch_size * t.grad_accum * model.cfg.block_size
     flops_per_token = model.flops_per_token()
     peak = cfg.runtime.peak_tflops
@@ -228,13 +252,14 @@ def train_loop(
     last_val: dict[str, Any] | None = None
     window_t, window_tokens = 0.0, 0
     train_time, train_tokens = 0.0, 0
-    for step in range(start, t.steps):
+    dp_step: dict[str, Any] = {}
+    for step in range(start, end):
         t0 = time.perf_counter()
         lr = lr_at(step, t)
         for group in opt.param_groups:
             group["lr"] = lr
         loss_sum = lm_sum = router_sum = 0.0
-        for micro in range(t.grad_accum):
+        for micro in range(t.grad_accum if dpsgd is None else 0):
             x, y = data.train_batch(t.batch_size, cfg.seed, step, micro)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast(device, cfg.runtime.dtype):
@@ -243,28 +268,38 @@ def train_loop(
             loss_sum += float(losses["loss"].detach())
             lm_sum += float(losses["lm"])
             router_sum += float(losses["router"])
+        if dpsgd is not None:  # the noised sum of clipped per-example gradients, into .grad
+            dp_step = dpsgd.step()
+            n_micro = t.grad_accum
+            loss_sum, lm_sum, router_sum = (n_micro * dp_step[k] for k in ("loss", "lm", "router"))
         scaler.unscale_(opt)
         grad_norm = torch.nn.utils.clip_grad_norm_(
-            params, t.grad_clip if t.grad_clip > 0 else float("inf")
+            params, t.grad_clip if t.grad_clip > 0 and dpsgd is None else float("inf")
         )
         stepped = optimizer_step(scaler, opt)
         opt.zero_grad(set_to_none=True)
         if update_bias and stepped:  # a step fp16 skipped (inf/NaN gradients) moves nothing
             model.update_router_bias()
         stats = model.pop_moe_stats()  # every step: the accumulators are per step
+        if dpsgd is not None:
+            stats = dp_step["layers"]
         if device.type == "cuda":
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         done = step + 1
         last_loss = loss_sum / t.grad_accum
-        if not math.isfinite(last_loss) and not scaler.is_enabled():
+        if (
+            not math.isfinite(last_loss)
+            and not scaler.is_enabled()
+            and not dp_step.get("batch") == 0
+        ):
             raise RuntimeError(f"loss is {last_loss} at step {done}; lower train.lr or use fp32")
         window_t += dt
         window_tokens += tokens_per_step
         train_time += dt
         train_tokens += tokens_per_step
 
-        if done % t.log_every == 0 or done == t.steps:
+        if done % t.log_every == 0 or done == end:
             tps = window_tokens / max(window_t, 1e-9)
             values = {
                 "loss": last_loss,
@@ -279,13 +314,17 @@ def train_loop(
                 values["mfu"] = tps * flops_per_token / (peak * 1e12)
             if scaler.is_enabled():
                 values["loss_scale"] = float(scaler.get_scale())
+            if dp_plan is not None:
+                values["dp/epsilon"] = dp_plan.epsilon_after(done)
+                values["dp/batch_size"] = dp_step["batch"]
+                values["dp/clipped_frac"] = dp_step["clipped_frac"]
             values.update(moe_metric_values(stats))
             events.metric(done, values)
-            eta = (t.steps - done) * train_time / max(done - start, 1)
-            events.progress(done, t.steps, eta)
+            eta = (end - done) * train_time / max(done - start, 1)
+            events.progress(done, end, eta)
             window_t, window_tokens = 0.0, 0
 
-        if (t.eval_every and done % t.eval_every == 0) or done == t.steps:
+        if (t.eval_every and done % t.eval_every == 0) or done == end:
             last_val = evaluate_loss(
                 model, data, t.batch_size, t.eval_tokens, device, cfg.runtime.dtype
             )
@@ -298,7 +337,7 @@ def train_loop(
                 },
             )
 
-        if done % t.checkpoint_every == 0 or done == t.steps:
+        if done % t.checkpoint_every == 0 or done == end:
             state = {
                 "step": done,
                 "model": model.state_dict(),
@@ -318,8 +357,8 @@ def train_loop(
     for path, kind in save_final(model):
         events.artifact(path, kind)
     tps = train_tokens / max(train_time, 1e-9)
-    summary = {
-        "steps": t.steps,
+    summary: dict[str, Any] = {
+        "steps": end,
         "resumed_from": start or None,
         "final_loss": last_loss,
         "val_loss": last_val["loss"],
@@ -337,6 +376,14 @@ def train_loop(
         )
     if peak:
         summary["mfu"] = tps * flops_per_token / (peak * 1e12)
+    if dp_plan is not None:
+        summary["dp"] = dp_plan.metadata(end)
+        if end < t.steps:
+            summary["stop_reason"] = (
+                f"privacy budget reached: ε = {summary['dp']['epsilon']:.4g} after {end} of "
+                f"{t.steps} steps (budget {dp_plan.epsilon_budget:g}, δ = {dp_plan.delta:.3g})"
+            )
+            events.log(summary["stop_reason"])
     return summary
 
 
@@ -358,18 +405,34 @@ def run(cfg: Config, out: Path, events: EventWriter, weights: Path | None) -> di
     model = build_model(cfg, weights, events)
     data = load_corpus(cfg.data, out, model.cfg.block_size, log=events.log)
     assert cfg.train is not None
+    dp_plan = None
+    if cfg.train.dp is not None:
+        from workers.moe.dp import n_examples, plan_dp
+
+        dp_plan = plan_dp(cfg.train.dp, cfg.train, n_examples(data))
+        events.log(
+            f"differential privacy: {dp_plan.n_examples:,} examples, q = "
+            f"{dp_plan.sample_rate:.4g} (expected batch {dp_plan.expected_batch}), σ = "
+            f"{dp_plan.noise_multiplier:.4g}"
+            f"{' (from the budget)' if dp_plan.sigma_from_budget else ''}, C = "
+            f"{dp_plan.max_grad_norm:g}, δ = {dp_plan.delta:.3g}; ε budget "
+            f"{dp_plan.epsilon_budget:g} allows {dp_plan.steps} of {cfg.train.steps} steps "
+            f"(ε = {dp_plan.epsilon_after(dp_plan.steps):.4g})"
+        )
 
     def save_final(m: torch.nn.Module) -> list[tuple[str, str]]:
         assert isinstance(m, MoETransformer)
         extra = {
-            "step": cfg.train.steps if cfg.train else 0,
+            "step": dp_plan.steps if dp_plan else cfg.train.steps if cfg.train else 0,
             "job": cfg.to_dict(),
             "init_weights": str(weights) if weights else None,
         }
+        if dp_plan is not None:
+            extra["dp"] = dp_plan.metadata(dp_plan.steps)
         save_weights(m, out, extra)
         return [("model.safetensors", "weights"), ("config.json", "config")]
 
-    summary = train_loop(cfg, model, data, out, events, save_final=save_final)
+    summary = train_loop(cfg, model, data, out, events, save_final=save_final, dp_plan=dp_plan)
     summary["corpus"] = {k: v for k, v in asdict(data.info).items() if k != "dir"}
     return summary
 
