@@ -287,9 +287,13 @@ def test_private_projects_are_hidden_and_writes_need_the_role(hub, make_user):
     url, alice = hub
     _, bob = make_user("bob")
     bob_api = client_for(bob)
-    secret = bob_api.post("/api/v1/projects", {"name": "secret", "private": True}, format="json")
-    open_ = bob_api.post("/api/v1/projects", {"name": "open"}, format="json")
-    secret_id, open_id = str(secret.json()["id"]), str(open_.json()["id"])
+    assert (
+        bob_api.post(
+            "/api/v1/projects", {"name": "secret", "private": True}, format="json"
+        ).status_code
+        == 201
+    )
+    assert bob_api.post("/api/v1/projects", {"name": "open"}, format="json").status_code == 201
     from hub.tracking.models import Project
 
     secret_id = str(Project.objects.get(name="secret").pk)
@@ -347,6 +351,14 @@ def test_private_projects_are_hidden_and_writes_need_the_role(hub, make_user):
     assert "bob/secret" not in [e["name"] for e in listed.json()["experiments"]]
     zero = get("experiments/get", carol_ro, experiment_id="0")
     assert zero.status_code == 404 and zero.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    ajax = httpx.get(
+        f"{url}/ajax-api/2.0/mlflow/experiments/get",
+        params={"experiment_id": open_id},
+        headers={"Authorization": f"Bearer {alice}"},
+    )
+    assert ajax.status_code == 200 and ajax.json()["experiment"]["name"] == "bob/open"
+    info = httpx.get(f"{url}/api/3.0/mlflow/server-info")  # MLflow's probe: no token, no uploads
+    assert info.status_code == 200 and info.json()["multipart_uploads_enabled"] is False
     unknown = get("no/such/endpoint", alice)
     assert unknown.status_code == 404 and unknown.json()["error_code"] == "ENDPOINT_NOT_FOUND"
     schema = client_for(alice).get("/api/schema?format=json").json()
