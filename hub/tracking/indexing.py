@@ -238,7 +238,9 @@ def index_commit_now(commit_pk: int) -> None:
     idx = search_index()
     commit = Commit.objects.select_related("repo__namespace", "tree").filter(pk=commit_pk).first()
     if idx is not None and commit is not None:
-        idx.index_commit(commit_doc(commit))
+        # refresh: a model is searchable (GET /models/search) when the task returns, not at
+        # the engine's next periodic refresh (which noida-db may not do for minutes).
+        idx.index_commit(commit_doc(commit), refresh=True)
 
 
 def delete_run(run_id: str) -> None:
