@@ -55,6 +55,8 @@ from hub.registry.models import Commit, FileObject, Repo
 CARD_PATH = "README.md"
 #: Nodes (mappings, lists, scalars) the front matter may expand to once aliases are resolved.
 MAX_METADATA_NODES = 10_000
+#: Nesting of flow collections (``[...]``, ``{...}``) the front matter may have.
+MAX_FLOW_DEPTH = 64
 #: Values kept per list field, and characters per value, in the normalised fields.
 MAX_FIELD_VALUES = 100
 MAX_FIELD_CHARS = 200
@@ -135,6 +137,20 @@ def _normalise(meta: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     return out
 
 
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of ``[`` / ``{`` (brackets inside quotes count too: an upper
+    bound). PyYAML parses deep flow collections recursively and slowly (seconds for 30,000
+    levels), so they are refused before parsing."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
 def parse_card(data: bytes) -> Card:
     """Split and parse a README's bytes; never raises for bad content (see module doc)."""
     limit = int(settings.HUB_MAX_CARD_BYTES)
@@ -156,6 +172,9 @@ def parse_card(data: bytes) -> Card:
     meta_limit = int(settings.HUB_MAX_CARD_METADATA_BYTES)
     if len(raw.encode()) > meta_limit:
         card.metadata_error = f"The front matter is larger than {meta_limit} bytes; not read."
+        return card
+    if _flow_depth(raw) > MAX_FLOW_DEPTH:
+        card.metadata_error = "The front matter is nested too deeply."
         return card
     try:
         loaded = yaml.safe_load(raw)

@@ -80,6 +80,21 @@ def test_an_alias_bomb_stops_at_the_node_budget(settings):
     assert card.body == "body"
 
 
+@pytest.mark.parametrize(
+    "nested", [b"[" * 30_000 + b"]" * 30_000, b"{x: " * 10_000 + b"1" + b"}" * 10_000]
+)
+def test_deeply_nested_front_matter_is_refused_before_parsing(settings, nested, monkeypatch):
+    import yaml
+
+    def never(*a, **kw):
+        raise AssertionError("parsed")
+
+    monkeypatch.setattr(yaml, "safe_load", never)
+    card = parse_card(b"---\na: " + nested + b"\n---\nbody")
+    assert card.metadata_error == "The front matter is nested too deeply."
+    assert card.body == "body"
+
+
 def test_size_limits_are_settings(settings):
     settings.HUB_MAX_CARD_METADATA_BYTES = 100
     card = parse_card(b"---\ndescription: " + b"x" * 200 + b"\n---\nbody\n")
