@@ -5,6 +5,7 @@ import { fileDownloadUrl, useCommit, useFileInfo, useRepo } from "../api/hooks";
 import { ModelCard } from "../components/ModelCard";
 import type { TreeFile } from "../api/types";
 import { Empty, ErrorMessage, Loading, QueryView } from "../components/States";
+import { asDp, dpGuarantee, dpMechanism } from "../lib/dp";
 import { TensorTable } from "../components/TensorTable";
 import { commitStatsLine } from "../lib/dedupe";
 import { fmtBytes, fmtDate, fmtValue, shortSha } from "../lib/format";
@@ -57,6 +58,7 @@ export default function CommitPage() {
         const [title, ...rest] = c.message.split("\n");
         const refs = repo.data?.refs.filter((r) => r.commit === c.sha) ?? [];
         const merge = (c.metadata?.merge ?? null) as Record<string, unknown> | null;
+        const dp = asDp(c.metadata?.dp);
         const otherMeta = Object.fromEntries(Object.entries(c.metadata ?? {}).filter(([k]) => k !== "merge"));
         const toggle = open ? open : c.files.length === 1 ? c.files[0].path : null;
         return (
@@ -110,6 +112,15 @@ export default function CommitPage() {
                 <dl className="kv">
                   <dt>Run</dt><dd>{c.run_id ? <Link to={`/runs/${c.run_id}`} className="mono">{c.run_id}</Link> : <span className="muted">—</span>}</dd>
                   <dt>Job</dt><dd>{c.job_id ? <Link to={`/jobs/${c.job_id}`} className="mono">{c.job_id}</Link> : <span className="muted">—</span>}</dd>
+                  {dp && (
+                    <>
+                      <dt>Privacy</dt>
+                      <dd data-testid="commit-dp">
+                        trained with DP-SGD: <strong>{dpGuarantee(dp)}</strong>
+                        <span className="muted small"> ({dpMechanism(dp)}; unit: one training window)</span>
+                      </dd>
+                    </>
+                  )}
                   {merge && (
                     <>
                       <dt>Merged</dt>

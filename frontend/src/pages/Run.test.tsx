@@ -98,3 +98,26 @@ describe("run page metrics", () => {
     await waitFor(() => expect(calls.some((c) => c.url.pathname === "/api/v1/metrics/series" && (c.url.searchParams.get("keys") ?? "").split(",").includes("moe/layer0/dropped_frac"))).toBe(true));
   });
 });
+
+describe("run page privacy", () => {
+  it("shows ε spent against the budget, and the guarantee and stop reason its job recorded", async () => {
+    const dp = { epsilon: 0.8786, epsilon_budget: 0.88, delta: 1e-5, noise_multiplier: 1, sample_rate: 0.005418, steps: 14, max_grad_norm: 1, accountant: "rdp" };
+    mockApi({
+      "GET /api/v1/runs/r1": () => ({ body: run({ job_id: "j1", params: { "train.dp.epsilon": 0.88 }, summary: { "dp/epsilon": { last: 0.8786, min: 0.87, max: 0.8786, count: 2, last_step: 14 } } }) }),
+      "GET /api/v1/jobs/j1": () => ({ body: { id: "j1", status: "succeeded", reason: "privacy budget reached: ε = 0.8786 after 14 of 30 steps", summary: { dp } } }),
+    });
+    renderAt("/runs/r1?tab=overview", "/runs/:id", <RunPage />);
+    const panel = await screen.findByTestId("run-dp");
+    await waitFor(() => expect(panel.textContent).toContain("(ε = 0.879, δ = 1.0e-5)-DP"));
+    expect(panel.textContent).toContain("0.8786 at step 14 of a budget of 0.88");
+    expect(panel.textContent).toContain("σ = 1, q = 0.00542, 14 steps, C = 1");
+    expect(panel.textContent).toContain("privacy budget reached");
+  });
+
+  it("has no privacy panel for a run without train.dp", async () => {
+    mockApi({ "GET /api/v1/runs/r1": () => ({ body: run() }) });
+    renderAt("/runs/r1?tab=overview", "/runs/:id", <RunPage />);
+    await screen.findByRole("heading", { name: "Params (0)" });
+    expect(screen.queryByTestId("run-dp")).toBeNull();
+  });
+});

@@ -9,6 +9,7 @@ import { MetricChart, type ChartLine } from "../components/MetricChart";
 import { Empty, ErrorMessage, Loading, QueryView, StatusBadge } from "../components/States";
 import { Tabs } from "../components/Tabs";
 import { fmtAgo, fmtDate, fmtDuration, fmtNum, fmtValue, shortSha } from "../lib/format";
+import { asDp, dpGuarantee, dpMechanism } from "../lib/dp";
 import { discoverMoe, isMoeKey } from "../lib/moe";
 import { layoutSections, parsePins, togglePin, yRange, type ChartItem } from "../lib/metricLayout";
 import { color } from "../lib/series";
@@ -127,6 +128,32 @@ function Notes({ run }: { run: Run }) {
   );
 }
 
+/** A DP-SGD run (train.dp): ε spent so far (the dp/epsilon metric) against its budget, and
+ * once its job has ended, the guarantee the job recorded and why it stopped. */
+function Privacy({ run }: { run: Run }) {
+  const spent = run.summary["dp/epsilon"];
+  const budget = run.params["train.dp.epsilon"];
+  const job = useJob(run.job_id ?? "", !!run.job_id && (!!spent || budget !== undefined));
+  if (!spent && budget === undefined) return null;
+  const dp = asDp(job.data?.summary?.dp);
+  return (
+    <section className="panel" aria-labelledby="privacy-h" data-testid="run-dp">
+      <h2 id="privacy-h">Differential privacy</h2>
+      <dl className="kv">
+        <dt>ε spent</dt>
+        <dd>{spent ? <>{fmtNum(spent.last, 4)} at step {fmtNum(spent.last_step)}</> : "—"} of a budget of {fmtNum(budget)}</dd>
+        {dp && (
+          <>
+            <dt>Guarantee</dt><dd><strong>{dpGuarantee(dp)}</strong></dd>
+            <dt>Mechanism</dt><dd className="small">{dpMechanism(dp)}</dd>
+          </>
+        )}
+        {job.data && job.data.status === "succeeded" && <><dt>Ended</dt><dd>{job.data.reason}</dd></>}
+      </dl>
+    </section>
+  );
+}
+
 function Overview({ run }: { run: Run }) {
   const [filter, setFilter] = useState("");
   const params = Object.entries(run.params).filter(([k]) => k.toLowerCase().includes(filter.toLowerCase())).sort(([a], [b]) => a.localeCompare(b));
@@ -155,6 +182,7 @@ function Overview({ run }: { run: Run }) {
         )}
       </section>
       <div className="stack">
+        <Privacy run={run} />
         <Notes run={run} />
         <section className="panel flush">
           <h2 style={{ padding: "8px 10px", margin: 0 }}>Summary metrics</h2>
