@@ -397,18 +397,27 @@ def test_log_batch_limits_and_nan_values(hub):
     assert bad_key.status_code == 400 and bad_key.json()["error_code"] == "INVALID_PARAMETER_VALUE"
 
 
-def test_registry_gc_keeps_the_files_mlflow_clients_logged(hub):
-    """An MLflow artifact is a registry file no commit references: GC must count it live."""
+def test_registry_gc_keeps_the_files_mlflow_clients_logged(hub, settings):
+    """An MLflow artifact is a registry file no commit references: GC must count it live.
+    A file over HUB_MLFLOW_MAX_ARTIFACT_BYTES is refused and leaves nothing behind."""
+    import os
+
+    from hub.compat.mlflow.models import Artifact
     from hub.registry.gc import gc
 
     url, alice = hub
     info = _post(url, alice, "runs/create", {"experiment_id": "0"}).json()["run"]["info"]
     where = f"{url}/api/2.0/mlflow-artifacts/artifacts/{info['experiment_id']}/{info['run_id']}"
     auth = {"Authorization": f"Bearer {alice}"}
-    body = b"expert load table\n" * 1000
-    assert httpx.put(f"{where}/artifacts/load.txt", content=body, headers=auth).status_code == 200
+    body = os.urandom(9 * 1024 * 1024 + 7)  # three chunks
+    assert httpx.put(f"{where}/artifacts/load.bin", content=body, headers=auth).status_code == 200
+    assert len(Artifact.objects.get(path="load.bin").file.chunks) == 3
+    settings.HUB_MLFLOW_MAX_ARTIFACT_BYTES = 1000
+    big = httpx.put(f"{where}/artifacts/big.bin", content=b"x" * 1001, headers=auth)
+    assert big.status_code == 400 and big.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert not Artifact.objects.filter(path="big.bin").exists()
     gc(dry_run=False, grace_seconds=0)
-    again = httpx.get(f"{where}/artifacts/load.txt", headers=auth)
+    again = httpx.get(f"{where}/artifacts/load.bin", headers=auth)
     assert again.status_code == 200 and again.content == body
     escape = httpx.put(f"{where}/artifacts/a/%2E%2E/%2E%2E/x", content=b"x", headers=auth)
     assert escape.status_code in (400, 404) and "error_code" in escape.json()
