@@ -22,6 +22,7 @@ const ComparePage = lazy(() => import("./pages/Compare"));
 const RepoPage = lazy(() => import("./pages/Repo"));
 const CommitPage = lazy(() => import("./pages/Commit"));
 const DiffPage = lazy(() => import("./pages/Diff"));
+const PlaygroundPage = lazy(() => import("./pages/Playground"));
 const JobsPage = lazy(() => import("./pages/jobs/JobsPage"));
 const JobLaunchPage = lazy(() => import("./pages/jobs/JobLaunchPage"));
 const JobPage = lazy(() => import("./pages/jobs/JobPage"));
@@ -93,6 +94,7 @@ export function AppRoutes() {
         <Route path="models/:ns/:name" element={<RepoPage />} />
         <Route path="models/:ns/:name/commit/:sha" element={<CommitPage />} />
         <Route path="models/:ns/:name/diff" element={<DiffPage />} />
+        <Route path="models/:ns/:name/playground" element={<PlaygroundPage />} />
         <Route path="settings/tokens" element={<TokensPage />} />
         <Route path="jobs" element={<JobsPage />} />
         <Route path="jobs/new" element={<JobLaunchPage />} />

@@ -167,6 +167,7 @@ export default function RepoPage() {
                 <p className="muted">{r.description || "No description."} · {r.private ? "private" : "public"} · updated {fmtAgo(r.updated_at)}</p>
                 <RepoSize ns={ns} name={name} />
               </div>
+              <Link className="button" to={`${base}/playground${qs({ ref: current })}`}>Playground</Link>
               <Link className="button" to={`${base}/diff?a=${encodeURIComponent(r.default_branch)}&b=${encodeURIComponent(otherBranch)}`}>Compare refs</Link>
               <button type="button" onClick={() => setMergeSource(otherBranch)} disabled={r.refs.filter((x) => x.kind === "branch").length < 2}>Merge…</button>
               <a className="button" href={`/api/v1${repoPath(ns, name)}/archive${qs({ ref: current })}`} download>Download {current} (.tar)</a>
