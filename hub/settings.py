@@ -346,6 +346,7 @@ SPECTACULAR_SETTINGS = {
         "TokenScopeEnum": "hub.accounts.models.ApiToken.Scope",
         "RoleEnum": "hub.accounts.models.Role",
         "DiffStatusEnum": ["added", "removed", "changed"],
+        "MetricDirectionEnum": ["min", "max", "none"],
         "FinishedJobStatusEnum": ["succeeded", "failed", "cancelled"],
     },
     "SWAGGER_UI_DIST": "SIDECAR",

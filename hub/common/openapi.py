@@ -160,7 +160,8 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
             header_name="AUTHORIZATION", token_prefix="Bearer"
         )
         scheme["description"] = (
-            "An API token (hub_...): create one with `hub login` / the dashboard's Tokens page."
+            "An API token (hub_...), from the dashboard's Tokens page or "
+            "`hub admin create-token`; worker credentials use the same header."
         )
         return scheme
 

@@ -103,6 +103,21 @@ class JobResultOut(serializers.Serializer):
     branch = serializers.CharField(allow_blank=True)
 
 
+class JobResourcesOut(serializers.Serializer):
+    """What a job asked for (hub.shared.resources: defaults and bounds)."""
+
+    gpus = serializers.IntegerField(required=False)
+    cpus = serializers.FloatField(required=False)
+    memory_mb = serializers.FloatField(required=False)
+    time_limit_s = serializers.FloatField(required=False)
+
+
+class JobProgressOut(serializers.Serializer):
+    step = serializers.FloatField(required=False)
+    total = serializers.FloatField(required=False)
+    eta_s = serializers.FloatField(required=False, allow_null=True)
+
+
 class JobOut(serializers.Serializer):
     id = serializers.CharField()
     project = serializers.CharField()
@@ -111,14 +126,14 @@ class JobOut(serializers.Serializer):
     reason = serializers.CharField(allow_blank=True)
     base = JobBaseOut(allow_null=True)
     target = JobTargetOut(allow_null=True)
-    resources = serializers.DictField(child=_ANY())
+    resources = JobResourcesOut()
     queue = serializers.CharField(allow_blank=True)
     created_by = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     ended_at = serializers.DateTimeField(allow_null=True)
     duration_s = serializers.FloatField(allow_null=True)
-    progress = serializers.DictField(child=_ANY(), allow_null=True)
+    progress = JobProgressOut(allow_null=True)
     run_id = serializers.CharField(allow_null=True)
     result = JobResultOut(allow_null=True)
     cancel_requested = serializers.BooleanField()

@@ -9,7 +9,12 @@ import math
 
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
@@ -63,6 +68,34 @@ def run_out(r: Run) -> dict:
     }
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string"},
+            {"type": "number"},
+            {"type": "boolean"},
+            {"type": "array", "items": {}},
+        ],
+        "nullable": True,
+    },
+    component_name="ParamValue",
+)
+class ParamValueField(serializers.JSONField):
+    """A run param: a scalar or a list (nested objects are flattened to dotted keys)."""
+
+
+class SummaryStatsOut(serializers.Serializer):
+    """What a run's summary keeps per metric key (maintained on ingest)."""
+
+    last = serializers.FloatField()
+    last_step = serializers.IntegerField(required=False)
+    min = serializers.FloatField()
+    min_step = serializers.IntegerField(required=False)
+    max = serializers.FloatField()
+    max_step = serializers.IntegerField(required=False)
+    count = serializers.IntegerField(required=False, help_text="exact point count (GET /runs/{id})")
+
+
 class ProjectOut(serializers.Serializer):
     id = serializers.CharField(help_text="namespace/name")
     namespace = serializers.CharField()
@@ -91,13 +124,10 @@ class RunOut(serializers.Serializer):
     started_at = serializers.DateTimeField()
     ended_at = serializers.DateTimeField(allow_null=True)
     updated_at = serializers.DateTimeField()
-    params = serializers.DictField(child=serializers.JSONField(), help_text="dotted keys")
+    params = serializers.DictField(child=ParamValueField(), help_text="dotted keys")
     tags = serializers.ListField(child=serializers.CharField())
     notes = serializers.CharField(allow_blank=True)
-    summary = serializers.DictField(
-        child=serializers.DictField(child=serializers.JSONField()),
-        help_text="{key: {last, min, max, last_step, ...}}",
-    )
+    summary = serializers.DictField(child=SummaryStatsOut(), help_text="per metric key")
     commit = RunCommitOut(allow_null=True)
     job_id = serializers.CharField(allow_null=True)
 
@@ -115,12 +145,12 @@ class RunHitOut(serializers.Serializer):
     job = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
     ended_at = serializers.DateTimeField(allow_null=True)
-    params = serializers.DictField(child=serializers.JSONField())
-    summary = serializers.DictField(child=serializers.DictField(child=serializers.JSONField()))
+    params = serializers.DictField(child=ParamValueField())
+    summary = serializers.DictField(child=SummaryStatsOut())
 
 
 class FacetValueOut(serializers.Serializer):
-    value = serializers.JSONField()
+    value = serializers.CharField(allow_blank=True)
     count = serializers.IntegerField()
 
 
@@ -184,8 +214,17 @@ class CompareRunOut(serializers.Serializer):
 
 class CompareParamOut(serializers.Serializer):
     key = serializers.CharField()
-    values = serializers.DictField(child=serializers.JSONField(), help_text="{run id: value}")
+    values = serializers.DictField(child=ParamValueField(), help_text="{run id: value}")
     recorded_in = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class CompareMetricRunOut(serializers.Serializer):
+    final = serializers.FloatField(help_text="the last value")
+    final_step = serializers.IntegerField(required=False, allow_null=True)
+    best = serializers.FloatField(help_text="the best value in the metric's direction")
+    best_step = serializers.IntegerField(required=False, allow_null=True)
+    delta_final = serializers.FloatField(required=False, help_text="final - the baseline's")
+    delta_final_pct = serializers.FloatField(required=False, allow_null=True)
 
 
 class CompareMetricOut(serializers.Serializer):
@@ -195,10 +234,7 @@ class CompareMetricOut(serializers.Serializer):
     missing = serializers.ListField(child=serializers.CharField(), required=False)
     best_run = serializers.CharField(allow_null=True)
     best_final_run = serializers.CharField(allow_null=True, required=False)
-    runs = serializers.DictField(
-        child=serializers.DictField(child=serializers.JSONField()),
-        help_text="{run id: {final, final_step, best, best_step, delta_final, ...}}",
-    )
+    runs = serializers.DictField(child=CompareMetricRunOut(), help_text="per run id")
 
 
 class CorrelationOut(serializers.Serializer):

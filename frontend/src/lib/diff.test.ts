@@ -16,8 +16,8 @@ const d: DiffResult = {
       tensors: [
         { name: "layers.0.moe.experts.3.w1.weight", status: "changed", a: side([4, 4]), b: side([4, 4]), l2_delta: 0.5, rel_change: 0.1, cosine: 0.99, max_abs_delta: 0.2 },
         { name: "layers.1.moe.experts.3.w1.weight", status: "changed", a: side([4, 4]), b: side([4, 4]), l2_delta: 2.0, rel_change: 0.4, cosine: 0.9, max_abs_delta: 0.7 },
-        { name: "layers.1.moe.router.weight", status: "added", a: null, b: side([8, 4]) },
-        { name: "lm_head.weight", status: "removed", a: side([2, 2]), b: null },
+        { name: "layers.1.moe.router.weight", status: "added", b: side([8, 4]) },
+        { name: "lm_head.weight", status: "removed", a: side([2, 2]) },
       ],
     },
     { path: "config.json", status: "changed", size_a: 10, size_b: 12 },

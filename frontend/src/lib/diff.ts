@@ -31,8 +31,8 @@ export function diffRows(d: DiffResult): DiffRow[] {
           name: t.name,
           status: t.status,
           tensor: true,
-          a: t.a,
-          b: t.b,
+          a: t.a ?? null,
+          b: t.b ?? null,
           shapeChanged: !!t.shape_changed,
           dtypeChanged: !!t.dtype_changed,
           l2: t.l2_delta ?? null,
@@ -58,8 +58,8 @@ export function diffRows(d: DiffResult): DiffRow[] {
         rel: null,
         cosine: null,
         maxAbs: null,
-        sizeA: f.size_a,
-        sizeB: f.size_b,
+        sizeA: f.size_a ?? null,
+        sizeB: f.size_b ?? null,
       });
     }
   }

@@ -12,7 +12,8 @@ afterEach(() => {
 
 const commit = (extra: Partial<CommitDetail> = {}): CommitDetail => ({
   sha: "c0ffee".padEnd(64, "0"), parents: [], author: "ada", message: "train: 20 steps", metadata: {},
-  created_at: new Date().toISOString(), tree: "t".repeat(64), generation: 1, job_id: null, run_id: null, files: [], ...extra,
+  created_at: new Date().toISOString(), tree: "t".repeat(64), generation: 1, job_id: null, run_id: null, files: [],
+  stats: { files: 0, bytes: 0, new_bytes: 0, reused_bytes: 0 }, ...extra,
 });
 
 describe("commit page lineage", () => {

@@ -11,12 +11,12 @@ afterEach(() => {
 });
 
 const page = <T,>(results: T[]) => ({ body: { count: results.length, next: null, previous: null, results } });
-const project = (ns: string, name: string): Project => ({ id: `${ns}/${name}`, namespace: ns, name, private: false, description: "", created_at: "2026-01-01T00:00:00Z" });
+const project = (ns: string, name: string): Project => ({ id: `${ns}/${name}`, namespace: ns, name, private: false, description: "", metric_directions: {}, created_at: "2026-01-01T00:00:00Z" });
 const hit = (id: string, project: string, created_at: string): RunHit => ({
   id, project, name: `run-${id}`, group: "", user: "ada", status: "finished", tags: [], notes: "", commit: null, job: null,
   created_at, ended_at: null, params: {}, summary: {},
 });
-const me = { body: { username: "ada", is_admin: false, token_scope: null, namespaces: [{ name: "ada", kind: "user", role: "admin" }] } };
+const me = { body: { username: "ada", is_admin: false, token_scope: null, namespaces: [{ name: "ada", kind: "user", role: "admin" as const }] } };
 
 describe("home page", () => {
   it("lists the newest runs across projects, running jobs and models, each linking to its page", async () => {
