@@ -1,54 +1,26 @@
 /** Model cards and model search (GET /repos/{ns}/{name}/card, GET /models/search). */
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { get, post, qs, repoPath } from "./client";
+import type { components } from "./schema";
 
-export interface ModelCard {
-  commit: string;
-  source: "readme" | "generated";
-  path: string;
-  metadata: Record<string, unknown>;
-  fields: Partial<Record<"tags" | "base_model" | "datasets" | "metrics" | "language", string[]>> &
-    Partial<Record<"license" | "pipeline_tag" | "library_name", string>>;
-  metadata_error: string | null;
-  warnings: string[];
-  truncated: boolean;
-  /** Rendered and sanitised by the hub (markdown-it-py + nh3): safe to insert as HTML. */
-  html: string;
-  /** The generated README.md (source "generated" only). */
-  markdown: string | null;
-}
+type S = components["schemas"];
 
-export interface ModelHit {
-  id: string;
-  namespace: string;
-  name: string;
-  private: boolean;
-  description: string;
-  default_branch: string;
-  commit: string;
-  message: string;
-  updated_at: string;
-  card: "readme" | "invalid" | "generated";
-  license: string | null;
-  tags: string[];
-  base_model: string[];
-  datasets: string[];
-  pipeline_tag: string | null;
+/** The card's known front-matter fields (the schema types them as a free object). */
+export type CardFields = Partial<Record<"tags" | "base_model" | "datasets" | "metrics" | "language", string[]>> &
+  Partial<Record<"license" | "pipeline_tag" | "library_name", string>>;
+
+/** `html` is rendered and sanitised by the hub (markdown-it-py + nh3): safe to insert as HTML;
+ * `markdown` is the generated README.md (source "generated" only). */
+export type ModelCard = Omit<S["CardOut"], "fields"> & { fields: CardFields };
+
+export type ModelHit = Omit<S["ModelHitOut"], "metrics"> & {
+  /** {metric: {last|min|max|last_step: one value per producing run}} */
   metrics: Record<string, Record<string, number[]>>;
-  score: number | null;
-}
+};
 
-export interface FacetCount {
-  value: string;
-  count: number;
-}
+export type FacetCount = S["FacetCountOut"];
 
-export interface ModelSearchPage {
-  results: ModelHit[];
-  total: number;
-  facets: { tags: FacetCount[]; license: FacetCount[]; base_model: FacetCount[] };
-  took_ms: number;
-}
+export type ModelSearchPage = Omit<S["ModelSearchOut"], "results"> & { results: ModelHit[] };
 
 export interface ModelFilters {
   q: string;
