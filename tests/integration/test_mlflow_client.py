@@ -113,6 +113,10 @@ try:
     c.create_experiment("client-exp")
 except MlflowException as e:
     out["duplicate_experiment"] = e.error_code
+try:
+    c.create_experiment("Default")
+except MlflowException as e:
+    out["duplicate_default"] = e.error_code
 c.delete_experiment(eid)
 out["deleted_experiments"] = [
     e.name for e in c.search_experiments(view_type=ViewType.DELETED_ONLY)
@@ -246,6 +250,7 @@ def test_mlflow_client_logs_an_ordinary_hub_run(hub, tmp_path):
     # MlflowClient: experiments, runs, batches, search, history, delete/restore
     assert out["found_experiments"] == ["client-exp"]
     assert out["duplicate_experiment"] == "RESOURCE_ALREADY_EXISTS"
+    assert out["duplicate_default"] == "RESOURCE_ALREADY_EXISTS"
     assert out["deleted_experiments"] == ["client-exp"]
     assert out["run_in_deleted_experiment"] == "INVALID_PARAMETER_VALUE"
     assert out["like_experiments"] == ["client-exp"]

@@ -98,7 +98,7 @@ def split_name(request, name: str) -> tuple[Namespace, str, bool]:
     return own, name, True
 
 
-def project_named(*, ns: Namespace, label: str, own: bool) -> Project | None:
+def project_named(*, ns: Namespace, label: str) -> Project | None:
     row = Experiment.objects.select_related("project").filter(namespace=ns, name=label).first()
     if row is not None:
         return row.project
@@ -115,7 +115,7 @@ def experiment_by_name(request, name: str) -> Project:
     ns, label, own = split_name(request, name)
     if own and label == DEFAULT_EXPERIMENT:
         return default_experiment(request)
-    project = project_named(ns=ns, label=label, own=own)
+    project = project_named(ns=ns, label=label)
     if project is None:
         raise NotFound(f"Could not find experiment with name {name!r}.")
     return _checked(request, project, Role.READ, name)

@@ -151,7 +151,8 @@ def experiment_create(request, *, ns: Namespace, label: str, tags: dict[str, str
         raise invalid(f"Experiment names are at most {MAX_EXPERIMENT_NAME} characters.")
     tags = _experiment_tags(tags)
     accounts.require_role(request, namespace=ns, role=Role.WRITE)
-    if selectors.project_named(ns=ns, label=label, own=ns.name == request.user.username):
+    own = ns.name == request.user.username
+    if (own and label == DEFAULT_EXPERIMENT) or selectors.project_named(ns=ns, label=label):
         raise MlflowError(RESOURCE_ALREADY_EXISTS, f"Experiment {label!r} already exists.")
     note = tags.pop(NOTE_TAG, "")
     for _ in range(3):  # a concurrent create of the same name or slug: look again
