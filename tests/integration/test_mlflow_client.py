@@ -164,6 +164,16 @@ runs = c.search_runs([out["experiment_id"]], filter_string="run_name LIKE 'base%
 out["search_like"] = [x.info.run_name for x in runs]
 runs = c.search_runs([out["experiment_id"]], max_results=1, order_by=["start_time ASC"])
 out["page"] = [x.info.run_name for x in runs]
+runs = c.search_runs(
+    [out["experiment_id"]], max_results=1, order_by=["start_time ASC"], page_token=runs.token
+)
+out["page2"] = [[x.info.run_name for x in runs], runs.token]
+
+# resume a finished run by id, log more, end it again
+mlflow.set_experiment(experiment_id=out["experiment_id"])
+with mlflow.start_run(run_id=out["baseline"]):
+    mlflow.log_dict({"experts": 16}, "config/moe.json")
+out["resumed_status"] = c.get_run(out["baseline"]).info.status
 
 hist = c.get_metric_history(out["baseline"], "loss")
 out["history"] = [(m.step, m.value) for m in hist]
@@ -236,11 +246,11 @@ def test_mlflow_client_logs_an_ordinary_hub_run(hub, tmp_path):
 
     # artifacts: registry files of the run, with the bytes the client sent
     arts = {a.path: a for a in Artifact.objects.filter(run_id=out["baseline"])}
-    assert set(arts) == {"notes.txt", "plots/curve.csv"}
+    assert set(arts) == {"notes.txt", "plots/curve.csv", "config/moe.json"}
     assert b"".join(file_iter(file=arts["notes.txt"].file)) == b"routing looks balanced"
-    assert out["downloaded"] == ["notes.txt", "plots/curve.csv"]
+    assert out["downloaded"] == ["config/moe.json", "notes.txt", "plots/curve.csv"]
     assert out["downloaded_notes"] == "routing looks balanced"
-    assert out["listed"] == ["notes.txt", "plots"]
+    assert out["listed"] == ["config", "notes.txt", "plots"]
 
     # experiment "0" is alice's default project
     default_run = api.get(f"/api/v1/runs/{out['default_run']}").json()
@@ -265,6 +275,8 @@ def test_mlflow_client_logs_an_ordinary_hub_run(hub, tmp_path):
     assert out["search_tag"] == ["loop"]
     assert out["search_like"] == ["baseline"]
     assert out["page"] == ["baseline"]
+    assert out["page2"] == [["loop"], None]
+    assert out["resumed_status"] == "FINISHED"
     assert out["history"] == [[0, 2.5], [1, 1.5], [2, 1.0]]
     assert out["after_delete"] == ["baseline"] and out["deleted_only"] == ["loop"]
     assert out["after_restore"] == ["baseline", "loop"]
