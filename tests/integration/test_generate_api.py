@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 
 import httpx
@@ -236,3 +237,37 @@ def test_no_worker_online_is_503(hub, prefix):
     r = post(hub, "alice/lm", hub["alice"], prompt="a", max_new_tokens=2)
     assert r.status_code == 503 and r.json()["error"]["code"] == "no_inference_worker"
     assert "Retry-After" in r.headers
+
+
+@needs_sandbox
+def test_a_client_that_goes_away_cancels_the_generation(hub, worker, settings, prefix):
+    import redis
+
+    from hub.shared.inference import events_key
+
+    settings.HUB_INFER_MAX_NEW_TOKENS = 100_000
+    with httpx.stream(
+        "POST",
+        f"{hub['url']}/api/v1/repos/alice/lm/generate",
+        json={"prompt": "a", "max_new_tokens": 50_000},
+        headers={"Authorization": f"Bearer {hub['alice']}"},
+        timeout=120,
+    ) as r:
+        assert r.status_code == 200
+        seen = 0
+        for line in r.iter_lines():
+            seen += line.startswith("event: token")
+            if seen == 3:
+                break  # the client leaves mid-stream
+    rid = worker[-1]["id"]
+    raw = redis.Redis.from_url(settings.HUB_REDIS_URL)
+    done = None
+    for _ in range(300):
+        items = [json.loads(x) for x in raw.lrange(events_key(prefix, rid), 0, -1)]
+        done = next((e for e in items if e["type"] == "done"), None)
+        if done:
+            break
+        time.sleep(0.1)
+    assert done is not None, "the worker never ended the generation"
+    assert done["finish_reason"] == "cancelled"
+    assert 3 <= done["tokens"] < 50_000
