@@ -527,7 +527,9 @@ def _worker_children(env: dict, data: Path, base_url: str) -> list[Child]:
             # One request at a time into one long-lived sandboxed engine that keeps recently
             # used commits loaded (workers/inference); its own queue, so jobs never delay it.
             _celery("workers.celery_app", "infer", 1, f"infer-{tag}"),
-            dict(wenv, HUB_WORKER_QUEUES="infer"),
+            # Its own jobs folder: a worker sweeps (clears) the jobs folder it claims at start,
+            # and a restarted inference worker must never sweep the job worker's running jobs.
+            dict(wenv, HUB_WORKER_QUEUES="infer", HUB_JOBS_DIR=str(data / "inference" / "jobs")),
             logfile=data / "logs" / "inference.log",
             about="Celery queue infer: the playground's sandboxed generations",
         ),
