@@ -171,7 +171,7 @@ class GenerateApi(APIView):
                 return Response(_collect(gen, head))
             finally:
                 gen.close()
-        resp = StreamingHttpResponse(_sse(gen), content_type="text/event-stream")
+        resp = StreamingHttpResponse(_Stream(gen), content_type="text/event-stream")
         resp["Cache-Control"] = "no-cache"
         resp["X-Accel-Buffering"] = "no"
         return resp
@@ -184,6 +184,25 @@ def _start_error(ev: dict) -> HubError:
     if code in ("not_a_model", "model_too_large", "bad_request"):
         return Conflict(msg, code=code)
     return ServiceUnavailable(msg or "The inference worker failed.", code=code, retry_after=10)
+
+
+class _Stream:
+    """The SSE body. Its ``close`` (Django calls it when the response ends, also when the
+    client left before the first byte, when a generator's own ``finally`` would never run)
+    ends the generation: cancel on the worker, revoke the credential, free the slot."""
+
+    def __init__(self, gen: services.Generation) -> None:
+        self.gen = gen
+        self.it = _sse(gen)
+
+    def __iter__(self):
+        return self.it
+
+    def close(self) -> None:
+        try:
+            self.it.close()
+        finally:
+            self.gen.close()
 
 
 def _sse(gen: services.Generation):

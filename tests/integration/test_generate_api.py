@@ -271,3 +271,31 @@ def test_a_client_that_goes_away_cancels_the_generation(hub, worker, settings, p
     assert done is not None, "the worker never ended the generation"
     assert done["finish_reason"] == "cancelled"
     assert 3 <= done["tokens"] < 50_000
+
+
+def test_a_stream_closed_before_its_first_byte_still_ends_the_generation(db, prefix, settings):
+    """Django closes a streaming response's iterator when the client left, even one never
+    iterated (whose generator's `finally` would not run): the slot, the credential and the
+    worker's generation must still be released."""
+    import redis
+    from django.http import StreamingHttpResponse
+
+    from hub.inference import api, services
+    from hub.shared.inference import cancel_key
+
+    before = services._streams[0]
+    services._streams[0] += 1  # taken by generation_start
+    gen = services.Generation(
+        id="f" * 32,
+        repo="alice/lm",
+        commit="c" * 40,
+        ref="main",
+        wall_time_s=5,
+        watermark=None,
+        credential_job="inf-closed",
+    )
+    resp = StreamingHttpResponse(api._Stream(gen), content_type="text/event-stream")
+    resp.close()
+    assert gen.closed and services._streams[0] == before
+    raw = redis.Redis.from_url(settings.HUB_REDIS_URL)
+    assert raw.exists(cancel_key(prefix, gen.id)) == 1
