@@ -299,3 +299,16 @@ def test_a_stream_closed_before_its_first_byte_still_ends_the_generation(db, pre
     assert gen.closed and services._streams[0] == before
     raw = redis.Redis.from_url(settings.HUB_REDIS_URL)
     assert raw.exists(cancel_key(prefix, gen.id)) == 1
+
+
+@needs_sandbox
+def test_the_wall_time_bound_ends_a_long_generation(hub, worker, settings):
+    settings.HUB_INFER_MAX_NEW_TOKENS = 100_000
+    settings.HUB_INFER_MAX_WALL_S = 2
+    body = {"prompt": "def ", "max_new_tokens": 100_000, "temperature": 0, "stream": False}
+    r = post(hub, "alice/lm", hub["alice"], **body)  # greedy: this model never picks EOT
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["finish_reason"] == "time"
+    assert 0 < out["stats"]["tokens"] < 100_000
+    assert worker[-1]["wall_time_s"] == 2
