@@ -283,6 +283,17 @@ HUB_INFER_RATE_WINDOW_S = _env_int("HUB_INFER_RATE_WINDOW_S", 60)
 HUB_INFER_MAX_STREAMS = _env_int("HUB_INFER_MAX_STREAMS", 4)
 HUB_INFER_START_TIMEOUT_S = _env_int("HUB_INFER_START_TIMEOUT_S", 120)
 
+# --- text watermarks (hub/provenance; documented in hub/common/limits.py and the README) ---------
+# POST /watermark/verify: text size, keys tested per request, the detection threshold (one-sided
+# z; 4.0 is p < 3.2e-5), and per user / client address, this many requests per window.
+HUB_WATERMARK_MAX_TEXT_BYTES = _env_int("HUB_WATERMARK_MAX_TEXT_BYTES", 16384)
+HUB_WATERMARK_MAX_KEYS = _env_int("HUB_WATERMARK_MAX_KEYS", 100)
+HUB_WATERMARK_Z_THRESHOLD = float(_env("HUB_WATERMARK_Z_THRESHOLD", "4.0"))
+HUB_WATERMARK_RATE_LIMIT = _env_int("HUB_WATERMARK_RATE_LIMIT", 30)
+HUB_WATERMARK_RATE_WINDOW_S = _env_int("HUB_WATERMARK_RATE_WINDOW_S", 60)
+# Seals watermark keys at rest (64 hex characters); empty: derived from the secret key.
+HUB_WATERMARK_KEK = _env("HUB_WATERMARK_KEK", "")
+
 # --- sign-in -------------------------------------------------------------------------------
 # Failed password sign-ins allowed per account and per client address in a window of
 # HUB_SIGNIN_WINDOW_S; past that, 429 with Retry-After until the window ends. A successful

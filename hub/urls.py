@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("hub.tracking.urls")),
     path("api/v1/", include("hub.jobs.urls")),
     path("api/v1/", include("hub.inference.urls")),
+    path("api/v1/", include("hub.provenance.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/redoc", RedocView.as_view(url_name="schema"), name="redoc"),

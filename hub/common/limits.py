@@ -65,6 +65,22 @@ HUB_MAX_CARD_METADATA_BYTES    64 KiB       its YAML front matter       metadata
                                             aliases are expanded)
 =============================  ===========  ==========================  =====================
 
+The watermark verify API (``POST /api/v1/watermark/verify``, ``hub/provenance``):
+
+=============================  ===========  ==========================  =====================
+HUB_WATERMARK_MAX_TEXT_BYTES   16,384       the text, UTF-8 bytes       text_too_large (413)
+HUB_WATERMARK_MAX_KEYS         100          keys one request tests      repo_required (400)
+                                            (without a repo: every key
+                                            the caller may read)
+HUB_WATERMARK_RATE_LIMIT       30           requests per user (or       throttled (429,
+                                            anonymous address) and      Retry-After)
+                                            window
+HUB_WATERMARK_RATE_WINDOW_S    60           that window, seconds
+HUB_WATERMARK_Z_THRESHOLD      4.0          detected when the           (not a refusal)
+                                            Bonferroni-corrected p is
+                                            at most P(Z >= 4) = 3.2e-5
+=============================  ===========  ==========================  =====================
+
 Not settings: at most 200,000 points per ingest request (``batch_too_large``, 413) and a
 search document's mapping, which is fixed whatever the input (``hub/stores/_search_layout.py``).
 """

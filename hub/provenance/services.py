@@ -101,3 +101,24 @@ def generation_watermark(*, repo: Repo, requested: bool | None, user) -> dict | 
         "strength": setting.strength,
         "params": params.to_dict(),
     }
+
+
+class VerifyRateLimited(Exception):
+    def __init__(self, retry_after: int, limit: int, window_s: int) -> None:
+        super().__init__(
+            f"At most {limit} watermark verifications per {window_s} s; retry in {retry_after} s."
+        )
+        self.retry_after = retry_after
+
+
+def verify_rate_hit(*, who: str) -> None:
+    """Count one verification for ``who`` (``user:<id>`` or ``addr:<ip>``) in a fixed window of
+    ``HUB_WATERMARK_RATE_WINDOW_S``; past ``HUB_WATERMARK_RATE_LIMIT`` raise
+    :class:`VerifyRateLimited` with the seconds left in the window."""
+    from hub.common.limits import limit
+    from hub.stores.redis import get_redis
+
+    rate, window = limit("HUB_WATERMARK_RATE_LIMIT"), limit("HUB_WATERMARK_RATE_WINDOW_S")
+    count, ttl = get_redis().window_hit(f"ratelimit:watermark-verify:{who}", window_s=window)
+    if count > rate:
+        raise VerifyRateLimited(ttl, rate, window)

@@ -153,14 +153,6 @@ def green_table(key: bytes, gamma: float, n_ids: int = 259) -> np.ndarray:
     return green_mask(key, [(i,) for i in range(n_ids)], gamma)
 
 
-def _is_green(key: bytes, contexts: Sequence[Sequence[int]], tokens: np.ndarray, gamma: float):
-    """Whether ``tokens[i]`` is green after ``contexts[i]``: its rank among the context's 256
-    sort keys is below k (no sort: one comparison row per pair)."""
-    sk = _sort_keys(key, contexts)
-    mine = sk[np.arange(len(tokens)), tokens][:, None]
-    return (sk < mine).sum(axis=1) < green_count(gamma)
-
-
 # --- detection ----------------------------------------------------------------------------------
 
 
@@ -185,9 +177,12 @@ def z_threshold_p(z_threshold: float) -> float:
     return p_value(z_threshold)
 
 
-def scored_pairs(ids: Sequence[int], context_width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct (context, token) pairs of ``ids`` that detection scores: (n, h) contexts
-    and (n,) tokens, tokens being bytes at positions >= h."""
+def scored_pairs(
+    ids: Sequence[int], context_width: int, *, ignore_repeated: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (context, token) pairs of ``ids`` that detection scores: (n, h) contexts and (n,)
+    tokens, tokens being bytes at positions >= h; each distinct pair once unless
+    ``ignore_repeated`` is False (every position: only for showing why it is the default)."""
     a = np.asarray(ids, dtype=np.int64)
     h = context_width
     if a.ndim != 1 or len(a) <= h:
@@ -196,24 +191,58 @@ def scored_pairs(ids: Sequence[int], context_width: int) -> tuple[np.ndarray, np
         raise ValueError("token ids must be in [0, 65536)")
     windows = np.lib.stride_tricks.sliding_window_view(a, h + 1)  # (L-h, h+1)
     windows = windows[windows[:, -1] < BYTE_VOCAB]
-    windows = np.unique(windows, axis=0)  # each (context, token) once
+    if ignore_repeated:
+        windows = np.unique(windows, axis=0)  # each (context, token) once
     return windows[:, :h], windows[:, h]
 
 
-def detect(ids: Sequence[int], *, key: bytes, gamma: float, context_width: int) -> Detection:
-    """Score token ids against one key. Vectorised: one keyed hash per distinct pair."""
-    contexts, tokens = scored_pairs(ids, context_width)
-    t = len(tokens)
+def _detection(t: int, green: int, gamma: float) -> Detection:
     g_eff = green_count(gamma) / BYTE_VOCAB
     if t == 0:
         return Detection(0, 0, g_eff, 0.0, 1.0)
-    green = int(_is_green(key, [tuple(c) for c in contexts.tolist()], tokens, gamma).sum())
     z = (green - g_eff * t) / math.sqrt(t * g_eff * (1.0 - g_eff))
     return Detection(t, green, g_eff, z, p_value(z))
 
 
+def detect(
+    ids: Sequence[int],
+    *,
+    key: bytes,
+    gamma: float,
+    context_width: int,
+    ignore_repeated: bool = True,
+) -> Detection:
+    """Score token ids against one key: one keyed hash per distinct context."""
+    contexts, tokens = scored_pairs(ids, context_width, ignore_repeated=ignore_repeated)
+    if len(tokens) == 0:
+        return _detection(0, 0, gamma)
+    uniq, inverse = np.unique(contexts, axis=0, return_inverse=True)
+    ctx_list = [tuple(c) for c in uniq.tolist()]
+    sk = _sort_keys(key, ctx_list)[inverse.reshape(-1)]  # (n, 256)
+    mine = sk[np.arange(len(tokens)), tokens][:, None]
+    green = int(((sk < mine).sum(axis=1) < green_count(gamma)).sum())
+    return _detection(len(tokens), green, gamma)
+
+
 def detect_text(text: str, *, key: bytes, gamma: float, context_width: int) -> Detection:
     return detect(list(text.encode("utf-8")), key=key, gamma=gamma, context_width=context_width)
+
+
+def detect_batch(
+    texts: Sequence[Sequence[int]], *, key: bytes, gamma: float, context_width: int = 1
+) -> list[Detection]:
+    """:func:`detect` for many texts and one key; with context width 1 the 259-row green
+    table is computed once and each text costs a lookup."""
+    if context_width != 1:
+        return [detect(t, key=key, gamma=gamma, context_width=context_width) for t in texts]
+    table = green_table(
+        key, gamma, n_ids=max(259, max((max(t, default=0) for t in texts), default=0) + 1)
+    )
+    out = []
+    for t in texts:
+        contexts, tokens = scored_pairs(t, 1)
+        out.append(_detection(len(tokens), int(table[contexts[:, 0], tokens].sum()), gamma))
+    return out
 
 
 def bonferroni(p: float, comparisons: int) -> float:

@@ -71,6 +71,20 @@ class RedisStore:
         """True for the first caller in a window of ``window_ms`` (``SET NX PX``)."""
         return bool(self._call(lambda r: r.set(self.prefix + name, 1, nx=True, px=window_ms)))
 
+    def window_hit(self, name: str, *, window_s: int) -> tuple[int, int]:
+        """Count one hit in the fixed window ``name`` (a key below the prefix) that starts at
+        its first hit and lasts ``window_s``: (hits so far, seconds until the window ends)."""
+
+        def hit(r):
+            with r.pipeline() as p:
+                p.incr(self.prefix + name)
+                p.expire(self.prefix + name, window_s, nx=True)
+                p.ttl(self.prefix + name)
+                return p.execute()
+
+        count, _, ttl = self._call(hit)
+        return int(count), max(1, int(ttl))
+
     def pending_add(
         self, name: str, ids: Iterable[str], *, window: str | None = None, window_ms: int = 0
     ) -> bool:
