@@ -358,7 +358,7 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "hub.accounts.models.Role",
         "DiffStatusEnum": ["added", "removed", "changed"],
         "MetricDirectionEnum": ["min", "max", "none"],
-        "FinishedJobStatusEnum": ["succeeded", "failed", "cancelled"],
+        "FinishedJobStatusEnum": ["succeeded", "failed", "cancelled", "lost"],
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -614,13 +614,18 @@ class ProfileCompareApi(APIView):
 
 
 class WorkerStartIn(serializers.Serializer):
-    worker = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    worker = serializers.CharField(required=False, allow_blank=True, help_text="kept to 200 chars")
     gpus = serializers.ListField(child=serializers.IntegerField(min_value=0), required=False)
+
+
+class WorkerCountersIn(serializers.Serializer):
+    received = serializers.IntegerField(min_value=0, required=False)
+    rejected = serializers.IntegerField(min_value=0, required=False)
 
 
 class WorkerHeartbeatIn(serializers.Serializer):
     progress = serializers.DictField(child=_ANY(), required=False, allow_null=True)
-    counters = serializers.DictField(child=_ANY(), required=False, allow_null=True)
+    counters = WorkerCountersIn(required=False, allow_null=True)
 
 
 class WorkerLogsIn(serializers.Serializer):
@@ -637,8 +642,10 @@ class WorkerChunksIn(serializers.Serializer):
 
 class WorkerArtifactIn(serializers.Serializer):
     path = serializers.CharField()
-    kind = serializers.CharField(required=False, allow_blank=True, max_length=32)
-    chunks = serializers.ListField(child=serializers.CharField())
+    kind = serializers.CharField(required=False, allow_blank=True, default="")
+    chunks = serializers.ListField(
+        child=serializers.ListField(child=_ANY()), help_text="[hash, size] of each chunk, in order"
+    )
 
 
 class WorkerProfileIn(serializers.Serializer):
@@ -647,7 +654,7 @@ class WorkerProfileIn(serializers.Serializer):
 
 class WorkerFinishIn(serializers.Serializer):
     status = serializers.ChoiceField(choices=[s for s in Job.Status.values if s in Job.TERMINAL])
-    reason = serializers.CharField(required=False, allow_blank=True)
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
     summary = serializers.DictField(child=_ANY(), required=False, allow_null=True)
     result_commit = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     result_branch = serializers.CharField(required=False, allow_blank=True, allow_null=True)
@@ -655,7 +662,16 @@ class WorkerFinishIn(serializers.Serializer):
 
 
 class WorkerRequeueIn(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True)
+    reason = serializers.CharField(
+        required=False, allow_blank=True, default="infrastructure failure; retrying"
+    )
+
+
+def _input(serializer_class, request) -> dict:
+    """A worker call's body, validated (a 400 validation_error, never a 500 from a wrong type)."""
+    data = serializer_class(data=request.data)
+    data.is_valid(raise_exception=True)
+    return data.validated_data
 
 
 def _attempt(request) -> bool:
@@ -672,10 +688,11 @@ class WorkerStartApi(APIView):
     )
     def post(self, request, job_id):
         job = selectors.job_for_worker(request, job_id=job_id, action="claim")
+        d = _input(WorkerStartIn, request)
         job, credential = services.job_start(
             job_id=job.pk,
-            worker=str(request.data.get("worker", ""))[:200],
-            gpus=[int(g) for g in request.data.get("gpus", [])],
+            worker=d.get("worker", "")[:200],
+            gpus=d.get("gpus", []),
         )
         # The attempt's own credential, shown once: every later worker call of this attempt uses it.
         return Response({**job_out(job, detail=True), "credential": credential})
@@ -691,8 +708,9 @@ class WorkerHeartbeatApi(APIView):
     )
     def post(self, request, job_id):
         job = selectors.job_for_worker(request, job_id=job_id)
+        d = _input(WorkerHeartbeatIn, request)
         job = services.job_heartbeat(
-            job=job, progress=request.data.get("progress"), counters=request.data.get("counters")
+            job=job, progress=d.get("progress"), counters=d.get("counters")
         )
         return Response({"status": job.status, "cancel_requested": job.cancel_requested})
 
@@ -709,7 +727,7 @@ class WorkerLogsApi(APIView):
         job = selectors.job_for_worker(
             request, job_id=job_id, action="report" if _attempt(request) else "unstarted"
         )
-        lines = request.data.get("lines")
+        lines = request.data.get("lines") if isinstance(request.data, dict) else None
         if not isinstance(lines, list) or len(lines) > 50_000:
             raise InvalidInput(
                 "'lines' must be a list of at most 50000 lines.", code="invalid_log_line"
@@ -727,9 +745,8 @@ class WorkerChunksMissingApi(APIView):
     )
     def post(self, request, job_id):
         selectors.job_for_worker(request, job_id=job_id)
-        return Response(
-            {"missing": registry.chunks_missing(hashes=request.data.get("chunks") or [])}
-        )
+        d = _input(WorkerChunksIn, request)
+        return Response({"missing": registry.chunks_missing(hashes=d["chunks"])})
 
 
 class WorkerChunkUploadApi(APIView):
@@ -764,11 +781,9 @@ class WorkerArtifactApi(APIView):
     )
     def post(self, request, job_id):
         job = selectors.job_for_worker(request, job_id=job_id)
+        d = _input(WorkerArtifactIn, request)
         art = services.job_artifact_add(
-            job=job,
-            path=request.data.get("path"),
-            kind=str(request.data.get("kind", ""))[:32],
-            chunks=request.data.get("chunks"),
+            job=job, path=d["path"], kind=d["kind"][:32], chunks=d["chunks"]
         )
         return Response({"path": art.path, "oid": art.file_id, "size": art.file.size}, status=201)
 
@@ -783,9 +798,8 @@ class WorkerProfileApi(APIView):
     )
     def post(self, request, job_id):
         job = selectors.job_for_worker(request, job_id=job_id)
-        return Response(
-            {"accepted": services.job_profile_ops(job=job, rows=request.data.get("ops"))}
-        )
+        rows = request.data.get("ops") if isinstance(request.data, dict) else None
+        return Response({"accepted": services.job_profile_ops(job=job, rows=rows)})
 
 
 class WorkerFinishApi(APIView):
@@ -797,12 +811,12 @@ class WorkerFinishApi(APIView):
         summary="(worker) running → succeeded | failed | cancelled, with results and lineage",
     )
     def post(self, request, job_id):
-        d = request.data
         # The service credential may fail a job it could not start (still queued), nothing more.
         unstarted = not _attempt(request)
         job = selectors.job_for_worker(
             request, job_id=job_id, action="unstarted" if unstarted else "report"
         )
+        d = _input(WorkerFinishIn, request)
         if unstarted and d.get("status") != Job.Status.FAILED:
             raise Forbidden(
                 "The workers' service credential can only fail a job it could not start.",
@@ -811,8 +825,8 @@ class WorkerFinishApi(APIView):
         job = services.job_finish(
             job=job,
             status=d.get("status"),
-            reason=str(d.get("reason", ""))[:10_000],
-            summary=d.get("summary") if isinstance(d.get("summary"), dict) else None,
+            reason=d["reason"][:10_000],
+            summary=d.get("summary"),
             result_commit=str(d.get("result_commit") or ""),
             result_branch=str(d.get("result_branch") or ""),
             run_id=str(d.get("run_id") or ""),
@@ -830,10 +844,11 @@ class WorkerRequeueApi(APIView):
     )
     def post(self, request, job_id):
         job = selectors.job_for_worker(request, job_id=job_id)
+        d = _input(WorkerRequeueIn, request)
         job = services.job_transition(
             job_id=job.pk,
             to=Job.Status.QUEUED,
             expect=Job.Status.RUNNING,
-            reason=str(request.data.get("reason", "infrastructure failure; retrying"))[:2000],
+            reason=d["reason"][:2000],
         )
         return Response(job_out(job))

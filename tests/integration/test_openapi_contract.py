@@ -182,6 +182,7 @@ def seeded(api, settings, elasticsearch_url):
     with a run and its metrics, and a finished job; bob exists (for memberships) and alice
     has a second token that the revoke operation may take."""
     from hub.accounts import services as accounts
+    from hub.jobs import services as jobs
     from hub.jobs.models import Job
     from hub.tracking import indexing
     from hub.tracking.models import Project
@@ -222,8 +223,20 @@ def seeded(api, settings, elasticsearch_url):
         status=Job.Status.CANCELLED,
         created_by=alice,
     )
+    # A running job and its attempt's credential: the worker endpoints are exercised with it.
+    running = Job.objects.create(
+        id="job1contract",
+        project=job.project,
+        kind="train",
+        config={},
+        status=Job.Status.QUEUED,
+        created_by=alice,
+    )
+    _, attempt = jobs.job_start(job_id=running.pk, worker="w1", gpus=[])
     yield {
         "token": token,
+        "attempt": attempt,
+        "running_job": running.pk,
         "spare_token_id": spare.pk,
         "sha": sha,
         "chunk": chunk["hash"] if isinstance(chunk, dict) else chunk,
@@ -309,13 +322,25 @@ def test_schemathesis_finds_no_server_error_schema_violation_or_undocumented_sta
     headers = {"Authorization": f"Bearer {seeded['token']}"}
     findings: dict[str, str] = {}
     operations = [r.ok() for r in schema.get_all_operations()]
-    # Deletes last, so the seeded objects serve every other operation first.
-    operations.sort(key=lambda op: op.method.upper() == "DELETE")
+    # Deletes last, so the seeded objects serve every other operation first; a worker's finish
+    # and requeue end the attempt, so they come after its other calls.
+    operations.sort(
+        key=lambda op: (
+            op.method.upper() == "DELETE",
+            op.path.endswith(("/worker/finish", "/worker/requeue")),
+        )
+    )
     calls = 0
+    answered: set[str] = set()  # operations that answered 2xx at least once
 
     for op in operations:
         label = f"{op.method.upper()} {op.path}"
         known = _known_path_parameters(op.path, seeded)
+        # The worker endpoints answer a job attempt's credential (a user token gets 403).
+        worker = "/worker/" in op.path
+        if worker:
+            known["job_id"] = seeded["running_job"]
+        call_headers = {"Authorization": f"Bearer {seeded['attempt']}"} if worker else headers
         passes = [("generated", {}, GenerationMode.POSITIVE)]
         if known:
             passes.append(("seeded", known, GenerationMode.POSITIVE))
@@ -335,7 +360,12 @@ def test_schemathesis_finds_no_server_error_schema_violation_or_undocumented_sta
             def check(case):
                 nonlocal calls
                 calls += 1
-                case.call_and_validate(headers=headers, checks=checks)
+                response = case.call_and_validate(
+                    headers=call_headers,  # noqa: B023 -- called within this iteration
+                    checks=checks,
+                )
+                if response.status_code < 300:
+                    answered.add(label)  # noqa: B023
 
             try:
                 check()
@@ -344,6 +374,10 @@ def test_schemathesis_finds_no_server_error_schema_violation_or_undocumented_sta
             except (Exception, BaseExceptionGroup) as e:  # collected, reported together below
                 findings[f"{label} ({pass_name})"] = str(e)[:1500]
     assert calls >= len(operations) * EXAMPLES
+    never = sorted({f"{o.method.upper()} {o.path}" for o in operations} - answered)
+    print(f"{len(answered)}/{len(operations)} operations answered 2xx; never:", *never, sep="\n")
+    # Meaningful: most operations reached real objects with the token (not only 401/403/404).
+    assert len(answered) >= 0.7 * len(operations), never
     assert not findings, "\n\n".join(f"{k}:\n{v}" for k, v in findings.items())
 
 
@@ -352,3 +386,43 @@ def test_the_revoke_operation_never_takes_the_token_the_fuzzer_uses(seeded):
     me = client_for(seeded["token"])
     assert me.delete(f"/api/v1/tokens/{seeded['spare_token_id']}").json()["revoked_at"] is not None
     assert me.get("/api/v1/whoami").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("heartbeat", {"counters": {"received": "many"}}),
+        ("heartbeat", {"progress": [1, 2]}),
+        ("finish", {"status": "succeeded", "summary": [1]}),
+        ("artifacts", {"path": ["x"], "chunks": "abc"}),
+        ("chunks/missing", {"chunks": "abc"}),
+        ("logs", ["not", "an", "object"]),
+        ("profile", ["not", "an", "object"]),
+    ],
+)
+def test_a_worker_body_of_the_wrong_shape_is_a_400_not_a_500(seeded, path, body):
+    """Found by the negative pass: worker bodies were read with .get() and int() unchecked."""
+    worker = client_for(seeded["attempt"])
+    r = worker.post(f"/api/v1/jobs/{seeded['running_job']}/worker/{path}", body, format="json")
+    assert r.status_code == 400, r.content
+    assert r.json()["error"]["code"] in {"validation_error", "invalid_log_line", "invalid_ops"}
+
+
+@pytest.mark.django_db
+def test_the_service_credential_with_bad_gpus_is_a_400_not_a_500(seeded):
+    from hub.accounts.services import worker_service_credential_create
+    from hub.jobs.models import Job
+
+    queued = Job.objects.create(
+        id="job2contract",
+        project=Job.objects.get(pk=seeded["job"]).project,
+        kind="train",
+        config={},
+        status=Job.Status.QUEUED,
+    )
+    _, secret = worker_service_credential_create()
+    service = client_for(secret)
+    r = service.post(f"/api/v1/jobs/{queued.pk}/worker/start", {"gpus": ["zero"]}, format="json")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "validation_error", r.content
+    assert Job.objects.get(pk=queued.pk).status == Job.Status.QUEUED
