@@ -407,6 +407,29 @@ class Client:
             idempotent=False,
         )
 
+    # --- text watermarks ---------------------------------------------------------------------
+
+    def watermark_verify(self, text: str, *, repo: str | None = None) -> dict:
+        """Does ``text`` carry a repo's watermark? ``{detected, z_score, p_value,
+        p_value_corrected, tokens_scored, keys_tested, match: {repo, key_id} | None, ...}``.
+        Without ``repo``, every key the caller may read is tried (Bonferroni-corrected)."""
+        body: dict = {"text": text}
+        if repo:
+            ns, name = _split_repo(repo)
+            body["repo"] = f"{ns}/{name}"
+        return self._json("POST", "/watermark/verify", json=body)
+
+    def watermark_setting(self, repo: str) -> dict:
+        """The repo's watermark switch, strength and key ids (never the keys)."""
+        return self._json("GET", f"{self._r(repo)}/watermark")
+
+    def watermark_set(
+        self, repo: str, *, enabled: bool | None = None, strength: float | None = None
+    ) -> dict:
+        """Switch watermarking of the repo's generations (admins); strength in (0, 1]."""
+        body = {k: v for k, v in (("enabled", enabled), ("strength", strength)) if v is not None}
+        return self._json("PATCH", f"{self._r(repo)}/watermark", json=body)
+
     def generate(
         self,
         spec: str,

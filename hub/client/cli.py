@@ -779,6 +779,53 @@ def cmd_generate(args) -> int:
     return EXIT_ERROR
 
 
+def cmd_watermark(args) -> int:
+    """``hub watermark verify [--repo ns/name] FILE|-``: does a text carry a repo's watermark?
+    Exit 0 when detected, 1 when not (``--json``: the API's answer)."""
+    c = _client(args)
+    if args.action == "verify":
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.file, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        res = c.watermark_verify(text, repo=args.repo)
+        if args.json:
+            _print(res, True)
+        elif res["keys_tested"] == 0:
+            print("No watermark key to test against (no readable repo has one).")
+        else:
+            m = res["match"]
+            print(
+                ("DETECTED" if res["detected"] else "not detected")
+                + (f": {m['repo']} key {m['key_id']}" if m else "")
+                + f"  z={res['z_score']:.2f}  p={res['p_value']:.3g}"
+                + (
+                    f"  (Bonferroni over {res['keys_tested']} keys: {res['p_value_corrected']:.3g})"
+                    if res["keys_tested"] > 1
+                    else ""
+                )
+                + f"  tokens scored {res['tokens_scored']}, green {res['green_tokens']}"
+            )
+        return 0 if res["detected"] else 1
+    res = (
+        c.watermark_setting(args.repo)
+        if args.action == "show"
+        else c.watermark_set(
+            args.repo, enabled={"on": True, "off": False}[args.action], strength=args.strength
+        )
+    )
+    if args.json:
+        _print(res, True)
+    else:
+        keys = ", ".join(k["key_id"] for k in res["keys"]) or "none yet"
+        print(
+            f"{args.repo}: watermark {'on' if res['enabled'] else 'off'}, strength "
+            f"{res['strength']} (delta {res['delta']:g}); keys: {keys}"
+        )
+    return 0
+
+
 def cmd_sync(args) -> int:
     res = _client(args).sync()
     if args.json:
@@ -881,6 +928,8 @@ _EXAMPLES = {
     "runs list": "hub runs list alice/moe --sort=-summary.val/loss.min "
     "--columns params.model.top_k,summary.val/loss.min -n 10",
     "runs search": "hub runs search alice/moe 'params.model.top_k:4 AND tags:baseline'",
+    "watermark verify": "hub watermark verify --repo alice/moe-small sample.txt",
+    "watermark on": "hub watermark on alice/moe-small --strength 0.3",
     "search": "hub search router --tag moe --license apache-2.0 --metric 'val_loss<2.0'",
     "runs show": "hub runs show 3f9c2a71d04e8b65",
     "runs compare": "hub runs compare alice/moe-small@top2 alice/moe-small@top4 -o report.md",
@@ -1208,6 +1257,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "sync", parents=[common], help="send metrics spooled while the hub was unreachable"
     ).set_defaults(fn=cmd_sync)
+
+    s = sub.add_parser(
+        "watermark", parents=[common], help="verify a text's watermark; a repo's watermark switch"
+    )
+    ws = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    x = ws.add_parser("verify", parents=[common], help="does a text carry a repo's watermark?")
+    x.add_argument("file", help="a text file, or - for stdin")
+    x.add_argument("--repo", help="ns/name: test that repo's keys (default: every readable key)")
+    for action, what in (
+        ("show", "a repo's watermark setting and key ids"),
+        ("on", "watermark the repo's generations by default (admins)"),
+        ("off", "stop watermarking them by default (admins)"),
+    ):
+        x = ws.add_parser(action, parents=[common], help=what)
+        x.add_argument("repo", help="ns/name")
+        if action == "on":
+            x.add_argument("--strength", type=float, help="0 < s <= 1; delta = 10 * s")
+        else:
+            x.set_defaults(strength=None)
+    s.set_defaults(fn=cmd_watermark)
 
     s = sub.add_parser(
         "search", parents=[common], help="find models by name, card fields, text and metrics"

@@ -245,3 +245,37 @@ def registry_repo(ns: str, name: str):
     from hub.registry import selectors
 
     return selectors.repo_get(namespace=ns, name=name)
+
+
+# --- the CLI and the SDK against a live hub ---------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cli_verifies_a_file_and_stdin_and_the_sdk_switches_the_repo(
+    live_server, people, fresh_limits, tmp_path, capsys, monkeypatch
+):
+    import io
+    import json
+
+    from hub.client.api import Client
+    from hub.client.cli import main
+
+    alice, token = people["alice"]
+    _repo(alice, "cli")
+    with Client(url=live_server.url, token=token, retries=0) as sdk:
+        setting = sdk.watermark_set("alice/cli", enabled=True, strength=0.4)
+        assert setting["enabled"] is True and setting["delta"] == pytest.approx(4.0)
+        assert sdk.watermark_setting("alice/cli")["keys"][0]["key_id"].startswith("wmk_")
+    got = services.generation_watermark(
+        repo=registry_repo("alice", "cli"), requested=None, user=alice
+    )
+    sample = tmp_path / "sample.txt"
+    sample.write_text(_marked_text(got["params"], seed=9))
+    base = ["--url", live_server.url, "--token", token]
+    code = main(["watermark", "verify", "--repo", "alice/cli", str(sample), *base, "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["detected"] is True and out["match"]["key_id"] == got["key_id"]
+    assert got["params"]["key_hex"] not in json.dumps(out)
+    monkeypatch.setattr("sys.stdin", io.StringIO(_plain_text(seed=3)))
+    code = main(["watermark", "verify", "-", "--url", live_server.url])  # anonymous, stdin
+    assert code == 1 and "not detected" in capsys.readouterr().out
