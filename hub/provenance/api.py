@@ -121,11 +121,15 @@ class SettingOut(serializers.Serializer):
     strength = serializers.FloatField(help_text="in (0, 1]; delta = 10 * strength")
     delta = serializers.FloatField()
     keys = KeyOut(many=True)
+    can_edit = serializers.BooleanField(help_text="whether the caller may switch it (admins)")
 
 
-def _setting_out(repo) -> dict:
+def _setting_out(repo, user) -> dict:
+    from hub.accounts import selectors as accounts
+
     s = selectors.setting_get(repo=repo)
     return {
+        "can_edit": accounts.role_in(user=user, namespace=repo.namespace) == Role.ADMIN,
         "enabled": s.enabled,
         "strength": s.strength,
         "delta": wm.strength_to_delta(s.strength),
@@ -155,7 +159,7 @@ class RepoWatermarkApi(APIView):
     )
     def get(self, request, namespace, name):
         repo = registry.repo_for(request, namespace=namespace, name=name)
-        return Response(SettingOut(_setting_out(repo)).data)
+        return Response(SettingOut(_setting_out(repo, request.user)).data)
 
     @extend_schema(
         operation_id="repos_watermark_update",
@@ -171,4 +175,4 @@ class RepoWatermarkApi(APIView):
         if not data.validated_data:
             raise InvalidInput("Pass enabled and/or strength.", code="nothing_to_update")
         services.watermark_setting_update(repo=repo, user=request.user, **data.validated_data)
-        return Response(SettingOut(_setting_out(repo)).data)
+        return Response(SettingOut(_setting_out(repo, request.user)).data)

@@ -8,6 +8,7 @@ import type { RepoDetail, TreeFile } from "../api/types";
 import { CommitGraph } from "../components/CommitGraph";
 import { MergeDialog } from "../components/MergeDialog";
 import { ModelCard } from "../components/ModelCard";
+import { WatermarkSwitch } from "../components/WatermarkSwitch";
 import { Empty, ErrorMessage, Loading, QueryView } from "../components/States";
 import { repoStatsParts } from "../lib/dedupe";
 import { fmtAgo, fmtBytes, shortSha } from "../lib/format";
@@ -166,6 +167,7 @@ export default function RepoPage() {
                 <h1>{r.id}</h1>
                 <p className="muted">{r.description || "No description."} · {r.private ? "private" : "public"} · updated {fmtAgo(r.updated_at)}</p>
                 <RepoSize ns={ns} name={name} />
+                <WatermarkSwitch ns={ns} name={name} />
               </div>
               <Link className="button" to={`${base}/playground${qs({ ref: current })}`}>Playground</Link>
               <Link className="button" to={`${base}/diff?a=${encodeURIComponent(r.default_branch)}&b=${encodeURIComponent(otherBranch)}`}>Compare refs</Link>
