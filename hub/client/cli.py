@@ -930,6 +930,8 @@ _EXAMPLES = {
     "runs search": "hub runs search alice/moe 'params.model.top_k:4 AND tags:baseline'",
     "watermark verify": "hub watermark verify --repo alice/moe-small sample.txt",
     "watermark on": "hub watermark on alice/moe-small --strength 0.3",
+    "watermark show": "hub watermark show alice/moe-small",
+    "watermark off": "hub watermark off alice/moe-small",
     "search": "hub search router --tag moe --license apache-2.0 --metric 'val_loss<2.0'",
     "runs show": "hub runs show 3f9c2a71d04e8b65",
     "runs compare": "hub runs compare alice/moe-small@top2 alice/moe-small@top4 -o report.md",
