@@ -12,6 +12,9 @@ plus the fields of its type:
               from the base weights' config.json when there are weights), sent once, before
               the work starts; the supervisor records it as the run's params
     done      {"summary": {...}}
+    alert     {"kind": one of ALERT_KINDS, "step": int, "key": str, "message": str,
+              "details": {...}, "action": "none"|"stop"|"checkpoint_stop"}  a MoE health
+              alert (hub/shared/moe_health.py); with an action other than none the job stops
     error     {"message": str, "details": any}
 
 Lines stay under ``MAX_LINE_BYTES`` (64 KiB): a metric event with many values (per-expert
@@ -29,7 +32,10 @@ import threading
 import time
 from typing import Any
 
-EVENT_TYPES = ("metric", "log", "progress", "artifact", "config", "done", "error")
+from hub.shared.moe_health import ACTIONS as ALERT_ACTIONS
+from hub.shared.moe_health import ALERT_KINDS
+
+EVENT_TYPES = ("metric", "log", "progress", "artifact", "config", "done", "error", "alert")
 ARTIFACT_KINDS = (
     "weights",
     "config",
@@ -117,6 +123,23 @@ class EventWriter:
     def error(self, message: str, details: Any = None) -> None:
         self._emit("error", {"message": _clip(str(message), 8192), "details": details})
 
+    def alert(
+        self, kind: str, step: int, key: str, message: str, details: dict, action: str = "none"
+    ) -> None:
+        if kind not in ALERT_KINDS or action not in ALERT_ACTIONS:
+            raise ValueError(f"unknown alert kind {kind!r} or action {action!r}")
+        self._emit(
+            "alert",
+            {
+                "kind": kind,
+                "step": int(step),
+                "key": _clip(str(key), 200),
+                "message": _clip(str(message), 2000),
+                "details": details,
+                "action": action,
+            },
+        )
+
     # ---- plumbing ----
 
     def _emit(self, type_: str, payload: dict[str, Any]) -> None:
@@ -202,4 +225,11 @@ def validate_event(obj: Any) -> list[str]:
         need("summary", lambda v: isinstance(v, dict), "an object")
     elif t == "error":
         need("message", lambda v: isinstance(v, str), "a string")
+    elif t == "alert":
+        need("kind", lambda v: v in ALERT_KINDS, f"one of {', '.join(ALERT_KINDS)}")
+        need("step", is_int, "an integer")
+        need("key", lambda v: isinstance(v, str) and len(v) <= 200, "a string of ≤ 200 chars")
+        need("message", lambda v: isinstance(v, str), "a string")
+        need("details", lambda v: isinstance(v, dict), "an object")
+        need("action", lambda v: v in ALERT_ACTIONS, f"one of {', '.join(ALERT_ACTIONS)}")
     return problems

@@ -208,6 +208,9 @@ class Router(nn.Module):
         self.route_scale = cfg.route_scale
         self.weight = nn.Parameter(torch.empty(cfg.n_experts, cfg.n_embd))
         self.register_buffer("balance_bias", torch.zeros(cfg.n_experts, dtype=torch.float32))
+        # model.debug_force_expert: a deliberately broken router (every token picks this
+        # expert), for testing the collapse alert; selection only, like the bias.
+        self.force_expert = cfg.debug_force_expert
 
     def forward(self, x: torch.Tensor) -> Routing:
         with torch.autocast(x.device.type, enabled=False):
@@ -216,7 +219,10 @@ class Router(nn.Module):
                 scores = logits.softmax(dim=-1)  # (N, E)
             else:
                 scores = logits.sigmoid()  # (N, E)
-            _, experts = torch.topk(scores.detach() + self.balance_bias, self.top_k, dim=-1)
+            select = scores.detach() + self.balance_bias  # (N, E)
+            if self.force_expert is not None:
+                select[:, self.force_expert] = float("inf")
+            _, experts = torch.topk(select, self.top_k, dim=-1)
             chosen = scores.gather(1, experts)  # (N, k)
             gates = chosen / chosen.sum(dim=-1, keepdim=True) * self.route_scale  # (N, k)
         return Routing(experts=experts, gates=gates, scores=scores, logits=logits)

@@ -171,7 +171,7 @@ def evaluate_loss(
 
 
 def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in cfg_dict.items() if k != "runtime"}
+    out = {k: v for k, v in cfg_dict.items() if k not in ("runtime", "alerts")}
     if "train" in out:
         out["train"] = {k: v for k, v in out["train"].items() if k not in RESUMABLE_CHANGES}
     return out
@@ -248,6 +248,10 @@ def train_loop(
         f"checkpointing: {t.activation_checkpointing})"
     )
 
+    from workers.moe.health import JobHealth
+
+    health = JobHealth.for_config(cfg, events)  # MoE health alerts (alerts section)
+    stop: str | None = None  # the action an alert asked for: "stop" or "checkpoint_stop"
     last_loss = float("nan")
     last_val: dict[str, Any] | None = None
     window_t, window_tokens = 0.0, 0
@@ -293,6 +297,8 @@ def train_loop(
             and not scaler.is_enabled()
             and not dp_step.get("batch") == 0
         ):
+            if health is not None:  # the alert is recorded before the job fails on it
+                health.observe(done, {"loss": last_loss})
             raise RuntimeError(f"loss is {last_loss} at step {done}; lower train.lr or use fp32")
         window_t += dt
         window_tokens += tokens_per_step
@@ -320,6 +326,8 @@ def train_loop(
                 values["dp/clipped_frac"] = dp_step["clipped_frac"]
             values.update(moe_metric_values(stats))
             events.metric(done, values)
+            if health is not None:
+                stop = health.observe(done, values)
             eta = (end - done) * train_time / max(done - start, 1)
             events.progress(done, end, eta)
             window_t, window_tokens = 0.0, 0
@@ -337,7 +345,7 @@ def train_loop(
                 },
             )
 
-        if done % t.checkpoint_every == 0 or done == end:
+        if done % t.checkpoint_every == 0 or done == end or stop == "checkpoint_stop":
             state = {
                 "step": done,
                 "model": model.state_dict(),
@@ -349,6 +357,17 @@ def train_loop(
             }
             rel = save_checkpoint(out, done, state, t.keep_checkpoints)
             events.artifact(rel, "checkpoint")
+        if stop is not None:
+            break
+
+    if stop == "stop" and health is not None:  # ended by an alert at once: nothing saved
+        events.log(str(health.stop_reason))
+        return {
+            "steps": done,
+            "final_loss": last_loss,
+            "stop_reason": health.stop_reason,
+            "alerts": health.summary(),
+        }
 
     if last_val is None:  # resumed at the very end: nothing ran, evaluate once
         last_val = evaluate_loss(
@@ -376,6 +395,12 @@ def train_loop(
         )
     if peak:
         summary["mfu"] = tps * flops_per_token / (peak * 1e12)
+    if health is not None:
+        summary["alerts"] = health.summary()
+        if stop is not None:  # checkpoint_stop: the weights so far were saved above
+            summary["steps"] = done
+            summary["stop_reason"] = health.stop_reason
+            events.log(str(health.stop_reason))
     if dp_plan is not None:
         summary["dp"] = dp_plan.metadata(end)
         if end < t.steps:
