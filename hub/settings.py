@@ -246,6 +246,7 @@ HUB_MAX_TAGS_PER_RUN = _env_int("HUB_MAX_TAGS_PER_RUN", 100)
 HUB_MAX_TAG_CHARS = _env_int("HUB_MAX_TAG_CHARS", 100)
 HUB_MAX_PARAMS_DEPTH = _env_int("HUB_MAX_PARAMS_DEPTH", 20)
 HUB_MAX_METRIC_DIRECTIONS = _env_int("HUB_MAX_METRIC_DIRECTIONS", 200)
+HUB_MAX_ALERTS_PER_RUN = _env_int("HUB_MAX_ALERTS_PER_RUN", 1_000)
 HUB_MAX_REQUEST_BYTES = _env_int("HUB_MAX_REQUEST_BYTES", 16 * 1024 * 1024)
 HUB_MAX_METRICS_REQUEST_BYTES = _env_int("HUB_MAX_METRICS_REQUEST_BYTES", 64 * 1024 * 1024)
 # The MLflow tracking API (hub/compat/mlflow): one artifact file an MLflow client uploads.
@@ -358,6 +359,8 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "hub.accounts.models.Role",
         "DiffStatusEnum": ["added", "removed", "changed"],
         "MetricDirectionEnum": ["min", "max", "none"],
+        "MoeAlertKindEnum": "hub.shared.moe_health.ALERT_KINDS",
+        "MoeAlertActionEnum": "hub.shared.moe_health.ACTIONS",
         "FinishedJobStatusEnum": ["succeeded", "failed", "cancelled", "lost"],
     },
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -566,6 +566,10 @@ class Client:
     def get_run(self, run_id: str) -> dict:
         return self._json("GET", f"/runs/{run_id}")
 
+    def run_alerts(self, run_id: str, *, kind: str | None = None) -> dict:
+        """A run's MoE health alerts in step order: ``{run, count, kinds, results}``."""
+        return self._json("GET", f"/runs/{run_id}/alerts", params={"kind": kind} if kind else None)
+
     def search_runs(
         self,
         project: str,

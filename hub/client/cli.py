@@ -557,6 +557,16 @@ def cmd_runs(args) -> int:
             print(
                 f"  metric {k:<28} last {s['last']:.5g} @ {s['last_step']}  min {s['min']:.5g}  max {s['max']:.5g}"
             )
+    elif args.action == "alerts":
+        res = c.run_alerts(args.run, kind=args.kind)
+        if args.json:
+            _print(res, True)
+            return 0
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(res["kinds"].items()))
+        print(f"{res['count']} alert(s) on run {res['run']}" + (f": {kinds}" if kinds else ""))
+        rows = [[str(a["step"]), a["kind"], a["action"], a["message"]] for a in res["results"]]
+        if rows:
+            _print_table(["step", "kind", "action", "message"], rows, right={0})
     elif args.action == "compare":
         fmt = "json" if args.json else ("markdown" if args.format == "markdown" else args.format)
         commits = [r for r in args.runs if "@" in r]
@@ -934,6 +944,7 @@ _EXAMPLES = {
     "watermark off": "hub watermark off alice/moe-small",
     "search": "hub search router --tag moe --license apache-2.0 --metric 'val_loss<2.0'",
     "runs show": "hub runs show 3f9c2a71d04e8b65",
+    "runs alerts": "hub runs alerts 3f9c2a71d04e8b65 --kind collapse",
     "runs compare": "hub runs compare alice/moe-small@top2 alice/moe-small@top4 -o report.md",
     "jobs launch": "hub jobs launch train --project alice/moe --config train.json "
     "--target alice/moe-small@top2 --gpus 1 --time-limit 3600",
@@ -1172,6 +1183,15 @@ def build_parser() -> argparse.ArgumentParser:
         x.add_argument("-n", "--limit", type=int, default=50, help="at most this many runs")
     x = us.add_parser("show", parents=[common], help="a run's params, tags and metric summary")
     x.add_argument("run", help="the run id")
+    x = us.add_parser(
+        "alerts", parents=[common], help="a run's MoE health alerts (collapse, dead experts, ...)"
+    )
+    x.add_argument("run", help="the run id")
+    x.add_argument(
+        "--kind",
+        choices=["dead_expert", "collapse", "dropped_tokens", "nonfinite_loss", "divergence"],
+        help="only alerts of this kind",
+    )
     x = us.add_parser(
         "compare",
         parents=[common],

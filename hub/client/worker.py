@@ -178,6 +178,16 @@ class WorkerClient:
         retries it."""
         return self._call("POST", job_id, "/worker/requeue", json={"reason": reason})
 
+    def run_alerts(self, run_id: str, alerts: list[dict]) -> dict:
+        """Record MoE health alerts on the job's run (idempotent per key and step)."""
+        resp = self.sdk.request(
+            "POST",
+            f"/runs/{quote(run_id, safe='')}/alerts",
+            json={"alerts": alerts},
+            idempotent=True,
+        )
+        return resp.json() if resp.content else {}
+
     def link_run(self, run_id: str, *, commit: str, job_id: str) -> dict:
         """Point the job's run at the commit it produced (``repo@sha``)."""
         resp = self.sdk.request(

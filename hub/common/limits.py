@@ -22,6 +22,8 @@ HUB_MAX_PARAMS_DEPTH           20           nesting of params (objects  params_t
                                             and lists)
 HUB_MAX_METRIC_DIRECTIONS      200          entries in a project's      too_many_metric_directions
                                             metric_directions           (400)
+HUB_MAX_ALERTS_PER_RUN         1,000        MoE health alerts a run     too_many_alerts (400)
+                                            holds (100 per post)
 HUB_MAX_REQUEST_BYTES          16 MiB       a JSON request body of the  request_too_large
                                             tracking API                (413)
 HUB_MAX_METRICS_REQUEST_BYTES  64 MiB       a metrics ingest body       request_too_large

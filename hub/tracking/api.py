@@ -26,6 +26,8 @@ from hub.common.errors import InvalidInput, NotAuthenticated
 from hub.common.limits import BoundedJSONParser, limit, loads, read_body, request_too_large
 from hub.common.openapi import errors, page_of
 from hub.common.renderers import FastJSONRenderer
+from hub.shared.moe_health import ACTIONS as ALERT_ACTIONS
+from hub.shared.moe_health import ALERT_KINDS
 from hub.tracking import ingest, report, selectors, services
 from hub.tracking.models import Project, Run
 
@@ -109,6 +111,11 @@ class ProjectOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class AlertCountsOut(serializers.Serializer):
+    count = serializers.IntegerField(help_text="alerts on the run")
+    kinds = serializers.DictField(child=serializers.IntegerField(), help_text="{kind: count}")
+
+
 class RunCommitOut(serializers.Serializer):
     repo = serializers.CharField()
     sha = serializers.CharField()
@@ -130,6 +137,7 @@ class RunOut(serializers.Serializer):
     summary = serializers.DictField(child=SummaryStatsOut(), help_text="per metric key")
     commit = RunCommitOut(allow_null=True)
     job_id = serializers.CharField(allow_null=True)
+    alerts = AlertCountsOut(required=False, help_text="MoE health alerts (GET /runs/{id})")
 
 
 class RunHitOut(serializers.Serializer):
@@ -147,6 +155,7 @@ class RunHitOut(serializers.Serializer):
     ended_at = serializers.DateTimeField(allow_null=True)
     params = serializers.DictField(child=ParamValueField())
     summary = serializers.DictField(child=SummaryStatsOut())
+    alerts = AlertCountsOut(help_text="MoE health alerts on the run")
 
 
 class FacetValueOut(serializers.Serializer):
@@ -469,7 +478,10 @@ class RunDetailApi(APIView):
     )
     def get(self, request, run_id):
         run = selectors.run_for(request, run_id=run_id)
-        return Response({**run_out(run), "summary": selectors.summary_with_counts(run=run)})
+        alerts = selectors.alert_counts([run.pk]).get(run.pk, {"count": 0, "kinds": {}})
+        return Response(
+            {**run_out(run), "summary": selectors.summary_with_counts(run=run), "alerts": alerts}
+        )
 
     @extend_schema(
         operation_id="runs_update",
@@ -781,3 +793,114 @@ class CompareApi(APIView):
         if fmt != "json":
             raise InvalidInput("render must be json, markdown or html.", code="invalid_render")
         return Response(rep)
+
+
+# --- MoE health alerts (hub/shared/moe_health.py) ---------------------------------------------
+
+#: Alerts one post may carry, and the JSON text of one alert's details.
+MAX_ALERTS_PER_POST = 100
+MAX_ALERT_DETAILS_CHARS = 8192
+
+
+class RunAlertOut(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=list(ALERT_KINDS))
+    key = serializers.CharField(help_text="the episode's subject: collapse/layer1/expert3, ...")
+    step = serializers.IntegerField()
+    time = serializers.DateTimeField()
+    message = serializers.CharField()
+    details = serializers.DictField(child=serializers.JSONField())
+    action = serializers.ChoiceField(choices=list(ALERT_ACTIONS))
+
+
+class RunAlertsOut(serializers.Serializer):
+    run = serializers.CharField()
+    count = serializers.IntegerField()
+    kinds = serializers.DictField(child=serializers.IntegerField())
+    results = RunAlertOut(many=True)
+
+
+class RunAlertsPostOut(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    duplicates = serializers.IntegerField(help_text="already recorded (same key and step)")
+
+
+def _alert_out(a) -> dict:
+    return {
+        "kind": a.kind,
+        "key": a.key,
+        "step": a.step,
+        "time": a.time,
+        "message": a.message,
+        "details": a.details,
+        "action": a.action,
+    }
+
+
+class RunAlertsApi(APIView):
+    parser_classes = [_RunJSONParser]
+
+    class AlertIn(serializers.Serializer):
+        kind = serializers.ChoiceField(choices=list(ALERT_KINDS))
+        key = serializers.CharField(max_length=200)
+        step = serializers.IntegerField(min_value=0, max_value=2**62)
+        message = serializers.CharField(max_length=2000)
+        details = serializers.DictField(child=serializers.JSONField(), required=False, default=dict)
+        action = serializers.ChoiceField(
+            choices=list(ALERT_ACTIONS), required=False, default="none"
+        )
+        time = serializers.FloatField(
+            required=False, allow_null=True, min_value=0, max_value=1e11, help_text="unix seconds"
+        )
+
+        def validate_details(self, value):
+            if len(json.dumps(value, default=str)) > MAX_ALERT_DETAILS_CHARS:
+                raise serializers.ValidationError(
+                    f"at most {MAX_ALERT_DETAILS_CHARS} characters of JSON"
+                )
+            return value
+
+    class InputSerializer(serializers.Serializer):
+        alerts = serializers.ListField(
+            child=serializers.DictField(), min_length=1, max_length=MAX_ALERTS_PER_POST
+        )
+
+    @extend_schema(
+        operation_id="runs_alerts_list",
+        parameters=[OpenApiParameter("kind", str, enum=list(ALERT_KINDS))],
+        responses={200: RunAlertsOut, **errors(400, 404)},
+        summary="A run's MoE health alerts, in step order",
+    )
+    def get(self, request, run_id):
+        run = selectors.run_for(request, run_id=run_id)
+        kind = request.query_params.get("kind") or None
+        if kind is not None and kind not in ALERT_KINDS:
+            raise InvalidInput(
+                f"kind must be one of {', '.join(ALERT_KINDS)}.", code="invalid_alert_kind"
+            )
+        alerts = selectors.run_alerts(run=run, kind=kind)
+        counts = selectors.alert_counts([run.pk]).get(run.pk, {"count": 0, "kinds": {}})
+        return Response({"run": run.pk, **counts, "results": [_alert_out(a) for a in alerts]})
+
+    @extend_schema(
+        operation_id="runs_alerts_add",
+        request=inline_serializer(
+            "RunAlertsIn", {"alerts": AlertIn(many=True, help_text="at most 100")}
+        ),
+        responses={200: RunAlertsPostOut, **errors(400, 404, 413)},
+        summary="Record MoE health alerts on a run (a job's supervisor does; idempotent)",
+    )
+    def post(self, request, run_id):
+        from datetime import UTC, datetime
+
+        run = selectors.run_for(request, run_id=run_id, role=Role.WRITE)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        items = self.AlertIn(data=data.validated_data["alerts"], many=True)
+        items.is_valid(raise_exception=True)
+        alerts = []
+        for a in items.validated_data:
+            a = dict(a)
+            t = a.pop("time", None)
+            a["time"] = datetime.fromtimestamp(t, UTC) if t is not None else None
+            alerts.append(a)
+        return Response(services.run_alerts_add(run=run, alerts=alerts))

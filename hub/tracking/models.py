@@ -62,3 +62,26 @@ class Run(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["project", "-started_at"])]
+
+
+class RunAlert(models.Model):
+    """A MoE health alert raised on a run (hub/shared/moe_health.py: the rules); recorded by
+    the job's supervisor from the job's ``alert`` events. One row per (run, key, step): a
+    retried post collapses."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=32, db_index=True)
+    key = models.CharField(max_length=200)
+    step = models.BigIntegerField()
+    time = models.DateTimeField()
+    message = models.TextField()
+    details = models.JSONField(default=dict)
+    # What the job did about it: none, stop, checkpoint_stop (hub.shared.moe_health.ACTIONS).
+    action = models.CharField(max_length=16, default="none")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "key", "step"], name="uniq_run_alert")
+        ]
+        indexes = [models.Index(fields=["run", "step"])]

@@ -200,7 +200,7 @@ def run_search(
     except SearchError as e:  # the engine refused the query: the query is at fault
         raise InvalidInput(str(e), code="invalid_search") from e
     return {
-        "results": [h.source for h in res.hits],
+        "results": with_alerts([h.source for h in res.hits]),
         "total": res.total,
         "facets": res.facets,
         "next": res.next_search_after,
@@ -253,7 +253,7 @@ def _run_list_db(*, project: Project, newest_first: bool, page_size: int, offset
     more = len(rows) > page_size
     total = Run.objects.filter(project=project).count()
     return {
-        "results": [run_doc(r) for r in rows[:page_size]],
+        "results": with_alerts([run_doc(r) for r in rows[:page_size]]),
         "total": total,
         "facets": {},
         "next": ["db", offset + page_size] if more else None,
@@ -429,3 +429,42 @@ def compare(
         metrics=metrics,
         directions=directions,
     )
+
+
+def run_alerts(*, run: Run, kind: str | None = None) -> list:
+    """A run's MoE health alerts in step order (at most ``HUB_MAX_ALERTS_PER_RUN`` exist)."""
+    from hub.tracking.models import RunAlert
+
+    qs = RunAlert.objects.filter(run=run)
+    if kind:
+        qs = qs.filter(kind=kind)
+    return list(qs.order_by("step", "id"))
+
+
+def alert_counts(run_ids: list[str]) -> dict[str, dict]:
+    """{run id: {"count": n, "kinds": {kind: n}}} for the runs among ``run_ids`` that have
+    alerts (one query): what a runs table shows beside each run."""
+    from django.db.models import Count
+
+    from hub.tracking.models import RunAlert
+
+    out: dict[str, dict] = {}
+    rows = (
+        RunAlert.objects.filter(run_id__in=run_ids)
+        .values("run_id", "kind")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for row in rows:
+        entry = out.setdefault(row["run_id"], {"count": 0, "kinds": {}})
+        entry["count"] += row["n"]
+        entry["kinds"][row["kind"]] = row["n"]
+    return out
+
+
+def with_alerts(results: list[dict]) -> list[dict]:
+    """Each run of a listing with its ``alerts`` ({count, kinds}; zero when none)."""
+    counts = alert_counts([r["id"] for r in results if r.get("id")])
+    for r in results:
+        r["alerts"] = counts.get(r.get("id"), {"count": 0, "kinds": {}})
+    return results

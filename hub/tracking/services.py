@@ -396,3 +396,41 @@ def run_delete(*, run: Run) -> None:
     with transaction.atomic():
         run.delete()
         transaction.on_commit(lambda: indexing.delete_run(run_id))
+
+
+def run_alerts_add(*, run: Run, alerts: list[dict]) -> dict:
+    """Record MoE health alerts (validated by the API: kind, key, step, message, details,
+    action, time). Idempotent per (key, step): a retried post adds nothing. A post that would
+    take the run over ``HUB_MAX_ALERTS_PER_RUN`` is refused whole (``too_many_alerts``)."""
+    from hub.tracking.models import RunAlert
+
+    cap = limit("HUB_MAX_ALERTS_PER_RUN")
+    with transaction.atomic():
+        Run.objects.select_for_update().only("pk").get(pk=run.pk)  # one writer per run
+        existing = set(RunAlert.objects.filter(run=run).values_list("key", "step"))
+        new = []
+        for a in alerts:
+            if (a["key"], a["step"]) in existing:
+                continue
+            existing.add((a["key"], a["step"]))
+            new.append(
+                RunAlert(
+                    run=run,
+                    kind=a["kind"],
+                    key=a["key"],
+                    step=a["step"],
+                    time=a.get("time") or timezone.now(),
+                    message=a["message"],
+                    details=a.get("details") or {},
+                    action=a.get("action") or "none",
+                )
+            )
+        count = len(existing) - len(new)
+        if new and count + len(new) > cap:
+            raise InvalidInput(
+                f"A run holds at most {cap} alerts; it has {count} and this post adds {len(new)}.",
+                code="too_many_alerts",
+                details={"limit": cap, "alerts_in_run": count, "new_alerts": len(new)},
+            )
+        RunAlert.objects.bulk_create(new)
+    return {"accepted": len(new), "duplicates": len(alerts) - len(new)}

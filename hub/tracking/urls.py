@@ -9,6 +9,7 @@ urlpatterns = [
     path("runs/compare", api.CompareApi.as_view()),
     path("runs/<str:run_id>", api.RunDetailApi.as_view()),
     path("runs/<str:run_id>/params", api.RunParamsApi.as_view()),
+    path("runs/<str:run_id>/alerts", api.RunAlertsApi.as_view()),
     path("runs/<str:run_id>/metrics", api.RunMetricsApi.as_view()),
     path("runs/<str:run_id>/metrics/export", api.ExportApi.as_view()),
     path("metrics/series", api.SeriesApi.as_view()),
