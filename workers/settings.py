@@ -23,7 +23,8 @@ Every value is a ``HUB_*`` variable with the same safe local default as the hub'
     HUB_INFER_CACHE_BYTES      the inference engine's loaded models, least recently used
                                dropped first (2 GiB); HUB_INFER_DISK_BYTES their weights on
                                disk (8 GiB); HUB_INFER_MEMORY_BYTES the engine's memory limit
-                               (4 GiB); HUB_INFER_CPUS its CPUs (2); HUB_INFER_GPUS GPUs it
+                               (4 GiB); HUB_INFER_CPUS its CPUs and torch threads (1: small
+                               models decode fastest on one thread); HUB_INFER_GPUS GPUs it
                                reserves (0); HUB_INFER_DIR its folder ($HUB_DATA_DIR/inference)
 
 The sandbox's scrub of a job's environment (``workers.sandbox``) is not a setting: it looks at
@@ -60,7 +61,7 @@ class WorkerSettings:
     infer_cache_bytes: int = 2 << 30
     infer_disk_bytes: int = 8 << 30
     infer_memory_bytes: int = 4 << 30
-    infer_cpus: float = 2.0
+    infer_cpus: float = 1.0
     infer_gpus: int = 0
 
 
@@ -113,6 +114,6 @@ def load(env: Mapping[str, str] | None = None) -> WorkerSettings:
         infer_cache_bytes=_int(env, "HUB_INFER_CACHE_BYTES", 2 << 30),
         infer_disk_bytes=_int(env, "HUB_INFER_DISK_BYTES", 8 << 30),
         infer_memory_bytes=_int(env, "HUB_INFER_MEMORY_BYTES", 4 << 30),
-        infer_cpus=float(env.get("HUB_INFER_CPUS") or 2),
+        infer_cpus=float(env.get("HUB_INFER_CPUS") or 1),
         infer_gpus=_int(env, "HUB_INFER_GPUS", 0),
     )

@@ -62,7 +62,7 @@ class InferenceConfig:
     cache_bytes: int = 2 << 30  # models held in the engine's memory
     disk_bytes: int = 8 << 30  # weights folders kept on the host
     memory_bytes: int = 4 << 30  # the engine's cgroup limit
-    cpus: float = 2.0
+    cpus: float = 1.0
     gpus: int = 0
     engine_lifetime_s: float = 24 * 3600.0
 

@@ -182,6 +182,8 @@ function RoutingGrid({ tokens, onHover }: { tokens: TokenEvent[]; onHover: (i: n
   );
 }
 
+const FIELD = { display: "flex", flexDirection: "column", gap: 2 } as const;
+
 function num(v: string, fallback: number): number {
   const n = Number(v);
   return Number.isFinite(n) ? n : fallback;
@@ -277,18 +279,18 @@ export default function PlaygroundPage() {
         }}
         style={{ display: "grid", gridTemplateColumns: "repeat(auto-fill, minmax(150px, 1fr))", gap: 8, marginBottom: 12 }}
       >
-        <label style={{ gridColumn: "1 / -1" }}>
+        <label style={{ ...FIELD, gridColumn: "1 / -1" }}>
           Prompt
           <textarea value={prompt} onChange={(e) => setPrompt(e.target.value)} rows={4} style={{ width: "100%", fontFamily: "monospace" }} />
         </label>
-        <label>Ref <input value={ref} onChange={(e) => setRef(e.target.value)} /></label>
-        <label>Max new tokens <input type="number" min={1} value={maxNew} onChange={(e) => setMaxNew(e.target.value)} /></label>
-        <label>Temperature <input type="number" step="0.05" min={0} value={temperature} onChange={(e) => setTemperature(e.target.value)} /></label>
-        <label>Top-k <input type="number" min={0} value={topK} onChange={(e) => setTopK(e.target.value)} /></label>
-        <label>Top-p <input type="number" step="0.01" min={0.01} max={1} value={topP} onChange={(e) => setTopP(e.target.value)} /></label>
-        <label>Seed <input type="number" min={0} value={seed} placeholder="random" onChange={(e) => setSeed(e.target.value)} /></label>
-        <label>Stop strings (one per line) <textarea rows={1} value={stop} onChange={(e) => setStop(e.target.value)} /></label>
-        <label>
+        <label style={FIELD}>Ref <input type="text" value={ref} onChange={(e) => setRef(e.target.value)} /></label>
+        <label style={FIELD}>Max new tokens <input type="number" min={1} value={maxNew} onChange={(e) => setMaxNew(e.target.value)} /></label>
+        <label style={FIELD}>Temperature <input type="number" step="0.05" min={0} value={temperature} onChange={(e) => setTemperature(e.target.value)} /></label>
+        <label style={FIELD}>Top-k <input type="number" min={0} value={topK} onChange={(e) => setTopK(e.target.value)} /></label>
+        <label style={FIELD}>Top-p <input type="number" step="0.01" min={0.01} max={1} value={topP} onChange={(e) => setTopP(e.target.value)} /></label>
+        <label style={FIELD}>Seed <input type="number" min={0} value={seed} placeholder="random" onChange={(e) => setSeed(e.target.value)} /></label>
+        <label style={FIELD}>Stop strings (one per line) <textarea rows={1} value={stop} onChange={(e) => setStop(e.target.value)} /></label>
+        <label style={FIELD}>
           Watermark
           <select value={watermark} onChange={(e) => setWatermark(e.target.value as "default" | "off")}>
             <option value="default">repo setting</option>
