@@ -917,6 +917,24 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/repos/{namespace}/{name}/watermark": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The repo's watermark setting and key ids */
+        get: operations["repos_watermark_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Switch watermarking of the repo's generations on or off, or set its strength (admins) */
+        patch: operations["repos_watermark_update"];
+        trace?: never;
+    };
     "/api/v1/runs/{run_id}": {
         parameters: {
             query?: never;
@@ -934,6 +952,24 @@ export interface paths {
         head?: never;
         /** Finish a run, rename it, edit notes or tags */
         patch: operations["runs_update"];
+        trace?: never;
+    };
+    "/api/v1/runs/{run_id}/alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A run's MoE health alerts, in step order */
+        get: operations["runs_alerts_list"];
+        put?: never;
+        /** Record MoE health alerts on a run (a job's supervisor does; idempotent) */
+        post: operations["runs_alerts_add"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/v1/runs/{run_id}/metrics": {
@@ -1043,6 +1079,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/watermark/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Does a text carry a repo's watermark? (z-score, p-value, matching key id) */
+        post: operations["watermark_verify"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/whoami": {
         parameters: {
             query?: never;
@@ -1066,6 +1119,14 @@ export interface components {
     schemas: {
         AcceptedOut: {
             accepted: number;
+        };
+        AlertCountsOut: {
+            /** @description alerts on the run */
+            count: number;
+            /** @description {kind: count} */
+            kinds: {
+                [key: string]: number;
+            };
         };
         BranchListCreateInputRequest: {
             name: string;
@@ -1344,6 +1405,14 @@ export interface components {
          * @enum {string}
          */
         FinishReasonEnum: "length" | "stop" | "eos" | "time" | "cancelled";
+        /**
+         * @description * `succeeded` - succeeded
+         *     * `failed` - failed
+         *     * `cancelled` - cancelled
+         *     * `lost` - lost
+         * @enum {string}
+         */
+        FinishedJobStatusEnum: "succeeded" | "failed" | "cancelled" | "lost";
         GcInputRequest: {
             /** @default true */
             dry_run: boolean;
@@ -1644,6 +1713,16 @@ export interface components {
             reason: string;
             from: string | null;
         };
+        KeyOut: {
+            key_id: string;
+            scheme: string;
+            /** Format: double */
+            gamma: number;
+            context_width: number;
+            active: boolean;
+            /** Format: date-time */
+            created_at: string;
+        };
         LogLineOut: {
             seq: number;
             /**
@@ -1660,6 +1739,13 @@ export interface components {
             data: string;
             /** @description the line's seq */
             id?: string;
+        };
+        MatchOut: {
+            /** @description namespace/name of the repo whose key matched */
+            repo: string;
+            repo_id: number;
+            /** @description public id of the key (wmk_…); never the key */
+            key_id: string;
         };
         MemberInputRequest: {
             role: components["schemas"]["RoleEnum"];
@@ -1775,6 +1861,22 @@ export interface components {
             facets: components["schemas"]["ModelFacetsOut"];
             took_ms: number;
         };
+        /**
+         * @description * `none` - none
+         *     * `stop` - stop
+         *     * `checkpoint_stop` - checkpoint_stop
+         * @enum {string}
+         */
+        MoeAlertActionEnum: "none" | "stop" | "checkpoint_stop";
+        /**
+         * @description * `dead_expert` - dead_expert
+         *     * `collapse` - collapse
+         *     * `dropped_tokens` - dropped_tokens
+         *     * `nonfinite_loss` - nonfinite_loss
+         *     * `divergence` - divergence
+         * @enum {string}
+         */
+        MoeAlertKindEnum: "dead_expert" | "collapse" | "dropped_tokens" | "nonfinite_loss" | "divergence";
         NamespaceDetailOut: {
             name: string;
             kind: string;
@@ -1848,6 +1950,11 @@ export interface components {
         PatchedRepoDetailPatchRequest: {
             private?: boolean;
             description?: string;
+        };
+        PatchedRepoWatermarkPatchRequest: {
+            enabled?: boolean;
+            /** Format: double */
+            strength?: number;
         };
         PatchedRunDetailPatchRequest: {
             status?: components["schemas"]["RunStatusEnum"];
@@ -2030,6 +2137,53 @@ export interface components {
             experts: number[];
             weights: number[];
         };
+        RunAlertOut: {
+            kind: components["schemas"]["MoeAlertKindEnum"];
+            /** @description the episode's subject: collapse/layer1/expert3, ... */
+            key: string;
+            step: number;
+            /** Format: date-time */
+            time: string;
+            message: string;
+            details: {
+                [key: string]: unknown;
+            };
+            action: components["schemas"]["MoeAlertActionEnum"];
+        };
+        RunAlertsAlertInRequest: {
+            kind: components["schemas"]["MoeAlertKindEnum"];
+            key: string;
+            /** Format: int64 */
+            step: number;
+            message: string;
+            details?: {
+                [key: string]: unknown;
+            };
+            /** @default none */
+            action: components["schemas"]["MoeAlertActionEnum"];
+            /**
+             * Format: double
+             * @description unix seconds
+             */
+            time?: number | null;
+        };
+        RunAlertsInRequest: {
+            /** @description at most 100 */
+            alerts: components["schemas"]["RunAlertsAlertInRequest"][];
+        };
+        RunAlertsOut: {
+            run: string;
+            count: number;
+            kinds: {
+                [key: string]: number;
+            };
+            results: components["schemas"]["RunAlertOut"][];
+        };
+        RunAlertsPostOut: {
+            accepted: number;
+            /** @description already recorded (same key and step) */
+            duplicates: number;
+        };
         RunCommitOut: {
             repo: string;
             sha: string;
@@ -2056,6 +2210,8 @@ export interface components {
             summary: {
                 [key: string]: components["schemas"]["SummaryStatsOut"];
             };
+            /** @description MoE health alerts on the run */
+            alerts: components["schemas"]["AlertCountsOut"];
         };
         RunOut: {
             id: string;
@@ -2082,6 +2238,8 @@ export interface components {
             };
             commit: components["schemas"]["RunCommitOut"] | null;
             job_id: string | null;
+            /** @description MoE health alerts (GET /runs/{id}) */
+            alerts?: components["schemas"]["AlertCountsOut"];
         };
         RunParamsInputRequest: {
             params: unknown;
@@ -2129,6 +2287,20 @@ export interface components {
         SessionLoginInputRequest: {
             username: string;
             password: string;
+        };
+        SettingOut: {
+            /** @description generations from this repo are watermarked unless a request turns it off */
+            enabled: boolean;
+            /**
+             * Format: double
+             * @description in (0, 1]; delta = 10 * strength
+             */
+            strength: number;
+            /** Format: double */
+            delta: number;
+            keys: components["schemas"]["KeyOut"][];
+            /** @description whether the caller may switch it (admins) */
+            can_edit: boolean;
         };
         SignedInOut: {
             csrf_token: string;
@@ -2259,10 +2431,47 @@ export interface components {
             /** @description the workload config (a JSON object) */
             config: unknown;
         };
+        VerifyOut: {
+            /** @description p_value_corrected <= p_threshold and at least 16 pairs scored */
+            detected: boolean;
+            keys_tested: number;
+            /** @description distinct (previous byte, byte) pairs scored (each counted once) */
+            tokens_scored: number;
+            green_tokens: number;
+            /**
+             * Format: double
+             * @description green fraction of the best key
+             */
+            gamma: number | null;
+            /** Format: double */
+            z_score: number | null;
+            /**
+             * Format: double
+             * @description one-sided, of the best key
+             */
+            p_value: number | null;
+            /**
+             * Format: double
+             * @description Bonferroni: min(1, keys_tested * p_value)
+             */
+            p_value_corrected: number | null;
+            /** Format: double */
+            z_threshold: number;
+            /** Format: double */
+            p_threshold: number;
+            match: components["schemas"]["MatchOut"] | null;
+            scheme: string;
+        };
         WatermarkUsedOut: {
             key_id: string;
             /** Format: double */
             strength: number;
+        };
+        WatermarkVerifyInputRequest: {
+            /** @description the text to test */
+            text: string;
+            /** @description namespace/name: test this repo's keys only; default every key you may read */
+            repo?: string | null;
         };
         WhoAmIOutput: {
             username: string;
@@ -2272,8 +2481,10 @@ export interface components {
         };
         WorkerArtifactInRequest: {
             path: string;
-            kind?: string;
-            chunks: string[];
+            /** @default  */
+            kind: string;
+            /** @description [hash, size] of each chunk, in order */
+            chunks: unknown[][];
         };
         WorkerArtifactOut: {
             path: string;
@@ -2283,9 +2494,14 @@ export interface components {
         WorkerChunksInRequest: {
             chunks: string[];
         };
+        WorkerCountersInRequest: {
+            received?: number;
+            rejected?: number;
+        };
         WorkerFinishInRequest: {
-            status: components["schemas"]["WorkerFinishInStatusEnum"];
-            reason?: string;
+            status: components["schemas"]["FinishedJobStatusEnum"];
+            /** @default  */
+            reason: string;
             summary?: {
                 [key: string]: unknown;
             } | null;
@@ -2293,21 +2509,11 @@ export interface components {
             result_branch?: string | null;
             run_id?: string | null;
         };
-        /**
-         * @description * `succeeded` - succeeded
-         *     * `failed` - failed
-         *     * `cancelled` - cancelled
-         *     * `lost` - lost
-         * @enum {string}
-         */
-        WorkerFinishInStatusEnum: "succeeded" | "failed" | "cancelled" | "lost";
         WorkerHeartbeatInRequest: {
             progress?: {
                 [key: string]: unknown;
             } | null;
-            counters?: {
-                [key: string]: unknown;
-            } | null;
+            counters?: components["schemas"]["WorkerCountersInRequest"] | null;
         };
         WorkerLogsInRequest: {
             /** @description [seq, time, stream, text] each */
@@ -2319,9 +2525,11 @@ export interface components {
             }[];
         };
         WorkerRequeueInRequest: {
-            reason?: string;
+            /** @default infrastructure failure; retrying */
+            reason: string;
         };
         WorkerStartInRequest: {
+            /** @description kept to 200 chars */
             worker?: string;
             gpus?: number[];
         };
@@ -7052,6 +7260,137 @@ export interface operations {
             };
         };
     };
+    repos_watermark_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                namespace: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SettingOut"];
+                };
+            };
+            /** @description Not authenticated, or the token is invalid, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Authenticated but not allowed (role, read-only token, credential scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one you may not see (private repos and projects are 404 to others) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    repos_watermark_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                namespace: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PatchedRepoWatermarkPatchRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["PatchedRepoWatermarkPatchRequest"];
+                "multipart/form-data": components["schemas"]["PatchedRepoWatermarkPatchRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SettingOut"];
+                };
+            };
+            /** @description Invalid input (code says which rule) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not authenticated, or the token is invalid, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Authenticated but not allowed (role, read-only token, credential scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one you may not see (private repos and projects are 404 to others) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body over the configured limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported request media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     runs_get: {
         parameters: {
             query?: never;
@@ -7217,6 +7556,144 @@ export interface operations {
             };
             /** @description Conflict with the current state (code says which) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body over the configured limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported request media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    runs_alerts_list: {
+        parameters: {
+            query?: {
+                kind?: "collapse" | "dead_expert" | "divergence" | "dropped_tokens" | "nonfinite_loss";
+            };
+            header?: never;
+            path: {
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunAlertsOut"];
+                };
+            };
+            /** @description Invalid input (code says which rule) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not authenticated, or the token is invalid, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Authenticated but not allowed (role, read-only token, credential scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one you may not see (private repos and projects are 404 to others) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    runs_alerts_add: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RunAlertsInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunAlertsPostOut"];
+                };
+            };
+            /** @description Invalid input (code says which rule) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not authenticated, or the token is invalid, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Authenticated but not allowed (role, read-only token, credential scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one you may not see (private repos and projects are 404 to others) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7781,6 +8258,103 @@ export interface operations {
             };
             /** @description No such object, or one you may not see (private repos and projects are 404 to others) */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    watermark_verify: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WatermarkVerifyInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["WatermarkVerifyInputRequest"];
+                "multipart/form-data": components["schemas"]["WatermarkVerifyInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VerifyOut"];
+                };
+            };
+            /** @description Invalid input (code says which rule) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not authenticated, or the token is invalid, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Authenticated but not allowed (role, read-only token, credential scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one you may not see (private repos and projects are 404 to others) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body over the configured limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported request media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests: retry after the Retry-After header's seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store (metrics, search, Redis, blobs) is unavailable: retry after Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
