@@ -56,12 +56,11 @@ def gc(*, dry_run: bool = True, grace_seconds: int | None = None) -> dict:
             live_files |= set(
                 apps.get_model("jobs", "JobArtifact").objects.values_list("file_id", flat=True)
             )
-        if apps.is_installed("hub.compat.mlflow"):  # files MLflow clients logged to runs
-            live_files |= set(
-                apps.get_model("mlflow_compat", "Artifact").objects.values_list(
-                    "file_id", flat=True
+        if apps.is_installed("hub.compat.mlflow"):  # files MLflow clients logged
+            for model in ("Artifact", "ModelArtifact"):  # to runs, to logged models
+                live_files |= set(
+                    apps.get_model("mlflow_compat", model).objects.values_list("file_id", flat=True)
                 )
-            )
         live_chunks: set[str] = set()
         for chunks in FileObject.objects.filter(oid__in=live_files).values_list(
             "chunks", flat=True

@@ -94,6 +94,28 @@ with mlflow.start_run(run_name="loop") as run:
     mlflow.set_tag("stage", "sweep")
 out["loop"] = run.info.run_id
 
+# a logged model (MLflow 3: logged-models, run outputs, the model's own artifact location)
+class Doubler(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return [2 * x for x in model_input]
+
+
+mlflow.set_experiment("models")
+with mlflow.start_run(run_name="with-model") as run:
+    mlflow.log_param("kind", "doubler")
+    info = mlflow.pyfunc.log_model(name="doubler", python_model=Doubler())
+out["model_run"] = run.info.run_id
+out["model_id"] = info.model_id
+loaded = mlflow.pyfunc.load_model(info.model_uri)
+out["model_predicts"] = list(loaded.predict([1, 2, 3]))
+by_run = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/doubler")
+out["model_by_run_predicts"] = list(by_run.predict([5]))
+model = MlflowClient().get_logged_model(info.model_id)
+out["model"] = [model.name, model.source_run_id, str(model.status), model.params]
+out["model_outputs"] = [
+    o.model_id for o in MlflowClient().get_run(run.info.run_id).outputs.model_outputs
+]
+
 # Default experiment ("0") without set_experiment
 mlflow.set_experiment(experiment_id="0")
 with mlflow.start_run() as run:
@@ -252,6 +274,19 @@ def test_mlflow_client_logs_an_ordinary_hub_run(hub, tmp_path):
     assert out["downloaded_notes"] == "routing looks balanced"
     assert out["listed"] == ["config", "notes.txt", "plots"]
 
+    # a logged model: its record, its files (registry files), loading it back by either URI
+    from hub.compat.mlflow.models import LoggedModel, ModelArtifact
+
+    assert out["model_predicts"] == [2, 4, 6] and out["model_by_run_predicts"] == [10]
+    assert out["model"][:2] == ["doubler", out["model_run"]]
+    assert out["model"][2] == "READY" and out["model"][3]["kind"] == "doubler"
+    assert out["model_outputs"] == [out["model_id"]]
+    assert LoggedModel.objects.get(pk=out["model_id"]).source_run_id == out["model_run"]
+    files = set(
+        ModelArtifact.objects.filter(model_id=out["model_id"]).values_list("path", flat=True)
+    )
+    assert "MLmodel" in files and "python_model.pkl" in files
+
     # experiment "0" is alice's default project
     default_run = api.get(f"/api/v1/runs/{out['default_run']}").json()
     assert default_run["project"] == "alice/default"
@@ -324,6 +359,17 @@ def test_private_projects_are_hidden_and_writes_need_the_role(hub, make_user):
             headers={"Authorization": f"Bearer {token}"},
         )
 
+    model = _post(url, bob, "logged-models", {"experiment_id": secret_id}).json()["model"]
+    mid = model["info"]["model_id"]
+    model_files = f"{url}/api/2.0/mlflow-artifacts/artifacts/{secret_id}/models/{mid}/artifacts"
+    auth = {"Authorization": f"Bearer {alice}"}
+    for r in (
+        get(f"logged-models/{mid}", alice),
+        httpx.put(f"{model_files}/MLmodel", content=b"x", headers=auth),
+        httpx.get(f"{model_files}/MLmodel", headers=auth),
+        _post(url, alice, "runs/outputs", {"run_id": run["info"]["run_id"], "models": []}),
+    ):
+        assert r.status_code == 404 and r.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST", r.text
     for r in (
         get("experiments/get", alice, experiment_id=secret_id),
         get("experiments/get-by-name", alice, experiment_name="bob/secret"),
@@ -459,8 +505,17 @@ def test_no_client_mistake_is_a_server_error(hub):
     run = _post(url, alice, "runs/create", {"experiment_id": "0"}).json()["run"]["info"]
     api = client_for(alice)
     base = {"run_id": run["run_id"], "experiment_id": run["experiment_id"]}
+    model = _post(url, alice, "logged-models", {"experiment_id": "0"}).json()["model"]["info"]
+    mid = model["model_id"]
+    routes = list(ROUTES) + [
+        ("GET", f"logged-models/{mid}"),
+        ("PATCH", f"logged-models/{mid}"),
+        ("POST", f"logged-models/{mid}/params"),
+        ("PATCH", f"logged-models/{mid}/tags"),
+        ("DELETE", f"logged-models/{mid}/tags/k"),
+    ]
     seen = set()
-    for (method, endpoint), _ in ROUTES.items():
+    for method, endpoint in routes:
         for field in FIELDS:
             for wrong in WRONG:
                 body = {**base, field: wrong}

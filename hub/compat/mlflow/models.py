@@ -44,6 +44,8 @@ class RunState(models.Model):
     deleted = models.BooleanField(default=False, db_index=True)
     # {metric key: points dropped}: NaN/Inf values the hub's metrics store does not keep.
     dropped_non_finite = models.JSONField(default=dict)
+    # [{model_id, step}]: the logged models this run produced (MLflow's run outputs).
+    outputs = models.JSONField(default=list)
 
 
 class Artifact(models.Model):
@@ -57,3 +59,36 @@ class Artifact(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "path"], name="uniq_mlflow_artifact")]
+
+
+class LoggedModel(models.Model):
+    """An MLflow 3 logged model (``mlflow.<flavor>.log_model``): a named set of files in an
+    experiment, usually produced by a run, with its own params, tags and status."""
+
+    model_id = models.CharField(max_length=40, primary_key=True)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="mlflow_models")
+    name = models.CharField(max_length=500)
+    source_run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="mlflow_models"
+    )
+    model_type = models.CharField(max_length=500, blank=True, default="")
+    status = models.CharField(max_length=40, default="LOGGED_MODEL_PENDING")
+    params = models.JSONField(default=dict)
+    tags = models.JSONField(default=dict)
+    deleted = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class ModelArtifact(models.Model):
+    """A file of a logged model, stored like a run's artifact (a registry file)."""
+
+    model = models.ForeignKey(LoggedModel, on_delete=models.CASCADE, related_name="artifacts")
+    path = models.CharField(max_length=1024)
+    file = models.ForeignKey(FileObject, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model", "path"], name="uniq_mlflow_model_artifact")
+        ]

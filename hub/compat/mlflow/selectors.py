@@ -29,7 +29,7 @@ from hub.accounts.models import Namespace, Role
 from hub.common.errors import NotFound
 from hub.compat.mlflow import filters
 from hub.compat.mlflow.errors import invalid
-from hub.compat.mlflow.models import Artifact, Experiment, RunState
+from hub.compat.mlflow.models import Artifact, Experiment, LoggedModel, ModelArtifact, RunState
 from hub.compat.mlflow.services import (
     DEFAULT_EXPERIMENT,
     DELETED_TAG,
@@ -372,6 +372,9 @@ def run_out(run: Run) -> dict:
             "tags": [{"key": k, "value": v} for k, v in run_tags(run).items()],
         },
         "inputs": {},
+        "outputs": {"model_outputs": list(state.outputs)}
+        if (state := _state(run)) and state.outputs
+        else {},
     }
 
 
@@ -521,26 +524,37 @@ def metric_history(*, run: Run, key: str, max_results_, token) -> tuple[list[dic
 # --- artifacts --------------------------------------------------------------------------------
 
 
-def artifact_location(request, path: str, *, role: str = Role.READ) -> tuple[Run, str]:
-    """The run and the path inside its artifacts for ``<experiment>/<run>/artifacts/<path>``
-    (what a run's ``artifact_uri`` leads the client to); 404 for anything else."""
+def artifact_location(
+    request, path: str, *, role: str = Role.READ
+) -> tuple[Run | LoggedModel, str]:
+    """The run or logged model, and the path inside its files, for
+    ``<experiment>/<run>/artifacts/<path>`` or ``<experiment>/models/<model>/artifacts/<path>``
+    (what an ``artifact_uri`` leads the client to); 404 for anything else."""
     parts = [p for p in (path or "").split("/") if p]
-    if len(parts) < 3 or parts[2] != "artifacts":
+    if len(parts) >= 4 and parts[1] == "models" and parts[3] == "artifacts":
+        owner, rest_parts = logged_model_for(request, parts[2], role=role), parts[4:]
+    elif len(parts) >= 3 and parts[2] == "artifacts":
+        owner, rest_parts = run_for(request, parts[1], role=role), parts[3:]
+    else:
         raise NotFound(f"No artifact location {path!r}: use <experiment>/<run>/artifacts/<path>.")
-    run = run_for(request, parts[1], role=role)
-    if str(run.project_id) != parts[0]:
-        raise NotFound(f"Run '{parts[1]}' not found in experiment {parts[0]!r}.")
-    rest = "/".join(parts[3:])
-    if any(p in ("..", ".") for p in parts[3:]):
+    if str(owner.project_id) != parts[0]:
+        raise NotFound(f"{owner.pk!r} not found in experiment {parts[0]!r}.")
+    if any(p in ("..", ".") for p in rest_parts):
         raise invalid(f"Invalid artifact path {path!r}.")
-    return run, rest
+    return owner, "/".join(rest_parts)
 
 
-def artifact_list(*, run: Run, path: str) -> list[dict]:
+def _files_of(owner: Run | LoggedModel):
+    if isinstance(owner, LoggedModel):
+        return ModelArtifact.objects.select_related("file").filter(model=owner)
+    return Artifact.objects.select_related("file").filter(run=owner)
+
+
+def artifact_list(*, owner: Run | LoggedModel, path: str) -> list[dict]:
     """The entries directly under ``path`` (a file path lists that one file)."""
     prefix = f"{path}/" if path else ""
     entries: dict[str, dict] = {}
-    for art in Artifact.objects.select_related("file").filter(run=run).order_by("path"):
+    for art in _files_of(owner).order_by("path"):
         if art.path == path:
             return [{"path": path.rsplit("/", 1)[-1], "is_dir": False, "file_size": art.file.size}]
         if not art.path.startswith(prefix):
@@ -553,8 +567,79 @@ def artifact_list(*, run: Run, path: str) -> list[dict]:
     return list(entries.values())
 
 
-def artifact_get(*, run: Run, path: str) -> Artifact:
-    art = Artifact.objects.select_related("file").filter(run=run, path=path).first()
+def artifact_get(*, owner: Run | LoggedModel, path: str) -> Artifact | ModelArtifact:
+    art = _files_of(owner).filter(path=path).first()
     if art is None:
-        raise NotFound(f"Run '{run.pk}' has no artifact {path!r}.")
+        raise NotFound(f"'{owner.pk}' has no artifact {path!r}.")
     return art
+
+
+# --- logged models ----------------------------------------------------------------------------
+
+
+def logged_model_for(
+    request, model_id, *, role: str = Role.READ, allow_deleted: bool = False
+) -> LoggedModel:
+    if not isinstance(model_id, str) or not model_id or len(model_id) > 40:
+        raise NotFound(f"No logged model {str(model_id)[:60]!r}.")
+    model = LoggedModel.objects.select_related("project__namespace").filter(pk=model_id).first()
+    if model is None or (model.deleted and not allow_deleted):
+        raise NotFound(f"No logged model {model_id!r}.")
+    _checked(request, model.project, role, model_id)
+    return model
+
+
+def logged_model_out(m: LoggedModel) -> dict:
+    info = {
+        "model_id": m.pk,
+        "experiment_id": str(m.project_id),
+        "name": m.name,
+        "artifact_uri": f"mlflow-artifacts:/{m.project_id}/models/{m.pk}/artifacts",
+        "status": m.status,
+        "creation_timestamp_ms": ms(m.created_at),
+        "last_updated_timestamp_ms": ms(m.updated_at),
+        "model_type": m.model_type,
+        "tags": [{"key": k, "value": v} for k, v in m.tags.items()],
+        "lifecycle_stage": "deleted" if m.deleted else "active",
+    }
+    if m.source_run_id:
+        info["source_run_id"] = m.source_run_id
+    return {
+        "info": info,
+        "data": {"params": [{"key": k, "value": v} for k, v in m.params.items()], "metrics": []},
+    }
+
+
+_MODEL_FIELDS = {"name": "name", "source_run_id": "source_run_id", "model_id": "pk"}
+
+
+def logged_models_search(
+    request, *, experiment_ids, filter_string, max_results_, token
+) -> tuple[list[dict], str | None]:
+    """Logged models of the experiments, filtered by ``name``, ``source_run_id`` or
+    ``model_id`` (``=``, ``!=``, ``LIKE``, ``ILIKE``), newest first."""
+    if not isinstance(experiment_ids, list) or not experiment_ids:
+        raise invalid("Name at least one experiment in experiment_ids.")
+    if len(experiment_ids) > MAX_EXPERIMENT_IDS:
+        raise invalid(f"At most {MAX_EXPERIMENT_IDS} experiment ids per search.")
+    projects = [experiment_for(request, e) for e in dict.fromkeys(map(str, experiment_ids))]
+    try:
+        comparisons = filters.parse_filter(filter_string, check=lambda c: c)
+    except filters.FilterError as e:
+        raise invalid(f"Invalid filter: {e}") from None
+    qs = LoggedModel.objects.filter(project__in=projects, deleted=False)
+    for c in comparisons:
+        field = _MODEL_FIELDS.get(c.key) if c.entity == "attribute" else None
+        if field is None or c.op not in filters.STRING_OPS or not isinstance(c.value, str):
+            raise invalid(
+                "Invalid filter: logged models are searched by name, source_run_id and "
+                "model_id (= != LIKE ILIKE and a string)."
+            )
+        qs = qs.filter(_string_q(field, c.op, c.value))
+    limit_ = max_results(max_results_, default=100, most=MAX_SEARCH_RESULTS)
+    offset = page_offset(token)
+    rows = list(qs.order_by("-created_at", "pk")[offset : offset + limit_ + 1])
+    more = len(rows) > limit_
+    return [logged_model_out(m) for m in rows[:limit_]], page_token(
+        offset + limit_
+    ) if more else None

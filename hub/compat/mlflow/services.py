@@ -25,7 +25,7 @@ from hub.common.errors import Forbidden, NotFound
 from hub.common.limits import limit
 from hub.common.validation import validate_path
 from hub.compat.mlflow.errors import RESOURCE_ALREADY_EXISTS, MlflowError, invalid
-from hub.compat.mlflow.models import Artifact, Experiment, RunState
+from hub.compat.mlflow.models import Artifact, Experiment, LoggedModel, ModelArtifact, RunState
 from hub.shared.chunking import CDC_MAX, chunk_hash
 from hub.tracking import ingest
 from hub.tracking import services as tracking
@@ -491,10 +491,11 @@ def run_log_batch(*, run: Run, metrics: list, params: list, tags: list) -> None:
 # --- artifacts ---------------------------------------------------------------------------------
 
 
-def artifact_put(*, run: Run, path: str, read, declared: int | None) -> Artifact:
+def artifact_put(*, owner: Run | LoggedModel, path: str, read, declared: int | None) -> None:
     """Store one uploaded file as a registry file (pieces of at most 4 MiB, each a chunk of
     the blob store, verified and deduplicated like every other chunk) and record it at
-    ``path`` of the run, replacing what was there. ``read(n)`` reads the request body."""
+    ``path`` of the run or logged model, replacing what was there. ``read(n)`` reads the
+    request body."""
     from hub.registry import services as registry
 
     validate_path(path)
@@ -514,5 +515,112 @@ def artifact_put(*, run: Run, path: str, read, declared: int | None) -> Artifact
         chunks.append([digest, len(piece)])
     with transaction.atomic():
         file = registry._file_from_chunks(path=path, chunks=chunks)
-        art, _ = Artifact.objects.update_or_create(run=run, path=path, defaults={"file": file})
-    return art
+        if isinstance(owner, LoggedModel):
+            ModelArtifact.objects.update_or_create(model=owner, path=path, defaults={"file": file})
+        else:
+            Artifact.objects.update_or_create(run=owner, path=path, defaults={"file": file})
+
+
+# --- logged models (MLflow 3: every log_model) -------------------------------------------------
+
+MODEL_STATUSES = ("LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED")
+MAX_MODEL_PARAMS = 1000
+
+
+def _model_params(params, *, most: int = MAX_BATCH_PARAMS) -> dict[str, str]:
+    if not isinstance(params, list):
+        raise invalid("'params' must be a list of {key, value} objects.")
+    if len(params) > most:
+        raise invalid(f"At most {most} params per request.")
+    return _params(params)
+
+
+def _model_tags(tags) -> dict[str, str]:
+    if not isinstance(tags, list) or not all(isinstance(t, dict) for t in tags):
+        raise invalid("'tags' must be a list of {key, value} objects.")
+    if len(tags) > MAX_BATCH_TAGS:
+        raise invalid(f"At most {MAX_BATCH_TAGS} tags per request.")
+    return {check_key(t.get("key"), "tag"): _tag_value(t.get("value")) for t in tags}
+
+
+def logged_model_create(
+    *,
+    project: Project,
+    name,
+    source_run: Run | None,
+    model_type,
+    params: list,
+    tags: list,
+) -> LoggedModel:
+    """A new logged model in ``project``, PENDING until the client finalizes it. Its files go
+    to ``mlflow-artifacts:/<experiment>/models/<model_id>/artifacts``."""
+    row = Experiment.objects.filter(project=project).only("deleted").first()
+    if row is not None and row.deleted:
+        raise invalid(f"Experiment {project.pk} is deleted: restore it to log models in it.")
+    for what, value in (("name", name), ("model_type", model_type)):
+        if value is not None and (not isinstance(value, str) or len(value) > 500):
+            raise invalid(f"A model's {what} is a string of at most 500 characters.")
+    return LoggedModel.objects.create(
+        model_id=f"m-{secrets.token_hex(16)}",
+        project=project,
+        name=name or _generated_name(),
+        source_run=source_run,
+        model_type=model_type or "",
+        params=_model_params(params),
+        tags=_model_tags(tags),
+    )
+
+
+@transaction.atomic
+def logged_model_update(
+    *,
+    model: LoggedModel,
+    status=None,
+    params: list | None = None,
+    tags: list | None = None,
+    remove_tag=None,
+    deleted: bool | None = None,
+) -> LoggedModel:
+    model = LoggedModel.objects.select_for_update().get(pk=model.pk)
+    if status is not None:
+        if status not in MODEL_STATUSES:
+            raise invalid(f"A model's status is one of {', '.join(MODEL_STATUSES)}.")
+        model.status = status
+    if params is not None:
+        merged = {**model.params, **_model_params(params)}
+        if len(merged) > MAX_MODEL_PARAMS:
+            raise invalid(f"A logged model has at most {MAX_MODEL_PARAMS} params.")
+        model.params = merged
+    if tags is not None:
+        merged = {**model.tags, **_model_tags(tags)}
+        if len(merged) > MAX_MODEL_PARAMS:
+            raise invalid(f"A logged model has at most {MAX_MODEL_PARAMS} tags.")
+        model.tags = merged
+    if remove_tag is not None:
+        model.tags = {k: v for k, v in model.tags.items() if k != check_key(remove_tag, "tag")}
+    if deleted is not None:
+        model.deleted = deleted
+    model.save()
+    return model
+
+
+def run_log_outputs(*, run: Run, models: list, request) -> None:
+    """Record that ``run`` produced these logged models (``[{model_id, step}]``); each must
+    be a model the caller may read."""
+    from hub.compat.mlflow import selectors
+
+    if not isinstance(models, list) or len(models) > MAX_BATCH_TAGS:
+        raise invalid(f"'models' is a list of at most {MAX_BATCH_TAGS} {{model_id, step}}.")
+    outputs = []
+    for m in models:
+        if not isinstance(m, dict):
+            raise invalid("Each output is an object {model_id, step}.")
+        model = selectors.logged_model_for(request, m.get("model_id"))
+        outputs.append({"model_id": model.pk, "step": _int(m.get("step"), "step", 0)})
+    with transaction.atomic():
+        state = _state(run, lock=True)
+        known = {(o["model_id"], o["step"]) for o in state.outputs}
+        state.outputs = state.outputs + [
+            o for o in outputs if (o["model_id"], o["step"]) not in known
+        ]
+        state.save(update_fields=["outputs"])

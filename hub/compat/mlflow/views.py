@@ -250,6 +250,73 @@ def metrics_get_history(request, data):
     return {"metrics": points, **({"next_page_token": token} if token else {})}
 
 
+def runs_log_outputs(request, data):
+    run = selectors.run_for(request, _run_id(data), role=Role.WRITE)
+    services.run_log_outputs(run=run, models=data.get("models") or [], request=request)
+    return {}
+
+
+def runs_log_model(request, data):
+    """MLflow 2's ``log-model`` (the model's MLmodel JSON on the run): MLflow 3 still sends it
+    and ignores failures; the model's files and its logged-model record carry the same."""
+    selectors.run_for(request, _run_id(data), role=Role.WRITE)
+    return {}
+
+
+def logged_models_create(request, data):
+    project = selectors.experiment_for(request, data.get("experiment_id") or "0", role=Role.WRITE)
+    run_id = _text(data, "source_run_id")
+    source = selectors.run_for(request, run_id) if run_id else None
+    model = services.logged_model_create(
+        project=project,
+        name=data.get("name"),
+        source_run=source,
+        model_type=data.get("model_type"),
+        params=data.get("params") or [],
+        tags=data.get("tags") or [],
+    )
+    return {"model": selectors.logged_model_out(model)}
+
+
+def logged_models_search(request, data):
+    found, token = selectors.logged_models_search(
+        request,
+        experiment_ids=data.get("experiment_ids"),
+        filter_string=_text(data, "filter"),
+        max_results_=data.get("max_results"),
+        token=data.get("page_token"),
+    )
+    return {"models": found, **({"next_page_token": token} if token else {})}
+
+
+def logged_model(request, data, model_id: str, rest: list[str]):
+    """``logged-models/{id}`` and below: get, finalize (PATCH), delete, params, tags."""
+    method = request.method
+    if not rest and method == "GET":
+        allow = str(data.get("allow_deleted", "")).lower() == "true"
+        model = selectors.logged_model_for(request, model_id, allow_deleted=allow)
+        return {"model": selectors.logged_model_out(model)}
+    model = selectors.logged_model_for(request, model_id, role=Role.WRITE)
+    if not rest and method == "PATCH":
+        model = services.logged_model_update(model=model, status=data.get("status"))
+        return {"model": selectors.logged_model_out(model)}
+    if not rest and method == "DELETE":
+        services.logged_model_update(model=model, deleted=True)
+        return {}
+    if rest == ["params"] and method == "POST":
+        services.logged_model_update(model=model, params=data.get("params") or [])
+        return {}
+    if rest == ["tags"] and method == "PATCH":
+        services.logged_model_update(model=model, tags=data.get("tags") or [])
+        return {}
+    if len(rest) >= 2 and rest[0] == "tags" and method == "DELETE":
+        services.logged_model_update(model=model, remove_tag="/".join(rest[1:]))
+        return {}
+    raise errors.MlflowError(
+        errors.ENDPOINT_NOT_FOUND, f"No MLflow endpoint {method} logged-models/{model_id}/..."
+    )
+
+
 ROUTES = {
     ("POST", "experiments/create"): experiments_create,
     ("GET", "experiments/get"): experiments_get,
@@ -273,6 +340,10 @@ ROUTES = {
     ("POST", "runs/delete-tag"): runs_delete_tag,
     ("POST", "runs/log-inputs"): runs_log_inputs,
     ("GET", "metrics/get-history"): metrics_get_history,
+    ("POST", "runs/outputs"): runs_log_outputs,
+    ("POST", "runs/log-model"): runs_log_model,
+    ("POST", "logged-models"): logged_models_create,
+    ("POST", "logged-models/search"): logged_models_search,
 }
 
 
@@ -280,7 +351,15 @@ class TrackingApi(_MlflowView):
     """``/api/2.0/mlflow/<endpoint>`` (and ``/ajax-api/2.0/mlflow/...``): one table of routes."""
 
     def _dispatch(self, request, endpoint: str):
-        handler = ROUTES.get((request.method, endpoint.strip("/")))
+        endpoint = endpoint.strip("/")
+        handler = ROUTES.get((request.method, endpoint))
+        parts = endpoint.split("/")
+        if handler is None and len(parts) >= 2 and parts[0] == "logged-models":
+            model_id, rest = parts[1], parts[2:]
+
+            def handler(request, data):
+                return logged_model(request, data, model_id, rest)
+
         if handler is None:
             raise errors.MlflowError(
                 errors.ENDPOINT_NOT_FOUND,
@@ -311,10 +390,10 @@ class ArtifactsApi(_MlflowView):
 
     def get(self, request, path=""):
         if not path:  # a listing
-            run, rel = selectors.artifact_location(request, request.query_params.get("path", ""))
-            return JsonResponse({"files": selectors.artifact_list(run=run, path=rel)})
-        run, rel = selectors.artifact_location(request, path)
-        art = selectors.artifact_get(run=run, path=rel)
+            owner, rel = selectors.artifact_location(request, request.query_params.get("path", ""))
+            return JsonResponse({"files": selectors.artifact_list(owner=owner, path=rel)})
+        owner, rel = selectors.artifact_location(request, path)
+        art = selectors.artifact_get(owner=owner, path=rel)
         from hub.registry.selectors import file_iter
 
         resp = StreamingHttpResponse(
@@ -324,12 +403,12 @@ class ArtifactsApi(_MlflowView):
         return resp
 
     def put(self, request, path=""):
-        run, rel = selectors.artifact_location(request, path, role=Role.WRITE)
+        owner, rel = selectors.artifact_location(request, path, role=Role.WRITE)
         if not rel:
-            raise errors.invalid("Name a file under the run's artifacts.")
+            raise errors.invalid("Name a file under the artifacts.")
         declared = request.META.get("CONTENT_LENGTH")
         services.artifact_put(
-            run=run,
+            owner=owner,
             path=rel,
             read=request._request.read,
             declared=int(declared) if declared and declared.isdigit() else None,
