@@ -529,3 +529,40 @@ def test_no_client_mistake_is_a_server_error(hub):
                     assert r.json()["error_code"], r.content
                 seen.add(r.status_code)
     assert 400 in seen
+
+
+def test_a_run_logged_with_the_hub_api_is_an_mlflow_run(hub):
+    """The other direction: a run made with the hub's own API reads and searches as an
+    MLflow run (params as strings, hub tags as key/value tags, latest metric values)."""
+    from tests.conftest import client_for
+
+    url, alice = hub
+    api = client_for(alice)
+    assert api.post("/api/v1/projects", {"name": "native"}, format="json").status_code == 201
+    run = api.post(
+        "/api/v1/projects/alice/native/runs",
+        {"name": "sdk-run", "params": {"moe": {"top_k": 2}, "lr": 0.001}, "tags": ["base", "k=v"]},
+        format="json",
+    ).json()
+    cols = {"key": ["loss", "loss"], "step": [0, 1], "value": [2.0, 1.5]}
+    assert api.post(f"/api/v1/runs/{run['id']}/metrics", cols, format="json").status_code == 200
+    got = httpx.get(
+        f"{url}/api/2.0/mlflow/runs/get",
+        params={"run_id": run["id"]},
+        headers={"Authorization": f"Bearer {alice}"},
+    ).json()["run"]
+    assert {p["key"]: p["value"] for p in got["data"]["params"]} == {
+        "moe.top_k": "2",
+        "lr": "0.001",
+    }
+    tags = {t["key"]: t["value"] for t in got["data"]["tags"]}
+    assert tags["base"] == "" and tags["k"] == "v" and tags["mlflow.runName"] == "sdk-run"
+    assert [(m["key"], m["value"], m["step"]) for m in got["data"]["metrics"]] == [("loss", 1.5, 1)]
+    experiment = got["info"]["experiment_id"]
+    for flt in ("params.moe.top_k = '2' and metrics.loss < 2", "params.lr LIKE '0.00%'"):
+        found = _post(url, alice, "runs/search", {"experiment_ids": [experiment], "filter": flt})
+        assert [r["info"]["run_id"] for r in found.json()["runs"]] == [run["id"]], flt
+    none = _post(
+        url, alice, "runs/search", {"experiment_ids": [experiment], "filter": "metrics.loss > 2"}
+    )
+    assert none.status_code == 200 and none.json().get("runs", []) == []
