@@ -178,6 +178,12 @@ class JobDetailOut(JobOut):
 
 class JobStartedOut(JobDetailOut):
     credential = serializers.CharField(help_text="this attempt's own credential, shown once")
+    watermark = serializers.JSONField(
+        allow_null=True,
+        required=False,
+        help_text="evaluate jobs: the text-watermark parameters for this attempt's samples "
+        "(secret key material: the worker hands them to the sandbox only), or null",
+    )
 
 
 class JobSchemaOut(serializers.Serializer):
@@ -695,7 +701,16 @@ class WorkerStartApi(APIView):
             gpus=d.get("gpus", []),
         )
         # The attempt's own credential, shown once: every later worker call of this attempt uses it.
-        return Response({**job_out(job, detail=True), "credential": credential})
+        # An evaluate job's watermark parameters travel here too, and are stored nowhere.
+        from hub.provenance.services import job_watermark
+
+        return Response(
+            {
+                **job_out(job, detail=True),
+                "credential": credential,
+                "watermark": job_watermark(job=job),
+            }
+        )
 
 
 class WorkerHeartbeatApi(APIView):

@@ -122,3 +122,24 @@ def verify_rate_hit(*, who: str) -> None:
     count, ttl = get_redis().window_hit(f"ratelimit:watermark-verify:{who}", window_s=window)
     if count > rate:
         raise VerifyRateLimited(ttl, rate, window)
+
+
+def job_watermark(*, job) -> dict | None:
+    """What an evaluate job's sandbox needs to watermark its samples (see
+    :func:`generation_watermark`), or None: the switch is the job config's
+    ``eval.watermark`` (null: the base repo owner's setting), the repo is the job's base, the
+    user its launcher. Handed to the worker in the start answer only -- never stored in the
+    job, its config, its run's params or a commit."""
+    from hub.common.errors import NotFound
+
+    if job.kind != "evaluate" or not job.base_repo:
+        return None
+    ns, _, name = job.base_repo.partition("/")
+    repo = Repo.objects.select_related("namespace").filter(namespace__name=ns, name=name).first()
+    if repo is None:
+        return None
+    requested = ((job.config or {}).get("eval") or {}).get("watermark")
+    try:
+        return generation_watermark(repo=repo, requested=requested, user=job.created_by)
+    except NotFound:  # the launcher lost read access meanwhile
+        return None

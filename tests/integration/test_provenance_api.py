@@ -279,3 +279,54 @@ def test_the_cli_verifies_a_file_and_stdin_and_the_sdk_switches_the_repo(
     monkeypatch.setattr("sys.stdin", io.StringIO(_plain_text(seed=3)))
     code = main(["watermark", "verify", "-", "--url", live_server.url])  # anonymous, stdin
     assert code == 1 and "not detected" in capsys.readouterr().out
+
+
+# --- evaluate jobs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "owner_enabled, requested, expect",
+    [(True, None, True), (True, False, False), (False, None, False), (False, True, True)],
+)
+def test_an_evaluate_jobs_start_answer_alone_carries_the_watermark(
+    api, fresh_limits, owner_enabled, requested, expect
+):
+    from hub.accounts.services import worker_service_credential_create
+    from tests.helpers import model, push, st_bytes
+
+    client, alice = api
+    client.post("/api/v1/repos", {"name": "moe"}, format="json")
+    push(client, "alice/moe", {"model.safetensors": st_bytes(model())}, message="base")
+    services.watermark_setting_update(
+        repo=registry_repo("alice", "moe"), user=alice, enabled=owner_enabled
+    )
+    eval_cfg = {"max_tokens": 1024} | ({} if requested is None else {"watermark": requested})
+    r = client.post(
+        "/api/v1/jobs",
+        {
+            "project": "alice/exp",
+            "kind": "evaluate",
+            "base": "alice/moe@main",
+            "config": {"eval": eval_cfg},
+        },
+        format="json",
+    )
+    assert r.status_code == 201, r.content
+    job = r.json()
+    service = client_for(worker_service_credential_create(name="w")[1])
+    started = service.post(
+        f"/api/v1/jobs/{job['id']}/worker/start", {"worker": "w1"}, format="json"
+    )
+    assert started.status_code == 200, started.content
+    got = started.json()["watermark"]
+    if not expect:
+        assert got is None
+        return
+    assert got["key_id"].startswith("wmk_") and got["params"]["delta"] == pytest.approx(3.0)
+    secret = {"params": {"key_hex": got["params"]["key_hex"]}}
+    # nowhere else: the job as its launcher reads it, and the job's stored record
+    _assert_no_secret(client.get(f"/api/v1/jobs/{job['id']}"), secret["params"])
+    from hub.jobs.models import Job
+
+    stored = Job.objects.get(pk=job["id"])
+    assert got["params"]["key_hex"] not in repr(stored.config) + repr(stored.resources)

@@ -121,3 +121,58 @@ def test_bonferroni_multiplies_by_the_number_of_keys_tested():
     assert wm.bonferroni(1e-6, 100) == pytest.approx(1e-4)
     assert wm.bonferroni(0.5, 10) == 1.0
     assert wm.p_value(4.0) == pytest.approx(3.167e-5, rel=1e-3)
+
+
+def test_an_evaluate_job_watermarks_its_samples_with_the_file_the_supervisor_wrote(tmp_path):
+    """The supervisor writes the attempt's watermark parameters beside config.json; evaluate
+    samples through the processor, records only the key id and strength, and removes the file."""
+    import json
+
+    from tests.moe.helpers import by_type, run_entry, tiny_config
+    from workers.moe import evaluate, train
+
+    cache = tmp_path / "cache"
+    code, events = run_entry(
+        "train",
+        train.run,
+        tmp_path,
+        tiny_config(cache, train={"steps": 4, "warmup_steps": 1}),
+        tmp_path / "base",
+    )
+    assert code == 0, by_type(events, "error")
+    key = ev.new_key(77)
+    params = wm.WatermarkParams(key=key, delta=6.0).to_dict()
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "watermark.json").write_text(
+        json.dumps({"key_id": "wmk_test", "strength": 0.6, "params": params})
+    )
+    cfg = {
+        "seed": 0,
+        "data": tiny_config(cache)["data"],
+        "eval": {
+            "max_tokens": 2048,
+            "batch_size": 8,
+            "max_new_tokens": 200,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "prompts": ["def ", "import os\n"],
+        },
+    }
+    extra = ["--weights", str(tmp_path / "base")]
+    code, events = run_entry("evaluate", evaluate.run, tmp_path, cfg, job / "out", extra)
+    assert code == 0, by_type(events, "error")
+    assert not (job / "watermark.json").exists()
+    text = (job / "out" / "samples.json").read_text()
+    assert params["key_hex"] not in text
+    report = json.loads(text)
+    assert report["watermark"] == {"key_id": "wmk_test", "strength": 0.6}
+    for s in report["samples"]:
+        d = wm.detect_text(s["completion"], key=key, gamma=0.25, context_width=1)
+        assert d.tokens_scored >= 50 and d.z >= 4, d
+    # the same job without the file: unwatermarked samples
+    code, events = run_entry("evaluate", evaluate.run, tmp_path, cfg, job / "out2", extra)
+    report = json.loads((job / "out2" / "samples.json").read_text())
+    assert code == 0 and report["watermark"] is None
+    for s in report["samples"]:
+        assert wm.detect_text(s["completion"], key=key, gamma=0.25, context_width=1).z < 4

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -36,6 +36,9 @@ from workers.moe.train import (
     resolve_device,
 )
 
+if TYPE_CHECKING:  # imported when a job is watermarked (it needs hub.shared in the sandbox)
+    from workers.moe.watermark import WatermarkProcessor
+
 
 @torch.no_grad()
 def sample(
@@ -45,8 +48,13 @@ def sample(
     seed: int,
     device: torch.device,
     dtype: str,
+    watermark: WatermarkProcessor | None = None,
 ) -> list[dict[str, Any]]:
-    """One continuation per prompt, seeded: the same weights and seed give the same text."""
+    """One continuation per prompt, seeded: the same weights and seed give the same text.
+    With ``watermark``, sampled with the playground's generator (KV cache) through the
+    watermark's logits processor."""
+    if watermark is not None:
+        return _sample_watermarked(model, prompts, ecfg, seed, watermark)
     tok = ByteTokenizer()
     model.eval()
     out = []
@@ -77,6 +85,60 @@ def sample(
         )
     model.pop_moe_stats()  # sampling is not part of the utilisation figures
     return out
+
+
+def _sample_watermarked(
+    model: MoETransformer,
+    prompts: list[str],
+    ecfg: EvalConfig,
+    seed: int,
+    watermark: WatermarkProcessor,
+) -> list[dict[str, Any]]:
+    from workers.moe.generate import SamplingParams, generate_ids
+
+    tok = ByteTokenizer()
+    out = []
+    for i, prompt in enumerate(prompts):
+        params = SamplingParams(
+            max_new_tokens=ecfg.max_new_tokens,
+            temperature=ecfg.temperature,
+            top_p=ecfg.top_p,
+            seed=seed * 1000 + i,
+        )
+        t0 = time.perf_counter()
+        ids = tok.encode(prompt, bos=True)[-model.cfg.block_size :]
+        new, _, _ = generate_ids(model, ids, params, logits_processors=[watermark])
+        if new and new[-1] == tok.EOT:
+            new = new[:-1]
+        out.append(
+            {
+                "prompt": prompt,
+                "completion": tok.decode(new),
+                "tokens": len(new),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+    model.pop_moe_stats()
+    return out
+
+
+def take_watermark(job_dir: Path) -> tuple[WatermarkProcessor | None, dict | None]:
+    """The request's watermark (``watermark.json`` that the supervisor wrote beside
+    ``config.json``), removed once read so the key does not outlive the need: (processor,
+    what samples.json may record: key id and strength) or (None, None)."""
+    from workers.moe.watermark import processor_from_dict
+
+    path = job_dir / "watermark.json"
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, None
+    finally:
+        path.unlink(missing_ok=True)
+    return processor_from_dict(raw["params"]), {
+        "key_id": raw.get("key_id"),
+        "strength": raw.get("strength"),
+    }
 
 
 def run(cfg: Config, out: Path, events: EventWriter, weights: Path | None) -> dict[str, Any]:
@@ -128,8 +190,13 @@ def run(cfg: Config, out: Path, events: EventWriter, weights: Path | None) -> di
     events.metric(step, values)
 
     samples: list[dict[str, Any]] = []
+    proc, marked = take_watermark(out.parent)
     if ecfg.prompts and ecfg.max_new_tokens:
-        samples = sample(model, ecfg.prompts, ecfg, cfg.seed, device, cfg.runtime.dtype)
+        samples = sample(model, ecfg.prompts, ecfg, cfg.seed, device, cfg.runtime.dtype, proc)
+        if marked:
+            events.log(
+                f"samples watermarked (key {marked['key_id']}, strength {marked['strength']})"
+            )
         atomic_write_text(
             out / "samples.json",
             json.dumps(
@@ -137,6 +204,7 @@ def run(cfg: Config, out: Path, events: EventWriter, weights: Path | None) -> di
                     "temperature": ecfg.temperature,
                     "top_p": ecfg.top_p,
                     "seed": cfg.seed,
+                    "watermark": marked,
                     "samples": samples,
                 },
                 indent=2,
