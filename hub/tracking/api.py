@@ -155,7 +155,7 @@ class RunHitOut(serializers.Serializer):
     ended_at = serializers.DateTimeField(allow_null=True)
     params = serializers.DictField(child=ParamValueField())
     summary = serializers.DictField(child=SummaryStatsOut())
-    alerts = AlertCountsOut(help_text="MoE health alerts on the run")
+    alerts = AlertCountsOut(required=False, help_text="MoE health alerts on the run")
 
 
 class FacetValueOut(serializers.Serializer):

@@ -2211,7 +2211,7 @@ export interface components {
                 [key: string]: components["schemas"]["SummaryStatsOut"];
             };
             /** @description MoE health alerts on the run */
-            alerts: components["schemas"]["AlertCountsOut"];
+            alerts?: components["schemas"]["AlertCountsOut"];
         };
         RunOut: {
             id: string;

@@ -6,6 +6,7 @@ import { useJob, usePatchRun, useRun } from "../api/hooks";
 import type { Run } from "../api/types";
 import { ChartControls, chartBuckets, useChartSettings, type ChartSettings } from "../components/ChartControls";
 import { MetricChart, type ChartLine } from "../components/MetricChart";
+import { RunAlertsBanner } from "../components/RunAlerts";
 import { Empty, ErrorMessage, Loading, QueryView, StatusBadge } from "../components/States";
 import { Tabs } from "../components/Tabs";
 import { fmtAgo, fmtDate, fmtDuration, fmtNum, fmtValue, shortSha } from "../lib/format";
@@ -313,6 +314,7 @@ export default function RunPage() {
       {(r) => (
         <>
           <Header run={r} />
+          <RunAlertsBanner runId={r.id} live={r.status === "running"} />
           <Tabs
             id="run"
             label="Run sections"

@@ -8,6 +8,7 @@ import { useRunFacets, useRunSearch } from "../api/hooks";
 import type { RunHit, RunSearch } from "../api/types";
 import { ColumnPicker } from "../components/ColumnPicker";
 import { SortHeader } from "../components/SortHeader";
+import { AlertBadge, type AlertCounts } from "../components/RunAlerts";
 import { Empty, ErrorMessage, Loading, StatusBadge } from "../components/States";
 import { availableColumns, cellValue, columnKind, columnLabel, defaultColumns, sortable } from "../lib/columns";
 import { fmtAgo, fmtValue } from "../lib/format";
@@ -244,6 +245,7 @@ export default function RunsPage() {
                         />
                       </th>
                       <SortHeader label="Name" direction={sortDirection(state.sort, "name")} onSort={() => update({ sort: nextSort(state.sort, "name"), offset: 0 })} />
+                      <th scope="col" title="MoE health alerts">Alerts</th>
                       {fixed.map((c) => (
                         <SortHeader key={c} label={columnLabel(c)} sortable={sortable(c)} direction={sortDirection(state.sort, c)} onSort={() => update({ sort: nextSort(state.sort, c), offset: 0 })} />
                       ))}
@@ -269,6 +271,7 @@ export default function RunsPage() {
                         <td>
                           <Link to={`/runs/${r.id}`} className="cell-trunc" title={r.name}>{r.name}</Link>
                         </td>
+                        <td><AlertBadge alerts={(r as typeof r & { alerts?: AlertCounts }).alerts} /></td>
                         {fixed.map((c) => (
                           <td key={c}><Cell run={r} col={c} /></td>
                         ))}

@@ -5,6 +5,7 @@ import { Link, useNavigate, useParams } from "react-router";
 import { useQueryClient } from "@tanstack/react-query";
 import { jobArtifactUrl, useCancelJob, useJob, useRelaunchJob } from "../../api/hooks";
 import { JOB_TERMINAL, type JobDetail } from "../../api/types";
+import { RunAlertsBanner } from "../../components/RunAlerts";
 import { Empty, ErrorMessage, QueryView } from "../../components/States";
 import { fmtAgo, fmtBytes, fmtDate, shortSha } from "../../lib/format";
 import { useTitle } from "../../lib/useTitle";
@@ -185,6 +186,7 @@ export default function JobPage() {
         <>
           <Header job={j} />
           {job.error && <ErrorMessage error={job.error} title="Could not refresh the job" />}
+          <RunAlertsBanner runId={j.run_id} live={!JOB_TERMINAL.has(j.status)} />
           <section className="panel" style={{ marginBottom: 12 }} aria-label="Progress">
             {j.progress?.total ? <JobProgress job={j} big /> : <span className="muted small">{j.status === "queued" ? "Waiting for a worker…" : "No progress reported."}</span>}
           </section>
