@@ -241,6 +241,8 @@ class JobSupervisor:
         self.gpu_lease_ttl_s = GPU_LEASE_TTL_S
         self.gpu_lease_lost = threading.Event()
         self.stopped_by_hub: str | None = None
+        # The first MoE health alert whose configured action stopped the job (alert event).
+        self.alert_stop: dict | None = None
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -341,7 +343,9 @@ class JobSupervisor:
             status, reason, run = self._run_sandbox(
                 job, jobdir, inputs if job["base"] else None, gpus
             )
-            if status == "succeeded":
+            # checkpoint_stop: the job saved its weights before stopping on an alert
+            alert_saved = (self.alert_stop or {}).get("action") == "checkpoint_stop"
+            if status == "succeeded" or (status == "cancelled" and alert_saved):
                 result = self._collect(job, run)
         except InfrastructureError as e:
             stop.set()
@@ -538,6 +542,9 @@ class JobSupervisor:
             argv=argv,
             job_dir=jobdir,
             ro_binds=ro,
+            # workers/ and the Django-free hub.shared (the MoE health rules): not the hub's
+            # settings or server code
+            project_paths=[ROOT / "workers", ROOT / "hub" / "__init__.py", ROOT / "hub" / "shared"],
             job_id=self.job_id,
             log_dir=self.work_root / "logs" / self.job_id,
             env={
@@ -609,6 +616,14 @@ class JobSupervisor:
             )
         if self.cancelled.is_set() or outcome.reason == "cancelled":
             return "cancelled", "cancelled by the user", run
+        if self.alert_stop is not None and outcome.reason == "exited" and self.error is None:
+            a = self.alert_stop  # the job cancelled itself on a MoE health alert, as configured
+            return (
+                "cancelled",
+                f"stopped itself on the {a['kind']} alert at step {a['step']} "
+                f"(alerts.on_{a['kind']}: {a['action']}): {a['message']}"[:2000],
+                run,
+            )
         if outcome.reason == "exited" and outcome.returncode == 0 and self.error is None:
             # A run that ended early on purpose says why (train.dp: "privacy budget reached ...").
             why = self.summary.get("stop_reason")
@@ -635,6 +650,21 @@ class JobSupervisor:
         elif t == "error":
             self.error = str(ev.get("message", "the job reported an error"))[:4000]
             self.logs.add("error", self.error)
+        elif t == "alert":
+            self._record_alert(run, ev)
+
+    def _record_alert(self, run, ev: dict) -> None:
+        """A MoE health alert from the job: recorded on its run (a hub that refuses it, or is
+        away, is logged, never a reason to fail the job); one with an action other than none
+        says the job is stopping itself."""
+        if ev["action"] != "none" and self.alert_stop is None:
+            self.alert_stop = ev
+        alert = {k: ev[k] for k in ("kind", "key", "step", "message", "details", "action")}
+        alert["time"] = ev["time"]
+        try:
+            self.client.run_alerts(run.id, [alert])
+        except (HubClientError, HubUnreachable) as e:
+            self.logs.add("supervisor", f"the {ev['kind']} alert was not recorded: {e}")
 
     def _record_params(self, run, params: dict) -> None:
         """The job's full resolved config (its ``config`` event) joins the run's params, which

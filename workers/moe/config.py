@@ -25,6 +25,9 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from hub.shared.moe_health import ACTIONS as ALERT_ACTIONS
+from hub.shared.moe_health import DEFAULTS as ALERT_DEFAULTS
+
 KINDS = ("train", "finetune", "evaluate", "profile", "quantize")
 LORA_TARGETS = ("attention", "experts", "shared", "dense")
 # train.activation_checkpointing: which regions recompute their activations in the backward
@@ -138,6 +141,14 @@ class ModelConfig:
     rope_theta: float = _f(10000.0, "rotary embedding base", min=1.0, max=1e9)
     dropout: float = _f(0.0, "dropout on attention and residual branches", min=0.0, max=0.9)
     norm_eps: float = _f(1e-5, "RMSNorm epsilon", min=0.0, max=1.0, exclusive_min=True)
+    debug_force_expert: int | None = _f(
+        None,
+        "DEBUG: every token's top-k always includes this expert (a broken router, to see the "
+        "collapse alert fire); null = off",
+        min=0,
+        max=1023,
+        nullable=True,
+    )
 
     def expert_sizes(self) -> list[int]:
         """The hidden size of every routed expert, resolving the three accepted forms."""
@@ -376,6 +387,93 @@ class ProfileConfig:
     )
 
 
+_ACTION_HELP = (
+    "when the {} alert fires: none (record it), stop (the job ends cancelled at once, "
+    "nothing saved), checkpoint_stop (write a checkpoint and the weights so far, then end)"
+)
+
+
+def _action(kind: str) -> Any:
+    return _f("none", _ACTION_HELP.format(kind), choices=list(ALERT_ACTIONS))
+
+
+@dataclass
+class AlertsConfig:
+    """MoE health alerts (hub/shared/moe_health.py: the rules and why these defaults). Each
+    threshold null = that rule off."""
+
+    enabled: bool = _f(True, "evaluate the MoE health rules at every logged step")
+    dead_expert_fraction: float | None = _f(
+        ALERT_DEFAULTS.dead_expert_fraction,
+        "dead expert: load share below this fraction of the uniform share 1/n_experts",
+        min=0.0,
+        max=1.0,
+        exclusive_min=True,
+        nullable=True,
+    )
+    dead_expert_steps: int = _f(
+        ALERT_DEFAULTS.dead_expert_steps,
+        "... for this many consecutive logged steps",
+        min=1,
+        max=100_000,
+    )
+    collapse_share: float | None = _f(
+        ALERT_DEFAULTS.collapse_share,
+        "collapse: one expert serves more than this share of the tokens (top_k · load share)",
+        min=0.0,
+        max=1.0,
+        exclusive_min=True,
+        exclusive_max=True,
+        nullable=True,
+    )
+    collapse_steps: int = _f(
+        ALERT_DEFAULTS.collapse_steps,
+        "... for this many consecutive logged steps",
+        min=1,
+        max=100_000,
+    )
+    dropped_tokens: float | None = _f(
+        ALERT_DEFAULTS.dropped_tokens,
+        "dropped tokens: a layer drops more than this share of its assignments over capacity",
+        min=0.0,
+        max=1.0,
+        exclusive_max=True,
+        nullable=True,
+    )
+    dropped_tokens_steps: int = _f(
+        ALERT_DEFAULTS.dropped_tokens_steps,
+        "... for this many consecutive logged steps",
+        min=1,
+        max=100_000,
+    )
+    nonfinite_loss: bool = _f(True, "non-finite loss: alert when the logged loss is NaN or inf")
+    divergence_factor: float | None = _f(
+        ALERT_DEFAULTS.divergence_factor,
+        "divergence: the loss exceeds this × the median of the recent logged losses",
+        min=1.0,
+        max=1e6,
+        exclusive_min=True,
+        nullable=True,
+    )
+    divergence_window: int = _f(
+        ALERT_DEFAULTS.divergence_window,
+        "divergence: logged losses in the median",
+        min=1,
+        max=10_000,
+    )
+    divergence_min_history: int = _f(
+        ALERT_DEFAULTS.divergence_min_history,
+        "divergence: logged losses needed before the rule runs",
+        min=1,
+        max=10_000,
+    )
+    on_dead_expert: str = _action("dead_expert")
+    on_collapse: str = _action("collapse")
+    on_dropped_tokens: str = _action("dropped_tokens")
+    on_nonfinite_loss: str = _action("nonfinite_loss")
+    on_divergence: str = _action("divergence")
+
+
 SECTION_TYPES: dict[str, type] = {
     "model": ModelConfig,
     "data": DataConfig,
@@ -386,11 +484,12 @@ SECTION_TYPES: dict[str, type] = {
     "quantize": QuantizeConfig,
     "eval": EvalConfig,
     "profile": ProfileConfig,
+    "alerts": AlertsConfig,
 }
 
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "train": ("model", "data", "runtime", "train"),
-    "finetune": ("model", "data", "runtime", "train", "lora", "finetune"),
+    "train": ("model", "data", "runtime", "train", "alerts"),
+    "finetune": ("model", "data", "runtime", "train", "lora", "finetune", "alerts"),
     "evaluate": ("model", "data", "runtime", "eval"),
     "profile": ("model", "data", "runtime", "train", "profile"),
     "quantize": ("model", "data", "runtime", "quantize"),
@@ -414,6 +513,7 @@ class Config:
     quantize: QuantizeConfig | None = None
     eval: EvalConfig | None = None
     profile: ProfileConfig | None = None
+    alerts: AlertsConfig | None = None
     # Model keys the job set explicitly: with --init-weights the architecture comes from the
     # weights and only these may override (non-architectural) fields.
     model_overrides: dict[str, Any] = field(default_factory=dict)
@@ -635,6 +735,12 @@ def _cross_checks(cfg: Config, errors: list[dict[str, str]]) -> None:
         m.top_k <= m.n_experts,
         "model.top_k",
         f"must be ≤ n_experts ({m.n_experts})",
+        ("model.n_experts",),
+    )
+    rule(
+        m.debug_force_expert is None or m.debug_force_expert < m.n_experts,
+        "model.debug_force_expert",
+        f"must be < n_experts ({m.n_experts})",
         ("model.n_experts",),
     )
     rule(
@@ -886,6 +992,7 @@ def config_json_schema(kind: str) -> dict[str, Any]:
         "x-cross-field-rules": [
             "model.n_head divides model.n_embd and n_embd / n_head is even",
             "model.top_k ≤ model.n_experts; model.n_dense_layers ≤ model.n_layer",
+            "model.debug_force_expert < model.n_experts",
             "model.expert_hidden lists n_experts sizes (or groups summing to n_experts)",
             "runtime.dtype fp16 needs a CUDA device",
             "train.min_lr ≤ train.lr; train.warmup_steps ≤ train.steps (when warmup_steps is "
