@@ -630,7 +630,8 @@ class WorkerCountersIn(serializers.Serializer):
 
 
 class WorkerHeartbeatIn(serializers.Serializer):
-    progress = serializers.DictField(child=_ANY(), required=False, allow_null=True)
+    # eta_s is null until the job can estimate it
+    progress = serializers.DictField(child=_ANY(allow_null=True), required=False, allow_null=True)
     counters = WorkerCountersIn(required=False, allow_null=True)
 
 
@@ -661,7 +662,8 @@ class WorkerProfileIn(serializers.Serializer):
 class WorkerFinishIn(serializers.Serializer):
     status = serializers.ChoiceField(choices=[s for s in Job.Status.values if s in Job.TERMINAL])
     reason = serializers.CharField(required=False, allow_blank=True, default="")
-    summary = serializers.DictField(child=_ANY(), required=False, allow_null=True)
+    # a job's summary holds nulls (resumed_from, a stop_reason not given, ...)
+    summary = serializers.DictField(child=_ANY(allow_null=True), required=False, allow_null=True)
     result_commit = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     result_branch = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     run_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)

@@ -489,3 +489,25 @@ def test_an_adapter_only_finetune_may_not_replace_a_branchs_model(setup):
         ).status_code
         == 201
     )
+
+
+def test_a_worker_reports_nulls_in_its_progress_and_its_summary(setup):
+    """A progress whose eta is unknown yet, a summary with null values (a train job's
+    resumed_from): both are taken, not refused as invalid input (which failed every job)."""
+    client, worker = setup
+    job = launch(client).json()
+    started = worker.post(f"/api/v1/jobs/{job['id']}/worker/start", {}, format="json")
+    assert started.status_code == 200, started.content
+    hb = worker.post(
+        f"/api/v1/jobs/{job['id']}/worker/heartbeat",
+        {"progress": {"step": 1, "total": 2, "eta_s": None}},
+        format="json",
+    )
+    assert hb.status_code == 200, hb.content
+    done = worker.post(
+        f"/api/v1/jobs/{job['id']}/worker/finish",
+        {"status": "succeeded", "summary": {"resumed_from": None, "steps": 2}},
+        format="json",
+    )
+    assert done.status_code == 200, done.content
+    assert client.get(f"/api/v1/jobs/{job['id']}").json()["summary"]["resumed_from"] is None
