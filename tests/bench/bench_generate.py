@@ -9,10 +9,13 @@
    playground request takes once the worker has it, without the broker and HTTP): cold (a
    fresh engine: sandbox start, torch import, weights load) and warm (the commit is loaded),
    with the in-process first token as the floor.
+3. With ``--live``: the whole path through a ``hub serve`` started for the run (HTTP, the
+   broker, the inference worker, the sandbox, SSE), measured by the client: the hub's first
+   request (engine start), a new commit (download + load; the engine runs) and a warm one.
 
 Median of --reps repetitions (default 3), interleaved; the machine's load average is printed
 before and after. Needs root and bubblewrap for part 2 (skipped with the reason otherwise).
-Run: .venv/bin/python tests/bench/bench_generate.py [--reps 3] [--new-tokens 128] [--threads 1]
+Run: .venv/bin/python tests/bench/bench_generate.py [--reps 3] [--new-tokens 128] [--threads 1] [--live]
 """
 
 from __future__ import annotations
@@ -128,11 +131,87 @@ def bench_ttft(model, folder: Path, reps: int, cpus: int) -> None:
     )
 
 
+def bench_live(model, reps: int) -> None:
+    import subprocess
+    import tempfile
+
+    from hub.client import Client, HubClientError
+    from hub.serve import free_port, wait_http
+
+    print("\n3. time to first token through hub serve (HTTP, broker, worker, sandbox, SSE)")
+    data = Path(tempfile.mkdtemp(prefix="bench-gen-hub-"))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env.update(HUB_DATA_DIR=str(data / "data"), HUB_CONFIG_DIR=str(data / "cfg"))
+    env.update(HUB_URL=f"http://127.0.0.1:{port}", HUB_INFER_RATE_LIMIT="1000")
+    hub = [sys.executable, "-m", "hub.client.cli"]
+    proc = subprocess.Popen(
+        [*hub, "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=open(data / "serve.log", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        assert wait_http(f"http://127.0.0.1:{port}/api/v1/health", 120), "hub serve did not start"
+
+        def run(*a: str):
+            return subprocess.run([*hub, *a], env=env, cwd=ROOT, capture_output=True, text=True)
+
+        run("admin", "create-user", "--user", "bench")
+        token = run("admin", "create-token", "--user", "bench", "--scope", "write").stdout.strip()
+        c = Client(url=f"http://127.0.0.1:{port}", token=token)
+        repos = []
+        for i in range(reps + 1):
+            torch.manual_seed(100 + i)
+            d = Path(tempfile.mkdtemp())
+            save_weights(MoETransformer(model.cfg), d)
+            c.create_repo(f"bench/m{i}")
+            c.push(d, repo=f"bench/m{i}", message="bench")
+            repos.append(f"bench/m{i}")
+
+        def ttft(repo: str) -> float:
+            t0 = time.perf_counter()
+            for ev in c.generate(repo, "def main():\n", max_new_tokens=8, temperature=0):
+                if ev["type"] == "token":
+                    return time.perf_counter() - t0
+            raise AssertionError("no token")
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                first = ttft(repos[0])
+                break
+            except HubClientError as e:
+                if e.code != "no_inference_worker" or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        cold = [ttft(r) for r in repos[1:]]
+        warm = [ttft(repos[1]) for _ in range(reps * 2)]
+        mc, mw = statistics.median(cold), statistics.median(warm)
+        print(f"   the hub's first request (engine start, download, load): {first * 1000:8.1f} ms")
+        print(
+            f"   a new commit (download + load, engine running):        {mc * 1000:8.1f} ms   "
+            f"(runs {[round(x * 1000) for x in cold]})"
+        )
+        print(
+            f"   warm (commit loaded):                                  {mw * 1000:8.1f} ms   "
+            f"ratio new-commit/warm {mc / mw:5.1f}x, first/warm {first / mw:5.1f}x"
+        )
+    finally:
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (and engine CPUs)")
+    ap.add_argument("--live", action="store_true", help="also through a hub serve (part 3)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"bench_generate: {load()}; torch {torch.__version__}")
@@ -148,6 +227,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         save_weights(model, Path(d))
         bench_ttft(model, Path(d), args.reps, args.threads)
+    if args.live:
+        bench_live(model, args.reps)
     print(f"\nafter: {load()}")
     return 0
 
