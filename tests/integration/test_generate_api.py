@@ -312,3 +312,41 @@ def test_the_wall_time_bound_ends_a_long_generation(hub, worker, settings):
     assert out["finish_reason"] == "time"
     assert 0 < out["stats"]["tokens"] < 100_000
     assert worker[-1]["wall_time_s"] == 2
+
+
+@needs_sandbox
+def test_the_owners_watermark_reaches_the_generation_and_can_be_switched_off(hub, worker, db):
+    """The repo owner enables the watermark: a generation carries it (the answer names the key
+    id, never the key) and its tokens are detected with the repo's key; `watermark: false`
+    turns it off for one request."""
+    from hub.accounts.models import User
+    from hub.provenance.services import generation_watermark
+    from hub.registry.selectors import repo_get
+    from hub.shared import watermark as wm
+
+    h = {"Authorization": f"Bearer {hub['alice']}"}
+    r = httpx.patch(
+        f"{hub['url']}/api/v1/repos/alice/lm/watermark",
+        json={"enabled": True, "strength": 0.5},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    body = {"prompt": "def ", "max_new_tokens": 200, "temperature": 1.0, "seed": 5, "stream": False}
+    on = post(hub, "alice/lm", hub["bob"], **body)
+    off = post(hub, "alice/lm", hub["bob"], **body, watermark=False)
+    assert on.status_code == 200 and off.status_code == 200, (on.text, off.text)
+    assert on.json()["watermark"]["strength"] == 0.5 and off.json()["watermark"] is None
+    assert "key_hex" not in on.text and worker[-2]["watermark"]["key_hex"]
+    params = generation_watermark(
+        repo=repo_get(namespace="alice", name="lm"),
+        requested=True,
+        user=User.objects.get(username="alice"),
+    )["params"]
+    key = bytes.fromhex(params["key_hex"])
+
+    def z(resp) -> float:
+        h = params["context_width"]
+        ids = list(b"def ")[-h:] + [t["id"] for t in resp.json()["tokens"]]
+        return wm.detect(ids, key=key, gamma=params["gamma"], context_width=h).z
+
+    assert z(on) > 4.0 > z(off)
