@@ -36,6 +36,19 @@ describe("run alerts", () => {
     expect(rows[0].textContent).toContain("recorded");
   });
 
+  it("shows a job's alert text as text, never as markup", async () => {
+    const evil = '<img src=x onerror="window.__xss=1">';
+    mockApi({
+      "GET /api/v1/runs/r1/alerts": () => ({
+        body: { run: "r1", count: 1, kinds: { collapse: 1 }, results: [{ ...alert(4, 3), message: evil }] },
+      }),
+    });
+    renderAt("/runs/r1", "/runs/:id", <RunAlertsBanner runId="r1" />);
+    const banner = await screen.findByRole("region", { name: "MoE health alerts" });
+    expect(banner.textContent).toContain(evil);
+    expect(banner.querySelector("img")).toBeNull();
+  });
+
   it("shows nothing for a run without alerts", async () => {
     const calls = mockApi({ "GET /api/v1/runs/r1/alerts": () => ({ body: { run: "r1", count: 0, kinds: {}, results: [] } }) });
     const { container } = renderAt("/runs/r1", "/runs/:id", <RunAlertsBanner runId="r1" />);
