@@ -228,6 +228,14 @@ def test_bounds_and_bad_input_are_4xx_before_any_work(hub, worker_online, settin
             body["prompt"] = "a"
         r = post(hub, "alice/lm", a, **body)
         assert r.status_code == 400, (bad, r.text)
+    for bad in ({"prompt": "\ud800"}, {"prompt": "a", "stop": ["\udfff"]}):
+        raw = json.dumps({"max_new_tokens": 2, **bad})  # a lone surrogate, escaped in JSON
+        r = httpx.post(
+            f"{hub['url']}/api/v1/repos/alice/lm/generate",
+            content=raw,
+            headers={"Authorization": f"Bearer {a}", "Content-Type": "application/json"},
+        )
+        assert r.status_code == 400 and r.json()["error"]["code"] == "validation_error", r.text
     r = post(hub, "alice/lm", a, prompt="a", ref="no-such-branch", max_new_tokens=2)
     assert r.status_code == 404
     assert sent == []
