@@ -16,7 +16,7 @@ Settings: the default (strength 0.3 → delta 3, gamma 0.25, context width 1), a
 (0.2), context width 2, and sampling at temperature 0.7 (lower entropy: less room to steer).
 Medians over --reps; the 1-minute load average is printed (the machine is shared).
 
-Run: .venv/bin/python tests/bench/bench_watermark.py [--reps 3] [--samples 120]
+Run: .venv/bin/python tests/bench/bench_watermark.py [--reps 3] [--samples 120] [--steps 400]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=120)
     ap.add_argument("--cache", default="/tmp/bench-watermark")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=400, help="training steps of the tiny model")
     args = ap.parse_args()
 
     import torch
@@ -48,10 +49,10 @@ def main() -> None:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    model, data = ev.trained_model(cache)
+    model, data = ev.trained_model(cache, args.steps)
     plain_bpb_val = ev.bits_per_byte(model, *_val_batch(data))
     print(
-        f"model: tiny MoE, {ev.TRAIN_STEPS} steps, block {ev.BLOCK}; validation-window bpb "
+        f"model: tiny MoE, {args.steps} steps, block {ev.BLOCK}; validation-window bpb "
         f"{plain_bpb_val:.3f}; trained/loaded in {time.monotonic() - t0:.0f} s; "
         f"load {os.getloadavg()[0]:.1f}"
     )
@@ -75,6 +76,14 @@ def main() -> None:
             f"  detected at p<1e-4      {med['detected']:.3f}   vs unwatermarked generations "
             f"{med['fpr_plain']:.4f} ({runs[0].plain_pairs} sample-key pairs), corpus windows "
             f"{med['fpr_corpus']:.4f} ({runs[0].corpus_pairs})"
+        )
+        print(
+            f"  shorter texts: detected at 50 bytes {med['detected_50']:.3f}, 100 bytes "
+            f"{med['detected_100']:.3f}, 200 bytes {med['detected']:.3f}"
+        )
+        print(
+            f"  corpus windows flagged if repeated pairs counted again {med['fpr_corpus_every']:.4f}"
+            f"   vs once {med['fpr_corpus']:.4f}"
         )
         print(
             f"  after 10% bytes replaced {med['detected_after_edits']:.3f}   "

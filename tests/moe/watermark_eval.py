@@ -43,18 +43,18 @@ def corpus(cache: Path) -> TokenData:
     )
 
 
-def trained_model(cache: Path) -> tuple[MoETransformer, TokenData]:
-    """The tiny model after TRAIN_STEPS AdamW steps (batch 8 × 256 bytes), cached."""
+def trained_model(cache: Path, steps: int = TRAIN_STEPS) -> tuple[MoETransformer, TokenData]:
+    """The tiny model after ``steps`` AdamW steps (batch 8 × 256 bytes), cached."""
     torch.manual_seed(0)
     model = MoETransformer(model_config())
     data = corpus(cache)
-    weights = cache / f"wm-model-{TRAIN_STEPS}.pt"
+    weights = cache / f"wm-model-{steps}.pt"
     if weights.exists():
         model.load_state_dict(torch.load(weights))
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
         model.train()
-        for step in range(TRAIN_STEPS):
+        for step in range(steps):
             x, y = data.train_batch(8, 0, step)
             loss = model(x, y)[1]["loss"]
             opt.zero_grad(set_to_none=True)
@@ -153,12 +153,15 @@ class Figures:
     median_z: float
     mean_scored: float
     detected_after_edits: float
+    detected_50: float  # the same samples cut to their first 50 bytes
+    detected_100: float  # ... and 100 bytes
     fpr_corpus: float  # corpus windows with p < 1e-4 (any key tested)
     fpr_plain: float  # unwatermarked generations with p < 1e-4
     corpus_pairs: int
     plain_pairs: int
     bpb_marked: float
     bpb_plain: float
+    fpr_corpus_every: float  # corpus windows flagged when every position counts (no dedup)
 
 
 def measure(
@@ -190,9 +193,14 @@ def measure(
         return [wm.detect(t, key=k, gamma=gamma, context_width=context_width) for t in texts]
 
     det = scores(marked, key)
+    short = {n: scores(marked[:, :n], key) for n in (50, 100)}
     edited = scores(replace_share(marked, 0.10, seed), key)
     windows = corpus_windows(data, n_windows, n_tokens, seed)
     fp_corpus = [d.p_value < alpha for d in scores(windows, key)]
+    fp_every = [
+        wm.detect(w, key=key, gamma=gamma, context_width=context_width, ignore_repeated=False)
+        for w in windows
+    ]
     # unwatermarked generations do not depend on any key: each (sample, key) pair is one trial
     fp_plain = [
         d.p_value < alpha
@@ -204,10 +212,13 @@ def measure(
         median_z=float(np.median([d.z for d in det])),
         mean_scored=float(np.mean([d.tokens_scored for d in det])),
         detected_after_edits=float(np.mean([d.p_value < alpha for d in edited])),
+        detected_50=float(np.mean([d.p_value < alpha for d in short[50]])),
+        detected_100=float(np.mean([d.p_value < alpha for d in short[100]])),
         fpr_corpus=float(np.mean(fp_corpus)),
         fpr_plain=float(np.mean(fp_plain)),
         corpus_pairs=len(fp_corpus),
         plain_pairs=len(fp_plain),
         bpb_marked=bits_per_byte(model, prompt, marked),
         bpb_plain=bits_per_byte(model, prompt, plain),
+        fpr_corpus_every=float(np.mean([d.p_value < alpha for d in fp_every])),
     )

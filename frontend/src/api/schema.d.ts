@@ -1691,6 +1691,8 @@ export interface components {
             artifacts: components["schemas"]["JobArtifactOut"][];
             /** @description this attempt's own credential, shown once */
             credential: string;
+            /** @description evaluate jobs: the text-watermark parameters for this attempt's samples (secret key material: the worker hands them to the sandbox only), or null */
+            watermark?: unknown;
         };
         /**
          * @description * `queued` - Queued
