@@ -390,29 +390,30 @@ def test_train_stops_at_its_budget_and_records_it(tmp_path):
 # Privacy audit (small): canary exposure falls under DP
 
 
-def test_canary_exposure_falls_under_dp(tmp_path):
+def test_canary_exposure_falls_under_dp(tmp_path, monkeypatch):
     """Carlini et al.'s exposure of canaries inserted into the training text, for a plain and
-    a DP run of equal steps (tests/bench/bench_dp_audit.py prints the full figures)."""
+    a DP run (ε = 1) of equal steps and hyper-parameters (tests/bench/bench_dp_audit.py prints
+    the full figures). The DP run's sampling and noise are seeded here (in a job they come from
+    the OS's entropy) so that the test is deterministic."""
     torch.set_num_threads(2)
+    monkeypatch.setattr(dp, "secret_rng", lambda: np.random.default_rng(11))
+    monkeypatch.setattr(dp, "secret_generator", lambda device: torch.Generator().manual_seed(12))
+    # the bench's setting (tests/bench/bench_dp_audit.py): 6 canaries × 25 copies in 40 kB
     corpus = dp_audit.write_corpus(
-        tmp_path / "corpus", base_bytes=24_000, n_canaries=4, repeats=20, digits=4, seed=3
+        tmp_path / "corpus", base_bytes=40_000, n_canaries=6, repeats=25, digits=4, seed=1
     )
-    dp_audit.check_canaries_in_training_split(
-        corpus, tmp_path / "check", dp_audit.AUDIT_MODEL["block_size"]
+    model = dp_audit.AUDIT_MODEL
+    dp_audit.check_canaries_in_training_split(corpus, tmp_path / "check", model["block_size"])
+    train = dict(dp_audit.AUDIT_TRAIN, steps=120)
+    plain, s_plain = dp_audit.train(corpus, tmp_path / "plain", model=model, train_cfg=train)
+    private, s_dp = dp_audit.train(
+        corpus, tmp_path / "dp", model=model, train_cfg={**train, "dp": {"epsilon": 1.0}}
     )
-    train = dict(dp_audit.AUDIT_TRAIN, steps=60)
-    plain, _ = dp_audit.train(
-        corpus, tmp_path / "plain", model=dp_audit.AUDIT_MODEL, train_cfg=train
-    )
-    private, s = dp_audit.train(
-        corpus,
-        tmp_path / "dp",
-        model=dp_audit.AUDIT_MODEL,
-        train_cfg={**train, "dp": {"epsilon": 1.0}},
-    )
-    assert s["dp"]["epsilon"] <= 1.0
+    assert 0.99 <= s_dp["dp"]["epsilon"] <= 1.0 and s_dp["dp"]["steps"] == 120
     e_plain = dp_audit.exposures(plain, corpus.canaries)
     e_dp = dp_audit.exposures(private, corpus.canaries)
-    # the plain run memorised its canaries; the DP run ranks them like random strings
-    assert statistics.mean(e_plain) > 6.0, e_plain
+    # the plain run memorised its canaries well above chance (≈1.44 bits); DP-SGD far less
+    assert statistics.mean(e_plain) > 5.0, e_plain
     assert statistics.mean(e_dp) < statistics.mean(e_plain) - 3.0, (e_dp, e_plain)
+    assert max(e_dp) < max(e_plain), (e_dp, e_plain)
+    assert s_dp["val_bpb"] > s_plain["val_bpb"]  # and pays for it in quality
