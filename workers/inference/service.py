@@ -208,8 +208,12 @@ class InferenceService:
             )
         spec = self.engine_spec(gpus=gpus)
         factory = self.sandbox_factory or Sandbox
-        self.sandbox = factory(spec)
-        self.sandbox.start()
+        try:
+            self.sandbox = factory(spec)
+            self.sandbox.start()
+        except BaseException:
+            self._stop_sandbox()  # the GPU lease too
+            raise
         # Only now: start() refuses a bound folder that holds a socket.
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(sock_path))
