@@ -137,3 +137,19 @@ def test_a_sandbox_that_cannot_start_releases_the_gpus(tmp_path):
     with pytest.raises(RuntimeError, match="bwrap"):
         svc.start_engine()
     assert [e[0] for e in slots.events] == ["lease", "release"]
+
+
+def test_two_inference_workers_on_one_host_get_separate_folders(tmp_path):
+    import subprocess
+    import sys
+
+    from workers.inference.tasks import _claim_work_root
+
+    first = _claim_work_root(tmp_path / "host")
+    code = (
+        "import sys; from pathlib import Path; from workers.inference.tasks import _claim_work_root;"
+        f"print(_claim_work_root(Path({str(tmp_path / 'host')!r})))"
+    )
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert first == tmp_path / "host"
+    assert other.stdout.strip() == str(tmp_path / "host-1")

@@ -47,6 +47,27 @@ def fetch_with_credential(api_url: str):
     return fetch
 
 
+def _claim_work_root(base: Path) -> Path:
+    """This worker's own folder (weights, control socket, engine scratch): ``base``, or
+    ``base-1``, ``base-2``, ... when another live worker on this host holds it (an exclusive
+    lock kept for the process's lifetime), so two workers never share a socket."""
+    import fcntl
+    import os
+
+    for i in range(64):
+        root = base if i == 0 else base.with_name(f"{base.name}-{i}")
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root / ".worker.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _state["lock_fd"] = fd
+        return root
+    raise RuntimeError(f"64 inference workers already use {base.parent}")
+
+
 def service() -> InferenceService:
     with _lock:
         if "service" not in _state:
@@ -59,7 +80,7 @@ def service() -> InferenceService:
             assert s.infer_dir is not None
             _state["service"] = InferenceService(
                 InferenceConfig(
-                    work_root=s.infer_dir / socket.gethostname(),
+                    work_root=_claim_work_root(s.infer_dir / socket.gethostname()),
                     cache_bytes=s.infer_cache_bytes,
                     disk_bytes=s.infer_disk_bytes,
                     memory_bytes=s.infer_memory_bytes,
