@@ -84,6 +84,7 @@ class WatermarkVerifyApi(APIView):
         data.is_valid(raise_exception=True)
         text = data.validated_data["text"]
         max_bytes = limit("HUB_WATERMARK_MAX_TEXT_BYTES")
+        # (a lone surrogate, valid JSON but not UTF-8, is refused by CharField: 400)
         size = len(text.encode("utf-8"))
         if size > max_bytes:
             raise PayloadTooLarge(
@@ -151,6 +152,10 @@ class RepoWatermarkApi(APIView):
     class PatchSerializer(serializers.Serializer):
         enabled = serializers.BooleanField(required=False)
         strength = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
+        rotate_key = serializers.BooleanField(
+            required=False,
+            help_text="make a new key for new generations; older keys still verify old texts",
+        )
 
     @extend_schema(
         operation_id="repos_watermark_get",
@@ -165,14 +170,21 @@ class RepoWatermarkApi(APIView):
         operation_id="repos_watermark_update",
         request=PatchSerializer,
         responses={200: SettingOut, **errors(400, 403, 404)},
-        summary="Switch watermarking of the repo's generations on or off, or set its strength "
-        "(admins)",
+        summary="Switch watermarking of the repo's generations on or off, set its strength, or "
+        "rotate its key (admins)",
     )
     def patch(self, request, namespace, name):
         repo = registry.repo_for(request, namespace=namespace, name=name, role=Role.ADMIN)
         data = self.PatchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        if not data.validated_data:
-            raise InvalidInput("Pass enabled and/or strength.", code="nothing_to_update")
-        services.watermark_setting_update(repo=repo, user=request.user, **data.validated_data)
+        d = dict(data.validated_data)
+        rotate = d.pop("rotate_key", False)
+        if not d and not rotate:
+            raise InvalidInput(
+                "Pass enabled, strength and/or rotate_key.", code="nothing_to_update"
+            )
+        if d:
+            services.watermark_setting_update(repo=repo, user=request.user, **d)
+        if rotate:
+            services.watermark_key_create(repo=repo)
         return Response(SettingOut(_setting_out(repo, request.user)).data)

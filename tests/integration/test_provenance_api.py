@@ -330,3 +330,26 @@ def test_an_evaluate_jobs_start_answer_alone_carries_the_watermark(
 
     stored = Job.objects.get(pk=job["id"])
     assert got["params"]["key_hex"] not in repr(stored.config) + repr(stored.resources)
+
+
+def test_a_lone_surrogate_is_a_400_not_a_500(fresh_limits):
+    body = '{"text": "abc\\ud800def"}'  # valid JSON, not valid UTF-8 once decoded
+    r = client_for(None).post(VERIFY, data=body, content_type="application/json")
+    assert r.status_code == 400 and "text" in r.json()["error"]["details"]
+
+
+def test_a_rotated_key_marks_new_generations_and_the_old_one_still_verifies(people, marked):
+    repo, old, old_text = marked
+    _, token = people["alice"]
+    r = client_for(token).patch(
+        f"/api/v1/repos/{repo.full_name}/watermark", {"rotate_key": True}, format="json"
+    )
+    assert r.status_code == 200 and len(r.json()["keys"]) == 2
+    new = services.generation_watermark(repo=repo, requested=None, user=people["alice"][0])
+    assert new["key_id"] != old["key_id"]
+    new_text = _marked_text(new["params"], seed=11)
+    for text, key_id in ((old_text, old["key_id"]), (new_text, new["key_id"])):
+        body = client_for(None).post(VERIFY, {"text": text, "repo": repo.full_name}).json()
+        assert body["detected"] is True and body["keys_tested"] == 2
+        assert body["match"]["key_id"] == key_id
+        assert body["p_value_corrected"] == pytest.approx(min(1.0, 2 * body["p_value"]))

@@ -931,7 +931,7 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        /** Switch watermarking of the repo's generations on or off, or set its strength (admins) */
+        /** Switch watermarking of the repo's generations on or off, set its strength, or rotate its key (admins) */
         patch: operations["repos_watermark_update"];
         trace?: never;
     };
@@ -1957,6 +1957,8 @@ export interface components {
             enabled?: boolean;
             /** Format: double */
             strength?: number;
+            /** @description make a new key for new generations; older keys still verify old texts */
+            rotate_key?: boolean;
         };
         PatchedRunDetailPatchRequest: {
             status?: components["schemas"]["RunStatusEnum"];
