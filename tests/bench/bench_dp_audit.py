@@ -125,6 +125,7 @@ def cost(args: argparse.Namespace) -> None:
     peaks: dict[str, list[float]] = {name: [] for name, _ in modes}
     for name, fn in modes:
         for _ in range(args.reps):
+            libc.malloc_trim(0)  # what the timing phase freed leaves the RSS
             Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM
             before = _rss_kib("VmRSS")
             fn()
