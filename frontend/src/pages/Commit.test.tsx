@@ -48,3 +48,27 @@ describe("commit page lineage", () => {
     expect(screen.getByText("1.07 GiB in 2 files")).toBeTruthy();
   });
 });
+
+describe("commit page privacy", () => {
+  it("states the DP-SGD guarantee a training job recorded in the commit metadata", async () => {
+    const dp = { epsilon: 0.8786, epsilon_budget: 0.88, delta: 1e-5, noise_multiplier: 1.1, sample_rate: 0.005418, steps: 14, max_grad_norm: 0.7, accountant: "rdp" };
+    mockApi({
+      "GET /api/v1/repos/ada/moe/commits/": () => ({ body: commit({ job_id: "job1", metadata: { dp } }) }),
+      "GET /api/v1/repos/ada/moe": () => ({ body: { refs: [] } }),
+    });
+    renderAt("/models/ada/moe/commit/c0ffee", "/models/:ns/:name/commit/:sha", <CommitPage />);
+    const row = await screen.findByTestId("commit-dp");
+    expect(row.textContent).toContain("trained with DP-SGD: (ε = 0.879, δ = 1.0e-5)-DP");
+    expect(row.textContent).toContain("σ = 1.1, q = 0.00542, 14 steps, C = 0.7, RDP accountant");
+  });
+
+  it("shows no privacy row for a commit without a dp record (or a malformed one)", async () => {
+    mockApi({
+      "GET /api/v1/repos/ada/moe/commits/": () => ({ body: commit({ metadata: { dp: { epsilon: "8" } } }) }),
+      "GET /api/v1/repos/ada/moe": () => ({ body: { refs: [] } }),
+    });
+    renderAt("/models/ada/moe/commit/c0ffee", "/models/:ns/:name/commit/:sha", <CommitPage />);
+    await screen.findByRole("heading", { name: "train: 20 steps" });
+    expect(screen.queryByTestId("commit-dp")).toBeNull();
+  });
+});
