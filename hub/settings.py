@@ -282,6 +282,7 @@ HUB_INFER_MAX_WALL_S = _env_int("HUB_INFER_MAX_WALL_S", 60)
 HUB_INFER_RATE_LIMIT = _env_int("HUB_INFER_RATE_LIMIT", 30)
 HUB_INFER_RATE_WINDOW_S = _env_int("HUB_INFER_RATE_WINDOW_S", 60)
 HUB_INFER_MAX_STREAMS = _env_int("HUB_INFER_MAX_STREAMS", 4)
+HUB_INFER_MAX_PER_USER = _env_int("HUB_INFER_MAX_PER_USER", 2)
 HUB_INFER_START_TIMEOUT_S = _env_int("HUB_INFER_START_TIMEOUT_S", 120)
 
 # --- text watermarks (hub/provenance; documented in hub/common/limits.py and the README) ---------
