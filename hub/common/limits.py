@@ -52,6 +52,8 @@ HUB_INFER_RATE_WINDOW_S        60           that window, seconds
 HUB_INFER_MAX_STREAMS          4            generations streaming at    inference_busy (503)
                                             once per web process (each
                                             holds a gunicorn thread)
+HUB_INFER_MAX_PER_USER         2            generations one user (or    throttled (429,
+                                            address) runs at once       Retry-After)
 HUB_INFER_START_TIMEOUT_S      120          waiting for a worker to     inference_timeout
                                             pick a request up and load  (503)
 =============================  ===========  ==========================  =====================

@@ -3,6 +3,7 @@
     generation_start(request, repo, ref, prompt, params, watermark)
         limits (prompt bytes, max new tokens, wall time)      → 400 / 413
         per-user rate limit (Redis, fixed window)              → 429 + Retry-After
+        per-user running generations (HUB_INFER_MAX_PER_USER)  → 429 + Retry-After
         an inference worker is online (presence key)           → else 503 no_inference_worker
         a free stream slot in this web process                 → else 503 inference_busy
         ref → commit; the watermark parameters (hub.provenance)
@@ -42,9 +43,12 @@ _streams = [0]
 
 
 class RateLimited(Exception):
-    def __init__(self, retry_after: int, limit: int, window_s: int) -> None:
+    def __init__(
+        self, retry_after: int, limit: int, window_s: int, *, message: str | None = None
+    ) -> None:
         super().__init__(
-            f"At most {limit} generation requests per {window_s} s; retry in {retry_after} s."
+            message
+            or f"At most {limit} generation requests per {window_s} s; retry in {retry_after} s."
         )
         self.retry_after = retry_after
 
@@ -89,6 +93,7 @@ class Generation:
     wall_time_s: float
     watermark: dict | None  # what the client may know: key id and strength, never the key
     credential_job: str
+    who: str = ""
     first: list[dict] = field(default_factory=list)
     finished: bool = False
     closed: bool = False
@@ -157,6 +162,11 @@ class Generation:
         job_credentials_revoke(job_id=self.credential_job)
         with _streams_lock:
             _streams[0] -= 1
+        if self.who:
+            try:
+                _channel().active_leave(self.who)
+            except Exception:  # Redis away: the counter expires by itself
+                pass
 
 
 def generation_start(
@@ -175,7 +185,8 @@ def generation_start(
     params = check_params(prompt, params)
     window = limit("HUB_INFER_RATE_WINDOW_S")
     rate = limit("HUB_INFER_RATE_LIMIT")
-    wait = _channel().rate_hit(_who(user, address), limit=rate, window_s=window)
+    who = _who(user, address)
+    wait = _channel().rate_hit(who, limit=rate, window_s=window)
     if wait:
         raise RateLimited(wait, rate, window)
     if not get_redis().presence_hosts(QUEUE):
@@ -192,9 +203,20 @@ def generation_start(
     if wm is not None:
         wm_params = wm["params"]
         wm_public = {"key_id": wm["key_id"], "strength": wm["strength"]}
+    per_user = limit("HUB_INFER_MAX_PER_USER")
+    ttl = limit("HUB_INFER_START_TIMEOUT_S") + limit("HUB_INFER_MAX_WALL_S") + 60
+    if not _channel().active_enter(who, limit=per_user, ttl_s=ttl):
+        raise RateLimited(
+            5,
+            per_user,
+            0,
+            message=f"You already run {per_user} generation(s) (HUB_INFER_MAX_PER_USER); "
+            "retry when one ends.",
+        )
     max_streams = limit("HUB_INFER_MAX_STREAMS")
     with _streams_lock:
         if _streams[0] >= max_streams:
+            _channel().active_leave(who)
             raise ServiceUnavailable(
                 f"{max_streams} generations are streaming from this server already "
                 "(HUB_INFER_MAX_STREAMS); retry shortly.",
@@ -221,6 +243,7 @@ def generation_start(
             wall_time_s=wall,
             watermark=wm_public,
             credential_job=cred_job,
+            who=who,
         )
         now = time.time()
         request = {
@@ -248,6 +271,7 @@ def generation_start(
 
         with _streams_lock:
             _streams[0] -= 1
+        _channel().active_leave(who)
         if "cred_job" in locals():
             job_credentials_revoke(job_id=cred_job)
         raise

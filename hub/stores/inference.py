@@ -58,6 +58,27 @@ class InferenceChannel:
             return 0
         return max(1, int((window + 1) * window_s - now + 0.999))
 
+    def active_enter(self, who: str, *, limit: int, ttl_s: int) -> bool:
+        """Count one running generation of ``who``; False (and nothing counted) when ``who``
+        already runs ``limit``. The counter expires ``ttl_s`` after the last start, so a web
+        process that died mid-stream cannot hold a user's slots for ever."""
+        key = f"{self.prefix}infer:active:{who}"
+
+        def enter(r):
+            with r.pipeline() as p:
+                p.incr(key)
+                p.expire(key, ttl_s)
+                n = p.execute()[0]
+            if n > limit:
+                r.decr(key)
+                return False
+            return True
+
+        return bool(self._call(enter))
+
+    def active_leave(self, who: str) -> None:
+        self._call(lambda r: r.decr(f"{self.prefix}infer:active:{who}"))
+
     def next_event(self, request_id: str, timeout_s: float) -> dict | None:
         """The worker's next event for the request, waiting up to ``timeout_s`` (None)."""
         key = events_key(self.prefix, request_id)

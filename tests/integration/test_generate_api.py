@@ -358,3 +358,29 @@ def test_the_owners_watermark_reaches_the_generation_and_can_be_switched_off(hub
         return wm.detect(ids, key=key, gamma=params["gamma"], context_width=h).z
 
     assert z(on) > 4.0 > z(off)
+
+
+def test_one_user_runs_at_most_max_per_user_generations_at_once(
+    hub, worker_online, settings, monkeypatch
+):
+    from hub import celery_app
+
+    monkeypatch.setattr(celery_app.app, "send_task", lambda *a, **k: None)  # nobody answers
+    settings.HUB_INFER_MAX_PER_USER = 1
+    settings.HUB_INFER_START_TIMEOUT_S = 3
+    first: list = []
+    t = threading.Thread(
+        target=lambda: first.append(post(hub, "alice/lm", hub["bob"], prompt="a", max_new_tokens=2))
+    )
+    t.start()
+    time.sleep(1.0)  # the first request now waits for a worker
+    second = post(hub, "alice/lm", hub["bob"], prompt="a", max_new_tokens=2)
+    other = post(hub, "alice/lm", hub["alice"], prompt="a", max_new_tokens=2)
+    t.join()
+    assert second.status_code == 429 and "HUB_INFER_MAX_PER_USER" in second.text
+    assert int(second.headers["Retry-After"]) > 0
+    assert other.status_code == 503  # another user is not held back
+    assert first[0].status_code == 503 and first[0].json()["error"]["code"] == "inference_timeout"
+    # The first one ended: its slot is free again.
+    again = post(hub, "alice/lm", hub["bob"], prompt="a", max_new_tokens=2)
+    assert again.status_code == 503 and again.json()["error"]["code"] == "inference_timeout"
