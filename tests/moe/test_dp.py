@@ -69,7 +69,8 @@ def test_dp_config_defaults_and_rules():
     for bad, needle in (
         ({"model": {"capacity_factor": 1.25}}, "dropless"),
         ({"train": {"activation_checkpointing": "blocks"}}, "activation_checkpointing"),
-        ({"runtime": {"dtype": "fp16", "device": "cuda"}}, "fp16"),
+        ({"runtime": {"dtype": "fp16", "device": "cuda"}}, "fp32"),
+        ({"runtime": {"dtype": "bf16"}}, "fp32"),
     ):
         raw = {**bad, "train": {**bad.get("train", {}), "dp": {}}}
         _, errors = validate_config("train", raw)

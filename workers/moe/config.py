@@ -822,9 +822,9 @@ def _dp_checks(cfg: Config, rule: Callable[[bool, str, str, tuple[str, ...]], No
         ("train.activation_checkpointing",),
     )
     rule(
-        cfg.runtime.dtype != "fp16",
+        cfg.runtime.dtype == "fp32",
         "train.dp",
-        "needs runtime.dtype fp32 or bf16 (fp16 loss scaling is not combined with DP noise)",
+        "needs runtime.dtype fp32 (the per-example gradients are not computed under autocast)",
         ("runtime.dtype",),
     )
 
@@ -998,6 +998,6 @@ def config_json_schema(kind: str) -> dict[str, Any]:
             "train.min_lr ≤ train.lr; train.warmup_steps ≤ train.steps (when warmup_steps is "
             "unset and its default exceeds steps, it becomes a tenth of steps)",
             "train.dp: train jobs only, with model.capacity_factor null, "
-            "train.activation_checkpointing none and runtime.dtype fp32 or bf16",
+            "train.activation_checkpointing none and runtime.dtype fp32",
         ],
     }

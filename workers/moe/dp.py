@@ -277,7 +277,9 @@ def per_sample_grads(
     """The gradient of each example's own loss: ({name: (B, *shape)}, loss (B,), lm (B,),
     router (B,), routing statistics (B, moe layers, E + 2): counts, entropy, balance).
 
-    ``autocast`` is a context factory (train.autocast) applied inside the per-example call."""
+    ``autocast`` is a context factory (train.autocast) applied inside the per-example call
+    (a no-op today: the config accepts train.dp with fp32 only — bf16 autocast under vmap
+    mixes dtypes in the backward)."""
     params = {n: p.detach() for n, p in trainable(model).items()}
     buffers = dict(model.named_buffers())
     sink: list[torch.Tensor] = []
