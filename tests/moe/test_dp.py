@@ -418,3 +418,30 @@ def test_canary_exposure_falls_under_dp(tmp_path, monkeypatch):
     assert statistics.mean(e_dp) < statistics.mean(e_plain) - 3.0, (e_dp, e_plain)
     assert max(e_dp) < max(e_plain), (e_dp, e_plain)
     assert s_dp["val_bpb"] > s_plain["val_bpb"]  # and pays for it in quality
+
+
+def test_a_resumed_dp_run_continues_the_accounting(tmp_path):
+    """Killed after its step-2 checkpoint and started again: the run resumes at step 2 and its
+    record is ε after all 4 steps (σ and q are fixed, so ε depends on the step count only)."""
+    cfg = tiny_config(tmp_path / "cache")
+    cfg["data"]["max_bytes"] = 60_000
+    cfg["model"].update(block_size=32, n_experts=4)
+    cfg["train"].update(steps=4, batch_size=8, log_every=1, checkpoint_every=2)
+    cfg["train"]["dp"] = {"epsilon": 50.0, "noise_multiplier": 1.0}
+    out = tmp_path / "out"
+    code, events = run_entry("train", train_run, tmp_path, cfg, out)
+    assert code == 0, by_type(events, "error")
+    first = by_type(events, "done")[-1]["summary"]["dp"]
+    (out / "checkpoints" / "step-00000004.pt").unlink()  # as if killed before step 4's
+    code, events = run_entry("train", train_run, tmp_path, cfg, out)
+    assert code == 0, by_type(events, "error")
+    summary = by_type(events, "done")[-1]["summary"]
+    assert summary["resumed_from"] == 2 and summary["dp"]["steps"] == 4
+    q, delta = first["sample_rate"], first["delta"]
+    assert summary["dp"]["epsilon"] == first["epsilon"] == dp_accountant.epsilon(q, 1.0, 4, delta)
+    eps = {
+        e["step"]: e["values"]["dp/epsilon"]
+        for e in by_type(events, "metric")
+        if "dp/epsilon" in e["values"]
+    }
+    assert sorted(eps) == [3, 4] and eps[3] == dp_accountant.epsilon(q, 1.0, 3, delta)
