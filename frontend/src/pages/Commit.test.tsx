@@ -1,5 +1,5 @@
 // @vitest-environment happy-dom
-import { cleanup, screen, within } from "@testing-library/react";
+import { cleanup, screen, waitFor, within } from "@testing-library/react";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { CommitDetail } from "../api/types";
 import { mockApi, renderAt } from "../test/render";
@@ -50,16 +50,32 @@ describe("commit page lineage", () => {
 });
 
 describe("commit page privacy", () => {
-  it("states the DP-SGD guarantee a training job recorded in the commit metadata", async () => {
-    const dp = { epsilon: 0.8786, epsilon_budget: 0.88, delta: 1e-5, noise_multiplier: 1.1, sample_rate: 0.005418, steps: 14, max_grad_norm: 0.7, accountant: "rdp" };
+  const dp = { epsilon: 0.8786, epsilon_budget: 0.88, delta: 1e-5, noise_multiplier: 1.1, sample_rate: 0.005418, steps: 14, max_grad_norm: 0.7, accountant: "rdp" };
+  const sha = "c0ffee".padEnd(64, "0");
+
+  it("states the DP-SGD guarantee a training job recorded, confirmed by that job's own record", async () => {
     mockApi({
       "GET /api/v1/repos/ada/moe/commits/": () => ({ body: commit({ job_id: "job1", metadata: { dp } }) }),
       "GET /api/v1/repos/ada/moe": () => ({ body: { refs: [] } }),
+      "GET /api/v1/jobs/job1": () => ({ body: { id: "job1", status: "succeeded", result: { commit: sha, branch: "main" }, summary: { dp } } }),
     });
     renderAt("/models/ada/moe/commit/c0ffee", "/models/:ns/:name/commit/:sha", <CommitPage />);
     const row = await screen.findByTestId("commit-dp");
     expect(row.textContent).toContain("trained with DP-SGD: (ε = 0.879, δ = 1.0e-5)-DP");
     expect(row.textContent).toContain("σ = 1.1, q = 0.00542, 14 steps, C = 0.7, RDP accountant");
+    expect((await screen.findByTestId("commit-dp-confirmed")).textContent).toBe("confirmed by job job1");
+  });
+
+  it("does not confirm a DP claim that the named job did not produce (pushed metadata)", async () => {
+    mockApi({
+      "GET /api/v1/repos/ada/moe/commits/": () => ({ body: commit({ job_id: "job1", metadata: { dp } }) }),
+      "GET /api/v1/repos/ada/moe": () => ({ body: { refs: [] } }),
+      // a real DP job, but its result is another commit
+      "GET /api/v1/jobs/job1": () => ({ body: { id: "job1", status: "succeeded", result: { commit: "f".repeat(64), branch: "main" }, summary: { dp } } }),
+    });
+    renderAt("/models/ada/moe/commit/c0ffee", "/models/:ns/:name/commit/:sha", <CommitPage />);
+    await waitFor(() => expect(screen.getByTestId("commit-dp-unconfirmed").textContent).toContain("no job record confirms it"));
+    expect(screen.queryByTestId("commit-dp-confirmed")).toBeNull();
   });
 
   it("shows no privacy row for a commit without a dp record (or a malformed one)", async () => {

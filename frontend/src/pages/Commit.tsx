@@ -1,11 +1,11 @@
 /** A commit: message, author, parents, refs, lineage (run, job, merge), metadata, and its
  * files with downloads and each safetensors file's tensor table. */
 import { Link, useParams, useSearchParams } from "react-router";
-import { fileDownloadUrl, useCommit, useFileInfo, useRepo } from "../api/hooks";
+import { fileDownloadUrl, useCommit, useFileInfo, useJob, useRepo } from "../api/hooks";
 import { ModelCard } from "../components/ModelCard";
 import type { TreeFile } from "../api/types";
 import { Empty, ErrorMessage, Loading, QueryView } from "../components/States";
-import { asDp, dpGuarantee, dpMechanism } from "../lib/dp";
+import { asDp, dpGuarantee, dpMechanism, type DpRecord } from "../lib/dp";
 import { TensorTable } from "../components/TensorTable";
 import { commitStatsLine } from "../lib/dedupe";
 import { fmtBytes, fmtDate, fmtValue, shortSha } from "../lib/format";
@@ -41,6 +41,31 @@ function Meta({ data }: { data: Record<string, unknown> }) {
         </div>
       ))}
     </dl>
+  );
+}
+
+/** The DP-SGD guarantee in a commit's metadata. Anyone who can push can write metadata (and
+ * a job id), so the row says whether the job's own record confirms it: the job named on the
+ * commit produced this very commit and its summary holds the same (ε, δ). */
+function DpRow({ dp, sha, jobId }: { dp: DpRecord; sha: string; jobId: string }) {
+  const job = useJob(jobId, !!jobId);
+  const rec = asDp(job.data?.summary?.dp);
+  const confirmed = !!rec && job.data?.result?.commit === sha && rec.epsilon === dp.epsilon && rec.delta === dp.delta;
+  return (
+    <>
+      <dt>Privacy</dt>
+      <dd data-testid="commit-dp">
+        trained with DP-SGD: <strong>{dpGuarantee(dp)}</strong>
+        <span className="muted small"> ({dpMechanism(dp)}; unit: one training window)</span>{" "}
+        {confirmed ? (
+          <span className="badge" data-testid="commit-dp-confirmed">confirmed by job {jobId}</span>
+        ) : (
+          <span className="muted small" data-testid="commit-dp-unconfirmed">
+            {jobId && job.isPending ? "checking the job's record…" : "as the commit's metadata states: no job record confirms it"}
+          </span>
+        )}
+      </dd>
+    </>
   );
 }
 
@@ -113,15 +138,7 @@ export default function CommitPage() {
                 <dl className="kv">
                   <dt>Run</dt><dd>{c.run_id ? <Link to={`/runs/${c.run_id}`} className="mono">{c.run_id}</Link> : <span className="muted">—</span>}</dd>
                   <dt>Job</dt><dd>{c.job_id ? <Link to={`/jobs/${c.job_id}`} className="mono">{c.job_id}</Link> : <span className="muted">—</span>}</dd>
-                  {dp && (
-                    <>
-                      <dt>Privacy</dt>
-                      <dd data-testid="commit-dp">
-                        trained with DP-SGD: <strong>{dpGuarantee(dp)}</strong>
-                        <span className="muted small"> ({dpMechanism(dp)}; unit: one training window)</span>
-                      </dd>
-                    </>
-                  )}
+                  {dp && <DpRow dp={dp} sha={c.sha} jobId={c.job_id ?? ""} />}
                   {merge && (
                     <>
                       <dt>Merged</dt>
