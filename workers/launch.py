@@ -15,7 +15,7 @@ import sys
 
 from workers.moe.events import EventWriter  # standard library only, like this module
 
-KINDS = ("train", "finetune", "evaluate", "profile", "quantize")
+KINDS = ("train", "finetune", "evaluate", "profile", "quantize", "inspect")
 
 
 def _event_fd(argv: list[str]) -> int:

@@ -66,6 +66,7 @@ ENTRY = {
     "evaluate": "evaluate",
     "profile": "profile",
     "quantize": "quantize",
+    "inspect": "inspect",
 }
 MAX_FILE_BYTES = 16 << 30
 # A JSON output the supervisor parses itself (eval results, profile tables) is read into memory.

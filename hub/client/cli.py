@@ -1227,7 +1227,7 @@ def build_parser() -> argparse.ArgumentParser:
     x = js.add_parser("launch", parents=[common], help="queue a job on the hub's workers")
     x.add_argument(
         "kind",
-        choices=["train", "evaluate", "profile", "finetune", "quantize"],
+        choices=["train", "evaluate", "profile", "finetune", "quantize", "inspect"],
         help="what the job does",
     )
     x.add_argument("--project", required=True, help="namespace/project for the job's run")

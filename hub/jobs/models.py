@@ -16,6 +16,7 @@ class Job(models.Model):
         PROFILE = "profile"
         FINETUNE = "finetune"
         QUANTIZE = "quantize"
+        INSPECT = "inspect"
 
     class Status(models.TextChoices):
         QUEUED = "queued"

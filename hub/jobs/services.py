@@ -159,7 +159,13 @@ def job_launch(
         if repo.private and accounts.role_in(user=user, namespace=repo.namespace) is None:
             raise NotFound(f"Repo {base_repo} not found.", code="repo_not_found")
         base_commit = registry.resolve(repo=repo, ref=base_ref or repo.default_branch).sha
-    elif kind in (Job.Kind.EVALUATE, Job.Kind.PROFILE, Job.Kind.FINETUNE, Job.Kind.QUANTIZE):
+    elif kind in (
+        Job.Kind.EVALUATE,
+        Job.Kind.PROFILE,
+        Job.Kind.FINETUNE,
+        Job.Kind.QUANTIZE,
+        Job.Kind.INSPECT,
+    ):
         raise InvalidInput(
             f"A {kind} job needs a base model: base='namespace/repo@ref'.", code="base_required"
         )

@@ -265,7 +265,7 @@ def _run_list_db(*, project: Project, newest_first: bool, page_size: int, offset
 
 #: The kinds of run a comparison by commits sorts runs into: a job's kind (its run carries the
 #: kind as a tag, set by the supervisor), else "run" (a user's own script).
-RUN_KINDS = ("train", "finetune", "evaluate", "profile", "quantize")
+RUN_KINDS = ("train", "finetune", "evaluate", "profile", "quantize", "inspect")
 
 
 def run_kind(run: Run) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 from hub.shared.moe_health import ACTIONS as ALERT_ACTIONS
 from hub.shared.moe_health import DEFAULTS as ALERT_DEFAULTS
 
-KINDS = ("train", "finetune", "evaluate", "profile", "quantize")
+KINDS = ("train", "finetune", "evaluate", "profile", "quantize", "inspect")
 LORA_TARGETS = ("attention", "experts", "shared", "dense")
 # train.activation_checkpointing: which regions recompute their activations in the backward
 # pass instead of storing them (see model.MoETransformer.set_activation_checkpointing).
@@ -387,6 +387,20 @@ class ProfileConfig:
     )
 
 
+@dataclass
+class InspectConfig:
+    """What an inspect job looks at (``workers/moe/inspect.py``): one view per ``what``."""
+
+    what: str = _f(
+        "graph",
+        "graph = the model's computation graph (torch.export) as nodes and edges, plus an ONNX "
+        "export",
+        choices=["graph"],
+    )
+    seq_len: int = _f(32, "tokens per example input sequence", min=1, max=4096)
+    batch: int = _f(2, "sequences in the example input", min=1, max=64)
+
+
 _ACTION_HELP = (
     "when the {} alert fires: none (record it), stop (the job ends cancelled at once, "
     "nothing saved), checkpoint_stop (write a checkpoint and the weights so far, then end)"
@@ -484,6 +498,7 @@ SECTION_TYPES: dict[str, type] = {
     "quantize": QuantizeConfig,
     "eval": EvalConfig,
     "profile": ProfileConfig,
+    "inspect": InspectConfig,
     "alerts": AlertsConfig,
 }
 
@@ -493,6 +508,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "evaluate": ("model", "data", "runtime", "eval"),
     "profile": ("model", "data", "runtime", "train", "profile"),
     "quantize": ("model", "data", "runtime", "quantize"),
+    "inspect": ("model", "runtime", "inspect"),
 }
 
 SEED_MAX = 2**63 - 1
@@ -513,6 +529,7 @@ class Config:
     quantize: QuantizeConfig | None = None
     eval: EvalConfig | None = None
     profile: ProfileConfig | None = None
+    inspect: InspectConfig | None = None
     alerts: AlertsConfig | None = None
     # Model keys the job set explicitly: with --init-weights the architecture comes from the
     # weights and only these may override (non-architectural) fields.
