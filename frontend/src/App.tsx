@@ -27,6 +27,7 @@ const JobsPage = lazy(() => import("./pages/jobs/JobsPage"));
 const JobLaunchPage = lazy(() => import("./pages/jobs/JobLaunchPage"));
 const JobPage = lazy(() => import("./pages/jobs/JobPage"));
 const ProfilePage = lazy(() => import("./pages/jobs/ProfilePage"));
+const InspectorPage = lazy(() => import("./pages/inspector/Inspector"));
 
 function makeClient() {
   return new QueryClient({
@@ -93,6 +94,7 @@ export function AppRoutes() {
         <Route path="models" element={<ModelsPage />} />
         <Route path="models/:ns/:name" element={<RepoPage />} />
         <Route path="models/:ns/:name/commit/:sha" element={<CommitPage />} />
+        <Route path="models/:ns/:name/commit/:sha/inspect" element={<InspectorPage />} />
         <Route path="models/:ns/:name/diff" element={<DiffPage />} />
         <Route path="models/:ns/:name/playground" element={<PlaygroundPage />} />
         <Route path="settings/tokens" element={<TokensPage />} />

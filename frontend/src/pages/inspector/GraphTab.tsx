@@ -1,0 +1,5 @@
+import type { InspectorTarget } from "./Inspector";
+
+export default function GraphTab({ target }: { target: InspectorTarget }) {
+  return <p>Computation graph of {target.ns}/{target.name}@{target.sha}</p>;
+}
