@@ -15,6 +15,7 @@ Requests (from the supervisor)::
     {"op": "generate", "id", "commit", "prompt", "params", "watermark": dict | None,
      "wall_time_s"}
     {"op": "cancel", "id"}            stops that generation at its next token
+    {"op": "inspect_attention" | "routing_probe", "id", "commit", ...}   see ``Engine.inspect``
 
 Events (to the supervisor), each with the request's id as ``rid`` (``id`` is a token's)::
 
@@ -48,6 +49,8 @@ from workers.moe.model import MoETransformer
 
 #: A line from the supervisor longer than this is refused (a prompt is bounded far below it).
 MAX_REQUEST_BYTES = 1 << 20
+#: An inspection result is sent in parts of this many characters (see ``Engine.inspect``).
+PART_CHARS = 24_000
 
 
 class EngineError(Exception):
@@ -166,6 +169,45 @@ class Engine:
                 self.cancelled.add(str(msg.get("id")))
             elif msg.get("op") == "generate":
                 self.generate(msg)
+            elif msg.get("op") in ("inspect_attention", "routing_probe"):
+                self.inspect(msg)
+
+    def inspect(self, req: dict) -> None:
+        """One ``inspect_attention`` ({"prompt", "max_tokens"}) or ``routing_probe`` request
+        ({"probe_version"}): ``start``, ``part`` events (the result as JSON text, in order), ``done``
+        (``workers.moe.introspect``), or ``error``."""
+        rid = str(req.get("id", ""))
+        try:
+            from workers.moe import introspect, probe_set
+
+            model, cold, load_s = self.cache.get(str(req.get("commit", "")))
+            self.emit({"rid": rid, "type": "start", "cold": cold, "load_s": round(load_s, 4)})
+            t0 = time.monotonic()
+            if req.get("op") == "inspect_attention":
+                result = introspect.attention_maps(
+                    model, str(req.get("prompt", "")), max_tokens=int(req.get("max_tokens") or 0)
+                )
+            else:
+                version = int(req.get("probe_version") or probe_set.PROBE_SET_VERSION)
+                if version != probe_set.PROBE_SET_VERSION:
+                    raise ValueError(f"this engine has probe set v{probe_set.PROBE_SET_VERSION}")
+                result = introspect.routing_probe(model, list(probe_set.PROBE_WINDOWS))
+                result["probe_version"] = version
+            elapsed = round(time.monotonic() - t0, 4)
+            # The event pipe drops lines over 64 KiB: the result goes as ASCII JSON text in
+            # parts of PART_CHARS (at most doubled by escaping), joined by the hub.
+            text = json.dumps(result, separators=(",", ":"))
+            parts = [text[i : i + PART_CHARS] for i in range(0, len(text), PART_CHARS)]
+            for n, part in enumerate(parts):
+                self.emit({"rid": rid, "type": "part", "n": n, "data": part})
+            self.emit({"rid": rid, "type": "done", "parts": len(parts), "elapsed_s": elapsed})
+        except EngineError as e:
+            self.emit({"rid": rid, "type": "error", "code": e.code, "message": str(e)})
+        except ValueError as e:
+            self.emit({"rid": rid, "type": "error", "code": "invalid_params", "message": str(e)})
+        except Exception as e:  # a bug must answer the request, not kill the engine
+            msg = f"{type(e).__name__}: {e}"[:2000]
+            self.emit({"rid": rid, "type": "error", "code": "engine_error", "message": msg})
 
     def generate(self, req: dict) -> None:
         rid = str(req.get("id", ""))

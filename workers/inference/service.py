@@ -315,9 +315,14 @@ class InferenceService:
             rid = str(request["id"])
             wall = float(request.get("wall_time_s") or 60)
             try:
+                op = request.get("op") or "generate"
+                if op not in ("generate", "inspect_attention", "routing_probe"):
+                    return self._error(emit, "bad_request", f"unknown request op {op!r}")
                 self._send(
                     {
-                        "op": "generate",
+                        "op": op,
+                        "max_tokens": request.get("max_tokens"),
+                        "probe_version": request.get("probe_version"),
                         "id": rid,
                         "commit": request["commit"],
                         "prompt": request.get("prompt", ""),
