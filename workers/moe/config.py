@@ -385,6 +385,11 @@ class ProfileConfig:
         "come from the op tree either way; torch 2.13 can fail to parse "
         "stacks that hold non-ASCII text)",
     )
+    lifetimes: bool = _f(
+        True,
+        "record tensor lifetimes and memory by category (lifetimes.json); the profiler's "
+        "memory profile needs Python stacks, so this records them too",
+    )
 
 
 @dataclass

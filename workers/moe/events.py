@@ -46,8 +46,12 @@ ARTIFACT_KINDS = (
     "profile_trace",
     "profile_memory",
     "profile_modules",
+    "profile_lifetimes",
+    "profile_memory_snapshot",
     "eval",
     "samples",
+    "inspect_graph",
+    "inspect_onnx",
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_LINE_BYTES = 64 * 1024

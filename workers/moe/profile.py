@@ -15,6 +15,13 @@ shapes, memory and FLOPs, and writes into ``DIR/profile/``:
                          records), CPU and, with CUDA, device
     modules.json         time share by module: attention / router / dispatch /           profile_modules
                          experts / other, forward and backward together
+    lifetimes.json       memory by category over time (parameter, gradient, optimizer    profile_lifetimes
+                         state, activation, temporary, input, other), the peak with
+                         the tensors live at it, and the longest-living / largest
+                         tensors: allocated / freed (ms), bytes, operator and module
+                         (``memory_lifetimes``)
+    memory_snapshot.pickle  CUDA only: ``torch.cuda.memory._snapshot()`` of the         profile_memory_snapshot
+                         profiled steps, for https://pytorch.org/memory_viz
 
 Module attribution: the model labels its parts with ``record_function`` scopes while
 profiling (``scopes.set_profile_scopes``); a forward op belongs to its innermost scope, and a
@@ -52,13 +59,25 @@ CATEGORIES = (*PROFILE_SCOPES, "other")
 _SCOPE_PREFIX = "moe::"
 
 
+def _parent(ev: FunctionEvent) -> FunctionEvent | None:
+    """ev's enclosing op or scope, leaving out the Python frames ``with_stack`` adds."""
+    node = ev.cpu_parent
+    while node is not None and getattr(node, "is_python_function", False):
+        node = node.cpu_parent
+    return node
+
+
+def _ops_only(events: list[FunctionEvent]) -> list[FunctionEvent]:
+    return [ev for ev in events if not getattr(ev, "is_python_function", False)]
+
+
 def _scope_of(ev: FunctionEvent) -> str | None:
     """The innermost moe:: scope enclosing ev (ev included), if any."""
     node: FunctionEvent | None = ev
     while node is not None:
         if node.name.startswith(_SCOPE_PREFIX):
             return node.name[len(_SCOPE_PREFIX) :]
-        node = node.cpu_parent
+        node = _parent(node)
     return None
 
 
@@ -67,7 +86,7 @@ def _backward_root(ev: FunctionEvent) -> FunctionEvent | None:
     while node is not None:
         if node.name.startswith("autograd::engine::evaluate_function"):
             return node
-        node = node.cpu_parent
+        node = _parent(node)
     return None
 
 
@@ -118,7 +137,7 @@ def folded_stacks(events: list[FunctionEvent]) -> list[str]:
         node: FunctionEvent | None = ev
         while node is not None:
             path.append(_frame(node.name))
-            node = node.cpu_parent
+            node = _parent(node)
         weights[";".join(reversed(path))] += us
     return [f"{stack} {us}" for stack, us in sorted(weights.items())]
 
@@ -224,6 +243,209 @@ def memory_timeline(events: list[FunctionEvent], max_points: int = 2000) -> dict
     }
 
 
+#: Memory categories of ``lifetimes.json``, in stacking order (the profiler's own names, lower
+#: case; "other" holds autograd internals and tensors it could not classify).
+MEMORY_CATEGORIES = (
+    "parameter",
+    "gradient",
+    "optimizer_state",
+    "activation",
+    "temporary",
+    "input",
+    "other",
+)
+#: ``lifetimes.json`` keeps at most this many tensors of each list (longest-living, largest,
+#: live at the peak) and this many timeline points; the hub caps again when it serves them
+#: (HUB_PROFILE_MEMORY_MAX_TENSORS / _POINTS in hub/common/limits.py).
+MAX_LIFETIME_TENSORS = 300
+MAX_TIMELINE_POINTS = 1500
+
+
+def _category_name(cat: Any) -> str:
+    name = getattr(cat, "name", None)
+    name = name.lower() if isinstance(name, str) else ""
+    return name if name in MEMORY_CATEGORIES else "other"
+
+
+def _thin_max(points: list[list[Any]], total: Any, max_points: int) -> list[list[Any]]:
+    """At most ``max_points`` points: per bucket the one with the largest ``total`` (so the
+    peak always survives the thinning)."""
+    if len(points) <= max_points:
+        return points
+    step = len(points) / max_points
+    out = []
+    for i in range(max_points):
+        bucket = points[int(i * step) : int((i + 1) * step)] or [points[-1]]
+        out.append(max(bucket, key=total))
+    return out
+
+
+def memory_lifetimes(
+    prof: torch_profile,
+    model: torch.nn.Module | None = None,
+    max_tensors: int = MAX_LIFETIME_TENSORS,
+    max_points: int = MAX_TIMELINE_POINTS,
+) -> dict[str, Any]:
+    """Tensor lifetimes and memory by category from the profiler's memory profile.
+
+    ``prof._memory_profile()`` (torch.profiler._memory_profiler) replays the profiler's
+    allocation records and the autograd graph: each storage (a ``TensorKey``) gets its
+    create / destroy time and, per version, a category (parameter, gradient, optimizer state,
+    activation, temporary, input). Tensors that existed before profiling started are
+    "preexisting": their allocation time is ``None`` (the parameters, the optimizer's state);
+    those still alive at the end have ``free_ms`` ``None``. The allocating operator is the
+    innermost aten op above the allocation record, the module the innermost ``nn.Module``
+    call (``with_modules``; its dotted path in ``model``) or, failing that, the innermost
+    ``moe::`` ``record_function`` scope. Times are ms from the first memory event; sizes are
+    bytes as the allocator saw them. Needs ``profile_memory``, ``record_shapes`` and
+    ``with_stack`` (or ``with_modules``)."""
+    from torch._C._profiler import _EventType
+    from torch.profiler._memory_profiler import Action, TensorKey
+
+    mp = prof._memory_profile()
+    paths = {id(m): name or "model" for name, m in model.named_modules()} if model else {}
+
+    origin: dict[Any, tuple[str | None, str | None]] = {}
+    for node in mp._op_tree.sorted_nodes:
+        if node.typed[0] != _EventType.Allocation or node.typed[1].alloc_size <= 0:
+            continue
+        key = TensorKey.from_allocation(node.typed[1])
+        if key is None or key in origin:
+            continue
+        op = mod = scope = None
+        parent = node.parent
+        while parent is not None and (op is None or mod is None):
+            kind = parent.typed[0]
+            if kind == _EventType.TorchOp:
+                if parent.name.startswith(_SCOPE_PREFIX):
+                    scope = scope or parent.name[len(_SCOPE_PREFIX) :]
+                elif op is None and parent.name.startswith("aten::"):
+                    op = parent.name
+            elif kind == _EventType.PyCall and mod is None:
+                info = parent.typed[1].module
+                if info is not None:
+                    mod = paths.get(info.self_ptr) or info.cls_name
+            parent = parent.parent
+        origin[key] = (op, mod or scope)
+
+    timeline = mp.timeline
+    times = [t for t, *_ in timeline if t >= 0]
+    t0 = min(times, default=0)
+    device = "cpu"
+    if any(k.device.type == "cuda" for _, _, (k, _), _ in timeline):
+        device = "cuda"
+
+    def ms(t: int) -> float:
+        return round((t - t0) / 1e6, 4)
+
+    live: dict[Any, dict[str, Any]] = {}
+    done: list[dict[str, Any]] = []
+    by_cat = dict.fromkeys(MEMORY_CATEGORIES, 0)
+    points: list[list[Any]] = []
+    peak_total, peak_t = -1, 0.0
+    counter = 0
+    for t, action, (key, version), size in timeline:
+        if key.device.type != device:
+            continue
+        cat = _category_name(mp._categories.get(key, version))
+        now = ms(max(t, t0))
+        if action in (Action.PREEXISTING, Action.CREATE):
+            if key in live:  # a storage seen again: close the old record first
+                done.append(live.pop(key))
+            op, mod = origin.get(key, (None, None))
+            counter += 1
+            live[key] = {
+                "id": counter,
+                "category": cat,
+                "bytes": int(size),
+                "alloc_ms": None if action == Action.PREEXISTING else now,
+                "free_ms": None,
+                "op": op,
+                "module": mod,
+            }
+            by_cat[cat] += int(size)
+        elif action == Action.INCREMENT_VERSION and key in live:
+            rec = live[key]
+            if cat != rec["category"] and cat != "other":
+                by_cat[rec["category"]] -= rec["bytes"]
+                by_cat[cat] += rec["bytes"]
+                rec["category"] = cat
+        elif action == Action.DESTROY and key in live:
+            rec = live.pop(key)
+            rec["free_ms"] = now
+            by_cat[rec["category"]] -= rec["bytes"]
+            done.append(rec)
+        else:
+            continue
+        total = sum(by_cat.values())
+        row = [now, *(by_cat[c] for c in MEMORY_CATEGORIES)]
+        if points and points[-1][0] == now:
+            points[-1] = row
+        else:
+            points.append(row)
+        if total > peak_total:
+            peak_total, peak_t = total, now
+    tensors = done + list(live.values())
+    end_ms = max((p[0] for p in points), default=0.0)
+
+    def life(r: dict[str, Any]) -> float:
+        start = 0.0 if r["alloc_ms"] is None else r["alloc_ms"]
+        return (end_ms if r["free_ms"] is None else r["free_ms"]) - start
+
+    def live_at(r: dict[str, Any], t: float) -> bool:
+        return (r["alloc_ms"] is None or r["alloc_ms"] <= t) and (
+            r["free_ms"] is None or r["free_ms"] > t
+        )
+
+    at_peak = sorted((r for r in tensors if live_at(r, peak_t)), key=lambda r: -r["bytes"])
+    peak_row = next((p for p in points if p[0] == peak_t), None) or [peak_t] + [0] * len(
+        MEMORY_CATEGORIES
+    )
+    longest = sorted(tensors, key=lambda r: (-life(r), -r["bytes"]))[:max_tensors]
+    largest = sorted(tensors, key=lambda r: (-r["bytes"], -life(r)))[:max_tensors]
+    kept = {r["id"]: r for r in longest + largest + at_peak[:max_tensors]}
+    return {
+        "device": device,
+        "time_unit": "ms",
+        "unit": "bytes",
+        "categories": list(MEMORY_CATEGORIES),
+        "columns": ["t_ms", *MEMORY_CATEGORIES],
+        "points": _thin_max(points, lambda p: sum(p[1:]), max_points),
+        "duration_ms": end_ms,
+        "peak": {
+            "t_ms": peak_t,
+            "bytes": max(peak_total, 0),
+            "by_category": dict(zip(MEMORY_CATEGORIES, peak_row[1:], strict=True)),
+            "live_count": len(at_peak),
+            "live": [r["id"] for r in at_peak[:max_tensors]],
+        },
+        "tensor_count": len(tensors),
+        "tensors": sorted(kept.values(), key=lambda r: r["id"]),
+        "longest": [r["id"] for r in longest],
+        "largest": [r["id"] for r in largest],
+    }
+
+
+def cuda_memory_history(on: bool) -> bool:
+    """Start (or stop) the CUDA caching allocator's history: every alloc / free with its stack,
+    the data of ``torch.cuda.memory._snapshot()``. False where there is no CUDA device (the
+    CPU profile relies on the profiler's records alone) or the API is missing."""
+    if not torch.cuda.is_available():
+        return False
+    record = getattr(torch.cuda.memory, "_record_memory_history", None)
+    if record is None:
+        return False
+    record(enabled="all" if on else None, max_entries=100_000)
+    return True
+
+
+def cuda_memory_snapshot() -> dict[str, Any] | None:
+    """The CUDA allocator snapshot (for https://pytorch.org/memory_viz), or None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.memory._snapshot()
+
+
 def run(cfg: Config, out: Path, events: EventWriter, weights: Path | None) -> dict[str, Any]:
     assert cfg.profile is not None and cfg.train is not None
     p = cfg.profile
@@ -265,6 +487,7 @@ def run(cfg: Config, out: Path, events: EventWriter, weights: Path | None) -> di
     if device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
     set_profile_scopes(True)
+    cuda_history = device.type == "cuda" and cuda_memory_history(True)
     t0 = time.perf_counter()
     try:
         with torch_profile(
@@ -272,15 +495,19 @@ def run(cfg: Config, out: Path, events: EventWriter, weights: Path | None) -> di
             record_shapes=True,
             profile_memory=True,
             with_flops=True,
-            with_stack=p.with_stack,
+            with_stack=p.with_stack or p.lifetimes,
+            with_modules=True,  # the module that allocated each tensor (lifetimes.json)
         ) as prof:
             for i in range(p.steps):
                 step(len(step_times) + i)
                 events.progress(i + 1, p.steps, None)
+        snapshot = cuda_memory_snapshot() if cuda_history else None
     finally:
         set_profile_scopes(False)
+        if cuda_history:
+            cuda_memory_history(False)
     profiled_s = time.perf_counter() - t0
-    evs = list(prof.events())
+    evs = _ops_only(list(prof.events()))
 
     pdir = out / "profile"
     pdir.mkdir(parents=True, exist_ok=True)
@@ -298,6 +525,25 @@ def run(cfg: Config, out: Path, events: EventWriter, weights: Path | None) -> di
     atomic_write_text(pdir / "memory.json", json.dumps(memory))
     shares = module_shares(evs)
     atomic_write_text(pdir / "modules.json", json.dumps(shares, indent=1))
+    produced = []
+    try:
+        lifetimes = memory_lifetimes(prof, model) if p.lifetimes else None
+    except Exception as e:  # a private torch API: the rest of the profile stands without it
+        events.log(f"no tensor lifetimes: the profiler's memory profile failed: {e!r}")
+        lifetimes = None
+    if lifetimes is not None:
+        atomic_write_text(pdir / "lifetimes.json", json.dumps(lifetimes))
+        produced.append(("lifetimes.json", "profile_lifetimes"))
+        peak_mib = lifetimes["peak"]["bytes"] / 2**20
+        events.log(
+            f"memory: {lifetimes['tensor_count']} tensors, peak {peak_mib:.1f} MiB at "
+            f"{lifetimes['peak']['t_ms']:.1f} ms"
+        )
+    if snapshot is not None:
+        import pickle
+
+        (pdir / "memory_snapshot.pickle").write_bytes(pickle.dumps(snapshot))
+        produced.append(("memory_snapshot.pickle", "profile_memory_snapshot"))
     for name, kind in (
         ("ops.json", "profile_ops"),
         ("ops.txt", "profile_ops"),
@@ -305,6 +551,7 @@ def run(cfg: Config, out: Path, events: EventWriter, weights: Path | None) -> di
         ("trace.json", "profile_trace"),
         ("memory.json", "profile_memory"),
         ("modules.json", "profile_modules"),
+        *produced,
     ):
         events.artifact(f"profile/{name}", kind)
 
