@@ -732,7 +732,7 @@ class JobSupervisor:
                 produced.append((rel, kind, opened.enter_context(f)))
             weights = [(rel, f) for rel, kind, f in produced if kind in WEIGHT_KINDS]
             for rel, kind, f in produced:
-                if kind.startswith("profile") or kind in {"eval", "samples"}:
+                if kind.startswith(("profile", "inspect")) or kind in {"eval", "samples"}:
                     self._upload_artifact(f, rel, kind)
                 if kind == "profile_ops" and rel.endswith(".json"):
                     self._hub(
