@@ -68,11 +68,35 @@ def _sources() -> dict[str, Path]:
     return {_module(p): p for top in ("hub", "workers") for p in sorted((ROOT / top).rglob("*.py"))}
 
 
+def _optional(tree: ast.AST) -> set[int]:
+    """ids of the nodes inside ``try: ... except ImportError: <fallback>`` (a handler that
+    does not raise: the code works without the module, an optional dependency that no list
+    has to declare)."""
+    names = {"ImportError", "ModuleNotFoundError"}
+
+    def falls_back(h: ast.ExceptHandler) -> bool:
+        caught = h.type.elts if isinstance(h.type, ast.Tuple) else [h.type]
+        return any(getattr(e, "id", "") in names for e in caught) and not any(
+            isinstance(n, ast.Raise) for stmt in h.body for n in ast.walk(stmt)
+        )
+
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(falls_back(h) for h in node.handlers):
+            out |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return out
+
+
 def _imports(path: Path) -> set[str]:
-    """Absolute module names the file imports, lazy imports included (relative ones resolved)."""
+    """Absolute module names the file imports, lazy imports included (relative ones resolved),
+    optional ones (with a fallback when missing) left out."""
     pkg = _module(path) if path.name == "__init__.py" else _module(path).rpartition(".")[0]
     out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    optional = _optional(tree)
+    for node in ast.walk(tree):
+        if id(node) in optional:
+            continue
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -212,3 +236,26 @@ def test_the_hub_image_installs_the_server_and_worker_extras(tmp_path):
     declared = _declared()
     assert listed == declared["base"] | declared["server"] | declared["worker"]
     assert {"django", "torch", "celery", "httpx"} <= listed and "noida-db" not in listed
+
+
+def test_an_import_with_a_fallback_is_optional(tmp_path, monkeypatch):
+    (tmp_path / "hub").mkdir()
+    src = tmp_path / "hub" / "m.py"
+    src.write_text(
+        "import yaml\n"
+        "def f():\n"
+        "    try:\n"
+        "        from scipy.optimize import linear_sum_assignment\n"
+        "    except ImportError:\n"
+        "        return None\n"
+        "    try:\n"
+        "        import orjson\n"
+        "    except ValueError:\n"
+        "        pass\n"
+        "    try:\n"
+        "        import chdb\n"
+        "    except ImportError as e:\n"
+        "        raise RuntimeError('chdb is a dependency') from e\n"
+    )
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert {m.split(".")[0] for m in _imports(src)} == {"yaml", "orjson", "chdb"}
