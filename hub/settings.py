@@ -284,6 +284,8 @@ HUB_INFER_RATE_WINDOW_S = _env_int("HUB_INFER_RATE_WINDOW_S", 60)
 HUB_INFER_MAX_STREAMS = _env_int("HUB_INFER_MAX_STREAMS", 4)
 HUB_INFER_MAX_PER_USER = _env_int("HUB_INFER_MAX_PER_USER", 2)
 HUB_INFER_START_TIMEOUT_S = _env_int("HUB_INFER_START_TIMEOUT_S", 120)
+# The Inspector's attention maps (hub/inference/inspect.py): prompt bytes (= tokens) per request.
+HUB_INSPECT_MAX_PROMPT_BYTES = _env_int("HUB_INSPECT_MAX_PROMPT_BYTES", 256)
 
 # --- text watermarks (hub/provenance; documented in hub/common/limits.py and the README) ---------
 # POST /watermark/verify: text size, keys tested per request, the detection threshold (one-sided

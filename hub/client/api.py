@@ -479,6 +479,28 @@ class Client:
                     if kind in ("done", "error"):
                         return
 
+    def attention(self, spec: str, prompt: str, *, retries: int | None = None) -> dict:
+        """Attention weights per layer and head over ``prompt``'s byte tokens and the routing
+        per token, computed in the inference sandbox for ``repo@ref`` (see
+        ``hub.inference.inspect``)."""
+        repo, ref = split_repo_ref(spec)
+        timeout = httpx.Timeout(self._http.timeout.connect, read=600)
+        body = {"ref": ref or "HEAD", "prompt": prompt}
+        return self._json(
+            "POST", f"{self._r(repo)}/attention", json=body, timeout=timeout, retries=retries
+        )
+
+    def routing_diff(self, spec_a: str, spec_b: str, *, retries: int | None = None) -> dict:
+        """The routing of ``ns/name@A`` and ``ns/name@B`` on the probe set, compared per layer:
+        same top-1 share, load change, entropy, swapped experts (``hub.shared.routing_diff``)."""
+        repo_a, ref_a = split_repo_ref(spec_a)
+        repo_b, ref_b = split_repo_ref(spec_b)
+        body = {"a": ref_a or "HEAD", "b": ref_b or "HEAD", "b_repo": repo_b}
+        timeout = httpx.Timeout(self._http.timeout.connect, read=600)
+        return self._json(
+            "POST", f"{self._r(repo_a)}/routing-diff", json=body, timeout=timeout, retries=retries
+        )
+
     def gc(self, *, dry_run: bool = True, grace_seconds: int | None = None) -> dict:
         body: dict[str, Any] = {"dry_run": dry_run}
         if grace_seconds is not None:

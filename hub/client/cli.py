@@ -789,6 +789,12 @@ def cmd_generate(args) -> int:
     return EXIT_ERROR
 
 
+def cmd_inspect(args) -> int:
+    from hub.client.inspect_cli import cmd_inspect as run
+
+    return run(args, _client(args))
+
+
 def cmd_watermark(args) -> int:
     """``hub watermark verify [--repo ns/name] FILE|-``: does a text carry a repo's watermark?
     Exit 0 when detected, 1 when not (``--json``: the API's answer)."""
@@ -955,6 +961,8 @@ _EXAMPLES = {
     "jobs logs": "hub jobs logs -f 5d2e91c0a7f3 --tail 20",
     "generate": 'hub generate alice/moe-small@v1 "Once upon a time" --max-new-tokens 32 --seed 0',
     "sync": "hub sync",
+    "inspect routing": "hub inspect routing alice/moe-small@top2 alice/moe-small@top4",
+    "inspect attention": 'hub inspect attention alice/moe-small@v1 "def main("',
     "admin create-user": "hub admin create-user --user alice --site-admin",
     "admin create-token": "hub admin create-token --user alice --scope write --name laptop",
     "admin set-password": "hub admin set-password --user alice",
@@ -1275,6 +1283,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stop", action="append", help="stop string (repeat for several)")
     s.add_argument("--no-watermark", action="store_true", help="turn the repo's text watermark off")
     s.set_defaults(fn=cmd_generate)
+
+    from hub.client.inspect_cli import add_parser as _inspect_parser
+
+    _inspect_parser(sub, common)
+    sub.choices["inspect"].set_defaults(fn=cmd_inspect)
 
     sub.add_parser(
         "sync", parents=[common], help="send metrics spooled while the hub was unreachable"

@@ -56,6 +56,9 @@ HUB_INFER_MAX_PER_USER         2            generations one user (or    throttle
                                             address) runs at once       Retry-After)
 HUB_INFER_START_TIMEOUT_S      120          waiting for a worker to     inference_timeout
                                             pick a request up and load  (503)
+HUB_INSPECT_MAX_PROMPT_BYTES   256          an attention-map prompt     prompt_too_large (413)
+                                            (bytes = tokens; the answer
+                                            grows with its square)
 =============================  ===========  ==========================  =====================
 
 Model cards (``hub/registry/cards.py``) are never refused: what is over a limit is cut or

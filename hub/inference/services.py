@@ -178,7 +178,11 @@ def generation_start(
     prompt: str,
     params: dict[str, Any],
     watermark: bool | None,
+    op: str = "generate",
+    extra: dict[str, Any] | None = None,
 ) -> Generation:
+    """``op``/``extra``: the engine request type and its fields (``hub.inference.inspect``:
+    inspect_attention, routing_probe go through the same limits, queue and credential)."""
     from hub.accounts.services import job_credential_issue
     from hub.stores.redis import get_redis
 
@@ -247,6 +251,8 @@ def generation_start(
         )
         now = time.time()
         request = {
+            **(extra or {}),
+            "op": op,
             "id": rid,
             "repo": repo.full_name,
             "commit": commit.sha,

@@ -289,6 +289,13 @@ class TrainConfig:
     )
     eval_tokens: int = _f(65536, "validation tokens per evaluation", min=1, max=1 << 40)
     log_every: int = _f(10, "metric event every N steps", min=1, max=1_000_000)
+    grad_norm_interval: int = _f(
+        10,
+        "log per-layer and per-expert gradient norms (grad_norm/layer{i}/...) every N steps "
+        "(0 = off)",
+        min=0,
+        max=1_000_000,
+    )
     activation_checkpointing: str = _f(
         "none",
         "recompute activations in the backward pass instead of storing them: none; blocks "

@@ -280,6 +280,10 @@ def train_loop(
         grad_norm = torch.nn.utils.clip_grad_norm_(
             params, t.grad_clip if t.grad_clip > 0 and dpsgd is None else float("inf")
         )
+        if t.grad_norm_interval and ((step + 1) % t.grad_norm_interval == 0 or step + 1 == end):
+            from workers.moe.grad_norms import grad_norm_values
+
+            events.metric(step + 1, grad_norm_values(model))
         stepped = optimizer_step(scaler, opt)
         opt.zero_grad(set_to_none=True)
         if update_bias and stepped:  # a step fp16 skipped (inf/NaN gradients) moves nothing
