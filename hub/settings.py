@@ -247,6 +247,10 @@ HUB_MAX_TAG_CHARS = _env_int("HUB_MAX_TAG_CHARS", 100)
 HUB_MAX_PARAMS_DEPTH = _env_int("HUB_MAX_PARAMS_DEPTH", 20)
 HUB_MAX_METRIC_DIRECTIONS = _env_int("HUB_MAX_METRIC_DIRECTIONS", 200)
 HUB_MAX_ALERTS_PER_RUN = _env_int("HUB_MAX_ALERTS_PER_RUN", 1_000)
+HUB_PROFILE_MEMORY_MAX_TENSORS = _env_int("HUB_PROFILE_MEMORY_MAX_TENSORS", 300)
+HUB_PROFILE_MEMORY_MAX_POINTS = _env_int("HUB_PROFILE_MEMORY_MAX_POINTS", 1500)
+HUB_PROFILE_DIFF_MAX_FRAMES = _env_int("HUB_PROFILE_DIFF_MAX_FRAMES", 5000)
+HUB_PROFILE_ARTIFACT_MAX_BYTES = _env_int("HUB_PROFILE_ARTIFACT_MAX_BYTES", 64 * 2**20)
 HUB_MAX_REQUEST_BYTES = _env_int("HUB_MAX_REQUEST_BYTES", 16 * 1024 * 1024)
 HUB_MAX_METRICS_REQUEST_BYTES = _env_int("HUB_MAX_METRICS_REQUEST_BYTES", 64 * 1024 * 1024)
 # The MLflow tracking API (hub/compat/mlflow): one artifact file an MLflow client uploads.
@@ -286,6 +290,8 @@ HUB_INFER_MAX_PER_USER = _env_int("HUB_INFER_MAX_PER_USER", 2)
 HUB_INFER_START_TIMEOUT_S = _env_int("HUB_INFER_START_TIMEOUT_S", 120)
 # The Inspector's attention maps (hub/inference/inspect.py): prompt bytes (= tokens) per request.
 HUB_INSPECT_MAX_PROMPT_BYTES = _env_int("HUB_INSPECT_MAX_PROMPT_BYTES", 256)
+# The Inspector's computation graphs (hub/graphs): one graph.json an inspect job stores.
+HUB_INSPECT_MAX_GRAPH_BYTES = _env_int("HUB_INSPECT_MAX_GRAPH_BYTES", 32 << 20)
 
 # --- text watermarks (hub/provenance; documented in hub/common/limits.py and the README) ---------
 # POST /watermark/verify: text size, keys tested per request, the detection threshold (one-sided

@@ -59,6 +59,10 @@ HUB_INFER_START_TIMEOUT_S      120          waiting for a worker to     inferenc
 HUB_INSPECT_MAX_PROMPT_BYTES   256          an attention-map prompt     prompt_too_large (413)
                                             (bytes = tokens; the answer
                                             grows with its square)
+HUB_INSPECT_MAX_GRAPH_BYTES    32 MiB       a computation graph an      graph_too_large (413)
+                                            inspect job stores
+                                            (graph.json; refused when
+                                            registered)
 =============================  ===========  ==========================  =====================
 
 Model cards (``hub/registry/cards.py``) are never refused: what is over a limit is cut or
@@ -86,6 +90,22 @@ HUB_WATERMARK_RATE_WINDOW_S    60           that window, seconds
 HUB_WATERMARK_Z_THRESHOLD      4.0          detected when the           (not a refusal)
                                             Bonferroni-corrected p is
                                             at most P(Z >= 4) = 3.2e-5
+=============================  ===========  ==========================  =====================
+
+Profiles (``GET /api/v1/jobs/{id}/profile/memory``, ``/api/v1/jobs/profile-diff``,
+``hub/jobs``) are never refused for size: what is over a limit is left out, and the answer
+says how many there were (``tensor_count``, ``truncated``):
+
+=============================  ===========  ==========================  =====================
+HUB_PROFILE_MEMORY_MAX_TENSORS 300          tensors served per list     (200, the rest left
+                                            (longest-living, largest,   out)
+                                            live at the peak)
+HUB_PROFILE_MEMORY_MAX_POINTS  1,500        memory timeline points      (200, thinned keeping
+                                                                        the peak)
+HUB_PROFILE_DIFF_MAX_FRAMES    5,000        frames of a differential    truncated: true (200)
+                                            flame graph (largest kept)
+HUB_PROFILE_ARTIFACT_MAX_BYTES 64 MiB       a profile artifact the hub  profile_too_large
+                                            reads to serve it           (413)
 =============================  ===========  ==========================  =====================
 
 Not settings: at most 200,000 points per ingest request (``batch_too_large``, 413) and a
