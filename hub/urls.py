@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/", include("hub.registry.urls")),
     path("api/v1/", include("hub.tracking.urls")),
     path("api/v1/", include("hub.jobs.urls")),
+    path("api/v1/", include("hub.graphs.urls")),
     path("api/v1/", include("hub.inference.urls")),
     path("api/v1/", include("hub.provenance.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),

@@ -574,6 +574,9 @@ class JobArtifactDownloadApi(APIView):
         from hub.registry.selectors import file_iter
 
         job = selectors.job_for(request, job_id=job_id)
+        # An artifact is made from the base model (a graph, an ONNX copy of its weights, a
+        # profile): reading it needs the base repo's read too, not only the project's.
+        selectors.require_base_readable(request, job)
         art = job.artifacts.select_related("file").filter(path=path).first()
         if art is None:
             from hub.common.errors import NotFound

@@ -31,6 +31,20 @@ def job_for(request, *, job_id: str, role: str = Role.READ) -> Job:
     return job
 
 
+def require_base_readable(request, job: Job) -> None:
+    """404 ``job_not_found`` (as if the job did not exist) when the job's base model is in a
+    private repo the caller may not read."""
+    if not job.base_repo or _worker_credential(request) is not None:
+        return
+    from hub.registry.selectors import repo_for
+
+    ns, _, name = job.base_repo.partition("/")
+    try:
+        repo_for(request, namespace=ns, name=name)
+    except NotFound:
+        raise NotFound(f"Job {job.pk} not found.", code="job_not_found") from None
+
+
 def _worker_credential(request):
     from hub.accounts.models import WorkerCredential
 

@@ -465,6 +465,10 @@ def job_artifact_add(*, job: Job, path: str, kind: str, chunks: list) -> JobArti
     from hub.registry.services import _file_from_chunks
 
     validate_path(path)
+    if kind == "inspect_graph":
+        from hub.graphs.selectors import check_graph_size
+
+        check_graph_size(chunks)
     f = _file_from_chunks(path=path, chunks=chunks)
     art, _ = JobArtifact.objects.update_or_create(
         job=job, path=path, defaults={"kind": kind, "file": f}
