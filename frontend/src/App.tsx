@@ -27,6 +27,7 @@ const JobsPage = lazy(() => import("./pages/jobs/JobsPage"));
 const JobLaunchPage = lazy(() => import("./pages/jobs/JobLaunchPage"));
 const JobPage = lazy(() => import("./pages/jobs/JobPage"));
 const ProfilePage = lazy(() => import("./pages/jobs/ProfilePage"));
+const ProfileDiffPage = lazy(() => import("./pages/jobs/ProfileDiffPage"));
 const InspectorPage = lazy(() => import("./pages/inspector/Inspector"));
 
 function makeClient() {
@@ -102,6 +103,7 @@ export function AppRoutes() {
         <Route path="jobs/new" element={<JobLaunchPage />} />
         <Route path="jobs/:id" element={<JobPage />} />
         <Route path="profiles" element={<JobsPage fixedKind="profile" />} />
+        <Route path="profiles/diff" element={<ProfileDiffPage />} />
         <Route path="profiles/:id" element={<ProfilePage />} />
         <Route path="*" element={<NotFoundPage />} />
       </Route>

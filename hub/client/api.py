@@ -501,6 +501,32 @@ class Client:
             "POST", f"{self._r(repo_a)}/routing-diff", json=body, timeout=timeout, retries=retries
         )
 
+    def profile_memory(self, job_id: str) -> dict:
+        """A profile job's memory by category over time, its peak and tensor lifetimes."""
+        return self._json("GET", f"/jobs/{job_id}/profile/memory")
+
+    def profile_diff_prepare(
+        self,
+        a: str,
+        b: str,
+        *,
+        config: dict | None = None,
+        project: str = "",
+        resources: dict | None = None,
+    ) -> dict:
+        """Pair two profiles of identical settings: ``a``/``b`` are profile job ids or
+        ``ns/repo@ref``; for a ref the hub reuses that commit's profile with those settings or
+        launches one (in ``project``). Returns both jobs and whether they have finished."""
+        body: dict[str, Any] = {"a": a, "b": b, "project": project, "resources": resources or {}}
+        if config is not None:
+            body["config"] = config
+        return self._json("POST", "/jobs/profile-diff", json=body)
+
+    def profile_diff(self, job_a: str, job_b: str) -> dict:
+        """Per-op self time / memory ratios (B/A) and the differential flame graph of two
+        finished profile jobs (``hub.shared.profile_diff``)."""
+        return self._json("GET", "/jobs/profile-diff", params={"a": job_a, "b": job_b})
+
     def gc(self, *, dry_run: bool = True, grace_seconds: int | None = None) -> dict:
         body: dict[str, Any] = {"dry_run": dry_run}
         if grace_seconds is not None:

@@ -795,6 +795,12 @@ def cmd_inspect(args) -> int:
     return run(args, _client(args))
 
 
+def cmd_profile(args) -> int:
+    from hub.client.profile_cli import cmd_profile as run
+
+    return run(args, _client(args))
+
+
 def cmd_watermark(args) -> int:
     """``hub watermark verify [--repo ns/name] FILE|-``: does a text carry a repo's watermark?
     Exit 0 when detected, 1 when not (``--json``: the API's answer)."""
@@ -1288,6 +1294,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     _inspect_parser(sub, common)
     sub.choices["inspect"].set_defaults(fn=cmd_inspect)
+
+    from hub.client.profile_cli import add_parser as _profile_parser
+
+    _profile_parser(sub, common)
+    sub.choices["profile"].set_defaults(fn=cmd_profile)
 
     sub.add_parser(
         "sync", parents=[common], help="send metrics spooled while the hub was unreachable"

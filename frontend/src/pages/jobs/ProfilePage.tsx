@@ -12,6 +12,7 @@ import { Empty, ErrorMessage, Loading, QueryView, StatusBadge } from "../../comp
 import { fmtAxis, fmtBytes, fmtNum, shortSha } from "../../lib/format";
 import { useTitle } from "../../lib/useTitle";
 import { FlameGraph } from "./FlameGraph";
+import { MemoryLifetimes } from "./MemoryLifetimes";
 import { fmtFlops, fmtMicros, fmtRatio, modelLink, speedscopeUrl } from "./format";
 import "./jobs.css";
 
@@ -280,7 +281,7 @@ function Compare({ job }: { job: JobDetail }) {
   return (
     <section className="panel flush" aria-labelledby="cmp-h" style={{ marginTop: 12 }}>
       <div className="row" style={{ padding: "8px 10px" }}>
-        <h2 id="cmp-h" style={{ margin: 0, flex: 1 }}>Compare with another profile</h2>
+        <h2 id="cmp-h" style={{ margin: 0, flex: 1 }}>Compare with…</h2>
         <label htmlFor="cmp-pick">Profile B</label>
         <select id="cmp-pick" value={other ?? ""} onChange={(e) => pick(e.target.value)}>
           <option value="">choose a profile job…</option>
@@ -304,6 +305,11 @@ function Compare({ job }: { job: JobDetail }) {
           <p className="small" style={{ padding: "0 10px" }}>
             A = <span className="mono">{cmp.data.a.job}</span> (commit <span className="mono">{shortSha(cmp.data.a.commit)}</span>) ·
             B = <Link to={`/profiles/${cmp.data.b.job}`} className="mono">{cmp.data.b.job}</Link> (commit <span className="mono">{shortSha(cmp.data.b.commit)}</span>)
+          </p>
+          <p className="small" style={{ padding: "0 10px" }}>
+            <Link to={`/profiles/diff?a=${encodeURIComponent(cmp.data.a.job)}&b=${encodeURIComponent(cmp.data.b.job)}`} data-testid="diff-link">
+              Differential flame graph and memory ratios →
+            </Link>
           </p>
           <CompareTable cmp={cmp.data} />
         </>
@@ -357,6 +363,10 @@ function ProfileBody({ job }: { job: JobDetail }) {
           <Memory job={job} />
         </section>
       </div>
+      <section className="panel" style={{ marginBottom: 12 }} aria-labelledby="mem-h">
+        <h2 id="mem-h">Memory and tensor lifetimes</h2>
+        <MemoryLifetimes jobId={job.id} enabled={job.artifacts.some((a) => a.path === "profile/lifetimes.json")} />
+      </section>
       <section className="panel" style={{ marginBottom: 12 }}>
         <h2>Flame graph</h2>
         <Flame job={job} />

@@ -1,0 +1,153 @@
+"""The profile page's memory view and the profile diff page in a real browser (Debian's
+Chromium through Playwright) against a live hub running real jobs (tiny configs): two commits
+(top_k 2, then 4), their profiles paired through the profile-diff API, then
+
+- the profile page shows the stacked memory timeline by category, the tensors live at the
+  peak and the lifetime bars (hover: operator, module, size);
+- "compare with…" leads to the differential flame graph (frames coloured by change) and the
+  ratio table, where the router's top-k has a ratio.
+
+Screenshots: test-artifacts/screenshots/99-profile-memory.png, 99-profile-diff.png.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.e2e.conftest import LiveHub
+from tests.e2e.test_dashboard import ARGS, CHROMIUM, SHOTS, Console, shot  # noqa: F401  (skips when not built)
+from tests.e2e.test_dashboard_jobs import MODEL, TINY, wait
+from tests.helpers import LIVE_RES as RES
+
+pytest.importorskip("playwright")
+from playwright.sync_api import BrowserContext, Page, expect  # noqa: E402
+
+from hub.client import Client  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+USER, PASSWORD = "memuser", "correct horse battery staple"
+PROFILE = {"data": TINY["data"], "profile": {"steps": 2, "warmup": 1, "batch_size": 4}}
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": ARGS, "headless": True}
+
+
+@pytest.fixture
+def browser_context_args(browser_context_args, live_hub):
+    return {
+        **browser_context_args,
+        "viewport": {"width": 1280, "height": 900},
+        "base_url": live_hub.url,
+    }
+
+
+@pytest.fixture
+def console(page: Page) -> Console:
+    return Console(page)
+
+
+@pytest.fixture(scope="module")
+def profiles(live_hub: LiveHub) -> dict:
+    live_hub.cli("admin", "create-user", "--user", USER, "--password", PASSWORD, check=True)
+    token = live_hub.cli(
+        "admin", "create-token", "--user", USER, "--scope", "write", check=True
+    ).stdout.strip()
+    c = Client(url=live_hub.url, token=token)
+    c.create_repo(f"{USER}/moe")
+    shas = []
+    for k in (2, 4):
+        cfg = {
+            **TINY,
+            "model": {**MODEL, "top_k": k},
+            "train": {**TINY["train"], "steps": 6, "checkpoint_every": 6, "eval_every": 6},
+        }
+        job = c._json(
+            "POST",
+            "/jobs",
+            json={
+                "project": f"{USER}/seed",
+                "kind": "train",
+                "config": cfg,
+                "target": f"{USER}/moe@main",
+                "resources": RES,
+            },
+        )
+        j = wait(c, job["id"], timeout=300)
+        assert j["status"] == "succeeded", j["reason"]
+        shas.append(j["result"]["commit"])
+    prep = c._json(
+        "POST",
+        "/jobs/profile-diff",
+        json={
+            "a": f"{USER}/moe@{shas[0]}",
+            "b": f"{USER}/moe@{shas[1]}",
+            "config": PROFILE,
+            "project": f"{USER}/seed",
+            "resources": RES,
+        },
+    )
+    for side in ("a", "b"):
+        j = wait(c, prep[side]["job"], timeout=300)
+        assert j["status"] == "succeeded", j["reason"]
+    return {"a": prep["a"]["job"], "b": prep["b"]["job"], "shas": shas}
+
+
+def sign_in(context: BrowserContext) -> None:
+    csrf = context.request.get("/api/v1/auth/csrf").json()["csrf_token"]
+    r = context.request.post(
+        "/api/v1/auth/login",
+        data={"username": USER, "password": PASSWORD},
+        headers={"X-CSRFToken": csrf},
+    )
+    assert r.ok, r.text()
+
+
+def test_memory_view_and_differential_flame_graph(
+    page: Page, context: BrowserContext, console: Console, profiles
+):
+    sign_in(context)
+    a, b = profiles["a"], profiles["b"]
+    page.goto(f"/profiles/{a}")
+    mem = page.get_by_test_id("memory-lifetimes")
+    expect(mem).to_be_visible(timeout=20_000)
+    stack = page.get_by_test_id("memory-stack")
+    expect(stack).to_have_attribute("aria-label", re.compile(r"peak \d"))
+    # One filled band per category that holds memory: parameters and activations at least.
+    assert stack.locator("path").count() >= 3
+    expect(stack.locator("path title", has_text="parameter")).to_have_count(1)
+    expect(stack.locator("path title", has_text="activation")).to_have_count(1)
+    peak = page.get_by_test_id("peak-table")
+    assert peak.locator("tbody tr").count() > 3
+    expect(peak).to_contain_text("parameter")
+    expect(peak).to_contain_text("aten::")
+    bars = page.get_by_test_id("lifetime-bars")
+    assert bars.locator("rect").count() >= 20
+    title = bars.locator("g title").first.text_content()
+    assert re.search(r"(KiB|MiB|B) · \w+ · ", title), title
+    page.get_by_label("Which tensors").select_option("longest")
+    mem.scroll_into_view_if_needed()
+    mem.locator("..").screenshot(path=str(SHOTS / "99-profile-memory.png"))
+
+    # Compare with… the other commit's profile, then the differential flame graph.
+    page.get_by_label("Profile B").select_option(b)
+    page.get_by_test_id("diff-link").click()
+    expect(page).to_have_url(re.compile(rf"/profiles/diff\?a={a}&b={b}$"))
+    flame = page.get_by_test_id("diff-flame")
+    expect(flame).to_be_visible(timeout=20_000)
+    assert flame.locator("rect").count() > 10
+    fills = set(flame.locator("rect").evaluate_all("els => els.map(e => e.getAttribute('fill'))"))
+    assert len(fills) > 3, fills  # coloured by change, not one colour
+    expect(flame.locator("title", has_text="moe::router").first).to_have_count(1)
+    table = page.get_by_test_id("diff-table")
+    topk = table.locator("tr", has=page.locator("td", has_text=re.compile(r"^aten::topk$")))
+    expect(topk).to_have_count(1)
+    expect(topk.get_by_test_id("diff-ratio")).to_have_text(re.compile(r"^\d+\.\d\d×$"))
+    flame.locator("g", has=page.locator("title", has_text="moe::router")).first.hover()
+    expect(flame).to_contain_text("B/A")
+    shot(page, "99-profile-diff")
+    console.check()
