@@ -200,6 +200,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/jobs/{job_id}/profile/memory": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A profile's memory by category over time, its peak and tensor lifetimes */
+        get: operations["jobs_profile_memory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/jobs/{job_id}/relaunch": {
         parameters: {
             query?: never;
@@ -381,6 +398,24 @@ export interface paths {
         get: operations["jobs_profile_compare"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/jobs/profile-diff": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Diff two finished profiles: per-op self time / memory ratios (B/A) and a differential flame graph */
+        get: operations["jobs_profile_diff"];
+        put?: never;
+        /** Pair two profiles of identical settings for a diff: jobs or refs; for a ref reuse its commit's profile with those settings or launch one */
+        post: operations["jobs_profile_diff_prepare"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1761,6 +1796,18 @@ export interface components {
             username: string;
             role: components["schemas"]["RoleEnum"];
         };
+        MemoryPeakOut: {
+            /** Format: double */
+            t_ms: number;
+            bytes: number;
+            by_category: {
+                [key: string]: number;
+            };
+            /** @description tensors live at the peak (all of them) */
+            live_count: number;
+            /** @description ids of the largest of them, largest first */
+            live: number[];
+        };
         MergeInputRequest: {
             source: string;
             target: string;
@@ -1982,6 +2029,124 @@ export interface components {
             b: components["schemas"]["ProfileOpOut"] | null;
             /** Format: double */
             self_us_ratio: number | null;
+        };
+        ProfileDiffFlameOut: {
+            root: components["schemas"]["ProfileDiffFrameOut"];
+            frames: number;
+            truncated: boolean;
+        };
+        ProfileDiffFrameOut: {
+            name: string;
+            /** Format: double */
+            a_us: number;
+            /** Format: double */
+            b_us: number;
+            /** Format: double */
+            ratio: number | null;
+            only: string | null;
+            /** @description frames, nested */
+            children: {
+                [key: string]: unknown;
+            }[];
+        };
+        ProfileDiffJobOut: {
+            job: string;
+            commit: string;
+            repo: string;
+            steps: number;
+        };
+        ProfileDiffOpOut: {
+            op: string;
+            /**
+             * Format: double
+             * @description per step
+             */
+            a_self_us: number | null;
+            /** Format: double */
+            b_self_us: number | null;
+            /**
+             * Format: double
+             * @description B/A
+             */
+            self_ratio: number | null;
+            /** Format: double */
+            a_memory_bytes: number | null;
+            /** Format: double */
+            b_memory_bytes: number | null;
+            /** Format: double */
+            memory_ratio: number | null;
+            /**
+             * Format: double
+             * @description B - A self time per step: the sort key
+             */
+            delta_us: number;
+            /** @description a or b: the op is on one side only */
+            only: string | null;
+        };
+        ProfileDiffOut: {
+            a: components["schemas"]["ProfileDiffJobOut"];
+            b: components["schemas"]["ProfileDiffJobOut"];
+            same_settings: boolean;
+            summary: components["schemas"]["ProfileDiffSummaryOut"];
+            ops: components["schemas"]["ProfileDiffOpOut"][];
+            flame: components["schemas"]["ProfileDiffFlameOut"];
+        };
+        ProfileDiffPrepareInRequest: {
+            /** @description a profile job id, or namespace/repo@ref */
+            a: string;
+            /** @description a profile job id, or namespace/repo@ref */
+            b: string;
+            /** @description profile settings for both; default: a side's job's, or the newest profile of either commit */
+            config?: unknown;
+            /**
+             * @description where to launch missing ones
+             * @default
+             */
+            project: string;
+            resources?: unknown;
+        };
+        ProfileDiffPrepareOut: {
+            a: components["schemas"]["ProfileDiffSideOut"];
+            b: components["schemas"]["ProfileDiffSideOut"];
+            /** @description both succeeded: GET the diff */
+            ready: boolean;
+        };
+        ProfileDiffSideOut: {
+            spec: string;
+            job: string;
+            commit: string;
+            repo: string;
+            status: components["schemas"]["JobStatusEnum"];
+            launched: boolean;
+        };
+        ProfileDiffSummaryOut: {
+            /** Format: double */
+            a_total_us: number;
+            /** Format: double */
+            b_total_us: number;
+            /** Format: double */
+            total_ratio: number | null;
+            ops_only_in_a: number;
+            ops_only_in_b: number;
+        };
+        ProfileMemoryOut: {
+            job: string;
+            commit: string;
+            device: string;
+            categories: string[];
+            columns: string[];
+            /** @description [t_ms, bytes per category...] (columns) */
+            points: number[][];
+            /** Format: double */
+            duration_ms: number;
+            peak: components["schemas"]["MemoryPeakOut"];
+            /** @description tensors the profile saw */
+            tensor_count: number;
+            tensors: components["schemas"]["TensorLifetimeOut"][];
+            longest: number[];
+            largest: number[];
+            /** @description a CUDA allocator snapshot (profile/memory_snapshot.pickle) is available */
+            snapshot: boolean;
         };
         ProfileOpOut: {
             op: string;
@@ -2368,6 +2533,26 @@ export interface components {
             shape: number[];
             begin: number;
             end: number;
+        };
+        TensorLifetimeOut: {
+            id: number;
+            /** @description parameter, gradient, optimizer_state, activation, temporary, input or other */
+            category: string;
+            bytes: number;
+            /**
+             * Format: double
+             * @description ms from the first memory event; null: before profiling
+             */
+            alloc_ms: number | null;
+            /**
+             * Format: double
+             * @description null: alive at the end
+             */
+            free_ms: number | null;
+            /** @description the aten op that allocated it */
+            op: string | null;
+            /** @description module path or moe:: scope */
+            module: string | null;
         };
         TensorSideOut: {
             dtype: string;
@@ -3302,6 +3487,72 @@ export interface operations {
             };
             /** @description A store (metrics, search, Redis, blobs) is unavailable: retry after Retry-After */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    jobs_profile_memory: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProfileMemoryOut"];
+                };
+            };
+            /** @description Invalid input (code says which rule) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not authenticated, or the token is invalid, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Authenticated but not allowed (role, read-only token, credential scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one you may not see (private repos and projects are 404 to others) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body over the configured limit */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4270,10 +4521,194 @@ export interface operations {
             };
         };
     };
+    jobs_profile_diff: {
+        parameters: {
+            query: {
+                /** @description profile job id */
+                a: string;
+                /** @description profile job id */
+                b: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProfileDiffOut"];
+                };
+            };
+            /** @description Invalid input (code says which rule) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not authenticated, or the token is invalid, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Authenticated but not allowed (role, read-only token, credential scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one you may not see (private repos and projects are 404 to others) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflict with the current state (code says which) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body over the configured limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store (metrics, search, Redis, blobs) is unavailable: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    jobs_profile_diff_prepare: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProfileDiffPrepareInRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["ProfileDiffPrepareInRequest"];
+                "multipart/form-data": components["schemas"]["ProfileDiffPrepareInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProfileDiffPrepareOut"];
+                };
+            };
+            /** @description Invalid input (code says which rule) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not authenticated, or the token is invalid, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Authenticated but not allowed (role, read-only token, credential scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one you may not see (private repos and projects are 404 to others) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflict with the current state (code says which) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body over the configured limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported request media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store (metrics, search, Redis, blobs) is unavailable: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     jobs_schema: {
         parameters: {
             query?: {
-                kind?: "evaluate" | "finetune" | "profile" | "quantize" | "train";
+                kind?: "evaluate" | "finetune" | "inspect" | "profile" | "quantize" | "train";
             };
             header?: never;
             path?: never;
