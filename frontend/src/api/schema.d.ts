@@ -80,6 +80,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/graphs/diff": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Diff of two commits' computation graphs: added, removed and changed nodes */
+        get: operations["graphs_diff"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/jobs": {
         parameters: {
             query?: never;
@@ -143,6 +160,23 @@ export interface paths {
         put?: never;
         /** Cancel a job (queued: at once; running: the worker kills its sandbox) */
         post: operations["jobs_cancel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/jobs/{job_id}/graph": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An inspect job's computation graph (nodes, edges, shapes, params, FLOPs) */
+        get: operations["jobs_graph"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -790,6 +824,23 @@ export interface paths {
         };
         /** One commit, with its files and stats: {files, bytes, new_bytes, reused_bytes} (new: bytes of chunks no parent's tree references; reused: bytes of chunks a parent's tree already references) */
         get: operations["repos_commits_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/repos/{namespace}/{name}/commits/{sha}/graph": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A commit's newest computation graph (from an inspect job) */
+        get: operations["repos_commits_graph"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1534,6 +1585,56 @@ export interface components {
             /** Format: double */
             queue_s: number;
         };
+        GraphDiffBodyOut: {
+            summary: components["schemas"]["GraphDiffSummaryOut"];
+            /** @description nodes only in B */
+            added: unknown[];
+            /** @description nodes only in A */
+            removed: unknown[];
+            /** @description matched nodes that differ: {key, module, target, a_id, b_id, changes [{field, a, b}]} */
+            changed: unknown[];
+            modules_added: string[];
+            modules_removed: string[];
+        };
+        GraphDiffOut: {
+            a: components["schemas"]["GraphSourceOut"];
+            b: components["schemas"]["GraphSourceOut"];
+            diff: components["schemas"]["GraphDiffBodyOut"];
+        };
+        GraphDiffSummaryOut: {
+            added: number;
+            removed: number;
+            changed: number;
+            unchanged: number;
+            params_a: number | null;
+            params_b: number | null;
+        };
+        GraphOut: {
+            /** @description the inspect job that made the graph */
+            job: string;
+            /** @description namespace/name of the model */
+            repo: string;
+            /** @description the commit id the graph is of */
+            commit: string;
+            /** Format: date-time */
+            created_at: string;
+            /** @description the ONNX export (open it in Netron); null if it failed */
+            onnx_url: string | null;
+            /** @description graph.json: format, model, params_total, flops_total, dispatch, notes, modules [{path, type, params}], nodes [{id, op, kind, target, module, module_type, inputs, outputs [{shape, dtype}], params, flops, args}], edges [[from, to]] */
+            graph: unknown;
+        };
+        GraphSourceOut: {
+            /** @description the inspect job that made the graph */
+            job: string;
+            /** @description namespace/name of the model */
+            repo: string;
+            /** @description the commit id the graph is of */
+            commit: string;
+            /** Format: date-time */
+            created_at: string;
+            /** @description the ONNX export (open it in Netron); null if it failed */
+            onnx_url: string | null;
+        };
         HeartbeatOut: {
             status: components["schemas"]["JobStatusEnum"];
             cancel_requested: boolean;
@@ -1604,9 +1705,10 @@ export interface components {
          *     * `profile` - Profile
          *     * `finetune` - Finetune
          *     * `quantize` - Quantize
+         *     * `inspect` - Inspect
          * @enum {string}
          */
-        JobKindEnum: "train" | "evaluate" | "profile" | "finetune" | "quantize";
+        JobKindEnum: "train" | "evaluate" | "profile" | "finetune" | "quantize" | "inspect";
         JobListCreateInputRequest: {
             /** @description namespace/project for the job's run */
             project: string;
@@ -2615,7 +2717,7 @@ export interface components {
             valid: boolean;
         };
         ValidateInputRequest: {
-            /** @description one of train, evaluate, profile, finetune, quantize */
+            /** @description one of train, evaluate, profile, finetune, quantize, inspect */
             kind: string;
             /** @description the workload config (a JSON object) */
             config: unknown;
@@ -2968,6 +3070,75 @@ export interface operations {
             };
         };
     };
+    graphs_diff: {
+        parameters: {
+            query: {
+                /** @description ns/repo@ref */
+                a: string;
+                /** @description ns/repo@ref */
+                b: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GraphDiffOut"];
+                };
+            };
+            /** @description Invalid input (code says which rule) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not authenticated, or the token is invalid, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Authenticated but not allowed (role, read-only token, credential scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one you may not see (private repos and projects are 404 to others) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body over the configured limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     jobs_list: {
         parameters: {
             query?: {
@@ -3278,6 +3449,63 @@ export interface operations {
             };
             /** @description Conflict with the current state (code says which) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    jobs_graph: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GraphOut"];
+                };
+            };
+            /** @description Not authenticated, or the token is invalid, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Authenticated but not allowed (role, read-only token, credential scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one you may not see (private repos and projects are 404 to others) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body over the configured limit */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6944,6 +7172,65 @@ export interface operations {
             };
         };
     };
+    repos_commits_graph: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                namespace: string;
+                sha: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GraphOut"];
+                };
+            };
+            /** @description Not authenticated, or the token is invalid, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Authenticated but not allowed (role, read-only token, credential scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one you may not see (private repos and projects are 404 to others) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body over the configured limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     repos_diff: {
         parameters: {
             query: {
@@ -8482,7 +8769,7 @@ export interface operations {
                 /** @description ns/repo@ref,... (commit ids, branches or tags) */
                 commits?: string;
                 goal?: "max" | "min" | "none";
-                kind?: "evaluate" | "finetune" | "profile" | "quantize" | "run" | "train";
+                kind?: "evaluate" | "finetune" | "inspect" | "profile" | "quantize" | "run" | "train";
                 metrics?: string;
                 render?: "html" | "json" | "markdown";
                 runs?: string;

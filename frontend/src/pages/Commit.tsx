@@ -104,6 +104,7 @@ export default function CommitPage() {
                 <Link className="button" to={`${base}/diff?a=${c.parents[0]}&b=${c.sha}`}>Diff with parent</Link>
               )}
               <Link className="button" to={`${base}/playground?ref=${c.sha}`}>Playground</Link>
+              <Link className="button" to={`${base}/commit/${c.sha}/inspect`}>Inspect</Link>
               <a className="button" href={`/api/v1/repos/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/archive?ref=${c.sha}`} download>Download (.tar)</a>
             </div>
             <div className="grid-2" style={{ marginBottom: 12 }}>

@@ -150,6 +150,7 @@ function Header({ job }: { job: JobDetail }) {
           {job.reason && <p className="small" title="Reason of the last transition">{job.reason}</p>}
         </div>
         {job.kind === "profile" && job.status === "succeeded" && <Link className="button primary" to={`/profiles/${job.id}`}>Open profile</Link>}
+        {job.kind === "inspect" && job.status === "succeeded" && job.base?.commit && <Link className="button primary" to={`${modelLink(job.base.repo, null, job.base.commit)}/inspect?job=${job.id}`}>Open in Inspector</Link>}
         {active && (
           <button
             type="button"
