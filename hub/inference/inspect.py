@@ -219,12 +219,16 @@ def routing_diff_of(request, *, repo_a, ref_a: str, repo_b, ref_b: str) -> dict[
         d = routing_diff(pa, pb)
     except RoutingDiffError as e:
         raise InvalidInput(str(e), code="routing_not_comparable") from None
-    return {
+    out = {
         "a": {k: head_a[k] for k in ("repo", "commit", "ref")},
         "b": {k: head_b[k] for k in ("repo", "commit", "ref")},
         "probe_version": PROBE_SET_VERSION,
         **d,
     }
+    from hub.inference import routing_cache
+
+    routing_cache.remember(out)  # for the comparison report of the runs behind A and B
+    return out
 
 
 class RoutingDiffApi(APIView):

@@ -387,6 +387,26 @@ def _param_diff_text(a: dict, b: dict, differing: list[str], limit: int = 4) -> 
     return ", ".join(parts[:limit]) + more
 
 
+def routing_lines(report: dict) -> list[str]:
+    """The "Routing" lines of a report: per run whose commit has a stored routing diff against
+    the baseline's commit (``hub.inference.routing_cache``), its headline figures; else the
+    command that computes it."""
+    names = {r["id"]: r["name"] for r in report["runs"]}
+    lines = []
+    for p in report.get("routing") or []:
+        who = f"{names.get(p['a_run'], p['a_run'])} → {names.get(p['b_run'], p['b_run'])}"
+        d = p.get("diff")
+        if d:
+            lines.append(
+                f"{who}: {d['same_top1'] * 100:.1f}% of the probe tokens keep their top-1 "
+                f"expert, {d['swaps']} expert(s) swapped roles, largest load change "
+                f"{d['max_abs_load_delta'] * 100:.1f} points (probe set v{d['probe_version']})"
+            )
+        else:
+            lines.append(f"{who}: no routing diff yet (`hub inspect routing {p['a']} {p['b']}`)")
+    return lines
+
+
 def to_markdown(report: dict) -> str:
     runs = report["runs"]
     head = "| | " + " | ".join(r["name"] for r in runs) + " |\n|---|" + "---|" * len(runs) + "\n"
@@ -397,6 +417,8 @@ def to_markdown(report: dict) -> str:
         + "\n"
     ]
     out += ["## Summary\n"] + [f"- {line}" for line in report["summary"]] + [""]
+    if routing_lines(report):
+        out += ["## Routing (probe set)\n"] + [f"- {x}" for x in routing_lines(report)] + [""]
     out.append(
         f"## Params that differ ({len(report['params'])}; {report['same_params']} identical)\n"
     )
@@ -472,6 +494,12 @@ def to_html(report: dict) -> str:
         + (f" · compared {e(report['kind'])} runs" if report.get("kind") else "")
         + "</p><h2>Summary</h2><ul>",
         *[f"<li>{e(line)}</li>" for line in report["summary"]],
+        *(
+            ["</ul><h2>Routing (probe set)</h2><ul>"]
+            + [f"<li>{e(line)}</li>" for line in routing_lines(report)]
+            if routing_lines(report)
+            else []
+        ),
         f"</ul><h2>Params that differ ({len(report['params'])}; {report['same_params']} identical)</h2>"
         f"<table><tr><th></th>{th}</tr>",
     ]

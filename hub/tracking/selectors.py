@@ -421,7 +421,7 @@ def compare(
     for r in runs:
         for key, d in (r.project.metric_directions or {}).items():
             directions.setdefault(key, d)
-    return report.compare(
+    rep = report.compare(
         data,
         target=target,
         baseline=baseline,
@@ -429,6 +429,12 @@ def compare(
         metrics=metrics,
         directions=directions,
     )
+    from hub.inference import inspect as inspect_api
+    from hub.inference import routing_cache
+
+    # The routing diffs of the commits the runs produced, when computed (hub inspect routing).
+    rep["routing"] = routing_cache.for_runs(runs, rep["baseline"], inspect_api.PROBE_SET_VERSION)
+    return rep
 
 
 def run_alerts(*, run: Run, kind: str | None = None) -> list:

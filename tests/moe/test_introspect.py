@@ -137,3 +137,26 @@ def test_greedy_matching_agrees_with_hungarian_on_a_permutation():
     overlap = [[0, 5, 0], [7, 0, 1], [0, 0, 9]]
     assert _greedy(overlap) == [1, 0, 2]
     assert match_experts(overlap)[0] == [1, 0, 2]
+
+
+def test_greedy_matching_without_scipy_reports_the_swap_exactly(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_scipy(name, *args, **kw):
+        if name.startswith("scipy"):
+            raise ImportError("no scipy here")
+        return real(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_scipy)
+    m = _model(top_k=1)
+    pa = routing_probe(m, list(PROBE_WINDOWS))
+    top1 = pa["layers"][0]["top1"]
+    i, j = sorted(range(8), key=lambda e: -top1.count(e))[:2]
+    sigma = list(range(8))
+    sigma[i], sigma[j] = j, i
+    d = routing_diff(pa, routing_probe(_permute_experts(m, sigma), list(PROBE_WINDOWS)))
+    for L in d["layers"]:
+        assert L["method"] == "greedy" and L["matching"] == sigma
+        assert {(s["a"], s["b"]) for s in L["swaps"]} == {(i, j), (j, i)}

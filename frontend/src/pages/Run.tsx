@@ -17,6 +17,7 @@ import { color } from "../lib/series";
 import { useTitle } from "../lib/useTitle";
 
 const MoePanel = lazy(() => import("../components/MoePanel"));
+const GradNormPanel = lazy(() => import("../components/GradNormPanel"));
 const LogTail = lazy(() => import("./jobs/LogTail").then((m) => ({ default: m.LogTail })));
 
 /** The log of the job that produced the run: the same live tail as the job's page (it follows
@@ -42,7 +43,7 @@ function RunLogs({ jobId }: { jobId: string }) {
   );
 }
 
-type Tab = "metrics" | "overview" | "system" | "moe" | "logs";
+type Tab = "metrics" | "overview" | "system" | "moe" | "gradients" | "logs";
 const EAGER = 12;
 
 function Header({ run }: { run: Run }) {
@@ -300,6 +301,7 @@ export default function RunPage() {
   const keys = useMemo(() => Object.keys(run.data?.summary ?? {}).sort(), [run.data]);
   const moe = useMemo(() => discoverMoe(keys), [keys]);
   const systemKeys = keys.filter((k) => k.startsWith("system/"));
+  const gradKeys = keys.filter((k) => k.startsWith("grad_norm/layer"));
   const mainKeys = keys.filter((k) => !k.startsWith("system/"));
   const tab = (params.get("tab") as Tab) || "metrics";
   const setTab = (t: Tab) => {
@@ -325,6 +327,7 @@ export default function RunPage() {
               { value: "overview", label: `Params & notes` },
               { value: "system", label: `System${systemKeys.length ? ` (${systemKeys.length})` : ""}` },
               { value: "moe", label: moe.length ? `MoE (${moe.length} layer${moe.length > 1 ? "s" : ""})` : "MoE" },
+              { value: "gradients", label: "Gradients" },
               { value: "logs", label: "Logs" },
             ]}
           />
@@ -346,6 +349,17 @@ export default function RunPage() {
                 <Empty>
                   No MoE routing metrics in this run. Training logs them as <code>moe/layer{"{L}"}/load/expert{"{E}"}</code>,{" "}
                   <code>moe/layer{"{L}"}/entropy</code>, <code>…/dropped_frac</code>, <code>…/bias/expert{"{E}"}</code> and <code>…/aux_loss</code>.
+                </Empty>
+              ))}
+            {tab === "gradients" &&
+              (gradKeys.length ? (
+                <Suspense fallback={<Loading />}>
+                  <GradNormPanel run={r} keys={gradKeys} />
+                </Suspense>
+              ) : (
+                <Empty>
+                  No gradient norms in this run. Training logs <code>grad_norm/layer{"{L}"}/attn</code>, <code>…/router</code>,{" "}
+                  <code>…/experts</code> and <code>…/expert{"{E}"}</code> every <code>train.grad_norm_interval</code> steps.
                 </Empty>
               ))}
             {tab === "logs" &&

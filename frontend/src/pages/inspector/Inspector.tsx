@@ -10,6 +10,8 @@ import { useTitle } from "../../lib/useTitle";
 import "./inspector.css";
 
 const GraphTab = lazy(() => import("./GraphTab"));
+const AttentionTab = lazy(() => import("./AttentionTab"));
+const RoutingDiffTab = lazy(() => import("./RoutingDiffTab"));
 
 export interface InspectorTarget {
   ns: string;
@@ -27,6 +29,8 @@ interface TabDef {
 
 export const TABS: TabDef[] = [
   { value: "graph", label: "Graph", render: (t) => <GraphTab target={t} /> },
+  { value: "attention", label: "Attention", render: (t) => <AttentionTab target={t} /> },
+  { value: "routing", label: "Routing diff", render: (t) => <RoutingDiffTab target={t} /> },
 ];
 
 export default function Inspector() {
