@@ -708,6 +708,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/repos/{namespace}/{name}/attention": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Attention weights per layer and head, and routing per token, for a prompt */
+        post: operations["repos_attention"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/repos/{namespace}/{name}/branches": {
         parameters: {
             query?: never;
@@ -928,6 +945,23 @@ export interface paths {
         put?: never;
         /** Merge a ref into a branch (201: a merge commit; 200: up to date or fast-forward) */
         post: operations["repos_merge"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/repos/{namespace}/{name}/routing-diff": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Compare the expert routing of two commits on the probe set */
+        post: operations["repos_routing_diff"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1214,6 +1248,37 @@ export interface components {
                 [key: string]: number;
             };
         };
+        AttentionInputRequest: {
+            /** @default HEAD */
+            ref: string;
+            prompt: string;
+        };
+        AttentionLayerOut: {
+            layer: number;
+            /**
+             * Format: double
+             * @description max |explicit attention output - fused SDPA output| on this prompt
+             */
+            max_abs_diff: number;
+            /** @description [head][query token i][key token j ≤ i] = round(255 · weight) */
+            heads: number[][][];
+            routing?: components["schemas"]["TokenRoutingOut"] | null;
+        };
+        AttentionOutput: {
+            repo: string;
+            commit: string;
+            ref: string;
+            /** @description each byte token shown as a character */
+            tokens: string[];
+            token_ids: number[];
+            n_layer: number;
+            n_head: number;
+            n_experts: number;
+            top_k: number;
+            /** @description weights are stored as round(quant · a) */
+            quant: number;
+            layers: components["schemas"]["AttentionLayerOut"][];
+        };
         BranchListCreateInputRequest: {
             name: string;
             /** @description branch, tag or commit; default branch if omitted */
@@ -1332,6 +1397,11 @@ export interface components {
             generation: number;
             job_id: string | null;
             run_id: string | null;
+        };
+        CommitRefOut: {
+            repo: string;
+            commit: string;
+            ref: string;
         };
         CommitStatsOut: {
             files: number;
@@ -1941,6 +2011,12 @@ export interface components {
             weight?: number;
         };
         /**
+         * @description * `hungarian` - hungarian
+         *     * `greedy` - greedy
+         * @enum {string}
+         */
+        MethodEnum: "hungarian" | "greedy";
+        /**
          * @description * `min` - min
          *     * `max` - max
          *     * `none` - none
@@ -2403,6 +2479,50 @@ export interface components {
          * @enum {string}
          */
         RoleEnum: "read" | "write" | "admin";
+        RoutingDiffInputRequest: {
+            /** @description ref or commit of this repo */
+            a: string;
+            /** @description ref or commit of b_repo */
+            b: string;
+            /** @description ns/name (default: this repo) */
+            b_repo?: string;
+        };
+        RoutingDiffLayerOut: {
+            layer: number;
+            tokens: number;
+            /** Format: double */
+            same_top1: number;
+            /** Format: double */
+            matched_same_top1: number;
+            load_a: number[];
+            load_b: number[];
+            load_delta: number[];
+            /** Format: double */
+            entropy_a: number;
+            /** Format: double */
+            entropy_b: number;
+            matching: number[];
+            method: components["schemas"]["MethodEnum"];
+            swaps: components["schemas"]["SwapOut"][];
+        };
+        RoutingDiffOut: {
+            a: components["schemas"]["CommitRefOut"];
+            b: components["schemas"]["CommitRefOut"];
+            probe_version: number;
+            n_experts: number;
+            top_k_a: number;
+            top_k_b: number;
+            tokens: number;
+            summary: components["schemas"]["RoutingDiffSummaryOut"];
+            layers: components["schemas"]["RoutingDiffLayerOut"][];
+        };
+        RoutingDiffSummaryOut: {
+            /** Format: double */
+            same_top1: number;
+            swaps: number;
+            /** Format: double */
+            max_abs_load_delta: number;
+        };
         RoutingOut: {
             layer: number;
             experts: number[];
@@ -2604,6 +2724,17 @@ export interface components {
             /** @description exact point count (GET /runs/{id}) */
             count?: number;
         };
+        SwapOut: {
+            /** @description expert id in A */
+            a: number;
+            /** @description the expert of B that took its role */
+            b: number;
+            /**
+             * Format: double
+             * @description share of a's tokens routed to b in B
+             */
+            overlap: number;
+        };
         TagListCreateInputRequest: {
             name: string;
             ref: string;
@@ -2691,6 +2822,12 @@ export interface components {
             last_used_at: string | null;
             /** Format: date-time */
             revoked_at: string | null;
+        };
+        TokenRoutingOut: {
+            /** @description per token, its top-k expert ids (best first) */
+            experts: number[][];
+            /** @description per token, the combine weights of those experts */
+            gates: number[][];
         };
         /**
          * @description * `read` - Read
@@ -6288,6 +6425,115 @@ export interface operations {
             };
         };
     };
+    repos_attention: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                namespace: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AttentionInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["AttentionInputRequest"];
+                "multipart/form-data": components["schemas"]["AttentionInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttentionOutput"];
+                };
+            };
+            /** @description Invalid input (code says which rule) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not authenticated, or the token is invalid, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Authenticated but not allowed (role, read-only token, credential scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one you may not see (private repos and projects are 404 to others) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflict with the current state (code says which) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body over the configured limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported request media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests: retry after the Retry-After header's seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store (metrics, search, Redis, blobs) is unavailable: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     repos_branches_list: {
         parameters: {
             query?: never;
@@ -7667,6 +7913,115 @@ export interface operations {
             };
             /** @description Unsupported request media type */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store (metrics, search, Redis, blobs) is unavailable: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    repos_routing_diff: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                namespace: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RoutingDiffInputRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["RoutingDiffInputRequest"];
+                "multipart/form-data": components["schemas"]["RoutingDiffInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RoutingDiffOut"];
+                };
+            };
+            /** @description Invalid input (code says which rule) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not authenticated, or the token is invalid, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Authenticated but not allowed (role, read-only token, credential scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object, or one you may not see (private repos and projects are 404 to others) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflict with the current state (code says which) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body over the configured limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported request media type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests: retry after the Retry-After header's seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
