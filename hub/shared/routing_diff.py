@@ -14,9 +14,10 @@ Per layer it reports:
                   ``scipy.optimize.linear_sum_assignment``, when scipy is installed; else a
                   greedy matching: repeatedly the largest remaining overlap). ``method`` says
                   which ran.
-``swaps``         the experts whose matched partner is another id: [{"a": i, "b": π(i),
-                  "overlap": share of i's tokens that went to π(i)}]; an expert nobody routes
-                  to in A is left unmatched.
+``swaps``         the experts whose role moved: matched to another id π(i) that received
+                  more of i's tokens than i itself did in B: [{"a": i, "b": π(i), "overlap":
+                  share of i's tokens that went to π(i)}]. A pairing the matching needed only
+                  to complete the permutation (no more overlap than staying) is no swap.
 ``matched_same_top1``  the same share after renaming B's experts by the matching: what stays
                   once swapped roles are discounted.
 """
@@ -101,7 +102,8 @@ def _layer_diff(a: dict, b: dict, n: int) -> dict[str, Any]:
     swaps = [
         {"a": i, "b": perm[i], "overlap": round(overlap[i][perm[i]] / rows[i], 4)}
         for i in range(n)
-        if perm[i] != i and rows[i] > 0
+        # a role moved: more of i's tokens went to its partner than stayed on i
+        if perm[i] != i and overlap[i][perm[i]] > overlap[i][i]
     ]
     matched = sum(overlap[i][perm[i]] for i in range(n))
     la, lb = list(a["load"]), list(b["load"])

@@ -160,3 +160,27 @@ def test_greedy_matching_without_scipy_reports_the_swap_exactly(monkeypatch):
     for L in d["layers"]:
         assert L["method"] == "greedy" and L["matching"] == sigma
         assert {(s["a"], s["b"]) for s in L["swaps"]} == {(i, j), (j, i)}
+
+
+def test_a_pairing_without_overlap_is_no_swap():
+    # A's expert 0 moved to 1 in B; A's expert 1 has tokens, none of which went to 0.
+    a = {
+        "n_experts": 3,
+        "top_k": 1,
+        "n_tokens": 6,
+        "layers": [
+            {"layer": 0, "top1": [0, 0, 0, 1, 1, 2], "load": [0.5, 1 / 3, 1 / 6], "entropy": 1.0}
+        ],
+    }
+    b = {
+        "n_experts": 3,
+        "top_k": 1,
+        "n_tokens": 6,
+        "layers": [
+            {"layer": 0, "top1": [1, 1, 1, 2, 2, 2], "load": [0.0, 0.5, 0.5], "entropy": 1.0}
+        ],
+    }
+    L = routing_diff(a, b)["layers"][0]
+    assert sorted(L["matching"]) == [0, 1, 2] and L["matching"][0] == 1
+    assert {(s["a"], s["b"]) for s in L["swaps"]} == {(0, 1), (1, 2)}
+    assert all(s["overlap"] > 0 for s in L["swaps"])
