@@ -136,4 +136,6 @@ def generate(request: dict) -> str:
         return last_check[1]
 
     end = service().handle(request, emit, cancelled)
-    return str(end.get("type"))
+    # What the worker's log shows for the task: length, stop, eos, time, cancelled, or the
+    # error's code.
+    return str(end.get("finish_reason") or end.get("code") or end.get("type"))
