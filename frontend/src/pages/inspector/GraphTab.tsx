@@ -157,10 +157,10 @@ function GraphView({ data, diff, diffError, diffWith, setDiff }: {
       (l) => {
         if (!live) return;
         setLay(l);
-        const f = focusRef.current ? l.pos.get(focusRef.current) : undefined;
+        const f = focusRef.current ? focusBox(l, drawn, focusRef.current) : undefined;
         if (f) {
-          const w = Math.max(600, f.w * 4);
-          const h = w * 0.6;
+          const w = Math.max(1000, f.w + 120);
+          const h = Math.max(w * 0.6, f.h + 120);
           setView([f.x + f.w / 2 - w / 2, f.y + f.h / 2 - h / 2, w, h]);
           focusRef.current = null;
         } else {
@@ -182,6 +182,7 @@ function GraphView({ data, diff, diffError, diffWith, setDiff }: {
   const onItem = (it: DrawnItem) => {
     setSelected(it.id);
     if (it.group) {
+      focusRef.current = `${GROUP_PREFIX}${it.module}`; // the view follows what opened
       setExpanded(toggleGroup(it.module, expanded));
     }
   };
@@ -342,6 +343,22 @@ function GraphView({ data, diff, diffError, diffWith, setDiff }: {
       </div>
     </div>
   );
+}
+
+/** The box to show after a change: the focused node, or everything a group opened into. */
+function focusBox(l: Layout, g: DrawnGraph, focus: string): Placed | undefined {
+  if (!focus.startsWith(GROUP_PREFIX)) return l.pos.get(focus);
+  const path = focus.slice(GROUP_PREFIX.length);
+  const boxes = g.items
+    .filter((it) => it.module === path || it.module.startsWith(`${path}.`))
+    .map((it) => l.pos.get(it.id))
+    .filter((p): p is Placed => !!p);
+  if (!boxes.length) return undefined;
+  const x0 = Math.min(...boxes.map((b) => b.x));
+  const y0 = Math.min(...boxes.map((b) => b.y));
+  const x1 = Math.max(...boxes.map((b) => b.x + b.w));
+  const y1 = Math.max(...boxes.map((b) => b.y + b.h));
+  return { x: x0, y: y0, w: x1 - x0, h: y1 - y0 };
 }
 
 function expandedMark(it: DrawnItem): string {
