@@ -290,6 +290,8 @@ HUB_INFER_MAX_PER_USER = _env_int("HUB_INFER_MAX_PER_USER", 2)
 HUB_INFER_START_TIMEOUT_S = _env_int("HUB_INFER_START_TIMEOUT_S", 120)
 # The Inspector's attention maps (hub/inference/inspect.py): prompt bytes (= tokens) per request.
 HUB_INSPECT_MAX_PROMPT_BYTES = _env_int("HUB_INSPECT_MAX_PROMPT_BYTES", 256)
+# ... and the attention weights one answer holds (layers × heads × T(T+1)/2; ~4 bytes each).
+HUB_INSPECT_MAX_ATTN_CELLS = _env_int("HUB_INSPECT_MAX_ATTN_CELLS", 4_000_000)
 # The Inspector's computation graphs (hub/graphs): one graph.json an inspect job stores.
 HUB_INSPECT_MAX_GRAPH_BYTES = _env_int("HUB_INSPECT_MAX_GRAPH_BYTES", 32 << 20)
 

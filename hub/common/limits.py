@@ -59,6 +59,9 @@ HUB_INFER_START_TIMEOUT_S      120          waiting for a worker to     inferenc
 HUB_INSPECT_MAX_PROMPT_BYTES   256          an attention-map prompt     prompt_too_large (413)
                                             (bytes = tokens; the answer
                                             grows with its square)
+HUB_INSPECT_MAX_ATTN_CELLS     4,000,000    attention weights in one    invalid_params (400)
+                                            answer (layers × heads ×
+                                            T(T+1)/2)
 HUB_INSPECT_MAX_GRAPH_BYTES    32 MiB       a computation graph an      graph_too_large (413)
                                             inspect job stores
                                             (graph.json; refused when

@@ -154,7 +154,7 @@ class AttentionApi(APIView):
             ref=v["ref"],
             op="inspect_attention",
             prompt=v["prompt"],
-            extra={"max_tokens": bound},
+            extra={"max_tokens": bound, "max_cells": limit("HUB_INSPECT_MAX_ATTN_CELLS")},
         )
         return Response(self.OutputSerializer({**head, **result}).data)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from hub.shared.routing_diff import _greedy, match_experts, routing_diff
@@ -184,3 +185,10 @@ def test_a_pairing_without_overlap_is_no_swap():
     assert sorted(L["matching"]) == [0, 1, 2] and L["matching"][0] == 1
     assert {(s["a"], s["b"]) for s in L["swaps"]} == {(0, 1), (1, 2)}
     assert all(s["overlap"] > 0 for s in L["swaps"])
+
+
+def test_attention_maps_refuse_more_weights_than_the_bound():
+    m = _model()  # 2 layers × 2 heads: 10 tokens are 2·2·55 = 220 weights
+    assert len(attention_maps(m, "x" * 10, max_tokens=64, max_cells=220)["layers"]) == 2
+    with pytest.raises(ValueError, match="220 attention weights; at most 219"):
+        attention_maps(m, "x" * 10, max_tokens=64, max_cells=219)

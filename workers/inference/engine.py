@@ -185,7 +185,10 @@ class Engine:
             t0 = time.monotonic()
             if req.get("op") == "inspect_attention":
                 result = introspect.attention_maps(
-                    model, str(req.get("prompt", "")), max_tokens=int(req.get("max_tokens") or 0)
+                    model,
+                    str(req.get("prompt", "")),
+                    max_tokens=int(req.get("max_tokens") or 0),
+                    max_cells=int(req.get("max_cells") or 0),
                 )
             else:
                 version = int(req.get("probe_version") or probe_set.PROBE_SET_VERSION)

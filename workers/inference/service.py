@@ -322,6 +322,7 @@ class InferenceService:
                     {
                         "op": op,
                         "max_tokens": request.get("max_tokens"),
+                        "max_cells": request.get("max_cells"),
                         "probe_version": request.get("probe_version"),
                         "id": rid,
                         "commit": request["commit"],

@@ -56,7 +56,9 @@ def _undo_capacity(model: MoETransformer):
 
 
 @torch.no_grad()
-def attention_maps(model: MoETransformer, prompt: str, *, max_tokens: int) -> dict[str, Any]:
+def attention_maps(
+    model: MoETransformer, prompt: str, *, max_tokens: int, max_cells: int = 0
+) -> dict[str, Any]:
     """Per layer and head the attention weights over the prompt's byte tokens (uint8 rows,
     lower triangle only: row i holds i+1 values), per MoE layer each token's experts and gates.
     """
@@ -67,6 +69,12 @@ def attention_maps(model: MoETransformer, prompt: str, *, max_tokens: int) -> di
     if len(ids) > min(max_tokens, model.cfg.block_size):
         raise ValueError(
             f"the prompt is {len(ids)} tokens; at most {min(max_tokens, model.cfg.block_size)}"
+        )
+    cells = len(model.blocks) * model.cfg.n_head * len(ids) * (len(ids) + 1) // 2
+    if max_cells and cells > max_cells:
+        raise ValueError(
+            f"{len(model.blocks)} layers × {model.cfg.n_head} heads over {len(ids)} tokens are "
+            f"{cells} attention weights; at most {max_cells}: shorten the prompt"
         )
     model.eval()
     layers: list[dict[str, Any]] = [{} for _ in model.blocks]
