@@ -378,7 +378,16 @@ def test_one_user_runs_at_most_max_per_user_generations_at_once(
         target=lambda: first.append(post(hub, "alice/lm", hub["bob"], prompt="a", max_new_tokens=2))
     )
     t.start()
-    time.sleep(1.0)  # the first request now waits for a worker
+    import redis
+
+    from hub.accounts.models import User
+
+    raw = redis.Redis.from_url(settings.HUB_REDIS_URL)
+    key = f"{settings.HUB_REDIS_PREFIX}infer:active:user:{User.objects.get(username='bob').pk}"
+    for _ in range(300):  # until the first request runs (it now waits for a worker)
+        if raw.get(key) == b"1":
+            break
+        time.sleep(0.01)
     second = post(hub, "alice/lm", hub["bob"], prompt="a", max_new_tokens=2)
     other = post(hub, "alice/lm", hub["alice"], prompt="a", max_new_tokens=2)
     t.join()
