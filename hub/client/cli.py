@@ -954,6 +954,8 @@ _EXAMPLES = {
     "watermark on": "hub watermark on alice/moe-small --strength 0.3",
     "watermark show": "hub watermark show alice/moe-small",
     "watermark off": "hub watermark off alice/moe-small",
+    "profile memory": "hub profile memory 5d2e91c0a7f3 -n 10",
+    "profile diff": "hub profile diff alice/moe-small@top2 alice/moe-small@top4 --project alice/moe",
     "search": "hub search router --tag moe --license apache-2.0 --metric 'val_loss<2.0'",
     "runs show": "hub runs show 3f9c2a71d04e8b65",
     "runs alerts": "hub runs alerts 3f9c2a71d04e8b65 --kind collapse",
