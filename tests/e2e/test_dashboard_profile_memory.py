@@ -114,7 +114,12 @@ def test_memory_view_and_differential_flame_graph(
     a, b = profiles["a"], profiles["b"]
     page.goto(f"/profiles/{a}")
     mem = page.get_by_test_id("memory-lifetimes")
-    expect(mem).to_be_visible(timeout=20_000)
+    try:
+        expect(mem).to_be_visible(timeout=20_000)
+    except AssertionError:
+        shot(page, "99-profile-memory-failed")
+        console.check()  # a crash of the page says why
+        raise
     stack = page.get_by_test_id("memory-stack")
     expect(stack).to_have_attribute("aria-label", re.compile(r"peak \d"))
     # One filled band per category that holds memory: parameters and activations at least.

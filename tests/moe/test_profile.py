@@ -214,3 +214,12 @@ def test_no_cuda_no_memory_snapshot(profiled):
     assert not (pdir / "memory_snapshot.pickle").exists()
     assert profile.cuda_memory_history(True) is False
     assert profile.cuda_memory_snapshot() is None
+
+
+def test_the_operator_table_holds_operators_not_python_frames(profiled):
+    # The memory profile records Python stacks; their frames must not become "operators".
+    pdir, _ = profiled
+    names = [r["name"] for r in json.loads((pdir / "ops.json").read_text())["ops"]]
+    assert "aten::mm" in names
+    assert not [n for n in names if ".py(" in n or n.startswith(("<built-in", "nn.Module:"))]
+    assert ".py(" not in (pdir / "ops.txt").read_text()

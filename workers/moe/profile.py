@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.autograd.profiler_util import FunctionEvent
+from torch.autograd.profiler_util import EventList, FunctionEvent
 from torch.profiler import ProfilerActivity
 from torch.profiler import profile as torch_profile
 
@@ -166,10 +166,20 @@ def shapes_key(input_shapes: Any) -> str:
     return text[: MAX_SHAPES_CHARS - 20] + "...#" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _event_list(prof: torch_profile, events: list[FunctionEvent]) -> EventList:
+    """``events`` (a subset of ``prof.events()``, whose parent links the profiler has already
+    built) as an EventList to average and tabulate."""
+    out = EventList(events, use_device=getattr(prof, "use_device", None))
+    out._tree_built = True
+    return out
+
+
 def op_table_by_shape(prof: torch_profile) -> list[dict[str, Any]]:
     """One row per (op, input shapes): the profiler's averages grouped by input shape."""
     rows = []
-    for avg in prof.key_averages(group_by_input_shape=True):
+    # Python frames (``with_stack``, which the memory profile needs) are not operators.
+    ops = _event_list(prof, _ops_only(list(prof.events())))
+    for avg in ops.key_averages(group_by_input_shapes=True):
         rows.append(
             {
                 "name": avg.key,
@@ -518,7 +528,10 @@ def run(cfg: Config, out: Path, events: EventWriter, weights: Path | None) -> di
         json.dumps({"steps": p.steps, "ops": table, "ops_by_shape": by_shape}, indent=1),
     )
     sort_key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    atomic_write_text(pdir / "ops.txt", prof.key_averages().table(sort_by=sort_key, row_limit=60))
+    atomic_write_text(
+        pdir / "ops.txt",
+        _event_list(prof, evs).key_averages().table(sort_by=sort_key, row_limit=60),
+    )
     atomic_write_text(pdir / "stacks.folded", "\n".join(folded_stacks(evs)) + "\n")
     prof.export_chrome_trace(str(pdir / "trace.json"))
     memory = memory_timeline(evs)
