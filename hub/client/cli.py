@@ -971,6 +971,8 @@ _EXAMPLES = {
     "sync": "hub sync",
     "inspect routing": "hub inspect routing alice/moe-small@top2 alice/moe-small@top4",
     "inspect attention": 'hub inspect attention alice/moe-small@v1 "def main("',
+    "inspect graph": "hub inspect graph alice/moe-small@v1 --project alice/exp --wait",
+    "inspect diff": "hub inspect diff alice/moe-small@top2 alice/moe-small@top4",
     "admin create-user": "hub admin create-user --user alice --site-admin",
     "admin create-token": "hub admin create-token --user alice --scope write --name laptop",
     "admin set-password": "hub admin set-password --user alice",

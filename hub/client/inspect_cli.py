@@ -3,6 +3,8 @@
 hub inspect routing ns/repo@A ns/repo@B      routing diff on the probe set (a table per layer)
 hub inspect attention ns/repo@ref "prompt"   attention maps (--json: the whole answer;
                                              otherwise each layer's check and routing)
+hub inspect graph ns/repo@ref [--project P]  computation graph (hub/client/graph_cli.py)
+hub inspect diff ns/repo@A ns/repo@B         graph diff
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ import sys
 
 
 def cmd_inspect(args, client) -> int:
+    if args.action in ("graph", "diff"):
+        from hub.client.graph_cli import cmd_graph
+
+        return cmd_graph(args, client)
     if args.action == "routing":
         d = client.routing_diff(args.a, args.b)
         if args.json:
@@ -54,7 +60,9 @@ def cmd_inspect(args, client) -> int:
 
 def add_parser(sub, common) -> None:
     s = sub.add_parser(
-        "inspect", parents=[common], help="look inside models: attention maps, routing diff"
+        "inspect",
+        parents=[common],
+        help="look inside models: attention maps, routing diff, computation graph",
     )
     xs = s.add_subparsers(dest="action", required=True, metavar="ACTION")
     x = xs.add_parser(
@@ -65,3 +73,6 @@ def add_parser(sub, common) -> None:
     x = xs.add_parser("attention", parents=[common], help="attention maps of a prompt")
     x.add_argument("spec", help="ns/name[@ref]")
     x.add_argument("prompt", help="the text (bytes are tokens)")
+    from hub.client.graph_cli import add_arguments
+
+    add_arguments(xs, common)

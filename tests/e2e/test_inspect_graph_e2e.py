@@ -5,6 +5,7 @@ commit shows the top-k change, and a private repo's graph is a 404 to others."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import onnx
@@ -68,6 +69,7 @@ def graphs(live_hub, tmp_path_factory):
         "other": Client(url=live_hub.url, token=other),
         "jobs": done,
         "models": models,
+        "token": token,
     }
 
 
@@ -128,3 +130,29 @@ def test_private_repo_graph_is_404_to_others(graphs):
         with pytest.raises(HubClientError) as e:
             other._json("GET", path, params=params)
         assert e.value.status == 404, path
+
+
+def test_cli_launches_waits_and_diffs(graphs, live_hub, tmp_path):
+    out = tmp_path / "g.json"
+    onnx_path = tmp_path / "m.onnx"
+    args = ("inspect", "graph", "gra/lm@top4", "--project", "gra/inspect", "--seq-len", "8")
+    res = live_hub.cli(
+        *args,
+        "--wait",
+        "--out",
+        str(out),
+        "--onnx",
+        str(onnx_path),
+        token=graphs["token"],
+        check=True,
+    ).stdout
+    expected = sum(p.numel() for p in graphs["models"][4].parameters())
+    assert f"{expected:,} parameters" in res and "top-4" in res
+    assert json.loads(out.read_text())["params_total"] == expected
+    onnx.checker.check_model(onnx.load(str(onnx_path)))
+    diff = live_hub.cli(
+        "inspect", "diff", "gra/lm@top2", "gra/lm@top4", token=graphs["token"], check=True
+    ).stdout
+    assert "0 added, 0 removed" in diff
+    line = next(x for x in diff.splitlines() if "aten.topk.default" in x)
+    assert "blocks.1.ffn.router" in line and '{"arg1": 2} → {"arg1": 4}' in line
