@@ -96,7 +96,7 @@ export interface MergeConflict {
 
 export type JobKind = S["JobKindEnum"];
 export type JobStatus = S["JobStatusEnum"];
-export const JOB_KINDS: JobKind[] = ["train", "evaluate", "profile", "finetune"];
+export const JOB_KINDS: JobKind[] = ["train", "evaluate", "profile", "finetune", "inspect"];
 export const JOB_STATUSES: JobStatus[] = ["queued", "running", "succeeded", "failed", "cancelled", "lost"];
 export const JOB_TERMINAL: ReadonlySet<string> = new Set(["succeeded", "failed", "cancelled", "lost"]);
 

@@ -15,7 +15,7 @@ import { useTitle } from "../../lib/useTitle";
 import { configErrorsFrom, parseConfig, validateAgainstSchema } from "./jsonSchema";
 import "./jobs.css";
 
-const NEEDS_BASE: ReadonlySet<JobKind> = new Set(["evaluate", "profile", "finetune"]);
+const NEEDS_BASE: ReadonlySet<JobKind> = new Set(["evaluate", "profile", "finetune", "inspect"]);
 const DEFAULT_RES: Required<JobResources> = { gpus: 0, cpus: 1, memory_mb: 3072, time_limit_s: 1800 };
 
 type ServerCheck = { state: "idle" | "checking" } | { state: "valid" } | { state: "invalid"; errors: ConfigError[] } | { state: "error"; error: unknown };
