@@ -795,7 +795,7 @@ class WorkerArtifactApi(APIView):
     @extend_schema(
         operation_id="worker_artifacts_add",
         request=WorkerArtifactIn,
-        responses={201: WorkerArtifactOut, **errors(409)},
+        responses={201: WorkerArtifactOut, **errors(409, 413)},
         tags=["worker"],
         summary="(worker) Register an artifact file from uploaded chunks",
     )
