@@ -114,8 +114,12 @@ def test_attention_tab_shows_a_heatmap_over_characters_and_experts_per_token(
     expect(heat).to_contain_text("3 ␣")
     expect(heat).to_contain_text("⏎")
     table = page.get_by_test_id("attention-routing")
-    expect(table.locator("tbody tr")).to_have_count(len(prompt))
-    assert len(table.locator("tbody tr").first.locator("span").all()) == 2  # top-2
+    expect(table.locator("[data-row]")).to_have_count(len(prompt))
+    # the character, then its top-2 experts; each row level with its heatmap row
+    assert len(table.locator("[data-row]").first.locator("span").all()) == 1 + 2
+    row_label = heat.get_by_text("5 r", exact=True).bounding_box()
+    row = table.locator("[data-row='5']").bounding_box()
+    assert row_label and row and abs(row_label["y"] - row["y"]) <= 2
     page.get_by_label("Layer", exact=True).select_option("1")
     page.get_by_label("Head", exact=True).select_option("1")
     expect(table).to_contain_text("experts (layer 1)")

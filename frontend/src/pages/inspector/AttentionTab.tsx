@@ -82,21 +82,17 @@ function AttentionView({ res, layer, head, setLayer, setHead }: {
           describe={(r, c, v) => (Number.isNaN(v) ? `token ${r} cannot attend to later token ${c}` : `${res.tokens[r]} (${r}) → ${res.tokens[c]} (${c}): ${(v * 100).toFixed(1)}%`)}
         />
         {routed?.routing && (
-          <table className="small routing-per-token" aria-label={`Experts per token, layer ${routed.layer}`} data-testid="attention-routing">
-            <thead><tr><th>token</th><th>experts (layer {routed.layer})</th></tr></thead>
-            <tbody>
-              {res.tokens.map((t, i) => (
-                <tr key={i} style={{ height: cell }}>
-                  <td className="mono" style={{ padding: "0 6px", lineHeight: `${cell}px` }}>{t}</td>
-                  <td className="mono" style={{ padding: "0 6px", lineHeight: `${cell}px` }}>
-                    {routed.routing!.experts[i].map((e, k) => (
-                      <span key={k} title={`gate ${routed.routing!.gates[i][k]}`} style={{ marginRight: 6, fontWeight: k === 0 ? 700 : 400 }}>{e}</span>
-                    ))}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <div role="list" className="small routing-per-token" aria-label={`Experts per token, layer ${routed.layer}`} data-testid="attention-routing">
+            {res.tokens.map((t, i) => (
+              <div role="listitem" key={i} data-row={i} className="mono" style={{ height: cell, lineHeight: `${cell}px`, fontSize: Math.min(12, cell), whiteSpace: "nowrap" }}>
+                <span className="muted" style={{ display: "inline-block", width: 28 }}>{t}</span>
+                {routed.routing!.experts[i].map((e, k) => (
+                  <span key={k} title={`gate ${routed.routing!.gates[i][k]}`} style={{ marginRight: 6, fontWeight: k === 0 ? 700 : 400 }}>{e}</span>
+                ))}
+              </div>
+            ))}
+            <div className="muted small" style={{ marginTop: 4 }}>experts (layer {routed.layer}), top-1 bold</div>
+          </div>
         )}
       </div>
     </>
