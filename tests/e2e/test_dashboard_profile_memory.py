@@ -4,6 +4,7 @@ Chromium through Playwright) against a live hub running real jobs (tiny configs)
 
 - the profile page shows the stacked memory timeline by category, the tensors live at the
   peak and the lifetime bars (hover: operator, module, size);
+- the commit page's "Profile & memory" opens the Inspector's Memory tab with the same view;
 - "compare with…" leads to the differential flame graph (frames coloured by change) and the
   ratio table, where the router's top-k has a ratio.
 
@@ -155,4 +156,12 @@ def test_memory_view_and_differential_flame_graph(
     flame.locator("g", has=page.locator("title", has_text="moe::router")).first.hover()
     expect(flame).to_contain_text("B/A")
     shot(page, "99-profile-diff")
+
+    # From the commit page: "Profile & memory" opens the Inspector's Memory tab.
+    page.goto(f"/models/{USER}/moe/commit/{profiles['shas'][0]}")
+    page.get_by_role("link", name="Profile & memory").click()
+    expect(page).to_have_url(re.compile(r"/inspect\?tab=memory$"))
+    expect(page.get_by_role("tab", name="Memory")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_test_id("memory-lifetimes")).to_be_visible(timeout=20_000)
+    expect(page.get_by_role("link", name=a)).to_have_attribute("href", f"/profiles/{a}")
     console.check()

@@ -105,6 +105,7 @@ export default function CommitPage() {
               )}
               <Link className="button" to={`${base}/playground?ref=${c.sha}`}>Playground</Link>
               <Link className="button" to={`${base}/commit/${c.sha}/inspect`}>Inspect</Link>
+              <Link className="button" to={`${base}/commit/${c.sha}/inspect?tab=memory`} title="This commit's profile: memory and tensor lifetimes; compare it with another profile">Profile &amp; memory</Link>
               <a className="button" href={`/api/v1/repos/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/archive?ref=${c.sha}`} download>Download (.tar)</a>
             </div>
             <div className="grid-2" style={{ marginBottom: 12 }}>

@@ -12,6 +12,7 @@ import "./inspector.css";
 const GraphTab = lazy(() => import("./GraphTab"));
 const AttentionTab = lazy(() => import("./AttentionTab"));
 const RoutingDiffTab = lazy(() => import("./RoutingDiffTab"));
+const MemoryTab = lazy(() => import("../jobs/MemoryTab"));
 
 export interface InspectorTarget {
   ns: string;
@@ -31,6 +32,7 @@ export const TABS: TabDef[] = [
   { value: "graph", label: "Graph", render: (t) => <GraphTab target={t} /> },
   { value: "attention", label: "Attention", render: (t) => <AttentionTab target={t} /> },
   { value: "routing", label: "Routing diff", render: (t) => <RoutingDiffTab target={t} /> },
+  { value: "memory", label: "Memory", render: (t) => <MemoryTab target={t} /> },
 ];
 
 export default function Inspector() {
