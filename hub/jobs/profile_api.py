@@ -63,7 +63,7 @@ class ProfileMemoryOut(serializers.Serializer):
 class ProfileMemoryApi(APIView):
     @extend_schema(
         operation_id="jobs_profile_memory",
-        responses={200: ProfileMemoryOut, **errors(400, 404, 413)},
+        responses={200: ProfileMemoryOut, **errors(400, 404, 409, 413)},
         summary="A profile's memory by category over time, its peak and tensor lifetimes",
     )
     def get(self, request, job_id):

@@ -64,7 +64,16 @@ def memory(*, job: Job) -> dict[str, Any]:
             "one with profile.lifetimes off, or one that has not finished).",
             code="profile_memory_missing",
         )
-    data = json.loads(raw)
+    try:
+        return _memory_out(job, json.loads(raw))
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+        raise Conflict(
+            f"profile/lifetimes.json of job {job.pk} is not a memory profile the hub can read.",
+            code="profile_memory_unreadable",
+        ) from None
+
+
+def _memory_out(job: Job, data: dict) -> dict[str, Any]:
     n = _limit("HUB_PROFILE_MEMORY_MAX_TENSORS")
     max_points = _limit("HUB_PROFILE_MEMORY_MAX_POINTS")
     longest, largest = data.get("longest", [])[:n], data.get("largest", [])[:n]
@@ -188,6 +197,13 @@ def prepare(request, *, a: str, b: str, config=None, project: str = "", resource
     if not isinstance(config, dict):
         raise InvalidInput("config must be an object.", code="invalid_config")
     services.validate_job_config(Job.Kind.PROFILE, config)
+    for job in jobs:
+        if _canonical(job.config) != _canonical(config):
+            raise Conflict(
+                f"Job {job.pk} was profiled with other settings than the ones given; a diff "
+                "compares profiles of identical settings.",
+                code="profile_settings_differ",
+            )
     if len(jobs) == 2 and _canonical(jobs[0].config) != _canonical(jobs[1].config):
         raise Conflict(
             f"Jobs {jobs[0].pk} and {jobs[1].pk} were profiled with different settings; a diff "

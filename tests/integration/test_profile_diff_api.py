@@ -50,6 +50,9 @@ def test_refs_of_one_commit_pair_with_one_profile_and_a_diff_waits_for_it(alice)
         project="alice/exp",
     )
     assert other.json()["a"]["job"] != d["a"]["job"]
+    # A job and settings other than its own: refused, not paired with a mismatched profile.
+    r = prepare(alice, a=d["a"]["job"], b="alice/moe@main", config={"profile": {"steps": 3}})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "profile_settings_differ"
     r = alice.get("/api/v1/jobs/profile-diff", {"a": d["a"]["job"], "b": d["b"]["job"]})
     assert r.status_code == 409 and r.json()["error"]["code"] == "profile_not_ready"
     r = alice.get(f"/api/v1/jobs/{d['a']['job']}/profile/memory")
