@@ -112,3 +112,100 @@ def test_private_refs_and_jobs_are_404_to_others(alice, make_user):
     r = prepare(mallory, a="alice/moe@main", b="alice/moe@main", config=CFG, project="alice/exp")
     assert r.status_code in (403, 404), r.content
     assert Job.objects.filter(created_by__username="mallory").count() == 0
+
+
+def _lifetimes(n: int) -> dict:
+    cats = ["parameter", "gradient", "optimizer_state", "activation", "temporary", "input", "other"]
+    tensors = [
+        {
+            "id": i,
+            "category": "activation",
+            "bytes": 100 + i,
+            "alloc_ms": float(i),
+            "free_ms": float(i + 1),
+            "op": "aten::mm",
+            "module": "blocks.0",
+        }
+        for i in range(n)
+    ]
+    points = [[float(i), 0, 0, 0, 100 + i, 0, 0, 0] for i in range(n)]
+    return {
+        "device": "cpu",
+        "categories": cats,
+        "columns": ["t_ms", *cats],
+        "points": points,
+        "duration_ms": float(n),
+        "peak": {
+            "t_ms": float(n - 1),
+            "bytes": 100 + n - 1,
+            "by_category": dict.fromkeys(cats, 0) | {"activation": 100 + n - 1},
+            "live_count": n,
+            "live": list(range(n))[::-1],
+        },
+        "tensor_count": n,
+        "tensors": tensors,
+        "longest": list(range(n)),
+        "largest": list(range(n))[::-1],
+    }
+
+
+def _upload(worker, job_id: str, data: bytes) -> list:
+    from hub.shared.chunking import chunk_hash
+
+    digest = chunk_hash(data)
+    r = worker.attempts[job_id].put(
+        f"/api/v1/jobs/{job_id}/worker/chunks/{digest}",
+        data,
+        content_type="application/octet-stream",
+    )
+    assert r.status_code in (200, 201), r.content
+    return [[digest, len(data)]]
+
+
+@pytest.fixture
+def profile_job(alice):
+    from hub.accounts.services import worker_service_credential_create
+    from tests.integration.test_jobs_api import Worker
+
+    d = prepare(alice, a="alice/moe@main", b="alice/moe@main", config=CFG, project="alice/exp")
+    job = d.json()["a"]["job"]
+    worker = Worker(worker_service_credential_create(name="worker")[1])
+    r = worker.post(f"/api/v1/jobs/{job}/worker/start", {"worker": "w"}, format="json")
+    assert r.status_code == 200
+
+    def store(data: bytes) -> None:
+        r = worker.post(
+            f"/api/v1/jobs/{job}/worker/artifacts",
+            {
+                "path": "profile/lifetimes.json",
+                "kind": "profile_lifetimes",
+                "chunks": _upload(worker, job, data),
+            },
+            format="json",
+        )
+        assert r.status_code == 201, r.content
+
+    return job, store
+
+
+def test_memory_is_capped_to_the_limits_keeping_the_peak(alice, profile_job, settings):
+    import json
+
+    job, store = profile_job
+    store(json.dumps(_lifetimes(50)).encode())
+    settings.HUB_PROFILE_MEMORY_MAX_TENSORS = 5
+    settings.HUB_PROFILE_MEMORY_MAX_POINTS = 7
+    m = alice.get(f"/api/v1/jobs/{job}/profile/memory").json()
+    assert m["tensor_count"] == 50 and len(m["points"]) == 7
+    assert max(sum(p[1:]) for p in m["points"]) == m["peak"]["bytes"] == 149
+    assert m["longest"] == [0, 1, 2, 3, 4] and m["largest"] == [49, 48, 47, 46, 45]
+    assert m["peak"]["live"] == [49, 48, 47, 46, 45] and m["peak"]["live_count"] == 50
+    assert {t["id"] for t in m["tensors"]} == {0, 1, 2, 3, 4, 45, 46, 47, 48, 49}
+    assert m["snapshot"] is False
+
+
+def test_an_unreadable_lifetimes_file_is_a_409_not_a_500(alice, profile_job):
+    job, store = profile_job
+    store(b'{"points": "not a list"}')
+    r = alice.get(f"/api/v1/jobs/{job}/profile/memory")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "profile_memory_unreadable"
