@@ -59,7 +59,7 @@ function DiffView({ d }: { d: Diff }) {
         {d.a.repo}@{shortSha(d.a.commit)} → {d.b.repo}@{shortSha(d.b.commit)} on probe set v{d.probe_version} ({d.tokens} tokens);
         top-k {d.top_k_a} → {d.top_k_b}. Same top-1 overall: <strong>{pct(d.summary.same_top1)}</strong>, {d.summary.swaps} swapped expert(s).
       </p>
-      <table className="table small" data-testid="routing-diff-table">
+      <div className="table-wrap"><table className="data small" data-testid="routing-diff-table">
         <thead>
           <tr><th>Layer</th><th>Same top-1</th><th>Same after matching</th><th>Entropy A → B</th><th>Largest load change</th><th>Swapped roles (A → B)</th></tr>
         </thead>
@@ -78,7 +78,7 @@ function DiffView({ d }: { d: Diff }) {
             );
           })}
         </tbody>
-      </table>
+      </table></div>
       <h3 className="small">Load change per expert (B − A)</h3>
       <MatrixHeatmap
         testId="routing-diff-heatmap"
@@ -88,7 +88,7 @@ function DiffView({ d }: { d: Diff }) {
         color={color}
         describe={(r, c, v) => `layer ${d.layers[r].layer}, expert ${c}: ${pct(d.layers[r].load_a[c])} → ${pct(d.layers[r].load_b[c])} (${(v * 100).toFixed(1)} pts)`}
       />
-      <p className="small muted">Blue: less load in B; red: more (±{(scale * 100).toFixed(1)} pts at the ends). Experts are matched by the Hungarian method (greedy without scipy): {d.layers[0]?.method}.</p>
+      <p className="small muted">Blue: less load in B; red: more (±{(scale * 100).toFixed(1)} pts at the ends). Experts matched by routing overlap ({d.layers[0]?.method === "greedy" ? "greedy matching: scipy is not installed on the hub" : "Hungarian method"}).</p>
     </div>
   );
 }
