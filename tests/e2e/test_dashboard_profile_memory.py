@@ -136,7 +136,12 @@ def test_memory_view_and_differential_flame_graph(
     title = bars.locator("g title").first.text_content()
     assert re.search(r"(KiB|MiB|B) · \w+ · ", title), title
     page.get_by_label("Which tensors").select_option("longest")
+    # The longest-living are the parameters and optimizer state, alive all along.
+    expect(bars.locator("g title").first).to_contain_text("before profiling → end")
+    page.get_by_label("Which tensors").select_option("largest")
     mem.scroll_into_view_if_needed()
+    # The section alone, without the sticky top bar drawn over it.
+    page.add_style_tag(content=".topbar { position: static !important; }")
     mem.locator("..").screenshot(path=str(SHOTS / "99-profile-memory.png"))
 
     # Compare with… the other commit's profile, then the differential flame graph.

@@ -40,7 +40,7 @@ function Timeline({ m }: { m: ProfileMemory }) {
           <g key={f}>
             <line x1={PAD.l} x2={W - PAD.r} y1={y(f * yMax)} y2={y(f * yMax)} stroke="var(--grid, #eee)" />
             <text x={PAD.l - 4} y={y(f * yMax) + 4} fontSize="10" textAnchor="end" fill="currentColor">{fmtBytes(f * yMax)}</text>
-            <text x={x(f * tMax)} y={H - 6} fontSize="10" textAnchor="middle" fill="currentColor">{(f * tMax).toFixed(0)} ms</text>
+            <text x={x(f * tMax)} y={H - 6} fontSize="10" textAnchor={f === 1 ? "end" : f === 0 ? "start" : "middle"} fill="currentColor">{(f * tMax).toFixed(0)} ms</text>
           </g>
         ))}
         {bands.map((b) => (
