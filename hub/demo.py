@@ -241,7 +241,10 @@ def _jobs_demo(c: Client) -> None:
             _wait(c, j["id"])
         runs = " ".join(done[k]["run_id"] for k in (2, 4))
         print(
-            f"[hub serve] demo ready: compare the two trainings with\n              hub runs compare {runs}",
+            f"[hub serve] demo ready: compare the two trainings with\n              hub runs compare {runs}"
+            f"\n            and their profiles (top4's is taken; top2's is launched with the same "
+            f"settings) with\n              hub profile diff {JOBS_REPO}@top2 {JOBS_REPO}@top4 "
+            "--project admin/moe-demo",
             flush=True,
         )
     except Exception as e:  # the demo must never take the hub down
