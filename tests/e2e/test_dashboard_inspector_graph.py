@@ -2,8 +2,8 @@
 a commit (tests/helpers.py LIVE_TRAIN), an inspect job exports its graph in the sandbox, and
 the page — opened from the commit page's Inspect button — draws it folded by module, expands
 a block, finds a node by search and shows its details; a diff against a top-k 4 copy colours
-the changed top-k node. Screenshots: test-artifacts/screenshots/93-inspector-graph.png and
-93-inspector-graph-diff.png. Needs the built SPA and chromium, as test_dashboard.py does."""
+the changed top-k node. Screenshots: test-artifacts/screenshots/93-inspector-graph-moe.png (the
+MoE layer open), 93-inspector-graph.png (a searched node) and 93-inspector-graph-diff.png. Needs the built SPA and chromium, as test_dashboard.py does."""
 
 from __future__ import annotations
 
@@ -111,6 +111,8 @@ def test_graph_from_the_commit_page_expand_search_details(
     graph.locator('[data-item="group:blocks.1.ffn"]').click()
     for part in ("router", "dispatch", "expert.0", "expert.3"):
         expect(graph.locator(f'[data-item="group:blocks.1.ffn.{part}"]')).to_be_visible()
+    page.wait_for_timeout(300)  # the view's move to the opened layer
+    shot(page, "93-inspector-graph-moe")
     # search: the router's top-k, focused and detailed
     page.get_by_role("searchbox", name="Search nodes").fill("topk")
     results = page.get_by_role("list", name="Search results")
@@ -130,4 +132,12 @@ def test_graph_from_the_commit_page_expand_search_details(
     expect(page.locator(".graph-diff-summary")).to_contain_text("changed", timeout=20_000)
     expect(graph.locator('[data-item^="topk"].st-changed')).to_be_visible()
     shot(page, "93-inspector-graph-diff")
+    # an open group is a frame: its header folds it (and what is open inside it) again
+    page.get_by_role("button", name="Fit").click()
+    graph.locator('[data-frame="blocks.1.ffn"]').get_by_role(
+        "button", name="collapse blocks.1.ffn"
+    ).click()
+    expect(graph.locator('[data-item="group:blocks.1.ffn"]')).to_be_visible()
+    expect(graph.locator('[data-item^="topk"]')).to_have_count(0)
+    expect(graph.locator('[data-frame="blocks.1"]')).to_be_visible()
     console.check()

@@ -17,6 +17,7 @@ import {
   fmtCompact,
   fold,
   GROUP_PREFIX,
+  openTree,
   search,
   shapeText,
   toggleGroup,
@@ -43,7 +44,7 @@ interface DiffResponse {
 }
 
 interface Placed { x: number; y: number; w: number; h: number }
-interface Layout { pos: Map<string, Placed>; edges: { id: string; pts: [number, number][] }[]; width: number; height: number }
+interface Layout { pos: Map<string, Placed>; edges: { id: string; pts: [number, number][] }[]; width: number; height: number; frames: string[] }
 
 const elk = new ELK();
 const NODE_H = 40;
@@ -52,22 +53,53 @@ function itemWidth(it: DrawnItem): number {
   return Math.max(110, Math.min(320, 7.2 * Math.max(it.label.length, it.sub.length * 0.85) + 24));
 }
 
-async function layout(g: DrawnGraph): Promise<Layout> {
-  const graph: ElkNode = {
+const FRAME_HEADER = 26;
+
+/** elkjs layered layout; open groups are compound nodes (frames) around what they hold, and
+ * every coordinate comes back relative to the root (elk.json.shapeCoords/edgeCoords). */
+async function layout(g: DrawnGraph, expanded: ReadonlySet<string>): Promise<Layout> {
+  const tree = openTree(g, expanded);
+  const nodes = new Map<string, ElkNode>();
+  const root: ElkNode = {
     id: "root",
     layoutOptions: {
       "elk.algorithm": "layered",
       "elk.direction": "DOWN",
+      "elk.hierarchyHandling": "INCLUDE_CHILDREN",
       "elk.layered.spacing.nodeNodeBetweenLayers": "36",
       "elk.spacing.nodeNode": "24",
       "elk.edgeRouting": "POLYLINE",
+      "elk.json.shapeCoords": "ROOT",
+      "elk.json.edgeCoords": "ROOT",
     },
-    children: g.items.map((it) => ({ id: it.id, width: itemWidth(it), height: NODE_H })),
+    children: [],
     edges: g.edges.map(([s, d], i) => ({ id: `e${i}`, sources: [s], targets: [d] })),
   };
-  const res = await elk.layout(graph);
+  const holder = (id: string): ElkNode => (id ? nodes.get(id) ?? root : root);
+  for (const o of tree.open) {
+    const id = `open:${o}`;
+    nodes.set(id, {
+      id,
+      children: [],
+      layoutOptions: { "elk.padding": `[top=${FRAME_HEADER + 8},left=10,bottom=10,right=10]` },
+    });
+  }
+  for (const o of tree.open) {
+    const id = `open:${o}`;
+    holder(tree.parent.get(id) ?? "").children!.push(nodes.get(id)!);
+  }
+  for (const it of g.items) {
+    holder(tree.parent.get(it.id) ?? "").children!.push({ id: it.id, width: itemWidth(it), height: NODE_H });
+  }
+  const res = await elk.layout(root);
   const pos = new Map<string, Placed>();
-  for (const c of res.children ?? []) pos.set(c.id, { x: c.x ?? 0, y: c.y ?? 0, w: c.width ?? 0, h: c.height ?? 0 });
+  const walk = (n: ElkNode) => {
+    for (const c of n.children ?? []) {
+      pos.set(c.id, { x: c.x ?? 0, y: c.y ?? 0, w: c.width ?? 0, h: c.height ?? 0 });
+      walk(c);
+    }
+  };
+  walk(res);
   const edges = (res.edges ?? []).map((e) => {
     const pts: [number, number][] = [];
     for (const s of e.sections ?? []) {
@@ -77,7 +109,7 @@ async function layout(g: DrawnGraph): Promise<Layout> {
     }
     return { id: e.id, pts };
   });
-  return { pos, edges, width: res.width ?? 0, height: res.height ?? 0 };
+  return { pos, edges, width: res.width ?? 0, height: res.height ?? 0, frames: tree.open };
 }
 
 function useGraph(t: InspectorTarget) {
@@ -150,10 +182,11 @@ function GraphView({ data, diff, diffError, diffWith, setDiff }: {
   const drag = useRef<{ x: number; y: number; v: [number, number, number, number] } | null>(null);
   const byId = useMemo(() => new Map(doc.nodes.map((n) => [n.id, n])), [doc]);
   const hits = useMemo(() => search(doc, query), [doc, query]);
+  const types = useMemo(() => new Map((doc.modules ?? []).map((m) => [m.path, m.type])), [doc]);
 
   useEffect(() => {
     let live = true;
-    layout(drawn).then(
+    layout(drawn, expanded).then(
       (l) => {
         if (!live) return;
         setLay(l);
@@ -195,7 +228,7 @@ function GraphView({ data, diff, diffError, diffWith, setDiff }: {
     setView([px - (px - view[0]) * k, py - (py - view[1]) * k, view[2] * k, view[3] * k]);
   };
   const onDown = (e: RPointerEvent<SVGSVGElement>) => {
-    if (!view || (e.target as Element).closest("[data-item]")) return;
+    if (!view || (e.target as Element).closest('[role="button"]')) return;
     drag.current = { x: e.clientX, y: e.clientY, v: view };
     (e.currentTarget as Element).setPointerCapture?.(e.pointerId);
   };
@@ -283,6 +316,26 @@ function GraphView({ data, diff, diffError, diffWith, setDiff }: {
                   <path d="M 0 0 L 10 5 L 0 10 z" fill="#888" />
                 </marker>
               </defs>
+              {lay.frames.map((o) => {
+                const p = lay.pos.get(`open:${o}`);
+                if (!p) return null;
+                return (
+                  <g key={o} className={`graph-frame ${frameClass(o)}`} data-frame={o} transform={`translate(${p.x},${p.y})`}>
+                    <rect width={p.w} height={p.h} rx={10} />
+                    <g
+                      className="graph-frame-head"
+                      role="button"
+                      tabIndex={0}
+                      aria-label={`collapse ${o}`}
+                      onClick={() => { focusRef.current = `${GROUP_PREFIX}${o}`; setSelected(`${GROUP_PREFIX}${o}`); setExpanded(toggleGroup(o, expanded)); }}
+                      onKeyDown={(e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); setExpanded(toggleGroup(o, expanded)); } }}
+                    >
+                      <rect width={p.w} height={FRAME_HEADER} rx={10} />
+                      <text x={10} y={17} className="graph-label">▾ {o} <tspan className="graph-sub">{types.get(o) ?? ""}</tspan></text>
+                    </g>
+                  </g>
+                );
+              })}
               {lay.edges.map((e) => (
                 <polyline key={e.id} points={e.pts.map((p) => p.join(",")).join(" ")} fill="none" stroke="#999" strokeWidth={1.2} markerEnd="url(#graph-arrow)" />
               ))}
@@ -363,6 +416,12 @@ function focusBox(l: Layout, g: DrawnGraph, focus: string): Placed | undefined {
 
 function expandedMark(it: DrawnItem): string {
   return it.group ? "▸" : "";
+}
+
+function frameClass(path: string): string {
+  if (/\.ffn$/.test(path)) return "frame-moe";
+  if (/\.expert\.\d+$|\.router$|\.dispatch$/.test(path)) return "frame-moe-part";
+  return "";
 }
 
 /** A colour class by what a module is: the MoE layer's parts stand out. */

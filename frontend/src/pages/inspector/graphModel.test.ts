@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { diffStatus, expandFor, fold, moduleGroups, search, toggleGroup, type GraphDoc } from "./graphModel";
+import { diffStatus, expandFor, fold, moduleGroups, openTree, search, toggleGroup, type GraphDoc } from "./graphModel";
 
 const doc: GraphDoc = {
   params_total: 30,
@@ -84,5 +84,19 @@ describe("search, expandFor and toggleGroup", () => {
   it("collapsing a group collapses what is inside it", () => {
     const ex = toggleGroup("blocks.0", new Set(["blocks.0", "blocks.0.ffn", "wte"]));
     expect([...ex]).toEqual(["wte"]);
+  });
+});
+
+describe("openTree", () => {
+  it("nests drawn items in the open groups that hold them", () => {
+    const ex = new Set(["blocks.0", "blocks.0.ffn"]);
+    const g = fold(doc, ex);
+    const t = openTree(g, ex);
+    expect(t.open).toEqual(["blocks.0", "blocks.0.ffn"]);
+    expect(t.parent.get("group:blocks.0.ffn.router")).toBe("open:blocks.0.ffn");
+    expect(t.parent.get("open:blocks.0.ffn")).toBe("open:blocks.0");
+    expect(t.parent.get("open:blocks.0")).toBe("");
+    expect(t.parent.get("idx")).toBe("");
+    expect(openTree(fold(doc, new Set()), new Set()).open).toEqual([]);
   });
 });

@@ -254,3 +254,30 @@ export function diffStatus(d: GraphDiffResult | null | undefined): Map<string, D
   for (const c of d.changed) m.set(c.b_id, "changed");
   return m;
 }
+
+/** The open groups that hold drawn items, as a tree: each drawn item's and each open group's
+ * parent is its innermost open group ("" = the top level). Open groups with nothing drawn
+ * inside are left out. The page draws them as frames around what they hold. */
+export function openTree(g: DrawnGraph, expanded: ReadonlySet<string>): { parent: Map<string, string>; open: string[] } {
+  const parent = new Map<string, string>();
+  const used = new Set<string>();
+  const innermost = (groups: string[]) => {
+    for (let i = groups.length - 1; i >= 0; i--) if (expanded.has(groups[i])) return groups[i];
+    return "";
+  };
+  for (const it of g.items) {
+    const groups = moduleGroups(it.module);
+    const own = it.group ? groups.slice(0, -1) : groups; // a folded group is inside its parents
+    const p = innermost(own.filter((x) => expanded.has(x) && own.slice(0, own.indexOf(x)).every((y) => expanded.has(y))));
+    parent.set(it.id, p ? `open:${p}` : "");
+    for (let x = p; x; ) {
+      if (used.has(x)) break;
+      used.add(x);
+      const up = innermost(moduleGroups(x).slice(0, -1));
+      parent.set(`open:${x}`, up ? `open:${up}` : "");
+      x = up;
+    }
+  }
+  const open = [...used].sort((a, b) => moduleGroups(a).length - moduleGroups(b).length);
+  return { parent, open };
+}
