@@ -53,6 +53,10 @@ def test_graph_counts_every_parameter_once_and_matches_the_model():
     assert topk[0]["outputs"][1]["shape"] == [16, 2]
     modules = {n["module"] for n in doc["nodes"]}
     assert {"blocks.1.ffn.dispatch", *(f"blocks.1.ffn.expert.{e}" for e in range(4))} <= modules
+    views = [m for m in doc["modules"] if m["type"] == "ExpertView"]
+    bank = model.blocks[1].ffn.experts
+    assert sum(m["view_params"] for m in views) == bank.w13.numel() + bank.w2.numel()
+    assert sum(m["params"] for m in doc["modules"]) == expected
     # FLOPs: the lm_head linear is 2·B·T·C·V.
     head = next(n for n in doc["nodes"] if n["module"] == "lm_head" and n["kind"] == "op")
     assert head["flops"] == 2 * 2 * 8 * 32 * model.cfg.vocab_size

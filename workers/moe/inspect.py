@@ -277,9 +277,15 @@ def module_tree(model: nn.Module) -> list[dict[str, Any]]:
     """Every module: path, class and its own (direct) parameter count, so folded groups can
     show totals without the graph repeating them."""
     out = []
+    seen: set[int] = set()  # a tied weight (lm_head = wte) counts once, at its first module
     for path, m in model.named_modules():
-        own = sum(p.numel() for p in m.parameters(recurse=False))
-        out.append({"path": _clean_path(path), "type": type(m).__name__, "params": int(own)})
+        mine = [p for p in m.parameters(recurse=False) if id(p) not in seen]
+        seen.update(id(p) for p in mine)
+        own = sum(p.numel() for p in mine)
+        item = {"path": _clean_path(path), "type": type(m).__name__, "params": int(own)}
+        if isinstance(m, ExpertView):  # its slice of the bank (counted in the bank, not here)
+            item["view_params"] = 3 * m._bank.sizes[m.e] * m._bank.w13.shape[1]
+        out.append(item)
     return out
 
 

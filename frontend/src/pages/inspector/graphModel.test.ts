@@ -10,6 +10,7 @@ const doc: GraphDoc = {
     { path: "blocks.0.ffn", type: "MoE", params: 0 },
     { path: "blocks.0.ffn.router", type: "Router", params: 8 },
     { path: "blocks.0.ffn.experts", type: "ExpertBank", params: 12 },
+    { path: "blocks.0.ffn.expert.1", type: "ExpertView", params: 0, view_params: 6 },
   ],
   nodes: [
     { id: "p_wte", op: "placeholder", kind: "parameter", target: "wte.weight", module: "wte", params: 10 },
@@ -55,6 +56,8 @@ describe("fold", () => {
     expect(ids).toContain("group:blocks.0.ffn.router");
     expect(ids).toContain("group:blocks.0.ffn.dispatch");
     expect(ids).toContain("group:blocks.0.ffn.expert.1");
+    expect(g.items.find((i) => i.id === "group:blocks.0.ffn.expert.1")!.params).toBe(6); // its slice
+    expect(g.items.find((i) => i.id === "group:blocks.0.ffn.router")!.params).toBe(8);
     expect(g.edges).toContainEqual(["group:blocks.0.ffn.router", "group:blocks.0.ffn.dispatch"]);
     const open = fold(doc, new Set(["blocks.0", "blocks.0.ffn", "blocks.0.ffn.router", "blocks.0.ffn.dispatch"]));
     expect(open.items.map((i) => i.id)).not.toContain("getitem");

@@ -25,7 +25,13 @@ export interface GraphNode {
   args?: Record<string, unknown>;
 }
 
-export interface GraphModule { path: string; type: string; params: number }
+export interface GraphModule {
+  path: string;
+  type: string;
+  params: number;
+  /** An expert's slice of its layer's packed weights (counted in the bank's params). */
+  view_params?: number;
+}
 
 export interface GraphDoc {
   format?: number;
@@ -119,6 +125,7 @@ export function fold(
   const byId = new Map(doc.nodes.map((n) => [n.id, n]));
   const params = groupParams(doc);
   const types = new Map((doc.modules ?? []).map((m) => [m.path, m.type]));
+  const views = new Map((doc.modules ?? []).map((m) => [m.path, m.view_params ?? 0]));
   const rep = new Map<string, string | null>();
   const inputsOf = new Map<string, string[]>();
   for (const [s, d] of doc.edges) {
@@ -150,7 +157,7 @@ export function fold(
       let it = items.get(r);
       if (!it) {
         const type = types.get(path) ?? n.module_type ?? "";
-        it = { id: r, group: true, label: path, sub: type, module: path, kind: "group", nodes: 0, params: params.get(path) ?? 0, flops: 0 };
+        it = { id: r, group: true, label: path, sub: type, module: path, kind: "group", nodes: 0, params: params.get(path) || views.get(path) || 0, flops: 0 };
         items.set(r, it);
       }
       it.nodes += 1;
