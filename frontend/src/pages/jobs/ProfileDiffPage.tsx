@@ -1,11 +1,14 @@
 /** /profiles/diff?a=JOB&b=JOB: two profiles of identical settings compared — a differential
- * flame graph and the per-operator table of self time and memory ratios (B/A) sorted by impact. */
+ * flame graph and the per-operator table of self time and memory ratios (B/A) sorted by impact.
+ * Two commits (ns/repo@ref) can be picked instead of jobs: their profiles are found or launched
+ * (ProfileByRef.tsx) and the page opens on their jobs. */
 import { useState } from "react";
 import { Link, useNavigate, useSearchParams } from "react-router";
 import { ErrorMessage, Loading } from "../../components/States";
 import { fmtBytes, shortSha } from "../../lib/format";
 import { useTitle } from "../../lib/useTitle";
 import { DiffFlameGraph } from "./DiffFlameGraph";
+import { CompareByRef } from "./ProfileByRef";
 import { fmtMicros, fmtRatio } from "./format";
 import { useProfileDiff, type DiffFrame, type ProfileDiff } from "./profileApi";
 import "./jobs.css";
@@ -64,7 +67,6 @@ function Pick() {
       <label>A <input value={a} onChange={(e) => setA(e.target.value)} placeholder="profile job id" /></label>
       <label>B <input value={b} onChange={(e) => setB(e.target.value)} placeholder="profile job id" /></label>
       <button type="submit">Compare</button>
-      <span className="small muted">For two commits: <code>hub profile diff ns/repo@A ns/repo@B</code> finds or launches their profiles.</span>
     </form>
   );
 }
@@ -92,6 +94,7 @@ export default function ProfileDiffPage() {
         </div>
       </div>
       <Pick />
+      <CompareByRef repo={q.data?.a.repo ?? ""} />
       {!a || !b ? null : q.error ? (
         <ErrorMessage error={q.error} title="Could not diff the profiles" />
       ) : !q.data ? (

@@ -1,7 +1,7 @@
 /** Profile memory (tensor lifetimes) and profile diff: hooks and the pure helpers the views
  * share (stacking, colours), unit-tested in profileViews.test.ts. */
 import { useQuery } from "@tanstack/react-query";
-import { get, qs } from "../../api/client";
+import { ApiError, get, post, qs } from "../../api/client";
 import type { components } from "../../api/schema";
 
 type S = components["schemas"];
@@ -9,6 +9,9 @@ export type ProfileMemory = S["ProfileMemoryOut"];
 export type TensorLifetime = S["TensorLifetimeOut"];
 export type ProfileDiff = S["ProfileDiffOut"];
 export type ProfileDiffOp = S["ProfileDiffOpOut"];
+export type ProfileDiffPrepared = S["ProfileDiffPrepareOut"];
+export type ProfileDiffSide = S["ProfileDiffSideOut"];
+type JobLike = Pick<S["JobDetailOut"], "id" | "status" | "reason" | "progress">;
 export interface DiffFrame {
   name: string;
   a_us: number;
@@ -34,6 +37,44 @@ export function useProfileDiff(a: string, b: string) {
     enabled: !!a && !!b,
     staleTime: Infinity,
   });
+}
+
+/** Resources of a profile the dashboard launches: the launch page's defaults. */
+export const PROFILE_RESOURCES = { gpus: 0, cpus: 1, memory_mb: 3072, time_limit_s: 1800 };
+export const JOB_ENDED: ReadonlySet<string> = new Set(["succeeded", "failed", "cancelled", "lost"]);
+
+/** A side as the API takes it: `ns/repo@ref` stays; a bare ref (a commit, branch or tag, no
+ * `@`) is taken in `repo`; `ns/repo` alone is its default branch; "" stays "". */
+export function refSpec(input: string, repo: string): string {
+  const s = input.trim();
+  if (!s || s.includes("@")) return s;
+  if (s.includes("/")) return `${s}@main`;
+  return repo ? `${repo}@${s}` : s;
+}
+
+/** POST /jobs/profile-diff for two refs or jobs: reuses each commit's profile of identical
+ * settings (those of a side's profile) or launches one in `project`. When neither commit has
+ * a profile to take settings from (400 profile_config_required) it asks again with the
+ * default profile config, `{}`. */
+export async function prepareProfileDiff(a: string, b: string, project: string): Promise<ProfileDiffPrepared> {
+  const body = { a, b, project, resources: PROFILE_RESOURCES };
+  try {
+    return await post<ProfileDiffPrepared>("/jobs/profile-diff", body);
+  } catch (e) {
+    if (e instanceof ApiError && e.code === "profile_config_required") return post<ProfileDiffPrepared>("/jobs/profile-diff", { ...body, config: {} });
+    throw e;
+  }
+}
+
+/** One side's progress line, as `hub profile diff` prints it: "profiling A (job): running 2/3". */
+export function sideProgress(label: string, side: ProfileDiffSide, job?: JobLike): string {
+  const status = job?.status ?? side.status;
+  const p = job?.progress;
+  const steps = p && p.total ? ` ${p.step ?? 0}/${p.total}` : "";
+  const what = `${side.repo}@${side.commit.slice(0, 12)}`;
+  if (status === "succeeded") return `${label} ${what}: profile ${side.job} ${side.launched ? "finished" : "reused"}`;
+  if (JOB_ENDED.has(status)) return `${label} ${what}: profile ${side.job} ${status}${job?.reason ? `: ${job.reason}` : ""}`;
+  return `profiling ${label} ${what}… (job ${side.job}: ${status}${steps})`;
 }
 
 /** Category colours, in stacking order (the worker's MEMORY_CATEGORIES). */
