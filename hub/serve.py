@@ -244,7 +244,7 @@ def _ensure_elasticsearch(env: dict, sup: Supervisor, data_dir: Path) -> None:
     )
     if not binary:
         raise RuntimeError(
-            "noida-db is not installed (pip install noida-db) and HUB_ELASTICSEARCH_URL is not set"
+            "noida-db is not installed (pip install 'moe-hub[dev]') and HUB_ELASTICSEARCH_URL is not set"
         )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
