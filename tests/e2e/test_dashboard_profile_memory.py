@@ -6,9 +6,13 @@ Chromium through Playwright) against a live hub running real jobs (tiny configs)
   peak and the lifetime bars (hover: operator, module, size);
 - the commit page's "Profile & memory" opens the Inspector's Memory tab with the same view;
 - "compare with…" leads to the differential flame graph (frames coloured by change) and the
-  ratio table, where the router's top-k has a ratio.
+  ratio table, where the router's top-k has a ratio;
+- on a third, unprofiled commit's Memory tab "Profile this commit" launches a profile (default
+  config) and shows its memory when it ends; "Compare with commit" takes another ref (an
+  unknown one is a message), profiles it with the same settings and opens the diff.
 
-Screenshots: test-artifacts/screenshots/99-profile-memory.png, 99-profile-diff.png.
+Screenshots: test-artifacts/screenshots/99-profile-memory.png, 99-profile-diff.png,
+99-profile-by-ref.png.
 """
 
 from __future__ import annotations
@@ -95,7 +99,7 @@ def profiles(live_hub: LiveHub) -> dict:
     for side in ("a", "b"):
         j = wait(c, prep[side]["job"], timeout=300)
         assert j["status"] == "succeeded", j["reason"]
-    return {"a": prep["a"]["job"], "b": prep["b"]["job"], "shas": shas}
+    return {"a": prep["a"]["job"], "b": prep["b"]["job"], "shas": shas, "token": token}
 
 
 def sign_in(context: BrowserContext) -> None:
@@ -170,3 +174,66 @@ def test_memory_view_and_differential_flame_graph(
     expect(page.get_by_test_id("memory-lifetimes")).to_be_visible(timeout=20_000)
     expect(page.get_by_role("link", name=a)).to_have_attribute("href", f"/profiles/{a}")
     console.check()
+
+
+def test_profile_this_commit_and_compare_by_ref(
+    page: Page, context: BrowserContext, console: Console, profiles, live_hub: LiveHub
+):
+    c = Client(url=live_hub.url, token=profiles["token"])
+    cfg = {
+        **TINY,
+        "model": {**MODEL, "top_k": 3},
+        "train": {**TINY["train"], "steps": 6, "checkpoint_every": 6, "eval_every": 6},
+    }
+    job = c._json(
+        "POST",
+        "/jobs",
+        json={
+            "project": f"{USER}/seed",
+            "kind": "train",
+            "config": cfg,
+            "target": f"{USER}/moe@main",
+            "resources": RES,
+        },
+    )
+    j = wait(c, job["id"], timeout=300)
+    assert j["status"] == "succeeded", j["reason"]
+    sha = j["result"]["commit"]
+    assert sha not in profiles["shas"]
+
+    sign_in(context)
+    page.goto(f"/models/{USER}/moe/commit/{sha}/inspect?tab=memory")
+    expect(page.get_by_text("No finished profile of this commit")).to_be_visible(timeout=20_000)
+    expect(page.locator("#profile-project")).to_have_value(re.compile(rf"^{USER}/"))
+    page.get_by_role("button", name="Profile this commit").click()
+    status = page.get_by_test_id("profile-this-commit").get_by_role("status")
+    expect(status).to_contain_text(re.compile(r"Profile job \w+: (queued|running|succeeded)"))
+    new = status.get_by_role("link").text_content()
+    expect(page.get_by_test_id("memory-lifetimes")).to_be_visible(timeout=300_000)
+    launched = c._json("GET", f"/jobs/{new}")
+    assert launched["kind"] == "profile" and launched["status"] == "succeeded"
+    assert launched["base"]["commit"] == sha and launched["config"] == {}
+    expect(page.get_by_role("link", name=new).first).to_have_attribute("href", f"/profiles/{new}")
+
+    # Compare with another commit by ref: an unknown ref is a message, not a launch.
+    form = page.get_by_test_id("compare-by-ref")
+    form.get_by_label("Commit B").fill("no-such-branch")
+    form.get_by_role("button", name="Compare by commit").click()
+    expect(form.get_by_role("alert")).to_contain_text("has no branch, tag or commit")
+    # The first commit (profiled with other settings): profiled again with this one's settings.
+    form.get_by_label("Commit B").fill(profiles["shas"][0])
+    form.get_by_role("button", name="Compare by commit").click()
+    progress = page.get_by_test_id("compare-progress")
+    expect(progress).to_contain_text(f"profile {new} reused")
+    expect(progress).to_contain_text(
+        re.compile(rf"profiling B {USER}/moe@{profiles['shas'][0][:12]}…")
+    )
+    shot(page, "99-profile-by-ref")
+    expect(page).to_have_url(re.compile(rf"/profiles/diff\?a={new}&b=\w+$"), timeout=300_000)
+    b = re.search(r"b=(\w+)$", page.url).group(1)
+    assert b not in (profiles["a"], profiles["b"])
+    assert c._json("GET", f"/jobs/{b}")["config"] == {}
+    flame = page.get_by_test_id("diff-flame")
+    expect(flame).to_be_visible(timeout=20_000)
+    assert flame.locator("rect").count() > 10
+    console.check("status of 404")  # the unknown ref's answer, shown as a message above
