@@ -21,6 +21,7 @@ describe("commit page lineage", () => {
     mockApi({
       "GET /api/v1/repos/ada/moe/commits/": () => ({ body: commit({ run_id: "run1", job_id: "job1" }) }),
       "GET /api/v1/repos/ada/moe": () => ({ body: { refs: [] } }),
+      "GET /api/v1/repos/ada/moe/card": () => ({ status: 404, body: { error: { code: "not_found", message: "no card" } } }),
     });
     renderAt("/models/ada/moe/commit/c0ffee", "/models/:ns/:name/commit/:sha", <CommitPage />);
     const lineage = await screen.findByRole("region", { name: "Lineage" });
@@ -32,6 +33,7 @@ describe("commit page lineage", () => {
     mockApi({
       "GET /api/v1/repos/ada/moe/commits/": () => ({ body: commit() }),
       "GET /api/v1/repos/ada/moe": () => ({ body: { refs: [] } }),
+      "GET /api/v1/repos/ada/moe/card": () => ({ status: 404, body: { error: { code: "not_found", message: "no card" } } }),
     });
     renderAt("/models/ada/moe/commit/c0ffee", "/models/:ns/:name/commit/:sha", <CommitPage />);
     await screen.findByRole("heading", { name: "train: 20 steps" });
@@ -42,6 +44,7 @@ describe("commit page lineage", () => {
     mockApi({
       "GET /api/v1/repos/ada/moe/commits/": () => ({ body: commit({ parents: ["p".repeat(40)], stats: { files: 2, bytes: 1100 * 1024 ** 2, new_bytes: 12.4 * 1024 ** 2, reused_bytes: 1.02 * 1024 ** 3 } }) }),
       "GET /api/v1/repos/ada/moe": () => ({ body: { refs: [] } }),
+      "GET /api/v1/repos/ada/moe/card": () => ({ status: 404, body: { error: { code: "not_found", message: "no card" } } }),
     });
     renderAt("/models/ada/moe/commit/c0ffee", "/models/:ns/:name/commit/:sha", <CommitPage />);
     expect((await screen.findByTestId("commit-stats")).textContent).toBe("12.4 MiB new, 1.02 GiB reused");
@@ -57,6 +60,7 @@ describe("commit page privacy", () => {
     mockApi({
       "GET /api/v1/repos/ada/moe/commits/": () => ({ body: commit({ job_id: "job1", metadata: { dp } }) }),
       "GET /api/v1/repos/ada/moe": () => ({ body: { refs: [] } }),
+      "GET /api/v1/repos/ada/moe/card": () => ({ status: 404, body: { error: { code: "not_found", message: "no card" } } }),
       "GET /api/v1/jobs/job1": () => ({ body: { id: "job1", status: "succeeded", result: { commit: sha, branch: "main" }, summary: { dp } } }),
     });
     renderAt("/models/ada/moe/commit/c0ffee", "/models/:ns/:name/commit/:sha", <CommitPage />);
@@ -70,6 +74,7 @@ describe("commit page privacy", () => {
     mockApi({
       "GET /api/v1/repos/ada/moe/commits/": () => ({ body: commit({ job_id: "job1", metadata: { dp } }) }),
       "GET /api/v1/repos/ada/moe": () => ({ body: { refs: [] } }),
+      "GET /api/v1/repos/ada/moe/card": () => ({ status: 404, body: { error: { code: "not_found", message: "no card" } } }),
       // a real DP job, but its result is another commit
       "GET /api/v1/jobs/job1": () => ({ body: { id: "job1", status: "succeeded", result: { commit: "f".repeat(64), branch: "main" }, summary: { dp } } }),
     });
@@ -82,6 +87,7 @@ describe("commit page privacy", () => {
     mockApi({
       "GET /api/v1/repos/ada/moe/commits/": () => ({ body: commit({ metadata: { dp: { epsilon: "8" } } }) }),
       "GET /api/v1/repos/ada/moe": () => ({ body: { refs: [] } }),
+      "GET /api/v1/repos/ada/moe/card": () => ({ status: 404, body: { error: { code: "not_found", message: "no card" } } }),
     });
     renderAt("/models/ada/moe/commit/c0ffee", "/models/:ns/:name/commit/:sha", <CommitPage />);
     await screen.findByRole("heading", { name: "train: 20 steps" });
