@@ -128,6 +128,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: after any response, the body a view did not read is drained, so the client's
+    # keep-alive connection stays usable (hub/common/middleware.py says why).
+    "hub.common.middleware.DrainUnreadBodyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -252,6 +255,8 @@ HUB_PROFILE_MEMORY_MAX_POINTS = _env_int("HUB_PROFILE_MEMORY_MAX_POINTS", 1500)
 HUB_PROFILE_DIFF_MAX_FRAMES = _env_int("HUB_PROFILE_DIFF_MAX_FRAMES", 5000)
 HUB_PROFILE_ARTIFACT_MAX_BYTES = _env_int("HUB_PROFILE_ARTIFACT_MAX_BYTES", 64 * 2**20)
 HUB_MAX_REQUEST_BYTES = _env_int("HUB_MAX_REQUEST_BYTES", 16 * 1024 * 1024)
+# A request body a view left unread is drained up to this size so keep-alive survives it.
+HUB_DRAIN_UNREAD_BODY_BYTES = _env_int("HUB_DRAIN_UNREAD_BODY_BYTES", 64 * 1024 * 1024)
 HUB_MAX_METRICS_REQUEST_BYTES = _env_int("HUB_MAX_METRICS_REQUEST_BYTES", 64 * 1024 * 1024)
 # The MLflow tracking API (hub/compat/mlflow): one artifact file an MLflow client uploads.
 HUB_MLFLOW_MAX_ARTIFACT_BYTES = _env_int("HUB_MLFLOW_MAX_ARTIFACT_BYTES", 1024 * 1024 * 1024)

@@ -28,6 +28,10 @@ HUB_MAX_REQUEST_BYTES          16 MiB       a JSON request body of the  request_
                                             tracking API                (413)
 HUB_MAX_METRICS_REQUEST_BYTES  64 MiB       a metrics ingest body       request_too_large
                                             (JSON or binary)            (413)
+HUB_DRAIN_UNREAD_BODY_BYTES    64 MiB       a body a view answered      (none: a larger one ends
+                                            without reading, read and   the keep-alive
+                                            discarded so keep-alive     connection)
+                                            survives it
 HUB_HF_MAX_INLINE_FILE_BYTES   64 MiB       one file uploaded through   file_too_large (413)
                                             the Hugging Face API
                                             (inline, base64)
