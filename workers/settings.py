@@ -20,6 +20,8 @@ Every value is a ``HUB_*`` variable with the same safe local default as the hub'
     HUB_JOB_MAX_INFRA_RETRIES  retries of an infrastructure failure before the job fails (3)
     HUB_JOB_GPU_RETRY_S        how often a job waiting for GPUs is tried again (30 s)
     HUB_JOB_GPU_MAX_WAIT_S     how long it may wait before it fails (24 h)
+    HUB_JOB_SYSTEM_INTERVAL_S  how often a job's own CPU, memory, I/O and GPU use is sampled
+                               onto its run (5 s; 0 turns it off)
     HUB_INFER_CACHE_BYTES      the inference engine's loaded models, least recently used
                                dropped first (2 GiB); HUB_INFER_DISK_BYTES their weights on
                                disk (8 GiB); HUB_INFER_MEMORY_BYTES the engine's memory limit
@@ -63,6 +65,7 @@ class WorkerSettings:
     infer_memory_bytes: int = 4 << 30
     infer_cpus: float = 1.0
     infer_gpus: int = 0
+    job_system_interval_s: float = 5.0
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -71,6 +74,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw) if raw else default
     except ValueError:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not value >= 0:
+        raise ValueError(f"{name} must not be negative, got {raw!r}")
+    return value
 
 
 def parse_gpus(raw: str | None) -> tuple[int, ...] | None:
@@ -116,4 +130,5 @@ def load(env: Mapping[str, str] | None = None) -> WorkerSettings:
         infer_memory_bytes=_int(env, "HUB_INFER_MEMORY_BYTES", 4 << 30),
         infer_cpus=float(env.get("HUB_INFER_CPUS") or 1),
         infer_gpus=_int(env, "HUB_INFER_GPUS", 0),
+        job_system_interval_s=_float(env, "HUB_JOB_SYSTEM_INTERVAL_S", 5.0),
     )

@@ -215,8 +215,10 @@ class JobSupervisor:
         sandbox_factory=None,
         job_folder_factory=None,
         keep_failed_job_dirs: bool = False,
+        system_interval_s: float = 5.0,
     ):
         self.job_id = job_id
+        self.system_interval_s = system_interval_s  # the job's own system metrics; 0: none
         self.client = client  # the service credential's; the attempt's own once the job is started
         self.keep_failed_job_dirs = keep_failed_job_dirs
         self.work_root = Path(work_root)
@@ -578,6 +580,48 @@ class JobSupervisor:
             self.sandbox.wait()
             raise
         self.tracked_run = run
+        sampler = self._start_system_metrics(run, float(res["cpus"]), gpus)
+        try:
+            outcome = self._read_events(run)
+        finally:
+            if sampler is not None:
+                sampler.stop()
+        return self._outcome(outcome, run)
+
+    def _start_system_metrics(self, run, cpus: float, gpus: list[int]):
+        """Sample the job's own cgroup (or process tree) and GPUs onto its run
+        (``workers.sysmetrics``); never a reason for the job to fail."""
+        if not self.system_interval_s or self.system_interval_s <= 0:
+            return None
+        cgroup, pid = getattr(self.sandbox, "cgroup", None), getattr(self.sandbox, "pid", None)
+        if cgroup is None and pid is None:
+            return None
+        try:
+            from workers.sysmetrics import JobSystemSampler, JobSystemThread, load_nvml
+
+            sampler = JobSystemSampler(
+                cgroup=cgroup,
+                root_pid=pid,
+                cpus=cpus,
+                gpus=gpus,
+                nvml=load_nvml() if gpus else None,
+            )
+            thread = JobSystemThread(
+                sampler, lambda values, ms: run.log(values, step=ms), self.system_interval_s
+            ).start()
+        except Exception as e:  # noqa: BLE001
+            log.warning("job %s: no system metrics: %s", self.job_id, e)
+            return None
+        where = "its cgroup" if sampler.source != "proc" else "/proc over its process tree"
+        gpu_note = f", GPU(s) {', '.join(map(str, sorted(sampler.gpu_handles)))} via NVML"
+        self.logs.add(
+            "supervisor",
+            f"system metrics every {self.system_interval_s:g} s from {where} "
+            f"(source {sampler.source}){gpu_note if sampler.gpu_handles else ''}",
+        )
+        return thread
+
+    def _read_events(self, run):
         for raw in self.sandbox.events():
             if self.first_event_at is None:
                 self.first_event_at = time.time()
@@ -589,7 +633,9 @@ class JobSupervisor:
                 )
                 continue
             self._handle(ev, run)
-        outcome = self.sandbox.wait()
+        return self.sandbox.wait()
+
+    def _outcome(self, outcome, run) -> tuple[str, str, Any]:
         dropped = int(getattr(outcome, "dropped_event_lines", 0) or 0)
         if dropped:  # lines over the size limit the sandbox's reader dropped before we saw them
             self.counters.received += dropped

@@ -195,6 +195,7 @@ def run_job(
             work_root=s.jobs_dir,
             gpu_slots=_gpu_slots(s) if "gpu" in s.queues else None,
             keep_failed_job_dirs=s.keep_job_dirs,
+            system_interval_s=s.job_system_interval_s,
         )
         return sup.run()
     except GpusBusy as e:  # raised before the job was taken: it is still queued
