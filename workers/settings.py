@@ -82,8 +82,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw) if raw else default
     except ValueError:
         raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not value >= 0:
-        raise ValueError(f"{name} must not be negative, got {raw!r}")
+    if not 0 <= value < 10**6:  # NaN and infinity included
+        raise ValueError(f"{name} must be between 0 and 10^6 seconds, got {raw!r}")
     return value
 
 

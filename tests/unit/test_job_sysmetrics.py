@@ -172,3 +172,13 @@ def test_a_broken_source_never_raises(tmp_path):
     bad = JobSystemThread(s, lambda v, ms: 1 / 0, 60).start()
     bad.stop()  # an emit that raises is logged, not raised
     assert bad.samples == 0
+
+
+def test_interval_setting():
+    from workers.settings import load
+
+    assert load({}).job_system_interval_s == 5.0
+    assert load({"HUB_JOB_SYSTEM_INTERVAL_S": "0.5"}).job_system_interval_s == 0.5
+    for bad in ("x", "-1", "nan", "inf"):
+        with pytest.raises(ValueError, match="HUB_JOB_SYSTEM_INTERVAL_S"):
+            load({"HUB_JOB_SYSTEM_INTERVAL_S": bad})
