@@ -3,6 +3,7 @@ laid out as the kernel writes them, and the GPU filter on a fake NVML module."""
 
 from __future__ import annotations
 
+import time
 import types
 from pathlib import Path
 
@@ -182,3 +183,43 @@ def test_interval_setting():
     for bad in ("x", "-1", "nan", "inf"):
         with pytest.raises(ValueError, match="HUB_JOB_SYSTEM_INTERVAL_S"):
             load({"HUB_JOB_SYSTEM_INTERVAL_S": bad})
+
+
+def test_the_supervisor_logs_the_jobs_tree_on_its_run_and_survives_failures(tmp_path):
+    """The supervisor's wiring, with the fake hub and sandbox of test_supervisor: the "job" is
+    a real process (its tree read from /proc); a run whose log raises does not fail the job."""
+    import subprocess
+    import sys
+
+    from tests.unit.test_supervisor import FakeSandbox, supervise
+
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+
+        def running(sb):
+            time.sleep(1.6)  # the first sample comes after a second
+
+        FakeSandbox.pid = job.pid  # the fake has no cgroup: the /proc fallback
+        sup, client = supervise(tmp_path, during=running)
+        sup.system_interval_s = 0.2
+        assert sup.run() == "succeeded"
+        system = [v for _, v in client.run.logged if "system/memory_rss_mb" in v]
+        assert system and 3 < max(v["system/memory_rss_mb"] for v in system) < 200
+        assert any("source proc" in line for line in client.log_lines()), client.log_lines()
+
+        tried = []
+
+        def broken_log(values, step):
+            tried.append(values)
+            raise RuntimeError("the spool is full")
+
+        (tmp_path / "2").mkdir()
+        sup, client = supervise(tmp_path / "2", during=running)
+        sup.system_interval_s = 0.2
+        client.run.log = broken_log
+        assert sup.run() == "succeeded"
+        assert tried  # it was called, raised, and the job still succeeded
+    finally:
+        del FakeSandbox.pid
+        job.kill()
+        job.wait()
