@@ -76,7 +76,7 @@ def _until(fn, timeout: float = 60):
         time.sleep(0.5)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once: pytest-playwright regroups browser tests across modules
 def seeded(live_hub: LiveHub, tmp_path_factory) -> dict:
     """carduser's three models (a card, a plain card, one made by a run with no card) and
     another user's private model with the same tag."""

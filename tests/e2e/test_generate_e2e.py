@@ -6,12 +6,14 @@ request's credential, its sandboxed engine generates, the events come back as SS
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
 import torch
 
 from hub.client import Client, HubClientError
+from tests.e2e.conftest import HUB
 from tests.moe.helpers import TINY_MODEL
 from tests.sandbox.conftest import needs_sandbox
 from workers.moe.checkpoint import save_weights
@@ -102,13 +104,21 @@ def test_cli_generate_streams_text_and_json(gen_hub, live_hub):
     assert "token(s), length" in again.stderr and "tokens/s" in again.stderr
 
 
-def test_private_repo_is_404_to_others_and_works_for_its_owner(gen_hub, live_hub):
+def test_private_repo_is_404_to_others_and_works_for_its_owner(gen_hub, live_hub, tmp_path):
     r = live_hub.cli(
         "generate", "gena/private-lm", "a", "--max-new-tokens", "2", token=gen_hub["other"]
     )
     assert r.returncode == 3, r.stderr
     assert "not found" in r.stderr.lower()
-    r = live_hub.cli("generate", "gena/private-lm", "a", "--max-new-tokens", "2")
+    # Anonymous: an empty config folder, so no login another test saved for this hub is used.
+    env = {k: v for k, v in live_hub.env.items() if k != "HUB_TOKEN"}
+    r = subprocess.run(
+        [*HUB, "generate", "gena/private-lm", "a", "--max-new-tokens", "2"],
+        env=dict(env, HUB_CONFIG_DIR=str(tmp_path / "anonymous")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 3, r.stderr
     ok = live_hub.cli(
         "generate",

@@ -148,8 +148,11 @@ def test_cancel_mid_run(hub):
 
 
 def _worker_pids(serve_pid: int) -> list[int]:
+    """The job worker (queue cpu) that ``hub serve`` started; not its inference worker."""
     out = subprocess.run(
-        ["pgrep", "-f", "celery -A workers.celery_app worker"], capture_output=True, text=True
+        ["pgrep", "-f", "celery -A workers.celery_app worker -Q cpu "],
+        capture_output=True,
+        text=True,
     ).stdout
     pids = [int(p) for p in out.split()]
     mine = []

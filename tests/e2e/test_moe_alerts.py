@@ -65,7 +65,7 @@ def _wait(c: Client, job_id: str, timeout: float = 240) -> dict:
         time.sleep(1)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once: pytest-playwright regroups browser tests across modules
 def jobs(live_hub, tmp_path_factory) -> dict:
     live_hub.cli("admin", "create-user", "--user", USER, "--password", PASSWORD, check=True)
     token = live_hub.cli(

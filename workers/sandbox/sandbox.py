@@ -344,7 +344,10 @@ class Sandbox:
                 binds.append(_Bind(p, p, "ro"))
         projects = spec.project_paths
         if projects is None:
-            projects = [cfg.project_root / "workers"]
+            # What the workload imports: workers/ and the hub's Django-free shared package
+            # (the MoE health rules, the watermark); never the rest of hub/ or the settings.
+            root = cfg.project_root
+            projects = [root / "workers", root / "hub" / "__init__.py", root / "hub" / "shared"]
         for p in projects:
             rp = os.path.realpath(p)
             binds.append(_Bind(rp, rp, "ro"))

@@ -93,7 +93,8 @@ class SandboxSpec:
     default hidden set (``default_hidden_paths``): wherever such a path falls inside something
     bound, an empty read-only tmpfs (or /dev/null for a file) covers it.
     ``project_paths`` are parts of the repository bound read-only at their host paths (the job
-    imports ``workers.moe``); by default only ``workers/`` - not ``hub/``, not the settings.
+    imports ``workers.moe``); by default ``workers/`` and the Django-free ``hub/shared/`` (with
+    ``hub/__init__.py``) - not the rest of ``hub/``, not the settings.
     ``gpus`` are the device indices this job reserved (``GpuSlots``): only their
     ``/dev/nvidiaN`` nodes (plus the control nodes) exist inside.
     ``event_fd`` is the descriptor number the event pipe gets inside (None: no event pipe).
