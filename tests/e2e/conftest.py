@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,10 @@ class LiveHub:
         env = dict(self.env)
         if token:
             env["HUB_TOKEN"] = token
+        elif token == "":
+            # Anonymous: an empty config folder, so a login another test saved is not used.
+            env.pop("HUB_TOKEN", None)
+            env["HUB_CONFIG_DIR"] = tempfile.mkdtemp(prefix="hub-anonymous-")
         r = subprocess.run(
             [*HUB, *args],
             env=env,
